@@ -1,0 +1,149 @@
+//! Turning command-line arguments into a configured policy.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tiergate::{CompiledPolicy, Runtime, SandboxLimits, TenantPolicy};
+
+use super::{PolicyArgs, TenantArgs};
+
+pub fn runtime(args: &PolicyArgs) -> Result<Runtime> {
+    let mut limits = SandboxLimits::default();
+    if let Some(fuel) = args.fuel {
+        limits.fuel = fuel;
+    }
+    if let Some(ms) = args.timeout_ms {
+        limits.timeout = Duration::from_millis(ms);
+    }
+    Ok(Runtime::with_limits(limits)?)
+}
+
+pub fn compile(runtime: &Runtime, spec: &str) -> Result<CompiledPolicy> {
+    let path = std::path::Path::new(spec);
+    if path.exists() {
+        return runtime
+            .compile_file(path)
+            .with_context(|| format!("cannot load policy {spec}"));
+    }
+    match bundled(spec) {
+        Some(bytes) => runtime
+            .compile(bytes)
+            .with_context(|| format!("cannot load bundled policy {spec}")),
+        None => bail!(
+            "no policy file `{spec}`, and no bundled policy of that name (bundled: {})",
+            bundled_names().join(", ")
+        ),
+    }
+}
+
+pub fn tenant(args: &TenantArgs) -> Result<TenantPolicy> {
+    let runtime = runtime(&args.policy)?;
+    let compiled = compile(&runtime, &args.policy.policy)?;
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read configuration {}", path.display()))?;
+            if path.extension().is_some_and(|e| e == "toml") {
+                toml_to_json(&text)
+                    .with_context(|| format!("invalid configuration {}", path.display()))?
+            } else {
+                text
+            }
+        }
+        None => String::new(),
+    };
+    let policy = compiled
+        .configure(&config)
+        .with_context(|| format!("cannot configure policy {}", args.policy.policy))?;
+    Ok(policy.with_failure_tier(args.failure_tier)?)
+}
+
+/// TOML configuration as the JSON document policies read. Floats are refused:
+/// TOML reads them as binary floating point, which cannot hold money exactly.
+fn toml_to_json(text: &str) -> Result<String> {
+    fn convert(value: toml::Value, path: &str) -> Result<serde_json::Value> {
+        Ok(match value {
+            toml::Value::String(s) => s.into(),
+            toml::Value::Integer(i) => i.into(),
+            toml::Value::Boolean(b) => b.into(),
+            toml::Value::Datetime(d) => d.to_string().into(),
+            toml::Value::Float(f) => bail!(
+                "`{path}` = {f:?} is a floating-point number, which cannot hold money exactly: write it as a string, such as \"{f:?}\""
+            ),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| convert(v, &format!("{path}[{i}]")))
+                .collect::<Result<Vec<_>>>()?
+                .into(),
+            toml::Value::Table(table) => table
+                .into_iter()
+                .map(|(k, v)| {
+                    let key = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    Ok((k, convert(v, &key)?))
+                })
+                .collect::<Result<serde_json::Map<_, _>>>()?
+                .into(),
+        })
+    }
+    let table: toml::Table = toml::from_str(text)?;
+    Ok(convert(toml::Value::Table(table), "")?.to_string())
+}
+
+pub fn inspect(args: &PolicyArgs) -> Result<ExitCode> {
+    let compiled = compile(&runtime(args)?, &args.policy)?;
+    println!("{}", serde_json::to_string_pretty(compiled.info())?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn list_bundled() -> Result<ExitCode> {
+    let runtime = Runtime::new()?;
+    for name in bundled_names() {
+        let info = compile(&runtime, name)?.info().clone();
+        println!("{name}\t{}\t{}", info.version, info.digest);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(feature = "bundled-policies")]
+fn bundled(name: &str) -> Option<&'static [u8]> {
+    tiergate::bundled::get(name)
+}
+
+#[cfg(not(feature = "bundled-policies"))]
+fn bundled(_name: &str) -> Option<&'static [u8]> {
+    None
+}
+
+fn bundled_names() -> Vec<&'static str> {
+    #[cfg(feature = "bundled-policies")]
+    return tiergate::bundled::names().collect();
+    #[cfg(not(feature = "bundled-policies"))]
+    return Vec::new();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::toml_to_json;
+
+    #[test]
+    fn toml_config_becomes_json_without_floats() {
+        let json =
+            toml_to_json("limit = \"100.00\"\n[autonomous]\nmax_per_window = 1000\n").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["limit"], "100.00");
+        assert_eq!(v["autonomous"]["max_per_window"], 1000);
+        let err = toml_to_json("[autonomous]\nmax_amount = 1.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`autonomous.max_amount` = 1.0 is a floating-point number"),
+            "{err}"
+        );
+    }
+}

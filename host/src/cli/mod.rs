@@ -1,0 +1,108 @@
+//! Command-line front end over the library: parses arguments, loads inputs,
+//! prints results. Errors go to stderr with a non-zero exit.
+
+mod cases;
+mod eval;
+mod input;
+mod load;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tiergate::Tier;
+
+/// Governs what AI agents may spend: classify payments into autonomy tiers
+/// with sandboxed WebAssembly policies.
+#[derive(Parser)]
+#[command(name = "tiergate", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify transactions and print one decision (JSON) per transaction.
+    ///
+    /// Input is one JSON transaction, JSON Lines, or a JSON array, from a
+    /// file or stdin. Amounts may be strings or numbers; both are read
+    /// exactly.
+    Eval(EvalArgs),
+    /// Run expected-tier cases through the real sandbox; exit non-zero on any mismatch.
+    Test(TestArgs),
+    /// Show a policy's metadata: name, version, tiers, contract, digest.
+    Inspect(PolicyArgs),
+    /// List the example policies bundled in this binary.
+    Policies,
+}
+
+#[derive(Args)]
+struct PolicyArgs {
+    /// The policy: a .wasm component file, or the name of a bundled policy (see `tiergate policies`).
+    #[arg(long, value_name = "FILE.wasm|NAME")]
+    policy: String,
+    /// Fuel per classification (deterministic CPU bound).
+    #[arg(long, value_name = "UNITS")]
+    fuel: Option<u64>,
+    /// Wall-clock deadline per classification, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Args)]
+struct TenantArgs {
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// The tenant's policy configuration: a JSON file, or TOML (`.toml`) converted to JSON.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The tier applied when the policy fails: collaborative or prohibited.
+    #[arg(long, value_name = "TIER", default_value = "collaborative")]
+    failure_tier: Tier,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    tenant: TenantArgs,
+    /// What the policy's context answers: a JSON file of activity counts and sums.
+    #[arg(long, value_name = "FILE.json")]
+    context: Option<PathBuf>,
+    /// Transactions to classify; `-` or nothing reads stdin.
+    #[arg(value_name = "TX.json|-")]
+    input: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TestArgs {
+    #[command(flatten)]
+    tenant: TenantArgs,
+    /// The cases: a TOML file of transactions and the tiers they must get.
+    #[arg(value_name = "CASES.toml")]
+    cases: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TIERGATE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Eval(args) => eval::run(args),
+        Command::Test(args) => cases::run(args),
+        Command::Inspect(args) => load::inspect(&args),
+        Command::Policies => load::list_bundled(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! What classification produces: a tier, reasons, and when the policy failed,
+//! what went wrong.
+
+use serde::{Deserialize, Serialize};
+use tiergate_policy::Tier;
+
+use super::context::ContextRead;
+
+/// Why a tier was chosen: a stable machine code and a human sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Short `snake_case` code.
+    pub code: String,
+    /// One sentence for the owner or auditor.
+    pub message: String,
+}
+
+impl Reason {
+    pub(crate) fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Reason {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The outcome of classifying one transaction.
+///
+/// When the policy failed, `failure` says how, `tier` is the failure tier (or
+/// the stricter tier the policy asked for, if it could still be read), and
+/// `reasons` starts with a `policy_*` code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The tier to apply.
+    pub tier: Tier,
+    /// Why, most important first.
+    pub reasons: Vec<Reason>,
+    /// An alternative path for the agent, when the policy offered one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+    /// How the policy failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<PolicyFailure>,
+    /// Every question the policy asked the context and the answer it got, in
+    /// order: with the transaction and the policy, enough to replay the
+    /// decision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context_reads: Vec<ContextRead>,
+    /// Fuel the policy used (a deterministic measure of its work).
+    pub fuel_used: u64,
+}
+
+impl Decision {
+    /// Whether one of the reasons has this code.
+    pub fn has_reason(&self, code: &str) -> bool {
+        self.reasons.iter().any(|r| r.code == code)
+    }
+}
+
+/// How a policy failed. Each kind becomes a reason code such as
+/// `policy_fuel_exhausted` on the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The policy trapped: a panic, `unreachable`, or an illegal operation.
+    Trap,
+    /// The policy used all its fuel (its deterministic CPU budget).
+    FuelExhausted,
+    /// The policy ran past its wall-clock deadline.
+    Timeout,
+    /// The policy tried to grow its memory past the limit.
+    MemoryLimit,
+    /// The policy overflowed its stack.
+    StackOverflow,
+    /// The policy returned an error instead of a decision.
+    PolicyError,
+    /// The decision broke the contract's size bounds.
+    DecisionOversized,
+    /// The decision was unusable: no reason, an empty code.
+    DecisionMalformed,
+    /// The policy returned a tier it did not declare in its metadata.
+    UndeclaredTier,
+    /// The policy asked the context more questions than allowed.
+    TooManyContextReads,
+    /// The host could not run the policy (for example, out of instance slots).
+    Host,
+}
+
+impl FailureKind {
+    /// The reason code this failure puts on the decision.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureKind::Trap => "policy_trap",
+            FailureKind::FuelExhausted => "policy_fuel_exhausted",
+            FailureKind::Timeout => "policy_timeout",
+            FailureKind::MemoryLimit => "policy_memory_limit",
+            FailureKind::StackOverflow => "policy_stack_overflow",
+            FailureKind::PolicyError => "policy_error",
+            FailureKind::DecisionOversized => "policy_decision_oversized",
+            FailureKind::DecisionMalformed => "policy_decision_malformed",
+            FailureKind::UndeclaredTier => "policy_undeclared_tier",
+            FailureKind::TooManyContextReads => "policy_too_many_context_reads",
+            FailureKind::Host => "host_error",
+        }
+    }
+}
+
+/// A policy failure, kept on the decision for the audit record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFailure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// What the host saw: the trap message, the policy's error text, the
+    /// panic message it printed, or the bound it broke.
+    pub detail: String,
+}

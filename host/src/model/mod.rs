@@ -1,0 +1,7 @@
+//! The vocabulary of governance: money, transactions, decisions and the
+//! context a policy may read. Plain data, trusted, no wasm in sight.
+
+pub mod context;
+pub mod decision;
+pub mod money;
+pub mod transaction;

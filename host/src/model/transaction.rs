@@ -1,0 +1,279 @@
+//! The payment an agent asks to make, and the checks it must pass before any
+//! policy sees it.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tiergate_policy::RecipientTrust;
+
+use super::money;
+
+/// A payment an agent asks to make.
+///
+/// Read it from JSON with [`Transaction::from_json_value`], which checks every
+/// field; amounts may be JSON strings (`"89.00"`) or numbers (`89.00`), both
+/// read exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transaction {
+    /// Unique per tenant; the idempotency key of the request.
+    pub id: String,
+    /// The tenant whose agent asks.
+    pub tenant: String,
+    /// The agent asking to pay.
+    pub agent: String,
+    /// Strictly positive amount in `currency`.
+    #[serde(with = "money::exact")]
+    pub amount: Decimal,
+    /// Currency or token code: `USD`, `EURC`, `USDC`.
+    pub currency: String,
+    /// What the payment is for: `embeddings`, `agent_hire`.
+    pub category: String,
+    /// Who receives the payment.
+    pub recipient: String,
+    /// How much the tenant trusts the recipient.
+    pub recipient_trust: RecipientTrust,
+    /// ISO 3166-1 alpha-2 country code of the recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<String>,
+    /// Why the agent wants to pay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub justification: Option<String>,
+    /// Settlement network, such as `base-mainnet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// Free key/value pairs from the platform.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// When the agent asked, in milliseconds since the Unix epoch, stamped by
+    /// the host.
+    pub requested_at_ms: u64,
+}
+
+/// A transaction field that is missing, malformed or out of bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid transaction: {message}")]
+pub struct InvalidTransaction {
+    /// The offending field (`amount`, `metadata.key`, ...), when one is to blame.
+    pub field: Option<String>,
+    message: String,
+}
+
+impl InvalidTransaction {
+    fn field(field: &str, problem: impl std::fmt::Display) -> Self {
+        InvalidTransaction {
+            field: Some(field.to_string()),
+            message: format!("`{field}` {problem}"),
+        }
+    }
+}
+
+/// Bounds on text fields, in bytes. They keep records and policy inputs small
+/// and stop a runaway agent from filling the audit log.
+pub mod limits {
+    /// `id`, `agent`.
+    pub const ID: usize = 128;
+    /// `tenant`, `category`, `network`.
+    pub const NAME: usize = 64;
+    /// `recipient`.
+    pub const RECIPIENT: usize = 256;
+    /// `currency`.
+    pub const CURRENCY: usize = 16;
+    /// `justification`.
+    pub const JUSTIFICATION: usize = 4096;
+    /// Number of `metadata` entries.
+    pub const METADATA_ENTRIES: usize = 32;
+    /// Each `metadata` key.
+    pub const METADATA_KEY: usize = 64;
+    /// Each `metadata` value.
+    pub const METADATA_VALUE: usize = 1024;
+}
+
+impl Transaction {
+    /// Reads a transaction from a JSON value and checks it. When the value
+    /// has no `requested_at_ms`, the host stamps it with `now_ms`.
+    pub fn from_json_value(
+        mut value: serde_json::Value,
+        now_ms: u64,
+    ) -> Result<Self, InvalidTransaction> {
+        let Some(object) = value.as_object_mut() else {
+            return Err(InvalidTransaction {
+                field: None,
+                message: "expected a JSON object".into(),
+            });
+        };
+        object
+            .entry("requested_at_ms")
+            .or_insert_with(|| serde_json::Value::from(now_ms));
+        let tx: Transaction = serde_json::from_value(value).map_err(|e| InvalidTransaction {
+            field: None,
+            message: e.to_string(),
+        })?;
+        tx.validate()?;
+        Ok(tx)
+    }
+
+    /// Checks every field's bounds and format.
+    pub fn validate(&self) -> Result<(), InvalidTransaction> {
+        text("id", &self.id, limits::ID)?;
+        text("tenant", &self.tenant, limits::NAME)?;
+        text("agent", &self.agent, limits::ID)?;
+        text("category", &self.category, limits::NAME)?;
+        text("recipient", &self.recipient, limits::RECIPIENT)?;
+        if self.amount <= Decimal::ZERO {
+            return Err(InvalidTransaction::field(
+                "amount",
+                format!("must be greater than zero, not {}", self.amount),
+            ));
+        }
+        let c = &self.currency;
+        if c.is_empty()
+            || c.len() > limits::CURRENCY
+            || !c.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(InvalidTransaction::field(
+                "currency",
+                format!(
+                    "must be a code of 1 to {} ASCII letters and digits, such as USD or EURC, not {c:?}",
+                    limits::CURRENCY
+                ),
+            ));
+        }
+        if let Some(j) = &self.jurisdiction {
+            if j.len() != 2 || !j.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(InvalidTransaction::field(
+                    "jurisdiction",
+                    format!(
+                        "must be an ISO 3166-1 alpha-2 code in capitals, such as DE, not {j:?}"
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = &self.network {
+            text("network", n, limits::NAME)?;
+        }
+        if let Some(j) = &self.justification {
+            bounded("justification", j, limits::JUSTIFICATION)?;
+        }
+        if self.metadata.len() > limits::METADATA_ENTRIES {
+            return Err(InvalidTransaction::field(
+                "metadata",
+                format!(
+                    "has {} entries; at most {} are allowed",
+                    self.metadata.len(),
+                    limits::METADATA_ENTRIES
+                ),
+            ));
+        }
+        for (k, v) in &self.metadata {
+            text("metadata key", k, limits::METADATA_KEY)?;
+            bounded(&format!("metadata.{k}"), v, limits::METADATA_VALUE)?;
+        }
+        Ok(())
+    }
+}
+
+/// A non-empty single-line identifier of at most `max` bytes.
+fn text(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> {
+    if value.is_empty() {
+        return Err(InvalidTransaction::field(field, "must not be empty"));
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err(InvalidTransaction::field(
+            field,
+            format!("must not contain whitespace: {value:?}"),
+        ));
+    }
+    bounded(field, value, max)
+}
+
+/// Free text of at most `max` bytes without control characters other than newlines.
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> {
+    if value.len() > max {
+        return Err(InvalidTransaction::field(
+            field,
+            format!("is {} bytes long; at most {max} are allowed", value.len()),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(InvalidTransaction::field(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn base() -> serde_json::Value {
+        json!({
+            "id": "tx-1", "tenant": "acme", "agent": "procurement-agent", "amount": "89.00",
+            "currency": "USDC", "category": "agent_hire", "recipient": "analysis-agent-beta.example",
+            "recipient_trust": "known"
+        })
+    }
+
+    fn error_with(field: &str, value: serde_json::Value) -> String {
+        let mut v = base();
+        v[field] = value;
+        Transaction::from_json_value(v, 0).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_host_stamps_a_missing_request_time() {
+        let tx = Transaction::from_json_value(base(), 1_782_518_400_000).unwrap();
+        assert_eq!(tx.requested_at_ms, 1_782_518_400_000);
+        let mut v = base();
+        v["requested_at_ms"] = json!(5);
+        assert_eq!(
+            Transaction::from_json_value(v, 9).unwrap().requested_at_ms,
+            5
+        );
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        assert!(error_with("amount", json!("0")).contains("`amount` must be greater than zero"));
+        assert!(
+            error_with("amount", json!("-1.00")).contains("`amount` must be greater than zero")
+        );
+        assert!(error_with("amount", json!(1.5e3)).contains("not an exact decimal"));
+        assert!(error_with("currency", json!("US D")).contains("`currency`"));
+        assert!(error_with("jurisdiction", json!("de")).contains("`jurisdiction`"));
+        assert!(
+            error_with("category", json!("x".repeat(65))).contains("`category` is 65 bytes long")
+        );
+        assert!(
+            error_with("justification", json!("y".repeat(5000)))
+                .contains("`justification` is 5000 bytes")
+        );
+        assert!(
+            error_with("recipient_trust", json!("trusted")).contains("unknown variant `trusted`")
+        );
+        assert!(error_with("agent", json!("")).contains("`agent` must not be empty"));
+        let mut v = base();
+        v["amout"] = json!("1");
+        assert!(
+            Transaction::from_json_value(v, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown field `amout`")
+        );
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("category");
+        assert!(
+            Transaction::from_json_value(v, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("missing field `category`")
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Errors of the runtime, each naming the stage that failed and what to do.
+
+use std::path::PathBuf;
+
+use tiergate_policy::Tier;
+
+use crate::model::decision::PolicyFailure;
+use crate::model::transaction::InvalidTransaction;
+
+/// Why a policy could not be loaded or configured.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The policy file could not be read.
+    #[error("cannot read policy file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The bytes are not WebAssembly at all.
+    #[error(
+        "not a WebAssembly component ({found}): pass the .wasm file built for the wasm32-wasip2 target"
+    )]
+    NotWasm {
+        /// What the bytes look like instead.
+        found: String,
+    },
+    /// A core module was given where a component is needed.
+    #[error(
+        "this is a core WebAssembly module, not a component: build the policy with `cargo build --target wasm32-wasip2` using the tiergate-policy SDK"
+    )]
+    CoreModule,
+    /// A precompiled native artifact was given.
+    #[error(
+        "this is a precompiled native artifact ({found}), which tiergate never loads: only its own compiled cache is deserialized; pass the policy's .wasm component instead"
+    )]
+    Precompiled {
+        /// The artifact's format.
+        found: &'static str,
+    },
+    /// The component failed to validate or compile.
+    #[error("the component is invalid: {0}")]
+    Invalid(String),
+    /// The component targets a contract version this host does not serve.
+    #[error(
+        "the policy was built against contract tiergate:policy@{found}, which this host does not serve (it serves {supported}): rebuild it with a tiergate-policy SDK for one of those"
+    )]
+    UnsupportedContract {
+        /// The contract version the policy names.
+        found: String,
+        /// The versions this host serves.
+        supported: String,
+    },
+    /// The component does not export the policy interface.
+    #[error(
+        "the component does not export `{expected}`, so it is not a tier policy (it exports: {found}): export one with tiergate_policy::export_policy!"
+    )]
+    MissingExport {
+        /// The export the host needs.
+        expected: String,
+        /// What the component exports instead.
+        found: String,
+    },
+    /// The component imports an interface outside the sandbox's allow-list.
+    #[error(
+        "the component imports `{name}`, which policies may not use: a policy may import only the tiergate context and the closed-down WASI interfaces the Rust standard library needs"
+    )]
+    ForbiddenImport {
+        /// The import.
+        name: String,
+    },
+    /// The component could not be prepared for instantiation.
+    #[error("the component cannot be linked against the sandbox: {0}")]
+    Link(String),
+    /// The policy's `info` failed or returned nonsense.
+    #[error("the policy's metadata is unusable: {0}")]
+    BadMetadata(String),
+    /// The policy rejected the tenant's configuration.
+    #[error("the policy rejected its configuration: {0}")]
+    InvalidConfig(String),
+    /// The policy failed while checking its configuration.
+    #[error("the policy failed while checking its configuration ({}): {}", .0.kind.code(), .0.detail)]
+    ConfigCheckFailed(PolicyFailure),
+    /// The failure tier would let a failing policy's payments through.
+    #[error(
+        "failure tier `{0}` is too loose: a failing policy must land with a human, so use collaborative or prohibited"
+    )]
+    FailureTierTooLoose(Tier),
+}
+
+/// Why a transaction could not be classified at all. Policy failures are not
+/// errors: they produce a [`Decision`](crate::Decision) with the failure tier.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClassifyError {
+    /// The transaction failed its checks; no policy ran.
+    #[error(transparent)]
+    InvalidTransaction(#[from] InvalidTransaction),
+}
+
+/// The runtime could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the policy runtime: {0}")]
+pub struct RuntimeError(pub(crate) String);

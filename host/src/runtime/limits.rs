@@ -1,0 +1,56 @@
+//! Every bound the sandbox enforces, as one plain-data table of knobs.
+
+use std::time::Duration;
+
+/// The bounds every policy runs under. One `SandboxLimits` configures a
+/// [`Runtime`](super::Runtime); the defaults suit tier policies, which decide
+/// in microseconds.
+///
+/// | knob | default | what happens when a policy hits it |
+/// |---|---|---|
+/// | `fuel` | 2,000,000 | `policy_fuel_exhausted`: deterministic, same every run |
+/// | `timeout` | 5 ms | `policy_timeout`: wall-clock backstop, including time in host calls |
+/// | `memory_bytes` | 16 MiB | `policy_memory_limit` |
+/// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
+/// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
+/// | `instance_slots` | 64 | callers wait for a free slot; nothing fails |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Fuel per call (about one unit per wasm instruction). The deterministic
+    /// CPU bound: the same policy and inputs use the same fuel every time.
+    pub fuel: u64,
+    /// Wall-clock deadline per call, measured in 1 ms epoch ticks.
+    pub timeout: Duration,
+    /// Largest linear memory a policy instance may grow to.
+    pub memory_bytes: usize,
+    /// Largest native stack a policy may use.
+    pub stack_bytes: usize,
+    /// Most context questions one classification may ask.
+    pub max_context_reads: usize,
+    /// Sandboxes that may run at once; further callers wait for a slot.
+    pub instance_slots: u32,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            fuel: 2_000_000,
+            timeout: Duration::from_millis(5),
+            memory_bytes: 16 << 20,
+            stack_bytes: 512 << 10,
+            max_context_reads: 64,
+            instance_slots: 64,
+        }
+    }
+}
+
+/// Bounds on a policy's answer, from the WIT contract.
+pub(crate) mod decision {
+    pub const MAX_REASONS: usize = 16;
+    pub const MAX_CODE_BYTES: usize = 64;
+    pub const MAX_TEXT_BYTES: usize = 1024;
+    pub const MAX_NAME_BYTES: usize = 64;
+}
+
+/// Bytes of a policy's stderr kept for the failure detail (panic messages).
+pub(crate) const STDERR_BYTES: usize = 8 << 10;

@@ -1,0 +1,153 @@
+//! The sandboxed runtime for untrusted tenant policies.
+//!
+//! This module is the only place that touches wasmtime. It owns the engine
+//! configuration (pooling allocator, fuel, epoch ticker, limits), checks
+//! every component before it runs, and turns whatever a policy does (answer,
+//! trap, loop, overgrow) into a [`Decision`](crate::Decision) that never
+//! loosens the tenant's failure tier.
+
+mod error;
+mod inspect;
+mod limits;
+mod policy;
+mod sandbox;
+mod slots;
+mod v0_1_0;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use error::{ClassifyError, LoadError, RuntimeError};
+pub use limits::SandboxLimits;
+pub use policy::{CompiledPolicy, PolicyInfo, TenantPolicy};
+
+use sandbox::Sandbox;
+use slots::Slots;
+
+/// How often the epoch ticker advances; the wall-clock deadline's resolution.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Compiles policies and runs them, each call in a fresh sandbox.
+///
+/// Create one per process and share it (it is cheap to clone); it owns a
+/// background thread that drives the wall-clock deadlines.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    limits: SandboxLimits,
+    slots: Slots,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// A runtime with the default [`SandboxLimits`].
+    pub fn new() -> Result<Self, RuntimeError> {
+        Self::with_limits(SandboxLimits::default())
+    }
+
+    /// A runtime enforcing `limits` on every policy call.
+    pub fn with_limits(limits: SandboxLimits) -> Result<Self, RuntimeError> {
+        let engine =
+            Engine::new(&engine_config(&limits)).map_err(|e| RuntimeError(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| RuntimeError(e.to_string()))?;
+        v0_1_0::TierPolicy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| RuntimeError(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (engine_for_ticker, stop) = (engine.clone(), ticker_stop.clone());
+        thread::Builder::new()
+            .name("tiergate-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    thread::sleep(EPOCH_TICK);
+                    engine_for_ticker.increment_epoch();
+                }
+            })
+            .map_err(|e| RuntimeError(format!("cannot start the epoch ticker thread: {e}")))?;
+
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                slots: Slots::new(limits.instance_slots),
+                engine,
+                linker,
+                limits,
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.inner.limits
+    }
+
+    /// Checks and compiles a policy component.
+    ///
+    /// Refuses, before running anything, bytes that are not a binary
+    /// component, a precompiled native artifact, a component of another
+    /// contract version or world, and a component importing anything outside
+    /// the sandbox's allow-list. Then asks the policy for its metadata.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
+        CompiledPolicy::compile(self.clone(), bytes)
+    }
+
+    /// [`compile`](Self::compile) for a file.
+    pub fn compile_file(&self, path: &Path) -> Result<CompiledPolicy, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.compile(&bytes)
+    }
+}
+
+fn engine_config(limits: &SandboxLimits) -> Config {
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(limits.stack_bytes)
+        // Policies are synchronous; the async task machinery doubles call cost.
+        .concurrency_support(false)
+        // Reservations sized to the memory limit, not 4 GiB each, so a pool
+        // sized for real concurrency fits comfortably.
+        .memory_reservation(limits.memory_bytes as u64)
+        .memory_guard_size(64 << 10);
+
+    let slots = limits.instance_slots;
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .max_core_instances_per_component(8)
+        .total_memories(slots * 2)
+        .max_memories_per_component(2)
+        .total_tables(slots * 8)
+        .max_tables_per_component(8)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(20_000)
+        .total_stacks(0)
+        // Keeping a few pages resident avoids a page fault storm per call.
+        .linear_memory_keep_resident(128 << 10)
+        .table_keep_resident(128 << 10);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}

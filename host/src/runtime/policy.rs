@@ -1,0 +1,457 @@
+//! Compiled policies, their per-tenant configuration, and classification:
+//! one fresh sandbox per call, every failure turned into the failure tier.
+
+use std::fmt;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tiergate_policy::Tier;
+use wasmtime::component::Component;
+use wasmtime::{Store, Trap};
+
+use super::limits::decision as bounds;
+use super::sandbox::Sandbox;
+use super::v0_1_0::{self, TierPolicy, TierPolicyPre, TooManyReads, WitDecision};
+use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
+use crate::model::context::{ContextRead, ContextSource, StaticContext};
+use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
+use crate::model::transaction::Transaction;
+
+/// What a policy says about itself, plus what the host knows of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PolicyInfo {
+    /// The policy's name.
+    pub name: String,
+    /// The policy's own version.
+    pub version: String,
+    /// The tiers it declares it can return.
+    pub tiers: Vec<Tier>,
+    /// The contract version it implements, such as `0.1.0`.
+    pub contract: String,
+    /// `sha256:` digest of the component's bytes: which code decided.
+    pub digest: String,
+}
+
+/// A checked, compiled policy component, ready to be configured for tenants.
+/// Cheap to clone; one compiled policy serves any number of tenants.
+#[derive(Clone)]
+pub struct CompiledPolicy(Arc<Compiled>);
+
+struct Compiled {
+    runtime: Runtime,
+    pre: TierPolicyPre<Sandbox>,
+    info: PolicyInfo,
+}
+
+impl fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CompiledPolicy").field(&self.0.info).finish()
+    }
+}
+
+/// The result of one sandboxed call: its value or the failure, and what it
+/// read and spent along the way.
+struct Run<R> {
+    result: Result<R, PolicyFailure>,
+    reads: Vec<ContextRead>,
+    fuel_used: u64,
+}
+
+impl CompiledPolicy {
+    pub(super) fn compile(runtime: Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
+        inspect::check_format(bytes)?;
+        let engine = &runtime.inner.engine;
+        let component =
+            Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let contract = inspect::check_interface(engine, &component, bytes)?;
+        let pre = runtime
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .and_then(TierPolicyPre::new)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let digest = format!("sha256:{}", hex(&Sha256::digest(bytes)));
+        let mut compiled = Compiled {
+            runtime,
+            pre,
+            info: PolicyInfo {
+                name: String::new(),
+                version: String::new(),
+                tiers: Vec::new(),
+                contract: contract.to_string(),
+                digest,
+            },
+        };
+        let answer = compiled
+            .run(Arc::new(StaticContext::default()), |store, policy| {
+                policy.tiergate_policy_policy().call_info(store)
+            })
+            .result
+            .map_err(|f| {
+                LoadError::BadMetadata(format!("`info` failed ({}): {}", f.kind.code(), f.detail))
+            })?;
+        let name_ok = |s: &str| !s.is_empty() && s.len() <= bounds::MAX_NAME_BYTES;
+        if !name_ok(&answer.name) || !name_ok(&answer.version) {
+            return Err(LoadError::BadMetadata(format!(
+                "name and version must be 1 to {} bytes, got {:?} and {:?}",
+                bounds::MAX_NAME_BYTES,
+                answer.name,
+                answer.version
+            )));
+        }
+        let mut tiers: Vec<Tier> = answer
+            .tiers
+            .into_iter()
+            .map(v0_1_0::tier_from_wit)
+            .collect();
+        tiers.sort();
+        tiers.dedup();
+        if tiers.is_empty() {
+            return Err(LoadError::BadMetadata(
+                "the policy declares no tier it can return".into(),
+            ));
+        }
+        compiled.info.name = answer.name;
+        compiled.info.version = answer.version;
+        compiled.info.tiers = tiers;
+        Ok(CompiledPolicy(Arc::new(compiled)))
+    }
+
+    /// The policy's name, version, declared tiers, contract and digest.
+    pub fn info(&self) -> &PolicyInfo {
+        &self.0.info
+    }
+
+    /// Binds a tenant's configuration document, which the policy checks in
+    /// the sandbox. The failure tier starts as collaborative.
+    pub fn configure(&self, config: &str) -> Result<TenantPolicy, LoadError> {
+        let run = self
+            .0
+            .run(Arc::new(StaticContext::default()), |store, policy| {
+                policy
+                    .tiergate_policy_policy()
+                    .call_check_config(store, config)
+            });
+        match run.result {
+            Ok(Ok(())) => Ok(TenantPolicy {
+                compiled: self.clone(),
+                config: config.into(),
+                config_digest: format!("sha256:{}", hex(&Sha256::digest(config.as_bytes()))),
+                failure_tier: Tier::Collaborative,
+            }),
+            Ok(Err(message)) => Err(LoadError::InvalidConfig(bounded(&message))),
+            Err(failure) => Err(LoadError::ConfigCheckFailed(failure)),
+        }
+    }
+}
+
+impl Compiled {
+    /// Runs `call` in a fresh store and instance under every limit.
+    fn run<R>(
+        &self,
+        context: Arc<dyn ContextSource>,
+        call: impl FnOnce(&mut Store<Sandbox>, &TierPolicy) -> wasmtime::Result<R>,
+    ) -> Run<R> {
+        let inner = &self.runtime.inner;
+        let limits = &inner.limits;
+        let _slot = inner.slots.take();
+        let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
+        let mut store = Store::new(&inner.engine, sandbox);
+        store.limiter(|s| &mut s.memory);
+        let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+        let result = store
+            .set_fuel(limits.fuel)
+            .and_then(|()| self.pre.instantiate(&mut store))
+            .and_then(|policy| call(&mut store, &policy));
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let result = result.map_err(|e| failure_from_error(&e, store.data(), limits));
+        Run {
+            result,
+            reads: std::mem::take(&mut store.data_mut().reads),
+            fuel_used,
+        }
+    }
+}
+
+/// A compiled policy bound to one tenant's configuration and failure tier.
+#[derive(Clone)]
+pub struct TenantPolicy {
+    compiled: CompiledPolicy,
+    config: Arc<str>,
+    config_digest: String,
+    failure_tier: Tier,
+}
+
+impl fmt::Debug for TenantPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantPolicy")
+            .field("policy", &self.compiled.0.info)
+            .field("config_digest", &self.config_digest)
+            .field("failure_tier", &self.failure_tier)
+            .finish()
+    }
+}
+
+impl TenantPolicy {
+    /// Sets the tier applied when the policy fails. It may only be
+    /// collaborative or prohibited: a failing policy never lets a payment
+    /// through on its own.
+    pub fn with_failure_tier(mut self, tier: Tier) -> Result<Self, LoadError> {
+        if tier < Tier::Collaborative {
+            return Err(LoadError::FailureTierTooLoose(tier));
+        }
+        self.failure_tier = tier;
+        Ok(self)
+    }
+
+    /// The tier applied when the policy fails.
+    pub fn failure_tier(&self) -> Tier {
+        self.failure_tier
+    }
+
+    /// The compiled policy's metadata.
+    pub fn info(&self) -> &PolicyInfo {
+        self.compiled.info()
+    }
+
+    /// `sha256:` digest of the configuration document.
+    pub fn config_digest(&self) -> &str {
+        &self.config_digest
+    }
+
+    /// Classifies a transaction on a blocking thread pool; many tasks may
+    /// call this at once (the instance pool bounds how many run together).
+    pub async fn classify(
+        &self,
+        tx: Transaction,
+        context: Arc<dyn ContextSource>,
+    ) -> Result<Decision, ClassifyError> {
+        let this = self.clone();
+        match tokio::task::spawn_blocking(move || this.classify_blocking(&tx, context)).await {
+            Ok(result) => result,
+            Err(e) => Ok(self.fail_closed(
+                PolicyFailure {
+                    kind: FailureKind::Host,
+                    detail: format!("the classification task did not finish: {e}"),
+                },
+                None,
+                Vec::new(),
+                0,
+            )),
+        }
+    }
+
+    /// Classifies a transaction on the calling thread.
+    ///
+    /// An invalid transaction is an error and no policy runs. Anything the
+    /// policy does wrong yields a decision with the failure tier (or the
+    /// stricter tier the policy asked for) and the failure kept on it.
+    pub fn classify_blocking(
+        &self,
+        tx: &Transaction,
+        context: Arc<dyn ContextSource>,
+    ) -> Result<Decision, ClassifyError> {
+        tx.validate()?;
+        let wit_tx = v0_1_0::transaction_to_wit(tx);
+        let run = self.compiled.0.run(context, |store, policy| {
+            policy
+                .tiergate_policy_policy()
+                .call_classify(store, &self.config, &wit_tx)
+        });
+        let outcome = match run.result {
+            Ok(Ok(answer)) => self.check_answer(answer),
+            Ok(Err(message)) => Err((
+                PolicyFailure {
+                    kind: FailureKind::PolicyError,
+                    detail: bounded(&message),
+                },
+                None,
+            )),
+            Err(failure) => Err((failure, None)),
+        };
+        Ok(match outcome {
+            Ok((tier, reasons, suggestion)) => Decision {
+                tier,
+                reasons,
+                suggestion,
+                failure: None,
+                context_reads: run.reads,
+                fuel_used: run.fuel_used,
+            },
+            Err((failure, asked)) => self.fail_closed(failure, asked, run.reads, run.fuel_used),
+        })
+    }
+
+    /// Checks a decision against the contract's bounds and the declared tiers.
+    /// On failure, also returns the tier the policy asked for, so a broken
+    /// answer can still make the result stricter.
+    #[allow(clippy::type_complexity)]
+    fn check_answer(
+        &self,
+        answer: WitDecision,
+    ) -> Result<(Tier, Vec<Reason>, Option<String>), (PolicyFailure, Option<Tier>)> {
+        let (tier, reasons, suggestion) = v0_1_0::reasons_from_wit(answer);
+        let fail = |kind, detail: String| Err((PolicyFailure { kind, detail }, Some(tier)));
+        if !self.info().tiers.contains(&tier) {
+            let declared: Vec<&str> = self.info().tiers.iter().map(|t| t.as_str()).collect();
+            return fail(
+                FailureKind::UndeclaredTier,
+                format!("returned {tier}, but declares only {}", declared.join(", ")),
+            );
+        }
+        if reasons.is_empty() {
+            return fail(
+                FailureKind::DecisionMalformed,
+                "the decision has no reason".into(),
+            );
+        }
+        if reasons.len() > bounds::MAX_REASONS {
+            return fail(
+                FailureKind::DecisionOversized,
+                format!(
+                    "{} reasons; at most {} are allowed",
+                    reasons.len(),
+                    bounds::MAX_REASONS
+                ),
+            );
+        }
+        for r in &reasons {
+            let code_ok = r
+                .code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if r.code.is_empty() || !code_ok {
+                return fail(
+                    FailureKind::DecisionMalformed,
+                    format!("reason code {:?} is not snake_case", bounded(&r.code)),
+                );
+            }
+            if r.code.len() > bounds::MAX_CODE_BYTES || r.message.len() > bounds::MAX_TEXT_BYTES {
+                return fail(
+                    FailureKind::DecisionOversized,
+                    format!(
+                        "reason {:?} exceeds {} bytes of code or {} of message",
+                        bounded(&r.code),
+                        bounds::MAX_CODE_BYTES,
+                        bounds::MAX_TEXT_BYTES
+                    ),
+                );
+            }
+        }
+        if suggestion
+            .as_ref()
+            .is_some_and(|s| s.len() > bounds::MAX_TEXT_BYTES)
+        {
+            return fail(
+                FailureKind::DecisionOversized,
+                format!("the suggestion exceeds {} bytes", bounds::MAX_TEXT_BYTES),
+            );
+        }
+        Ok((tier, reasons, suggestion))
+    }
+
+    fn fail_closed(
+        &self,
+        failure: PolicyFailure,
+        asked: Option<Tier>,
+        reads: Vec<ContextRead>,
+        fuel_used: u64,
+    ) -> Decision {
+        let tier = asked.map_or(self.failure_tier, |t| t.max(self.failure_tier));
+        let reason = Reason::new(
+            failure.kind.code(),
+            format!(
+                "the policy failed, so the failure tier applies: {}",
+                failure.detail
+            ),
+        );
+        Decision {
+            tier,
+            reasons: vec![reason],
+            suggestion: None,
+            failure: Some(failure),
+            context_reads: reads,
+            fuel_used,
+        }
+    }
+}
+
+/// Names what went wrong in a sandboxed call.
+fn failure_from_error(
+    error: &wasmtime::Error,
+    sandbox: &Sandbox,
+    limits: &super::SandboxLimits,
+) -> PolicyFailure {
+    let printed = sandbox.stderr_text();
+    let with_output = |detail: String| {
+        if printed.is_empty() {
+            bounded(&detail)
+        } else {
+            bounded(&format!("{detail}; it printed: {printed}"))
+        }
+    };
+    if let Some(too_many) = error.downcast_ref::<TooManyReads>() {
+        return PolicyFailure {
+            kind: FailureKind::TooManyContextReads,
+            detail: too_many.to_string(),
+        };
+    }
+    let trap = error.downcast_ref::<Trap>();
+    let (kind, detail) = match (trap, sandbox.memory.refused) {
+        (Some(Trap::OutOfFuel), _) => (
+            FailureKind::FuelExhausted,
+            format!("used all {} units of fuel", limits.fuel),
+        ),
+        (Some(Trap::Interrupt), _) => (
+            FailureKind::Timeout,
+            format!("ran past its {} ms deadline", limits.timeout.as_millis()),
+        ),
+        (Some(Trap::StackOverflow), _) => (
+            FailureKind::StackOverflow,
+            format!("overflowed its {} KiB stack", limits.stack_bytes >> 10),
+        ),
+        (_, Some(wanted)) => (
+            FailureKind::MemoryLimit,
+            format!(
+                "tried to grow its memory to {wanted} bytes; the limit is {}",
+                limits.memory_bytes
+            ),
+        ),
+        (Some(trap), None) => (FailureKind::Trap, format!("trapped: {trap}")),
+        (None, None) => (
+            FailureKind::Trap,
+            format!("stopped: {}", root_message(error)),
+        ),
+    };
+    PolicyFailure {
+        kind,
+        detail: with_output(detail),
+    }
+}
+
+/// The innermost message of an error chain, without wasm backtraces.
+fn root_message(error: &wasmtime::Error) -> String {
+    error
+        .chain()
+        .last()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
+/// Caps text coming out of a policy at the contract's message size.
+fn bounded(text: &str) -> String {
+    if text.len() <= bounds::MAX_TEXT_BYTES {
+        return text.to_string();
+    }
+    let mut end = bounds::MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,113 @@
+//! Contract `tiergate:policy@0.1.0`: its generated bindings, the host side of
+//! its `context` interface, and conversions to and from the host's types.
+//! A later contract gets a sibling module that converts into the same types.
+
+use tiergate_policy::{RecipientTrust, Tier, Window};
+
+use super::sandbox::Sandbox;
+use crate::model::context::{ActivityFilter, ContextRead};
+use crate::model::decision::Reason;
+use crate::model::transaction::Transaction;
+
+wasmtime::component::bindgen!({
+    path: "../wit/v0.1.0",
+    world: "tier-policy",
+    imports: { default: trappable },
+});
+
+pub(crate) use exports::tiergate::policy::policy::Decision as WitDecision;
+use tiergate::policy::{context, types};
+
+/// A policy asked the context more questions than the limit allows.
+#[derive(Debug, thiserror::Error)]
+#[error("the policy asked more than {0} context questions in one classification")]
+pub(crate) struct TooManyReads(pub usize);
+
+impl Sandbox {
+    fn record(&mut self, read: ContextRead) -> wasmtime::Result<()> {
+        if self.reads.len() >= self.max_reads {
+            return Err(wasmtime::Error::new(TooManyReads(self.max_reads)));
+        }
+        self.reads.push(read);
+        Ok(())
+    }
+}
+
+impl types::Host for Sandbox {}
+
+impl context::Host for Sandbox {
+    fn agent_activity(
+        &mut self,
+        window_ms: u64,
+        filter: context::ActivityFilter,
+    ) -> wasmtime::Result<context::Activity> {
+        let filter = match filter {
+            context::ActivityFilter::All => ActivityFilter::All,
+            context::ActivityFilter::Category(c) => ActivityFilter::Category(c),
+            context::ActivityFilter::Tier(t) => ActivityFilter::Tier(tier_from_wit(t)),
+        };
+        let answer = self.context.agent_activity(window_ms, &filter);
+        self.record(ContextRead::AgentActivity {
+            window: Window::millis(window_ms),
+            filter,
+            answer,
+        })?;
+        Ok(context::Activity {
+            count: answer.count,
+            total: answer.total.to_string(),
+        })
+    }
+
+    fn recipient(&mut self) -> wasmtime::Result<context::RecipientHistory> {
+        let answer = self.context.recipient();
+        self.record(ContextRead::Recipient { answer })?;
+        Ok(context::RecipientHistory {
+            first_seen_ms: answer.first_seen_ms,
+            payment_count: answer.payment_count,
+        })
+    }
+}
+
+pub(crate) fn transaction_to_wit(tx: &Transaction) -> types::Transaction {
+    types::Transaction {
+        id: tx.id.clone(),
+        tenant: tx.tenant.clone(),
+        agent: tx.agent.clone(),
+        amount: tx.amount.to_string(),
+        currency: tx.currency.clone(),
+        category: tx.category.clone(),
+        recipient: tx.recipient.clone(),
+        recipient_trust: match tx.recipient_trust {
+            RecipientTrust::Verified => types::RecipientTrust::Verified,
+            RecipientTrust::Known => types::RecipientTrust::Known,
+            RecipientTrust::Unknown => types::RecipientTrust::Unknown,
+        },
+        jurisdiction: tx.jurisdiction.clone(),
+        justification: tx.justification.clone(),
+        network: tx.network.clone(),
+        metadata: tx
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        requested_at_ms: tx.requested_at_ms,
+    }
+}
+
+pub(crate) fn tier_from_wit(t: types::Tier) -> Tier {
+    match t {
+        types::Tier::Autonomous => Tier::Autonomous,
+        types::Tier::Supervised => Tier::Supervised,
+        types::Tier::Collaborative => Tier::Collaborative,
+        types::Tier::Prohibited => Tier::Prohibited,
+    }
+}
+
+pub(crate) fn reasons_from_wit(d: WitDecision) -> (Tier, Vec<Reason>, Option<String>) {
+    let reasons = d
+        .reasons
+        .into_iter()
+        .map(|r| Reason::new(r.code, r.message))
+        .collect();
+    (tier_from_wit(d.tier), reasons, d.suggestion)
+}
