@@ -17,12 +17,10 @@
 //!     .compile_file("seed_tiers.wasm".as_ref())?
 //!     .configure(r#"{"sanctioned_jurisdictions": ["KP"]}"#)?
 //!     .with_failure_tier(Tier::Collaborative)?;
-//! let tx = Transaction::from_json_value(
-//!     serde_json::json!({
-//!         "id": "tx-89", "tenant": "acme", "agent": "procurement-agent-prod",
+//! let tx = Transaction::from_json(
+//!     r#"{"id": "tx-89", "tenant": "acme", "agent": "procurement-agent-prod",
 //!         "amount": "89.00", "currency": "USDC", "category": "agent_hire",
-//!         "recipient": "analysis-agent-beta.example", "recipient_trust": "known"
-//!     }),
+//!         "recipient": "analysis-agent-beta.example", "recipient_trust": "known"}"#,
 //!     1_782_518_400_000,
 //! )?;
 //! let decision = policy.classify(tx, Arc::new(StaticContext::default())).await?;

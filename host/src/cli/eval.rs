@@ -51,7 +51,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         let result = item
             .map_err(|e| format!("{source}: {e}"))
             .and_then(|(line, value)| {
-                let tx = Transaction::from_json_value(value, now_ms)
+                let tx = Transaction::from_json(value, now_ms)
                     .map_err(|e| format!("{source}:{line}: {e}"))?;
                 classify(&policy, &tx, &context).map_err(|e| format!("{source}:{line}: {e:#}"))
             });

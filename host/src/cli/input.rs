@@ -4,7 +4,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tiergate::StaticContext;
 
 /// The input's name for messages, and its text. `-` or no path is stdin.
@@ -32,12 +32,13 @@ pub fn read_context(path: &Path) -> Result<StaticContext> {
     serde_json::from_str(&text).with_context(|| format!("invalid context {}", path.display()))
 }
 
-/// The JSON values in `text` with the line each starts on: one document,
-/// JSON Lines, or the elements of a top-level array. A syntax error ends the
-/// stream, since nothing after it can be trusted to line up.
-pub fn json_values(text: &str) -> impl Iterator<Item = Result<(usize, Value), String>> + '_ {
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
-    let mut pending: std::vec::IntoIter<(usize, Value)> = Vec::new().into_iter();
+/// The JSON values in `text`, as text, with the line each starts on: one
+/// document, JSON Lines, or the elements of a top-level array. Values stay
+/// text so numbers are never parsed twice. A syntax error ends the stream,
+/// since nothing after it can be trusted to line up.
+pub fn json_values(text: &str) -> impl Iterator<Item = Result<(usize, &str), String>> + '_ {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
+    let mut pending: std::vec::IntoIter<(usize, &str)> = Vec::new().into_iter();
     let mut failed = false;
     std::iter::from_fn(move || {
         if let Some(item) = pending.next() {
@@ -52,15 +53,20 @@ pub fn json_values(text: &str) -> impl Iterator<Item = Result<(usize, Value), St
             .unwrap_or(text.len());
         let line = line_of(text, start);
         match stream.next()? {
-            Ok(Value::Array(items)) => {
-                pending = items
-                    .into_iter()
-                    .map(|v| (line, v))
-                    .collect::<Vec<_>>()
-                    .into_iter();
-                pending.next().map(Ok)
+            Ok(raw) if raw.get().starts_with('[') => {
+                match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                    Ok(items) => {
+                        pending = items
+                            .into_iter()
+                            .map(|v| (line, v.get()))
+                            .collect::<Vec<_>>()
+                            .into_iter();
+                        pending.next().map(Ok)
+                    }
+                    Err(e) => Some(Err(format!("line {line}: malformed JSON array: {e}"))),
+                }
             }
-            Ok(value) => Some(Ok((line, value))),
+            Ok(raw) => Some(Ok((line, raw.get()))),
             Err(e) => {
                 failed = true;
                 Some(Err(format!(

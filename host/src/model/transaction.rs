@@ -11,7 +11,7 @@ use super::money;
 
 /// A payment an agent asks to make.
 ///
-/// Read it from JSON with [`Transaction::from_json_value`], which checks every
+/// Read it from JSON with [`Transaction::from_json`], which checks every
 /// field; amounts may be JSON strings (`"89.00"`) or numbers (`89.00`), both
 /// read exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,25 +91,32 @@ pub mod limits {
 }
 
 impl Transaction {
-    /// Reads a transaction from a JSON value and checks it. When the value
-    /// has no `requested_at_ms`, the host stamps it with `now_ms`.
-    pub fn from_json_value(
-        mut value: serde_json::Value,
-        now_ms: u64,
-    ) -> Result<Self, InvalidTransaction> {
-        let Some(object) = value.as_object_mut() else {
+    /// Reads a transaction from JSON text and checks it. When the object has
+    /// no `requested_at_ms`, the host stamps it with `now_ms`.
+    ///
+    /// The text is parsed directly (not through `serde_json::Value`), so a
+    /// number such as `89.00` reaches the amount as written, never as `f64`.
+    pub fn from_json(text: &str, now_ms: u64) -> Result<Self, InvalidTransaction> {
+        let invalid = |e: serde_json::Error| InvalidTransaction {
+            field: None,
+            message: without_position(&e),
+        };
+        let shape: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+        let Some(object) = shape.as_object() else {
             return Err(InvalidTransaction {
                 field: None,
                 message: "expected a JSON object".into(),
             });
         };
-        object
-            .entry("requested_at_ms")
-            .or_insert_with(|| serde_json::Value::from(now_ms));
-        let tx: Transaction = serde_json::from_value(value).map_err(|e| InvalidTransaction {
-            field: None,
-            message: e.to_string(),
-        })?;
+        let tx: Transaction = if object.contains_key("requested_at_ms") {
+            serde_json::from_str(text).map_err(invalid)?
+        } else {
+            // Splice the stamp in as the first member; the rest stays byte for byte.
+            let body = text.trim_start().strip_prefix('{').unwrap_or_default();
+            let separator = if object.is_empty() { "" } else { "," };
+            serde_json::from_str(&format!("{{\"requested_at_ms\":{now_ms}{separator}{body}"))
+                .map_err(invalid)?
+        };
         tx.validate()?;
         Ok(tx)
     }
@@ -174,6 +181,16 @@ impl Transaction {
     }
 }
 
+/// serde_json's message without "at line 1 column 57", which would point
+/// into the stamped text rather than the caller's.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
 /// A non-empty single-line identifier of at most `max` bytes.
 fn text(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> {
     if value.is_empty() {
@@ -213,6 +230,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn parse(v: serde_json::Value, now_ms: u64) -> Result<Transaction, InvalidTransaction> {
+        Transaction::from_json(&v.to_string(), now_ms)
+    }
+
     fn base() -> serde_json::Value {
         json!({
             "id": "tx-1", "tenant": "acme", "agent": "procurement-agent", "amount": "89.00",
@@ -224,18 +245,36 @@ mod tests {
     fn error_with(field: &str, value: serde_json::Value) -> String {
         let mut v = base();
         v[field] = value;
-        Transaction::from_json_value(v, 0).unwrap_err().to_string()
+        parse(v, 0).unwrap_err().to_string()
     }
 
     #[test]
     fn the_host_stamps_a_missing_request_time() {
-        let tx = Transaction::from_json_value(base(), 1_782_518_400_000).unwrap();
+        let tx = parse(base(), 1_782_518_400_000).unwrap();
         assert_eq!(tx.requested_at_ms, 1_782_518_400_000);
         let mut v = base();
         v["requested_at_ms"] = json!(5);
+        assert_eq!(parse(v, 9).unwrap().requested_at_ms, 5);
+    }
+
+    #[test]
+    fn json_numbers_reach_the_amount_as_written() {
+        let text = r#"{"id":"t","tenant":"a","agent":"b","amount":1.01,"currency":"USD","category":"c","recipient":"r","recipient_trust":"known"}"#;
         assert_eq!(
-            Transaction::from_json_value(v, 9).unwrap().requested_at_ms,
-            5
+            Transaction::from_json(text, 0).unwrap().amount.to_string(),
+            "1.01"
+        );
+        let text = text.replace("1.01", "0.30000000000000000004");
+        assert_eq!(
+            Transaction::from_json(&text, 0).unwrap().amount.to_string(),
+            "0.30000000000000000004"
+        );
+        let dup = text.replace(r#""id":"t""#, r#""id":"t","id":"u""#);
+        assert!(
+            Transaction::from_json(&dup, 0)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate field `id`")
         );
     }
 
@@ -245,7 +284,13 @@ mod tests {
         assert!(
             error_with("amount", json!("-1.00")).contains("`amount` must be greater than zero")
         );
-        assert!(error_with("amount", json!(1.5e3)).contains("not an exact decimal"));
+        let exponent = base().to_string().replace(r#""89.00""#, "1.5e3");
+        let err = Transaction::from_json(&exponent, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not an exact decimal"), "{err}");
+        let err = Transaction::from_json("[1]", 0).unwrap_err().to_string();
+        assert!(err.contains("expected a JSON object"), "{err}");
         assert!(error_with("currency", json!("US D")).contains("`currency`"));
         assert!(error_with("jurisdiction", json!("de")).contains("`jurisdiction`"));
         assert!(
@@ -262,7 +307,7 @@ mod tests {
         let mut v = base();
         v["amout"] = json!("1");
         assert!(
-            Transaction::from_json_value(v, 0)
+            parse(v, 0)
                 .unwrap_err()
                 .to_string()
                 .contains("unknown field `amout`")
@@ -270,7 +315,7 @@ mod tests {
         let mut v = base();
         v.as_object_mut().unwrap().remove("category");
         assert!(
-            Transaction::from_json_value(v, 0)
+            parse(v, 0)
                 .unwrap_err()
                 .to_string()
                 .contains("missing field `category`")

@@ -1,0 +1,298 @@
+//! The `tiergate` binary as a user runs it.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn tiergate(args: &[&str]) -> Output {
+    tiergate_with_stdin(args, "")
+}
+
+fn tiergate_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tiergate"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tiergate runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn examples(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tiers(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("each line is JSON");
+            format!(
+                "{} {}",
+                v["transaction"].as_str().unwrap(),
+                v["tier"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn eval_classifies_the_articles_day() {
+    let out = tiergate(&[
+        "eval",
+        "--policy",
+        "seed-tiers",
+        "--timeout-ms",
+        "2000",
+        &examples("article-day.jsonl"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        tiers(&stdout(&out)),
+        [
+            "tx-001 autonomous",
+            "tx-002 autonomous",
+            "tx-003 supervised",
+            "tx-004 supervised",
+            "tx-005 collaborative",
+            "tx-006 prohibited"
+        ]
+    );
+}
+
+#[test]
+fn eval_reads_a_policy_file_stdin_and_exact_json_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("seed_tiers.wasm");
+    std::fs::write(&wasm, tiergate::bundled::get("seed-tiers").unwrap()).unwrap();
+    let line = r#"{"id":"n1","tenant":"acme","agent":"a","amount":1.00,"currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}
+{"id":"n2","tenant":"acme","agent":"a","amount":1.01,"currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#;
+    let out = tiergate_with_stdin(
+        &[
+            "eval",
+            "--policy",
+            wasm.to_str().unwrap(),
+            "--timeout-ms",
+            "2000",
+            "-",
+        ],
+        line,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tiers(&stdout(&out)), ["n1 autonomous", "n2 supervised"]);
+    let first: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().next().unwrap()).unwrap();
+    assert_eq!(first["policy"]["name"], "seed-tiers");
+    assert!(
+        first["reasons"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1.00 USD")
+    );
+}
+
+#[test]
+fn eval_context_file_drives_frequency_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("busy.json");
+    std::fs::write(&ctx, r#"{"activity": [{"window": "1h", "filter": {"tier": "autonomous"}, "count": 1000, "total": "12.00"}]}"#).unwrap();
+    let out = tiergate_with_stdin(
+        &[
+            "eval",
+            "--policy",
+            "seed-tiers",
+            "--timeout-ms",
+            "2000",
+            "--context",
+            ctx.to_str().unwrap(),
+        ],
+        r#"{"id":"busy","tenant":"acme","agent":"a","amount":"0.02","currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tiers(&stdout(&out)), ["busy supervised"]);
+}
+
+#[test]
+fn eval_names_the_bad_line_and_field_and_keeps_going() {
+    let input = [
+        r#"{"id":"ok","tenant":"acme","agent":"a","amount":"0.02","currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#,
+        r#"{"id":"neg","tenant":"acme","agent":"a","amount":"-5","currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#,
+        r#"{"id":"float","tenant":"acme","agent":"a","amount":1e3,"currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#,
+        r#"{"id":"ok2","tenant":"acme","agent":"a","amount":"0.03","currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#,
+    ]
+    .join("\n");
+    let out = tiergate_with_stdin(
+        &["eval", "--policy", "seed-tiers", "--timeout-ms", "2000"],
+        &input,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(tiers(&stdout(&out)), ["ok autonomous", "ok2 autonomous"]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("<stdin>:2: invalid transaction: `amount` must be greater than zero"),
+        "{err}"
+    );
+    assert!(
+        err.contains("<stdin>:3:") && err.contains("not an exact decimal"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_refuses_what_is_not_a_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("policy.wasm");
+    std::fs::write(&bogus, "not wasm at all").unwrap();
+    let out = tiergate(&["eval", "--policy", bogus.to_str().unwrap(), "-"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a WebAssembly component"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = tiergate(&["eval", "--policy", "no-such-policy", "-"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("bundled: flat-limit, seed-tiers, table"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_toml_config_with_a_float_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("flat.toml");
+    std::fs::write(&config, "limit = 100.5\n").unwrap();
+    let out = tiergate(&[
+        "eval",
+        "--policy",
+        "flat-limit",
+        "--config",
+        config.to_str().unwrap(),
+        "-",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`limit` = 100.5 is a floating-point number"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&config, "limit = \"100.50\"\nwindow = \"24h\"\n").unwrap();
+    let out = tiergate_with_stdin(
+        &[
+            "eval",
+            "--policy",
+            "flat-limit",
+            "--timeout-ms",
+            "2000",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        r#"{"id":"x","tenant":"acme","agent":"a","amount":"100.50","currency":"USD","category":"agent_hire","recipient":"r","recipient_trust":"unknown"}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tiers(&stdout(&out)), ["x autonomous"]);
+}
+
+#[test]
+fn test_command_passes_the_seed_cases() {
+    let cases = examples("seed-tiers-cases.toml");
+    let out = tiergate(&[
+        "test",
+        "--policy",
+        "seed-tiers",
+        "--timeout-ms",
+        "2000",
+        &cases,
+    ]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.trim_end().ends_with("passed, 0 failed"), "{text}");
+}
+
+#[test]
+fn test_command_shows_a_readable_diff_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("wrong.toml");
+    std::fs::write(
+        &cases,
+        r#"
+[[case]]
+name = "the $89 hire is not autonomous"
+expect = "autonomous"
+transaction = { amount = "89.00", category = "agent_hire", recipient_trust = "known" }
+
+[[case]]
+name = "embeddings are"
+expect = "autonomous"
+transaction = { amount = "0.02", category = "embeddings", recipient_trust = "verified" }
+"#,
+    )
+    .unwrap();
+    let out = tiergate(&[
+        "test",
+        "--policy",
+        "seed-tiers",
+        "--timeout-ms",
+        "2000",
+        cases.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("FAIL  the $89 hire is not autonomous"),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected: autonomous") && text.contains("got:      collaborative"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not_supervised: 89.00 is over the supervised limit of 50.00"),
+        "{text}"
+    );
+    assert!(text.contains("ok    embeddings are"), "{text}");
+    assert!(text.contains("1 passed, 1 failed"), "{text}");
+
+    std::fs::write(&cases, "[[case]]\nname = \"float\"\nexpect = \"autonomous\"\ntransaction = { amount = 0.5, category = \"x\", recipient_trust = \"known\" }\n").unwrap();
+    let out = tiergate(&["test", "--policy", "seed-tiers", cases.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("write it as a string"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn policies_lists_the_bundled_examples() {
+    let out = tiergate(&["policies"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(names, ["flat-limit", "seed-tiers", "table"]);
+}

@@ -1,0 +1,113 @@
+//! What the runtime refuses to load, and the message it gives.
+
+use tiergate::LoadError;
+
+use crate::{bundled, runtime};
+
+fn refuse(bytes: &[u8]) -> LoadError {
+    runtime().compile(bytes).expect_err("must be refused")
+}
+
+#[test]
+fn not_a_component() {
+    assert!(matches!(refuse(b"hello"), LoadError::NotWasm { .. }));
+    assert!(matches!(refuse(b""), LoadError::NotWasm { .. }));
+    let core = wat::parse_str("(module (func (export \"classify\")))").unwrap();
+    let err = refuse(&core);
+    assert!(matches!(err, LoadError::CoreModule));
+    assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
+    // Component text is not accepted either: only binary components.
+    assert!(matches!(refuse(b"(component)"), LoadError::NotWasm { .. }));
+}
+
+#[test]
+fn a_precompiled_artifact_is_never_deserialized() {
+    let engine = wasmtime::Engine::default();
+    let component = wat::parse_str("(component)").unwrap();
+    let artifact = engine.precompile_component(&component).unwrap();
+    let err = refuse(&artifact);
+    assert!(matches!(err, LoadError::Precompiled { .. }), "{err}");
+}
+
+#[test]
+fn a_component_of_another_world_names_the_missing_export() {
+    let other = wat::parse_str(
+        r#"(component
+             (core module $m (func (export "run")))
+             (core instance $i (instantiate $m))
+             (func (export "run") (canon lift (core func $i "run"))))"#,
+    )
+    .unwrap();
+    let err = refuse(&other);
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::MissingExport { .. }), "{text}");
+    assert!(
+        text.contains("tiergate:policy/policy@0.1.0") && text.contains("exports: run"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_component_of_another_contract_version_is_named() {
+    let newer = wat::parse_str(
+        r#"(component
+             (instance $p)
+             (export "tiergate:policy/policy@0.2.0" (instance $p)))"#,
+    )
+    .unwrap();
+    let err = refuse(&newer);
+    let text = err.to_string();
+    assert!(
+        matches!(err, LoadError::UnsupportedContract { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("tiergate:policy@0.2.0") && text.contains("serves 0.1.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_import_outside_the_allow_list_is_named() {
+    let networked = wat::parse_str(
+        r#"(component
+             (import "wasi:sockets/tcp@0.2.0" (instance))
+             (instance $p)
+             (export "tiergate:policy/policy@0.1.0" (instance $p)))"#,
+    )
+    .unwrap();
+    let err = refuse(&networked);
+    assert!(
+        matches!(&err, LoadError::ForbiddenImport { name } if name == "wasi:sockets/tcp@0.2.0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_invalid_configuration_gets_the_policys_own_words() {
+    let err = bundled("seed-tiers")
+        .configure(r#"{"autonomus": {}}"#)
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::InvalidConfig(_)), "{text}");
+    assert!(text.contains("unknown field `autonomus`"), "{text}");
+    let err = bundled("table")
+        .configure(r#"{"tiers": []}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least one row"), "{err}");
+}
+
+#[test]
+fn metadata_identifies_the_code() {
+    let info = bundled("seed-tiers").info().clone();
+    assert_eq!(info.name, "seed-tiers");
+    assert_eq!(info.contract, "0.1.0");
+    assert_eq!(info.tiers.len(), 4);
+    assert!(info.digest.starts_with("sha256:") && info.digest.len() == 7 + 64);
+    let flat = bundled("flat-limit").info().clone();
+    assert_eq!(
+        flat.tiers,
+        [tiergate::Tier::Autonomous, tiergate::Tier::Prohibited]
+    );
+}
