@@ -147,15 +147,13 @@ impl Transaction {
                 ),
             ));
         }
-        if let Some(j) = &self.jurisdiction {
-            if j.len() != 2 || !j.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(InvalidTransaction::field(
-                    "jurisdiction",
-                    format!(
-                        "must be an ISO 3166-1 alpha-2 code in capitals, such as DE, not {j:?}"
-                    ),
-                ));
-            }
+        if let Some(j) = &self.jurisdiction
+            && (j.len() != 2 || !j.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            return Err(InvalidTransaction::field(
+                "jurisdiction",
+                format!("must be an ISO 3166-1 alpha-2 code in capitals, such as DE, not {j:?}"),
+            ));
         }
         if let Some(n) = &self.network {
             text("network", n, limits::NAME)?;

@@ -15,8 +15,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-pub(crate) use exports::tiergate::policy::policy::Decision as WitDecision;
-use tiergate::policy::{context, types};
+pub(crate) use self::exports::tiergate::policy::policy::Decision as WitDecision;
+use self::tiergate::policy::{context, types};
 
 /// A policy asked the context more questions than the limit allows.
 #[derive(Debug, thiserror::Error)]
