@@ -111,3 +111,35 @@ fn metadata_identifies_the_code() {
         [tiergate::Tier::Autonomous, tiergate::Tier::Prohibited]
     );
 }
+
+#[test]
+fn every_sdk_policy_records_the_contract_it_was_built_against() {
+    for name in ["seed-tiers", "table", "flat-limit"] {
+        let bytes = tiergate::bundled::get(name).unwrap();
+        let recorded = wasmparser::Parser::new(0)
+            .parse_all(bytes)
+            .filter_map(Result::ok)
+            .find_map(|p| match p {
+                wasmparser::Payload::CustomSection(s) if s.name() == "tiergate:contract" => {
+                    Some(s.data().to_vec())
+                }
+                _ => None,
+            });
+        assert_eq!(
+            recorded.as_deref(),
+            Some(&b"tiergate:policy@0.1.0"[..]),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_recorded_contract_explains_a_missing_export() {
+    // No policy export at all, but the SDK's section says which contract it
+    // was built for: the refusal names that version.
+    let future =
+        wat::parse_str(r#"(component (@custom "tiergate:contract" "tiergate:policy@0.3.0"))"#)
+            .unwrap();
+    let err = refuse(&future).to_string();
+    assert!(err.contains("tiergate:policy@0.3.0"), "{err}");
+}

@@ -136,8 +136,8 @@ fn engine_config(limits: &SandboxLimits) -> Config {
     let slots = limits.instance_slots;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(slots)
-        .total_core_instances(slots * 8)
-        .max_core_instances_per_component(8)
+        .total_core_instances(slots * 16)
+        .max_core_instances_per_component(16)
         .total_memories(slots * 2)
         .max_memories_per_component(2)
         .total_tables(slots * 8)

@@ -114,6 +114,13 @@ impl CompiledPolicy {
         compiled.info.name = answer.name;
         compiled.info.version = answer.version;
         compiled.info.tiers = tiers;
+        tracing::info!(
+            policy = %compiled.info.name,
+            version = %compiled.info.version,
+            digest = %compiled.info.digest,
+            contract = contract,
+            "policy compiled"
+        );
         Ok(CompiledPolicy(Arc::new(compiled)))
     }
 
@@ -360,6 +367,14 @@ impl TenantPolicy {
         fuel_used: u64,
     ) -> Decision {
         let tier = asked.map_or(self.failure_tier, |t| t.max(self.failure_tier));
+        tracing::warn!(
+            policy = %self.info().name,
+            digest = %self.info().digest,
+            failure = failure.kind.code(),
+            detail = %failure.detail,
+            %tier,
+            "policy failed; failure tier applied"
+        );
         let reason = Reason::new(
             failure.kind.code(),
             format!(

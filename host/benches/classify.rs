@@ -1,0 +1,184 @@
+//! How long a decision takes: a fresh sandbox per transaction, compared with
+//! the same policy as a native Rust function.
+//!
+//! Run: `cargo bench -p tiergate --bench classify`. Writes the figures to
+//! `docs/benchmarks.md` (set `TIERGATE_BENCH_OUT` to write elsewhere).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tiergate::{ContextSource, Runtime, StaticContext, Transaction};
+use tiergate_policy::testing;
+
+const ARTICLE_DAY: &str = include_str!("../../examples/article-day.jsonl");
+const ROUNDS: usize = 3_000;
+
+fn main() -> anyhow::Result<()> {
+    let bytes = tiergate::bundled::get("seed-tiers").expect("seed-tiers is bundled");
+    let runtime = Runtime::new()?;
+    let txs: Vec<Transaction> = ARTICLE_DAY
+        .lines()
+        .map(|l| Transaction::from_json(l, 1_782_518_400_000))
+        .collect::<Result<_, _>>()?;
+
+    let compile = median(
+        (0..5)
+            .map(|_| time(|| runtime.compile(bytes).map(drop)))
+            .collect::<Result<_, _>>()?,
+    );
+    let policy = runtime.compile(bytes)?.configure("")?;
+    let context: Arc<dyn ContextSource> = Arc::new(StaticContext::default());
+
+    // Warm up the pool and caches, then time each call.
+    for tx in &txs {
+        policy.classify_blocking(tx, context.clone())?;
+    }
+    let mut sandboxed = Vec::with_capacity(ROUNDS);
+    let mut fuel = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        let tx = &txs[i % txs.len()];
+        let start = Instant::now();
+        let d = policy.classify_blocking(tx, context.clone())?;
+        sandboxed.push(start.elapsed());
+        fuel.push(d.fuel_used);
+    }
+
+    let native_txs: Vec<tiergate_policy::Transaction> = txs.iter().map(native_tx).collect();
+    let native_ctx = testing::TestContext::new();
+    let mut native = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        let tx = &native_txs[i % native_txs.len()];
+        let start = Instant::now();
+        let d = testing::classify::<seed_tiers::SeedTiers>("", tx, &native_ctx)
+            .map_err(anyhow::Error::msg)?;
+        native.push(start.elapsed());
+        std::hint::black_box(d);
+    }
+
+    // Two threads (the machine's cores) classifying at once.
+    let per_thread = ROUNDS;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for i in 0..per_thread {
+                    policy
+                        .classify_blocking(&txs[i % txs.len()], context.clone())
+                        .expect("valid");
+                }
+            });
+        }
+    });
+    let throughput = (2 * per_thread) as f64 / start.elapsed().as_secs_f64();
+
+    let (sandboxed_median, sandboxed_p99) = (median(sandboxed.clone()), percentile(sandboxed, 99));
+    let native_median = median(native);
+    fuel.sort_unstable();
+    let report = format!(
+        "# Benchmarks\n\n\
+         Reproduce with `cargo bench -p tiergate --bench classify` (release build). \
+         Figures from one run on {cpu}, {cores} cores, {date}. \
+         The workload is the reference article's six transactions, classified in turn by \
+         `seed-tiers` with its default configuration ({rounds} decisions per figure).\n\n\
+         | measure | value |\n|---|---:|\n\
+         | compile and check the policy component (`Runtime::compile`, median of 5) | {compile} |\n\
+         | one decision in a fresh sandbox (`classify_blocking`), median | {sm} |\n\
+         | one decision in a fresh sandbox, 99th percentile | {sp} |\n\
+         | the same policy as native Rust (config parse + classify), median | {nm} |\n\
+         | sandbox cost relative to native | {ratio:.0}× |\n\
+         | decisions per second, 2 threads, fresh sandbox each | {tp:.0} |\n\
+         | fuel per decision (min / median / max) | {fmin} / {fmed} / {fmax} |\n\n\
+         A fresh store and instance per transaction is what isolation between calls and \
+         tenants costs; the figures include validating the transaction, converting it to \
+         the contract's types, parsing the tenant's JSON configuration inside the policy, \
+         and checking the answer.\n",
+        cpu = cpu_model(),
+        cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        date = today(),
+        rounds = ROUNDS,
+        compile = show(compile),
+        sm = show(sandboxed_median),
+        sp = show(sandboxed_p99),
+        nm = show(native_median),
+        ratio = sandboxed_median.as_secs_f64() / native_median.as_secs_f64(),
+        tp = throughput,
+        fmin = fuel[0],
+        fmed = fuel[fuel.len() / 2],
+        fmax = fuel[fuel.len() - 1],
+    );
+    print!("{report}");
+    let out = std::env::var("TIERGATE_BENCH_OUT").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md").to_string()
+    });
+    std::fs::write(&out, report)?;
+    eprintln!("wrote {out}");
+    Ok(())
+}
+
+fn native_tx(tx: &Transaction) -> tiergate_policy::Transaction {
+    let mut b = testing::transaction(&tx.amount.to_string(), &tx.category)
+        .id(&tx.id)
+        .tenant(&tx.tenant)
+        .agent(&tx.agent)
+        .currency(&tx.currency)
+        .recipient(&tx.recipient)
+        .trust(tx.recipient_trust)
+        .requested_at_ms(tx.requested_at_ms);
+    if let Some(j) = &tx.justification {
+        b = b.justification(j);
+    }
+    if let Some(n) = &tx.network {
+        b = b.network(n);
+    }
+    b.build()
+}
+
+fn time<E>(f: impl FnOnce() -> Result<(), E>) -> Result<Duration, E> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed())
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn percentile(mut v: Vec<Duration>, p: usize) -> Duration {
+    v.sort_unstable();
+    v[(v.len() * p / 100).min(v.len() - 1)]
+}
+
+fn show(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.1} ms", us / 1000.0)
+    } else if us >= 10.0 {
+        format!("{us:.1} µs")
+    } else {
+        format!("{:.0} ns", us * 1000.0)
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "an unknown CPU".into())
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
