@@ -140,8 +140,8 @@ pub(crate) fn parse_config<P: Policy>(text: &str) -> Result<P, String> {
 ///
 /// The policy's name and version in [`PolicyInfo`](https://docs.rs/tiergate)
 /// records are the crate's `CARGO_PKG_NAME` and `CARGO_PKG_VERSION`. On
-/// non-wasm targets the macro expands to nothing, so the same crate builds
-/// natively for tests.
+/// non-wasm targets the macro exports nothing (it only records the name and
+/// version), so the same crate builds natively for tests.
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {

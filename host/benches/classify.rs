@@ -52,7 +52,7 @@ fn main() -> anyhow::Result<()> {
         let d = testing::classify::<seed_tiers::SeedTiers>("", tx, &native_ctx)
             .map_err(anyhow::Error::msg)?;
         native.push(start.elapsed());
-        std::hint::black_box(d);
+        std::hint::black_box(&d);
     }
 
     // Two threads (the machine's cores) classifying at once.

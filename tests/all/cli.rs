@@ -296,3 +296,17 @@ fn policies_lists_the_bundled_examples() {
         .collect();
     assert_eq!(names, ["flat-limit", "seed-tiers", "table"]);
 }
+
+#[test]
+fn eval_output_carries_the_stamped_request_time() {
+    let out = tiergate_with_stdin(
+        &["eval", "--policy", "seed-tiers", "--timeout-ms", "2000"],
+        r#"{"id":"t","tenant":"acme","agent":"a","amount":"0.02","currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert!(
+        line["requested_at_ms"].as_u64().unwrap() > 1_700_000_000_000,
+        "{line}"
+    );
+}

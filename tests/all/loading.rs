@@ -143,3 +143,12 @@ fn a_recorded_contract_explains_a_missing_export() {
     let err = refuse(&future).to_string();
     assert!(err.contains("tiergate:policy@0.3.0"), "{err}");
 }
+
+#[test]
+fn a_served_contract_in_the_record_does_not_excuse_a_missing_export() {
+    let hollow =
+        wat::parse_str(r#"(component (@custom "tiergate:contract" "tiergate:policy@0.1.0"))"#)
+            .unwrap();
+    let err = refuse(&hollow);
+    assert!(matches!(err, LoadError::MissingExport { .. }), "{err}");
+}

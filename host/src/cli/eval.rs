@@ -18,6 +18,9 @@ const PROGRESS_EVERY: usize = 1_000;
 #[derive(Serialize)]
 struct Output<'a> {
     transaction: &'a str,
+    /// The request time the policy saw (stamped by the host when absent), so
+    /// the decision can be replayed from this line and the input.
+    requested_at_ms: u64,
     #[serde(flatten)]
     decision: &'a Decision,
     policy: PolicyRef<'a>,
@@ -57,7 +60,9 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             });
         match result {
             Ok(line) => {
-                writeln!(out, "{line}")?;
+                if let Err(e) = writeln!(out, "{line}") {
+                    return reader_gone(e);
+                }
                 classified += 1;
             }
             Err(message) => {
@@ -69,7 +74,9 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             eprint!("\rclassified {classified}, rejected {rejected}");
         }
     }
-    out.flush()?;
+    if let Err(e) = out.flush() {
+        return reader_gone(e);
+    }
     if progress && classified + rejected >= PROGRESS_EVERY {
         eprintln!("\rclassified {classified}, rejected {rejected}");
     }
@@ -92,6 +99,7 @@ fn classify(
     let info = policy.info();
     let output = Output {
         transaction: &tx.id,
+        requested_at_ms: tx.requested_at_ms,
         decision: &decision,
         policy: PolicyRef {
             name: &info.name,
@@ -101,4 +109,14 @@ fn classify(
         },
     };
     Ok(serde_json::to_string(&output)?)
+}
+
+/// A closed stdout (`tiergate eval ... | head`) means the reader has what it
+/// wanted: stop quietly. Any other write error is an error.
+fn reader_gone(e: std::io::Error) -> Result<ExitCode> {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(anyhow::Error::new(e).context("cannot write to stdout"))
+    }
 }

@@ -41,39 +41,40 @@ pub fn json_values(text: &str) -> impl Iterator<Item = Result<(usize, &str), Str
     let mut pending: std::vec::IntoIter<(usize, &str)> = Vec::new().into_iter();
     let mut failed = false;
     std::iter::from_fn(move || {
-        if let Some(item) = pending.next() {
-            return Some(Ok(item));
-        }
-        if failed {
-            return None;
-        }
-        let start = text[stream.byte_offset()..]
-            .find(|c: char| !c.is_whitespace())
-            .map(|i| stream.byte_offset() + i)
-            .unwrap_or(text.len());
-        let line = line_of(text, start);
-        match stream.next()? {
-            Ok(raw) if raw.get().starts_with('[') => {
-                match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
-                    Ok(items) => {
-                        pending = items
-                            .into_iter()
-                            .map(|v| (line, v.get()))
-                            .collect::<Vec<_>>()
-                            .into_iter();
-                        pending.next().map(Ok)
-                    }
-                    Err(e) => Some(Err(format!("line {line}: malformed JSON array: {e}"))),
-                }
+        loop {
+            if let Some(item) = pending.next() {
+                return Some(Ok(item));
             }
-            Ok(raw) => Some(Ok((line, raw.get()))),
-            Err(e) => {
-                failed = true;
-                Some(Err(format!(
-                    "line {}, column {}: malformed JSON: {e}",
-                    e.line(),
-                    e.column()
-                )))
+            if failed {
+                return None;
+            }
+            let start = text[stream.byte_offset()..]
+                .find(|c: char| !c.is_whitespace())
+                .map(|i| stream.byte_offset() + i)
+                .unwrap_or(text.len());
+            let line = line_of(text, start);
+            match stream.next()? {
+                // An array's elements queue up; an empty one yields nothing
+                // and the loop moves on to what follows it.
+                Ok(raw) if raw.get().starts_with('[') => {
+                    match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                        Ok(items) => {
+                            pending = items
+                                .into_iter()
+                                .map(|v| (line, v.get()))
+                                .collect::<Vec<_>>()
+                                .into_iter()
+                        }
+                        Err(e) => {
+                            return Some(Err(format!("line {line}: malformed JSON array: {e}")));
+                        }
+                    }
+                }
+                Ok(raw) => return Some(Ok((line, raw.get()))),
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(format!("malformed JSON: {e}")));
+                }
             }
         }
     })
@@ -99,6 +100,14 @@ mod tests {
         let results: Vec<_> = json_values("{\"a\": 1}\n{\"a\": }\n{\"a\": 3}").collect();
         assert_eq!(results.len(), 2);
         let err = results[1].as_ref().unwrap_err();
-        assert!(err.starts_with("line 2, column 7: malformed JSON"), "{err}");
+        assert!(
+            err.starts_with("malformed JSON") && err.contains("line 2 column 7"),
+            "{err}"
+        );
+        // An empty array is skipped, not the end of the input.
+        let lines: Vec<usize> = json_values("{\"a\": 1}\n[]\n{\"a\": 2}")
+            .map(|r| r.unwrap().0)
+            .collect();
+        assert_eq!(lines, [1, 3]);
     }
 }

@@ -44,7 +44,10 @@ pub fn tenant(args: &TenantArgs) -> Result<TenantPolicy> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read configuration {}", path.display()))?;
-            if path.extension().is_some_and(|e| e == "toml") {
+            if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("toml"))
+            {
                 toml_to_json(&text)
                     .with_context(|| format!("invalid configuration {}", path.display()))?
             } else {
@@ -69,7 +72,7 @@ fn toml_to_json(text: &str) -> Result<String> {
             toml::Value::Boolean(b) => b.into(),
             toml::Value::Datetime(d) => d.to_string().into(),
             toml::Value::Float(f) => bail!(
-                "`{path}` = {f:?} is a floating-point number, which cannot hold money exactly: write it as a string, such as \"{f:?}\""
+                "`{path}` = {f:?} is a floating-point number, which cannot hold money exactly: write it as a string with the digits you mean, such as \"{f:?}\""
             ),
             toml::Value::Array(items) => items
                 .into_iter()

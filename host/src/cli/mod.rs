@@ -15,7 +15,7 @@ use tiergate::Tier;
 /// Governs what AI agents may spend: classify payments into autonomy tiers
 /// with sandboxed WebAssembly policies.
 #[derive(Parser)]
-#[command(name = "tiergate", version, about, long_about = None)]
+#[command(name = "tiergate", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -77,7 +77,7 @@ pub enum FailureKind {
     PolicyError,
     /// The decision broke the contract's size bounds.
     DecisionOversized,
-    /// The decision was unusable: no reason, an empty code.
+    /// The decision was unusable: no reason, or a code that is not `snake_case`.
     DecisionMalformed,
     /// The policy returned a tier it did not declare in its metadata.
     UndeclaredTier,

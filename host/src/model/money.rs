@@ -40,7 +40,9 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalError> {
         return Err(fail("at most 28 digits after the point"));
     }
     // `from_str_exact` refuses to round; overflow means more than 96 bits.
-    Decimal::from_str_exact(text).map_err(|_| fail("too many significant digits (at most 28)"))
+    Decimal::from_str_exact(text).map_err(|_| {
+        fail("too many digits: an exact amount has at most 28 to 29 significant digits (96 bits)")
+    })
 }
 
 /// Serde for amounts: a JSON string in the contract's grammar, or a JSON

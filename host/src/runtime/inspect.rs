@@ -123,7 +123,11 @@ pub(crate) fn check_interface(
             .iter()
             .find_map(|e| e.strip_prefix(POLICY_EXPORT_PREFIX))
             .map(str::to_string)
-            .or_else(|| recorded_contract(bytes));
+            // The SDK's record explains a missing export only when it names
+            // a version this host does not serve.
+            .or_else(|| {
+                recorded_contract(bytes).filter(|v| !SERVED_CONTRACTS.contains(&v.as_str()))
+            });
         return Err(match named {
             Some(found) => LoadError::UnsupportedContract {
                 found,
