@@ -31,8 +31,10 @@
 
 #[cfg(feature = "bundled-policies")]
 pub mod bundled;
+pub mod governance;
 mod model;
 mod runtime;
+pub mod store;
 
 pub use model::context::{
     Activity, ActivityAnswer, ActivityFilter, ContextRead, ContextSource, RecipientHistory,

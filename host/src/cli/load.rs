@@ -62,40 +62,12 @@ pub fn tenant(args: &TenantArgs) -> Result<TenantPolicy> {
     Ok(policy.with_failure_tier(args.failure_tier)?)
 }
 
-/// TOML configuration as the JSON document policies read. Floats are refused:
-/// TOML reads them as binary floating point, which cannot hold money exactly.
+/// TOML configuration as the JSON document policies read (floats refused).
 fn toml_to_json(text: &str) -> Result<String> {
-    fn convert(value: toml::Value, path: &str) -> Result<serde_json::Value> {
-        Ok(match value {
-            toml::Value::String(s) => s.into(),
-            toml::Value::Integer(i) => i.into(),
-            toml::Value::Boolean(b) => b.into(),
-            toml::Value::Datetime(d) => d.to_string().into(),
-            toml::Value::Float(f) => bail!(
-                "`{path}` = {f:?} is a floating-point number, which cannot hold money exactly: write it as a string with the digits you mean, such as \"{f:?}\""
-            ),
-            toml::Value::Array(items) => items
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| convert(v, &format!("{path}[{i}]")))
-                .collect::<Result<Vec<_>>>()?
-                .into(),
-            toml::Value::Table(table) => table
-                .into_iter()
-                .map(|(k, v)| {
-                    let key = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    Ok((k, convert(v, &key)?))
-                })
-                .collect::<Result<serde_json::Map<_, _>>>()?
-                .into(),
-        })
-    }
     let table: toml::Table = toml::from_str(text)?;
-    Ok(convert(toml::Value::Table(table), "")?.to_string())
+    tiergate::governance::toml_to_json(toml::Value::Table(table), "")
+        .map(|v| v.to_string())
+        .map_err(anyhow::Error::msg)
 }
 
 pub fn inspect(args: &PolicyArgs) -> Result<ExitCode> {

@@ -3,6 +3,7 @@
 
 mod cases;
 mod eval;
+mod govern;
 mod input;
 mod load;
 
@@ -35,6 +36,75 @@ enum Command {
     Inspect(PolicyArgs),
     /// List the example policies bundled in this binary.
     Policies,
+    /// Authorize transactions for a tenant: classify, apply guardrails, record,
+    /// start each one's workflow. Prints one authorization (JSON) per transaction.
+    Authorize(AuthorizeArgs),
+    /// List, approve, reject or veto held payments.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// Process passed deadlines: closed veto windows execute, unanswered approvals expire.
+    RunDeadlines(DeadlinesArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// The tenant's configuration file (TOML).
+    #[arg(long, value_name = "CONFIG.toml")]
+    tenant: PathBuf,
+    /// The SQLite store [default: $TIERGATE_DATA_DIR/tiergate.db, else ~/.local/share/tiergate/tiergate.db].
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct AuthorizeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Transactions: one JSON object, JSON Lines or an array; `-` or nothing reads stdin.
+    #[arg(value_name = "TX.json|-")]
+    input: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Payments waiting on an owner (veto window or approval), one JSON line each.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Approve a payment awaiting approval.
+    Approve(VerdictArgs),
+    /// Reject a payment awaiting approval.
+    Reject(VerdictArgs),
+    /// Veto a payment inside its veto window.
+    Veto(VerdictArgs),
+}
+
+#[derive(Args)]
+struct VerdictArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The transaction id.
+    #[arg(long, value_name = "ID")]
+    tx: String,
+    /// Your identity: one of the tenant's budget owners.
+    #[arg(long = "as", value_name = "OWNER")]
+    actor: String,
+    /// The request's content hash, as `approvals list` shows it: the verdict applies to that exact request.
+    #[arg(long, value_name = "sha256:...")]
+    hash: String,
+    /// Why.
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Args)]
+struct DeadlinesArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Keep running, checking every this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    watch: Option<u64>,
 }
 
 #[derive(Args)]
@@ -97,6 +167,9 @@ pub fn main() -> ExitCode {
         Command::Test(args) => cases::run(args),
         Command::Inspect(args) => load::inspect(&args),
         Command::Policies => load::list_bundled(),
+        Command::Authorize(args) => govern::authorize(args),
+        Command::Approvals(command) => govern::approvals(command),
+        Command::RunDeadlines(args) => govern::run_deadlines(args),
     };
     match result {
         Ok(code) => code,

@@ -108,6 +108,21 @@ pub mod exact {
     }
 }
 
+/// [`exact`] for an optional amount.
+pub mod exact_option {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer};
+
+    /// Reads an optional amount exactly.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Decimal>, D::Error> {
+        #[derive(Deserialize)]
+        struct Exact(#[serde(with = "super::exact")] Decimal);
+        Option::<Exact>::deserialize(deserializer).map(|o| o.map(|e| e.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,115 @@
+//! `tiergate authorize`, `approvals` and `run-deadlines`: the governance
+//! pipeline over a tenant configuration and a SQLite store.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tiergate::Transaction;
+use tiergate::governance::{Act, Clock, Governor, Status, SystemClock, TenantConfig};
+use tiergate::store::SqliteStore;
+
+use super::{ApprovalsCommand, AuthorizeArgs, DeadlinesArgs, StoreArgs, VerdictArgs, input};
+
+/// The store file when neither `--store` nor `TIERGATE_DATA_DIR` says otherwise.
+fn default_store() -> PathBuf {
+    let dir = std::env::var_os("TIERGATE_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/tiergate"))
+        })
+        .unwrap_or_else(|| PathBuf::from("tiergate-data"));
+    dir.join("tiergate.db")
+}
+
+fn governor(args: &StoreArgs) -> Result<(Governor, String)> {
+    let store_path = args.store.clone().unwrap_or_else(default_store);
+    let store = SqliteStore::open(&store_path)?;
+    let config = TenantConfig::load(&args.tenant)?;
+    let tenant = config.tenant.clone();
+    let runtime = tiergate::Runtime::new()?;
+    let governor = Governor::builder(runtime, Arc::new(store))
+        .tenant(config)
+        .with_context(|| format!("cannot set up tenant from {}", args.tenant.display()))?
+        .build();
+    tracing::info!(store = %store_path.display(), %tenant, "governor ready");
+    Ok((governor, tenant))
+}
+
+pub fn authorize(args: AuthorizeArgs) -> Result<ExitCode> {
+    let (governor, _) = governor(&args.store)?;
+    let (source, text) = input::read_text(args.input.as_deref())?;
+    let mut refused = 0;
+    let mut count = 0;
+    for item in input::json_values(&text) {
+        count += 1;
+        let result = item
+            .map_err(|e| format!("{source}: {e}"))
+            .and_then(|(line, value)| {
+                let tx = Transaction::from_json(value, SystemClock.now_ms())
+                    .map_err(|e| format!("{source}:{line}: {e}"))?;
+                governor
+                    .authorize_blocking(tx)
+                    .map_err(|e| format!("{source}:{line}: {e}"))
+            });
+        match result {
+            Ok(auth) => println!("{}", serde_json::to_string(&auth)?),
+            Err(message) => {
+                eprintln!("error: {message}");
+                refused += 1;
+            }
+        }
+    }
+    if count == 0 {
+        anyhow::bail!("{source} holds no transaction");
+    }
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn approvals(command: ApprovalsCommand) -> Result<ExitCode> {
+    match command {
+        ApprovalsCommand::List { store } => {
+            let (governor, tenant) = governor(&store)?;
+            for auth in governor.list(&tenant, &[Status::PendingVeto, Status::AwaitingApproval])? {
+                println!("{}", serde_json::to_string(&auth)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ApprovalsCommand::Approve(v) => verdict(v, Act::Approve),
+        ApprovalsCommand::Reject(v) => verdict(v, Act::Reject),
+        ApprovalsCommand::Veto(v) => verdict(v, Act::Veto),
+    }
+}
+
+fn verdict(args: VerdictArgs, act: Act) -> Result<ExitCode> {
+    let (governor, tenant) = governor(&args.store)?;
+    let auth = governor.decide_blocking(
+        &tenant,
+        &args.tx,
+        act,
+        &args.actor,
+        &args.reason,
+        &args.hash,
+    )?;
+    println!("{}", serde_json::to_string(&auth)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_deadlines(args: DeadlinesArgs) -> Result<ExitCode> {
+    let (governor, _) = governor(&args.store)?;
+    loop {
+        for auth in governor.run_deadlines_blocking()? {
+            println!("{}", serde_json::to_string(&auth)?);
+        }
+        match args.watch {
+            None => return Ok(ExitCode::SUCCESS),
+            Some(seconds) => std::thread::sleep(Duration::from_secs(seconds.max(1))),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! What authorize answers, and the statuses a payment moves through.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tiergate_policy::Tier;
+
+use crate::model::decision::{PolicyFailure, Reason};
+use crate::model::transaction::Transaction;
+
+/// Where a payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The owner was notified and may veto until the deadline; then it executes.
+    PendingVeto,
+    /// Waiting for explicit approval until the deadline; then it expires.
+    AwaitingApproval,
+    /// Handed to the executor; its result is not recorded yet.
+    Executing,
+    /// Executed; the executor's reference is recorded.
+    Executed,
+    /// The executor failed; nothing moved, and the error is recorded.
+    ExecutionFailed,
+    /// Vetoed by an owner inside the window.
+    Vetoed,
+    /// Rejected by an owner.
+    Rejected,
+    /// Not approved in time: auto-rejected.
+    Expired,
+    /// Prohibited: never executes.
+    Blocked,
+}
+
+impl Status {
+    /// Whether the payment's money counts against budgets: held while it
+    /// may still execute, spent once it has.
+    pub fn holds_budget(self) -> bool {
+        matches!(
+            self,
+            Status::PendingVeto | Status::AwaitingApproval | Status::Executing | Status::Executed
+        )
+    }
+
+    /// The status's name as stored and printed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::PendingVeto => "pending_veto",
+            Status::AwaitingApproval => "awaiting_approval",
+            Status::Executing => "executing",
+            Status::Executed => "executed",
+            Status::ExecutionFailed => "execution_failed",
+            Status::Vetoed => "vetoed",
+            Status::Rejected => "rejected",
+            Status::Expired => "expired",
+            Status::Blocked => "blocked",
+        }
+    }
+}
+
+/// One owner's recorded verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Who decided.
+    pub actor: String,
+    /// What they decided.
+    pub act: Act,
+    /// Why, in their words.
+    pub reason: String,
+    /// When.
+    pub at_ms: u64,
+}
+
+/// What an owner may do to a held payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Act {
+    /// Approve a payment awaiting approval.
+    Approve,
+    /// Reject a payment awaiting approval.
+    Reject,
+    /// Stop a payment inside its veto window.
+    Veto,
+}
+
+/// A guardrail that made the tier stricter than the policy's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    /// Which guardrail: `max_per_transaction`, `agent_daily_budget`,
+    /// `team_daily_budget:<team>`, `tenant_daily_budget`.
+    pub guardrail: String,
+    /// The tier it demanded.
+    pub tier: Tier,
+    /// What it saw: "committed 480.00 + 30.00 over the limit of 500.00".
+    pub detail: String,
+}
+
+/// The answer to an authorization request, and the payment's current state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Authorization {
+    /// The payment as requested (with the host's request time).
+    pub transaction: Transaction,
+    /// The audit id of the authorization record: `aud-YYYY-MM-DD-NNN`.
+    pub audit_id: String,
+    /// `sha256:` of the request's content; approvals must name it.
+    pub content_hash: String,
+    /// The tier applied: the policy's, made stricter by guardrails.
+    pub tier: Tier,
+    /// The tier the policy returned.
+    pub policy_tier: Tier,
+    /// Where the payment stands.
+    pub status: Status,
+    /// Why: the policy's reasons, then the guardrails'.
+    pub reasons: Vec<Reason>,
+    /// Guardrails that escalated the tier.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalations: Vec<Escalation>,
+    /// How the policy failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_failure: Option<PolicyFailure>,
+    /// An alternative path for the agent when it is held or refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion: Option<String>,
+    /// When the veto window closes or the approval times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Distinct owners who must approve (explicit approval only).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub approvals_required: u32,
+    /// Verdicts recorded so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdicts: Vec<Verdict>,
+    /// The executor's reference, once executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_ref: Option<String>,
+    /// The executor's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_error: Option<String>,
+    /// The team the agent belongs to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Authorization {
+    /// The amount, for budget sums.
+    pub fn amount(&self) -> Decimal {
+        self.transaction.amount
+    }
+}

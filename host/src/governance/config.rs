@@ -1,0 +1,414 @@
+//! A tenant's configuration file (TOML): its policy, what each tier means,
+//! who may approve, and the guardrails the host enforces whatever the policy
+//! says. Validated on load, with errors that name the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use tiergate_policy::{Tier, Window};
+
+use crate::model::money;
+
+/// A tenant configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("tenant configuration {path}: {message}")]
+pub struct ConfigError {
+    path: String,
+    message: String,
+}
+
+impl ConfigError {
+    fn at(path: &Path, message: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.display().to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One tenant's governance.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// The tenant's id; transactions name it.
+    pub tenant: String,
+    /// The currency of every threshold and budget. A transaction in another
+    /// currency is refused: the host never converts.
+    pub currency: String,
+    /// Budget owners: the identities who may approve, reject and veto.
+    pub owners: Vec<String>,
+    /// The tier applied when the policy fails: collaborative or prohibited.
+    #[serde(default = "collaborative")]
+    pub failure_tier: Tier,
+    /// The policy and its configuration.
+    pub policy: PolicySection,
+    /// What each tier means.
+    pub tiers: TierTable,
+    /// Limits the host enforces whatever the policy says.
+    #[serde(default)]
+    pub guardrails: Guardrails,
+    /// Teams of agents with budgets of their own.
+    #[serde(default)]
+    pub teams: Vec<Team>,
+}
+
+fn collaborative() -> Tier {
+    Tier::Collaborative
+}
+
+/// Which policy classifies this tenant's payments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// A `.wasm` component (relative to the configuration file) or the name
+    /// of a bundled policy.
+    pub path: String,
+    /// The policy's configuration, handed to it as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+}
+
+/// The four tiers' workflows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierTable {
+    /// What `autonomous` means.
+    pub autonomous: TierRule,
+    /// What `supervised` means.
+    pub supervised: TierRule,
+    /// What `collaborative` means.
+    pub collaborative: TierRule,
+    /// What `prohibited` means.
+    pub prohibited: TierRule,
+}
+
+impl TierTable {
+    /// The rule of one tier.
+    pub fn rule(&self, tier: Tier) -> &TierRule {
+        match tier {
+            Tier::Autonomous => &self.autonomous,
+            Tier::Supervised => &self.supervised,
+            Tier::Collaborative => &self.collaborative,
+            Tier::Prohibited => &self.prohibited,
+        }
+    }
+}
+
+/// How a tier is approved and audited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierRule {
+    /// The approval workflow.
+    pub approval: ApprovalMode,
+    /// With `notify_with_veto`: how long the owner may veto.
+    pub veto_window: Option<Window>,
+    /// With `explicit_human`: when an unanswered request is auto-rejected.
+    pub timeout: Option<Window>,
+    /// With `explicit_human`: distinct owners who must approve (default 1).
+    pub approvers: Option<u32>,
+    /// With `explicit_human`: above this amount, two distinct owners must approve.
+    #[serde(default, with = "money::exact_option")]
+    pub four_eyes_above: Option<Decimal>,
+    /// How deep the audit record goes.
+    pub audit: AuditDepth,
+    /// The compliance record level.
+    pub compliance: ComplianceLevel,
+    /// Whether the owner is alerted at once.
+    #[serde(default)]
+    pub alert_owner: bool,
+}
+
+/// Approval workflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    /// Executes at once.
+    None,
+    /// Owner notified; executes when the veto window passes without a veto.
+    NotifyWithVeto,
+    /// Needs explicit approval; auto-rejected at the timeout.
+    ExplicitHuman,
+    /// Never executes.
+    Blocked,
+}
+
+/// Audit depth of a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDepth {
+    /// A minimal record, aggregated in the daily report.
+    BatchDaily,
+    /// The full lifecycle.
+    PerTransaction,
+    /// The full lifecycle plus justification, inputs and approvers.
+    PerTransactionEnhanced,
+    /// Blocked attempts, with their reasons.
+    AttemptLogged,
+}
+
+/// Compliance record level of a tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComplianceLevel {
+    /// Lightweight.
+    Simplified,
+    /// Full lifecycle.
+    Standard,
+    /// Regulator-queryable.
+    Enhanced,
+}
+
+/// Limits the host enforces whatever the policy says. Each may only make a
+/// tier stricter.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guardrails {
+    /// The most one transaction may be.
+    pub max_per_transaction: Option<Limit>,
+    /// The most one agent may commit in a rolling day.
+    pub agent_daily_budget: Option<Limit>,
+    /// The most all the tenant's agents together may commit in a rolling day.
+    pub tenant_daily_budget: Option<Limit>,
+}
+
+/// A limit and the tier a payment over it is escalated to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// The limit, in the tenant's currency.
+    #[serde(with = "money::exact")]
+    pub limit: Decimal,
+    /// The tier a payment over the limit gets (at least; never looser than
+    /// the policy's).
+    #[serde(default = "collaborative")]
+    pub escalate_to: Tier,
+}
+
+/// Agents with a shared budget (tenant → team → agent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Team {
+    /// The team's name.
+    pub name: String,
+    /// Its agents.
+    pub agents: Vec<String>,
+    /// The most its agents together may commit in a rolling day.
+    pub daily_budget: Limit,
+}
+
+impl TenantConfig {
+    /// Reads and validates a tenant configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::at(path, format!("cannot read it: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates configuration text; `path` names it in errors
+    /// and anchors a relative policy path.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: TenantConfig =
+            toml::from_str(text).map_err(|e| ConfigError::at(path, e.to_string()))?;
+        config.validate().map_err(|m| ConfigError::at(path, m))?;
+        let relative = Path::new(&config.policy.path);
+        if relative.extension().is_some_and(|e| e == "wasm") && relative.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            config.policy.path = base.join(relative).display().to_string();
+        }
+        Ok(config)
+    }
+
+    /// The policy's configuration as the JSON document it reads.
+    pub fn policy_config_json(&self) -> Result<String, String> {
+        match &self.policy.config {
+            None => Ok(String::new()),
+            Some(table) => toml_to_json(toml::Value::Table(table.clone()), "policy.config")
+                .map(|v| v.to_string()),
+        }
+    }
+
+    /// The team an agent belongs to, if any.
+    pub fn team_of(&self, agent: &str) -> Option<&Team> {
+        self.teams
+            .iter()
+            .find(|t| t.agents.iter().any(|a| a == agent))
+    }
+
+    /// Where the policy lives: a file path or a bundled policy's name.
+    pub fn policy_location(&self) -> PathBuf {
+        PathBuf::from(&self.policy.path)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let id_ok = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
+        if !id_ok(&self.tenant) {
+            return Err(format!(
+                "`tenant` must be 1 to 64 bytes without whitespace, not {:?}",
+                self.tenant
+            ));
+        }
+        if self.currency.is_empty()
+            || self.currency.len() > 16
+            || !self.currency.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(format!(
+                "`currency` must be a code such as USD or USDC, not {:?}",
+                self.currency
+            ));
+        }
+        if self.owners.is_empty() {
+            return Err("`owners` must name at least one budget owner who can approve".into());
+        }
+        if let Some(bad) = self.owners.iter().find(|o| !id_ok(o)) {
+            return Err(format!(
+                "`owners` holds {bad:?}; identities are 1 to 64 bytes without whitespace"
+            ));
+        }
+        if self.failure_tier < Tier::Collaborative {
+            return Err(format!(
+                "`failure_tier` = {}: a failing policy must land with a human, so use collaborative or prohibited",
+                self.failure_tier
+            ));
+        }
+        if self.policy.path.is_empty() {
+            return Err("`policy.path` must name a .wasm file or a bundled policy".into());
+        }
+        self.policy_config_json()?;
+        for tier in Tier::ALL {
+            validate_rule(tier, self.tiers.rule(tier))?;
+        }
+        let limits = [
+            (
+                "guardrails.max_per_transaction",
+                &self.guardrails.max_per_transaction,
+            ),
+            (
+                "guardrails.agent_daily_budget",
+                &self.guardrails.agent_daily_budget,
+            ),
+            (
+                "guardrails.tenant_daily_budget",
+                &self.guardrails.tenant_daily_budget,
+            ),
+        ];
+        for (key, limit) in limits {
+            if let Some(l) = limit {
+                validate_limit(key, l)?;
+            }
+        }
+        let mut seen = BTreeMap::new();
+        for (i, team) in self.teams.iter().enumerate() {
+            if !id_ok(&team.name) {
+                return Err(format!(
+                    "`teams[{i}].name` must be 1 to 64 bytes without whitespace"
+                ));
+            }
+            validate_limit(&format!("teams[{i}].daily_budget"), &team.daily_budget)?;
+            for agent in &team.agents {
+                if let Some(other) = seen.insert(agent.clone(), team.name.clone()) {
+                    return Err(format!(
+                        "agent {agent:?} is in both teams {other:?} and {:?}; an agent has one team",
+                        team.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_rule(tier: Tier, rule: &TierRule) -> Result<(), String> {
+    let key = format!("tiers.{tier}");
+    let mode = rule.approval;
+    if tier == Tier::Prohibited && mode != ApprovalMode::Blocked {
+        return Err(format!(
+            "`{key}.approval` must be \"blocked\": prohibited payments never execute"
+        ));
+    }
+    if tier != Tier::Prohibited && mode == ApprovalMode::Blocked {
+        return Err(format!(
+            "`{key}.approval` = \"blocked\" belongs to the prohibited tier only"
+        ));
+    }
+    if (mode == ApprovalMode::NotifyWithVeto) != rule.veto_window.is_some() {
+        return Err(format!(
+            "`{key}.veto_window` is required with approval \"notify_with_veto\" and allowed only with it"
+        ));
+    }
+    if (mode == ApprovalMode::ExplicitHuman) != rule.timeout.is_some() {
+        return Err(format!(
+            "`{key}.timeout` is required with approval \"explicit_human\" and allowed only with it"
+        ));
+    }
+    if mode != ApprovalMode::ExplicitHuman
+        && (rule.approvers.is_some() || rule.four_eyes_above.is_some())
+    {
+        return Err(format!(
+            "`{key}.approvers` and `four_eyes_above` apply only to approval \"explicit_human\""
+        ));
+    }
+    if rule.approvers == Some(0) {
+        return Err(format!("`{key}.approvers` must be at least 1"));
+    }
+    if rule
+        .veto_window
+        .or(rule.timeout)
+        .is_some_and(|w| w.as_millis() == 0)
+    {
+        return Err(format!(
+            "`{key}`: a veto window or timeout must be longer than zero"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_limit(key: &str, limit: &Limit) -> Result<(), String> {
+    if limit.limit <= Decimal::ZERO {
+        return Err(format!(
+            "`{key}.limit` must be positive, not {}",
+            limit.limit
+        ));
+    }
+    if limit.escalate_to == Tier::Autonomous {
+        return Err(format!(
+            "`{key}.escalate_to` must be stricter than autonomous"
+        ));
+    }
+    Ok(())
+}
+
+/// TOML as the JSON a policy reads. Floats are refused: TOML reads them as
+/// binary floating point, which cannot hold money exactly.
+pub fn toml_to_json(value: toml::Value, path: &str) -> Result<serde_json::Value, String> {
+    Ok(match value {
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+        toml::Value::Float(f) => {
+            return Err(format!(
+                "`{path}` = {f:?} is a floating-point number, which cannot hold money exactly: write it as a string with the digits you mean, such as \"{f:?}\""
+            ));
+        }
+        toml::Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| toml_to_json(v, &format!("{path}[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?
+            .into(),
+        toml::Value::Table(table) => table
+            .into_iter()
+            .map(|(k, v)| {
+                let key = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                Ok((k, toml_to_json(v, &key)?))
+            })
+            .collect::<Result<serde_json::Map<_, _>, String>>()?
+            .into(),
+    })
+}

@@ -1,0 +1,36 @@
+//! Moving the money: called exactly once per executed payment.
+
+use std::sync::Arc;
+
+use super::Authorization;
+use crate::store::Store;
+
+/// Executes an approved payment and returns a reference to it, or an error
+/// saying why it did not move. Called once per transaction, after the host
+/// has durably recorded that it is executing; the transaction id is the
+/// idempotency key to pass on to a payment rail.
+pub trait PaymentExecutor: Send + Sync {
+    /// Executes `auth`'s payment.
+    fn execute(&self, auth: &Authorization) -> Result<String, String>;
+}
+
+/// The built-in executor: records the payment in the store's ledger.
+pub struct LedgerExecutor {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn super::Clock>,
+}
+
+impl LedgerExecutor {
+    /// A ledger in `store`, stamped by `clock`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn super::Clock>) -> Self {
+        LedgerExecutor { store, clock }
+    }
+}
+
+impl PaymentExecutor for LedgerExecutor {
+    fn execute(&self, auth: &Authorization) -> Result<String, String> {
+        self.store
+            .ledger_insert(auth, self.clock.now_ms())
+            .map_err(|e| e.to_string())
+    }
+}

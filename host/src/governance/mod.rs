@@ -1,0 +1,444 @@
+//! The trusted governance pipeline: authorize → tier → approval workflow →
+//! execution, every step durable before anyone hears of it.
+//!
+//! The policy only classifies. Everything here is the host's: guardrails
+//! that can only make a tier stricter, budgets checked and reserved
+//! atomically, owners' verdicts bound to the exact request, deadlines that
+//! survive restarts, an executor called once per payment, and an audit
+//! event for every step.
+
+mod authorization;
+mod clock;
+mod config;
+mod error;
+mod executor;
+mod history;
+mod plan;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit, PolicySection, Team,
+    TenantConfig, TierRule, TierTable, toml_to_json,
+};
+pub use error::GovernError;
+pub use executor::{LedgerExecutor, PaymentExecutor};
+
+use crate::model::transaction::Transaction;
+use crate::runtime::{CompiledPolicy, Runtime, TenantPolicy};
+use crate::store::{NewEntry, Recorded, Store};
+
+/// How far back the policy's context can see an agent's payments.
+const CONTEXT_HORIZON_MS: u64 = 7 * 86_400_000;
+/// Budgets are rolling days.
+const BUDGET_WINDOW_MS: u64 = 86_400_000;
+
+/// The governance pipeline over a store, for any number of tenants.
+/// Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Governor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    executor: Arc<dyn PaymentExecutor>,
+    clock: Arc<dyn Clock>,
+    tenants: BTreeMap<String, Tenant>,
+}
+
+struct Tenant {
+    config: TenantConfig,
+    policy: TenantPolicy,
+}
+
+/// Assembles a [`Governor`].
+pub struct GovernorBuilder {
+    runtime: Runtime,
+    store: Arc<dyn Store>,
+    executor: Option<Arc<dyn PaymentExecutor>>,
+    clock: Arc<dyn Clock>,
+    tenants: BTreeMap<String, Tenant>,
+}
+
+impl GovernorBuilder {
+    /// Uses `clock` for request times and deadlines (the system clock by default).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Uses `executor` to move money (the store's ledger by default).
+    pub fn executor(mut self, executor: Arc<dyn PaymentExecutor>) -> Self {
+        self.executor = Some(executor);
+        self
+    }
+
+    /// Adds a tenant, loading its policy from the path in its configuration
+    /// (a `.wasm` file, or a bundled policy's name).
+    pub fn tenant(self, config: TenantConfig) -> Result<Self, GovernError> {
+        let location = config.policy_location();
+        let compiled = if location.exists() {
+            self.runtime.compile_file(&location)
+        } else {
+            match bundled(&config.policy.path) {
+                Some(bytes) => self.runtime.compile(bytes),
+                None => {
+                    return Err(GovernError::Setup {
+                        tenant: config.tenant.clone(),
+                        message: format!(
+                            "policy.path {:?} is neither a file nor a bundled policy",
+                            config.policy.path
+                        ),
+                    });
+                }
+            }
+        };
+        let compiled = compiled.map_err(|source| GovernError::Policy {
+            tenant: config.tenant.clone(),
+            source,
+        })?;
+        self.tenant_with_policy(config, &compiled)
+    }
+
+    /// Adds a tenant served by an already compiled policy.
+    pub fn tenant_with_policy(
+        mut self,
+        config: TenantConfig,
+        compiled: &CompiledPolicy,
+    ) -> Result<Self, GovernError> {
+        let tenant = config.tenant.clone();
+        let policy_error = |source| GovernError::Policy {
+            tenant: tenant.clone(),
+            source,
+        };
+        let document = config
+            .policy_config_json()
+            .map_err(|message| GovernError::Setup {
+                tenant: tenant.clone(),
+                message,
+            })?;
+        let policy = compiled
+            .configure(&document)
+            .and_then(|p| p.with_failure_tier(config.failure_tier))
+            .map_err(policy_error)?;
+        if self.tenants.contains_key(&tenant) {
+            return Err(GovernError::Setup {
+                tenant,
+                message: "configured twice".into(),
+            });
+        }
+        self.tenants.insert(tenant, Tenant { config, policy });
+        Ok(self)
+    }
+
+    /// Adds a tenant from its configuration file.
+    pub fn tenant_file(self, path: &Path) -> Result<Self, GovernError> {
+        let config = TenantConfig::load(path)?;
+        self.tenant(config)
+    }
+
+    /// The governor.
+    pub fn build(self) -> Governor {
+        let executor = self.executor.unwrap_or_else(|| {
+            Arc::new(LedgerExecutor::new(self.store.clone(), self.clock.clone()))
+        });
+        Governor {
+            inner: Arc::new(Inner {
+                store: self.store,
+                executor,
+                clock: self.clock,
+                tenants: self.tenants,
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "bundled-policies")]
+fn bundled(name: &str) -> Option<&'static [u8]> {
+    crate::bundled::get(name)
+}
+
+#[cfg(not(feature = "bundled-policies"))]
+fn bundled(_name: &str) -> Option<&'static [u8]> {
+    None
+}
+
+/// `sha256:` of a request's content: the transaction without the host's
+/// request time, so a retry of the same request hashes the same.
+pub fn content_hash(tx: &Transaction) -> String {
+    let mut unstamped = tx.clone();
+    unstamped.requested_at_ms = 0;
+    let text = serde_json::to_string(&unstamped).expect("a transaction serializes");
+    let digest = Sha256::digest(text.as_bytes());
+    format!(
+        "sha256:{}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    )
+}
+
+impl Governor {
+    /// Starts a governor over `store`, running policies on `runtime`.
+    pub fn builder(runtime: Runtime, store: Arc<dyn Store>) -> GovernorBuilder {
+        GovernorBuilder {
+            runtime,
+            store,
+            executor: None,
+            clock: Arc::new(SystemClock),
+            tenants: BTreeMap::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// A configured tenant's settings.
+    pub fn tenant_config(&self, tenant: &str) -> Result<&TenantConfig, GovernError> {
+        self.tenant(tenant).map(|t| &t.config)
+    }
+
+    fn tenant(&self, tenant: &str) -> Result<&Tenant, GovernError> {
+        self.inner
+            .tenants
+            .get(tenant)
+            .ok_or_else(|| GovernError::UnknownTenant(tenant.to_string()))
+    }
+
+    /// Authorizes a payment: classifies it, applies guardrails and budgets,
+    /// records it and starts its workflow. Autonomous payments are executed
+    /// before this returns; the record is durable before the answer.
+    ///
+    /// The transaction id is the idempotency key: the same request again
+    /// returns the stored authorization; a different one with the same id is
+    /// a [`GovernError::Conflict`].
+    pub async fn authorize(&self, tx: Transaction) -> Result<Authorization, GovernError> {
+        let this = self.clone();
+        blocking(move || this.authorize_blocking(tx)).await
+    }
+
+    /// [`authorize`](Self::authorize) on the calling thread.
+    pub fn authorize_blocking(&self, tx: Transaction) -> Result<Authorization, GovernError> {
+        let tenant = self.tenant(&tx.tenant)?;
+        tx.validate()?;
+        if tx.currency != tenant.config.currency {
+            return Err(GovernError::CurrencyMismatch {
+                tenant: tx.tenant.clone(),
+                tx_id: tx.id.clone(),
+                expected: tenant.config.currency.clone(),
+                got: tx.currency.clone(),
+            });
+        }
+        let hash = content_hash(&tx);
+        let store = &self.inner.store;
+        if let Some(existing) = store.get(&tx.tenant, &tx.id)? {
+            return same_request(existing, &hash);
+        }
+        let history = store.history(
+            &tx.tenant,
+            &tx.agent,
+            &tx.recipient,
+            tx.requested_at_ms.saturating_sub(CONTEXT_HORIZON_MS),
+        )?;
+        let context = Arc::new(history::HistoryContext {
+            history,
+            at_ms: tx.requested_at_ms,
+            currency: tx.currency.clone(),
+        });
+        let decision = tenant
+            .policy
+            .classify_blocking(&tx, context)
+            .map_err(|e| GovernError::Classify(e.to_string()))?;
+        let now_ms = self.inner.clock.now_ms();
+        let request = plan::Request {
+            config: &tenant.config,
+            tx: &tx,
+            content_hash: &hash,
+            decision: &decision,
+            policy_digest: &tenant.policy.info().digest,
+            config_digest: tenant.policy.config_digest(),
+            now_ms,
+        };
+        let team = tenant.config.team_of(&tx.agent).map(|t| t.name.as_str());
+        let entry = NewEntry {
+            tenant: &tx.tenant,
+            tx_id: &tx.id,
+            agent: &tx.agent,
+            team,
+            currency: &tenant.config.currency,
+            window_start_ms: tx.requested_at_ms.saturating_sub(BUDGET_WINDOW_MS),
+            now_ms,
+        };
+        match store.record(&entry, &mut |held, audit_id| {
+            plan::authorize(&request, held, audit_id)
+        })? {
+            // Another request with this id won the race.
+            Recorded::Existing(existing) => same_request(existing, &hash),
+            Recorded::New(auth) if auth.status == Status::Executing => self.execute(auth),
+            Recorded::New(auth) => Ok(auth),
+        }
+    }
+
+    /// An owner's verdict on a held payment: approve or reject one awaiting
+    /// approval, veto one inside its veto window. `content_hash` must be the
+    /// request's (as listed), so a verdict cannot land on another request.
+    /// When the last required approval arrives the payment executes before
+    /// this returns.
+    pub async fn decide(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        act: Act,
+        actor: &str,
+        reason: &str,
+        content_hash: &str,
+    ) -> Result<Authorization, GovernError> {
+        let (this, tenant, tx_id, actor, reason, hash) = (
+            self.clone(),
+            tenant.to_string(),
+            tx_id.to_string(),
+            actor.to_string(),
+            reason.to_string(),
+            content_hash.to_string(),
+        );
+        blocking(move || this.decide_blocking(&tenant, &tx_id, act, &actor, &reason, &hash)).await
+    }
+
+    /// [`decide`](Self::decide) on the calling thread.
+    pub fn decide_blocking(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        act: Act,
+        actor: &str,
+        reason: &str,
+        content_hash: &str,
+    ) -> Result<Authorization, GovernError> {
+        let config = &self.tenant(tenant)?.config;
+        if !config.owners.iter().any(|o| o == actor) {
+            return Err(GovernError::NotAnOwner {
+                actor: actor.to_string(),
+                tenant: tenant.to_string(),
+            });
+        }
+        let ruling = plan::Ruling {
+            act,
+            actor,
+            reason,
+            content_hash,
+            now_ms: self.inner.clock.now_ms(),
+        };
+        let auth = self
+            .inner
+            .store
+            .update(tenant, tx_id, ruling.now_ms, &mut |current| {
+                if current.transaction.agent == actor {
+                    return Err(GovernError::OwnPayment {
+                        actor: actor.to_string(),
+                        tx_id: tx_id.to_string(),
+                    });
+                }
+                plan::rule_on(current, &ruling)
+            })?;
+        if auth.status == Status::Executing {
+            self.execute(auth)
+        } else {
+            Ok(auth)
+        }
+    }
+
+    /// Processes every deadline that has passed: closed veto windows execute,
+    /// unanswered approvals expire. Each is processed exactly once, even with
+    /// several runners or after a restart. Returns the payments it moved.
+    pub async fn run_deadlines(&self) -> Result<Vec<Authorization>, GovernError> {
+        let this = self.clone();
+        blocking(move || this.run_deadlines_blocking()).await
+    }
+
+    /// [`run_deadlines`](Self::run_deadlines) on the calling thread.
+    pub fn run_deadlines_blocking(&self) -> Result<Vec<Authorization>, GovernError> {
+        let now_ms = self.inner.clock.now_ms();
+        let mut moved = Vec::new();
+        for (tenant, tx_id) in self.inner.store.due(now_ms)? {
+            match self
+                .inner
+                .store
+                .update(&tenant, &tx_id, now_ms, &mut |current| {
+                    plan::on_deadline(current, now_ms)
+                }) {
+                Ok(auth) if auth.status == Status::Executing => moved.push(self.execute(auth)?),
+                Ok(auth) => moved.push(auth),
+                // Another runner took it first.
+                Err(GovernError::NotDue(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Payments of a tenant in any of `statuses` (all when empty).
+    pub fn list(
+        &self,
+        tenant: &str,
+        statuses: &[Status],
+    ) -> Result<Vec<Authorization>, GovernError> {
+        self.tenant(tenant)?;
+        Ok(self.inner.store.list(tenant, statuses)?)
+    }
+
+    /// One payment's current state.
+    pub fn get(&self, tenant: &str, tx_id: &str) -> Result<Authorization, GovernError> {
+        self.tenant(tenant)?;
+        self.inner
+            .store
+            .get(tenant, tx_id)?
+            .ok_or_else(|| GovernError::NotFound {
+                tenant: tenant.to_string(),
+                tx_id: tx_id.to_string(),
+            })
+    }
+
+    /// Hands an executing payment to the executor, once, and records the result.
+    fn execute(&self, auth: Authorization) -> Result<Authorization, GovernError> {
+        let result = self.inner.executor.execute(&auth);
+        let t = &auth.transaction;
+        self.inner.store.update(
+            &t.tenant,
+            &t.id,
+            self.inner.clock.now_ms(),
+            &mut |current| plan::on_executed(current, &result),
+        )
+    }
+}
+
+fn same_request(existing: Authorization, hash: &str) -> Result<Authorization, GovernError> {
+    if existing.content_hash == hash {
+        Ok(existing)
+    } else {
+        Err(GovernError::Conflict {
+            tx_id: existing.transaction.id.clone(),
+            stored: existing.content_hash,
+            sent: hash.to_string(),
+        })
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, GovernError> + Send + 'static,
+) -> Result<T, GovernError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(GovernError::Classify(format!(
+            "the governance task did not finish: {e}"
+        )))
+    })
+}

@@ -1,0 +1,222 @@
+//! Durable state: authorizations, append-only hash-chained audit events, the
+//! notification outbox and the ledger.
+//!
+//! Callers never read-then-write. Every change is one call that runs the
+//! caller's pure decision inside a single atomic transaction: `record` checks
+//! budgets and reserves in one step, `update` applies one transition only if
+//! the state it was decided on is still current. A shared PostgreSQL store
+//! implements the same trait without any caller changing.
+
+mod sqlite;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+use crate::governance::{Authorization, GovernError};
+
+/// A store failure: the database could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub(crate) String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// Money already committed in the rolling window (held or spent), in the
+/// tenant's currency, not counting the payment being authorized.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holdings {
+    /// By this agent.
+    pub agent: Decimal,
+    /// By the agent's team, when it has one.
+    pub team: Decimal,
+    /// By the whole tenant.
+    pub tenant: Decimal,
+}
+
+/// What `record` needs to know before the decision is planned.
+#[derive(Debug, Clone)]
+pub struct NewEntry<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The transaction id (idempotency key).
+    pub tx_id: &'a str,
+    /// The agent.
+    pub agent: &'a str,
+    /// The agent's team, if any.
+    pub team: Option<&'a str>,
+    /// The tenant's currency; holdings sum only this currency.
+    pub currency: &'a str,
+    /// Holdings count payments requested after this time.
+    pub window_start_ms: u64,
+    /// Now, for the audit id's day.
+    pub now_ms: u64,
+}
+
+/// An audit event to append, chained to the tenant's previous one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDraft {
+    /// What happened: `authorized`, `owner_notified`, `vetoed`, `approved`,
+    /// `rejected`, `expired`, `executing`, `executed`, `execution_failed`,
+    /// `owner_alerted`, `agent_notified`.
+    pub kind: String,
+    /// Who did it, when a person did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The record's content, as deep as the tier's audit level asks.
+    pub detail: serde_json::Value,
+}
+
+/// A notification to deliver, written to the outbox with the change that
+/// caused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// `owner_notified`, `owner_alerted` or `agent_notified`.
+    pub kind: String,
+    /// Who is to be told: the owners (`owners`) or the agent's id.
+    pub to: String,
+    /// What to tell them.
+    pub message: String,
+}
+
+/// A change to store: the new state, and what it logs and announces.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The authorization's new state.
+    pub authorization: Authorization,
+    /// Audit events, in order.
+    pub events: Vec<EventDraft>,
+    /// Notifications.
+    pub notices: Vec<Notice>,
+}
+
+/// The outcome of `record`.
+#[derive(Debug, Clone)]
+pub enum Recorded {
+    /// Stored now.
+    New(Authorization),
+    /// The id was already stored (a retry or a race); nothing was written.
+    Existing(Authorization),
+}
+
+/// A stored audit event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the tenant's chain, from 1.
+    pub seq: u64,
+    /// The authorization's audit id.
+    pub audit_id: String,
+    /// The transaction.
+    pub tx_id: String,
+    /// When.
+    pub at_ms: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: EventDraft,
+    /// The previous event's hash (`sha256:` of nothing for the first).
+    pub prev_hash: String,
+    /// `sha256` over the previous hash and this event's content.
+    pub hash: String,
+}
+
+/// A stored notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// Delivery order.
+    pub id: u64,
+    /// The transaction it is about.
+    pub tx_id: String,
+    /// The notice.
+    #[serde(flatten)]
+    pub notice: Notice,
+    /// When it was written.
+    pub created_ms: u64,
+}
+
+/// One earlier authorization, as the policy's context sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastPayment {
+    /// When it was requested.
+    pub requested_at_ms: u64,
+    /// Its amount.
+    pub amount: Decimal,
+    /// Its currency.
+    pub currency: String,
+    /// Its category.
+    pub category: String,
+    /// The tier it received.
+    pub tier: tiergate_policy::Tier,
+}
+
+/// What the store knows of an agent's past and a recipient, read in one go.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The agent's authorizations since the requested time.
+    pub payments: Vec<PastPayment>,
+    /// When the tenant first paid the recipient.
+    pub recipient_first_paid_ms: Option<u64>,
+    /// How often the tenant paid the recipient.
+    pub recipient_payments: u64,
+}
+
+/// Durable state behind the governance pipeline.
+pub trait Store: Send + Sync {
+    /// The stored authorization of a transaction, if any.
+    fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError>;
+
+    /// The agent's authorizations requested at or after `since_ms`, and the
+    /// recipient's payment history within the tenant.
+    fn history(
+        &self,
+        tenant: &str,
+        agent: &str,
+        recipient: &str,
+        since_ms: u64,
+    ) -> Result<History, StoreError>;
+
+    /// Atomically: if the id is already stored, returns it untouched;
+    /// otherwise reads the holdings, lets `plan` decide (given the holdings
+    /// and the new audit id), and stores the result with its events and
+    /// notices. Concurrent calls are serialized, so budgets hold.
+    fn record(
+        &self,
+        entry: &NewEntry<'_>,
+        plan: &mut dyn FnMut(&Holdings, &str) -> Change,
+    ) -> Result<Recorded, StoreError>;
+
+    /// Atomically applies one transition decided on the current state. When
+    /// `decide` refuses, nothing is written and its error is returned.
+    fn update(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        now_ms: u64,
+        decide: &mut dyn FnMut(&Authorization) -> Result<Change, GovernError>,
+    ) -> Result<Authorization, GovernError>;
+
+    /// Payments whose veto window or approval timeout has passed by `now_ms`
+    /// and that still wait: `(tenant, tx_id)`.
+    fn due(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// The tenant's authorizations in one of `statuses`, oldest first.
+    fn list(
+        &self,
+        tenant: &str,
+        statuses: &[crate::governance::Status],
+    ) -> Result<Vec<Authorization>, StoreError>;
+
+    /// The tenant's audit events, optionally of one transaction, in order.
+    fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The tenant's notifications, in order.
+    fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Records an executed payment in the ledger and returns its reference.
+    /// Recording the same transaction twice returns the first reference.
+    fn ledger_insert(&self, auth: &Authorization, now_ms: u64) -> Result<String, StoreError>;
+}

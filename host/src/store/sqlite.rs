@@ -1,0 +1,546 @@
+//! The embedded default store: one SQLite file in WAL mode, every
+//! acknowledged write synchronous, schema migrations applied on open.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, Transaction as SqlTx, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+use super::{
+    AuditEvent, Change, EventDraft, History, Holdings, NewEntry, Notice, OutboxEntry, PastPayment,
+    Recorded, Store, StoreError,
+};
+use crate::governance::{Authorization, GovernError, Status};
+use crate::model::money::parse_decimal;
+
+/// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE authorizations (
+    tenant          TEXT    NOT NULL,
+    tx_id           TEXT    NOT NULL,
+    content_hash    TEXT    NOT NULL,
+    agent           TEXT    NOT NULL,
+    team            TEXT,
+    recipient       TEXT    NOT NULL,
+    category        TEXT    NOT NULL,
+    currency        TEXT    NOT NULL,
+    amount          TEXT    NOT NULL,
+    tier            TEXT    NOT NULL,
+    requested_at_ms INTEGER NOT NULL,
+    status          TEXT    NOT NULL,
+    holds           INTEGER NOT NULL,
+    deadline_ms     INTEGER,
+    body            TEXT    NOT NULL,
+    PRIMARY KEY (tenant, tx_id)
+);
+CREATE INDEX authorizations_by_agent ON authorizations (tenant, agent, requested_at_ms);
+CREATE INDEX authorizations_holding ON authorizations (tenant, holds, requested_at_ms);
+CREATE INDEX authorizations_due ON authorizations (deadline_ms) WHERE deadline_ms IS NOT NULL;
+
+CREATE TABLE audit_events (
+    tenant    TEXT    NOT NULL,
+    seq       INTEGER NOT NULL,
+    audit_id  TEXT    NOT NULL,
+    tx_id     TEXT    NOT NULL,
+    kind      TEXT    NOT NULL,
+    actor     TEXT,
+    at_ms     INTEGER NOT NULL,
+    detail    TEXT    NOT NULL,
+    prev_hash TEXT    NOT NULL,
+    hash      TEXT    NOT NULL,
+    PRIMARY KEY (tenant, seq)
+);
+CREATE INDEX audit_events_by_tx ON audit_events (tenant, tx_id);
+CREATE TRIGGER audit_events_append_only_update BEFORE UPDATE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER audit_events_append_only_delete BEFORE DELETE ON audit_events
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+
+CREATE TABLE audit_days (
+    tenant TEXT    NOT NULL,
+    day    TEXT    NOT NULL,
+    next   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day)
+);
+
+CREATE TABLE outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant       TEXT    NOT NULL,
+    tx_id        TEXT    NOT NULL,
+    kind         TEXT    NOT NULL,
+    recipient    TEXT    NOT NULL,
+    message      TEXT    NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    delivered_ms INTEGER
+);
+
+CREATE TABLE ledger (
+    tenant      TEXT    NOT NULL,
+    tx_id       TEXT    NOT NULL,
+    amount      TEXT    NOT NULL,
+    currency    TEXT    NOT NULL,
+    recipient   TEXT    NOT NULL,
+    executed_ms INTEGER NOT NULL,
+    reference   TEXT    NOT NULL,
+    PRIMARY KEY (tenant, tx_id)
+);
+CREATE INDEX ledger_by_recipient ON ledger (tenant, recipient);
+"#];
+
+/// The SQLite store. One process may share it across threads; several
+/// processes may open the same file (writes are serialized by SQLite).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError(format!(
+                    "cannot create the data directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError(format!("cannot open the store {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL for concurrent readers; FULL so an acknowledged commit survives power loss.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&conn).map_err(|e| StoreError(format!("store {}: {}", path.display(), e.0)))?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic mid-transaction rolled it back; the connection is usable.
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError(format!(
+            "its schema version {version} is newer than this tiergate understands ({}); upgrade tiergate",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        ))?;
+    }
+    Ok(())
+}
+
+fn parse_body(body: &str) -> Result<Authorization, StoreError> {
+    serde_json::from_str(body)
+        .map_err(|e| StoreError(format!("a stored authorization is unreadable: {e}")))
+}
+
+fn body_of(auth: &Authorization) -> Result<String, StoreError> {
+    serde_json::to_string(auth).map_err(|e| StoreError(e.to_string()))
+}
+
+fn get_in(tx: &Connection, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
+    let body: Option<String> = tx
+        .query_row(
+            "SELECT body FROM authorizations WHERE tenant = ?1 AND tx_id = ?2",
+            params![tenant, tx_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    body.as_deref().map(parse_body).transpose()
+}
+
+/// Writes the change's state, events and notices.
+fn apply(tx: &SqlTx<'_>, change: &Change, now_ms: u64, insert: bool) -> Result<(), StoreError> {
+    let a = &change.authorization;
+    let t = &a.transaction;
+    let body = body_of(a)?;
+    if insert {
+        tx.execute(
+            "INSERT INTO authorizations (tenant, tx_id, content_hash, agent, team, recipient, category, currency,
+                 amount, tier, requested_at_ms, status, holds, deadline_ms, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            params![
+                t.tenant,
+                t.id,
+                a.content_hash,
+                t.agent,
+                a.team,
+                t.recipient,
+                t.category,
+                t.currency,
+                t.amount.to_string(),
+                a.tier.as_str(),
+                t.requested_at_ms as i64,
+                a.status.as_str(),
+                a.status.holds_budget(),
+                a.deadline_ms.map(|d| d as i64),
+                body
+            ],
+        )?;
+    } else {
+        tx.execute(
+            "UPDATE authorizations SET status = ?3, holds = ?4, deadline_ms = ?5, body = ?6
+             WHERE tenant = ?1 AND tx_id = ?2",
+            params![
+                t.tenant,
+                t.id,
+                a.status.as_str(),
+                a.status.holds_budget(),
+                a.deadline_ms.map(|d| d as i64),
+                body
+            ],
+        )?;
+    }
+    for event in &change.events {
+        append_event(tx, &t.tenant, &a.audit_id, &t.id, now_ms, event)?;
+    }
+    for notice in &change.notices {
+        tx.execute(
+            "INSERT INTO outbox (tenant, tx_id, kind, recipient, message, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.tenant, t.id, notice.kind, notice.to, notice.message, now_ms as i64],
+        )?;
+    }
+    Ok(())
+}
+
+/// The hash of an event: over the previous hash and the event's content.
+pub(crate) fn event_hash(
+    prev_hash: &str,
+    seq: u64,
+    audit_id: &str,
+    tx_id: &str,
+    at_ms: u64,
+    event: &EventDraft,
+) -> String {
+    let content = serde_json::json!({
+        "seq": seq, "audit_id": audit_id, "tx_id": tx_id, "at_ms": at_ms,
+        "kind": event.kind, "actor": event.actor, "detail": event.detail,
+    });
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(content.to_string().as_bytes());
+    format!("sha256:{}", hex(&h.finalize()))
+}
+
+fn append_event(
+    tx: &SqlTx<'_>,
+    tenant: &str,
+    audit_id: &str,
+    tx_id: &str,
+    at_ms: u64,
+    event: &EventDraft,
+) -> Result<(), StoreError> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit_events WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
+            params![tenant],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev_hash) = match last {
+        Some((seq, hash)) => (seq as u64 + 1, hash),
+        None => (1, GENESIS.to_string()),
+    };
+    let hash = event_hash(&prev_hash, seq, audit_id, tx_id, at_ms, event);
+    tx.execute(
+        "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            tenant,
+            seq as i64,
+            audit_id,
+            tx_id,
+            event.kind,
+            event.actor,
+            at_ms as i64,
+            event.detail.to_string(),
+            prev_hash,
+            hash
+        ],
+    )?;
+    Ok(())
+}
+
+/// The `prev_hash` of a tenant's first event: the digest of nothing.
+pub(crate) const GENESIS: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// `aud-YYYY-MM-DD-NNN`: the day of `now_ms` (UTC) and the tenant's next
+/// number that day, never reused; the number widens past 999.
+fn next_audit_id(tx: &SqlTx<'_>, tenant: &str, now_ms: u64) -> Result<String, StoreError> {
+    let day = utc_day(now_ms);
+    let next: i64 = tx.query_row(
+        "INSERT INTO audit_days (tenant, day, next) VALUES (?1, ?2, 2)
+             ON CONFLICT (tenant, day) DO UPDATE SET next = next + 1
+             RETURNING next - 1",
+        params![tenant, day],
+        |r| r.get(0),
+    )?;
+    Ok(format!("aud-{day}-{next:03}"))
+}
+
+/// The UTC calendar day of a Unix time in milliseconds, as `YYYY-MM-DD`.
+pub(crate) fn utc_day(ms: u64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = (ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store for SqliteStore {
+    fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
+        get_in(&self.lock(), tenant, tx_id)
+    }
+
+    fn history(
+        &self,
+        tenant: &str,
+        agent: &str,
+        recipient: &str,
+        since_ms: u64,
+    ) -> Result<History, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
+             WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3",
+        )?;
+        let rows = stmt.query_map(params![tenant, agent, since_ms as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut payments = Vec::new();
+        for row in rows {
+            let (at, amount, currency, category, tier) = row?;
+            payments.push(PastPayment {
+                requested_at_ms: at as u64,
+                amount: parse_decimal(&amount).map_err(|e| StoreError(e.to_string()))?,
+                currency,
+                category,
+                tier: tier.parse().map_err(StoreError)?,
+            });
+        }
+        let (first, count): (Option<i64>, i64) = conn.query_row(
+            "SELECT MIN(executed_ms), COUNT(*) FROM ledger WHERE tenant = ?1 AND recipient = ?2",
+            params![tenant, recipient],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(History {
+            payments,
+            recipient_first_paid_ms: first.map(|f| f as u64),
+            recipient_payments: count as u64,
+        })
+    }
+
+    fn record(
+        &self,
+        entry: &NewEntry<'_>,
+        plan: &mut dyn FnMut(&Holdings, &str) -> Change,
+    ) -> Result<Recorded, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(existing) = get_in(&tx, entry.tenant, entry.tx_id)? {
+            return Ok(Recorded::Existing(existing));
+        }
+        let mut holdings = Holdings::default();
+        {
+            let mut stmt = tx.prepare_cached(
+                "SELECT agent, team, amount FROM authorizations
+                 WHERE tenant = ?1 AND holds = 1 AND currency = ?2 AND requested_at_ms >= ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![entry.tenant, entry.currency, entry.window_start_ms as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )?;
+            for row in rows {
+                let (agent, team, amount) = row?;
+                let amount = parse_decimal(&amount).map_err(|e| StoreError(e.to_string()))?;
+                holdings.tenant += amount;
+                if agent == entry.agent {
+                    holdings.agent += amount;
+                }
+                if team.is_some() && team.as_deref() == entry.team {
+                    holdings.team += amount;
+                }
+            }
+        }
+        let audit_id = next_audit_id(&tx, entry.tenant, entry.now_ms)?;
+        let change = plan(&holdings, &audit_id);
+        apply(&tx, &change, entry.now_ms, true)?;
+        tx.commit()?;
+        Ok(Recorded::New(change.authorization))
+    }
+
+    fn update(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        now_ms: u64,
+        decide: &mut dyn FnMut(&Authorization) -> Result<Change, GovernError>,
+    ) -> Result<Authorization, GovernError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let current = get_in(&tx, tenant, tx_id)?.ok_or_else(|| GovernError::NotFound {
+            tenant: tenant.to_string(),
+            tx_id: tx_id.to_string(),
+        })?;
+        let change = decide(&current)?;
+        apply(&tx, &change, now_ms, false)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(change.authorization)
+    }
+
+    fn due(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT tenant, tx_id FROM authorizations
+             WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND status IN ('pending_veto', 'awaiting_approval')
+             ORDER BY deadline_ms",
+        )?;
+        let rows = stmt.query_map(params![now_ms as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn list(&self, tenant: &str, statuses: &[Status]) -> Result<Vec<Authorization>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT body, status FROM authorizations WHERE tenant = ?1 ORDER BY requested_at_ms, tx_id",
+        )?;
+        let rows = stmt.query_map(params![tenant], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (body, status) = row?;
+            if statuses.is_empty() || statuses.iter().any(|s| s.as_str() == status) {
+                out.push(parse_body(&body)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash FROM audit_events
+             WHERE tenant = ?1 AND (?2 IS NULL OR tx_id = ?2) ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![tenant, tx_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash) = row?;
+            out.push(AuditEvent {
+                seq: seq as u64,
+                audit_id,
+                tx_id,
+                at_ms: at_ms as u64,
+                event: EventDraft {
+                    kind,
+                    actor,
+                    detail: serde_json::from_str(&detail).map_err(|e| StoreError(e.to_string()))?,
+                },
+                prev_hash,
+                hash,
+            });
+        }
+        Ok(out)
+    }
+
+    fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, tx_id, kind, recipient, message, created_ms FROM outbox WHERE tenant = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![tenant], |r| {
+            Ok(OutboxEntry {
+                id: r.get::<_, i64>(0)? as u64,
+                tx_id: r.get(1)?,
+                notice: Notice {
+                    kind: r.get(2)?,
+                    to: r.get(3)?,
+                    message: r.get(4)?,
+                },
+                created_ms: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn ledger_insert(&self, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
+        let conn = self.lock();
+        let t = &auth.transaction;
+        let reference = format!("ldg-{}", auth.audit_id.trim_start_matches("aud-"));
+        conn.execute(
+            "INSERT OR IGNORE INTO ledger (tenant, tx_id, amount, currency, recipient, executed_ms, reference)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![t.tenant, t.id, t.amount.to_string(), t.currency, t.recipient, now_ms as i64, reference],
+        )?;
+        Ok(conn.query_row(
+            "SELECT reference FROM ledger WHERE tenant = ?1 AND tx_id = ?2",
+            params![t.tenant, t.id],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_day;
+
+    #[test]
+    fn days_are_utc_calendar_days() {
+        assert_eq!(utc_day(0), "1970-01-01");
+        assert_eq!(utc_day(1_782_518_400_000), "2026-06-27");
+        assert_eq!(utc_day(1_782_604_799_999), "2026-06-27");
+        assert_eq!(utc_day(951_782_400_000), "2000-02-29");
+    }
+}
