@@ -310,3 +310,114 @@ fn eval_output_carries_the_stamped_request_time() {
         "{line}"
     );
 }
+
+#[test]
+fn authorize_the_articles_day_then_the_owner_approves_the_hire_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let store = store.to_str().unwrap();
+    let tenant = examples("tenants/acme.toml");
+    let out = tiergate(&[
+        "authorize",
+        "--tenant",
+        &tenant,
+        "--store",
+        store,
+        &examples("article-day.jsonl"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {}",
+                a["transaction"]["id"].as_str().unwrap(),
+                a["tier"].as_str().unwrap(),
+                a["status"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "tx-001 autonomous executed",
+            "tx-002 autonomous executed",
+            "tx-003 supervised pending_veto",
+            "tx-004 supervised pending_veto",
+            "tx-005 collaborative awaiting_approval",
+            "tx-006 prohibited blocked"
+        ]
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|a| a["audit_id"].as_str().unwrap().starts_with("aud-"))
+    );
+
+    let listed = tiergate(&["approvals", "list", "--tenant", &tenant, "--store", store]);
+    let held: Vec<serde_json::Value> = stdout(&listed)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(held.len(), 3);
+    let hire = held
+        .iter()
+        .find(|a| a["transaction"]["id"] == "tx-005")
+        .unwrap();
+    let hash = hire["content_hash"].as_str().unwrap();
+
+    let approve = |who: &str| {
+        tiergate(&[
+            "approvals",
+            "approve",
+            "--tenant",
+            &tenant,
+            "--store",
+            store,
+            "--tx",
+            "tx-005",
+            "--as",
+            who,
+            "--hash",
+            hash,
+            "--reason",
+            "report approved",
+        ])
+    };
+    let agent = approve("procurement-agent-prod");
+    assert_eq!(agent.status.code(), Some(2));
+    assert!(
+        stderr(&agent).contains("not a budget owner"),
+        "{}",
+        stderr(&agent)
+    );
+    let ok = approve("alice@acme.example");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let executed: serde_json::Value = serde_json::from_str(stdout(&ok).trim()).unwrap();
+    assert_eq!(executed["status"], "executed");
+    let again = approve("bob@acme.example");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("is executed, so it cannot be approved"),
+        "{}",
+        stderr(&again)
+    );
+
+    // The same day again is idempotent: the same answers, nothing executed twice.
+    let rerun = tiergate(&[
+        "authorize",
+        "--tenant",
+        &tenant,
+        "--store",
+        store,
+        &examples("article-day.jsonl"),
+    ]);
+    let first_again: serde_json::Value =
+        serde_json::from_str(stdout(&rerun).lines().next().unwrap()).unwrap();
+    assert_eq!(first_again["audit_id"], answers[0]["audit_id"]);
+    assert_eq!(first_again["execution_ref"], answers[0]["execution_ref"]);
+}

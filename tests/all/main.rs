@@ -6,6 +6,7 @@ mod cli;
 mod concurrency;
 mod failures;
 mod loading;
+mod pipeline;
 mod tiers;
 
 use std::sync::{Arc, OnceLock};

@@ -1,0 +1,633 @@
+//! The governance pipeline end to end: real policy, real SQLite file, a clock
+//! the tests move by hand.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tiergate::governance::{
+    Act, Authorization, Clock, GovernError, Governor, ManualClock, PaymentExecutor, Status,
+    TenantConfig,
+};
+use tiergate::store::{SqliteStore, Store};
+use tiergate::{Tier, Transaction};
+
+use crate::{bundled, runtime};
+
+const START_MS: u64 = 1_782_518_400_000;
+const ACME: &str = include_str!("../../examples/tenants/acme.toml");
+
+/// Counts executions per transaction, and can be told to fail.
+#[derive(Default)]
+struct CountingExecutor {
+    calls: Mutex<HashMap<String, u32>>,
+    fail: bool,
+}
+
+impl CountingExecutor {
+    fn calls(&self, tx_id: &str) -> u32 {
+        self.calls.lock().unwrap().get(tx_id).copied().unwrap_or(0)
+    }
+}
+
+impl PaymentExecutor for CountingExecutor {
+    fn execute(&self, auth: &Authorization) -> Result<String, String> {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(auth.transaction.id.clone())
+            .or_default() += 1;
+        if self.fail {
+            Err("the payment rail refused: insufficient funds".into())
+        } else {
+            Ok(format!("rail-{}", auth.transaction.id))
+        }
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    clock: ManualClock,
+    executor: Arc<CountingExecutor>,
+    governor: Governor,
+    config: String,
+}
+
+impl World {
+    fn new(config: &str) -> World {
+        Self::with_executor(config, CountingExecutor::default())
+    }
+
+    fn with_executor(config: &str, executor: CountingExecutor) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("tiergate.db");
+        let clock = ManualClock::at(START_MS);
+        let executor = Arc::new(executor);
+        let governor = governor(&db, config, &clock, executor.clone());
+        World {
+            _dir: dir,
+            db,
+            clock,
+            executor,
+            governor,
+            config: config.to_string(),
+        }
+    }
+
+    /// A new governor over the same store file: a restarted host.
+    fn restart(&mut self) {
+        self.governor = governor(&self.db, &self.config, &self.clock, self.executor.clone());
+    }
+
+    fn tx(&self, id: &str, amount: &str, category: &str, trust: &str) -> Transaction {
+        let text = format!(
+            r#"{{"id": "{id}", "tenant": "acme", "agent": "procurement-agent-prod", "amount": "{amount}",
+                "currency": "USDC", "category": "{category}", "recipient": "vendor.example",
+                "recipient_trust": "{trust}", "justification": "needed for the report"}}"#
+        );
+        Transaction::from_json(&text, self.clock.now_ms()).unwrap()
+    }
+
+    fn authorize(&self, id: &str, amount: &str, category: &str, trust: &str) -> Authorization {
+        self.governor
+            .authorize_blocking(self.tx(id, amount, category, trust))
+            .unwrap()
+    }
+
+    fn decide(
+        &self,
+        a: &Authorization,
+        act: Act,
+        actor: &str,
+    ) -> Result<Authorization, GovernError> {
+        self.governor.decide_blocking(
+            "acme",
+            &a.transaction.id,
+            act,
+            actor,
+            "checked",
+            &a.content_hash,
+        )
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        self.governor.store()
+    }
+}
+
+fn governor(
+    db: &Path,
+    config: &str,
+    clock: &ManualClock,
+    executor: Arc<CountingExecutor>,
+) -> Governor {
+    let config = TenantConfig::parse(config, Path::new("examples/tenants/acme.toml")).unwrap();
+    Governor::builder(runtime().clone(), Arc::new(SqliteStore::open(db).unwrap()))
+        .clock(Arc::new(clock.clone()))
+        .executor(executor)
+        .tenant_with_policy(config, &bundled("seed-tiers"))
+        .unwrap()
+        .build()
+}
+
+const ALICE: &str = "alice@acme.example";
+const BOB: &str = "bob@acme.example";
+
+#[test]
+fn the_articles_day_and_the_89_dollar_hire() {
+    let w = World::new(ACME);
+    let day = [
+        (
+            "tx-001",
+            "0.02",
+            "embeddings",
+            "verified",
+            Tier::Autonomous,
+            Status::Executed,
+        ),
+        (
+            "tx-002",
+            "0.50",
+            "search",
+            "verified",
+            Tier::Autonomous,
+            Status::Executed,
+        ),
+        (
+            "tx-003",
+            "4.99",
+            "data_access",
+            "known",
+            Tier::Supervised,
+            Status::PendingVeto,
+        ),
+        (
+            "tx-004",
+            "47.00",
+            "compute",
+            "known",
+            Tier::Supervised,
+            Status::PendingVeto,
+        ),
+        (
+            "tx-005",
+            "89.00",
+            "agent_hire",
+            "known",
+            Tier::Collaborative,
+            Status::AwaitingApproval,
+        ),
+        (
+            "tx-006",
+            "25.00",
+            "gambling",
+            "known",
+            Tier::Prohibited,
+            Status::Blocked,
+        ),
+    ];
+    let mut hire = None;
+    for (i, (id, amount, category, trust, tier, status)) in day.into_iter().enumerate() {
+        let a = w.authorize(id, amount, category, trust);
+        assert_eq!((a.tier, a.status), (tier, status), "{id}: {:?}", a.reasons);
+        assert_eq!(a.audit_id, format!("aud-2026-06-27-{:03}", i + 1));
+        if id == "tx-005" {
+            hire = Some(a);
+        }
+    }
+    assert_eq!(w.executor.calls("tx-001"), 1);
+    let hire = hire.unwrap();
+    assert_eq!(hire.deadline_ms, Some(START_MS + 4 * 3_600_000));
+
+    let approved = w.decide(&hire, Act::Approve, ALICE).unwrap();
+    assert_eq!(approved.status, Status::Executed);
+    assert_eq!(approved.execution_ref.as_deref(), Some("rail-tx-005"));
+    assert_eq!(w.executor.calls("tx-005"), 1);
+    // A second verdict is an error, never a second execution.
+    let again = w.decide(&hire, Act::Approve, BOB).unwrap_err();
+    assert!(
+        matches!(
+            again,
+            GovernError::WrongStatus {
+                status: Status::Executed,
+                ..
+            }
+        ),
+        "{again}"
+    );
+    assert_eq!(w.executor.calls("tx-005"), 1);
+
+    let kinds: Vec<String> = w
+        .store()
+        .events("acme", Some("tx-005"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "authorized",
+            "owner_notified",
+            "approved",
+            "executing",
+            "executed"
+        ]
+    );
+    let outbox = w.store().outbox("acme").unwrap();
+    assert!(
+        outbox
+            .iter()
+            .any(|n| n.tx_id == "tx-006" && n.notice.kind == "owner_alerted")
+    );
+    assert!(
+        outbox
+            .iter()
+            .any(|n| n.tx_id == "tx-005" && n.notice.kind == "owner_notified")
+    );
+}
+
+#[test]
+fn a_veto_inside_the_window_stops_the_payment_and_a_late_one_is_refused() {
+    let w = World::new(ACME);
+    let vetoed = w.authorize("v1", "47.00", "compute", "known");
+    let late = w.authorize("v2", "47.00", "compute", "known");
+    w.clock.advance(29_999);
+    assert_eq!(
+        w.decide(&vetoed, Act::Veto, BOB).unwrap().status,
+        Status::Vetoed
+    );
+    w.clock.advance(1);
+    let err = w.decide(&late, Act::Veto, BOB).unwrap_err();
+    assert!(matches!(err, GovernError::DeadlinePassed { .. }), "{err}");
+    let moved = w.governor.run_deadlines_blocking().unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].status, Status::Executed);
+    assert_eq!(w.executor.calls("v1"), 0);
+    assert_eq!(w.executor.calls("v2"), 1);
+    assert!(
+        w.governor.run_deadlines_blocking().unwrap().is_empty(),
+        "each deadline is processed once"
+    );
+    let outbox = w.store().outbox("acme").unwrap();
+    assert!(
+        outbox
+            .iter()
+            .any(|n| n.tx_id == "v1" && n.notice.kind == "agent_notified")
+    );
+}
+
+#[test]
+fn an_unanswered_approval_expires_with_an_alternative_path() {
+    let w = World::new(ACME);
+    let a = w.authorize("e1", "89.00", "agent_hire", "known");
+    w.clock.advance(4 * 3_600_000 - 1);
+    assert!(
+        w.governor.run_deadlines_blocking().unwrap().is_empty(),
+        "not due yet"
+    );
+    w.clock.advance(1);
+    let moved = w.governor.run_deadlines_blocking().unwrap();
+    assert_eq!(moved[0].status, Status::Expired);
+    assert!(moved[0].suggestion.as_ref().is_some_and(|s| !s.is_empty()));
+    assert_eq!(w.executor.calls("e1"), 0);
+    let err = w.decide(&a, Act::Approve, ALICE).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GovernError::WrongStatus {
+                status: Status::Expired,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let notified = w.store().outbox("acme").unwrap();
+    assert!(notified.iter().any(|n| n.tx_id == "e1"
+        && n.notice.kind == "agent_notified"
+        && n.notice.to == "procurement-agent-prod"));
+}
+
+#[test]
+fn a_restarted_host_executes_a_closed_veto_window_exactly_once() {
+    let mut w = World::new(ACME);
+    w.authorize("r1", "47.00", "compute", "known");
+    w.authorize("r2", "89.00", "agent_hire", "known");
+    w.restart();
+    w.clock.advance(5 * 3_600_000);
+    let moved = w.governor.run_deadlines_blocking().unwrap();
+    let statuses: Vec<(String, Status)> = moved
+        .iter()
+        .map(|a| (a.transaction.id.clone(), a.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("r1".into(), Status::Executed),
+            ("r2".into(), Status::Expired)
+        ]
+    );
+    w.restart();
+    assert!(w.governor.run_deadlines_blocking().unwrap().is_empty());
+    assert_eq!(w.executor.calls("r1"), 1);
+}
+
+#[test]
+fn a_retry_returns_the_stored_answer_and_a_changed_request_conflicts() {
+    let w = World::new(ACME);
+    let first = w.authorize("same", "0.02", "embeddings", "verified");
+    w.clock.advance(1_000);
+    let retry = w.authorize("same", "0.02", "embeddings", "verified");
+    assert_eq!(retry, first);
+    assert_eq!(w.executor.calls("same"), 1);
+    let changed = w
+        .governor
+        .authorize_blocking(w.tx("same", "0.03", "embeddings", "verified"))
+        .unwrap_err();
+    assert!(matches!(changed, GovernError::Conflict { .. }), "{changed}");
+}
+
+#[test]
+fn only_owners_decide_and_never_on_their_own_payment() {
+    let config = ACME.replace(
+        r#"owners = ["alice@acme.example", "bob@acme.example"]"#,
+        r#"owners = ["alice@acme.example", "bob@acme.example", "procurement-agent-prod"]"#,
+    );
+    let w = World::new(&config);
+    let a = w.authorize("s1", "89.00", "agent_hire", "known");
+    let own = w
+        .decide(&a, Act::Approve, "procurement-agent-prod")
+        .unwrap_err();
+    assert!(matches!(own, GovernError::OwnPayment { .. }), "{own}");
+    let stranger = w
+        .decide(&a, Act::Approve, "mallory@evil.example")
+        .unwrap_err();
+    assert!(
+        matches!(stranger, GovernError::NotAnOwner { .. }),
+        "{stranger}"
+    );
+    let other = w.authorize("s2", "90.00", "agent_hire", "known");
+    let replayed = w
+        .governor
+        .decide_blocking("acme", "s1", Act::Approve, ALICE, "ok", &other.content_hash)
+        .unwrap_err();
+    assert!(
+        matches!(replayed, GovernError::HashMismatch { .. }),
+        "{replayed}"
+    );
+    assert_eq!(
+        w.governor.get("acme", "s1").unwrap().status,
+        Status::AwaitingApproval
+    );
+}
+
+#[test]
+fn four_eyes_above_the_threshold() {
+    let w = World::new(ACME);
+    let big = w.authorize("f1", "1200.00", "service_procurement", "known");
+    assert_eq!(big.approvals_required, 2);
+    let once = w.decide(&big, Act::Approve, ALICE).unwrap();
+    assert_eq!(once.status, Status::AwaitingApproval);
+    let twice = w.decide(&big, Act::Approve, ALICE).unwrap_err();
+    assert!(
+        matches!(twice, GovernError::AlreadyDecided { .. }),
+        "{twice}"
+    );
+    assert_eq!(w.executor.calls("f1"), 0);
+    assert_eq!(
+        w.decide(&big, Act::Approve, BOB).unwrap().status,
+        Status::Executed
+    );
+    assert_eq!(w.executor.calls("f1"), 1);
+
+    let rejected = w.authorize("f2", "1200.00", "service_procurement", "known");
+    w.decide(&rejected, Act::Approve, ALICE).unwrap();
+    assert_eq!(
+        w.decide(&rejected, Act::Reject, BOB).unwrap().status,
+        Status::Rejected
+    );
+    assert_eq!(w.executor.calls("f2"), 0);
+}
+
+#[test]
+fn guardrails_escalate_and_say_which() {
+    let config = ACME.replace(
+        r#"max_per_transaction = { limit = "5000.00", escalate_to = "prohibited" }"#,
+        r#"max_per_transaction = { limit = "40.00", escalate_to = "prohibited" }"#,
+    );
+    let w = World::new(&config);
+    let a = w.authorize("g1", "47.00", "compute", "known");
+    assert_eq!(
+        (a.policy_tier, a.tier, a.status),
+        (Tier::Supervised, Tier::Prohibited, Status::Blocked)
+    );
+    assert_eq!(a.escalations[0].guardrail, "max_per_transaction");
+    assert!(
+        a.reasons
+            .iter()
+            .any(|r| r.code == "guardrail_max_per_transaction")
+    );
+    // A guardrail never loosens: a prohibited payment under every limit stays prohibited.
+    assert_eq!(
+        w.authorize("g2", "1.00", "gambling", "verified").tier,
+        Tier::Prohibited
+    );
+}
+
+#[test]
+fn held_money_counts_against_budgets_until_released() {
+    let config = ACME.replace(
+        r#"agent_daily_budget = { limit = "500.00" }"#,
+        r#"agent_daily_budget = { limit = "100.00" }"#,
+    );
+    let w = World::new(&config);
+    let held = w.authorize("b1", "89.00", "agent_hire", "known");
+    assert_eq!(held.status, Status::AwaitingApproval);
+    let over = w.authorize("b2", "47.00", "compute", "known");
+    assert_eq!(
+        (over.policy_tier, over.tier),
+        (Tier::Supervised, Tier::Collaborative)
+    );
+    assert_eq!(over.escalations[0].guardrail, "agent_daily_budget");
+    w.decide(&held, Act::Reject, ALICE).unwrap();
+    w.decide(&over, Act::Reject, ALICE).unwrap();
+    let released = w.authorize("b3", "47.00", "compute", "known");
+    assert_eq!(
+        (released.tier, released.status),
+        (Tier::Supervised, Status::PendingVeto)
+    );
+    assert!(released.escalations.is_empty());
+    // Expiry releases too.
+    w.authorize("b4", "60.00", "agent_hire", "known");
+    w.clock.advance(4 * 3_600_000);
+    w.governor.run_deadlines_blocking().unwrap();
+    assert_eq!(
+        w.governor.get("acme", "b4").unwrap().status,
+        Status::Expired
+    );
+    let after = w.authorize("b5", "45.00", "compute", "known");
+    assert!(after.escalations.is_empty(), "{:?}", after.escalations);
+}
+
+#[test]
+fn a_failed_execution_stays_visible() {
+    let w = World::with_executor(
+        ACME,
+        CountingExecutor {
+            fail: true,
+            ..Default::default()
+        },
+    );
+    let a = w.authorize("x1", "0.02", "embeddings", "verified");
+    assert_eq!(a.status, Status::ExecutionFailed);
+    assert!(
+        a.execution_error
+            .as_deref()
+            .unwrap()
+            .contains("insufficient funds")
+    );
+    assert_eq!(
+        w.governor.get("acme", "x1").unwrap().status,
+        Status::ExecutionFailed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_for_n_payments_lets_exactly_n_through_under_concurrency() {
+    let config = ACME.replace(
+        r#"tenant_daily_budget = { limit = "5000.00" }"#,
+        r#"tenant_daily_budget = { limit = "10.00" }"#,
+    );
+    let w = World::new(&config);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let governor = w.governor.clone();
+        let tx = w.tx(&format!("c{i}"), "1.00", "embeddings", "verified");
+        tasks.push(tokio::spawn(async move {
+            governor.authorize(tx).await.unwrap()
+        }));
+    }
+    let mut executed = 0;
+    for t in tasks {
+        let a = t.await.unwrap();
+        match a.status {
+            Status::Executed => executed += 1,
+            Status::AwaitingApproval => {
+                assert_eq!(a.escalations[0].guardrail, "tenant_daily_budget")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(executed, 10);
+}
+
+#[test]
+fn bad_input_is_refused_by_name_and_nothing_is_stored() {
+    let w = World::new(ACME);
+    let unknown = Transaction::from_json(
+        r#"{"id":"u","tenant":"globex","agent":"a","amount":"1","currency":"USDC","category":"c","recipient":"r","recipient_trust":"known"}"#,
+        START_MS,
+    )
+    .unwrap();
+    assert!(
+        matches!(w.governor.authorize_blocking(unknown), Err(GovernError::UnknownTenant(t)) if t == "globex")
+    );
+    let mut euro = w.tx("m1", "1.00", "embeddings", "verified");
+    euro.currency = "EURC".into();
+    let err = w.governor.authorize_blocking(euro).unwrap_err();
+    assert!(matches!(err, GovernError::CurrencyMismatch { .. }), "{err}");
+    let mut zero = w.tx("z1", "1.00", "embeddings", "verified");
+    zero.amount = tiergate::Decimal::ZERO;
+    assert!(matches!(
+        w.governor.authorize_blocking(zero),
+        Err(GovernError::InvalidTransaction(_))
+    ));
+    let mut long = w.tx("l1", "1.00", "embeddings", "verified");
+    long.category = "x".repeat(10_000);
+    let err = w.governor.authorize_blocking(long).unwrap_err().to_string();
+    assert!(err.contains("`category` is 10000 bytes long"), "{err}");
+    let mut essay = w.tx("j1", "1.00", "embeddings", "verified");
+    essay.justification = Some("because ".repeat(1_000));
+    let err = w
+        .governor
+        .authorize_blocking(essay)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`justification` is 8000 bytes long; at most 4096"),
+        "{err}"
+    );
+    let mut negative = w.tx("n1", "1.00", "embeddings", "verified");
+    negative.amount = -tiergate::Decimal::ONE;
+    assert!(matches!(
+        w.governor.authorize_blocking(negative),
+        Err(GovernError::InvalidTransaction(_))
+    ));
+    assert!(w.store().list("acme", &[]).unwrap().is_empty());
+}
+
+#[test]
+fn a_malformed_tenant_configuration_names_the_key() {
+    let path = Path::new("acme.toml");
+    let cases = [
+        (
+            ACME.replace(
+                r#"owners = ["alice@acme.example", "bob@acme.example"]"#,
+                "owners = []",
+            ),
+            "`owners`",
+        ),
+        (
+            ACME.replace("approval = \"blocked\"", "approval = \"none\""),
+            "`tiers.prohibited.approval`",
+        ),
+        (
+            ACME.replace(r#"limit = "500.00""#, "limit = 500.5"),
+            "write it as a string",
+        ),
+        (
+            ACME.replace("veto_window = \"30s\"", "veto_window = \"30 seconds\""),
+            "veto_window",
+        ),
+        (
+            ACME.replace(
+                "failure_tier = \"collaborative\"",
+                "failure_tier = \"autonomous\"",
+            ),
+            "`failure_tier`",
+        ),
+        (
+            ACME.replace(
+                "currency = \"USDC\"",
+                "currency = \"USDC\"\ncolour = \"blue\"",
+            ),
+            "unknown field `colour`",
+        ),
+    ];
+    for (text, needle) in cases {
+        let err = TenantConfig::parse(&text, path).unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
+#[test]
+fn audit_events_are_hash_chained_and_append_only() {
+    let w = World::new(ACME);
+    w.authorize("h1", "0.02", "embeddings", "verified");
+    w.authorize("h2", "89.00", "agent_hire", "known");
+    let events = w.store().events("acme", None).unwrap();
+    assert!(events.len() >= 5);
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+    let conn = rusqlite::Connection::open(&w.db).unwrap();
+    let update = conn
+        .execute("UPDATE audit_events SET kind = 'nothing' WHERE seq = 1", [])
+        .unwrap_err();
+    assert!(update.to_string().contains("append-only"), "{update}");
+    let delete = conn.execute("DELETE FROM audit_events", []).unwrap_err();
+    assert!(delete.to_string().contains("append-only"), "{delete}");
+}
