@@ -631,3 +631,30 @@ fn audit_events_are_hash_chained_and_append_only() {
     let delete = conn.execute("DELETE FROM audit_events", []).unwrap_err();
     assert!(delete.to_string().contains("append-only"), "{delete}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn velocity_caps_hold_exactly_under_concurrency() {
+    let config = ACME.replace(
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+        r#"config = { autonomous = { max_amount = "1.00", categories = ["embeddings"], min_trust = "verified", max_per_window = 5, window = "1h" } }"#,
+    );
+    let w = World::new(&config);
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let governor = w.governor.clone();
+        let tx = w.tx(&format!("q{i}"), "0.10", "embeddings", "verified");
+        tasks.push(tokio::spawn(async move {
+            governor.authorize(tx).await.unwrap()
+        }));
+    }
+    let mut tiers = HashMap::new();
+    for t in tasks {
+        *tiers.entry(t.await.unwrap().tier).or_insert(0) += 1;
+    }
+    // 5 autonomous per hour, then 20 supervised per hour, then 5 for a
+    // human per day, then nothing: each cap exact although all 60 raced.
+    assert_eq!(tiers.get(&Tier::Autonomous), Some(&5));
+    assert_eq!(tiers.get(&Tier::Supervised), Some(&20));
+    assert_eq!(tiers.get(&Tier::Collaborative), Some(&5));
+    assert_eq!(tiers.get(&Tier::Prohibited), Some(&30));
+}

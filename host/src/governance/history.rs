@@ -23,7 +23,8 @@ impl ContextSource for HistoryContext {
             total: Decimal::ZERO,
         };
         for p in &self.history.payments {
-            let in_window = p.requested_at_ms >= since && p.requested_at_ms < self.at_ms;
+            // Inclusive at both ends: a burst within one millisecond still counts.
+            let in_window = p.requested_at_ms >= since && p.requested_at_ms <= self.at_ms;
             let matches = match filter {
                 ActivityFilter::All => true,
                 ActivityFilter::Category(c) => &p.category == c,

@@ -32,7 +32,7 @@ pub use executor::{LedgerExecutor, PaymentExecutor};
 
 use crate::model::transaction::Transaction;
 use crate::runtime::{CompiledPolicy, Runtime, TenantPolicy};
-use crate::store::{NewEntry, Recorded, Store};
+use crate::store::{NewEntry, Recorded, Snapshot, Store};
 
 /// How far back the policy's context can see an agent's payments.
 const CONTEXT_HORIZON_MS: u64 = 7 * 86_400_000;
@@ -244,44 +244,42 @@ impl Governor {
         if let Some(existing) = store.get(&tx.tenant, &tx.id)? {
             return same_request(existing, &hash);
         }
-        let history = store.history(
-            &tx.tenant,
-            &tx.agent,
-            &tx.recipient,
-            tx.requested_at_ms.saturating_sub(CONTEXT_HORIZON_MS),
-        )?;
-        let context = Arc::new(history::HistoryContext {
-            history,
-            at_ms: tx.requested_at_ms,
-            currency: tx.currency.clone(),
-        });
-        let decision = tenant
-            .policy
-            .classify_blocking(&tx, context)
-            .map_err(|e| GovernError::Classify(e.to_string()))?;
-        let now_ms = self.inner.clock.now_ms();
-        let request = plan::Request {
-            config: &tenant.config,
-            tx: &tx,
-            content_hash: &hash,
-            decision: &decision,
-            policy_digest: &tenant.policy.info().digest,
-            config_digest: tenant.policy.config_digest(),
-            now_ms,
-        };
         let team = tenant.config.team_of(&tx.agent).map(|t| t.name.as_str());
         let entry = NewEntry {
             tenant: &tx.tenant,
             tx_id: &tx.id,
             agent: &tx.agent,
+            recipient: &tx.recipient,
+            history_since_ms: tx.requested_at_ms.saturating_sub(CONTEXT_HORIZON_MS),
             team,
             currency: &tenant.config.currency,
             window_start_ms: tx.requested_at_ms.saturating_sub(BUDGET_WINDOW_MS),
-            now_ms,
+            now_ms: self.inner.clock.now_ms(),
         };
-        match store.record(&entry, &mut |held, audit_id| {
-            plan::authorize(&request, held, audit_id)
-        })? {
+        // The policy runs inside the store's transaction, on the snapshot read
+        // there, so velocity counts are as exact as budgets under concurrency.
+        let mut decide = |snapshot: &Snapshot, audit_id: &str| {
+            let context = Arc::new(history::HistoryContext {
+                history: snapshot.history.clone(),
+                at_ms: tx.requested_at_ms,
+                currency: tx.currency.clone(),
+            });
+            let decision = tenant
+                .policy
+                .classify_blocking(&tx, context)
+                .map_err(|e| GovernError::Classify(e.to_string()))?;
+            let request = plan::Request {
+                config: &tenant.config,
+                tx: &tx,
+                content_hash: &hash,
+                decision: &decision,
+                policy_digest: &tenant.policy.info().digest,
+                config_digest: tenant.policy.config_digest(),
+                now_ms: entry.now_ms,
+            };
+            Ok(plan::authorize(&request, &snapshot.holdings, audit_id))
+        };
+        match store.record(&entry, &mut decide)? {
             // Another request with this id won the race.
             Recorded::Existing(existing) => same_request(existing, &hash),
             Recorded::New(auth) if auth.status == Status::Executing => self.execute(auth),

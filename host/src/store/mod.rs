@@ -39,6 +39,15 @@ pub struct Holdings {
     pub tenant: Decimal,
 }
 
+/// What `record` reads for the decision, inside its transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Money committed in the budget window.
+    pub holdings: Holdings,
+    /// The agent's past and the recipient's history, for the policy's context.
+    pub history: History,
+}
+
 /// What `record` needs to know before the decision is planned.
 #[derive(Debug, Clone)]
 pub struct NewEntry<'a> {
@@ -48,6 +57,10 @@ pub struct NewEntry<'a> {
     pub tx_id: &'a str,
     /// The agent.
     pub agent: &'a str,
+    /// The recipient, whose history the policy may ask about.
+    pub recipient: &'a str,
+    /// The policy's context sees the agent's payments requested since this time.
+    pub history_since_ms: u64,
     /// The agent's team, if any.
     pub team: Option<&'a str>,
     /// The tenant's currency; holdings sum only this currency.
@@ -169,25 +182,16 @@ pub trait Store: Send + Sync {
     /// The stored authorization of a transaction, if any.
     fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError>;
 
-    /// The agent's authorizations requested at or after `since_ms`, and the
-    /// recipient's payment history within the tenant.
-    fn history(
-        &self,
-        tenant: &str,
-        agent: &str,
-        recipient: &str,
-        since_ms: u64,
-    ) -> Result<History, StoreError>;
-
     /// Atomically: if the id is already stored, returns it untouched;
-    /// otherwise reads the holdings, lets `plan` decide (given the holdings
-    /// and the new audit id), and stores the result with its events and
-    /// notices. Concurrent calls are serialized, so budgets hold.
+    /// otherwise reads the snapshot (holdings and history), lets `plan`
+    /// decide (given the snapshot and the new audit id), and stores the
+    /// result with its events and notices. Concurrent calls are serialized,
+    /// so budgets and velocity counts hold exactly.
     fn record(
         &self,
         entry: &NewEntry<'_>,
-        plan: &mut dyn FnMut(&Holdings, &str) -> Change,
-    ) -> Result<Recorded, StoreError>;
+        plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
+    ) -> Result<Recorded, GovernError>;
 
     /// Atomically applies one transition decided on the current state. When
     /// `decide` refuses, nothing is written and its error is returned.

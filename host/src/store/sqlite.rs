@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     AuditEvent, Change, EventDraft, History, Holdings, NewEntry, Notice, OutboxEntry, PastPayment,
-    Recorded, Store, StoreError,
+    Recorded, Snapshot, Store, StoreError,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::money::parse_decimal;
@@ -275,6 +275,82 @@ fn append_event(
     Ok(())
 }
 
+fn history_in(
+    conn: &Connection,
+    tenant: &str,
+    agent: &str,
+    recipient: &str,
+    since_ms: u64,
+) -> Result<History, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
+         WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3",
+    )?;
+    let rows = stmt.query_map(params![tenant, agent, since_ms as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut payments = Vec::new();
+    for row in rows {
+        let (at, amount, currency, category, tier) = row?;
+        payments.push(PastPayment {
+            requested_at_ms: at as u64,
+            amount: parse_decimal(&amount).map_err(|e| StoreError(e.to_string()))?,
+            currency,
+            category,
+            tier: tier.parse().map_err(StoreError)?,
+        });
+    }
+    let (first, count): (Option<i64>, i64) = conn.query_row(
+        "SELECT MIN(executed_ms), COUNT(*) FROM ledger WHERE tenant = ?1 AND recipient = ?2",
+        params![tenant, recipient],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(History {
+        payments,
+        recipient_first_paid_ms: first.map(|f| f as u64),
+        recipient_payments: count as u64,
+    })
+}
+
+/// Money committed in the budget window, by agent, team and tenant.
+fn holdings_in(tx: &Connection, entry: &NewEntry<'_>) -> Result<Holdings, StoreError> {
+    let mut holdings = Holdings::default();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT agent, team, amount FROM authorizations
+             WHERE tenant = ?1 AND holds = 1 AND currency = ?2 AND requested_at_ms >= ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![entry.tenant, entry.currency, entry.window_start_ms as i64],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            },
+        )?;
+        for row in rows {
+            let (agent, team, amount) = row?;
+            let amount = parse_decimal(&amount).map_err(|e| StoreError(e.to_string()))?;
+            holdings.tenant += amount;
+            if agent == entry.agent {
+                holdings.agent += amount;
+            }
+            if team.is_some() && team.as_deref() == entry.team {
+                holdings.team += amount;
+            }
+        }
+    }
+    Ok(holdings)
+}
+
 /// The `prev_hash` of a tenant's first event: the digest of nothing.
 pub(crate) const GENESIS: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -317,92 +393,30 @@ impl Store for SqliteStore {
         get_in(&self.lock(), tenant, tx_id)
     }
 
-    fn history(
-        &self,
-        tenant: &str,
-        agent: &str,
-        recipient: &str,
-        since_ms: u64,
-    ) -> Result<History, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
-             WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3",
-        )?;
-        let rows = stmt.query_map(params![tenant, agent, since_ms as i64], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
-        let mut payments = Vec::new();
-        for row in rows {
-            let (at, amount, currency, category, tier) = row?;
-            payments.push(PastPayment {
-                requested_at_ms: at as u64,
-                amount: parse_decimal(&amount).map_err(|e| StoreError(e.to_string()))?,
-                currency,
-                category,
-                tier: tier.parse().map_err(StoreError)?,
-            });
-        }
-        let (first, count): (Option<i64>, i64) = conn.query_row(
-            "SELECT MIN(executed_ms), COUNT(*) FROM ledger WHERE tenant = ?1 AND recipient = ?2",
-            params![tenant, recipient],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(History {
-            payments,
-            recipient_first_paid_ms: first.map(|f| f as u64),
-            recipient_payments: count as u64,
-        })
-    }
-
     fn record(
         &self,
         entry: &NewEntry<'_>,
-        plan: &mut dyn FnMut(&Holdings, &str) -> Change,
-    ) -> Result<Recorded, StoreError> {
+        plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
+    ) -> Result<Recorded, GovernError> {
         let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
         if let Some(existing) = get_in(&tx, entry.tenant, entry.tx_id)? {
             return Ok(Recorded::Existing(existing));
         }
-        let mut holdings = Holdings::default();
-        {
-            let mut stmt = tx.prepare_cached(
-                "SELECT agent, team, amount FROM authorizations
-                 WHERE tenant = ?1 AND holds = 1 AND currency = ?2 AND requested_at_ms >= ?3",
-            )?;
-            let rows = stmt.query_map(
-                params![entry.tenant, entry.currency, entry.window_start_ms as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                },
-            )?;
-            for row in rows {
-                let (agent, team, amount) = row?;
-                let amount = parse_decimal(&amount).map_err(|e| StoreError(e.to_string()))?;
-                holdings.tenant += amount;
-                if agent == entry.agent {
-                    holdings.agent += amount;
-                }
-                if team.is_some() && team.as_deref() == entry.team {
-                    holdings.team += amount;
-                }
-            }
-        }
+        let holdings = holdings_in(&tx, entry)?;
+        let history = history_in(
+            &tx,
+            entry.tenant,
+            entry.agent,
+            entry.recipient,
+            entry.history_since_ms,
+        )?;
         let audit_id = next_audit_id(&tx, entry.tenant, entry.now_ms)?;
-        let change = plan(&holdings, &audit_id);
+        let change = plan(&Snapshot { holdings, history }, &audit_id)?;
         apply(&tx, &change, entry.now_ms, true)?;
-        tx.commit()?;
+        tx.commit().map_err(StoreError::from)?;
         Ok(Recorded::New(change.authorization))
     }
 
