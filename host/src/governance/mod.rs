@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 
 pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -176,14 +175,7 @@ pub fn content_hash(tx: &Transaction) -> String {
     let mut unstamped = tx.clone();
     unstamped.requested_at_ms = 0;
     let text = serde_json::to_string(&unstamped).expect("a transaction serializes");
-    let digest = Sha256::digest(text.as_bytes());
-    format!(
-        "sha256:{}",
-        digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    )
+    crate::model::digest::sha256(text.as_bytes())
 }
 
 impl Governor {

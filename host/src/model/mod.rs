@@ -3,5 +3,6 @@
 
 pub mod context;
 pub mod decision;
+pub mod digest;
 pub mod money;
 pub mod transaction;

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use tiergate_policy::Tier;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
@@ -15,6 +14,7 @@ use super::v0_1_0::{self, TierPolicy, TierPolicyPre, TooManyReads, WitDecision};
 use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
 use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
+use crate::model::digest::sha256;
 use crate::model::transaction::Transaction;
 
 /// What a policy says about itself, plus what the host knows of it.
@@ -70,7 +70,7 @@ impl CompiledPolicy {
             .instantiate_pre(&component)
             .and_then(TierPolicyPre::new)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let digest = format!("sha256:{}", hex(&Sha256::digest(bytes)));
+        let digest = sha256(bytes);
         let mut compiled = Compiled {
             runtime,
             pre,
@@ -143,7 +143,7 @@ impl CompiledPolicy {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
                 config: config.into(),
-                config_digest: format!("sha256:{}", hex(&Sha256::digest(config.as_bytes()))),
+                config_digest: sha256(config.as_bytes()),
                 failure_tier: Tier::Collaborative,
             }),
             Ok(Err(message)) => Err(LoadError::InvalidConfig(bounded(&message))),
@@ -465,8 +465,4 @@ fn bounded(text: &str) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -16,6 +16,23 @@ pub use sqlite::SqliteStore;
 
 use crate::governance::{Authorization, GovernError};
 
+/// The `prev_hash` of a tenant's first audit event: the SHA-256 of nothing.
+pub const GENESIS_HASH: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The hash that chains an audit event to the one before it.
+///
+/// Canonical form: the previous event's hash, a newline, then the compact
+/// JSON object `{"seq","audit_id","tx_id","at_ms","kind","actor","detail"}`
+/// with keys sorted as written here (serde_json's map order), `actor` null
+/// when absent; SHA-256 over those bytes, written `sha256:<hex>`.
+pub fn event_hash(prev_hash: &str, seq: u64, audit_id: &str, tx_id: &str, at_ms: u64, event: &EventDraft) -> String {
+    let content = serde_json::json!({
+        "seq": seq, "audit_id": audit_id, "tx_id": tx_id, "at_ms": at_ms,
+        "kind": event.kind, "actor": event.actor, "detail": event.detail,
+    });
+    crate::model::digest::sha256_parts(&[prev_hash.as_bytes(), b"\n", content.to_string().as_bytes()])
+}
+
 /// A store failure: the database could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]

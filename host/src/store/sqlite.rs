@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, Transaction as SqlTx, TransactionBehavior, params};
-use sha2::{Digest, Sha256};
 
 use super::{
+    GENESIS_HASH, event_hash,
     AuditEvent, Change, EventDraft, History, Holdings, NewEntry, Notice, OutboxEntry, PastPayment,
     Recorded, Snapshot, Store, StoreError,
 };
@@ -216,26 +216,6 @@ fn apply(tx: &SqlTx<'_>, change: &Change, now_ms: u64, insert: bool) -> Result<(
     Ok(())
 }
 
-/// The hash of an event: over the previous hash and the event's content.
-pub(crate) fn event_hash(
-    prev_hash: &str,
-    seq: u64,
-    audit_id: &str,
-    tx_id: &str,
-    at_ms: u64,
-    event: &EventDraft,
-) -> String {
-    let content = serde_json::json!({
-        "seq": seq, "audit_id": audit_id, "tx_id": tx_id, "at_ms": at_ms,
-        "kind": event.kind, "actor": event.actor, "detail": event.detail,
-    });
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    h.update(b"\n");
-    h.update(content.to_string().as_bytes());
-    format!("sha256:{}", hex(&h.finalize()))
-}
-
 fn append_event(
     tx: &SqlTx<'_>,
     tenant: &str,
@@ -253,7 +233,7 @@ fn append_event(
         .optional()?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq as u64 + 1, hash),
-        None => (1, GENESIS.to_string()),
+        None => (1, GENESIS_HASH.to_string()),
     };
     let hash = event_hash(&prev_hash, seq, audit_id, tx_id, at_ms, event);
     tx.execute(
@@ -351,10 +331,6 @@ fn holdings_in(tx: &Connection, entry: &NewEntry<'_>) -> Result<Holdings, StoreE
     Ok(holdings)
 }
 
-/// The `prev_hash` of a tenant's first event: the digest of nothing.
-pub(crate) const GENESIS: &str =
-    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
 /// `aud-YYYY-MM-DD-NNN`: the day of `now_ms` (UTC) and the tenant's next
 /// number that day, never reused; the number widens past 999.
 fn next_audit_id(tx: &SqlTx<'_>, tenant: &str, now_ms: u64) -> Result<String, StoreError> {
@@ -384,9 +360,6 @@ pub(crate) fn utc_day(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 impl Store for SqliteStore {
     fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
