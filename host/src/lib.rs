@@ -29,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod audit;
 #[cfg(feature = "bundled-policies")]
 pub mod bundled;
 pub mod governance;

@@ -2,6 +2,7 @@
 //! real sandbox, through the library and the `tiergate` binary. One test
 //! binary, so the heavy runtime links once.
 
+mod audit;
 mod cli;
 mod concurrency;
 mod failures;

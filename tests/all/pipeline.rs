@@ -15,7 +15,7 @@ use tiergate::{Tier, Transaction};
 use crate::{bundled, runtime};
 
 const START_MS: u64 = 1_782_518_400_000;
-const ACME: &str = include_str!("../../examples/tenants/acme.toml");
+pub(crate) const ACME: &str = include_str!("../../examples/tenants/acme.toml");
 
 /// Counts executions per transaction, and can be told to fail.
 #[derive(Default)]
@@ -46,9 +46,9 @@ impl PaymentExecutor for CountingExecutor {
     }
 }
 
-struct World {
+pub(crate) struct World {
     _dir: tempfile::TempDir,
-    db: PathBuf,
+    pub(crate) db: PathBuf,
     clock: ManualClock,
     executor: Arc<CountingExecutor>,
     governor: Governor,
@@ -56,7 +56,7 @@ struct World {
 }
 
 impl World {
-    fn new(config: &str) -> World {
+    pub(crate) fn new(config: &str) -> World {
         Self::with_executor(config, CountingExecutor::default())
     }
 
@@ -90,7 +90,13 @@ impl World {
         Transaction::from_json(&text, self.clock.now_ms()).unwrap()
     }
 
-    fn authorize(&self, id: &str, amount: &str, category: &str, trust: &str) -> Authorization {
+    pub(crate) fn authorize(
+        &self,
+        id: &str,
+        amount: &str,
+        category: &str,
+        trust: &str,
+    ) -> Authorization {
         self.governor
             .authorize_blocking(self.tx(id, amount, category, trust))
             .unwrap()
@@ -112,7 +118,7 @@ impl World {
         )
     }
 
-    fn store(&self) -> &Arc<dyn Store> {
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         self.governor.store()
     }
 }

@@ -14,7 +14,7 @@ use tiergate::store::SqliteStore;
 use super::{ApprovalsCommand, AuthorizeArgs, DeadlinesArgs, StoreArgs, VerdictArgs, input};
 
 /// The store file when neither `--store` nor `TIERGATE_DATA_DIR` says otherwise.
-fn default_store() -> PathBuf {
+pub fn default_store() -> PathBuf {
     let dir = std::env::var_os("TIERGATE_DATA_DIR")
         .map(PathBuf::from)
         .or_else(|| {

@@ -1,6 +1,7 @@
 //! Command-line front end over the library: parses arguments, loads inputs,
 //! prints results. Errors go to stderr with a non-zero exit.
 
+mod audit;
 mod cases;
 mod eval;
 mod govern;
@@ -44,6 +45,33 @@ enum Command {
     Approvals(ApprovalsCommand),
     /// Process passed deadlines: closed veto windows execute, unanswered approvals expire.
     RunDeadlines(DeadlinesArgs),
+    /// Verify the audit trail's hash chains, or show one record's story.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute each tenant's hash chain and report the first broken link.
+    Verify {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// Only this tenant (by id).
+        #[arg(long, value_name = "ID")]
+        tenant: Option<String>,
+    },
+    /// Print the full story of one authorization, readable by a person.
+    Show {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The tenant (by id).
+        #[arg(long, value_name = "ID")]
+        tenant: String,
+        /// The audit id, such as aud-2026-06-27-005.
+        audit_id: String,
+    },
 }
 
 #[derive(Args)]
@@ -170,6 +198,7 @@ pub fn main() -> ExitCode {
         Command::Authorize(args) => govern::authorize(args),
         Command::Approvals(command) => govern::approvals(command),
         Command::RunDeadlines(args) => govern::run_deadlines(args),
+        Command::Audit(command) => audit::run(command),
     };
     match result {
         Ok(code) => code,

@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-
 pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

@@ -12,12 +12,13 @@ mod sqlite;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, utc_day};
 
 use crate::governance::{Authorization, GovernError};
 
 /// The `prev_hash` of a tenant's first audit event: the SHA-256 of nothing.
-pub const GENESIS_HASH: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const GENESIS_HASH: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// The hash that chains an audit event to the one before it.
 ///
@@ -25,12 +26,23 @@ pub const GENESIS_HASH: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e46
 /// JSON object `{"seq","audit_id","tx_id","at_ms","kind","actor","detail"}`
 /// with keys sorted as written here (serde_json's map order), `actor` null
 /// when absent; SHA-256 over those bytes, written `sha256:<hex>`.
-pub fn event_hash(prev_hash: &str, seq: u64, audit_id: &str, tx_id: &str, at_ms: u64, event: &EventDraft) -> String {
+pub fn event_hash(
+    prev_hash: &str,
+    seq: u64,
+    audit_id: &str,
+    tx_id: &str,
+    at_ms: u64,
+    event: &EventDraft,
+) -> String {
     let content = serde_json::json!({
         "seq": seq, "audit_id": audit_id, "tx_id": tx_id, "at_ms": at_ms,
         "kind": event.kind, "actor": event.actor, "detail": event.detail,
     });
-    crate::model::digest::sha256_parts(&[prev_hash.as_bytes(), b"\n", content.to_string().as_bytes()])
+    crate::model::digest::sha256_parts(&[
+        prev_hash.as_bytes(),
+        b"\n",
+        content.to_string().as_bytes(),
+    ])
 }
 
 /// A store failure: the database could not be read or written.
@@ -230,6 +242,9 @@ pub trait Store: Send + Sync {
         tenant: &str,
         statuses: &[crate::governance::Status],
     ) -> Result<Vec<Authorization>, StoreError>;
+
+    /// Every tenant with audit events, sorted.
+    fn tenants(&self) -> Result<Vec<String>, StoreError>;
 
     /// The tenant's audit events, optionally of one transaction, in order.
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;

@@ -7,9 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use rusqlite::{Connection, OptionalExtension, Transaction as SqlTx, TransactionBehavior, params};
 
 use super::{
-    GENESIS_HASH, event_hash,
-    AuditEvent, Change, EventDraft, History, Holdings, NewEntry, Notice, OutboxEntry, PastPayment,
-    Recorded, Snapshot, Store, StoreError,
+    AuditEvent, Change, EventDraft, GENESIS_HASH, History, Holdings, NewEntry, Notice, OutboxEntry,
+    PastPayment, Recorded, Snapshot, Store, StoreError, event_hash,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::money::parse_decimal;
@@ -346,7 +345,7 @@ fn next_audit_id(tx: &SqlTx<'_>, tenant: &str, now_ms: u64) -> Result<String, St
 }
 
 /// The UTC calendar day of a Unix time in milliseconds, as `YYYY-MM-DD`.
-pub(crate) fn utc_day(ms: u64) -> String {
+pub fn utc_day(ms: u64) -> String {
     // Howard Hinnant's days-to-civil algorithm.
     let z = (ms / 86_400_000) as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -359,7 +358,6 @@ pub(crate) fn utc_day(ms: u64) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
-
 
 impl Store for SqliteStore {
     fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
@@ -441,6 +439,14 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT DISTINCT tenant FROM audit_events ORDER BY tenant")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
