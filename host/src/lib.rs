@@ -32,6 +32,7 @@
 pub mod audit;
 #[cfg(feature = "bundled-policies")]
 pub mod bundled;
+pub mod compliance;
 pub mod governance;
 mod model;
 mod runtime;

@@ -4,6 +4,7 @@
 
 mod audit;
 mod cli;
+mod compliance;
 mod concurrency;
 mod failures;
 mod loading;

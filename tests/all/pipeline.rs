@@ -498,6 +498,13 @@ fn a_failed_execution_stays_visible() {
         w.governor.get("acme", "x1").unwrap().status,
         Status::ExecutionFailed
     );
+    let alerts = w.store().outbox("acme").unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|n| n.tx_id == "x1" && n.notice.kind == "owner_alerted"),
+        "{alerts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -611,6 +618,19 @@ fn a_malformed_tenant_configuration_names_the_key() {
             ),
             "unknown field `colour`",
         ),
+        (
+            ACME.replace(
+                r#"owners = ["alice@acme.example", "bob@acme.example"]"#,
+                r#"owners = ["alice@acme.example"]"#,
+            ),
+            "needs 2 distinct approvers but `owners` names only 1",
+        ),
+        (
+            format!(
+                "{ACME}\n[[teams]]\nname = \"procurement\"\nagents = []\ndaily_budget = {{ limit = \"1.00\" }}\n"
+            ),
+            "used by an earlier team",
+        ),
     ];
     for (text, needle) in cases {
         let err = TenantConfig::parse(&text, path).unwrap_err().to_string();
@@ -663,4 +683,45 @@ async fn velocity_caps_hold_exactly_under_concurrency() {
     assert_eq!(tiers.get(&Tier::Supervised), Some(&20));
     assert_eq!(tiers.get(&Tier::Collaborative), Some(&5));
     assert_eq!(tiers.get(&Tier::Prohibited), Some(&30));
+}
+
+#[test]
+fn the_host_stamps_the_request_time_whatever_the_agent_says() {
+    let config = ACME.replace(
+        r#"agent_daily_budget = { limit = "500.00" }"#,
+        r#"agent_daily_budget = { limit = "100.00" }"#,
+    );
+    let w = World::new(&config);
+    w.authorize("d1", "89.00", "agent_hire", "known");
+    // Dated two days ahead to escape the budget window: the host ignores the date.
+    let mut future = w.tx("d2", "47.00", "compute", "known");
+    future.requested_at_ms += 2 * 86_400_000;
+    let a = w.governor.authorize_blocking(future).unwrap();
+    assert_eq!(a.transaction.requested_at_ms, START_MS);
+    assert_eq!(a.escalations[0].guardrail, "agent_daily_budget");
+}
+
+#[test]
+fn a_governor_moves_only_its_own_tenants_deadlines() {
+    let w = World::new(ACME);
+    let globex = governor(
+        &w.db,
+        &ACME.replace("tenant = \"acme\"", "tenant = \"globex\""),
+        &w.clock,
+        w.executor.clone(),
+    );
+    let text = r#"{"id": "g1", "tenant": "globex", "agent": "a", "amount": "47.00", "currency": "USDC",
+        "category": "compute", "recipient": "r", "recipient_trust": "known"}"#;
+    globex
+        .authorize_blocking(Transaction::from_json(text, START_MS).unwrap())
+        .unwrap();
+    w.clock.advance(60_000);
+    assert!(
+        w.governor.run_deadlines_blocking().unwrap().is_empty(),
+        "acme's governor leaves globex alone"
+    );
+    assert_eq!(
+        globex.run_deadlines_blocking().unwrap()[0].status,
+        Status::Executed
+    );
 }

@@ -60,9 +60,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             });
         match result {
             Ok(line) => {
-                if let Err(e) = writeln!(out, "{line}") {
-                    return reader_gone(e);
-                }
+                writeln!(out, "{line}")?;
                 classified += 1;
             }
             Err(message) => {
@@ -74,9 +72,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             eprint!("\rclassified {classified}, rejected {rejected}");
         }
     }
-    if let Err(e) = out.flush() {
-        return reader_gone(e);
-    }
+    out.flush()?;
     if progress && classified + rejected >= PROGRESS_EVERY {
         eprintln!("\rclassified {classified}, rejected {rejected}");
     }
@@ -109,14 +105,4 @@ fn classify(
         },
     };
     Ok(serde_json::to_string(&output)?)
-}
-
-/// A closed stdout (`tiergate eval ... | head`) means the reader has what it
-/// wanted: stop quietly. Any other write error is an error.
-fn reader_gone(e: std::io::Error) -> Result<ExitCode> {
-    if e.kind() == std::io::ErrorKind::BrokenPipe {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(anyhow::Error::new(e).context("cannot write to stdout"))
-    }
 }

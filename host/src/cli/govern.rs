@@ -25,10 +25,11 @@ pub fn default_store() -> PathBuf {
 }
 
 fn governor(args: &StoreArgs) -> Result<(Governor, String)> {
-    let store_path = args.store.clone().unwrap_or_else(default_store);
-    let store = SqliteStore::open(&store_path)?;
+    // The tenant file first: a mistyped path must not create a store.
     let config = TenantConfig::load(&args.tenant)?;
     let tenant = config.tenant.clone();
+    let store_path = args.store.clone().unwrap_or_else(default_store);
+    let store = SqliteStore::open(&store_path)?;
     let runtime = tiergate::Runtime::new()?;
     let governor = Governor::builder(runtime, Arc::new(store))
         .tenant(config)

@@ -3,6 +3,7 @@
 
 mod audit;
 mod cases;
+mod check;
 mod eval;
 mod govern;
 mod input;
@@ -45,6 +46,17 @@ enum Command {
     Approvals(ApprovalsCommand),
     /// Process passed deadlines: closed veto windows execute, unanswered approvals expire.
     RunDeadlines(DeadlinesArgs),
+    /// Judge whether a tenant's governance is proportionate: configuration
+    /// checks plus a probe grid classified by its policy in the sandbox.
+    /// Exits 1 when a check fails. An engineering check, not legal advice.
+    Check {
+        /// The tenant's configuration file (TOML).
+        #[arg(value_name = "CONFIG.toml")]
+        config: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify the audit trail's hash chains, or show one record's story.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -199,6 +211,7 @@ pub fn main() -> ExitCode {
         Command::Approvals(command) => govern::approvals(command),
         Command::RunDeadlines(args) => govern::run_deadlines(args),
         Command::Audit(command) => audit::run(command),
+        Command::Check { config, json } => check::run(&config, json),
     };
     match result {
         Ok(code) => code,

@@ -90,7 +90,8 @@ pub struct Escalation {
     pub guardrail: String,
     /// The tier it demanded.
     pub tier: Tier,
-    /// What it saw: "committed 480.00 + 30.00 over the limit of 500.00".
+    /// What it saw: "480.00 committed in the last 24h plus 30.00 is over the
+    /// limit of 500.00".
     pub detail: String,
 }
 

@@ -277,7 +277,7 @@ impl TenantConfig {
         }
         self.policy_config_json()?;
         for tier in Tier::ALL {
-            validate_rule(tier, self.tiers.rule(tier))?;
+            validate_rule(tier, self.tiers.rule(tier), self.owners.len())?;
         }
         let limits = [
             (
@@ -296,6 +296,15 @@ impl TenantConfig {
         for (key, limit) in limits {
             if let Some(l) = limit {
                 validate_limit(key, l)?;
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, team) in self.teams.iter().enumerate() {
+            if !names.insert(&team.name) {
+                return Err(format!(
+                    "`teams[{i}].name` {:?} is used by an earlier team too",
+                    team.name
+                ));
             }
         }
         let mut seen = BTreeMap::new();
@@ -319,7 +328,7 @@ impl TenantConfig {
     }
 }
 
-fn validate_rule(tier: Tier, rule: &TierRule) -> Result<(), String> {
+fn validate_rule(tier: Tier, rule: &TierRule, owners: usize) -> Result<(), String> {
     let key = format!("tiers.{tier}");
     let mode = rule.approval;
     if tier == Tier::Prohibited && mode != ApprovalMode::Blocked {
@@ -351,6 +360,15 @@ fn validate_rule(tier: Tier, rule: &TierRule) -> Result<(), String> {
     }
     if rule.approvers == Some(0) {
         return Err(format!("`{key}.approvers` must be at least 1"));
+    }
+    let needed = rule
+        .approvers
+        .unwrap_or(1)
+        .max(if rule.four_eyes_above.is_some() { 2 } else { 1 });
+    if mode == ApprovalMode::ExplicitHuman && needed as usize > owners {
+        return Err(format!(
+            "`{key}` needs {needed} distinct approvers but `owners` names only {owners}: such payments could only expire"
+        ));
     }
     if rule
         .veto_window

@@ -81,51 +81,22 @@ impl GovernorBuilder {
     /// Adds a tenant, loading its policy from the path in its configuration
     /// (a `.wasm` file, or a bundled policy's name).
     pub fn tenant(self, config: TenantConfig) -> Result<Self, GovernError> {
-        let location = config.policy_location();
-        let compiled = if location.exists() {
-            self.runtime.compile_file(&location)
-        } else {
-            match bundled(&config.policy.path) {
-                Some(bytes) => self.runtime.compile(bytes),
-                None => {
-                    return Err(GovernError::Setup {
-                        tenant: config.tenant.clone(),
-                        message: format!(
-                            "policy.path {:?} is neither a file nor a bundled policy",
-                            config.policy.path
-                        ),
-                    });
-                }
-            }
-        };
-        let compiled = compiled.map_err(|source| GovernError::Policy {
-            tenant: config.tenant.clone(),
-            source,
-        })?;
-        self.tenant_with_policy(config, &compiled)
+        let policy = tenant_policy(&self.runtime, &config)?;
+        self.insert(config, policy)
     }
 
     /// Adds a tenant served by an already compiled policy.
     pub fn tenant_with_policy(
-        mut self,
+        self,
         config: TenantConfig,
         compiled: &CompiledPolicy,
     ) -> Result<Self, GovernError> {
+        let policy = bind(&config, compiled)?;
+        self.insert(config, policy)
+    }
+
+    fn insert(mut self, config: TenantConfig, policy: TenantPolicy) -> Result<Self, GovernError> {
         let tenant = config.tenant.clone();
-        let policy_error = |source| GovernError::Policy {
-            tenant: tenant.clone(),
-            source,
-        };
-        let document = config
-            .policy_config_json()
-            .map_err(|message| GovernError::Setup {
-                tenant: tenant.clone(),
-                message,
-            })?;
-        let policy = compiled
-            .configure(&document)
-            .and_then(|p| p.with_failure_tier(config.failure_tier))
-            .map_err(policy_error)?;
         if self.tenants.contains_key(&tenant) {
             return Err(GovernError::Setup {
                 tenant,
@@ -156,6 +127,52 @@ impl GovernorBuilder {
             }),
         }
     }
+}
+
+/// Compiles a tenant's policy (a `.wasm` file, or a bundled policy's name)
+/// and binds the tenant's policy configuration and failure tier.
+pub fn tenant_policy(
+    runtime: &Runtime,
+    config: &TenantConfig,
+) -> Result<TenantPolicy, GovernError> {
+    let location = config.policy_location();
+    let compiled = if location.exists() {
+        runtime.compile_file(&location)
+    } else {
+        match bundled(&config.policy.path) {
+            Some(bytes) => runtime.compile(bytes),
+            None => {
+                return Err(GovernError::Setup {
+                    tenant: config.tenant.clone(),
+                    message: format!(
+                        "policy.path {:?} is neither a file nor a bundled policy",
+                        config.policy.path
+                    ),
+                });
+            }
+        }
+    };
+    let compiled = compiled.map_err(|source| GovernError::Policy {
+        tenant: config.tenant.clone(),
+        source,
+    })?;
+    bind(config, &compiled)
+}
+
+fn bind(config: &TenantConfig, compiled: &CompiledPolicy) -> Result<TenantPolicy, GovernError> {
+    let document = config
+        .policy_config_json()
+        .map_err(|message| GovernError::Setup {
+            tenant: config.tenant.clone(),
+            message,
+        })?;
+    compiled
+        .configure(&document)
+        .and_then(|p| p.with_failure_tier(config.failure_tier))
+        .map_err(|source| GovernError::Policy {
+            tenant: config.tenant.clone(),
+            source,
+        })
 }
 
 #[cfg(feature = "bundled-policies")]
@@ -210,7 +227,8 @@ impl Governor {
     /// records it and starts its workflow. Autonomous payments are executed
     /// before this returns; the record is durable before the answer.
     ///
-    /// The transaction id is the idempotency key: the same request again
+    /// The host stamps `requested_at_ms` with its clock, whatever the request
+    /// says. The transaction id is the idempotency key: the same request again
     /// returns the stored authorization; a different one with the same id is
     /// a [`GovernError::Conflict`].
     pub async fn authorize(&self, tx: Transaction) -> Result<Authorization, GovernError> {
@@ -219,8 +237,11 @@ impl Governor {
     }
 
     /// [`authorize`](Self::authorize) on the calling thread.
-    pub fn authorize_blocking(&self, tx: Transaction) -> Result<Authorization, GovernError> {
+    pub fn authorize_blocking(&self, mut tx: Transaction) -> Result<Authorization, GovernError> {
         let tenant = self.tenant(&tx.tenant)?;
+        // The host stamps the request time: an agent that dated its own
+        // request could slip out of its budget and velocity windows.
+        tx.requested_at_ms = self.inner.clock.now_ms();
         tx.validate()?;
         if tx.currency != tenant.config.currency {
             return Err(GovernError::CurrencyMismatch {
@@ -358,7 +379,12 @@ impl Governor {
     pub fn run_deadlines_blocking(&self) -> Result<Vec<Authorization>, GovernError> {
         let now_ms = self.inner.clock.now_ms();
         let mut moved = Vec::new();
-        for (tenant, tx_id) in self.inner.store.due(now_ms)? {
+        let due = self.inner.store.due(now_ms)?;
+        // A governor moves only its own tenants' payments.
+        for (tenant, tx_id) in due
+            .into_iter()
+            .filter(|(t, _)| self.inner.tenants.contains_key(t))
+        {
             match self
                 .inner
                 .store

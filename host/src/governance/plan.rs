@@ -23,7 +23,8 @@ pub(crate) struct Request<'a> {
     pub now_ms: u64,
 }
 
-/// Guardrails that demand a stricter tier than `policy_tier`.
+/// Every guardrail the payment exceeds, with the tier each demands (which
+/// may be no stricter than the policy's own).
 pub(crate) fn escalations(
     config: &TenantConfig,
     tx: &Transaction,
@@ -409,10 +410,27 @@ pub(crate) fn on_executed(
             }
         }
     };
+    // A payment that did not move is news to the owners.
+    let notices: Vec<Notice> = match &next.execution_error {
+        Some(error) => vec![Notice {
+            kind: "owner_alerted".into(),
+            to: "owners".into(),
+            message: format!(
+                "payment {} of {} {} failed to execute: {error} [{}]",
+                next.transaction.id,
+                next.transaction.amount,
+                next.transaction.currency,
+                next.audit_id
+            ),
+        }],
+        None => Vec::new(),
+    };
+    let mut events = vec![event];
+    events.extend(notice_events(&notices));
     Ok(Change {
         authorization: next,
-        events: vec![event],
-        notices: Vec::new(),
+        events,
+        notices,
     })
 }
 

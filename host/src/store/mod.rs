@@ -4,8 +4,9 @@
 //! Callers never read-then-write. Every change is one call that runs the
 //! caller's pure decision inside a single atomic transaction: `record` checks
 //! budgets and reserves in one step, `update` applies one transition only if
-//! the state it was decided on is still current. A shared PostgreSQL store
-//! implements the same trait without any caller changing.
+//! the state it was decided on is still current. That keeps the atomic parts
+//! behind the trait, so another store (a PostgreSQL one shared by several
+//! hosts) can implement it without any caller changing.
 
 mod sqlite;
 
@@ -24,8 +25,8 @@ pub const GENESIS_HASH: &str =
 ///
 /// Canonical form: the previous event's hash, a newline, then the compact
 /// JSON object `{"seq","audit_id","tx_id","at_ms","kind","actor","detail"}`
-/// with keys sorted as written here (serde_json's map order), `actor` null
-/// when absent; SHA-256 over those bytes, written `sha256:<hex>`.
+/// with its keys in alphabetical order (serde_json's map order), `actor`
+/// null when absent; SHA-256 over those bytes, written `sha256:<hex>`.
 pub fn event_hash(
     prev_hash: &str,
     seq: u64,
@@ -103,9 +104,10 @@ pub struct NewEntry<'a> {
 /// An audit event to append, chained to the tenant's previous one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventDraft {
-    /// What happened: `authorized`, `owner_notified`, `vetoed`, `approved`,
-    /// `rejected`, `expired`, `executing`, `executed`, `execution_failed`,
-    /// `owner_alerted`, `agent_notified`.
+    /// What happened: `authorized`, `attempt_blocked`, `owner_notified`,
+    /// `owner_alerted`, `agent_notified`, `vetoed`, `approved`, `rejected`,
+    /// `veto_window_closed`, `expired`, `executing`, `executed`,
+    /// `execution_failed`.
     pub kind: String,
     /// Who did it, when a person did.
     #[serde(default, skip_serializing_if = "Option::is_none")]

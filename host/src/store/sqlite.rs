@@ -124,6 +124,15 @@ impl SqliteStore {
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    // Read and upgrade under one write lock, so two processes opening a new
+    // store at once cannot both run the same migration.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = migrate_locked(conn);
+    conn.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    result
+}
+
+fn migrate_locked(conn: &Connection) -> Result<(), StoreError> {
     let version: usize =
         conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if version > MIGRATIONS.len() {
@@ -133,10 +142,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
-            i + 1
-        ))?;
+        conn.execute_batch(&format!("{sql}; PRAGMA user_version = {};", i + 1))?;
     }
     Ok(())
 }
@@ -286,7 +292,8 @@ fn history_in(
         });
     }
     let (first, count): (Option<i64>, i64) = conn.query_row(
-        "SELECT MIN(executed_ms), COUNT(*) FROM ledger WHERE tenant = ?1 AND recipient = ?2",
+        "SELECT MIN(requested_at_ms), COUNT(*) FROM authorizations
+         WHERE tenant = ?1 AND recipient = ?2 AND status = 'executed'",
         params![tenant, recipient],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;

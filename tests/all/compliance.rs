@@ -1,0 +1,73 @@
+//! The proportionality check passes tiered governance and fails the flat
+//! limit and governance without a human in the loop.
+
+use std::path::Path;
+use std::process::Command;
+
+use tiergate::compliance::check;
+use tiergate::governance::{TenantConfig, tenant_policy};
+
+use crate::runtime;
+
+fn failed_checks(config_text: &str) -> Vec<&'static str> {
+    let config = TenantConfig::parse(config_text, Path::new("examples/tenants/x.toml")).unwrap();
+    let policy = tenant_policy(runtime(), &config).unwrap();
+    let report = check(&config, &policy).unwrap();
+    assert_eq!(report.grid.len(), 10 * 11 * 3, "every probe was classified");
+    report
+        .checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.name)
+        .collect()
+}
+
+#[test]
+fn the_example_tiered_config_passes() {
+    assert!(failed_checks(crate::pipeline::ACME).is_empty());
+}
+
+#[test]
+fn the_flat_limit_fails_as_non_proportionate() {
+    let failed = failed_checks(include_str!("../../examples/tenants/flat.toml"));
+    for name in ["nature", "complexity", "prohibited_defined"] {
+        assert!(failed.contains(&name), "{name} should fail: {failed:?}");
+    }
+}
+
+#[test]
+fn governance_without_a_human_tier_fails() {
+    let no_human = crate::pipeline::ACME
+        .replace("approval = \"explicit_human\"\ntimeout = \"4h\"\nfour_eyes_above = \"1000.00\"  # two different owners must approve above this", "approval = \"notify_with_veto\"\nveto_window = \"1h\"");
+    assert_ne!(no_human, crate::pipeline::ACME, "the replacement applied");
+    let failed = failed_checks(&no_human);
+    assert!(
+        failed.contains(&"complexity") && failed.contains(&"audit_proportionate"),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn the_cli_exit_status_says_whether_checks_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tenants");
+    let run = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tiergate"))
+            .args(["check", dir.join(file).to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let acme = run("acme.toml");
+    assert!(
+        acme.status.success(),
+        "{}",
+        String::from_utf8_lossy(&acme.stderr)
+    );
+    let text = String::from_utf8_lossy(&acme.stdout);
+    assert!(
+        text.contains("All checks pass.") && text.contains("not legal advice"),
+        "{text}"
+    );
+    let flat = run("flat.toml");
+    assert_eq!(flat.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&flat.stdout).contains("FAIL  nature"));
+}
