@@ -121,3 +121,120 @@ fn the_cli_reports_the_break_and_fails() {
         "{text}"
     );
 }
+
+fn tiergate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tiergate"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn export_round_trips_and_filters() {
+    let w = world_with_history();
+    let db = w.db.to_str().unwrap().to_string();
+    let stored = w.store().list("acme", &[]).unwrap();
+    let jsonl = tiergate(&[
+        "audit", "export", "--store", &db, "--tenant", "acme", "--format", "jsonl",
+    ]);
+    assert!(
+        jsonl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&jsonl.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&jsonl.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), stored.len());
+    for (row, a) in rows.iter().zip(&stored) {
+        assert_eq!(row["audit_id"], a.audit_id.as_str());
+        assert_eq!(row["amount"], a.transaction.amount.to_string().as_str());
+        assert_eq!(row["status"], a.status.as_str());
+        assert_eq!(row["content_hash"], a.content_hash.as_str());
+    }
+    let csv = tiergate(&[
+        "audit", "export", "--store", &db, "--tenant", "acme", "--format", "csv",
+    ]);
+    let text = String::from_utf8_lossy(&csv.stdout).into_owned();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[0], "audit_id");
+    let amount_col = header.iter().position(|h| *h == "amount").unwrap();
+    let amounts: Vec<&str> = lines
+        .map(|l| l.split(',').nth(amount_col).unwrap())
+        .collect();
+    assert_eq!(amounts, ["0.02", "89.00", "25.00"]);
+
+    let filtered = tiergate(&[
+        "audit",
+        "query",
+        "--store",
+        &db,
+        "--tenant",
+        "acme",
+        "--min-amount",
+        "20",
+        "--tier",
+        "prohibited",
+    ]);
+    let ids: Vec<String> = String::from_utf8_lossy(&filtered.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["transaction_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, ["a3"]);
+    let other_day = tiergate(&[
+        "audit",
+        "query",
+        "--store",
+        &db,
+        "--tenant",
+        "acme",
+        "--from",
+        "2026-06-28",
+    ]);
+    assert!(other_day.stdout.is_empty());
+}
+
+#[test]
+fn the_daily_report_adds_up_to_the_records() {
+    let w = world_with_history();
+    let report = tiergate::audit::daily_report(
+        w.store().as_ref(),
+        "acme",
+        tiergate::audit::parse_day("2026-06-27").unwrap(),
+    )
+    .unwrap();
+    let stored = w.store().list("acme", &[]).unwrap();
+    let count: u64 = report.by_tier.values().map(|t| t.count).sum();
+    let total: tiergate::Decimal = report.by_tier.values().map(|t| t.total).sum();
+    assert_eq!(count, stored.len() as u64);
+    assert_eq!(total, stored.iter().map(|a| a.transaction.amount).sum());
+    assert_eq!(report.by_tier["collaborative"].total.to_string(), "89.00");
+    assert_eq!(report.blocked, 1);
+    assert_eq!(report.alerts, 1);
+    let svg = tiergate::audit::spend_chart_svg(&report);
+    assert!(svg.starts_with("<svg") && svg.contains("89.00"));
+
+    let db = w.db.to_str().unwrap().to_string();
+    let out = tiergate(&[
+        "report",
+        "daily",
+        "--store",
+        &db,
+        "--tenant",
+        "acme",
+        "--day",
+        "2026-06-27",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("collaborative") && text.contains("blocked attempts    1"),
+        "{text}"
+    );
+}

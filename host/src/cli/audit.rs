@@ -2,11 +2,16 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
-use tiergate::audit::{utc_time, verify_chain};
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result, bail};
+use tiergate::audit::{ExportRow, Query, parse_day, utc_time, verify_chain};
 use tiergate::store::{SqliteStore, Store};
 
-use super::{AuditCommand, govern::default_store};
+use super::{AuditCommand, QueryArgs, govern::default_store};
+
+/// Show progress on a terminal every this many rows.
+const PROGRESS_EVERY: usize = 10_000;
 
 pub fn run(command: AuditCommand) -> Result<ExitCode> {
     match command {
@@ -38,6 +43,8 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        AuditCommand::Query(args) => export(args, "jsonl"),
+        AuditCommand::Export { query, format } => export(query, &format),
         AuditCommand::Show {
             store,
             tenant,
@@ -110,4 +117,56 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
+    let day = |flag: &str, text: &Option<String>| -> Result<Option<u64>> {
+        text.as_ref()
+            .map(|t| {
+                parse_day(t)
+                    .with_context(|| format!("--{flag} {t:?} is not a UTC day written YYYY-MM-DD"))
+            })
+            .transpose()
+    };
+    let query = Query {
+        agent: args.agent,
+        from_ms: day("from", &args.from)?,
+        to_ms: day("to", &args.to)?,
+        tier: args.tier,
+        status: args.status,
+        audit_id: args.audit_id,
+        recipient: args.recipient,
+        min_amount: args
+            .min_amount
+            .map(|m| tiergate::parse_decimal(&m).context("--min-amount"))
+            .transpose()?,
+    };
+    let store = SqliteStore::open(&args.store.unwrap_or_else(default_store))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if format == "csv" {
+        writeln!(out, "{}", ExportRow::CSV_HEADER)?;
+    }
+    let progress = std::io::stderr().is_terminal();
+    let mut rows = 0usize;
+    for auth in store
+        .list(&args.tenant, &[])?
+        .iter()
+        .filter(|a| query.matches(a))
+    {
+        let row = ExportRow::from(auth);
+        match format {
+            "csv" => writeln!(out, "{}", row.csv())?,
+            _ => writeln!(out, "{}", serde_json::to_string(&row)?)?,
+        }
+        rows += 1;
+        if progress && rows.is_multiple_of(PROGRESS_EVERY) {
+            eprint!("\rexported {rows}");
+        }
+    }
+    out.flush()?;
+    if progress && rows >= PROGRESS_EVERY {
+        eprintln!("\rexported {rows}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

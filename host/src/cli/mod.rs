@@ -8,6 +8,7 @@ mod eval;
 mod govern;
 mod input;
 mod load;
+mod report;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -57,9 +58,70 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Reports over the audit trail.
+    #[command(subcommand)]
+    Report(ReportCommand),
     /// Verify the audit trail's hash chains, or show one record's story.
     #[command(subcommand)]
     Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// One tenant's UTC day: counts and sums per tier, status, agent and
+    /// category; approvals and their latency; vetoes, expiries, blocked
+    /// attempts, alerts and guardrail escalations.
+    Daily {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The tenant (by id).
+        #[arg(long, value_name = "ID")]
+        tenant: String,
+        /// The UTC day.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        day: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write a chart of the day's spend per tier to this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        svg: Option<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct QueryArgs {
+    /// The SQLite store [default: as for `authorize`].
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// The tenant (by id).
+    #[arg(long, value_name = "ID")]
+    tenant: String,
+    /// Only this agent's payments.
+    #[arg(long)]
+    agent: Option<String>,
+    /// Requested on or after this UTC day (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    from: Option<String>,
+    /// Requested before this UTC day (YYYY-MM-DD).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    to: Option<String>,
+    /// Only this tier.
+    #[arg(long)]
+    tier: Option<Tier>,
+    /// Only this status (executed, pending_veto, awaiting_approval, ...).
+    #[arg(long)]
+    status: Option<tiergate::governance::Status>,
+    /// Only this audit id.
+    #[arg(long, value_name = "AUDIT_ID")]
+    audit_id: Option<String>,
+    /// Only payments to this recipient.
+    #[arg(long)]
+    recipient: Option<String>,
+    /// Only amounts at least this large (exact decimal).
+    #[arg(long, value_name = "AMOUNT")]
+    min_amount: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +134,16 @@ enum AuditCommand {
         /// Only this tenant (by id).
         #[arg(long, value_name = "ID")]
         tenant: Option<String>,
+    },
+    /// Authorizations matching filters, one JSON line each.
+    Query(QueryArgs),
+    /// Authorizations matching filters, for a regulator: JSON Lines or CSV with stable field names.
+    Export {
+        #[command(flatten)]
+        query: QueryArgs,
+        /// `jsonl` or `csv`.
+        #[arg(long, value_parser = ["jsonl", "csv"])]
+        format: String,
     },
     /// Print the full story of one authorization, readable by a person.
     Show {
@@ -211,6 +283,13 @@ pub fn main() -> ExitCode {
         Command::Approvals(command) => govern::approvals(command),
         Command::RunDeadlines(args) => govern::run_deadlines(args),
         Command::Audit(command) => audit::run(command),
+        Command::Report(ReportCommand::Daily {
+            store,
+            tenant,
+            day,
+            json,
+            svg,
+        }) => report::daily(store, &tenant, &day, json, svg),
         Command::Check { config, json } => check::run(&config, json),
     };
     match result {

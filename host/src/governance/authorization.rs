@@ -57,6 +57,28 @@ impl Status {
     }
 }
 
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const ALL: [Status; 9] = [
+            Status::PendingVeto,
+            Status::AwaitingApproval,
+            Status::Executing,
+            Status::Executed,
+            Status::ExecutionFailed,
+            Status::Vetoed,
+            Status::Rejected,
+            Status::Expired,
+            Status::Blocked,
+        ];
+        ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = ALL.iter().map(|x| x.as_str()).collect();
+            format!("unknown status `{s}`: expected one of {}", names.join(", "))
+        })
+    }
+}
+
 /// One owner's recorded verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
