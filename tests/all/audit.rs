@@ -1,6 +1,7 @@
 //! The audit trail read back: a tampered chain is caught at the first
 //! broken link, whoever edited the database behind the host's back.
 
+use std::path::Path;
 use std::process::Command;
 
 use tiergate::audit::{ChainBreak, verify_chain};
@@ -237,4 +238,52 @@ fn the_daily_report_adds_up_to_the_records() {
         text.contains("collaborative") && text.contains("blocked attempts    1"),
         "{text}"
     );
+}
+
+#[test]
+fn replay_matches_an_honest_history_and_flags_a_doctored_one() {
+    let w = world_with_history();
+    w.authorize("a4", "1200.00", "service_procurement", "known");
+    let config =
+        tiergate::governance::TenantConfig::parse(ACME, std::path::Path::new("acme.toml")).unwrap();
+    let policy = tiergate::governance::tenant_policy(crate::runtime(), &config).unwrap();
+    let honest = tiergate::audit::replay(&w.store().events("acme", None).unwrap(), &policy);
+    assert_eq!(
+        honest.len(),
+        2,
+        "both collaborative records are enhanced: {honest:?}"
+    );
+    assert!(
+        honest
+            .iter()
+            .all(|o| matches!(o, tiergate::audit::Replayed::Matches { .. })),
+        "{honest:?}"
+    );
+
+    // Claim the hire asked for less than it did.
+    tamper(
+        &w,
+        r#"UPDATE audit_events SET detail = json_set(detail, '$.transaction.amount', '8.90')
+           WHERE kind = 'authorized' AND tx_id = 'a2'"#,
+    );
+    let doctored = tiergate::audit::replay(&w.store().events("acme", None).unwrap(), &policy);
+    let problems: Vec<_> = doctored.iter().filter(|o| o.is_problem()).collect();
+    assert_eq!(problems.len(), 1, "{doctored:?}");
+    assert!(
+        matches!(problems[0], tiergate::audit::Replayed::Differs { audit_id, .. } if audit_id == "aud-2026-06-27-002")
+    );
+
+    let out = tiergate(&[
+        "audit",
+        "replay",
+        "--store",
+        w.db.to_str().unwrap(),
+        "--config",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/tenants/acme.toml")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DIFFERS  aud-2026-06-27-002"));
 }

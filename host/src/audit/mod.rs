@@ -1,8 +1,10 @@
 //! Reading the audit trail back: verifying each tenant's hash chain,
 //! querying and exporting records, and the daily report.
 
+mod replay;
 mod report;
 
+pub use replay::{Replayed, replay};
 pub use report::{DailyReport, Tally, daily_report, spend_chart_svg};
 
 use crate::store::{AuditEvent, GENESIS_HASH, event_hash};

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
-use tiergate::audit::{ExportRow, Query, parse_day, utc_time, verify_chain};
+use tiergate::audit::{ExportRow, Query, Replayed, parse_day, utc_time, verify_chain};
 use tiergate::store::{SqliteStore, Store};
 
 use super::{AuditCommand, QueryArgs, govern::default_store};
@@ -44,6 +44,7 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             })
         }
         AuditCommand::Query(args) => export(args, "jsonl"),
+        AuditCommand::Replay { store, config } => replay(store, &config),
         AuditCommand::Export { query, format } => export(query, &format),
         AuditCommand::Show {
             store,
@@ -169,4 +170,30 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
         eprintln!("\rexported {rows}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result<ExitCode> {
+    let config = tiergate::governance::TenantConfig::load(config)?;
+    let policy = tiergate::governance::tenant_policy(&tiergate::Runtime::new()?, &config)?;
+    let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+    let outcomes = tiergate::audit::replay(&store.events(&config.tenant, None)?, &policy);
+    let (mut matched, mut other, mut problems) = (0, 0, 0);
+    for o in &outcomes {
+        match o {
+            Replayed::Matches { .. } => matched += 1,
+            Replayed::OtherPolicy { .. } => other += 1,
+            Replayed::Differs { audit_id, detail } | Replayed::Unreadable { audit_id, detail } => {
+                problems += 1;
+                println!("DIFFERS  {audit_id}: {detail}");
+            }
+        }
+    }
+    println!(
+        "{matched} match, {problems} differ or unreadable, {other} made by another policy or configuration"
+    );
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -145,6 +145,16 @@ enum AuditCommand {
         #[arg(long, value_parser = ["jsonl", "csv"])]
         format: String,
     },
+    /// Re-run the tenant's policy on the recorded input and context of every
+    /// enhanced record and report any decision that no longer matches.
+    Replay {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The tenant's configuration file (TOML): its policy is replayed.
+        #[arg(long, value_name = "CONFIG.toml")]
+        config: PathBuf,
+    },
     /// Print the full story of one authorization, readable by a person.
     Show {
         /// The SQLite store [default: as for `authorize`].
