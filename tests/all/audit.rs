@@ -287,3 +287,144 @@ fn replay_matches_an_honest_history_and_flags_a_doctored_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("DIFFERS  aud-2026-06-27-002"));
 }
+
+/// Rewrites event `seq`'s detail and recomputes every hash after it, as an
+/// attacker who knows the chain format would: the chain alone verifies.
+fn rewrite_and_rehash(w: &World, seq: u64) {
+    tamper(
+        w,
+        &format!(r#"UPDATE audit_events SET detail = '{{"amount":"0.01"}}' WHERE seq = {seq}"#),
+    );
+    let conn = rusqlite::Connection::open(&w.db).unwrap();
+    let events = w.store().events("acme", None).unwrap();
+    let mut prev = tiergate::store::GENESIS_HASH.to_string();
+    for e in &events {
+        let hash =
+            tiergate::store::event_hash(&prev, e.seq, &e.audit_id, &e.tx_id, e.at_ms, &e.event);
+        conn.execute(
+            "UPDATE audit_events SET prev_hash = ?1, hash = ?2 WHERE tenant = 'acme' AND seq = ?3",
+            rusqlite::params![prev, hash, e.seq as i64],
+        )
+        .unwrap();
+        prev = hash;
+    }
+}
+
+#[test]
+fn a_signed_checkpoint_catches_a_rehashed_rewrite_and_a_cut_off_tail() {
+    use tiergate::audit::{Checkpoint, CheckpointError, generate_key};
+    let key = generate_key().unwrap();
+    let w = world_with_history();
+    let checkpoint =
+        Checkpoint::sign(&key, "acme", &w.store().events("acme", None).unwrap(), 1).unwrap();
+    let trusted = checkpoint.public_key.clone();
+    assert_eq!(
+        checkpoint.check(&w.store().events("acme", None).unwrap(), Some(&trusted)),
+        Ok(())
+    );
+    // Later records do not disturb an earlier checkpoint.
+    w.authorize("a5", "0.03", "embeddings", "verified");
+    assert_eq!(
+        checkpoint.check(&w.store().events("acme", None).unwrap(), Some(&trusted)),
+        Ok(())
+    );
+
+    rewrite_and_rehash(&w, 2);
+    let events = w.store().events("acme", None).unwrap();
+    assert!(
+        verify_chain(&events).is_ok(),
+        "the rehashed chain fools the chain check alone"
+    );
+    let err = checkpoint.check(&events, Some(&trusted)).unwrap_err();
+    assert!(matches!(err, CheckpointError::Rewritten { .. }), "{err}");
+
+    let w = world_with_history();
+    let events = w.store().events("acme", None).unwrap();
+    let checkpoint = Checkpoint::sign(&key, "acme", &events, 1).unwrap();
+    tamper(
+        &w,
+        &format!("DELETE FROM audit_events WHERE seq >= {}", events.len() - 1),
+    );
+    let err = checkpoint
+        .check(&w.store().events("acme", None).unwrap(), Some(&trusted))
+        .unwrap_err();
+    assert!(matches!(err, CheckpointError::Truncated { .. }), "{err}");
+
+    // A forged checkpoint: another key, or altered fields.
+    let other = Checkpoint::sign(&generate_key().unwrap(), "acme", &events, 1).unwrap();
+    assert!(matches!(
+        other.check(&events, Some(&trusted)),
+        Err(CheckpointError::UntrustedKey { .. })
+    ));
+    let mut altered = checkpoint.clone();
+    altered.events -= 1;
+    assert!(matches!(
+        altered.check(&events, None),
+        Err(CheckpointError::BadSignature { .. })
+    ));
+}
+
+#[test]
+fn checkpoints_from_the_cli() {
+    let w = world_with_history();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("checkpoint.key");
+    let signed = dir.path().join("checkpoints.jsonl");
+    let (key, signed, db) = (
+        key.to_str().unwrap(),
+        signed.to_str().unwrap(),
+        w.db.to_str().unwrap(),
+    );
+    let public = tiergate(&["audit", "keygen", "--key", key]);
+    assert!(public.status.success());
+    let public = String::from_utf8_lossy(&public.stdout).trim().to_string();
+    assert_eq!(public.len(), 64);
+    assert_eq!(
+        tiergate(&["audit", "keygen", "--key", key]).status.code(),
+        Some(2),
+        "never overwrites a key"
+    );
+    assert!(
+        tiergate(&[
+            "audit",
+            "checkpoint",
+            "--store",
+            db,
+            "--key",
+            key,
+            "--out",
+            signed
+        ])
+        .status
+        .success()
+    );
+    let ok = tiergate(&[
+        "audit",
+        "verify",
+        "--store",
+        db,
+        "--checkpoints",
+        signed,
+        "--public-key",
+        &public,
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("checkpoint at"));
+    rewrite_and_rehash(&w, 3);
+    let out = tiergate(&[
+        "audit",
+        "verify",
+        "--store",
+        db,
+        "--checkpoints",
+        signed,
+        "--public-key",
+        &public,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("the chain was rewritten"));
+}

@@ -1,9 +1,11 @@
 //! Reading the audit trail back: verifying each tenant's hash chain,
 //! querying and exporting records, and the daily report.
 
+mod checkpoint;
 mod replay;
 mod report;
 
+pub use checkpoint::{Checkpoint, CheckpointError, generate_key, key_from_hex, key_to_hex};
 pub use replay::{Replayed, replay};
 pub use report::{DailyReport, Tally, daily_report, spend_chart_svg};
 

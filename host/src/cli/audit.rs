@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
-use tiergate::audit::{ExportRow, Query, Replayed, parse_day, utc_time, verify_chain};
+use tiergate::audit::{
+    Checkpoint, ExportRow, Query, Replayed, generate_key, key_from_hex, key_to_hex, parse_day,
+    utc_time, verify_chain,
+};
 use tiergate::store::{SqliteStore, Store};
 
 use super::{AuditCommand, QueryArgs, govern::default_store};
@@ -15,34 +18,14 @@ const PROGRESS_EVERY: usize = 10_000;
 
 pub fn run(command: AuditCommand) -> Result<ExitCode> {
     match command {
-        AuditCommand::Verify { store, tenant } => {
-            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
-            let tenants = match tenant {
-                Some(t) => vec![t],
-                None => store.tenants()?,
-            };
-            if tenants.is_empty() {
-                bail!("the store holds no audit events");
-            }
-            let mut broken = 0;
-            for tenant in tenants {
-                match verify_chain(&store.events(&tenant, None)?) {
-                    Ok(report) => println!(
-                        "ok      {tenant}: {} events, head {}",
-                        report.events, report.head
-                    ),
-                    Err(e) => {
-                        println!("BROKEN  {tenant}: {e}");
-                        broken += 1;
-                    }
-                }
-            }
-            Ok(if broken == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        AuditCommand::Verify {
+            store,
+            tenant,
+            checkpoints,
+            public_key,
+        } => verify(store, tenant, checkpoints, public_key),
+        AuditCommand::Keygen { key } => keygen(&key),
+        AuditCommand::Checkpoint { store, key, out } => checkpoint(store, &key, &out),
         AuditCommand::Query(args) => export(args, "jsonl"),
         AuditCommand::Replay { store, config } => replay(store, &config),
         AuditCommand::Export { query, format } => export(query, &format),
@@ -196,4 +179,121 @@ fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn verify(
+    store: Option<std::path::PathBuf>,
+    tenant: Option<String>,
+    checkpoints: Option<std::path::PathBuf>,
+    public_key: Option<String>,
+) -> Result<ExitCode> {
+    let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+    let tenants = match tenant {
+        Some(t) => vec![t],
+        None => store.tenants()?,
+    };
+    if tenants.is_empty() {
+        bail!("the store holds no audit events");
+    }
+    let signed: Vec<Checkpoint> = match &checkpoints {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read checkpoints {}", path.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{}:{}: not a checkpoint", path.display(), i + 1))
+            })
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
+    };
+    let mut broken = 0;
+    for tenant in tenants {
+        let events = store.events(&tenant, None)?;
+        match verify_chain(&events) {
+            Ok(report) => println!(
+                "ok      {tenant}: {} events, head {}",
+                report.events, report.head
+            ),
+            Err(e) => {
+                println!("BROKEN  {tenant}: {e}");
+                broken += 1;
+            }
+        }
+        for c in signed.iter().filter(|c| c.tenant == tenant) {
+            match c.check(&events, public_key.as_deref()) {
+                Ok(()) => println!("ok      {tenant}: checkpoint at {} events holds", c.events),
+                Err(e) => {
+                    println!("BROKEN  {tenant}: {e}");
+                    broken += 1;
+                }
+            }
+        }
+    }
+    Ok(if broken == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn keygen(path: &std::path::Path) -> Result<ExitCode> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = generate_key().context("cannot read entropy for a new key")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create key file {} (an existing key is never overwritten)",
+                path.display()
+            )
+        })?;
+    writeln!(file, "{}", key_to_hex(&key))?;
+    file.sync_all()?;
+    let public: String = key
+        .verifying_key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!("{public}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn checkpoint(
+    store: Option<std::path::PathBuf>,
+    key_path: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read key {}", key_path.display()))?;
+    let key = key_from_hex(&text).with_context(|| {
+        format!(
+            "{} is not a key written by `audit keygen`",
+            key_path.display()
+        )
+    })?;
+    let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(out)
+        .with_context(|| format!("cannot open {}", out.display()))?;
+    for tenant in store.tenants()? {
+        let c = Checkpoint::sign(&key, &tenant, &store.events(&tenant, None)?, now)
+            .with_context(|| format!("tenant {tenant}'s chain is broken; not signing it"))?;
+        let line = serde_json::to_string(&c)?;
+        writeln!(file, "{line}")?;
+        println!("{line}");
+    }
+    file.sync_all()?;
+    Ok(ExitCode::SUCCESS)
 }

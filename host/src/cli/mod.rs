@@ -126,7 +126,8 @@ struct QueryArgs {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute each tenant's hash chain and report the first broken link.
+    /// Recompute each tenant's hash chain and report the first broken link;
+    /// with `--checkpoints`, also prove each signed checkpoint still holds.
     Verify {
         /// The SQLite store [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
@@ -134,6 +135,31 @@ enum AuditCommand {
         /// Only this tenant (by id).
         #[arg(long, value_name = "ID")]
         tenant: Option<String>,
+        /// Signed checkpoints to check the chains against (JSON Lines).
+        #[arg(long, value_name = "FILE.jsonl")]
+        checkpoints: Option<PathBuf>,
+        /// The public key (hex) the checkpoints must be signed with.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+    /// Write a new Ed25519 signing key for checkpoints (kept outside the store).
+    Keygen {
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+    /// Sign each tenant's chain length and head hash, appending the checkpoints
+    /// to a file kept outside the store. Run it daily or after every N records.
+    Checkpoint {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The signing key file (from `audit keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The checkpoint file to append to (JSON Lines).
+        #[arg(long, value_name = "FILE.jsonl")]
+        out: PathBuf,
     },
     /// Authorizations matching filters, one JSON line each.
     Query(QueryArgs),
