@@ -305,7 +305,7 @@ pub(crate) fn rule_on(current: &Authorization, r: &Ruling<'_>) -> Result<Change,
         Act::Reject => "rejected",
         Act::Veto => "vetoed",
     };
-    let mut events = vec![EventDraft {
+    let events = vec![EventDraft {
         kind: kind.into(),
         actor: Some(r.actor.to_string()),
         detail: json!({
@@ -320,19 +320,7 @@ pub(crate) fn rule_on(current: &Authorization, r: &Ruling<'_>) -> Result<Change,
             format!("{kind} by {}: {}", r.actor, r.reason),
         ));
     }
-    if next.status == Status::Executing {
-        events.push(EventDraft {
-            kind: "executing".into(),
-            actor: None,
-            detail: json!({}),
-        });
-    }
-    events.extend(notice_events(&notices));
-    Ok(Change {
-        authorization: next,
-        events,
-        notices,
-    })
+    Ok(finish(next, events, notices))
 }
 
 /// A deadline that passed: a veto window closes into execution, an
@@ -361,24 +349,12 @@ pub(crate) fn on_deadline(current: &Authorization, now_ms: u64) -> Result<Change
         }
         _ => return Err(GovernError::NotDue(current.transaction.id.clone())),
     };
-    let mut events = vec![EventDraft {
+    let events = vec![EventDraft {
         kind: kind.into(),
         actor: None,
         detail: json!({ "deadline_ms": current.deadline_ms }),
     }];
-    if next.status == Status::Executing {
-        events.push(EventDraft {
-            kind: "executing".into(),
-            actor: None,
-            detail: json!({}),
-        });
-    }
-    events.extend(notice_events(&notices));
-    Ok(Change {
-        authorization: next,
-        events,
-        notices,
-    })
+    Ok(finish(next, events, notices))
 }
 
 /// The executor's result, recorded on an executing payment.
@@ -425,13 +401,25 @@ pub(crate) fn on_executed(
         }],
         None => Vec::new(),
     };
-    let mut events = vec![event];
+    Ok(finish(next, vec![event], notices))
+}
+
+/// A transition's change: its events, then `executing` when it hands the
+/// payment to the executor, then one event per notice.
+fn finish(next: Authorization, mut events: Vec<EventDraft>, notices: Vec<Notice>) -> Change {
+    if next.status == Status::Executing {
+        events.push(EventDraft {
+            kind: "executing".into(),
+            actor: None,
+            detail: json!({}),
+        });
+    }
     events.extend(notice_events(&notices));
-    Ok(Change {
+    Change {
         authorization: next,
         events,
         notices,
-    })
+    }
 }
 
 fn agent_notice(a: &Authorization, what: String) -> Notice {
