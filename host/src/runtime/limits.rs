@@ -9,7 +9,7 @@ use std::time::Duration;
 /// | knob | default | what happens when a policy hits it |
 /// |---|---|---|
 /// | `fuel` | 2,000,000 | `policy_fuel_exhausted`: deterministic, same every run |
-/// | `timeout` | 5 ms | `policy_timeout`: wall-clock backstop, including time in host calls |
+/// | `timeout` | 50 ms | `policy_timeout`: wall-clock backstop, including time in host calls and scheduler delays |
 /// | `memory_bytes` | 16 MiB | `policy_memory_limit` |
 /// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
@@ -19,7 +19,11 @@ pub struct SandboxLimits {
     /// Fuel per call (about one unit per wasm instruction). The deterministic
     /// CPU bound: the same policy and inputs use the same fuel every time.
     pub fuel: u64,
-    /// Wall-clock deadline per call, measured in 1 ms epoch ticks.
+    /// Wall-clock deadline per call, measured in 1 ms epoch ticks. Fuel is
+    /// the CPU bound (the default is about 1 to 2 ms of work); this backstop
+    /// is longer because on a busy machine a thread can be descheduled for
+    /// milliseconds, and a sound policy must not fail closed for that.
+    /// Calls made once at load (`info`, `check-config`) get at least 1 s.
     pub timeout: Duration,
     /// Largest linear memory a policy instance may grow to.
     pub memory_bytes: usize,
@@ -35,7 +39,7 @@ impl Default for SandboxLimits {
     fn default() -> Self {
         SandboxLimits {
             fuel: 2_000_000,
-            timeout: Duration::from_millis(5),
+            timeout: Duration::from_millis(50),
             memory_bytes: 16 << 20,
             stack_bytes: 512 << 10,
             max_context_reads: 64,

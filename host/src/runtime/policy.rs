@@ -49,6 +49,20 @@ impl fmt::Debug for CompiledPolicy {
     }
 }
 
+/// Which wall-clock deadline a call runs under.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// A classification: the configured timeout.
+    Classify,
+    /// `info` or `check-config`, once per load: the first call into a fresh
+    /// component can be slow on a busy machine, and nothing waits on it, so
+    /// it gets at least [`LOAD_TIMEOUT`]. Fuel still bounds it.
+    Load,
+}
+
+/// The least wall-clock deadline of load-time calls.
+const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The result of one sandboxed call: its value or the failure, and what it
 /// read and spent along the way.
 struct Run<R> {
@@ -83,9 +97,11 @@ impl CompiledPolicy {
             },
         };
         let answer = compiled
-            .run(Arc::new(StaticContext::default()), |store, policy| {
-                policy.tiergate_policy_policy().call_info(store)
-            })
+            .run(
+                Arc::new(StaticContext::default()),
+                Deadline::Load,
+                |store, policy| policy.tiergate_policy_policy().call_info(store),
+            )
             .result
             .map_err(|f| {
                 LoadError::BadMetadata(format!("`info` failed ({}): {}", f.kind.code(), f.detail))
@@ -132,13 +148,15 @@ impl CompiledPolicy {
     /// Binds a tenant's configuration document, which the policy checks in
     /// the sandbox. The failure tier starts as collaborative.
     pub fn configure(&self, config: &str) -> Result<TenantPolicy, LoadError> {
-        let run = self
-            .0
-            .run(Arc::new(StaticContext::default()), |store, policy| {
+        let run = self.0.run(
+            Arc::new(StaticContext::default()),
+            Deadline::Load,
+            |store, policy| {
                 policy
                     .tiergate_policy_policy()
                     .call_check_config(store, config)
-            });
+            },
+        );
         match run.result {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
@@ -157,6 +175,7 @@ impl Compiled {
     fn run<R>(
         &self,
         context: Arc<dyn ContextSource>,
+        deadline: Deadline,
         call: impl FnOnce(&mut Store<Sandbox>, &TierPolicy) -> wasmtime::Result<R>,
     ) -> Run<R> {
         let inner = &self.runtime.inner;
@@ -165,7 +184,11 @@ impl Compiled {
         let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
         let mut store = Store::new(&inner.engine, sandbox);
         store.limiter(|s| &mut s.memory);
-        let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        let timeout = match deadline {
+            Deadline::Classify => limits.timeout,
+            Deadline::Load => limits.timeout.max(LOAD_TIMEOUT),
+        };
+        let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
         let result = store
@@ -173,7 +196,7 @@ impl Compiled {
             .and_then(|()| self.pre.instantiate(&mut store))
             .and_then(|policy| call(&mut store, &policy));
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let result = result.map_err(|e| failure_from_error(&e, store.data(), limits));
+        let result = result.map_err(|e| failure_from_error(&e, store.data(), limits, timeout));
         Run {
             result,
             reads: std::mem::take(&mut store.data_mut().reads),
@@ -262,11 +285,14 @@ impl TenantPolicy {
     ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
         let wit_tx = v0_1_0::transaction_to_wit(tx);
-        let run = self.compiled.0.run(context, |store, policy| {
-            policy
-                .tiergate_policy_policy()
-                .call_classify(store, &self.config, &wit_tx)
-        });
+        let run = self
+            .compiled
+            .0
+            .run(context, Deadline::Classify, |store, policy| {
+                policy
+                    .tiergate_policy_policy()
+                    .call_classify(store, &self.config, &wit_tx)
+            });
         let outcome = match run.result {
             Ok(Ok(answer)) => self.check_answer(answer),
             Ok(Err(message)) => Err((
@@ -398,6 +424,7 @@ fn failure_from_error(
     error: &wasmtime::Error,
     sandbox: &Sandbox,
     limits: &super::SandboxLimits,
+    timeout: std::time::Duration,
 ) -> PolicyFailure {
     let printed = sandbox.stderr_text();
     let with_output = |detail: String| {
@@ -421,7 +448,7 @@ fn failure_from_error(
         ),
         (Some(Trap::Interrupt), _) => (
             FailureKind::Timeout,
-            format!("ran past its {} ms deadline", limits.timeout.as_millis()),
+            format!("ran past its {} ms deadline", timeout.as_millis()),
         ),
         (Some(Trap::StackOverflow), _) => (
             FailureKind::StackOverflow,
