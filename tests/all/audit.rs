@@ -2,7 +2,6 @@
 //! broken link, whoever edited the database behind the host's back.
 
 use std::path::Path;
-use std::process::Command;
 
 use tiergate::audit::{ChainBreak, verify_chain};
 
@@ -79,7 +78,7 @@ fn a_rewritten_and_renumbered_tail_is_caught() {
 fn the_cli_reports_the_break_and_fails() {
     let w = world_with_history();
     let db = w.db.to_str().unwrap().to_string();
-    let ok = Command::new(env!("CARGO_BIN_EXE_tiergate"))
+    let ok = crate::tiergate_command()
         .args(["audit", "verify", "--store", &db])
         .output()
         .unwrap();
@@ -89,7 +88,7 @@ fn the_cli_reports_the_break_and_fails() {
         &w,
         "UPDATE audit_events SET actor = 'mallory' WHERE seq = 4",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_tiergate"))
+    let out = crate::tiergate_command()
         .args(["audit", "verify", "--store", &db])
         .output()
         .unwrap();
@@ -100,7 +99,7 @@ fn the_cli_reports_the_break_and_fails() {
         "{text}"
     );
 
-    let show = Command::new(env!("CARGO_BIN_EXE_tiergate"))
+    let show = crate::tiergate_command()
         .args([
             "audit",
             "show",
@@ -124,10 +123,7 @@ fn the_cli_reports_the_break_and_fails() {
 }
 
 fn tiergate(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tiergate"))
-        .args(args)
-        .output()
-        .unwrap()
+    crate::tiergate_command().args(args).output().unwrap()
 }
 
 #[test]

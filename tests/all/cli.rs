@@ -2,14 +2,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 fn tiergate(args: &[&str]) -> Output {
     tiergate_with_stdin(args, "")
 }
 
 fn tiergate_with_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tiergate"))
+    let mut child = crate::tiergate_command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -2,7 +2,6 @@
 //! limit and governance without a human in the loop.
 
 use std::path::Path;
-use std::process::Command;
 
 use tiergate::compliance::check;
 use tiergate::governance::{TenantConfig, tenant_policy};
@@ -51,7 +50,7 @@ fn governance_without_a_human_tier_fails() {
 fn the_cli_exit_status_says_whether_checks_pass() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tenants");
     let run = |file: &str| {
-        Command::new(env!("CARGO_BIN_EXE_tiergate"))
+        crate::tiergate_command()
             .args(["check", dir.join(file).to_str().unwrap()])
             .output()
             .unwrap()

@@ -90,3 +90,11 @@ fn with_tier_count(window: &str, tier: Tier, count: u64) -> StaticContext {
     }))
     .expect("context is valid")
 }
+
+/// The `tiergate` binary, with the same generous wall-clock backstop as
+/// [`runtime`]: the suite runs many processes on two cores at once.
+fn tiergate_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tiergate"));
+    command.env("TIERGATE_TIMEOUT_MS", "2000");
+    command
+}

@@ -157,7 +157,7 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
 
 fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result<ExitCode> {
     let config = tiergate::governance::TenantConfig::load(config)?;
-    let policy = tiergate::governance::tenant_policy(&tiergate::Runtime::new()?, &config)?;
+    let policy = tiergate::governance::tenant_policy(&super::load::default_runtime()?, &config)?;
     let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
     let outcomes = tiergate::audit::replay(&store.events(&config.tenant, None)?, &policy);
     let (mut matched, mut other, mut problems) = (0, 0, 0);

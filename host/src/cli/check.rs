@@ -10,7 +10,7 @@ use tiergate::{RecipientTrust, Tier};
 
 pub fn run(config_path: &Path, json: bool) -> Result<ExitCode> {
     let config = TenantConfig::load(config_path)?;
-    let policy = tenant_policy(&tiergate::Runtime::new()?, &config)?;
+    let policy = tenant_policy(&super::load::default_runtime()?, &config)?;
     let report = compliance::check(&config, &policy)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -30,7 +30,7 @@ fn governor(args: &StoreArgs) -> Result<(Governor, String)> {
     let tenant = config.tenant.clone();
     let store_path = args.store.clone().unwrap_or_else(default_store);
     let store = SqliteStore::open(&store_path)?;
-    let runtime = tiergate::Runtime::new()?;
+    let runtime = super::load::default_runtime()?;
     let governor = Governor::builder(runtime, Arc::new(store))
         .tenant(config)
         .with_context(|| format!("cannot set up tenant from {}", args.tenant.display()))?

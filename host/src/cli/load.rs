@@ -8,8 +8,30 @@ use tiergate::{CompiledPolicy, Runtime, SandboxLimits, TenantPolicy};
 
 use super::{PolicyArgs, TenantArgs};
 
-pub fn runtime(args: &PolicyArgs) -> Result<Runtime> {
+/// The sandbox limits, with the wall-clock deadline taken from
+/// `TIERGATE_TIMEOUT_MS` when set (for commands without `--timeout-ms`, and
+/// for machines so loaded that the default backstop is too short).
+fn default_limits() -> Result<SandboxLimits> {
     let mut limits = SandboxLimits::default();
+    if let Some(text) = std::env::var_os("TIERGATE_TIMEOUT_MS") {
+        let ms: u64 = text
+            .to_str()
+            .and_then(|t| t.parse().ok())
+            .with_context(|| {
+                format!("TIERGATE_TIMEOUT_MS={text:?} is not a whole number of milliseconds")
+            })?;
+        limits.timeout = Duration::from_millis(ms);
+    }
+    Ok(limits)
+}
+
+/// A runtime with [`default_limits`].
+pub fn default_runtime() -> Result<Runtime> {
+    Ok(Runtime::with_limits(default_limits()?)?)
+}
+
+pub fn runtime(args: &PolicyArgs) -> Result<Runtime> {
+    let mut limits = default_limits()?;
     if let Some(fuel) = args.fuel {
         limits.fuel = fuel;
     }
@@ -77,7 +99,7 @@ pub fn inspect(args: &PolicyArgs) -> Result<ExitCode> {
 }
 
 pub fn list_bundled() -> Result<ExitCode> {
-    let runtime = Runtime::new()?;
+    let runtime = default_runtime()?;
     for name in bundled_names() {
         let info = compile(&runtime, name)?.info().clone();
         println!("{name}\t{}\t{}", info.version, info.digest);
