@@ -295,8 +295,15 @@ fn rewrite_and_rehash(w: &World, seq: u64) {
     let events = w.store().events("acme", None).unwrap();
     let mut prev = tiergate::store::GENESIS_HASH.to_string();
     for e in &events {
-        let hash =
-            tiergate::store::event_hash(&prev, e.seq, &e.audit_id, &e.tx_id, e.at_ms, &e.event);
+        let hash = tiergate::store::event_hash(
+            &prev,
+            e.seq,
+            &e.audit_id,
+            &e.tx_id,
+            e.at_ms,
+            &e.event,
+            e.retain_until_ms,
+        );
         conn.execute(
             "UPDATE audit_events SET prev_hash = ?1, hash = ?2 WHERE tenant = 'acme' AND seq = ?3",
             rusqlite::params![prev, hash, e.seq as i64],

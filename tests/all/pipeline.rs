@@ -725,3 +725,30 @@ fn a_governor_moves_only_its_own_tenants_deadlines() {
         Status::Executed
     );
 }
+
+#[test]
+fn every_audit_record_carries_a_retain_until_date() {
+    const YEAR_MS: u64 = 365 * 86_400_000;
+    let w = World::new(ACME);
+    w.authorize("k1", "0.02", "embeddings", "verified");
+    for e in w.store().events("acme", None).unwrap() {
+        assert!(e.retain_until_ms >= e.at_ms + 5 * YEAR_MS, "{e:?}");
+    }
+    let seven = World::new(&ACME.replace(
+        "currency = \"USDC\"",
+        "currency = \"USDC\"\nretention_years = 7",
+    ));
+    seven.authorize("k2", "0.02", "embeddings", "verified");
+    let e = &seven.store().events("acme", None).unwrap()[0];
+    assert!(e.retain_until_ms >= e.at_ms + 7 * YEAR_MS);
+    let err = TenantConfig::parse(
+        &ACME.replace(
+            "currency = \"USDC\"",
+            "currency = \"USDC\"\nretention_years = 2",
+        ),
+        Path::new("a.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`retention_years` = 2"), "{err}");
+}

@@ -97,6 +97,7 @@ pub fn verify_chain(events: &[AuditEvent]) -> Result<ChainReport, ChainBreak> {
             &e.tx_id,
             e.at_ms,
             &e.event,
+            e.retain_until_ms,
         );
         if computed != e.hash {
             return Err(ChainBreak::Changed {

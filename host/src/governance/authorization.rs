@@ -158,9 +158,17 @@ pub struct Authorization {
     /// The executor's error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_error: Option<String>,
+    /// Years its audit records are kept at least (from the tenant's
+    /// `retention_years` when it was authorized).
+    #[serde(default = "five")]
+    pub retention_years: u32,
     /// The team the agent belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+}
+
+fn five() -> u32 {
+    5
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -37,6 +37,10 @@ pub struct TenantConfig {
     /// The currency of every threshold and budget. A transaction in another
     /// currency is refused: the host never converts.
     pub currency: String,
+    /// Years every audit record is kept at least: 5 by default (MiCA's
+    /// record-keeping period), up to 10 (seven on a regulator's request).
+    #[serde(default = "five_years")]
+    pub retention_years: u32,
     /// Budget owners: the identities who may approve, reject and veto.
     pub owners: Vec<String>,
     /// The tier applied when the policy fails: collaborative or prohibited.
@@ -52,6 +56,10 @@ pub struct TenantConfig {
     /// Teams of agents with budgets of their own.
     #[serde(default)]
     pub teams: Vec<Team>,
+}
+
+fn five_years() -> u32 {
+    5
 }
 
 fn collaborative() -> Tier {
@@ -256,6 +264,12 @@ impl TenantConfig {
             return Err(format!(
                 "`currency` must be a code such as USD or USDC, not {:?}",
                 self.currency
+            ));
+        }
+        if !(5..=10).contains(&self.retention_years) {
+            return Err(format!(
+                "`retention_years` = {}: records are kept 5 to 10 years",
+                self.retention_years
             ));
         }
         if self.owners.is_empty() {

@@ -139,6 +139,7 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         execution_ref: None,
         execution_error: None,
         team: config.team_of(&tx.agent).map(|t| t.name.clone()),
+        retention_years: config.retention_years,
     };
 
     let mut events = vec![EventDraft {

@@ -25,6 +25,8 @@ pub const GENESIS_HASH: &str =
 ///
 /// Canonical form: the previous event's hash, a newline, then the compact
 /// JSON object `{"seq","audit_id","tx_id","at_ms","kind","actor","detail"}`
+/// plus `"retain_until_ms"` when the event has one (events stored before
+/// retention dates existed have none)
 /// with its keys in alphabetical order (serde_json's map order), `actor`
 /// null when absent; SHA-256 over those bytes, written `sha256:<hex>`.
 pub fn event_hash(
@@ -34,11 +36,15 @@ pub fn event_hash(
     tx_id: &str,
     at_ms: u64,
     event: &EventDraft,
+    retain_until_ms: u64,
 ) -> String {
-    let content = serde_json::json!({
+    let mut content = serde_json::json!({
         "seq": seq, "audit_id": audit_id, "tx_id": tx_id, "at_ms": at_ms,
         "kind": event.kind, "actor": event.actor, "detail": event.detail,
     });
+    if retain_until_ms != 0 {
+        content["retain_until_ms"] = retain_until_ms.into();
+    }
     crate::model::digest::sha256_parts(&[
         prev_hash.as_bytes(),
         b"\n",
@@ -162,6 +168,9 @@ pub struct AuditEvent {
     /// The event.
     #[serde(flatten)]
     pub event: EventDraft,
+    /// Kept at least until this time (ms since the epoch); never purged
+    /// before. 0 for events stored before retention dates existed.
+    pub retain_until_ms: u64,
     /// The previous event's hash (`sha256:` of nothing for the first).
     pub prev_hash: String,
     /// `sha256` over the previous hash and this event's content.

@@ -14,7 +14,8 @@ use crate::governance::{Authorization, GovernError, Status};
 use crate::model::money::parse_decimal;
 
 /// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE authorizations (
     tenant          TEXT    NOT NULL,
     tx_id           TEXT    NOT NULL,
@@ -85,7 +86,10 @@ CREATE TABLE ledger (
     PRIMARY KEY (tenant, tx_id)
 );
 CREATE INDEX ledger_by_recipient ON ledger (tenant, recipient);
-"#];
+"#,
+    // Every record carries the date before which it may not be purged.
+    "ALTER TABLE audit_events ADD COLUMN retain_until_ms INTEGER NOT NULL DEFAULT 0",
+];
 
 /// The SQLite store. One process may share it across threads; several
 /// processes may open the same file (writes are serialized by SQLite).
@@ -209,8 +213,18 @@ fn apply(tx: &SqlTx<'_>, change: &Change, now_ms: u64, insert: bool) -> Result<(
             ],
         )?;
     }
+    // At least the years asked for: 366 days a year never falls short.
+    let retain_until_ms = now_ms + u64::from(a.retention_years) * 366 * 86_400_000;
     for event in &change.events {
-        append_event(tx, &t.tenant, &a.audit_id, &t.id, now_ms, event)?;
+        append_event(
+            tx,
+            &t.tenant,
+            &a.audit_id,
+            &t.id,
+            now_ms,
+            event,
+            retain_until_ms,
+        )?;
     }
     for notice in &change.notices {
         tx.execute(
@@ -228,6 +242,7 @@ fn append_event(
     tx_id: &str,
     at_ms: u64,
     event: &EventDraft,
+    retain_until_ms: u64,
 ) -> Result<(), StoreError> {
     let last: Option<(i64, String)> = tx
         .query_row(
@@ -240,10 +255,19 @@ fn append_event(
         Some((seq, hash)) => (seq as u64 + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
     };
-    let hash = event_hash(&prev_hash, seq, audit_id, tx_id, at_ms, event);
+    let hash = event_hash(
+        &prev_hash,
+        seq,
+        audit_id,
+        tx_id,
+        at_ms,
+        event,
+        retain_until_ms,
+    );
     tx.execute(
-        "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail, prev_hash, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail, prev_hash, hash,
+                                   retain_until_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             tenant,
             seq as i64,
@@ -254,7 +278,8 @@ fn append_event(
             at_ms as i64,
             event.detail.to_string(),
             prev_hash,
-            hash
+            hash,
+            retain_until_ms as i64
         ],
     )?;
     Ok(())
@@ -459,38 +484,35 @@ impl Store for SqliteStore {
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash FROM audit_events
-             WHERE tenant = ?1 AND (?2 IS NULL OR tx_id = ?2) ORDER BY seq",
+            "SELECT seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash, retain_until_ms
+             FROM audit_events WHERE tenant = ?1 AND (?2 IS NULL OR tx_id = ?2) ORDER BY seq",
         )?;
         let rows = stmt.query_map(params![tenant, tx_id], |r| {
+            let detail: String = r.get(6)?;
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-                r.get::<_, String>(8)?,
+                AuditEvent {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    audit_id: r.get(1)?,
+                    tx_id: r.get(2)?,
+                    at_ms: r.get::<_, i64>(3)? as u64,
+                    event: EventDraft {
+                        kind: r.get(4)?,
+                        actor: r.get(5)?,
+                        detail: serde_json::Value::Null,
+                    },
+                    retain_until_ms: r.get::<_, i64>(9)? as u64,
+                    prev_hash: r.get(7)?,
+                    hash: r.get(8)?,
+                },
+                detail,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash) = row?;
-            out.push(AuditEvent {
-                seq: seq as u64,
-                audit_id,
-                tx_id,
-                at_ms: at_ms as u64,
-                event: EventDraft {
-                    kind,
-                    actor,
-                    detail: serde_json::from_str(&detail).map_err(|e| StoreError(e.to_string()))?,
-                },
-                prev_hash,
-                hash,
-            });
+            let (mut event, detail) = row?;
+            event.event.detail =
+                serde_json::from_str(&detail).map_err(|e| StoreError(e.to_string()))?;
+            out.push(event);
         }
         Ok(out)
     }
