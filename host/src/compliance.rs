@@ -258,6 +258,7 @@ fn probe_tx(
         jurisdiction: None,
         justification: None,
         network: None,
+        self_hosted_wallet: None,
         metadata: Default::default(),
         requested_at_ms: 1_782_518_400_000,
     }

@@ -136,6 +136,7 @@ fn governor(
         .tenant_with_policy(config, &bundled("seed-tiers"))
         .unwrap()
         .build()
+        .unwrap()
 }
 
 const ALICE: &str = "alice@acme.example";

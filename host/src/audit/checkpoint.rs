@@ -6,7 +6,10 @@
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
-use super::{ChainBreak, verify_chain};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::{ChainBreak, ChainReport, verify_chain};
 use crate::store::AuditEvent;
 
 /// A signed statement: "tenant T's chain had N events ending in hash H at time A".
@@ -94,16 +97,20 @@ impl Checkpoint {
         events: &[AuditEvent],
         at_ms: u64,
     ) -> Result<Self, ChainBreak> {
-        let report = verify_chain(events)?;
-        let message = Self::message(tenant, report.events, &report.head, at_ms);
-        Ok(Checkpoint {
+        Ok(Self::sign_head(key, tenant, &verify_chain(events)?, at_ms))
+    }
+
+    /// Signs a chain already verified.
+    pub fn sign_head(key: &SigningKey, tenant: &str, chain: &ChainReport, at_ms: u64) -> Self {
+        let message = Self::message(tenant, chain.events, &chain.head, at_ms);
+        Checkpoint {
             tenant: tenant.to_string(),
-            events: report.events,
-            head: report.head,
+            events: chain.events,
+            head: chain.head.clone(),
             at_ms,
             public_key: hex(key.verifying_key().as_bytes()),
             signature: hex(&key.sign(message.as_bytes()).to_bytes()),
-        })
+        }
     }
 
     /// Checks the signature (against `trusted`, a hex public key, when given)
@@ -113,6 +120,44 @@ impl Checkpoint {
         events: &[AuditEvent],
         trusted: Option<&str>,
     ) -> Result<(), CheckpointError> {
+        self.check_signature(trusted)?;
+        let count = self.events as usize;
+        let head = match events.len() >= count {
+            true => Some(verify_chain(&events[..count])?.head),
+            false => None,
+        };
+        self.check_head(events.len() as u64, head.as_deref(), trusted)
+    }
+
+    /// Checks the signature and the chain as verified elsewhere (such as by
+    /// [`verify_stored`](super::verify_stored)): its length now, and its head
+    /// hash at the signed length (`None` when it no longer reaches it).
+    pub fn check_head(
+        &self,
+        chain_events: u64,
+        head_at_signed_length: Option<&str>,
+        trusted: Option<&str>,
+    ) -> Result<(), CheckpointError> {
+        self.check_signature(trusted)?;
+        if chain_events < self.events {
+            return Err(CheckpointError::Truncated {
+                tenant: self.tenant.clone(),
+                events: self.events,
+                found: chain_events,
+            });
+        }
+        match head_at_signed_length {
+            Some(head) if head == self.head => Ok(()),
+            found => Err(CheckpointError::Rewritten {
+                tenant: self.tenant.clone(),
+                events: self.events,
+                head: self.head.clone(),
+                found: found.unwrap_or("nothing").to_string(),
+            }),
+        }
+    }
+
+    fn check_signature(&self, trusted: Option<&str>) -> Result<(), CheckpointError> {
         if let Some(trusted) = trusted.filter(|t| *t != self.public_key) {
             return Err(CheckpointError::UntrustedKey {
                 tenant: self.tenant.clone(),
@@ -132,25 +177,108 @@ impl Checkpoint {
             .ok_or_else(bad)?;
         let message = Self::message(&self.tenant, self.events, &self.head, self.at_ms);
         key.verify(message.as_bytes(), &signature)
-            .map_err(|_| bad())?;
-        let count = self.events as usize;
-        if events.len() < count {
-            return Err(CheckpointError::Truncated {
-                tenant: self.tenant.clone(),
-                events: self.events,
-                found: events.len() as u64,
-            });
+            .map_err(|_| bad())
+    }
+}
+
+/// When checkpoints are due: after this many new events, and at least this
+/// often while the chain grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSchedule {
+    /// Sign again once the chain has grown by this many events.
+    pub every_events: u64,
+    /// Sign again once the last checkpoint is this old (ms), if anything was added.
+    pub every_ms: u64,
+}
+
+impl Default for CheckpointSchedule {
+    /// Every 1000 events, and daily.
+    fn default() -> Self {
+        CheckpointSchedule {
+            every_events: 1000,
+            every_ms: 86_400_000,
         }
-        let report = verify_chain(&events[..count])?;
-        if report.head != self.head {
-            return Err(CheckpointError::Rewritten {
-                tenant: self.tenant.clone(),
-                events: self.events,
-                head: self.head.clone(),
-                found: report.head,
-            });
+    }
+}
+
+/// Whether a tenant whose chain holds `chain_events` needs a new checkpoint,
+/// given its latest one.
+pub fn checkpoint_due(
+    latest: Option<&Checkpoint>,
+    chain_events: u64,
+    now_ms: u64,
+    schedule: &CheckpointSchedule,
+) -> bool {
+    match latest {
+        None => chain_events > 0,
+        Some(c) => {
+            chain_events > c.events
+                && (chain_events - c.events >= schedule.every_events
+                    || now_ms.saturating_sub(c.at_ms) >= schedule.every_ms)
         }
-        Ok(())
+    }
+}
+
+/// A file of checkpoints, one JSON object per line, only ever appended to.
+/// Keep it (or copies of it) where whoever could rewrite the store cannot.
+#[derive(Debug, Clone)]
+pub struct CheckpointLog {
+    path: PathBuf,
+}
+
+impl CheckpointLog {
+    /// The log at `path` (created on the first append).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        CheckpointLog { path: path.into() }
+    }
+
+    /// Every checkpoint in the log, in order; a missing file holds none.
+    pub fn read(&self) -> Result<Vec<Checkpoint>, std::io::Error> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{}:{}: not a checkpoint: {e}", self.path.display(), i + 1),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// The latest checkpoint of each tenant.
+    pub fn latest(&self) -> Result<BTreeMap<String, Checkpoint>, std::io::Error> {
+        let mut latest = BTreeMap::new();
+        for c in self.read()? {
+            latest.insert(c.tenant.clone(), c);
+        }
+        Ok(latest)
+    }
+
+    /// Appends checkpoints and syncs them to disk.
+    pub fn append(&self, checkpoints: &[Checkpoint]) -> Result<(), std::io::Error> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.path)?;
+        for c in checkpoints {
+            let line = serde_json::to_string(c).map_err(std::io::Error::other)?;
+            writeln!(file, "{line}")?;
+        }
+        file.sync_all()
+    }
+
+    /// Where the log is.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -185,4 +313,91 @@ fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+/// Why signing checkpoints failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// A tenant's chain is broken, or no longer matches its last checkpoint:
+    /// nothing is signed for it.
+    #[error("tenant {tenant}: not signing a chain that does not verify: {source}")]
+    Chain {
+        /// The tenant.
+        tenant: String,
+        /// What is wrong.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store could not be read.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The checkpoint log could not be read or written.
+    #[error("checkpoint log {path}: {source}")]
+    Log {
+        /// The log.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+}
+
+/// Signs and appends a checkpoint for every tenant that is due under
+/// `schedule` (every tenant with events when `schedule` is `None`).
+///
+/// A tenant's chain is verified from its latest checkpoint in the log
+/// signed with this key (or from the start), so a run costs the events
+/// added since. Returns the checkpoints written.
+pub fn sign_due(
+    store: &dyn crate::store::Store,
+    key: &SigningKey,
+    log: &CheckpointLog,
+    schedule: Option<&CheckpointSchedule>,
+    now_ms: u64,
+) -> Result<Vec<Checkpoint>, SignError> {
+    let log_error = |source| SignError::Log {
+        path: log.path().to_path_buf(),
+        source,
+    };
+    let ours = hex(key.verifying_key().as_bytes());
+    let latest: BTreeMap<String, Checkpoint> = log
+        .read()
+        .map_err(log_error)?
+        .into_iter()
+        .filter(|c| c.public_key == ours)
+        .map(|c| (c.tenant.clone(), c))
+        .collect();
+    let mut signed = Vec::new();
+    for tenant in store.tenants()? {
+        let last = latest.get(&tenant);
+        let from = last.map(|c| (c.events, c.head.as_str()));
+        let broken = |source: Box<dyn std::error::Error + Send + Sync>| SignError::Chain {
+            tenant: tenant.clone(),
+            source,
+        };
+        if let Some(c) = last {
+            c.check_signature(Some(&ours))
+                .map_err(|e| broken(Box::new(e)))?;
+        }
+        let chain =
+            match super::verify_stored(store, &tenant, from, &Default::default(), &mut |_| {}) {
+                Ok(chain) => chain.report,
+                Err(super::VerifyError::Store(e)) => return Err(e.into()),
+                Err(super::VerifyError::Broken(e)) => return Err(broken(Box::new(e))),
+            };
+        if let Some(c) = last.filter(|c| chain.events < c.events) {
+            return Err(broken(Box::new(CheckpointError::Truncated {
+                tenant: tenant.clone(),
+                events: c.events,
+                found: chain.events,
+            })));
+        }
+        let due = match schedule {
+            Some(s) => checkpoint_due(last, chain.events, now_ms, s),
+            None => true,
+        };
+        if due {
+            signed.push(Checkpoint::sign_head(key, &tenant, &chain, now_ms));
+        }
+    }
+    log.append(&signed).map_err(log_error)?;
+    Ok(signed)
 }

@@ -1,121 +1,25 @@
 //! Reading the audit trail back: verifying each tenant's hash chain,
 //! querying and exporting records, and the daily report.
 
+mod chain;
 mod checkpoint;
 mod replay;
 mod report;
+mod simulate;
+mod stream;
 
-pub use checkpoint::{Checkpoint, CheckpointError, generate_key, key_from_hex, key_to_hex};
-pub use replay::{Replayed, replay};
+pub use chain::{
+    ChainBreak, ChainReport, ChainVerifier, StoredChain, VerifyError, verify_chain, verify_stored,
+};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointLog, CheckpointSchedule, SignError, checkpoint_due,
+    generate_key, key_from_hex, key_to_hex, sign_due,
+};
+pub use ed25519_dalek::SigningKey;
+pub use replay::{Replayed, replay, replay_event};
 pub use report::{DailyReport, Tally, daily_report, spend_chart_svg};
-
-use crate::store::{AuditEvent, GENESIS_HASH, event_hash};
-
-/// A verified chain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ChainReport {
-    /// How many events the chain holds.
-    pub events: u64,
-    /// The last event's hash: what a checkpoint commits to.
-    pub head: String,
-}
-
-/// The first place a tenant's chain is broken.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ChainBreak {
-    /// Sequence numbers jump: records were removed.
-    #[error(
-        "event {expected} is missing: the chain jumps from {before} to {found} (records were removed)"
-    )]
-    Missing {
-        /// The sequence number that should come next.
-        expected: u64,
-        /// The one before the gap.
-        before: u64,
-        /// The one found instead.
-        found: u64,
-    },
-    /// An event does not point at the hash of the one before it.
-    #[error(
-        "event {seq} does not follow event {before}: it names {named} as its predecessor's hash, but that is {actual} (records were reordered or replaced)"
-    )]
-    Unlinked {
-        /// The event.
-        seq: u64,
-        /// The event before it.
-        before: u64,
-        /// The predecessor hash it names.
-        named: String,
-        /// The predecessor's actual hash.
-        actual: String,
-    },
-    /// An event's content no longer matches its hash.
-    #[error(
-        "event {seq} ({kind} of {tx_id}) was changed: its content hashes to {computed}, but it records {stored}"
-    )]
-    Changed {
-        /// The event.
-        seq: u64,
-        /// Its kind, as stored now.
-        kind: String,
-        /// Its transaction.
-        tx_id: String,
-        /// The hash of its content as stored now.
-        computed: String,
-        /// The hash it records.
-        stored: String,
-    },
-}
-
-/// Recomputes a tenant's chain from its first event and reports the first
-/// broken link. (Events cut off the end leave an intact, shorter chain: a
-/// checkpoint of an earlier length and head shows that.)
-pub fn verify_chain(events: &[AuditEvent]) -> Result<ChainReport, ChainBreak> {
-    let mut prev_hash = GENESIS_HASH.to_string();
-    let mut prev_seq = 0;
-    for e in events {
-        if e.seq != prev_seq + 1 {
-            return Err(ChainBreak::Missing {
-                expected: prev_seq + 1,
-                before: prev_seq,
-                found: e.seq,
-            });
-        }
-        if e.prev_hash != prev_hash {
-            return Err(ChainBreak::Unlinked {
-                seq: e.seq,
-                before: prev_seq,
-                named: e.prev_hash.clone(),
-                actual: prev_hash,
-            });
-        }
-        let computed = event_hash(
-            &e.prev_hash,
-            e.seq,
-            &e.audit_id,
-            &e.tx_id,
-            e.at_ms,
-            &e.event,
-            e.retain_until_ms,
-        );
-        if computed != e.hash {
-            return Err(ChainBreak::Changed {
-                seq: e.seq,
-                kind: e.event.kind.clone(),
-                tx_id: e.tx_id.clone(),
-                computed,
-                stored: e.hash.clone(),
-            });
-        }
-        prev_hash = e.hash.clone();
-        prev_seq = e.seq;
-    }
-    Ok(ChainReport {
-        events: prev_seq,
-        head: prev_hash,
-    })
-}
+pub use simulate::{Simulation, TierChange, simulate};
+pub use stream::{authorizations, events};
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
 pub fn utc_time(ms: u64) -> String {
@@ -238,6 +142,13 @@ pub struct ExportRow {
     pub execution_ref: String,
     /// `sha256:` of the request.
     pub content_hash: String,
+    /// Originator: the credential that submitted the request, if known.
+    pub caller: String,
+    /// Beneficiary: `true` for a self-hosted wallet, `false` for a hosted
+    /// one, empty when unknown.
+    pub self_hosted_wallet: String,
+    /// Keep the records at least this many years.
+    pub retention_years: u32,
 }
 
 impl From<&crate::governance::Authorization> for ExportRow {
@@ -273,13 +184,19 @@ impl From<&crate::governance::Authorization> for ExportRow {
             escalated_by: join(a.escalations.iter().map(|e| e.guardrail.as_str()).collect()),
             execution_ref: a.execution_ref.clone().unwrap_or_default(),
             content_hash: a.content_hash.clone(),
+            caller: a.caller.clone().unwrap_or_default(),
+            self_hosted_wallet: t
+                .self_hosted_wallet
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            retention_years: a.retention_years,
         }
     }
 }
 
 impl ExportRow {
     /// The CSV header, in field order.
-    pub const CSV_HEADER: &'static str = "audit_id,tenant,agent,team,transaction_id,recipient,recipient_trust,amount,currency,category,network,jurisdiction,tier,policy_tier,status,requested_at,requested_at_ms,approved_by,reason_codes,escalated_by,execution_ref,content_hash";
+    pub const CSV_HEADER: &'static str = "audit_id,tenant,agent,team,transaction_id,recipient,recipient_trust,amount,currency,category,network,jurisdiction,tier,policy_tier,status,requested_at,requested_at_ms,approved_by,reason_codes,escalated_by,execution_ref,content_hash,caller,self_hosted_wallet,retention_years";
 
     /// The row as one CSV line (RFC 4180 quoting).
     pub fn csv(&self) -> String {
@@ -306,6 +223,9 @@ impl ExportRow {
             &self.escalated_by,
             &self.execution_ref,
             &self.content_hash,
+            &self.caller,
+            &self.self_hosted_wallet,
+            &self.retention_years.to_string(),
         ];
         fields
             .iter()

@@ -53,9 +53,15 @@ impl Replayed {
 pub fn replay(events: &[AuditEvent], policy: &TenantPolicy) -> Vec<Replayed> {
     events
         .iter()
-        .filter(|e| e.event.kind == "authorized" && e.event.detail.get("context_reads").is_some())
-        .map(|e| replay_one(e, policy))
+        .filter_map(|e| replay_event(e, policy))
         .collect()
+}
+
+/// Replays one event with `policy`, when it is an enhanced `authorized`
+/// record (the only kind that holds the input and context needed).
+pub fn replay_event(e: &AuditEvent, policy: &TenantPolicy) -> Option<Replayed> {
+    let enhanced = e.event.kind == "authorized" && e.event.detail.get("context_reads").is_some();
+    enhanced.then(|| replay_one(e, policy))
 }
 
 fn replay_one(e: &AuditEvent, policy: &TenantPolicy) -> Replayed {

@@ -56,6 +56,8 @@ pub struct DailyReport {
     pub alerts: u64,
     /// Payments requested that day whose tier a guardrail escalated.
     pub escalated: u64,
+    /// Policy or configuration activations that day.
+    pub policy_activations: u64,
 }
 
 /// Builds the report of `tenant` for the UTC day starting at `day_start_ms`.
@@ -66,11 +68,13 @@ pub fn daily_report(
 ) -> Result<DailyReport, StoreError> {
     let day_end = day_start_ms + 86_400_000;
     let in_day = |ms: u64| ms >= day_start_ms && ms < day_end;
-    let payments: Vec<Authorization> = store
-        .list(tenant, &[])?
-        .into_iter()
-        .filter(|a| in_day(a.transaction.requested_at_ms))
-        .collect();
+    let mut payments: Vec<Authorization> = Vec::new();
+    for a in super::authorizations(store, tenant) {
+        let a = a?;
+        if in_day(a.transaction.requested_at_ms) {
+            payments.push(a);
+        }
+    }
     let mut report = DailyReport {
         tenant: tenant.to_string(),
         day: crate::store::utc_day(day_start_ms),
@@ -83,6 +87,7 @@ pub fn daily_report(
         approval_latency_max_ms: None,
         vetoes: 0,
         expiries: 0,
+        policy_activations: 0,
         blocked: 0,
         alerts: 0,
         escalated: 0,
@@ -112,13 +117,12 @@ pub fn daily_report(
         report.escalated += u64::from(!a.escalations.is_empty());
         report.blocked += u64::from(a.status == Status::Blocked);
     }
-    let events: Vec<AuditEvent> = store
-        .events(tenant, None)?
-        .into_iter()
-        .filter(|e| in_day(e.at_ms))
-        .collect();
     let mut latencies = Vec::new();
-    for e in &events {
+    for e in super::events(store, tenant) {
+        let e: AuditEvent = e?;
+        if !in_day(e.at_ms) {
+            continue;
+        }
         match e.event.kind.as_str() {
             "approved" => {
                 report.approvals += 1;
@@ -129,6 +133,7 @@ pub fn daily_report(
             "vetoed" => report.vetoes += 1,
             "expired" => report.expiries += 1,
             "owner_alerted" => report.alerts += 1,
+            "policy_activated" => report.policy_activations += 1,
             _ => {}
         }
     }

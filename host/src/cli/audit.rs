@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
+use std::collections::BTreeSet;
+
 use tiergate::audit::{
-    Checkpoint, ExportRow, Query, Replayed, generate_key, key_from_hex, key_to_hex, parse_day,
-    utc_time, verify_chain,
+    Checkpoint, CheckpointLog, ExportRow, Query, Replayed, VerifyError, generate_key, key_from_hex,
+    key_to_hex, parse_day, sign_due, utc_time, verify_stored,
 };
 use tiergate::store::{SqliteStore, Store};
 
@@ -36,13 +38,26 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
         } => {
             let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
             let events = store.events(&tenant, None)?;
-            let Some(tx_id) = events
-                .iter()
-                .find(|e| e.audit_id == audit_id)
-                .map(|e| e.tx_id.clone())
-            else {
+            let Some(first) = events.iter().find(|e| e.audit_id == audit_id) else {
                 bail!("tenant {tenant} has no audit record {audit_id}");
             };
+            if first.tx_id.is_empty() {
+                // A record about the tenant itself, such as a policy activation.
+                println!(
+                    "{audit_id}  tenant {tenant}  {} at {}{}",
+                    first.event.kind,
+                    utc_time(first.at_ms),
+                    first
+                        .event
+                        .actor
+                        .as_ref()
+                        .map(|a| format!(" by {a}"))
+                        .unwrap_or_default()
+                );
+                println!("{}", serde_json::to_string_pretty(&first.event.detail)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let tx_id = first.tx_id.clone();
             let Some(auth) = store.get(&tenant, &tx_id)? else {
                 bail!(
                     "audit record {audit_id} names transaction {tx_id}, which the store does not hold"
@@ -133,12 +148,12 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
     }
     let progress = std::io::stderr().is_terminal();
     let mut rows = 0usize;
-    for auth in store
-        .list(&args.tenant, &[])?
-        .iter()
-        .filter(|a| query.matches(a))
-    {
-        let row = ExportRow::from(auth);
+    for auth in tiergate::audit::authorizations(&store, &args.tenant) {
+        let auth = auth?;
+        if !query.matches(&auth) {
+            continue;
+        }
+        let row = ExportRow::from(&auth);
         match format {
             "csv" => writeln!(out, "{}", row.csv())?,
             _ => writeln!(out, "{}", serde_json::to_string(&row)?)?,
@@ -159,13 +174,15 @@ fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result
     let config = tiergate::governance::TenantConfig::load(config)?;
     let policy = tiergate::governance::tenant_policy(&super::load::default_runtime()?, &config)?;
     let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
-    let outcomes = tiergate::audit::replay(&store.events(&config.tenant, None)?, &policy);
     let (mut matched, mut other, mut problems) = (0, 0, 0);
-    for o in &outcomes {
-        match o {
-            Replayed::Matches { .. } => matched += 1,
-            Replayed::OtherPolicy { .. } => other += 1,
-            Replayed::Differs { audit_id, detail } | Replayed::Unreadable { audit_id, detail } => {
+    for event in tiergate::audit::events(&store, &config.tenant) {
+        match tiergate::audit::replay_event(&event?, &policy) {
+            None => {}
+            Some(Replayed::Matches { .. }) => matched += 1,
+            Some(Replayed::OtherPolicy { .. }) => other += 1,
+            Some(
+                Replayed::Differs { audit_id, detail } | Replayed::Unreadable { audit_id, detail },
+            ) => {
                 problems += 1;
                 println!("DIFFERS  {audit_id}: {detail}");
             }
@@ -196,33 +213,46 @@ fn verify(
         bail!("the store holds no audit events");
     }
     let signed: Vec<Checkpoint> = match &checkpoints {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read checkpoints {}", path.display()))?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| {
-                serde_json::from_str(l)
-                    .with_context(|| format!("{}:{}: not a checkpoint", path.display(), i + 1))
-            })
-            .collect::<Result<_>>()?,
+        Some(path) => {
+            if !path.exists() {
+                bail!("checkpoint file {} does not exist", path.display());
+            }
+            CheckpointLog::new(path).read()?
+        }
         None => Vec::new(),
     };
+    let progress = std::io::stderr().is_terminal();
     let mut broken = 0;
     for tenant in tenants {
-        let events = store.events(&tenant, None)?;
-        match verify_chain(&events) {
-            Ok(report) => println!(
-                "ok      {tenant}: {} events, head {}",
-                report.events, report.head
-            ),
-            Err(e) => {
+        let ours: Vec<&Checkpoint> = signed.iter().filter(|c| c.tenant == tenant).collect();
+        let lengths: BTreeSet<u64> = ours.iter().map(|c| c.events).collect();
+        let mut show = |n: u64| {
+            if progress {
+                eprint!("\rverifying {tenant}: {n} events");
+            }
+        };
+        let result = verify_stored(&store, &tenant, None, &lengths, &mut show);
+        if progress {
+            eprint!("\r\x1b[K");
+        }
+        let chain = match result {
+            Ok(chain) => {
+                println!(
+                    "ok      {tenant}: {} events, head {}",
+                    chain.report.events, chain.report.head
+                );
+                chain
+            }
+            Err(VerifyError::Broken(e)) => {
                 println!("BROKEN  {tenant}: {e}");
                 broken += 1;
+                continue;
             }
-        }
-        for c in signed.iter().filter(|c| c.tenant == tenant) {
-            match c.check(&events, public_key.as_deref()) {
+            Err(VerifyError::Store(e)) => return Err(e.into()),
+        };
+        for c in ours {
+            let head = chain.heads.get(&c.events).map(String::as_str);
+            match c.check_head(chain.report.events, head, public_key.as_deref()) {
                 Ok(()) => println!("ok      {tenant}: checkpoint at {} events holds", c.events),
                 Err(e) => {
                     println!("BROKEN  {tenant}: {e}");
@@ -264,36 +294,33 @@ fn keygen(path: &std::path::Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Reads a signing key written by `audit keygen`.
+pub fn read_key(key_path: &std::path::Path) -> Result<tiergate::audit::SigningKey> {
+    let text = std::fs::read_to_string(key_path)
+        .with_context(|| format!("cannot read key {}", key_path.display()))?;
+    key_from_hex(&text).with_context(|| {
+        format!(
+            "{} is not a key written by `audit keygen`",
+            key_path.display()
+        )
+    })
+}
+
 fn checkpoint(
     store: Option<std::path::PathBuf>,
     key_path: &std::path::Path,
     out: &std::path::Path,
 ) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(key_path)
-        .with_context(|| format!("cannot read key {}", key_path.display()))?;
-    let key = key_from_hex(&text).with_context(|| {
-        format!(
-            "{} is not a key written by `audit keygen`",
-            key_path.display()
-        )
-    })?;
+    let key = read_key(key_path)?;
     let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(out)
-        .with_context(|| format!("cannot open {}", out.display()))?;
-    for tenant in store.tenants()? {
-        let c = Checkpoint::sign(&key, &tenant, &store.events(&tenant, None)?, now)
-            .with_context(|| format!("tenant {tenant}'s chain is broken; not signing it"))?;
-        let line = serde_json::to_string(&c)?;
-        writeln!(file, "{line}")?;
-        println!("{line}");
+    let signed = sign_due(&store, &key, &CheckpointLog::new(out), None, now_ms())?;
+    for c in signed {
+        println!("{}", serde_json::to_string(&c)?);
     }
-    file.sync_all()?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn now_ms() -> u64 {
+    use tiergate::governance::Clock;
+    tiergate::governance::SystemClock.now_ms()
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tiergate::Transaction;
+use tiergate::audit::{CheckpointLog, CheckpointSchedule, sign_due};
 use tiergate::governance::{Act, Clock, Governor, Status, SystemClock, TenantConfig};
 use tiergate::store::SqliteStore;
 
@@ -32,11 +33,19 @@ fn governor(args: &StoreArgs) -> Result<(Governor, String)> {
     let store = SqliteStore::open(&store_path)?;
     let runtime = super::load::default_runtime()?;
     let governor = Governor::builder(runtime, Arc::new(store))
+        .activated_by(operator())
         .tenant(config)
         .with_context(|| format!("cannot set up tenant from {}", args.tenant.display()))?
-        .build();
+        .build()?;
     tracing::info!(store = %store_path.display(), %tenant, "governor ready");
     Ok((governor, tenant))
+}
+
+/// Who runs this command, as activation records name them: the operating
+/// system user.
+fn operator() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
+    format!("os-user:{}", user.as_deref().unwrap_or("unknown"))
 }
 
 pub fn authorize(args: AuthorizeArgs) -> Result<ExitCode> {
@@ -52,7 +61,7 @@ pub fn authorize(args: AuthorizeArgs) -> Result<ExitCode> {
                 let tx = Transaction::from_json(value, SystemClock.now_ms())
                     .map_err(|e| format!("{source}:{line}: {e}"))?;
                 governor
-                    .authorize_blocking(tx)
+                    .authorize_blocking_from(tx, args.caller.as_deref())
                     .map_err(|e| format!("{source}:{line}: {e}"))
             });
         match result {
@@ -104,9 +113,23 @@ fn verdict(args: VerdictArgs, act: Act) -> Result<ExitCode> {
 
 pub fn run_deadlines(args: DeadlinesArgs) -> Result<ExitCode> {
     let (governor, _) = governor(&args.store)?;
+    let signer = match (&args.checkpoint_key, &args.checkpoints) {
+        (Some(key), Some(log)) => Some((super::audit::read_key(key)?, CheckpointLog::new(log))),
+        _ => None,
+    };
+    let schedule = CheckpointSchedule {
+        every_events: args.checkpoint_every.max(1),
+        ..CheckpointSchedule::default()
+    };
     loop {
         for auth in governor.run_deadlines_blocking()? {
             println!("{}", serde_json::to_string(&auth)?);
+        }
+        if let Some((key, log)) = &signer {
+            let store = governor.store().as_ref();
+            for c in sign_due(store, key, log, Some(&schedule), SystemClock.now_ms())? {
+                tracing::info!(tenant = %c.tenant, events = c.events, head = %c.head, "checkpoint signed");
+            }
         }
         match args.watch {
             None => return Ok(ExitCode::SUCCESS),

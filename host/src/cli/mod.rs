@@ -9,6 +9,7 @@ mod govern;
 mod input;
 mod load;
 mod report;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a candidate policy over the recorded history and show how tiers
+    /// would change: counts per recorded -> simulated tier, and every payment
+    /// that would become looser.
+    Simulate(SimulateArgs),
     /// Reports over the audit trail.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -195,6 +200,29 @@ enum AuditCommand {
 }
 
 #[derive(Args)]
+struct SimulateArgs {
+    /// The tenant's configuration file (TOML); its policy configuration is
+    /// given to the candidate.
+    #[arg(long, value_name = "CONFIG.toml")]
+    tenant: PathBuf,
+    /// The candidate policy: a .wasm component file or a bundled policy's name.
+    #[arg(long, value_name = "NEW.wasm|NAME")]
+    policy: String,
+    /// The SQLite store [default: as for `authorize`].
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
+    /// First UTC day included (YYYY-MM-DD) [default: the beginning].
+    #[arg(long, value_name = "DAY")]
+    from: Option<String>,
+    /// Last UTC day included (YYYY-MM-DD) [default: the end].
+    #[arg(long, value_name = "DAY")]
+    to: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct StoreArgs {
     /// The tenant's configuration file (TOML).
     #[arg(long, value_name = "CONFIG.toml")]
@@ -211,6 +239,10 @@ struct AuthorizeArgs {
     /// Transactions: one JSON object, JSON Lines or an array; `-` or nothing reads stdin.
     #[arg(value_name = "TX.json|-")]
     input: Option<PathBuf>,
+    /// Record this credential (such as the agent platform's key id) as the
+    /// originator's key in the audit records.
+    #[arg(long, value_name = "KEY_ID")]
+    caller: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -253,6 +285,15 @@ struct DeadlinesArgs {
     /// Keep running, checking every this many seconds.
     #[arg(long, value_name = "SECONDS")]
     watch: Option<u64>,
+    /// Also sign audit checkpoints whenever they are due, with this key (from `audit keygen`).
+    #[arg(long, value_name = "FILE", requires = "checkpoints")]
+    checkpoint_key: Option<PathBuf>,
+    /// The checkpoint file to append to (JSON Lines), kept outside the store.
+    #[arg(long, value_name = "FILE.jsonl", requires = "checkpoint_key")]
+    checkpoints: Option<PathBuf>,
+    /// Sign a tenant's chain again after this many new events (and at least daily while it grows).
+    #[arg(long, value_name = "EVENTS", default_value_t = 1000)]
+    checkpoint_every: u64,
 }
 
 #[derive(Args)]
@@ -327,6 +368,7 @@ pub fn main() -> ExitCode {
             svg,
         }) => report::daily(store, &tenant, &day, json, svg),
         Command::Check { config, json } => check::run(&config, json),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(code) => code,

@@ -58,6 +58,7 @@ fn print_report(r: &DailyReport) {
     println!("blocked attempts    {}", r.blocked);
     println!("owner alerts        {}", r.alerts);
     println!("guardrail escalated {}", r.escalated);
+    println!("policy activations  {}", r.policy_activations);
 }
 
 fn table(title: &str, groups: &BTreeMap<String, Tally>) {

@@ -165,6 +165,10 @@ pub struct Authorization {
     /// The team the agent belongs to, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// The credential (such as an API key's id) that submitted the request,
+    /// when the host knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 fn five() -> u32 {

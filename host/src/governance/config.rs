@@ -56,6 +56,10 @@ pub struct TenantConfig {
     /// Teams of agents with budgets of their own.
     #[serde(default)]
     pub teams: Vec<Team>,
+    /// `sha256:` of the configuration text it was parsed from: which rules
+    /// were in force, as activation records name them.
+    #[serde(skip)]
+    pub digest: String,
 }
 
 fn five_years() -> u32 {
@@ -220,6 +224,7 @@ impl TenantConfig {
         let mut config: TenantConfig =
             toml::from_str(text).map_err(|e| ConfigError::at(path, e.to_string()))?;
         config.validate().map_err(|m| ConfigError::at(path, m))?;
+        config.digest = crate::model::digest::sha256(text.as_bytes());
         let relative = Path::new(&config.policy.path);
         if relative.extension().is_some_and(|e| e == "wasm") && relative.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));

@@ -12,12 +12,12 @@ mod clock;
 mod config;
 mod error;
 mod executor;
-mod history;
+pub(crate) mod history;
 mod plan;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -48,7 +48,9 @@ struct Inner {
     store: Arc<dyn Store>,
     executor: Arc<dyn PaymentExecutor>,
     clock: Arc<dyn Clock>,
-    tenants: BTreeMap<String, Tenant>,
+    // Swapped whole on activation; a request holds its tenant's Arc, so it
+    // finishes on the rules it started with.
+    tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
 }
 
 struct Tenant {
@@ -62,10 +64,18 @@ pub struct GovernorBuilder {
     store: Arc<dyn Store>,
     executor: Option<Arc<dyn PaymentExecutor>>,
     clock: Arc<dyn Clock>,
-    tenants: BTreeMap<String, Tenant>,
+    tenants: BTreeMap<String, Arc<Tenant>>,
+    activated_by: Option<String>,
 }
 
 impl GovernorBuilder {
+    /// Who the tenants' policy activations are recorded as made by (the
+    /// operator starting the host); unnamed by default.
+    pub fn activated_by(mut self, actor: impl Into<String>) -> Self {
+        self.activated_by = Some(actor.into());
+        self
+    }
+
     /// Uses `clock` for request times and deadlines (the system clock by default).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -103,7 +113,8 @@ impl GovernorBuilder {
                 message: "configured twice".into(),
             });
         }
-        self.tenants.insert(tenant, Tenant { config, policy });
+        self.tenants
+            .insert(tenant, Arc::new(Tenant { config, policy }));
         Ok(self)
     }
 
@@ -113,20 +124,67 @@ impl GovernorBuilder {
         self.tenant(config)
     }
 
-    /// The governor.
-    pub fn build(self) -> Governor {
+    /// The governor. Each tenant whose policy or configuration differs from
+    /// the one last recorded gets a `policy_activated` audit event first.
+    pub fn build(self) -> Result<Governor, GovernError> {
+        let now_ms = self.clock.now_ms();
+        for tenant in self.tenants.values() {
+            record_activation(
+                self.store.as_ref(),
+                tenant,
+                self.activated_by.as_deref(),
+                now_ms,
+            )?;
+        }
         let executor = self.executor.unwrap_or_else(|| {
             Arc::new(LedgerExecutor::new(self.store.clone(), self.clock.clone()))
         });
-        Governor {
+        Ok(Governor {
             inner: Arc::new(Inner {
                 store: self.store,
                 executor,
                 clock: self.clock,
-                tenants: self.tenants,
+                tenants: RwLock::new(self.tenants),
             }),
-        }
+        })
     }
+}
+
+/// Appends a `policy_activated` event naming the tenant's policy and
+/// configuration, unless the latest one already names the same.
+fn record_activation(
+    store: &dyn Store,
+    tenant: &Tenant,
+    actor: Option<&str>,
+    now_ms: u64,
+) -> Result<Option<String>, GovernError> {
+    let info = tenant.policy.info();
+    let event = crate::store::EventDraft {
+        kind: "policy_activated".into(),
+        actor: actor.map(str::to_string),
+        detail: serde_json::json!({
+            "policy": {
+                "name": info.name, "version": info.version,
+                "digest": info.digest, "contract": info.contract,
+            },
+            "policy_config_digest": tenant.policy.config_digest(),
+            "tenant_config_digest": tenant.config.digest,
+            "failure_tier": tenant.config.failure_tier,
+        }),
+    };
+    // The actor is not part of what is compared: the same rules activated
+    // again by someone else change nothing.
+    let audit_id = store.record_tenant_event(
+        &tenant.config.tenant,
+        now_ms,
+        tenant.config.retention_years,
+        &event,
+    )?;
+    if let Some(id) = &audit_id {
+        tracing::info!(tenant = %tenant.config.tenant, policy = %info.name, version = %info.version,
+            digest = %info.digest, audit_id = %id, "policy activated");
+    }
+    Ok(audit_id)
 }
 
 /// Compiles a tenant's policy (a `.wasm` file, or a bundled policy's name)
@@ -203,6 +261,7 @@ impl Governor {
             executor: None,
             clock: Arc::new(SystemClock),
             tenants: BTreeMap::new(),
+            activated_by: None,
         }
     }
 
@@ -211,16 +270,60 @@ impl Governor {
         &self.inner.store
     }
 
-    /// A configured tenant's settings.
-    pub fn tenant_config(&self, tenant: &str) -> Result<&TenantConfig, GovernError> {
-        self.tenant(tenant).map(|t| &t.config)
+    /// A configured tenant's settings, as currently active.
+    pub fn tenant_config(&self, tenant: &str) -> Result<TenantConfig, GovernError> {
+        self.tenant(tenant).map(|t| t.config.clone())
     }
 
-    fn tenant(&self, tenant: &str) -> Result<&Tenant, GovernError> {
+    /// The policy currently classifying a tenant's payments.
+    pub fn tenant_policy(&self, tenant: &str) -> Result<TenantPolicy, GovernError> {
+        self.tenant(tenant).map(|t| t.policy.clone())
+    }
+
+    fn tenant(&self, tenant: &str) -> Result<Arc<Tenant>, GovernError> {
+        self.tenants()
+            .get(tenant)
+            .cloned()
+            .ok_or_else(|| GovernError::UnknownTenant(tenant.to_string()))
+    }
+
+    fn tenants(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Tenant>>> {
         self.inner
             .tenants
-            .get(tenant)
-            .ok_or_else(|| GovernError::UnknownTenant(tenant.to_string()))
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Activates new rules for a tenant already served: `config` (for the
+    /// same tenant id) with `compiled` as its policy. The policy is bound and
+    /// checked first, so a rejected activation changes nothing; then a
+    /// `policy_activated` event naming `actor` is recorded and the rules are
+    /// swapped in. Requests already running finish on the old rules.
+    /// Returns the activation's audit id (`None` when nothing changed).
+    pub fn activate(
+        &self,
+        config: TenantConfig,
+        compiled: &CompiledPolicy,
+        actor: &str,
+    ) -> Result<Option<String>, GovernError> {
+        self.tenant(&config.tenant)?;
+        let policy = bind(&config, compiled)?;
+        let tenant = Arc::new(Tenant { config, policy });
+        // Recorded and swapped under the write lock, so two activations
+        // cannot be recorded in one order and applied in the other.
+        let mut tenants = self
+            .inner
+            .tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let audit_id = record_activation(
+            self.inner.store.as_ref(),
+            &tenant,
+            Some(actor),
+            self.inner.clock.now_ms(),
+        )?;
+        tenants.insert(tenant.config.tenant.clone(), tenant);
+        Ok(audit_id)
     }
 
     /// Authorizes a payment: classifies it, applies guardrails and budgets,
@@ -236,8 +339,28 @@ impl Governor {
         blocking(move || this.authorize_blocking(tx)).await
     }
 
+    /// [`authorize`](Self::authorize), recording `caller` (the API key or
+    /// other credential that submitted the request) as the originator's key.
+    pub async fn authorize_from(
+        &self,
+        tx: Transaction,
+        caller: String,
+    ) -> Result<Authorization, GovernError> {
+        let this = self.clone();
+        blocking(move || this.authorize_blocking_from(tx, Some(&caller))).await
+    }
+
     /// [`authorize`](Self::authorize) on the calling thread.
-    pub fn authorize_blocking(&self, mut tx: Transaction) -> Result<Authorization, GovernError> {
+    pub fn authorize_blocking(&self, tx: Transaction) -> Result<Authorization, GovernError> {
+        self.authorize_blocking_from(tx, None)
+    }
+
+    /// [`authorize_from`](Self::authorize_from) on the calling thread.
+    pub fn authorize_blocking_from(
+        &self,
+        mut tx: Transaction,
+        caller: Option<&str>,
+    ) -> Result<Authorization, GovernError> {
         let tenant = self.tenant(&tx.tenant)?;
         // The host stamps the request time: an agent that dated its own
         // request could slip out of its budget and velocity windows.
@@ -285,8 +408,9 @@ impl Governor {
                 tx: &tx,
                 content_hash: &hash,
                 decision: &decision,
-                policy_digest: &tenant.policy.info().digest,
+                policy: tenant.policy.info(),
                 config_digest: tenant.policy.config_digest(),
+                caller,
                 now_ms: entry.now_ms,
             };
             Ok(plan::authorize(&request, &snapshot.holdings, audit_id))
@@ -383,7 +507,7 @@ impl Governor {
         // A governor moves only its own tenants' payments.
         for (tenant, tx_id) in due
             .into_iter()
-            .filter(|(t, _)| self.inner.tenants.contains_key(t))
+            .filter(|(t, _)| self.tenants().contains_key(t))
         {
             match self
                 .inner

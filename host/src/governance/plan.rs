@@ -10,6 +10,7 @@ use super::config::{ApprovalMode, AuditDepth, Limit, TenantConfig};
 use super::{Act, Authorization, Escalation, GovernError, Status, Verdict};
 use crate::model::decision::{Decision, Reason};
 use crate::model::transaction::Transaction;
+use crate::runtime::PolicyInfo;
 use crate::store::{Change, EventDraft, Holdings, Notice};
 
 /// What a new authorization needs besides the holdings and its audit id.
@@ -18,8 +19,11 @@ pub(crate) struct Request<'a> {
     pub tx: &'a Transaction,
     pub content_hash: &'a str,
     pub decision: &'a Decision,
-    pub policy_digest: &'a str,
+    pub policy: &'a PolicyInfo,
+    /// The policy configuration's digest.
     pub config_digest: &'a str,
+    /// The credential that submitted the request, when known.
+    pub caller: Option<&'a str>,
     pub now_ms: u64,
 }
 
@@ -140,6 +144,7 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         execution_error: None,
         team: config.team_of(&tx.agent).map(|t| t.name.clone()),
         retention_years: config.retention_years,
+        caller: req.caller.map(str::to_string),
     };
 
     let mut events = vec![EventDraft {
@@ -222,17 +227,35 @@ fn record_detail(depth: AuditDepth, a: &Authorization, req: &Request<'_>) -> ser
         AuditDepth::PerTransaction => json!({
             "summary": minimal, "recipient": t.recipient, "status": a.status, "policy_tier": a.policy_tier,
             "reason_codes": codes, "escalations": a.escalations, "deadline_ms": a.deadline_ms,
-            "policy_digest": req.policy_digest,
+            "policy_digest": req.policy.digest, "originator": originator(a),
+            "beneficiary": beneficiary(t), "network": t.network, "content_hash": a.content_hash,
         }),
         AuditDepth::PerTransactionEnhanced => json!({
             "transaction": t, "content_hash": a.content_hash, "status": a.status,
             "policy_tier": a.policy_tier, "reasons": a.reasons, "escalations": a.escalations,
             "policy_failure": a.policy_failure, "context_reads": req.decision.context_reads,
-            "fuel_used": req.decision.fuel_used, "policy_digest": req.policy_digest,
-            "config_digest": req.config_digest, "deadline_ms": a.deadline_ms,
-            "approvals_required": a.approvals_required,
+            "fuel_used": req.decision.fuel_used, "policy_digest": req.policy.digest,
+            "policy": { "name": req.policy.name, "version": req.policy.version },
+            "config_digest": req.config_digest, "tenant_config_digest": req.config.digest,
+            "deadline_ms": a.deadline_ms, "approvals_required": a.approvals_required,
+            "originator": originator(a), "beneficiary": beneficiary(t),
+            "retention_years": a.retention_years,
         }),
     }
+}
+
+/// Who pays: what a travel-rule reviewer asks about the originator.
+fn originator(a: &Authorization) -> serde_json::Value {
+    let t = &a.transaction;
+    json!({ "tenant": t.tenant, "agent": t.agent, "team": a.team, "caller": a.caller })
+}
+
+/// Who is paid.
+fn beneficiary(t: &Transaction) -> serde_json::Value {
+    json!({
+        "recipient": t.recipient, "trust": t.recipient_trust,
+        "self_hosted_wallet": t.self_hosted_wallet, "jurisdiction": t.jurisdiction,
+    })
 }
 
 /// An owner's verdict on a held payment.

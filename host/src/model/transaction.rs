@@ -43,6 +43,10 @@ pub struct Transaction {
     /// Settlement network, such as `base-mainnet`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// Whether the recipient's wallet is self-hosted (not held by a
+    /// custodian), which travel-rule reviews treat differently; when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_hosted_wallet: Option<bool>,
     /// Free key/value pairs from the platform.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,

@@ -113,7 +113,7 @@ pub struct EventDraft {
     /// What happened: `authorized`, `attempt_blocked`, `owner_notified`,
     /// `owner_alerted`, `agent_notified`, `vetoed`, `approved`, `rejected`,
     /// `veto_window_closed`, `expired`, `executing`, `executed`,
-    /// `execution_failed`.
+    /// `execution_failed`; and for the tenant itself, `policy_activated`.
     pub kind: String,
     /// Who did it, when a person did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,8 +260,39 @@ pub trait Store: Send + Sync {
     /// The tenant's audit events, optionally of one transaction, in order.
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError>;
 
+    /// At most `limit` of the tenant's audit events after sequence number
+    /// `after_seq`, in order: a page, so long chains are read in bounded memory.
+    fn events_after(
+        &self,
+        tenant: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// At most `limit` of the tenant's authorizations in request order
+    /// (`requested_at_ms`, then `tx_id`) after the one at `after`: a page.
+    fn authorizations_after(
+        &self,
+        tenant: &str,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Authorization>, StoreError>;
+
     /// The tenant's notifications, in order.
     fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Appends a tenant-level event (about no single payment, such as a
+    /// policy activation) under a new audit id `cfg-YYYY-MM-DD-NNN`, unless
+    /// the tenant's latest event of the same kind has the same detail.
+    /// Returns the audit id written, if one was. `tx_id` of such events is
+    /// empty.
+    fn record_tenant_event(
+        &self,
+        tenant: &str,
+        now_ms: u64,
+        retention_years: u32,
+        event: &EventDraft,
+    ) -> Result<Option<String>, StoreError>;
 
     /// Records an executed payment in the ledger and returns its reference.
     /// Recording the same transaction twice returns the first reference.

@@ -89,6 +89,11 @@ CREATE INDEX ledger_by_recipient ON ledger (tenant, recipient);
 "#,
     // Every record carries the date before which it may not be purged.
     "ALTER TABLE audit_events ADD COLUMN retain_until_ms INTEGER NOT NULL DEFAULT 0",
+    // Exports page through a tenant's authorizations in request order.
+    r#"
+CREATE INDEX authorizations_in_order ON authorizations (tenant, requested_at_ms, tx_id);
+CREATE INDEX audit_events_by_kind ON audit_events (tenant, kind, seq);
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
@@ -213,8 +218,7 @@ fn apply(tx: &SqlTx<'_>, change: &Change, now_ms: u64, insert: bool) -> Result<(
             ],
         )?;
     }
-    // At least the years asked for: 366 days a year never falls short.
-    let retain_until_ms = now_ms + u64::from(a.retention_years) * 366 * 86_400_000;
+    let retain_until_ms = retain_until(now_ms, a.retention_years);
     for event in &change.events {
         append_event(
             tx,
@@ -233,6 +237,11 @@ fn apply(tx: &SqlTx<'_>, change: &Change, now_ms: u64, insert: bool) -> Result<(
         )?;
     }
     Ok(())
+}
+
+/// At least the years asked for: 366 days a year never falls short.
+fn retain_until(now_ms: u64, years: u32) -> u64 {
+    now_ms + u64::from(years) * 366 * 86_400_000
 }
 
 fn append_event(
@@ -365,15 +374,26 @@ fn holdings_in(tx: &Connection, entry: &NewEntry<'_>) -> Result<Holdings, StoreE
 /// `aud-YYYY-MM-DD-NNN`: the day of `now_ms` (UTC) and the tenant's next
 /// number that day, never reused; the number widens past 999.
 fn next_audit_id(tx: &SqlTx<'_>, tenant: &str, now_ms: u64) -> Result<String, StoreError> {
+    next_id(tx, tenant, now_ms, "aud")
+}
+
+/// `<prefix>-YYYY-MM-DD-NNN` from the tenant's own daily sequence for that
+/// prefix (tenant-level records such as activations count apart from
+/// payments, so the day's first payment is still `aud-…-001`).
+fn next_id(tx: &SqlTx<'_>, tenant: &str, now_ms: u64, prefix: &str) -> Result<String, StoreError> {
     let day = utc_day(now_ms);
+    let counter = match prefix {
+        "aud" => day.clone(),
+        other => format!("{other}:{day}"),
+    };
     let next: i64 = tx.query_row(
         "INSERT INTO audit_days (tenant, day, next) VALUES (?1, ?2, 2)
              ON CONFLICT (tenant, day) DO UPDATE SET next = next + 1
              RETURNING next - 1",
-        params![tenant, day],
+        params![tenant, counter],
         |r| r.get(0),
     )?;
-    Ok(format!("aud-{day}-{next:03}"))
+    Ok(format!("{prefix}-{day}-{next:03}"))
 }
 
 /// The UTC calendar day of a Unix time in milliseconds, as `YYYY-MM-DD`.
@@ -389,6 +409,40 @@ pub fn utc_day(ms: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash, retain_until_ms";
+
+/// An audit event row, its detail still JSON text.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(AuditEvent, String)> {
+    Ok((
+        AuditEvent {
+            seq: r.get::<_, i64>(0)? as u64,
+            audit_id: r.get(1)?,
+            tx_id: r.get(2)?,
+            at_ms: r.get::<_, i64>(3)? as u64,
+            event: EventDraft {
+                kind: r.get(4)?,
+                actor: r.get(5)?,
+                detail: serde_json::Value::Null,
+            },
+            retain_until_ms: r.get::<_, i64>(9)? as u64,
+            prev_hash: r.get(7)?,
+            hash: r.get(8)?,
+        },
+        r.get(6)?,
+    ))
+}
+
+fn parse_event((mut event, detail): (AuditEvent, String)) -> Result<AuditEvent, StoreError> {
+    event.event.detail = serde_json::from_str(&detail).map_err(|e| {
+        StoreError(format!(
+            "audit event {} of {} has an unreadable detail: {e}",
+            event.seq, event.tx_id
+        ))
+    })?;
+    Ok(event)
 }
 
 impl Store for SqliteStore {
@@ -483,38 +537,57 @@ impl Store for SqliteStore {
 
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash, retain_until_ms
-             FROM audit_events WHERE tenant = ?1 AND (?2 IS NULL OR tx_id = ?2) ORDER BY seq",
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events
+             WHERE tenant = ?1 AND (?2 IS NULL OR tx_id = ?2) ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(params![tenant, tx_id], event_row)?;
+        rows.map(|row| parse_event(row?)).collect()
+    }
+
+    fn events_after(
+        &self,
+        tenant: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events
+             WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                tenant,
+                after_seq as i64,
+                limit.min(i64::MAX as usize) as i64
+            ],
+            event_row,
         )?;
-        let rows = stmt.query_map(params![tenant, tx_id], |r| {
-            let detail: String = r.get(6)?;
-            Ok((
-                AuditEvent {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    audit_id: r.get(1)?,
-                    tx_id: r.get(2)?,
-                    at_ms: r.get::<_, i64>(3)? as u64,
-                    event: EventDraft {
-                        kind: r.get(4)?,
-                        actor: r.get(5)?,
-                        detail: serde_json::Value::Null,
-                    },
-                    retain_until_ms: r.get::<_, i64>(9)? as u64,
-                    prev_hash: r.get(7)?,
-                    hash: r.get(8)?,
-                },
-                detail,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (mut event, detail) = row?;
-            event.event.detail =
-                serde_json::from_str(&detail).map_err(|e| StoreError(e.to_string()))?;
-            out.push(event);
-        }
-        Ok(out)
+        rows.map(|row| parse_event(row?)).collect()
+    }
+
+    fn authorizations_after(
+        &self,
+        tenant: &str,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Authorization>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT body FROM authorizations
+             WHERE tenant = ?1 AND (?2 IS NULL OR (requested_at_ms, tx_id) > (?2, ?3))
+             ORDER BY requested_at_ms, tx_id LIMIT ?4",
+        )?;
+        let (at, id) = match after {
+            Some((at, id)) => (Some(at as i64), id),
+            None => (None, ""),
+        };
+        let rows = stmt.query_map(
+            params![tenant, at, id, limit.min(i64::MAX as usize) as i64],
+            |r| r.get::<_, String>(0),
+        )?;
+        rows.map(|body| parse_body(&body?)).collect()
     }
 
     fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -535,6 +608,42 @@ impl Store for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn record_tenant_event(
+        &self,
+        tenant: &str,
+        now_ms: u64,
+        retention_years: u32,
+        event: &EventDraft,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let latest: Option<String> = tx
+            .query_row(
+                "SELECT detail FROM audit_events WHERE tenant = ?1 AND kind = ?2 ORDER BY seq DESC LIMIT 1",
+                params![tenant, event.kind],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let same = latest
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .is_some_and(|d| d == event.detail);
+        if same {
+            return Ok(None);
+        }
+        let audit_id = next_id(&tx, tenant, now_ms, "cfg")?;
+        append_event(
+            &tx,
+            tenant,
+            &audit_id,
+            "",
+            now_ms,
+            event,
+            retain_until(now_ms, retention_years),
+        )?;
+        tx.commit()?;
+        Ok(Some(audit_id))
     }
 
     fn ledger_insert(&self, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {

@@ -1,0 +1,81 @@
+//! Reading a tenant's records page by page, so exports, verification and
+//! replay run in bounded memory however long the history.
+
+use crate::governance::Authorization;
+use crate::store::{AuditEvent, Store, StoreError};
+
+/// Rows per page: large enough that paging costs little, small enough to
+/// keep memory flat.
+const PAGE: usize = 10_000;
+
+/// Pages of the tenant's audit events after `after_seq`, in chain order.
+pub(crate) fn event_pages<'a>(
+    store: &'a dyn Store,
+    tenant: &'a str,
+    mut after_seq: u64,
+) -> impl Iterator<Item = Result<Vec<AuditEvent>, StoreError>> + 'a {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let page = store.events_after(tenant, after_seq, PAGE);
+        match &page {
+            Ok(events) if events.is_empty() => return None,
+            Ok(events) => {
+                done = events.len() < PAGE;
+                after_seq = events.last().map_or(after_seq, |e| e.seq);
+            }
+            Err(_) => done = true,
+        }
+        Some(page)
+    })
+}
+
+/// Every audit event of the tenant, in chain order, read a page at a time.
+pub fn events<'a>(
+    store: &'a dyn Store,
+    tenant: &'a str,
+) -> impl Iterator<Item = Result<AuditEvent, StoreError>> + 'a {
+    flatten(event_pages(store, tenant, 0))
+}
+
+/// Every authorization of the tenant, in request order, read a page at a time.
+pub fn authorizations<'a>(
+    store: &'a dyn Store,
+    tenant: &'a str,
+) -> impl Iterator<Item = Result<Authorization, StoreError>> + 'a {
+    let mut after: Option<(u64, String)> = None;
+    let mut done = false;
+    let pages = std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let page = store.authorizations_after(
+            tenant,
+            after.as_ref().map(|(at, id)| (*at, id.as_str())),
+            PAGE,
+        );
+        match &page {
+            Ok(rows) if rows.is_empty() => return None,
+            Ok(rows) => {
+                done = rows.len() < PAGE;
+                after = rows
+                    .last()
+                    .map(|a| (a.transaction.requested_at_ms, a.transaction.id.clone()));
+            }
+            Err(_) => done = true,
+        }
+        Some(page)
+    });
+    flatten(pages)
+}
+
+fn flatten<T>(
+    pages: impl Iterator<Item = Result<Vec<T>, StoreError>>,
+) -> impl Iterator<Item = Result<T, StoreError>> {
+    pages.flat_map(|page| match page {
+        Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(e) => vec![Err(e)],
+    })
+}
