@@ -7,6 +7,7 @@ mod cli;
 mod compliance;
 mod concurrency;
 mod failures;
+mod history;
 mod loading;
 mod pipeline;
 mod tiers;

@@ -77,11 +77,11 @@ impl World {
     }
 
     /// A new governor over the same store file: a restarted host.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.governor = governor(&self.db, &self.config, &self.clock, self.executor.clone());
     }
 
-    fn tx(&self, id: &str, amount: &str, category: &str, trust: &str) -> Transaction {
+    pub(crate) fn tx(&self, id: &str, amount: &str, category: &str, trust: &str) -> Transaction {
         let text = format!(
             r#"{{"id": "{id}", "tenant": "acme", "agent": "procurement-agent-prod", "amount": "{amount}",
                 "currency": "USDC", "category": "{category}", "recipient": "vendor.example",
@@ -120,6 +120,10 @@ impl World {
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
         self.governor.store()
+    }
+
+    pub(crate) fn governor(&self) -> &Governor {
+        &self.governor
     }
 }
 

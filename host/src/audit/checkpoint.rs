@@ -376,6 +376,15 @@ pub fn sign_due(
         if let Some(c) = last {
             c.check_signature(Some(&ours))
                 .map_err(|e| broken(Box::new(e)))?;
+            // Resuming is sound only if the signed head is still where it was.
+            let at = store.events_after(&tenant, c.events.saturating_sub(1), 1)?;
+            let head = at.first().filter(|e| e.seq == c.events).map(|e| &e.hash);
+            let chain_events = match head {
+                Some(_) => c.events,
+                None => store.events_after(&tenant, 0, usize::MAX)?.len() as u64,
+            };
+            c.check_head(chain_events, head.map(String::as_str), Some(&ours))
+                .map_err(|e| broken(Box::new(e)))?;
         }
         let chain =
             match super::verify_stored(store, &tenant, from, &Default::default(), &mut |_| {}) {
@@ -383,13 +392,6 @@ pub fn sign_due(
                 Err(super::VerifyError::Store(e)) => return Err(e.into()),
                 Err(super::VerifyError::Broken(e)) => return Err(broken(Box::new(e))),
             };
-        if let Some(c) = last.filter(|c| chain.events < c.events) {
-            return Err(broken(Box::new(CheckpointError::Truncated {
-                tenant: tenant.clone(),
-                events: c.events,
-                found: chain.events,
-            })));
-        }
         let due = match schedule {
             Some(s) => checkpoint_due(last, chain.events, now_ms, s),
             None => true,

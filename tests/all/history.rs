@@ -1,0 +1,438 @@
+//! The rules in force and what a change of rules would do: activation
+//! records, travel-rule fields, simulation of a candidate policy, automatic
+//! checkpoints, and reading long histories page by page.
+
+use std::path::{Path, PathBuf};
+
+use tiergate::Tier;
+use tiergate::audit::verify_chain;
+use tiergate::governance::TenantConfig;
+use tiergate::store::AuditEvent;
+
+use crate::bundled;
+use crate::pipeline::{ACME, World};
+
+/// ACME with a looser seed-tiers configuration: agent hires up to 100.00
+/// only need supervision.
+fn loose() -> String {
+    ACME.replace(
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"], supervised = { max_amount = "100.00", categories = ["compute", "data_access", "saas_tools", "agent_hire"], min_trust = "known", max_per_window = 20, window = "1h" } }"#,
+    )
+}
+
+fn config(text: &str) -> TenantConfig {
+    TenantConfig::parse(text, Path::new("acme.toml")).unwrap()
+}
+
+fn activations(w: &World) -> Vec<AuditEvent> {
+    w.store()
+        .events("acme", None)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event.kind == "policy_activated")
+        .collect()
+}
+
+fn enhanced_record(w: &World, tx_id: &str) -> serde_json::Value {
+    w.store()
+        .events("acme", Some(tx_id))
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event.kind == "authorized")
+        .expect("an authorized record")
+        .event
+        .detail
+}
+
+#[test]
+fn each_activation_of_new_rules_is_recorded_once_with_who_and_what() {
+    let mut w = World::new(ACME);
+    let first = activations(&w);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].audit_id, "cfg-2026-06-27-001");
+    assert_eq!(
+        first[0].seq, 1,
+        "the rules are on record before any payment"
+    );
+    let d = &first[0].event.detail;
+    assert_eq!(d["policy"]["name"], "seed-tiers");
+    assert_eq!(d["tenant_config_digest"], config(ACME).digest.as_str());
+    assert!(
+        d["policy"]["digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
+    // A restart with the same rules is no change.
+    w.restart();
+    assert_eq!(activations(&w).len(), 1);
+
+    let before = w.authorize("h1", "89.00", "agent_hire", "known");
+    assert_eq!(before.tier, Tier::Collaborative);
+    assert_eq!(before.audit_id, "aud-2026-06-27-001");
+
+    let id = w
+        .governor()
+        .activate(
+            config(&loose()),
+            &bundled("seed-tiers"),
+            "carol@acme.example",
+        )
+        .unwrap();
+    assert_eq!(id.as_deref(), Some("cfg-2026-06-27-002"));
+    let now = activations(&w);
+    assert_eq!(now.len(), 2);
+    assert_eq!(now[1].event.actor.as_deref(), Some("carol@acme.example"));
+    assert_ne!(
+        now[1].event.detail["policy_config_digest"],
+        now[0].event.detail["policy_config_digest"]
+    );
+    let after = w.authorize("h2", "89.00", "agent_hire", "known");
+    assert_eq!(after.tier, Tier::Supervised, "the new rules are in force");
+
+    // Each decision names the rules it was made under.
+    assert_eq!(
+        enhanced_record(&w, "h1")["config_digest"],
+        now[0].event.detail["policy_config_digest"]
+    );
+    assert_eq!(
+        enhanced_record(&w, "h1")["tenant_config_digest"],
+        now[0].event.detail["tenant_config_digest"]
+    );
+
+    // The same rules activated again change nothing.
+    let again = w
+        .governor()
+        .activate(
+            config(&loose()),
+            &bundled("seed-tiers"),
+            "dave@acme.example",
+        )
+        .unwrap();
+    assert_eq!(again, None);
+    assert_eq!(activations(&w).len(), 2);
+    verify_chain(&w.store().events("acme", None).unwrap()).unwrap();
+}
+
+#[test]
+fn a_rejected_activation_changes_nothing() {
+    let w = World::new(ACME);
+    let broken = ACME.replace(
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+        r#"config = { no_such_setting = true }"#,
+    );
+    let err = w
+        .governor()
+        .activate(
+            config(&broken),
+            &bundled("seed-tiers"),
+            "carol@acme.example",
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("no_such_setting"), "{err}");
+    assert_eq!(activations(&w).len(), 1);
+    let a = w.authorize("h1", "89.00", "agent_hire", "known");
+    assert_eq!(a.tier, Tier::Collaborative, "the old rules still apply");
+
+    let other_tenant = ACME.replace(r#"tenant = "acme""#, r#"tenant = "globex""#);
+    let err = w
+        .governor()
+        .activate(
+            config(&other_tenant),
+            &bundled("seed-tiers"),
+            "carol@acme.example",
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("globex"), "{err}");
+}
+
+#[test]
+fn records_carry_originator_and_beneficiary_for_a_travel_rule_review() {
+    let w = World::new(ACME);
+    let mut tx = w.tx("h1", "89.00", "agent_hire", "known");
+    tx.self_hosted_wallet = Some(true);
+    tx.jurisdiction = Some("DE".into());
+    tx.network = Some("base-mainnet".into());
+    let a = w
+        .governor()
+        .authorize_blocking_from(tx, Some("key-7f3a"))
+        .unwrap();
+    assert_eq!(a.caller.as_deref(), Some("key-7f3a"));
+    let d = enhanced_record(&w, "h1");
+    assert_eq!(d["originator"]["tenant"], "acme");
+    assert_eq!(d["originator"]["agent"], "procurement-agent-prod");
+    assert_eq!(d["originator"]["team"], "procurement");
+    assert_eq!(d["originator"]["caller"], "key-7f3a");
+    assert_eq!(d["beneficiary"]["recipient"], "vendor.example");
+    assert_eq!(d["beneficiary"]["self_hosted_wallet"], true);
+    assert_eq!(d["beneficiary"]["jurisdiction"], "DE");
+    assert_eq!(d["transaction"]["network"], "base-mainnet");
+    assert_eq!(d["policy"]["name"], "seed-tiers");
+    assert!(
+        d["policy"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty())
+    );
+    assert_eq!(d["retention_years"], 5);
+
+    // The supervised tier's per-transaction record carries them too.
+    let mut tx = w.tx("h2", "47.00", "compute", "known");
+    tx.self_hosted_wallet = Some(false);
+    let s = w
+        .governor()
+        .authorize_blocking_from(tx, Some("key-7f3a"))
+        .unwrap();
+    assert_eq!(s.tier, Tier::Supervised);
+    let d = enhanced_record(&w, "h2");
+    assert_eq!(d["originator"]["caller"], "key-7f3a");
+    assert_eq!(d["beneficiary"]["self_hosted_wallet"], false);
+    assert!(d.get("transaction").is_none(), "not the enhanced depth");
+
+    let out = crate::tiergate_command()
+        .args(["audit", "export", "--format", "csv", "--tenant", "acme"])
+        .args(["--store", w.db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let field = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!(field("caller"), "key-7f3a");
+    assert_eq!(field("self_hosted_wallet"), "true");
+    assert_eq!(field("retention_years"), "5");
+}
+
+fn acme_file(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("acme.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn simulate_shows_what_a_candidate_would_change_before_it_is_activated() {
+    let w = World::new(ACME);
+    w.authorize("s1", "0.02", "embeddings", "verified");
+    w.authorize("s2", "47.00", "compute", "known");
+    let hire = w.authorize("s3", "89.00", "agent_hire", "known");
+    w.authorize("s4", "25.00", "gambling", "known");
+    let dir = tempfile::tempdir().unwrap();
+    let db = w.db.to_str().unwrap();
+
+    let same = acme_file(dir.path(), ACME);
+    let out = crate::tiergate_command()
+        .args([
+            "simulate",
+            "--store",
+            db,
+            "--policy",
+            "seed-tiers",
+            "--json",
+        ])
+        .arg("--tenant")
+        .arg(&same)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["payments"], 4);
+    assert_eq!(sim["looser"].as_array().unwrap().len(), 0);
+    assert_eq!(sim["stricter"], 0);
+    assert_eq!(sim["transitions"]["collaborative->collaborative"], 1);
+    assert_eq!(sim["transitions"]["prohibited->prohibited"], 1);
+
+    let candidate = acme_file(dir.path(), &loose());
+    let out = crate::tiergate_command()
+        .args(["simulate", "--store", db, "--policy", "seed-tiers"])
+        .args(["--from", "2026-06-27", "--to", "2026-06-27", "--tenant"])
+        .arg(&candidate)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("collaborative -> supervised"), "{text}");
+    assert!(text.contains("0 stricter, 1 looser"), "{text}");
+    assert!(
+        text.contains(&hire.audit_id) && text.contains("89.00 USDC agent_hire"),
+        "{text}"
+    );
+
+    // A window without payments simulates nothing; simulating writes nothing.
+    let events_before = w.store().events("acme", None).unwrap().len();
+    let out = crate::tiergate_command()
+        .args([
+            "simulate",
+            "--store",
+            db,
+            "--policy",
+            "seed-tiers",
+            "--json",
+        ])
+        .args(["--from", "2026-06-28", "--tenant"])
+        .arg(&candidate)
+        .output()
+        .unwrap();
+    let sim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sim["payments"], 0);
+    assert_eq!(w.store().events("acme", None).unwrap().len(), events_before);
+
+    let out = crate::tiergate_command()
+        .args([
+            "simulate",
+            "--store",
+            db,
+            "--policy",
+            "no-such-policy",
+            "--tenant",
+        ])
+        .arg(&candidate)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-policy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_deadline_runner_signs_checkpoints_when_they_are_due() {
+    let w = World::new(ACME);
+    w.authorize("c1", "0.02", "embeddings", "verified");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("checkpoint.key");
+    let log = dir.path().join("checkpoints.jsonl");
+    let tenant = acme_file(dir.path(), ACME);
+    let keygen = crate::tiergate_command()
+        .args(["audit", "keygen", "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success());
+    let public = String::from_utf8_lossy(&keygen.stdout).trim().to_string();
+    let run = || {
+        crate::tiergate_command()
+            .args(["run-deadlines", "--store", w.db.to_str().unwrap()])
+            .args(["--checkpoint-every", "5", "--tenant"])
+            .arg(&tenant)
+            .arg("--checkpoint-key")
+            .arg(&key)
+            .arg("--checkpoints")
+            .arg(&log)
+            .output()
+            .unwrap()
+    };
+    let lines = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = w.store().events("acme", None).unwrap().len() as u64;
+    assert_eq!(lines().len(), 1);
+    assert_eq!(lines()[0]["events"], events);
+
+    // Nothing new: nothing due.
+    assert!(run().status.success());
+    assert_eq!(lines().len(), 1);
+    // Fewer new events than the schedule asks for: not yet.
+    w.authorize("c2", "0.02", "embeddings", "verified");
+    assert!(run().status.success());
+    assert_eq!(lines().len(), 1);
+    // Enough: signed again, covering the whole chain.
+    w.authorize("c3", "0.02", "embeddings", "verified");
+    assert!(run().status.success());
+    let signed = lines();
+    assert_eq!(signed.len(), 2);
+    assert_eq!(
+        signed[1]["events"],
+        w.store().events("acme", None).unwrap().len() as u64
+    );
+
+    let verify = crate::tiergate_command()
+        .args(["audit", "verify", "--store", w.db.to_str().unwrap()])
+        .arg("--checkpoints")
+        .arg(&log)
+        .args(["--public-key", &public])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+
+    // A chain cut back behind its last checkpoint is refused, not re-signed.
+    let conn = rusqlite::Connection::open(&w.db).unwrap();
+    conn.execute_batch(
+        "DROP TRIGGER audit_events_append_only_delete;
+         DELETE FROM audit_events WHERE seq > 3;",
+    )
+    .unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not signing"), "{err}");
+    assert_eq!(lines().len(), 2);
+}
+
+#[test]
+fn long_histories_are_read_page_by_page_in_order() {
+    let w = World::new(ACME);
+    for i in 0..7 {
+        w.authorize(&format!("p{i}"), "0.02", "embeddings", "verified");
+    }
+    let store = w.store().as_ref();
+    let all = store.events("acme", None).unwrap();
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.events_after("acme", after, 4).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 4);
+        after = page.last().unwrap().seq;
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    let streamed: Vec<_> = tiergate::audit::events(store, "acme")
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(streamed, all);
+
+    let listed = store.list("acme", &[]).unwrap();
+    let mut paged = Vec::new();
+    let mut cursor: Option<(u64, String)> = None;
+    loop {
+        let page = store
+            .authorizations_after("acme", cursor.as_ref().map(|(t, id)| (*t, id.as_str())), 3)
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        let last = &page.last().unwrap().transaction;
+        cursor = Some((last.requested_at_ms, last.id.clone()));
+        paged.extend(page);
+    }
+    assert_eq!(paged, listed);
+    assert_eq!(paged.len(), 7);
+}
