@@ -42,10 +42,13 @@ fn governor(args: &StoreArgs) -> Result<(Governor, String)> {
 }
 
 /// Who runs this command, as activation records name them: the operating
-/// system user.
+/// system user, by name when the environment says it, else by uid.
 fn operator() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME"));
-    format!("os-user:{}", user.as_deref().unwrap_or("unknown"))
+    match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
+        Ok(name) if !name.is_empty() => format!("os-user:{name}"),
+        // SAFETY: getuid has no preconditions and cannot fail.
+        _ => format!("os-uid:{}", unsafe { libc::getuid() }),
+    }
 }
 
 pub fn authorize(args: AuthorizeArgs) -> Result<ExitCode> {
