@@ -196,6 +196,19 @@ fn export_round_trips_and_filters() {
         "2026-06-28",
     ]);
     assert!(other_day.stdout.is_empty());
+    let that_day = tiergate(&[
+        "audit",
+        "query",
+        "--store",
+        &db,
+        "--tenant",
+        "acme",
+        "--from",
+        "2026-06-27",
+        "--to",
+        "2026-06-28",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&that_day.stdout).lines().count(), 3);
 }
 
 #[test]

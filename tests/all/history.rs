@@ -436,3 +436,76 @@ fn long_histories_are_read_page_by_page_in_order() {
     assert_eq!(paged, listed);
     assert_eq!(paged.len(), 7);
 }
+
+#[test]
+fn a_correction_is_a_new_record_pointing_at_what_it_corrects() {
+    let w = World::new(ACME);
+    let hire = w.authorize("k1", "89.00", "agent_hire", "known");
+    let original = w.store().events("acme", Some("k1")).unwrap();
+    let authorized = original
+        .iter()
+        .find(|e| e.event.kind == "authorized")
+        .unwrap()
+        .clone();
+    let corrected = w
+        .governor()
+        .correct(
+            "acme",
+            "k1",
+            authorized.seq,
+            "alice@acme.example",
+            "justification was for the Q3 report, not Q2",
+        )
+        .unwrap();
+    assert_eq!(corrected, hire, "the payment itself is unchanged");
+    let after = w.store().events("acme", Some("k1")).unwrap();
+    assert_eq!(&after[..original.len()], &original[..], "nothing altered");
+    let correction = after.last().unwrap();
+    assert_eq!(correction.event.kind, "correction");
+    assert_eq!(
+        correction.event.actor.as_deref(),
+        Some("alice@acme.example")
+    );
+    assert_eq!(correction.audit_id, hire.audit_id);
+    assert_eq!(correction.event.detail["corrects"]["seq"], authorized.seq);
+    assert_eq!(
+        correction.event.detail["corrects"]["hash"],
+        authorized.hash.as_str()
+    );
+    verify_chain(&w.store().events("acme", None).unwrap()).unwrap();
+
+    let refused = |seq: u64, actor: &str, note: &str| {
+        w.governor()
+            .correct("acme", "k1", seq, actor, note)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(refused(authorized.seq, "mallory@acme.example", "x").contains("not a budget owner"));
+    assert!(refused(999, "alice@acme.example", "x").contains("no audit event 999"));
+    assert!(refused(authorized.seq, "alice@acme.example", " ").contains("note is empty"));
+    assert_eq!(
+        w.store().events("acme", Some("k1")).unwrap().len(),
+        after.len()
+    );
+
+    let show = crate::tiergate_command()
+        .args([
+            "audit",
+            "show",
+            "--store",
+            w.db.to_str().unwrap(),
+            "--tenant",
+            "acme",
+        ])
+        .arg(&hire.audit_id)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        text.contains(&format!(
+            "correction by alice@acme.example of #{}",
+            authorized.seq
+        )) && text.contains("Q3 report"),
+        "{text}"
+    );
+}

@@ -73,12 +73,10 @@ pub fn simulate(
     let mut by_agent: HashMap<String, VecDeque<PastPayment>> = HashMap::new();
     let mut recipients: HashMap<String, (u64, u64)> = HashMap::new();
     let horizon_start = from_ms.saturating_sub(CONTEXT_HORIZON_MS);
-    for a in super::authorizations(store, tenant) {
+    // From the start: a recipient's history reaches back to its first payment.
+    for a in super::authorizations_between(store, tenant, 0, to_ms) {
         let a = a?;
         let t = &a.transaction;
-        if t.requested_at_ms >= to_ms {
-            break;
-        }
         if t.requested_at_ms >= from_ms {
             let past = by_agent.entry(t.agent.clone()).or_default();
             while past

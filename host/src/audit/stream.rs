@@ -45,7 +45,21 @@ pub fn authorizations<'a>(
     store: &'a dyn Store,
     tenant: &'a str,
 ) -> impl Iterator<Item = Result<Authorization, StoreError>> + 'a {
-    let mut after: Option<(u64, String)> = None;
+    authorizations_between(store, tenant, 0, u64::MAX)
+}
+
+/// The tenant's authorizations requested in `[from_ms, to_ms)`, in request
+/// order, read a page at a time starting at `from_ms`.
+pub fn authorizations_between<'a>(
+    store: &'a dyn Store,
+    tenant: &'a str,
+    from_ms: u64,
+    to_ms: u64,
+) -> impl Iterator<Item = Result<Authorization, StoreError>> + 'a {
+    // Just before `from_ms`: after every id requested a millisecond earlier
+    // (no UTF-8 text sorts after U+10FFFF's bytes).
+    let mut after: Option<(u64, String)> =
+        (from_ms > 0).then(|| (from_ms - 1, char::MAX.to_string()));
     let mut done = false;
     let pages = std::iter::from_fn(move || {
         if done {
@@ -68,7 +82,10 @@ pub fn authorizations<'a>(
         }
         Some(page)
     });
-    flatten(pages)
+    flatten(pages).take_while(move |a| {
+        a.as_ref()
+            .map_or(true, |a| a.transaction.requested_at_ms < to_ms)
+    })
 }
 
 fn flatten<T>(

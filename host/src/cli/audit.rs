@@ -31,6 +31,20 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Query(args) => export(args, "jsonl"),
         AuditCommand::Replay { store, config } => replay(store, &config),
         AuditCommand::Export { query, format } => export(query, &format),
+        AuditCommand::Correct {
+            store,
+            config,
+            tx,
+            seq,
+            actor,
+            note,
+        } => {
+            let governor = super::govern::governor_for(&config, store)?;
+            let tenant = governor.1;
+            let auth = governor.0.correct(&tenant, &tx, seq, &actor, &note)?;
+            println!("{}", serde_json::to_string(&auth)?);
+            Ok(ExitCode::SUCCESS)
+        }
         AuditCommand::Show {
             store,
             tenant,
@@ -99,13 +113,14 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
                     .as_ref()
                     .map(|a| format!(" by {a}"))
                     .unwrap_or_default();
-                let why = e
-                    .event
-                    .detail
-                    .get("reason")
-                    .and_then(|r| r.as_str())
-                    .map(|r| format!(": {r:?}"))
-                    .unwrap_or_default();
+                let d = &e.event.detail;
+                let why = match (d.get("reason"), d.get("note")) {
+                    (Some(r), _) => format!(": {}", r),
+                    (None, Some(note)) => {
+                        format!(" of #{}: {}", d["corrects"]["seq"], note)
+                    }
+                    (None, None) => String::new(),
+                };
                 println!(
                     "    {}  #{:<5} {}{who}{why}",
                     utc_time(e.at_ms),
@@ -148,7 +163,8 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
     }
     let progress = std::io::stderr().is_terminal();
     let mut rows = 0usize;
-    for auth in tiergate::audit::authorizations(&store, &args.tenant) {
+    let (from, to) = (query.from_ms.unwrap_or(0), query.to_ms.unwrap_or(u64::MAX));
+    for auth in tiergate::audit::authorizations_between(&store, &args.tenant, from, to) {
         let auth = auth?;
         if !query.matches(&auth) {
             continue;

@@ -26,16 +26,24 @@ pub fn default_store() -> PathBuf {
 }
 
 fn governor(args: &StoreArgs) -> Result<(Governor, String)> {
+    governor_for(&args.tenant, args.store.clone())
+}
+
+/// A governor for the tenant configured in `config_path`, over the store.
+pub fn governor_for(
+    config_path: &std::path::Path,
+    store: Option<PathBuf>,
+) -> Result<(Governor, String)> {
     // The tenant file first: a mistyped path must not create a store.
-    let config = TenantConfig::load(&args.tenant)?;
+    let config = TenantConfig::load(config_path)?;
     let tenant = config.tenant.clone();
-    let store_path = args.store.clone().unwrap_or_else(default_store);
+    let store_path = store.unwrap_or_else(default_store);
     let store = SqliteStore::open(&store_path)?;
     let runtime = super::load::default_runtime()?;
     let governor = Governor::builder(runtime, Arc::new(store))
         .activated_by(operator())
         .tenant(config)
-        .with_context(|| format!("cannot set up tenant from {}", args.tenant.display()))?
+        .with_context(|| format!("cannot set up tenant from {}", config_path.display()))?
         .build()?;
     tracing::info!(store = %store_path.display(), %tenant, "governor ready");
     Ok((governor, tenant))

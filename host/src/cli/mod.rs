@@ -186,6 +186,28 @@ enum AuditCommand {
         #[arg(long, value_name = "CONFIG.toml")]
         config: PathBuf,
     },
+    /// Correct an audit record without altering it: append a `correction`
+    /// event that points at it and says what is right.
+    Correct {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The tenant's configuration file (TOML): its owners may correct.
+        #[arg(long, value_name = "CONFIG.toml")]
+        config: PathBuf,
+        /// The transaction whose record is corrected.
+        #[arg(long, value_name = "ID")]
+        tx: String,
+        /// The corrected event's sequence number (as `audit show` lists it).
+        #[arg(long, value_name = "N")]
+        seq: u64,
+        /// Your identity: one of the tenant's budget owners.
+        #[arg(long = "as", value_name = "OWNER")]
+        actor: String,
+        /// What was wrong and what is right.
+        #[arg(long)]
+        note: String,
+    },
     /// Print the full story of one authorization, readable by a person.
     Show {
         /// The SQLite store [default: as for `authorize`].

@@ -58,6 +58,19 @@ pub enum GovernError {
         /// The tenant.
         tenant: String,
     },
+    /// A correction names a record the transaction does not have.
+    #[error(
+        "transaction {tx_id} has no audit event {seq} to correct; `tiergate audit show` lists its events"
+    )]
+    NoSuchRecord {
+        /// The transaction id.
+        tx_id: String,
+        /// The sequence number named.
+        seq: u64,
+    },
+    /// A correction without a note saying what was wrong.
+    #[error("a correction must say what was wrong and what is right: the note is empty")]
+    EmptyCorrection,
     /// The requesting agent tried to decide its own payment.
     #[error("{actor} requested transaction {tx_id} and may not decide it (separation of duties)")]
     OwnPayment {

@@ -525,6 +525,54 @@ impl Governor {
         Ok(moved)
     }
 
+    /// Corrects a payment's audit record without altering it: appends a
+    /// `correction` event that names the corrected event (its sequence
+    /// number, kind and hash), who corrects it, and the note saying what
+    /// was wrong and what is right. Only the tenant's budget owners may.
+    pub fn correct(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        seq: u64,
+        actor: &str,
+        note: &str,
+    ) -> Result<Authorization, GovernError> {
+        let config = &self.tenant(tenant)?.config;
+        if !config.owners.iter().any(|o| o == actor) {
+            return Err(GovernError::NotAnOwner {
+                actor: actor.to_string(),
+                tenant: tenant.to_string(),
+            });
+        }
+        if note.trim().is_empty() {
+            return Err(GovernError::EmptyCorrection);
+        }
+        let store = &self.inner.store;
+        let corrected = store
+            .events(tenant, Some(tx_id))?
+            .into_iter()
+            .find(|e| e.seq == seq)
+            .ok_or_else(|| GovernError::NoSuchRecord {
+                tx_id: tx_id.to_string(),
+                seq,
+            })?;
+        let event = crate::store::EventDraft {
+            kind: "correction".into(),
+            actor: Some(actor.to_string()),
+            detail: serde_json::json!({
+                "corrects": { "seq": corrected.seq, "kind": corrected.event.kind, "hash": corrected.hash },
+                "note": note,
+            }),
+        };
+        store.update(tenant, tx_id, self.inner.clock.now_ms(), &mut |current| {
+            Ok(crate::store::Change {
+                authorization: current.clone(),
+                events: vec![event.clone()],
+                notices: Vec::new(),
+            })
+        })
+    }
+
     /// Payments of a tenant in any of `statuses` (all when empty).
     pub fn list(
         &self,
