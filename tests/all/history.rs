@@ -509,3 +509,89 @@ fn a_correction_is_a_new_record_pointing_at_what_it_corrects() {
         "{text}"
     );
 }
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<&str> {
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    k.sort_unstable();
+    k
+}
+
+#[test]
+fn each_audit_depth_stores_what_it_must_and_no_more() {
+    let w = World::new(ACME);
+    w.authorize("d1", "0.02", "embeddings", "verified");
+    w.authorize("d2", "47.00", "compute", "known");
+    w.authorize("d3", "89.00", "agent_hire", "known");
+    w.authorize("d4", "25.00", "gambling", "known");
+    let first = |tx: &str| {
+        w.store().events("acme", Some(tx)).unwrap()[0]
+            .event
+            .detail
+            .clone()
+    };
+    // batch_daily: the minimum an aggregate needs, and nothing that names
+    // the recipient or why.
+    assert_eq!(
+        keys(&first("d1")),
+        [
+            "agent",
+            "amount",
+            "category",
+            "currency",
+            "requested_at_ms",
+            "tier"
+        ]
+    );
+    // per_transaction: the full lifecycle's record, not the raw input.
+    let supervised = first("d2");
+    for key in [
+        "summary",
+        "recipient",
+        "status",
+        "policy_tier",
+        "reason_codes",
+        "escalations",
+        "deadline_ms",
+        "policy_digest",
+        "originator",
+        "beneficiary",
+        "content_hash",
+    ] {
+        assert!(supervised.get(key).is_some(), "per_transaction lacks {key}");
+    }
+    for key in ["transaction", "context_reads"] {
+        assert!(supervised.get(key).is_none(), "per_transaction has {key}");
+    }
+    // per_transaction_enhanced: justification, the full input, the context
+    // the policy saw, which policy and configuration decided.
+    let enhanced = first("d3");
+    assert_eq!(
+        enhanced["transaction"]["justification"],
+        "needed for the report"
+    );
+    for key in [
+        "context_reads",
+        "fuel_used",
+        "policy",
+        "policy_digest",
+        "config_digest",
+        "tenant_config_digest",
+        "reasons",
+        "originator",
+        "beneficiary",
+        "content_hash",
+    ] {
+        assert!(enhanced.get(key).is_some(), "enhanced lacks {key}");
+    }
+    // attempt_logged: the blocked attempt with its reasons.
+    let blocked = w.store().events("acme", Some("d4")).unwrap();
+    assert_eq!(blocked[0].event.kind, "attempt_blocked");
+    assert!(
+        !blocked[0].event.detail["reasons"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(blocked.iter().any(|e| e.event.kind == "owner_alerted"));
+}

@@ -539,6 +539,20 @@ async fn a_budget_for_n_payments_lets_exactly_n_through_under_concurrency() {
         }
     }
     assert_eq!(executed, 10);
+
+    // Audit ids stay unique and in chain order, and the chain holds.
+    let events = w.store().events("acme", None).unwrap();
+    tiergate::audit::verify_chain(&events).unwrap();
+    let ids: Vec<&str> = events
+        .iter()
+        .filter(|e| e.event.kind == "authorized")
+        .map(|e| e.audit_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 200);
+    let expected: Vec<String> = (1..=200)
+        .map(|n| format!("aud-2026-06-27-{n:03}"))
+        .collect();
+    assert_eq!(ids, expected);
 }
 
 #[test]
