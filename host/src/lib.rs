@@ -36,6 +36,7 @@ pub mod compliance;
 pub mod governance;
 mod model;
 mod runtime;
+pub mod server;
 pub mod store;
 
 pub use model::context::{

@@ -11,7 +11,7 @@ use super::{PolicyArgs, TenantArgs};
 /// The sandbox limits, with the wall-clock deadline taken from
 /// `TIERGATE_TIMEOUT_MS` when set (for commands without `--timeout-ms`, and
 /// for machines so loaded that the default backstop is too short).
-fn default_limits() -> Result<SandboxLimits> {
+pub fn default_limits() -> Result<SandboxLimits> {
     let mut limits = SandboxLimits::default();
     if let Some(text) = std::env::var_os("TIERGATE_TIMEOUT_MS") {
         let ms: u64 = text

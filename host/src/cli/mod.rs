@@ -9,6 +9,7 @@ mod govern;
 mod input;
 mod load;
 mod report;
+mod serve;
 mod simulate;
 
 use std::path::PathBuf;
@@ -63,6 +64,14 @@ enum Command {
     /// would change: counts per recorded -> simulated tier, and every payment
     /// that would become looser.
     Simulate(SimulateArgs),
+    /// Run the HTTP service: the API, the approval inbox, deadlines in the
+    /// background. Starts with a demo tenant and prints its keys.
+    Serve(ServeArgs),
+    /// Drive the article's day of transactions against a running service.
+    Demo(DemoArgs),
+    /// Create, revoke and list the service's API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Reports over the audit trail.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -218,6 +227,82 @@ enum AuditCommand {
         tenant: String,
         /// The audit id, such as aud-2026-06-27-005.
         audit_id: String,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// A settings file (TOML): listen, data_dir, tenants, demo_tenant,
+    /// body_limit_bytes, upload_limit_bytes. Flags and environment win.
+    #[arg(long, value_name = "FILE.toml", env = "TIERGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free one.
+    #[arg(long, value_name = "ADDR", env = "TIERGATE_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Where the store and the demo keys live [default: as for `authorize`].
+    #[arg(long, value_name = "DIR", env = "TIERGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// A tenant configuration to activate on start (repeatable).
+    #[arg(long, value_name = "CONFIG.toml")]
+    tenant: Vec<PathBuf>,
+    /// Do not set up the demo tenant.
+    #[arg(long)]
+    no_demo_tenant: bool,
+    /// Also drive the article's day of transactions through the demo tenant once started.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// The service's address.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TIERGATE_URL")]
+    url: String,
+    /// The demo agent's key [default: from the data directory's demo-keys.json].
+    #[arg(long, value_name = "TOKEN")]
+    key: Option<String>,
+    /// The service's data directory, to find the demo keys.
+    #[arg(long, value_name = "DIR", env = "TIERGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its token (shown only once).
+    Create {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The tenant (by id).
+        #[arg(long, value_name = "ID")]
+        tenant: String,
+        /// agent, approver, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// Whom it speaks for: an agent id (agents; `*` for any, the default),
+        /// the owner identity (approvers), a name (auditors, admins).
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Revoke a key: it stops working at once.
+    Revoke {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The tenant (by id).
+        #[arg(long, value_name = "ID")]
+        tenant: String,
+        /// The key's id (`k...`, the part after `tg_`).
+        key_id: String,
+    },
+    /// List a tenant's keys (never their secrets).
+    List {
+        /// The SQLite store [default: as for `authorize`].
+        #[arg(long, value_name = "PATH")]
+        store: Option<PathBuf>,
+        /// The tenant (by id).
+        #[arg(long, value_name = "ID")]
+        tenant: String,
     },
 }
 
@@ -391,6 +476,9 @@ pub fn main() -> ExitCode {
         }) => report::daily(store, &tenant, &day, json, svg),
         Command::Check { config, json } => check::run(&config, json),
         Command::Simulate(args) => simulate::run(args),
+        Command::Serve(args) => serve::serve(args),
+        Command::Demo(args) => serve::demo(args),
+        Command::Keys(command) => serve::keys(command),
     };
     match result {
         Ok(code) => code,

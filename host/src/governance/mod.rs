@@ -234,12 +234,12 @@ fn bind(config: &TenantConfig, compiled: &CompiledPolicy) -> Result<TenantPolicy
 }
 
 #[cfg(feature = "bundled-policies")]
-fn bundled(name: &str) -> Option<&'static [u8]> {
+pub(crate) fn bundled(name: &str) -> Option<&'static [u8]> {
     crate::bundled::get(name)
 }
 
 #[cfg(not(feature = "bundled-policies"))]
-fn bundled(_name: &str) -> Option<&'static [u8]> {
+pub(crate) fn bundled(_name: &str) -> Option<&'static [u8]> {
     None
 }
 

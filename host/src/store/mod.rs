@@ -8,12 +8,21 @@
 //! behind the trait, so another store (a PostgreSQL one shared by several
 //! hosts) can implement it without any caller changing.
 
+pub mod keys;
+pub mod rules;
 mod sqlite;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use keys::{ApiKey, KeyStore, Role};
+pub use rules::{RulesStore, StoredRules};
 pub use sqlite::{SqliteStore, utc_day};
+
+/// Everything the service keeps: the pipeline's state, keys and rules.
+pub trait Backend: Store + KeyStore + RulesStore {}
+
+impl<T: Store + KeyStore + RulesStore> Backend for T {}
 
 use crate::governance::{Authorization, GovernError};
 

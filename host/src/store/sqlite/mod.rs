@@ -94,6 +94,35 @@ CREATE INDEX ledger_by_recipient ON ledger (tenant, recipient);
 CREATE INDEX authorizations_in_order ON authorizations (tenant, requested_at_ms, tx_id);
 CREATE INDEX audit_events_by_kind ON audit_events (tenant, kind, seq);
 "#,
+    // The service: API keys, uploaded policies, each tenant's rules in force.
+    r#"
+CREATE TABLE api_keys (
+    key_id      TEXT    PRIMARY KEY,
+    tenant      TEXT    NOT NULL,
+    role        TEXT    NOT NULL,
+    subject     TEXT    NOT NULL,
+    secret_hash TEXT    NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    revoked_ms  INTEGER
+);
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+
+CREATE TABLE policies (
+    digest      TEXT    PRIMARY KEY,
+    component   BLOB    NOT NULL,
+    uploaded_ms INTEGER NOT NULL
+);
+
+CREATE TABLE tenant_rules (
+    tenant       TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    policy       TEXT    NOT NULL,
+    config       TEXT    NOT NULL,
+    activated_ms INTEGER NOT NULL,
+    actor        TEXT    NOT NULL,
+    PRIMARY KEY (tenant, version)
+);
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
@@ -101,6 +130,9 @@ CREATE INDEX audit_events_by_kind ON audit_events (tenant, kind, seq);
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
+
+mod keys;
+mod rules;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its
@@ -126,7 +158,7 @@ impl SqliteStore {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic mid-transaction rolled it back; the connection is usable.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -1,0 +1,225 @@
+//! `tiergate serve`, `tiergate demo` and `tiergate keys`: the service, a
+//! drive through the article's day against it, and its API keys.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use tiergate::server::{DemoKeys, ServeOptions, Service, issue_key};
+use tiergate::store::{KeyStore, Role, SqliteStore};
+
+use super::{DemoArgs, KeysCommand, ServeArgs, govern::default_store};
+
+/// The service's settings file: every key optional; flags and environment
+/// variables override it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    tenants: Vec<PathBuf>,
+    demo_tenant: Option<bool>,
+    body_limit_bytes: Option<usize>,
+    upload_limit_bytes: Option<usize>,
+}
+
+fn data_dir_default() -> PathBuf {
+    default_store()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("tiergate-data"))
+}
+
+pub fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let file: ServeFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => ServeFile::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(data_dir_default);
+    let mut options = ServeOptions::new(&data_dir);
+    options.listen = args.listen.or(file.listen).unwrap_or(options.listen);
+    options.tenants = file.tenants;
+    options.tenants.extend(args.tenant);
+    options.demo = !args.no_demo_tenant && file.demo_tenant.unwrap_or(true);
+    options.body_bytes = file.body_limit_bytes.unwrap_or(options.body_bytes);
+    options.upload_bytes = file.upload_limit_bytes.unwrap_or(options.upload_bytes);
+    options.sandbox = super::load::default_limits()?;
+    if args.demo && !options.demo {
+        bail!("--demo drives the demo tenant: drop --no-demo-tenant");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let service = Service::start(options).await?;
+        let base = format!("http://{}", service.addr);
+        println!("tiergate serving on {base}");
+        println!("  approval inbox  {base}/inbox");
+        println!("  API             {base}/v1 (described at {base}/openapi.json)");
+        println!("  data            {}", data_dir.display());
+        if let Some(keys) = &service.demo_keys {
+            print_demo_keys(keys, &data_dir);
+        }
+        if args.demo {
+            let keys = service.demo_keys.clone().expect("demo tenant is on");
+            let base = base.clone();
+            tokio::spawn(async move {
+                if let Err(e) = drive_article_day(&base, &keys.agent).await {
+                    eprintln!("error: the demo drive failed: {e:#}");
+                }
+            });
+        }
+        service.run_until_signal().await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_demo_keys(keys: &DemoKeys, data_dir: &Path) {
+    println!(
+        "demo tenant `demo` (seed-tiers, the article's four tiers); keys kept in {}:",
+        data_dir.join("demo-keys.json").display()
+    );
+    println!("  agent     {}", keys.agent);
+    println!("  approver  {}  (alice@demo.example)", keys.approver);
+    println!("  approver  {}  (bob@demo.example)", keys.second_approver);
+    println!("  auditor   {}", keys.auditor);
+    println!("  admin     {}", keys.admin);
+}
+
+pub fn demo(args: DemoArgs) -> Result<ExitCode> {
+    let key = match args.key {
+        Some(k) => k,
+        None => {
+            let dir = args.data_dir.unwrap_or_else(data_dir_default);
+            let path = dir.join("demo-keys.json");
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read {}: start `tiergate serve` first, or pass --key",
+                    path.display()
+                )
+            })?;
+            serde_json::from_str::<DemoKeys>(&text)?.agent
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(drive_article_day(args.url.trim_end_matches('/'), &key))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Posts the article's day of transactions (with ids unique to this run)
+/// and prints what became of each.
+async fn drive_article_day(base: &str, agent_key: &str) -> Result<()> {
+    const DAY: &str = include_str!("../../../examples/article-day.jsonl");
+    let run = {
+        use tiergate::governance::Clock;
+        tiergate::governance::SystemClock.now_ms() / 1000
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    println!("driving the article's day against {base}:");
+    for line in DAY.lines().filter(|l| !l.trim().is_empty()) {
+        let text = line
+            .replacen("\"tenant\": \"acme\"", "\"tenant\": \"demo\"", 1)
+            .replacen("\"id\": \"", &format!("\"id\": \"demo-{run}-"), 1);
+        let response = client
+            .post(format!("{base}/v1/authorizations"))
+            .bearer_auth(agent_key)
+            .header("content-type", "application/json")
+            .body(text)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {base}"))?;
+        let status = response.status();
+        let body: serde_json::Value = serde_json::from_str(&response.text().await?)?;
+        if !status.is_success() {
+            bail!("the service refused a transaction ({status}): {body}");
+        }
+        let t = &body["transaction"];
+        println!(
+            "  {:<28} {:>8} {:<5} {:<14} {:<13} {:<17} {}",
+            t["id"].as_str().unwrap_or_default(),
+            t["amount"].as_str().unwrap_or_default(),
+            t["currency"].as_str().unwrap_or_default(),
+            t["category"].as_str().unwrap_or_default(),
+            body["tier"].as_str().unwrap_or_default(),
+            body["status"].as_str().unwrap_or_default(),
+            body["audit_id"].as_str().unwrap_or_default(),
+        );
+    }
+    println!(
+        "open the inbox with the approver key to approve the $89 hire; supervised payments execute when their 30 s veto window closes"
+    );
+    Ok(())
+}
+
+pub fn keys(command: KeysCommand) -> Result<ExitCode> {
+    let now = {
+        use tiergate::governance::Clock;
+        tiergate::governance::SystemClock.now_ms()
+    };
+    match command {
+        KeysCommand::Create {
+            store,
+            tenant,
+            role,
+            subject,
+        } => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let subject = match (role, subject) {
+                (_, Some(s)) => s,
+                (Role::Agent, None) => "*".to_string(),
+                (_, None) => bail!(
+                    "--subject is required for a {role} key: the owner or person it speaks for"
+                ),
+            };
+            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+            let issued = issue_key(&store, &tenant, role, &subject, now)?;
+            eprintln!(
+                "created {role} key {} for tenant {tenant} ({subject}); the token is shown only now:",
+                issued.key.key_id
+            );
+            println!("{}", issued.token);
+        }
+        KeysCommand::Revoke {
+            store,
+            tenant,
+            key_id,
+        } => {
+            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+            if !store.revoke_key(&tenant, &key_id, now)? {
+                bail!("tenant {tenant} has no key {key_id}");
+            }
+            println!("revoked {key_id}");
+        }
+        KeysCommand::List { store, tenant } => {
+            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+            for k in store.keys(&tenant)? {
+                println!(
+                    "{}  {:<8} {:<28} created {}{}",
+                    k.key_id,
+                    k.role.as_str(),
+                    k.subject,
+                    tiergate::audit::utc_time(k.created_ms),
+                    k.revoked_ms
+                        .map(|r| format!("  REVOKED {}", tiergate::audit::utc_time(r)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,159 @@
+//! Errors as the API answers them: JSON with a stable code, a message that
+//! says what to do, and the offending field when one is to blame.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::governance::GovernError;
+use crate::model::transaction::InvalidTransaction;
+use crate::store::StoreError;
+
+/// An API error.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable, machine-readable code such as `invalid_transaction`.
+    pub code: &'static str,
+    /// What went wrong and what to do, for a person.
+    pub message: String,
+    /// The request field to blame, when one is.
+    pub field: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    /// An error without a field.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    /// Names the field to blame.
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    /// 401: no valid key.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: the key may not do this.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 500: our fault; the message is logged, the caller gets a generic one.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %message, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the service failed to complete the request; it was logged; retry later",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the store could not be read or written; nothing was changed; retry later",
+        )
+    }
+}
+
+impl From<InvalidTransaction> for ApiError {
+    fn from(e: InvalidTransaction) -> Self {
+        let field = e.field.clone();
+        let mut err = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_transaction",
+            e.to_string(),
+        );
+        err.field = field;
+        err
+    }
+}
+
+impl From<GovernError> for ApiError {
+    fn from(e: GovernError) -> Self {
+        use GovernError as G;
+        use StatusCode as S;
+        let message = e.to_string();
+        match e {
+            G::InvalidTransaction(inner) => inner.into(),
+            G::CurrencyMismatch { .. } => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "currency_mismatch", message).field("currency")
+            }
+            G::Conflict { .. } => Self::new(S::CONFLICT, "id_conflict", message).field("id"),
+            G::NotFound { .. } | G::UnknownTenant(_) => Self::not_found(message),
+            G::NotAnOwner { .. } => Self::forbidden("not_an_owner", message),
+            G::OwnPayment { .. } => Self::forbidden("own_payment", message),
+            G::HashMismatch { .. } => {
+                Self::new(S::CONFLICT, "hash_mismatch", message).field("content_hash")
+            }
+            G::WrongStatus { .. } => Self::new(S::CONFLICT, "wrong_status", message),
+            G::AlreadyDecided { .. } => Self::new(S::CONFLICT, "already_decided", message),
+            G::DeadlinePassed { .. } => Self::new(S::CONFLICT, "deadline_passed", message),
+            G::NotDue(_) => Self::new(S::CONFLICT, "not_due", message),
+            G::NoSuchRecord { .. } => Self::not_found(message).field("seq"),
+            G::EmptyCorrection => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "empty_note", message).field("note")
+            }
+            G::Config(_) | G::Setup { .. } => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_config", message).field("config")
+            }
+            G::Policy { .. } => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_policy", message).field("policy")
+            }
+            G::Store(inner) => inner.into(),
+            other => Self::internal(other),
+        }
+    }
+}

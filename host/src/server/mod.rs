@@ -1,0 +1,128 @@
+//! `tiergate serve`: the governance pipeline as an HTTP service. A thin
+//! layer over the library: handlers authenticate, parse and answer; every
+//! decision is the [`Governor`]'s.
+
+mod auth;
+mod body;
+mod error;
+mod routes;
+mod setup;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+pub use auth::{Caller, IssuedKey, authenticate, issue_key};
+pub use error::ApiError;
+pub use setup::{DemoKeys, Service};
+
+use crate::governance::Governor;
+use crate::runtime::Runtime;
+use crate::store::Backend;
+
+/// How to run the service.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Where to listen; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// Where the store and the demo keys live.
+    pub data_dir: PathBuf,
+    /// Tenant configuration files to activate on start (their policy a
+    /// `.wasm` file or a bundled policy's name).
+    pub tenants: Vec<PathBuf>,
+    /// Set up the demo tenant (seed-tiers with the article's four tiers) and its keys.
+    pub demo: bool,
+    /// Request body limit for JSON, in bytes.
+    pub body_bytes: usize,
+    /// Upload limit for policy components, in bytes.
+    pub upload_bytes: usize,
+    /// How often deadlines are processed.
+    pub deadline_interval: Duration,
+    /// The policy sandbox's limits.
+    pub sandbox: crate::SandboxLimits,
+}
+
+impl ServeOptions {
+    /// Loopback on port 8080, data in `data_dir`, the usual limits.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ServeOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.into(),
+            tenants: Vec::new(),
+            demo: false,
+            body_bytes: 64 * 1024,
+            upload_bytes: 8 * 1024 * 1024,
+            deadline_interval: Duration::from_millis(500),
+            sandbox: crate::SandboxLimits::default(),
+        }
+    }
+}
+
+/// Request size limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// JSON bodies.
+    pub body_bytes: usize,
+    /// Policy uploads.
+    pub upload_bytes: usize,
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
+}
+
+struct StateInner {
+    governor: Governor,
+    store: Arc<dyn Backend>,
+    runtime: Runtime,
+    limits: Limits,
+}
+
+impl AppState {
+    fn new(governor: Governor, store: Arc<dyn Backend>, runtime: Runtime, limits: Limits) -> Self {
+        AppState {
+            inner: Arc::new(StateInner {
+                governor,
+                store,
+                runtime,
+                limits,
+            }),
+        }
+    }
+
+    /// The governance pipeline.
+    pub fn governor(&self) -> &Governor {
+        &self.inner.governor
+    }
+
+    /// The store, with keys and rules.
+    pub fn store(&self) -> &Arc<dyn Backend> {
+        &self.inner.store
+    }
+
+    /// The policy runtime, for uploads.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Body limits.
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+}
+
+/// The service's routes over `state`.
+pub fn router(state: AppState) -> Router {
+    routes::router().with_state(state)
+}
+
+/// Milliseconds since the epoch, from the system clock.
+fn now_ms() -> u64 {
+    use crate::governance::Clock;
+    crate::governance::SystemClock.now_ms()
+}

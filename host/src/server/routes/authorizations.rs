@@ -1,0 +1,109 @@
+//! Authorizing payments and reading them back.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use crate::governance::{Authorization, Status};
+use crate::model::transaction::Transaction;
+use crate::server::body::JsonText;
+use crate::server::{ApiError, AppState, Caller, now_ms};
+use crate::store::Role;
+
+/// `POST /v1/authorizations`: an agent key asks to pay. 201 with the new
+/// authorization, or 200 with the stored one when the id was seen before.
+pub(super) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonText,
+) -> Result<(StatusCode, Json<Authorization>), ApiError> {
+    caller.require(&[Role::Agent])?;
+    let tx = Transaction::from_json(&body.0, now_ms())?;
+    if tx.tenant != caller.tenant() {
+        return Err(ApiError::forbidden(
+            "tenant_mismatch",
+            format!(
+                "this key belongs to tenant {}; it cannot authorize for {}",
+                caller.tenant(),
+                tx.tenant
+            ),
+        )
+        .field("tenant"));
+    }
+    if caller.0.subject != "*" && tx.agent != caller.0.subject {
+        return Err(ApiError::forbidden(
+            "agent_mismatch",
+            format!(
+                "this key speaks for agent {}, not {}",
+                caller.0.subject, tx.agent
+            ),
+        )
+        .field("agent"));
+    }
+    let governor = state.governor();
+    let seen = governor.get(&tx.tenant, &tx.id).is_ok();
+    let auth = governor.authorize_from(tx, caller.0.key_id.clone()).await?;
+    tracing::info!(tx_id = %auth.transaction.id, audit_id = %auth.audit_id, tier = %auth.tier,
+        status = auth.status.as_str(), "authorized");
+    let status = if seen {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(auth)))
+}
+
+/// `GET /v1/authorizations/{tx_id}`. An agent key sees only what it submitted.
+pub(super) async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tx_id): Path<String>,
+) -> Result<Json<Authorization>, ApiError> {
+    let auth = state.governor().get(caller.tenant(), &tx_id)?;
+    if !visible_to(&caller, &auth) {
+        return Err(ApiError::not_found(format!(
+            "tenant {} has no transaction {tx_id}",
+            caller.tenant()
+        )));
+    }
+    Ok(Json(auth))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// Comma-separated statuses; all when absent.
+    status: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+/// `GET /v1/authorizations?status=a,b&limit=N`: newest first.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Authorization>>, ApiError> {
+    let statuses = match &q.status {
+        None => Vec::new(),
+        Some(text) => text
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .parse::<Status>()
+                    .map_err(|m| ApiError::bad_request("invalid_query", m).field("status"))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let limit = q.limit.unwrap_or(100).min(1000);
+    let mut all = state.governor().list(caller.tenant(), &statuses)?;
+    all.retain(|a| visible_to(&caller, a));
+    all.reverse();
+    all.truncate(limit);
+    Ok(Json(all))
+}
+
+fn visible_to(caller: &Caller, auth: &Authorization) -> bool {
+    caller.0.role != Role::Agent || auth.caller.as_deref() == Some(caller.0.key_id.as_str())
+}

@@ -1,0 +1,281 @@
+//! Starting the service: the store, the tenants' rules (as last activated,
+//! then any configuration files given), the demo tenant, the background
+//! deadline runner, and a graceful shutdown.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{AppState, IssuedKey, Limits, ServeOptions, issue_key, now_ms};
+use crate::governance::{Governor, TenantConfig};
+use crate::runtime::{CompiledPolicy, Runtime};
+use crate::store::{Backend, Role, RulesStore, SqliteStore, Store};
+
+/// The demo tenant's configuration: the article's four tiers over seed-tiers.
+const DEMO_TENANT: &str = include_str!("demo-tenant.toml");
+
+/// The demo tenant's keys, generated on first start and kept in the data
+/// directory (readable only by its owner) so later starts can show them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoKeys {
+    /// Authorizes payments as `procurement-agent-prod`.
+    pub agent: String,
+    /// Decides held payments as `alice@demo.example`.
+    pub approver: String,
+    /// A second owner, for four-eyes approvals.
+    pub second_approver: String,
+    /// Reads the audit trail.
+    pub auditor: String,
+    /// Uploads and activates policies.
+    pub admin: String,
+}
+
+/// A running service.
+pub struct Service {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The demo tenant's keys, when it runs the demo.
+    pub demo_keys: Option<DemoKeys>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    deadlines: tokio::task::JoinHandle<()>,
+}
+
+impl Service {
+    /// Opens the store, loads the tenants, binds the listener and starts
+    /// serving in the background.
+    pub async fn start(options: ServeOptions) -> Result<Service> {
+        let store = Arc::new(
+            SqliteStore::open(&options.data_dir.join("tiergate.db"))
+                .context("cannot open the store")?,
+        );
+        let runtime =
+            Runtime::with_limits(options.sandbox).context("cannot start the policy runtime")?;
+        if options.demo {
+            ensure_demo_rules(store.as_ref())?;
+        }
+        for path in &options.tenants {
+            activate_file(store.as_ref(), &runtime, path)?;
+        }
+        let mut builder = Governor::builder(runtime.clone(), store.clone() as Arc<dyn Store>)
+            .activated_by("service-start");
+        for (config, compiled) in load_rules(store.as_ref(), &runtime)?.into_values() {
+            builder = builder.tenant_with_policy(config, &compiled)?;
+        }
+        let governor = builder.build()?;
+        let demo_keys = if options.demo {
+            Some(demo_keys(store.as_ref(), &options.data_dir)?)
+        } else {
+            None
+        };
+        let state = AppState::new(
+            governor.clone(),
+            store.clone() as Arc<dyn Backend>,
+            runtime,
+            Limits {
+                body_bytes: options.body_bytes,
+                upload_bytes: options.upload_bytes,
+            },
+        );
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", options.listen))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, mut stop) = watch::channel(false);
+        let app = super::router(state);
+        let mut stop_server = shutdown.subscribe();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_server.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        let interval = options.deadline_interval;
+        let deadlines = tokio::spawn(async move {
+            loop {
+                match governor.run_deadlines().await {
+                    Ok(moved) => {
+                        for a in moved {
+                            tracing::info!(tx_id = %a.transaction.id, audit_id = %a.audit_id,
+                                status = a.status.as_str(), "deadline processed");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "deadline run failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        });
+        tracing::info!(%addr, "tiergate serving");
+        Ok(Service {
+            addr,
+            demo_keys,
+            shutdown,
+            server,
+            deadlines,
+        })
+    }
+
+    /// Stops accepting requests, lets the ones in flight finish, stops the
+    /// deadline runner after its current pass, and returns.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.shutdown.send(true);
+        self.server.await??;
+        let _ = self.deadlines.await;
+        Ok(())
+    }
+
+    /// Runs until the process gets Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> Result<()> {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        self.shutdown().await
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// A tenant's rules from the store: the parsed configuration and the
+/// compiled policy it names.
+fn load_rules(
+    store: &SqliteStore,
+    runtime: &Runtime,
+) -> Result<BTreeMap<String, (TenantConfig, CompiledPolicy)>> {
+    let mut out = BTreeMap::new();
+    for rules in store.active_rules()? {
+        let config = TenantConfig::parse(&rules.config, Path::new(&rules.tenant))
+            .with_context(|| format!("tenant {}'s stored configuration", rules.tenant))?;
+        let compiled = compile_named(store, runtime, &rules.policy)
+            .with_context(|| format!("tenant {}'s stored policy {}", rules.tenant, rules.policy))?;
+        out.insert(rules.tenant.clone(), (config, compiled));
+    }
+    Ok(out)
+}
+
+/// Compiles a policy named by digest (an uploaded component) or by a bundled name.
+pub(super) fn compile_named(
+    store: &dyn RulesStore,
+    runtime: &Runtime,
+    policy: &str,
+) -> Result<CompiledPolicy> {
+    if policy.starts_with("sha256:") {
+        let bytes = store
+            .policy_component(policy)?
+            .with_context(|| format!("no uploaded policy has digest {policy}"))?;
+        return Ok(runtime.compile(&bytes)?);
+    }
+    let bytes = crate::governance::bundled(policy).with_context(|| {
+        format!("{policy:?} is neither an uploaded policy's digest nor a bundled policy")
+    })?;
+    Ok(runtime.compile(bytes)?)
+}
+
+/// Activates a configuration file's rules, unless they are already the
+/// tenant's latest.
+fn activate_file(store: &SqliteStore, runtime: &Runtime, path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read tenant configuration {}", path.display()))?;
+    let config = TenantConfig::parse(&text, path)?;
+    let location = config.policy_location();
+    let policy = if location.exists() {
+        let bytes = std::fs::read(&location)
+            .with_context(|| format!("cannot read policy {}", location.display()))?;
+        runtime
+            .compile(&bytes)
+            .with_context(|| format!("policy {}", location.display()))?;
+        let digest = crate::model::digest::sha256(&bytes);
+        store.put_policy(&digest, &bytes, now_ms())?;
+        digest
+    } else {
+        config.policy.path.clone()
+    };
+    let latest = store
+        .active_rules()?
+        .into_iter()
+        .find(|r| r.tenant == config.tenant);
+    if latest.is_some_and(|r| r.policy == policy && r.config == text) {
+        return Ok(());
+    }
+    // Check before recording: rules that do not load are never stored.
+    let compiled = compile_named(store, runtime, &policy)?;
+    let document = config
+        .policy_config_json()
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    compiled
+        .configure(&document)
+        .with_context(|| format!("{}: the policy refuses its configuration", path.display()))?;
+    store.put_rules(
+        &config.tenant,
+        &policy,
+        &text,
+        &format!("file:{}", path.display()),
+        now_ms(),
+    )?;
+    Ok(())
+}
+
+fn ensure_demo_rules(store: &SqliteStore) -> Result<()> {
+    if !store.active_rules()?.iter().any(|r| r.tenant == "demo") {
+        store.put_rules("demo", "seed-tiers", DEMO_TENANT, "demo-setup", now_ms())?;
+    }
+    Ok(())
+}
+
+fn demo_keys(store: &SqliteStore, data_dir: &Path) -> Result<DemoKeys> {
+    let path = data_dir.join("demo-keys.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a demo key file", path.display()));
+    }
+    let now = now_ms();
+    let issue = |role: Role, subject: &str| -> Result<String> {
+        let IssuedKey { token, .. } = issue_key(store, "demo", role, subject, now)?;
+        Ok(token)
+    };
+    let keys = DemoKeys {
+        agent: issue(Role::Agent, "*")?,
+        approver: issue(Role::Approver, "alice@demo.example")?,
+        second_approver: issue(Role::Approver, "bob@demo.example")?,
+        auditor: issue(Role::Auditor, "auditor@demo.example")?,
+        admin: issue(Role::Admin, "admin@demo.example")?,
+    };
+    write_private(&path, &serde_json::to_string_pretty(&keys)?)?;
+    Ok(keys)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
