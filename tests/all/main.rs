@@ -10,6 +10,7 @@ mod failures;
 mod history;
 mod loading;
 mod pipeline;
+mod service;
 mod tiers;
 
 use std::sync::{Arc, OnceLock};

@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod executor;
 pub(crate) mod history;
+mod observer;
 mod plan;
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub use config::{
 };
 pub use error::GovernError;
 pub use executor::{LedgerExecutor, PaymentExecutor};
+pub use observer::Observer;
 
 use crate::model::transaction::Transaction;
 use crate::runtime::{CompiledPolicy, Runtime, TenantPolicy};
@@ -48,6 +50,7 @@ struct Inner {
     store: Arc<dyn Store>,
     executor: Arc<dyn PaymentExecutor>,
     clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
     // Swapped whole on activation; a request holds its tenant's Arc, so it
     // finishes on the rules it started with.
     tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
@@ -66,6 +69,7 @@ pub struct GovernorBuilder {
     clock: Arc<dyn Clock>,
     tenants: BTreeMap<String, Arc<Tenant>>,
     activated_by: Option<String>,
+    observer: Arc<dyn Observer>,
 }
 
 impl GovernorBuilder {
@@ -79,6 +83,12 @@ impl GovernorBuilder {
     /// Uses `clock` for request times and deadlines (the system clock by default).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Tells `observer` of every classification and new authorization.
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = observer;
         self
     }
 
@@ -144,6 +154,7 @@ impl GovernorBuilder {
                 store: self.store,
                 executor,
                 clock: self.clock,
+                observer: self.observer,
                 tenants: RwLock::new(self.tenants),
             }),
         })
@@ -262,6 +273,7 @@ impl Governor {
             clock: Arc::new(SystemClock),
             tenants: BTreeMap::new(),
             activated_by: None,
+            observer: Arc::new(observer::Nobody),
         }
     }
 
@@ -399,10 +411,14 @@ impl Governor {
                 at_ms: tx.requested_at_ms,
                 currency: tx.currency.clone(),
             });
+            let started = std::time::Instant::now();
             let decision = tenant
                 .policy
                 .classify_blocking(&tx, context)
                 .map_err(|e| GovernError::Classify(e.to_string()))?;
+            self.inner
+                .observer
+                .classified(&tx.tenant, &decision, started.elapsed());
             let request = plan::Request {
                 config: &tenant.config,
                 tx: &tx,
@@ -415,12 +431,14 @@ impl Governor {
             };
             Ok(plan::authorize(&request, &snapshot.holdings, audit_id))
         };
-        match store.record(&entry, &mut decide)? {
+        let auth = match store.record(&entry, &mut decide)? {
             // Another request with this id won the race.
-            Recorded::Existing(existing) => same_request(existing, &hash),
-            Recorded::New(auth) if auth.status == Status::Executing => self.execute(auth),
-            Recorded::New(auth) => Ok(auth),
-        }
+            Recorded::Existing(existing) => return same_request(existing, &hash),
+            Recorded::New(auth) if auth.status == Status::Executing => self.execute(auth)?,
+            Recorded::New(auth) => auth,
+        };
+        self.inner.observer.recorded(&auth);
+        Ok(auth)
     }
 
     /// An owner's verdict on a held payment: approve or reject one awaiting

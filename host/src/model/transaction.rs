@@ -62,13 +62,20 @@ pub struct InvalidTransaction {
     /// The offending field (`amount`, `metadata.key`, ...), when one is to blame.
     pub field: Option<String>,
     message: String,
+    syntax: bool,
 }
 
 impl InvalidTransaction {
+    /// Whether the text was not JSON at all (rather than a bad transaction).
+    pub fn is_syntax(&self) -> bool {
+        self.syntax
+    }
+
     fn field(field: &str, problem: impl std::fmt::Display) -> Self {
         InvalidTransaction {
             field: Some(field.to_string()),
             message: format!("`{field}` {problem}"),
+            syntax: false,
         }
     }
 }
@@ -101,25 +108,45 @@ impl Transaction {
     /// The text is parsed directly (not through `serde_json::Value`), so a
     /// number such as `89.00` reaches the amount as written, never as `f64`.
     pub fn from_json(text: &str, now_ms: u64) -> Result<Self, InvalidTransaction> {
-        let invalid = |e: serde_json::Error| InvalidTransaction {
-            field: None,
-            message: without_position(&e),
-        };
-        let shape: serde_json::Value = serde_json::from_str(text).map_err(invalid)?;
+        let shape: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| InvalidTransaction {
+                field: None,
+                message: format!("not valid JSON: {}", without_position(&e)),
+                syntax: true,
+            })?;
         let Some(object) = shape.as_object() else {
             return Err(InvalidTransaction {
                 field: None,
                 message: "expected a JSON object".into(),
+                syntax: false,
             });
         };
+        // Read with the path kept, so an error names the field at fault.
+        let read = |text: &str| {
+            let de = &mut serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize::<_, Transaction>(de).map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = without_position(&inner);
+                let named = ["unknown field `", "missing field `"]
+                    .iter()
+                    .find_map(|p| message.strip_prefix(p))
+                    .and_then(|rest| rest.split('`').next())
+                    .map(str::to_string);
+                InvalidTransaction {
+                    field: named.or((path != ".").then_some(path)),
+                    message,
+                    syntax: false,
+                }
+            })
+        };
         let tx: Transaction = if object.contains_key("requested_at_ms") {
-            serde_json::from_str(text).map_err(invalid)?
+            read(text)?
         } else {
             // Splice the stamp in as the first member; the rest stays byte for byte.
             let body = text.trim_start().strip_prefix('{').unwrap_or_default();
             let separator = if object.is_empty() { "" } else { "," };
-            serde_json::from_str(&format!("{{\"requested_at_ms\":{now_ms}{separator}{body}"))
-                .map_err(invalid)?
+            read(&format!("{{\"requested_at_ms\":{now_ms}{separator}{body}"))?
         };
         tx.validate()?;
         Ok(tx)

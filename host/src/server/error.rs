@@ -111,11 +111,12 @@ impl From<StoreError> for ApiError {
 impl From<InvalidTransaction> for ApiError {
     fn from(e: InvalidTransaction) -> Self {
         let field = e.field.clone();
-        let mut err = Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_transaction",
-            e.to_string(),
-        );
+        let (status, code) = if e.is_syntax() {
+            (StatusCode::BAD_REQUEST, "invalid_json")
+        } else {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_transaction")
+        };
+        let mut err = Self::new(status, code, e.to_string());
         err.field = field;
         err
     }

@@ -5,6 +5,7 @@
 mod auth;
 mod body;
 mod error;
+mod metrics;
 mod routes;
 mod setup;
 
@@ -17,6 +18,7 @@ use axum::Router;
 
 pub use auth::{Caller, IssuedKey, authenticate, issue_key};
 pub use error::ApiError;
+pub use metrics::Metrics;
 pub use setup::{DemoKeys, Service};
 
 use crate::governance::Governor;
@@ -81,18 +83,31 @@ struct StateInner {
     store: Arc<dyn Backend>,
     runtime: Runtime,
     limits: Limits,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    fn new(governor: Governor, store: Arc<dyn Backend>, runtime: Runtime, limits: Limits) -> Self {
+    fn new(
+        governor: Governor,
+        store: Arc<dyn Backend>,
+        runtime: Runtime,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         AppState {
             inner: Arc::new(StateInner {
                 governor,
                 store,
                 runtime,
                 limits,
+                metrics,
             }),
         }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     /// The governance pipeline.
@@ -116,9 +131,33 @@ impl AppState {
     }
 }
 
-/// The service's routes over `state`.
+/// The service's routes over `state`, every request counted and timed.
 pub fn router(state: AppState) -> Router {
-    routes::router().with_state(state)
+    routes::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    // The route's pattern, not the path: ids would explode the label set.
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics()
+        .request(&route, response.status().as_u16(), started.elapsed());
+    response
 }
 
 /// Milliseconds since the epoch, from the system clock.

@@ -62,8 +62,10 @@ impl Service {
         for path in &options.tenants {
             activate_file(store.as_ref(), &runtime, path)?;
         }
+        let metrics = Arc::new(super::Metrics::new());
         let mut builder = Governor::builder(runtime.clone(), store.clone() as Arc<dyn Store>)
-            .activated_by("service-start");
+            .activated_by("service-start")
+            .observer(metrics.clone());
         for (config, compiled) in load_rules(store.as_ref(), &runtime)?.into_values() {
             builder = builder.tenant_with_policy(config, &compiled)?;
         }
@@ -81,6 +83,7 @@ impl Service {
                 body_bytes: options.body_bytes,
                 upload_bytes: options.upload_bytes,
             },
+            metrics,
         );
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await

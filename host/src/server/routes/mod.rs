@@ -31,5 +31,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/v1/rules/check", post(rules::check))
         .route("/healthz", get(ops::health))
         .route("/readyz", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
 }

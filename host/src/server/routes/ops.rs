@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::server::{ApiError, AppState};
@@ -19,6 +20,23 @@ pub(super) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, 
         .await
         .map_err(ApiError::internal)??;
     Ok(Json(json!({ "status": "ready" })))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let store = state.store().clone();
+    let metrics = state.metrics().clone();
+    let text = tokio::task::spawn_blocking(move || metrics.render(store.as_ref()))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// Any other path.

@@ -1,0 +1,23 @@
+//! Hooks for whoever watches the pipeline (the service's metrics): told of
+//! each classification and each new authorization, never able to change them.
+
+use std::time::Duration;
+
+use super::Authorization;
+use crate::model::decision::Decision;
+
+/// Watches the pipeline. Calls happen on the authorizing thread, so keep
+/// them quick; the default methods do nothing.
+pub trait Observer: Send + Sync {
+    /// A tenant's policy classified a payment in `elapsed` (the sandbox
+    /// included).
+    fn classified(&self, _tenant: &str, _decision: &Decision, _elapsed: Duration) {}
+
+    /// A new authorization was recorded (and, when autonomous, executed).
+    fn recorded(&self, _authorization: &Authorization) {}
+}
+
+/// Watches nothing.
+pub(crate) struct Nobody;
+
+impl Observer for Nobody {}

@@ -1,0 +1,892 @@
+//! `tiergate serve` over real HTTP on loopback: the article's scenario, every
+//! role's permissions and refusals, tenant isolation, bad requests, policy
+//! upload and activation, concurrency against a budget, metrics, and a
+//! restart with payments still waiting.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `tiergate serve`, killed on drop.
+pub(crate) struct Served {
+    child: Child,
+    pub(crate) base: String,
+    pub(crate) data: PathBuf,
+    pub(crate) keys: Value,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Starts the binary on a free port over `data`, with extra arguments.
+    pub(crate) fn start(data: &Path, extra: &[&str]) -> Served {
+        let mut child = crate::tiergate_command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tiergate serve starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines
+            .next()
+            .expect("a first line")
+            .expect("readable stdout");
+        let base = first
+            .strip_prefix("tiergate serving on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+            .to_string();
+        // Keep draining stdout so the service never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let keys = std::fs::read_to_string(data.join("demo-keys.json"))
+            .ok()
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or(Value::Null);
+        Served {
+            child,
+            base,
+            data: data.to_path_buf(),
+            keys,
+        }
+    }
+
+    pub(crate) fn key(&self, role: &str) -> String {
+        self.keys[role].as_str().expect("a demo key").to_string()
+    }
+
+    /// Stops the service with SIGTERM and waits for it: a graceful shutdown.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
+    }
+
+    /// Kills the service outright, as a crash would.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Creates a key with the CLI against the service's store.
+fn create_key(data: &Path, tenant: &str, role: &str, subject: Option<&str>) -> String {
+    let mut cmd = crate::tiergate_command();
+    cmd.args([
+        "keys", "create", "--tenant", tenant, "--role", role, "--store",
+    ])
+    .arg(data.join("tiergate.db"));
+    if let Some(s) = subject {
+        cmd.args(["--subject", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A tenant configuration file: acme's rules under another id, with changes.
+fn tenant_file(dir: &Path, tenant: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut text = include_str!("../../examples/tenants/acme.toml")
+        .replace(r#"tenant = "acme""#, &format!(r#"tenant = "{tenant}""#));
+    for (from, to) in edits {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
+    }
+    let path = dir.join(format!("{tenant}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
+    pub(crate) text: String,
+}
+
+pub(crate) async fn call(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> Response {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), url).body(body);
+    if let Some(k) = key {
+        request = request.bearer_auth(k);
+    }
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    let response = request.send().await.expect("the service answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Response { status, body, text }
+}
+
+pub(crate) async fn get(s: &Served, path: &str, key: &str) -> Response {
+    call("GET", &format!("{}{path}", s.base), Some(key), None, "").await
+}
+
+pub(crate) async fn post(s: &Served, path: &str, key: &str, body: &Value) -> Response {
+    call(
+        "POST",
+        &format!("{}{path}", s.base),
+        Some(key),
+        Some("application/json"),
+        body.to_string(),
+    )
+    .await
+}
+
+pub(crate) fn payment(tenant: &str, id: &str, amount: &str, category: &str, trust: &str) -> Value {
+    json!({
+        "id": id, "tenant": tenant, "agent": "procurement-agent-prod", "amount": amount,
+        "currency": "USDC", "category": category, "recipient": format!("{category}.vendor.example"),
+        "recipient_trust": trust, "justification": "EURC liquidity analysis for MiCA compliance report",
+    })
+}
+
+async fn verdict(s: &Served, key: &str, auth: &Value, act: &str, reason: &str) -> Response {
+    let tx = auth["transaction"]["id"].as_str().unwrap();
+    post(
+        s,
+        &format!("/v1/approvals/{tx}/{act}"),
+        key,
+        &json!({"reason": reason, "content_hash": auth["content_hash"]}),
+    )
+    .await
+}
+
+fn error_code(r: &Response) -> &str {
+    r.body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_articles_day_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let agent = s.key("agent");
+    let mut tiers = Vec::new();
+    for line in include_str!("../../examples/article-day.jsonl").lines() {
+        let mut tx: Value = serde_json::from_str(line).unwrap();
+        tx["tenant"] = json!("demo");
+        let r = post(&s, "/v1/authorizations", &agent, &tx).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        tiers.push((
+            r.body["tier"].as_str().unwrap().to_string(),
+            r.body["status"].as_str().unwrap().to_string(),
+        ));
+    }
+    let expected = [
+        ("autonomous", "executed"),
+        ("autonomous", "executed"),
+        ("supervised", "pending_veto"),
+        ("supervised", "pending_veto"),
+        ("collaborative", "awaiting_approval"),
+        ("prohibited", "blocked"),
+    ];
+    let got: Vec<(&str, &str)> = tiers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(got, expected);
+
+    // The same request again is the same answer, not a second payment.
+    let mut again: Value = serde_json::from_str(
+        include_str!("../../examples/article-day.jsonl")
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    again["tenant"] = json!("demo");
+    let r = post(&s, "/v1/authorizations", &agent, &again).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    // The owner sees the $89 hire waiting, approves it, and it executes.
+    let waiting = get(&s, "/v1/approvals", &s.key("approver")).await;
+    let hire = waiting
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["transaction"]["id"] == "tx-005")
+        .unwrap()
+        .clone();
+    assert_eq!(hire["transaction"]["amount"], "89.00");
+    let approved = verdict(
+        &s,
+        &s.key("approver"),
+        &hire,
+        "approve",
+        "analysis is in budget",
+    )
+    .await;
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    assert_eq!(approved.body["status"], "executed");
+    assert!(approved.body["execution_ref"].as_str().is_some());
+    // A second verdict on it is refused.
+    let twice = verdict(&s, &s.key("second_approver"), &hire, "approve", "me too").await;
+    assert_eq!(twice.status, 409, "{}", twice.text);
+
+    // The auditor sees the whole chain of it, and the chain verifies.
+    let chain = get(&s, "/v1/audit/transactions/tx-005", &s.key("auditor")).await;
+    let kinds: Vec<&str> = chain.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.starts_with(&[
+            "authorized",
+            "owner_notified",
+            "approved",
+            "executing",
+            "executed"
+        ]),
+        "{kinds:?}"
+    );
+    let verified = get(&s, "/v1/audit/verify", &s.key("auditor")).await;
+    assert_eq!(verified.body["ok"], true, "{}", verified.text);
+    let csv = get(
+        &s,
+        "/v1/audit/records?format=csv&tier=collaborative",
+        &s.key("auditor"),
+    )
+    .await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.text.starts_with("audit_id,tenant,"), "{}", csv.text);
+    assert_eq!(csv.text.lines().count(), 2, "{}", csv.text);
+    assert!(
+        csv.text.contains(&agent[3..19]),
+        "the calling key is recorded: {}",
+        csv.text
+    );
+    let today = tiergate::store::utc_day(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let report = get(
+        &s,
+        &format!("/v1/reports/daily?day={today}"),
+        &s.key("auditor"),
+    )
+    .await;
+    assert_eq!(
+        report.body["by_tier"]["collaborative"]["total"], "89.00",
+        "{}",
+        report.text
+    );
+
+    let metrics = call("GET", &format!("{}/metrics", s.base), None, None, "").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .text
+            .contains(r#"tiergate_decisions_total{tier="prohibited",status="blocked"} 1"#),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains(r#"tiergate_pending_approvals{status="pending_veto"} 2"#),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics.text.contains("tiergate_policy_seconds_count 6"),
+        "{}",
+        metrics.text
+    );
+    assert!(
+        metrics
+            .text
+            .contains("tiergate_http_requests_total{route=\"/v1/authorizations\",code=\"201\"} 6"),
+        "{}",
+        metrics.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_may_do_its_part_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let (agent, approver, auditor, admin) = (
+        s.key("agent"),
+        s.key("approver"),
+        s.key("auditor"),
+        s.key("admin"),
+    );
+    let hire = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "r1", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(hire.status, 201);
+    let hire = hire.body;
+
+    // Authorizing is the agent's alone.
+    for key in [&approver, &auditor, &admin] {
+        let r = post(
+            &s,
+            "/v1/authorizations",
+            key,
+            &payment("demo", "r2", "1.00", "embeddings", "verified"),
+        )
+        .await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (403, "wrong_role"),
+            "{}",
+            r.text
+        );
+    }
+    // Deciding is the approver's alone.
+    for key in [&agent, &auditor, &admin] {
+        let r = verdict(&s, key, &hire, "approve", "ok").await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (403, "wrong_role"),
+            "{}",
+            r.text
+        );
+    }
+    // Reading the audit trail is the auditor's and admin's.
+    for key in [&agent, &approver] {
+        let r = get(&s, "/v1/audit/records", key).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+        let r = get(&s, "/v1/audit/verify", key).await;
+        assert_eq!(r.status, 403, "{}", r.text);
+    }
+    for key in [&auditor, &admin] {
+        assert_eq!(get(&s, "/v1/audit/records", key).await.status, 200);
+    }
+    // Policy changes are the admin's.
+    for key in [&agent, &approver, &auditor] {
+        let r = call(
+            "POST",
+            &format!("{}/v1/policies", s.base),
+            Some(key),
+            Some("application/wasm"),
+            b"\0asm".to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, 403, "{}", r.text);
+    }
+    // An agent reads what it submitted, not what another key submitted.
+    let other_agent = create_key(&s.data, "demo", "agent", None);
+    assert_eq!(get(&s, "/v1/authorizations/r1", &agent).await.status, 200);
+    assert_eq!(
+        get(&s, "/v1/authorizations/r1", &other_agent).await.status,
+        404
+    );
+    let listed = get(&s, "/v1/authorizations", &other_agent).await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 0);
+    // An agent key bound to one agent speaks only for it.
+    let bound = create_key(&s.data, "demo", "agent", Some("research-agent"));
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &bound,
+        &payment("demo", "r3", "1.00", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["field"].as_str()),
+        (403, Some("agent")),
+        "{}",
+        r.text
+    );
+
+    // An owner never decides a payment they requested.
+    let mut own = payment("demo", "r4", "89.00", "agent_hire", "known");
+    own["agent"] = json!("alice@demo.example");
+    let own = post(&s, "/v1/authorizations", &agent, &own).await.body;
+    let r = verdict(&s, &approver, &own, "approve", "mine").await;
+    assert_eq!(
+        (r.status, error_code(&r)),
+        (403, "own_payment"),
+        "{}",
+        r.text
+    );
+
+    // No key, a made-up key, a revoked key.
+    let r = call("GET", &format!("{}/v1/approvals", s.base), None, None, "").await;
+    assert_eq!(r.status, 401);
+    let r = get(&s, "/v1/approvals", "tg_k0000000000000000_00").await;
+    assert_eq!(r.status, 401);
+    let key_id = other_agent.split('_').nth(1).unwrap().to_string();
+    let revoke = crate::tiergate_command()
+        .args(["keys", "revoke", "--tenant", "demo", &key_id, "--store"])
+        .arg(s.data.join("tiergate.db"))
+        .output()
+        .unwrap();
+    assert!(revoke.status.success());
+    let r = get(&s, "/v1/authorizations", &other_agent).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_one_tenant_sees_nothing_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let globex = tenant_file(dir.path(), "globex", &[]);
+    let s = Served::start(
+        &dir.path().join("data"),
+        &["--tenant", globex.to_str().unwrap()],
+    );
+    let g_agent = create_key(&s.data, "globex", "agent", None);
+    let g_admin = create_key(&s.data, "globex", "admin", Some("ops@globex.example"));
+    let theirs = post(
+        &s,
+        "/v1/authorizations",
+        &g_agent,
+        &payment("globex", "g1", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(theirs.status, 201, "{}", theirs.text);
+    let theirs = theirs.body;
+
+    // Every endpoint, with every demo key: globex's payment does not exist.
+    for role in ["agent", "approver", "auditor", "admin"] {
+        let key = s.key(role);
+        for path in ["/v1/authorizations/g1", "/v1/audit/transactions/g1"] {
+            let r = get(&s, path, &key).await;
+            assert!(
+                r.status == 404 || r.status == 403,
+                "{role} {path}: {}",
+                r.text
+            );
+            assert!(!r.text.contains("89.00"), "{role} {path}: {}", r.text);
+        }
+        for path in [
+            "/v1/authorizations",
+            "/v1/approvals",
+            "/v1/audit/records",
+            "/v1/reports/daily?day=2026-11-28",
+        ] {
+            let r = get(&s, path, &key).await;
+            assert!(
+                !r.text.contains("g1") && !r.text.contains("globex"),
+                "{role} {path}: {}",
+                r.text
+            );
+        }
+        let r = verdict(&s, &key, &theirs, "approve", "not mine").await;
+        assert!(r.status == 404 || r.status == 403, "{role}: {}", r.text);
+    }
+    // The demo agent cannot pay in globex's name; the demo admin cannot set its rules.
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &s.key("agent"),
+        &payment("globex", "g2", "1.00", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, error_code(&r)),
+        (403, "tenant_mismatch"),
+        "{}",
+        r.text
+    );
+    let config = std::fs::read_to_string(&globex).unwrap();
+    let r = post(
+        &s,
+        "/v1/rules",
+        &s.key("admin"),
+        &json!({"policy": "seed-tiers", "config": config}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, error_code(&r)),
+        (403, "tenant_mismatch"),
+        "{}",
+        r.text
+    );
+    // And globex's admin sees only globex's rules.
+    let rules = get(&s, "/v1/rules", &g_admin).await;
+    assert_eq!(rules.body["rules"]["tenant"], "globex", "{}", rules.text);
+    let verify = get(&s, "/v1/audit/verify", &g_admin).await;
+    assert_eq!(verify.body["tenant"], "globex");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_amounts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let agent = s.key("agent");
+    let url = format!("{}/v1/authorizations", s.base);
+    let check = |r: &Response, status: u16, code: &str| {
+        assert_eq!(r.status, status, "{}", r.text);
+        assert_eq!(error_code(r), code, "{}", r.text);
+        assert!(!r.body["error"]["message"].as_str().unwrap().is_empty());
+    };
+    let r = call(
+        "POST",
+        &url,
+        Some(&agent),
+        Some("application/json"),
+        "{\"id\": ",
+    )
+    .await;
+    check(&r, 400, "invalid_json");
+    let r = call(
+        "POST",
+        &url,
+        Some(&agent),
+        Some("text/plain"),
+        payment("demo", "b1", "1.00", "embeddings", "verified").to_string(),
+    )
+    .await;
+    check(&r, 415, "unsupported_media_type");
+    let huge = json!({"id": "b2", "justification": "x".repeat(200_000)});
+    let r = call(
+        "POST",
+        &url,
+        Some(&agent),
+        Some("application/json"),
+        huge.to_string(),
+    )
+    .await;
+    check(&r, 413, "body_too_large");
+    let mut unknown = payment("demo", "b3", "1.00", "embeddings", "verified");
+    unknown["discount"] = json!("100%");
+    let r = post(&s, "/v1/authorizations", &agent, &unknown).await;
+    check(&r, 422, "invalid_transaction");
+    assert_eq!(r.body["error"]["field"], "discount", "{}", r.text);
+    let mut missing = payment("demo", "b4", "1.00", "embeddings", "verified");
+    missing.as_object_mut().unwrap().remove("amount");
+    let r = post(&s, "/v1/authorizations", &agent, &missing).await;
+    check(&r, 422, "invalid_transaction");
+    assert_eq!(r.body["error"]["field"], "amount", "{}", r.text);
+    let r = call("POST", &url, Some(&agent), Some("application/json"),
+        r#"{"id":"b5","tenant":"demo","agent":"a","amount":1e2,"currency":"USDC","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#).await;
+    check(&r, 422, "invalid_transaction");
+    let mut euros = payment("demo", "b6", "1.00", "embeddings", "verified");
+    euros["currency"] = json!("EURC");
+    let r = post(&s, "/v1/authorizations", &agent, &euros).await;
+    check(&r, 422, "currency_mismatch");
+    assert_eq!(r.body["error"]["field"], "currency");
+    // The same id with other content is a conflict, not a silent overwrite.
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "b7", "1.00", "embeddings", "verified"),
+    )
+    .await;
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "b7", "2.00", "embeddings", "verified"),
+    )
+    .await;
+    check(&r, 409, "id_conflict");
+    // Unknown fields in a verdict, and an unknown verdict.
+    let r = post(
+        &s,
+        "/v1/approvals/b7/approve",
+        &s.key("approver"),
+        &json!({"reason": "x", "content_hash": "y", "force": true}),
+    )
+    .await;
+    check(&r, 400, "invalid_json");
+    assert_eq!(r.body["error"]["field"], "force");
+    let r = post(
+        &s,
+        "/v1/approvals/b7/overrule",
+        &s.key("approver"),
+        &json!({"reason": "x", "content_hash": "y"}),
+    )
+    .await;
+    check(&r, 404, "not_found");
+    let r = get(&s, "/v1/nowhere", &agent).await;
+    check(&r, 404, "not_found");
+
+    // Float-looking numbers are read exactly, never through f64.
+    let r = call("POST", &url, Some(&agent), Some("application/json"),
+        r#"{"id":"f1","tenant":"demo","agent":"a","amount":0.30000000000000004441,"currency":"USDC","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["transaction"]["amount"], "0.30000000000000004441");
+    let r = call("POST", &url, Some(&agent), Some("application/json"),
+        r#"{"id":"f2","tenant":"demo","agent":"a","amount":47.10,"currency":"USDC","category":"compute","recipient":"r","recipient_trust":"known"}"#).await;
+    assert_eq!(r.body["transaction"]["amount"], "47.10", "{}", r.text);
+    assert!(r.text.contains(r#""amount":"47.10""#), "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_are_uploaded_checked_and_activated_and_a_bad_upload_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let admin = s.key("admin");
+    let before = get(&s, "/v1/rules", &admin).await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    let upload = |bytes: Vec<u8>| {
+        let url = format!("{}/v1/policies", s.base);
+        let admin = admin.clone();
+        async move { call("POST", &url, Some(&admin), Some("application/wasm"), bytes).await }
+    };
+    for junk in [
+        b"not wasm at all".to_vec(),
+        b"\0asm\x01\0\0\0".to_vec(),
+        vec![0u8; 100],
+    ] {
+        let r = upload(junk).await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (422, "invalid_policy"),
+            "{}",
+            r.text
+        );
+    }
+    let r = call(
+        "POST",
+        &format!("{}/v1/policies", s.base),
+        Some(&admin),
+        Some("application/json"),
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    assert_eq!(
+        get(&s, "/v1/rules", &admin).await.body,
+        before.body,
+        "nothing changed"
+    );
+
+    let wasm = tiergate::bundled::get("seed-tiers").unwrap().to_vec();
+    let r = upload(wasm).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let digest = r.body["digest"].as_str().unwrap().to_string();
+
+    let demo = include_str!("../../host/src/server/demo-tenant.toml");
+    let loose = demo.replace(
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+        r#"config = { supervised = { max_amount = "100.00", categories = ["agent_hire"], min_trust = "known", max_per_window = 20, window = "1h" } }"#,
+    );
+    let broken = demo.replace(
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+        r#"config = { no_such_setting = 1 }"#,
+    );
+    let r = post(
+        &s,
+        "/v1/rules/check",
+        &admin,
+        &json!({"policy": digest, "config": broken}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, error_code(&r)),
+        (422, "invalid_config"),
+        "{}",
+        r.text
+    );
+    let r = post(
+        &s,
+        "/v1/rules",
+        &admin,
+        &json!({"policy": digest, "config": broken}),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = post(
+        &s,
+        "/v1/rules",
+        &admin,
+        &json!({"policy": "sha256:0000", "config": loose}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, error_code(&r)),
+        (422, "invalid_policy"),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        get(&s, "/v1/rules", &admin).await.body,
+        before.body,
+        "nothing changed"
+    );
+    let r = post(
+        &s,
+        "/v1/rules/check",
+        &admin,
+        &json!({"policy": digest, "config": loose}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let hire = |id: &'static str| payment("demo", id, "89.00", "agent_hire", "known");
+    let r = post(&s, "/v1/authorizations", &s.key("agent"), &hire("p1")).await;
+    assert_eq!(r.body["tier"], "collaborative");
+    let r = post(
+        &s,
+        "/v1/rules",
+        &admin,
+        &json!({"policy": digest, "config": loose}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.body["audit_id"].as_str().unwrap().starts_with("cfg-"),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["rules"]["version"], 2);
+    let r = post(&s, "/v1/authorizations", &s.key("agent"), &hire("p2")).await;
+    assert_eq!(
+        r.body["tier"], "supervised",
+        "the new rules are in force: {}",
+        r.text
+    );
+
+    // The activation is on the record, with who made it.
+    let records = get(&s, "/v1/audit/verify", &s.key("auditor")).await;
+    assert_eq!(records.body["ok"], true);
+    drop(s);
+    // A restart serves the activated rules.
+    let s = Served::start(dir.path(), &[]);
+    let r = post(&s, "/v1/authorizations", &s.key("agent"), &hire("p3")).await;
+    assert_eq!(r.body["tier"], "supervised", "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_authorizations_against_a_budget_let_exactly_the_allowed_number_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let tight = tenant_file(
+        dir.path(),
+        "tight",
+        &[(
+            r#"tenant_daily_budget = { limit = "5000.00" }"#,
+            r#"tenant_daily_budget = { limit = "8.00" }"#,
+        )],
+    );
+    let s = Served::start(
+        &dir.path().join("data"),
+        &["--tenant", tight.to_str().unwrap(), "--no-demo-tenant"],
+    );
+    let agent = create_key(&s.data, "tight", "agent", None);
+    let mut tasks = Vec::new();
+    for i in 0..80 {
+        let (base, agent) = (s.base.clone(), agent.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = payment("tight", &format!("c{i}"), "1.00", "embeddings", "verified");
+            call(
+                "POST",
+                &format!("{base}/v1/authorizations"),
+                Some(&agent),
+                Some("application/json"),
+                body.to_string(),
+            )
+            .await
+        }));
+    }
+    let mut executed = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 201, "{}", r.text);
+        match r.body["status"].as_str().unwrap() {
+            "executed" => executed += 1,
+            "awaiting_approval" => {
+                assert_eq!(r.body["escalations"][0]["guardrail"], "tenant_daily_budget")
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(executed, 8, "8.00 allows exactly eight payments of 1.00");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_waiting_payments_execute_or_expire_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = tenant_file(
+        dir.path(),
+        "quick",
+        &[
+            (r#"veto_window = "30s""#, r#"veto_window = "2s""#),
+            (r#"timeout = "4h""#, r#"timeout = "3s""#),
+        ],
+    );
+    let args = ["--tenant", quick.to_str().unwrap(), "--no-demo-tenant"];
+    let data = dir.path().join("data");
+    let s = Served::start(&data, &args);
+    let agent = create_key(&s.data, "quick", "agent", None);
+    let auditor = create_key(&s.data, "quick", "auditor", Some("audit@quick.example"));
+    let veto = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("quick", "w1", "47.00", "compute", "known"),
+    )
+    .await;
+    assert_eq!(veto.body["status"], "pending_veto", "{}", veto.text);
+    let approval = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("quick", "w2", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(approval.body["status"], "awaiting_approval");
+    s.kill();
+
+    std::thread::sleep(Duration::from_secs(4));
+    let s = Served::start(&data, &args);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let w1 = get(&s, "/v1/authorizations/w1", &auditor).await.body;
+        let w2 = get(&s, "/v1/authorizations/w2", &auditor).await.body;
+        if w1["status"] == "executed" && w2["status"] == "expired" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} and {}",
+            w1["status"],
+            w2["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Each deadline was processed once: one executed event, one expiry.
+    let events = get(&s, "/v1/audit/transactions/w1", &auditor).await.body;
+    let executed = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "executed")
+        .count();
+    assert_eq!(executed, 1);
+    // A graceful stop exits cleanly.
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+}
