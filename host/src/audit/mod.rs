@@ -96,7 +96,7 @@ impl Query {
 
 /// One authorization as a flat export row. The field names are stable: a
 /// regulator's tooling may rely on them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ExportRow {
     /// `aud-YYYY-MM-DD-NNN`.
     pub audit_id: String,

@@ -10,11 +10,12 @@ use crate::governance::{Authorization, Status};
 use crate::store::{AuditEvent, Store, StoreError};
 
 /// Count and sum of a group of payments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tally {
     /// How many.
     pub count: u64,
     /// Their total, in the tenant's currency.
+    #[schema(value_type = String, example = "89.00")]
     pub total: Decimal,
 }
 
@@ -26,7 +27,7 @@ impl Tally {
 }
 
 /// One tenant's day.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DailyReport {
     /// The tenant.
     pub tenant: String,

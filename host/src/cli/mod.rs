@@ -69,6 +69,8 @@ enum Command {
     Serve(ServeArgs),
     /// Drive the article's day of transactions against a running service.
     Demo(DemoArgs),
+    /// Print the service's OpenAPI document (JSON), generated from its routes.
+    Openapi,
     /// Create, revoke and list the service's API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -478,6 +480,15 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
+        Command::Openapi => {
+            println!(
+                "{}",
+                tiergate::server::openapi()
+                    .to_pretty_json()
+                    .expect("the document serializes")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys(command) => serve::keys(command),
     };
     match result {

@@ -8,7 +8,7 @@ use crate::model::decision::{PolicyFailure, Reason};
 use crate::model::transaction::Transaction;
 
 /// Where a payment stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The owner was notified and may veto until the deadline; then it executes.
@@ -80,7 +80,7 @@ impl std::str::FromStr for Status {
 }
 
 /// One owner's recorded verdict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Verdict {
     /// Who decided.
     pub actor: String,
@@ -93,7 +93,7 @@ pub struct Verdict {
 }
 
 /// What an owner may do to a held payment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Act {
     /// Approve a payment awaiting approval.
@@ -105,12 +105,13 @@ pub enum Act {
 }
 
 /// A guardrail that made the tier stricter than the policy's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Escalation {
     /// Which guardrail: `max_per_transaction`, `agent_daily_budget`,
     /// `team_daily_budget:<team>`, `tenant_daily_budget`.
     pub guardrail: String,
     /// The tier it demanded.
+    #[schema(value_type = crate::model::schema::TierName)]
     pub tier: Tier,
     /// What it saw: "480.00 committed in the last 24h plus 30.00 is over the
     /// limit of 500.00".
@@ -118,7 +119,7 @@ pub struct Escalation {
 }
 
 /// The answer to an authorization request, and the payment's current state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Authorization {
     /// The payment as requested (with the host's request time).
     pub transaction: Transaction,
@@ -127,8 +128,10 @@ pub struct Authorization {
     /// `sha256:` of the request's content; approvals must name it.
     pub content_hash: String,
     /// The tier applied: the policy's, made stricter by guardrails.
+    #[schema(value_type = crate::model::schema::TierName)]
     pub tier: Tier,
     /// The tier the policy returned.
+    #[schema(value_type = crate::model::schema::TierName)]
     pub policy_tier: Tier,
     /// Where the payment stands.
     pub status: Status,

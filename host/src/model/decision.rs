@@ -7,7 +7,7 @@ use tiergate_policy::Tier;
 use super::context::ContextRead;
 
 /// Why a tier was chosen: a stable machine code and a human sentence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Reason {
     /// Short `snake_case` code.
     pub code: String,
@@ -59,7 +59,7 @@ impl Decision {
 
 /// How a policy failed. Each kind becomes a reason code such as
 /// `policy_fuel_exhausted` on the decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FailureKind {
@@ -107,7 +107,7 @@ impl FailureKind {
 }
 
 /// A policy failure, kept on the decision for the audit record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyFailure {
     /// What kind of failure.
     pub kind: FailureKind,

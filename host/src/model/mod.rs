@@ -5,4 +5,5 @@ pub mod context;
 pub mod decision;
 pub mod digest;
 pub mod money;
+pub mod schema;
 pub mod transaction;

@@ -14,7 +14,7 @@ use super::money;
 /// Read it from JSON with [`Transaction::from_json`], which checks every
 /// field; amounts may be JSON strings (`"89.00"`) or numbers (`89.00`), both
 /// read exactly.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Transaction {
     /// Unique per tenant; the idempotency key of the request.
@@ -25,6 +25,7 @@ pub struct Transaction {
     pub agent: String,
     /// Strictly positive amount in `currency`.
     #[serde(with = "money::exact")]
+    #[schema(value_type = String, example = "89.00")]
     pub amount: Decimal,
     /// Currency or token code: `USD`, `EURC`, `USDC`.
     pub currency: String,
@@ -33,6 +34,7 @@ pub struct Transaction {
     /// Who receives the payment.
     pub recipient: String,
     /// How much the tenant trusts the recipient.
+    #[schema(value_type = super::schema::TrustName)]
     pub recipient_trust: RecipientTrust,
     /// ISO 3166-1 alpha-2 country code of the recipient.
     #[serde(default, skip_serializing_if = "Option::is_none")]

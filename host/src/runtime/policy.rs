@@ -18,13 +18,14 @@ use crate::model::digest::sha256;
 use crate::model::transaction::Transaction;
 
 /// What a policy says about itself, plus what the host knows of it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PolicyInfo {
     /// The policy's name.
     pub name: String,
     /// The policy's own version.
     pub version: String,
     /// The tiers it declares it can return.
+    #[schema(value_type = Vec<crate::model::schema::TierName>)]
     pub tiers: Vec<Tier>,
     /// The contract version it implements, such as `0.1.0`.
     pub contract: String,

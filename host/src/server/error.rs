@@ -23,15 +23,22 @@ pub struct ApiError {
     pub field: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error answer: `{"error": {"code", "message", "field"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Body<'a> {
     error: Inner<'a>,
 }
 
-#[derive(Serialize)]
+/// What went wrong.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorDetail)]
 struct Inner<'a> {
+    /// Stable and machine-readable, such as `invalid_transaction`.
     code: &'a str,
+    /// What went wrong and what to do.
     message: &'a str,
+    /// The request field to blame, when one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
 }

@@ -19,6 +19,7 @@ use axum::Router;
 pub use auth::{Caller, IssuedKey, authenticate, issue_key};
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use routes::openapi;
 pub use setup::{DemoKeys, Service};
 
 use crate::governance::Governor;

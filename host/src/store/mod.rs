@@ -117,7 +117,7 @@ pub struct NewEntry<'a> {
 }
 
 /// An audit event to append, chained to the tenant's previous one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventDraft {
     /// What happened: `authorized`, `attempt_blocked`, `owner_notified`,
     /// `owner_alerted`, `agent_notified`, `vetoed`, `approved`, `rejected`,
@@ -128,6 +128,7 @@ pub struct EventDraft {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
     /// The record's content, as deep as the tier's audit level asks.
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
@@ -164,7 +165,7 @@ pub enum Recorded {
 }
 
 /// A stored audit event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the tenant's chain, from 1.
     pub seq: u64,

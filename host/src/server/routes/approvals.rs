@@ -6,11 +6,15 @@ use serde::Deserialize;
 
 use crate::governance::{Act, Authorization, Status};
 use crate::server::body::JsonText;
+use crate::server::error::Body as Error;
 use crate::server::{ApiError, AppState, Caller};
 use crate::store::Role;
 
-/// `GET /v1/approvals`: payments waiting on an owner (open veto windows and
-/// pending approvals), oldest first.
+/// Payments waiting on an owner: open veto windows and pending approvals,
+/// oldest first.
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals",
+    responses((status = 200, body = Vec<Authorization>), (status = 403, body = Error)),
+    security(("api_key" = [])))]
 pub(super) async fn pending(
     State(state): State<AppState>,
     caller: Caller,
@@ -22,18 +26,33 @@ pub(super) async fn pending(
     )?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Verdict {
+pub(super) struct Verdict {
     /// Why, in the owner's words.
     reason: String,
     /// The request's content hash as listed: the verdict applies to exactly it.
     content_hash: String,
 }
 
-/// `POST /v1/approvals/{tx_id}/{approve|reject|veto}`: the approver key's
-/// owner decides. The pipeline refuses a verdict on the owner's own
-/// payment, a second verdict, one after the deadline or on another request.
+/// An owner's verdict (approver keys): approve or reject a payment awaiting
+/// approval, veto one inside its veto window. Refused on the owner's own
+/// payment, a second time, after the deadline, or when `content_hash` is
+/// not the payment's. When the last approval arrives the payment executes
+/// before the answer.
+#[utoipa::path(post, path = "/v1/approvals/{tx_id}/{act}", tag = "approvals",
+    params(
+        ("tx_id" = String, Path, description = "The transaction id"),
+        ("act" = String, Path, description = "`approve`, `reject` or `veto`"),
+    ),
+    request_body(content = Verdict, content_type = "application/json"),
+    responses(
+        (status = 200, body = Authorization),
+        (status = 403, description = "Not an approver, not an owner, or the owner's own payment", body = Error),
+        (status = 404, body = Error),
+        (status = 409, description = "Wrong status, decided already, deadline passed, or another request's hash", body = Error),
+    ),
+    security(("api_key" = [])))]
 pub(super) async fn decide(
     State(state): State<AppState>,
     caller: Caller,

@@ -16,13 +16,15 @@ use crate::audit::{
     verify_stored,
 };
 use crate::governance::Authorization;
+use crate::server::error::Body as Error;
 use crate::server::{ApiError, AppState, Caller};
 use crate::store::{AuditEvent, Role};
 
 const READERS: &[Role] = &[Role::Auditor, Role::Admin];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct RecordsQuery {
     agent: Option<String>,
     /// First UTC day, YYYY-MM-DD.
@@ -64,8 +66,19 @@ fn parsed<T: std::str::FromStr<Err = String>>(
         .transpose()
 }
 
-/// `GET /v1/audit/records?...&format=jsonl|csv`: the tenant's authorizations
-/// matching every filter, in request order, streamed.
+/// The tenant's authorizations matching every filter, in request order, as
+/// JSON Lines of export rows or CSV, streamed (auditor and admin keys).
+#[utoipa::path(get, path = "/v1/audit/records", tag = "audit",
+    params(RecordsQuery),
+    responses(
+        (status = 200, description = "One export row per line", content(
+            (ExportRow = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, body = Error),
+        (status = 403, body = Error),
+    ),
+    security(("api_key" = [])))]
 pub(super) async fn records(
     State(state): State<AppState>,
     caller: Caller,
@@ -160,14 +173,18 @@ pub(super) async fn records(
         .into_response())
 }
 
-#[derive(Serialize)]
+/// A payment and its audit events.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct TransactionRecord {
     authorization: Authorization,
     events: Vec<AuditEvent>,
 }
 
-/// `GET /v1/audit/transactions/{tx_id}`: one payment and every audit event
-/// of it, in chain order.
+/// One payment and every audit event of it, in chain order.
+#[utoipa::path(get, path = "/v1/audit/transactions/{tx_id}", tag = "audit",
+    params(("tx_id" = String, Path, description = "The transaction id")),
+    responses((status = 200, body = TransactionRecord), (status = 403, body = Error), (status = 404, body = Error)),
+    security(("api_key" = [])))]
 pub(super) async fn transaction(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,7 +199,8 @@ pub(super) async fn transaction(
     }))
 }
 
-#[derive(Serialize)]
+/// The result of recomputing a tenant's hash chain.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Verified {
     tenant: String,
     ok: bool,
@@ -191,7 +209,10 @@ pub(super) struct Verified {
     broken: Option<String>,
 }
 
-/// `GET /v1/audit/verify`: recomputes the tenant's hash chain.
+/// Recompute the tenant's audit hash chain and report the first broken link.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, body = Verified), (status = 403, body = Error)),
+    security(("api_key" = [])))]
 pub(super) async fn verify(
     State(state): State<AppState>,
     caller: Caller,
@@ -224,13 +245,21 @@ pub(super) async fn verify(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct DayQuery {
+    /// The UTC day, YYYY-MM-DD.
     day: Option<String>,
 }
 
-/// `GET /v1/reports/daily?day=YYYY-MM-DD`.
+/// The tenant's daily report: counts and sums per tier, agent, category and
+/// status, approvals and their latency, vetoes, expiries, blocked attempts,
+/// alerts, escalations.
+#[utoipa::path(get, path = "/v1/reports/daily", tag = "audit",
+    params(DayQuery),
+    responses((status = 200, body = DailyReport), (status = 400, body = Error), (status = 403, body = Error)),
+    security(("api_key" = [])))]
 pub(super) async fn daily(
     State(state): State<AppState>,
     caller: Caller,

@@ -8,11 +8,30 @@ use serde::Deserialize;
 use crate::governance::{Authorization, Status};
 use crate::model::transaction::Transaction;
 use crate::server::body::JsonText;
+use crate::server::error::Body as Error;
 use crate::server::{ApiError, AppState, Caller, now_ms};
 use crate::store::Role;
 
-/// `POST /v1/authorizations`: an agent key asks to pay. 201 with the new
-/// authorization, or 200 with the stored one when the id was seen before.
+/// Authorize a payment (agent keys).
+///
+/// Classifies it with the tenant's policy, applies the guardrails, records
+/// it durably and starts its workflow; an autonomous payment is executed
+/// before the answer. The transaction id is the idempotency key. Amounts
+/// may be JSON strings or numbers and are read exactly; `requested_at_ms`
+/// may be left out (the host stamps it either way).
+#[utoipa::path(post, path = "/v1/authorizations", tag = "authorizations",
+    request_body(content = Transaction, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Recorded now", body = Authorization),
+        (status = 200, description = "The same request was recorded before: its current state", body = Authorization),
+        (status = 400, description = "Not JSON", body = Error),
+        (status = 403, description = "Wrong role, or another tenant or agent than the key's", body = Error),
+        (status = 409, description = "The id was used for a different request", body = Error),
+        (status = 413, description = "Body over the limit", body = Error),
+        (status = 415, description = "Not application/json", body = Error),
+        (status = 422, description = "An invalid transaction; `field` names the culprit", body = Error),
+    ),
+    security(("api_key" = [])))]
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -54,7 +73,14 @@ pub(super) async fn create(
     Ok((status, Json(auth)))
 }
 
-/// `GET /v1/authorizations/{tx_id}`. An agent key sees only what it submitted.
+/// One payment's current state. An agent key sees only what it submitted.
+#[utoipa::path(get, path = "/v1/authorizations/{tx_id}", tag = "authorizations",
+    params(("tx_id" = String, Path, description = "The transaction id")),
+    responses(
+        (status = 200, body = Authorization),
+        (status = 404, description = "No such payment visible to this key", body = Error),
+    ),
+    security(("api_key" = [])))]
 pub(super) async fn get_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,8 +96,9 @@ pub(super) async fn get_one(
     Ok(Json(auth))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Comma-separated statuses; all when absent.
     status: Option<String>,
@@ -79,7 +106,14 @@ pub(super) struct ListQuery {
     limit: Option<usize>,
 }
 
-/// `GET /v1/authorizations?status=a,b&limit=N`: newest first.
+/// The tenant's payments, newest first (an agent key: the ones it submitted).
+#[utoipa::path(get, path = "/v1/authorizations", tag = "authorizations",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Vec<Authorization>),
+        (status = 400, description = "An unknown status", body = Error),
+    ),
+    security(("api_key" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,

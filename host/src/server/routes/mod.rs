@@ -1,6 +1,8 @@
 //! The routes, one module per resource. Every handler takes the tenant from
 //! the caller's key, never from the request, so no key reaches another
-//! tenant's data.
+//! tenant's data. Routes are registered together with their OpenAPI
+//! description, so the document served at `/openapi.json` is generated from
+//! the code it describes.
 
 mod approvals;
 mod audit;
@@ -8,29 +10,86 @@ mod authorizations;
 mod ops;
 mod rules;
 
+use std::sync::Arc;
+
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tiergate",
+        description = "Autonomy-tier governance for AI agent payments. Every request carries a tenant's API key: `Authorization: Bearer tg_<key id>_<secret>`. Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`."
+    ),
+    modifiers(&BearerKey),
+    tags(
+        (name = "authorizations", description = "Agents ask to pay"),
+        (name = "approvals", description = "Owners decide held payments"),
+        (name = "audit", description = "Records, verification and reports"),
+        (name = "rules", description = "Policies and configuration"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerKey;
+
+impl utoipa::Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("tg_<key id>_<secret>")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API routes and their OpenAPI document.
+fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(authorizations::create, authorizations::list))
+        .routes(routes!(authorizations::get_one))
+        .routes(routes!(approvals::pending))
+        .routes(routes!(approvals::decide))
+        .routes(routes!(audit::records))
+        .routes(routes!(audit::transaction))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::daily))
+        .routes(routes!(rules::upload))
+        .routes(routes!(rules::current, rules::activate))
+        .routes(routes!(rules::check))
+        .routes(routes!(ops::health))
+        .routes(routes!(ops::ready))
+        .routes(routes!(ops::metrics))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the service, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().1
+}
+
 pub(super) fn router() -> Router<AppState> {
-    Router::new()
+    let (router, api) = documented();
+    let api = Arc::new(api);
+    router
         .route(
-            "/v1/authorizations",
-            post(authorizations::create).get(authorizations::list),
+            "/openapi.json",
+            get(move || {
+                let api = api.clone();
+                async move { axum::Json(api.as_ref().clone()) }
+            }),
         )
-        .route("/v1/authorizations/{tx_id}", get(authorizations::get_one))
-        .route("/v1/approvals", get(approvals::pending))
-        .route("/v1/approvals/{tx_id}/{act}", post(approvals::decide))
-        .route("/v1/audit/records", get(audit::records))
-        .route("/v1/audit/transactions/{tx_id}", get(audit::transaction))
-        .route("/v1/audit/verify", get(audit::verify))
-        .route("/v1/reports/daily", get(audit::daily))
-        .route("/v1/policies", post(rules::upload))
-        .route("/v1/rules", get(rules::current).post(rules::activate))
-        .route("/v1/rules/check", post(rules::check))
-        .route("/healthz", get(ops::health))
-        .route("/readyz", get(ops::ready))
-        .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
 }

@@ -8,12 +8,14 @@ use serde_json::{Value, json};
 
 use crate::server::{ApiError, AppState};
 
-/// `GET /healthz`: the process answers.
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
 pub(super) async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the store answers too.
+/// Readiness: the store answers too.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "`{\"status\":\"ready\"}`"), (status = 503, body = crate::server::error::Body)))]
 pub(super) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let store = state.store().clone();
     tokio::task::spawn_blocking(move || store.tenants())
@@ -22,7 +24,8 @@ pub(super) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({ "status": "ready" })))
 }
 
-/// `GET /metrics`: Prometheus text exposition.
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let store = state.store().clone();
     let metrics = state.metrics().clone();

@@ -12,12 +12,25 @@ use serde::{Deserialize, Serialize};
 use crate::governance::TenantConfig;
 use crate::runtime::{CompiledPolicy, PolicyInfo};
 use crate::server::body::{JsonText, Upload};
+use crate::server::error::Body as Error;
 use crate::server::setup::compile_named;
 use crate::server::{ApiError, AppState, Caller, now_ms};
 use crate::store::{Role, StoredRules};
 
-/// `POST /v1/policies` (`Content-Type: application/wasm`): checks and keeps
-/// a policy component under its digest; activating it is a separate step.
+/// Upload a policy component (admin keys): checked (a component of the
+/// tiergate policy world, allowed imports only, it answers `info`) and kept
+/// under its digest. Activating it is a separate step; a refused upload
+/// changes nothing.
+#[utoipa::path(post, path = "/v1/policies", tag = "rules",
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses(
+        (status = 201, body = PolicyInfo),
+        (status = 403, body = Error),
+        (status = 413, body = Error),
+        (status = 415, body = Error),
+        (status = 422, description = "Not a usable policy component", body = Error),
+    ),
+    security(("api_key" = [])))]
 pub(super) async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -44,7 +57,8 @@ pub(super) async fn upload(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-#[derive(Deserialize)]
+/// Rules to check or activate.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RulesRequest {
     /// An uploaded policy's digest, or a bundled policy's name.
@@ -54,7 +68,8 @@ pub(super) struct RulesRequest {
     config: String,
 }
 
-#[derive(Serialize)]
+/// Rules that would load.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Checked {
     policy: PolicyInfo,
     tenant_config_digest: String,
@@ -119,7 +134,11 @@ async fn prepare(
     Ok((request, config, compiled))
 }
 
-/// `POST /v1/rules/check`: would these rules load? Changes nothing.
+/// Check rules without activating them: would they load?
+#[utoipa::path(post, path = "/v1/rules/check", tag = "rules",
+    request_body(content = RulesRequest, content_type = "application/json"),
+    responses((status = 200, body = Checked), (status = 403, body = Error), (status = 422, body = Error)),
+    security(("api_key" = [])))]
 pub(super) async fn check(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,7 +152,8 @@ pub(super) async fn check(
     }))
 }
 
-#[derive(Serialize)]
+/// Activated rules.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Activated {
     rules: StoredRules,
     policy: PolicyInfo,
@@ -141,7 +161,13 @@ pub(super) struct Activated {
     audit_id: Option<String>,
 }
 
-/// `POST /v1/rules`: activates the rules for the key's tenant.
+/// Activate rules for the key's tenant (admin keys): recorded as a
+/// `policy_activated` audit event naming the key, swapped in atomically;
+/// requests in flight finish on the old rules.
+#[utoipa::path(post, path = "/v1/rules", tag = "rules",
+    request_body(content = RulesRequest, content_type = "application/json"),
+    responses((status = 200, body = Activated), (status = 403, body = Error), (status = 422, body = Error)),
+    security(("api_key" = [])))]
 pub(super) async fn activate(
     State(state): State<AppState>,
     caller: Caller,
@@ -174,13 +200,17 @@ pub(super) async fn activate(
     }))
 }
 
-#[derive(Serialize)]
+/// The rules in force.
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Current {
     rules: Option<StoredRules>,
     policy: PolicyInfo,
 }
 
-/// `GET /v1/rules`: the rules in force.
+/// The rules in force for the key's tenant.
+#[utoipa::path(get, path = "/v1/rules", tag = "rules",
+    responses((status = 200, body = Current), (status = 403, body = Error)),
+    security(("api_key" = [])))]
 pub(super) async fn current(
     State(state): State<AppState>,
     caller: Caller,
