@@ -890,3 +890,38 @@ async fn after_a_crash_waiting_payments_execute_or_expire_on_time() {
     let status = s.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_and_matches_the_one_in_docs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let served = call("GET", &format!("{}/openapi.json", s.base), None, None, "").await;
+    assert_eq!(served.status, 200);
+    let doc = &served.body;
+    for path in [
+        "/v1/authorizations",
+        "/v1/authorizations/{tx_id}",
+        "/v1/approvals",
+        "/v1/approvals/{tx_id}/{act}",
+        "/v1/audit/records",
+        "/v1/audit/verify",
+        "/v1/rules",
+        "/v1/policies",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
+    }
+    let amount = &doc["components"]["schemas"]["Transaction"]["properties"]["amount"];
+    assert_eq!(
+        amount["type"], "string",
+        "amounts are exact decimal text: {amount}"
+    );
+    assert!(doc["components"]["securitySchemes"]["api_key"].is_object());
+    // The copy in docs/ is the generated one: regenerate it with
+    // `cargo run -q -- openapi > docs/openapi.json` when the API changes.
+    let committed: Value = serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    assert_eq!(
+        doc, &committed,
+        "docs/openapi.json is stale: run `cargo run -q -- openapi > docs/openapi.json`"
+    );
+}
