@@ -250,8 +250,25 @@ fn ensure_demo_rules(store: &SqliteStore) -> Result<()> {
 fn demo_keys(store: &SqliteStore, data_dir: &Path) -> Result<DemoKeys> {
     let path = data_dir.join("demo-keys.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a demo key file", path.display()));
+        let keys: DemoKeys = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a demo key file", path.display()))?;
+        let all = [
+            &keys.agent,
+            &keys.approver,
+            &keys.second_approver,
+            &keys.auditor,
+            &keys.admin,
+        ];
+        if all
+            .iter()
+            .all(|token| super::authenticate(store, token).is_ok())
+        {
+            return Ok(keys);
+        }
+        // A store started afresh beside an old key file: issue new keys.
+        tracing::warn!(path = %path.display(), "demo keys do not match the store; issuing new ones");
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
     }
     let now = now_ms();
     let issue = |role: Role, subject: &str| -> Result<String> {
