@@ -925,3 +925,130 @@ async fn the_openapi_document_is_served_and_matches_the_one_in_docs() {
         "docs/openapi.json is stale: run `cargo run -q -- openapi > docs/openapi.json`"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_stop_answers_what_it_accepted_and_loses_nothing_it_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let (base, agent) = (s.base.clone(), s.key("agent"));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let (base, agent) = (base.clone(), agent.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = payment("demo", &format!("g{i}"), "0.02", "embeddings", "verified");
+            reqwest::Client::new()
+                .post(format!("{base}/v1/authorizations"))
+                .bearer_auth(agent)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let status = s.terminate();
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    let mut answered = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(code) => {
+                assert_eq!(code, 201, "an accepted request is answered in full");
+                answered.push(format!("g{i}"));
+            }
+            // Refused before it was accepted: nothing to answer.
+            Err(e) => assert!(e.is_connect() || e.is_request(), "{e}"),
+        }
+    }
+    let s = Served::start(dir.path(), &[]);
+    for id in &answered {
+        let r = get(&s, &format!("/v1/authorizations/{id}"), &s.key("auditor")).await;
+        assert_eq!(
+            r.body["status"], "executed",
+            "{id} was answered, so it is kept: {}",
+            r.text
+        );
+    }
+    let verified = get(&s, "/v1/audit/verify", &s.key("auditor")).await;
+    assert_eq!(verified.body["ok"], true, "{}", verified.text);
+}
+
+#[test]
+fn settings_come_from_the_file_unless_a_flag_or_the_environment_says_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = dir.path().join("from-file");
+    let settings = dir.path().join("serve.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo_tenant = true\n",
+            from_file.display()
+        ),
+    )
+    .unwrap();
+    // The file alone: its data directory is used.
+    let mut child = crate::tiergate_command()
+        .args(["serve", "--config"])
+        .arg(&settings)
+        .env_remove("TIERGATE_DATA_DIR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(
+        first.starts_with("tiergate serving on http://127.0.0.1:"),
+        "{first}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(from_file.join("tiergate.db").exists());
+    // The environment wins over the file, and the flag over both.
+    let from_env = dir.path().join("from-env");
+    let from_flag = dir.path().join("from-flag");
+    for (env, flag, expected) in [
+        (Some(&from_env), None, &from_env),
+        (Some(&from_env), Some(&from_flag), &from_flag),
+    ] {
+        let mut cmd = crate::tiergate_command();
+        cmd.args(["serve", "--config"])
+            .arg(&settings)
+            .stdout(Stdio::piped());
+        if let Some(e) = env {
+            cmd.env("TIERGATE_DATA_DIR", e);
+        }
+        if let Some(f) = flag {
+            cmd.arg("--data-dir").arg(f);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let first = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert!(first.starts_with("tiergate serving on"), "{first}");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            expected.join("tiergate.db").exists(),
+            "{}",
+            expected.display()
+        );
+    }
+    // A settings file with an unknown key is refused by name.
+    std::fs::write(&settings, "listen = \"127.0.0.1:0\"\nport = 9\n").unwrap();
+    let out = crate::tiergate_command()
+        .args(["serve", "--config"])
+        .arg(&settings)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
