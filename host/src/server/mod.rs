@@ -5,6 +5,7 @@
 mod auth;
 mod body;
 mod error;
+mod inbox;
 mod metrics;
 mod routes;
 mod setup;

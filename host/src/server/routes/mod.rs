@@ -84,6 +84,7 @@ pub(super) fn router() -> Router<AppState> {
     let (router, api) = documented();
     let api = Arc::new(api);
     router
+        .route("/inbox", get(super::inbox::page))
         .route(
             "/openapi.json",
             get(move || {

@@ -1,0 +1,208 @@
+//! The approval inbox in a real headless Chromium, driven over WebDriver:
+//! an owner logs in with an approver key, sees the $89 hire, approves it and
+//! sees it executed; a veto inside the window stops a supervised payment.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::service::{Served, get, payment, post};
+
+/// chromedriver on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start chromedriver ({e}): install Debian's `chromium` and `chromium-driver` packages (.ci/run does)"
+            )
+        });
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=412,915"]}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let mut builder = ClientBuilder::new(connector);
+        match builder
+            .capabilities(caps.clone())
+            .connect(&driver.url)
+            .await
+        {
+            Ok(client) => return client,
+            // chromedriver takes a moment to listen.
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("cannot open a Chromium session through chromedriver: {e}"),
+        }
+    }
+}
+
+/// Waits until the page's text of `css` contains `text`.
+async fn wait_for_text(c: &Client, css: &str, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(e) = c.find(Locator::Css(css)).await
+            && let Ok(t) = e.text().await
+            && t.contains(text)
+        {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{css} never showed {text:?}; page: {}",
+            c.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn log_in(c: &Client, base: &str, key: &str) {
+    c.goto(&format!("{base}/inbox")).await.unwrap();
+    let field = c.wait().for_element(Locator::Css("#key")).await.unwrap();
+    field.send_keys(key).await.unwrap();
+    c.find(Locator::Css("#login-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Types a reason into a payment's card and presses one of its buttons.
+async fn decide(c: &Client, tx: &str, button: &str, reason: &str) {
+    let card = format!("article[data-tx='{tx}']");
+    c.find(Locator::Css(&format!("{card} input[name=reason]")))
+        .await
+        .unwrap()
+        .send_keys(reason)
+        .await
+        .unwrap();
+    c.find(Locator::Css(&format!("{card} button.{button}")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let driver = chromedriver();
+    let agent = s.key("agent");
+    let hire = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "hire-1", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
+    let burst = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "burst-1", "47.00", "compute", "known"),
+    )
+    .await;
+    assert_eq!(burst.body["status"], "pending_veto", "{}", burst.text);
+
+    let c = browser(&driver).await;
+    log_in(&c, &s.base, &s.key("approver")).await;
+
+    // The hire, as the owner needs to see it.
+    let card = wait_for_text(&c, "article[data-tx='hire-1']", "89.00 USDC").await;
+    assert!(card.contains("agent_hire"), "{card}");
+    assert!(card.contains("procurement-agent-prod"), "{card}");
+    assert!(
+        card.contains("EURC liquidity analysis"),
+        "the justification: {card}"
+    );
+    assert!(card.contains("left"), "a countdown: {card}");
+    assert!(card.to_lowercase().contains("collaborative"), "{card}");
+
+    decide(
+        &c,
+        "hire-1",
+        "approve",
+        "analysis is in this quarter's budget",
+    )
+    .await;
+    let row = wait_for_text(&c, "#recent tr[data-tx='hire-1']", "executed").await;
+    assert!(row.contains("89.00"), "{row}");
+    let stored = get(&s, "/v1/authorizations/hire-1", &s.key("auditor")).await;
+    assert_eq!(stored.body["status"], "executed");
+    assert_eq!(stored.body["verdicts"][0]["actor"], "alice@demo.example");
+
+    // A veto inside the 30 s window stops the supervised payment for good.
+    wait_for_text(&c, "article[data-tx='burst-1']", "47.00 USDC").await;
+    decide(&c, "burst-1", "veto", "we have spare capacity").await;
+    wait_for_text(&c, "#recent tr[data-tx='burst-1']", "vetoed").await;
+    let stored = get(&s, "/v1/authorizations/burst-1", &s.key("auditor")).await;
+    assert_eq!(stored.body["status"], "vetoed");
+    assert!(stored.body["execution_ref"].is_null(), "never executed");
+
+    // The audit chain of one transaction, from the recent list.
+    c.find(Locator::Css("#recent tr[data-tx='hire-1'] button.link"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let chain = wait_for_text(&c, "#chain", "approved by alice@demo.example").await;
+    assert!(chain.contains("executed"), "{chain}");
+
+    // A bad key is sent back to the login form.
+    c.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    log_in(&c, &s.base, "tg_k0000000000000000_0").await;
+    wait_for_text(&c, "#login-error", "not valid").await;
+    assert!(
+        c.find(Locator::Css("#login-form"))
+            .await
+            .unwrap()
+            .is_displayed()
+            .await
+            .unwrap()
+    );
+    c.close().await.unwrap();
+}
