@@ -13,6 +13,7 @@ mod loading;
 mod pipeline;
 mod service;
 mod tiers;
+mod webhooks;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

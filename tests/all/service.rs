@@ -28,10 +28,16 @@ impl Drop for Served {
 impl Served {
     /// Starts the binary on a free port over `data`, with extra arguments.
     pub(crate) fn start(data: &Path, extra: &[&str]) -> Served {
+        Self::start_with_env(data, extra, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment variables.
+    pub(crate) fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
         let mut child = crate::tiergate_command()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -73,14 +79,14 @@ impl Served {
     }
 
     /// Kills the service outright, as a crash would.
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// Creates a key with the CLI against the service's store.
-fn create_key(data: &Path, tenant: &str, role: &str, subject: Option<&str>) -> String {
+pub(crate) fn create_key(data: &Path, tenant: &str, role: &str, subject: Option<&str>) -> String {
     let mut cmd = crate::tiergate_command();
     cmd.args([
         "keys", "create", "--tenant", tenant, "--role", role, "--store",
@@ -99,7 +105,7 @@ fn create_key(data: &Path, tenant: &str, role: &str, subject: Option<&str>) -> S
 }
 
 /// A tenant configuration file: acme's rules under another id, with changes.
-fn tenant_file(dir: &Path, tenant: &str, edits: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn tenant_file(dir: &Path, tenant: &str, edits: &[(&str, &str)]) -> PathBuf {
     let mut text = include_str!("../../examples/tenants/acme.toml")
         .replace(r#"tenant = "acme""#, &format!(r#"tenant = "{tenant}""#));
     for (from, to) in edits {

@@ -25,6 +25,8 @@ struct ServeFile {
     demo_tenant: Option<bool>,
     body_limit_bytes: Option<usize>,
     upload_limit_bytes: Option<usize>,
+    webhook_backoff_ms: Option<u64>,
+    webhook_max_attempts: Option<u32>,
 }
 
 fn data_dir_default() -> PathBuf {
@@ -55,6 +57,16 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.body_bytes = file.body_limit_bytes.unwrap_or(options.body_bytes);
     options.upload_bytes = file.upload_limit_bytes.unwrap_or(options.upload_bytes);
     options.sandbox = super::load::default_limits()?;
+    if let Some(ms) = file.webhook_backoff_ms {
+        options.webhooks.backoff = Duration::from_millis(ms);
+        options.webhooks.interval = options
+            .webhooks
+            .interval
+            .min(Duration::from_millis(ms.max(50)));
+    }
+    if let Some(n) = file.webhook_max_attempts {
+        options.webhooks.max_attempts = n.max(1);
+    }
     if args.demo && !options.demo {
         bail!("--demo drives the demo tenant: drop --no-demo-tenant");
     }

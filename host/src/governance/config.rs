@@ -56,6 +56,9 @@ pub struct TenantConfig {
     /// Teams of agents with budgets of their own.
     #[serde(default)]
     pub teams: Vec<Team>,
+    /// Where the service delivers this tenant's notifications.
+    #[serde(default)]
+    pub webhooks: Vec<Webhook>,
     /// `sha256:` of the configuration text it was parsed from: which rules
     /// were in force, as activation records name them.
     #[serde(skip)]
@@ -210,6 +213,17 @@ pub struct Team {
     pub daily_budget: Limit,
 }
 
+/// A URL the service posts the tenant's notifications to, signed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// The environment variable holding the signing secret: secrets stay out
+    /// of configuration files.
+    pub secret_env: String,
+}
+
 impl TenantConfig {
     /// Reads and validates a tenant configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -255,6 +269,31 @@ impl TenantConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let rest = w
+                .url
+                .strip_prefix("https://")
+                .or_else(|| w.url.strip_prefix("http://"));
+            if rest.is_none_or(|r| {
+                r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace)
+            }) {
+                return Err(format!(
+                    "`webhooks[{i}].url` must be an http:// or https:// URL, not {:?}",
+                    w.url
+                ));
+            }
+            let name_ok = !w.secret_env.is_empty()
+                && !w.secret_env.starts_with(|c: char| c.is_ascii_digit())
+                && w.secret_env
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            if !name_ok {
+                return Err(format!(
+                    "`webhooks[{i}].secret_env` must name an environment variable such as ACME_WEBHOOK_SECRET, not {:?}",
+                    w.secret_env
+                ));
+            }
+        }
         let id_ok = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
         if !id_ok(&self.tenant) {
             return Err(format!(

@@ -24,7 +24,7 @@ pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit, PolicySection, Team,
-    TenantConfig, TierRule, TierTable, toml_to_json,
+    TenantConfig, TierRule, TierTable, Webhook, toml_to_json,
 };
 pub use error::GovernError;
 pub use executor::{LedgerExecutor, PaymentExecutor};
@@ -285,6 +285,11 @@ impl Governor {
     /// A configured tenant's settings, as currently active.
     pub fn tenant_config(&self, tenant: &str) -> Result<TenantConfig, GovernError> {
         self.tenant(tenant).map(|t| t.config.clone())
+    }
+
+    /// The ids of the tenants served, sorted.
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.tenants().keys().cloned().collect()
     }
 
     /// The policy currently classifying a tenant's payments.

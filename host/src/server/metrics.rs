@@ -13,7 +13,6 @@ use prometheus_client::registry::Registry;
 
 use crate::governance::{Authorization, Observer, Status};
 use crate::model::decision::Decision;
-use crate::store::Store;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -26,6 +25,7 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     request_seconds: Family<Labels, Histogram>,
     pending: Family<Labels, Gauge>,
+    deliveries: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -77,8 +77,15 @@ impl Metrics {
             "Payments waiting on an owner, by status (read at each scrape)",
             pending.clone(),
         );
+        let deliveries = Family::<Labels, Gauge>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries in trouble: failing (will retry) and given up (read at each scrape)",
+            deliveries.clone(),
+        );
         Metrics {
             registry,
+            deliveries,
             decisions,
             policy_seconds,
             policy_failures,
@@ -102,7 +109,17 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges read from `store` now.
-    pub fn render(&self, store: &dyn Store) -> Result<String, crate::store::StoreError> {
+    pub fn render(
+        &self,
+        store: &dyn crate::store::Backend,
+    ) -> Result<String, crate::store::StoreError> {
+        let trouble = store.delivery_trouble()?;
+        self.deliveries
+            .get_or_create(&vec![("state", "failing".to_string())])
+            .set(trouble.failing as i64);
+        self.deliveries
+            .get_or_create(&vec![("state", "given_up".to_string())])
+            .set(trouble.given_up as i64);
         let mut waiting = [0i64; 2];
         for tenant in store.tenants()? {
             for a in store.list(&tenant, &[Status::PendingVeto, Status::AwaitingApproval])? {

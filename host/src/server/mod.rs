@@ -9,6 +9,7 @@ mod inbox;
 mod metrics;
 mod routes;
 mod setup;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::openapi;
 pub use setup::{DemoKeys, Service};
+pub use webhooks::{WebhookOptions, signature as webhook_signature};
 
 use crate::governance::Governor;
 use crate::runtime::Runtime;
@@ -47,6 +49,8 @@ pub struct ServeOptions {
     pub deadline_interval: Duration,
     /// The policy sandbox's limits.
     pub sandbox: crate::SandboxLimits,
+    /// Webhook delivery pacing.
+    pub webhooks: WebhookOptions,
 }
 
 impl ServeOptions {
@@ -61,6 +65,7 @@ impl ServeOptions {
             upload_bytes: 8 * 1024 * 1024,
             deadline_interval: Duration::from_millis(500),
             sandbox: crate::SandboxLimits::default(),
+            webhooks: WebhookOptions::default(),
         }
     }
 }

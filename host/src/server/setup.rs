@@ -44,6 +44,7 @@ pub struct Service {
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     deadlines: tokio::task::JoinHandle<()>,
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -75,9 +76,10 @@ impl Service {
         } else {
             None
         };
+        let backend = store.clone() as Arc<dyn Backend>;
         let state = AppState::new(
             governor.clone(),
-            store.clone() as Arc<dyn Backend>,
+            backend.clone(),
             runtime,
             Limits {
                 body_bytes: options.body_bytes,
@@ -99,6 +101,12 @@ impl Service {
                 })
                 .await
         });
+        let webhooks = tokio::spawn(super::webhooks::run(
+            governor.clone(),
+            backend,
+            options.webhooks,
+            shutdown.subscribe(),
+        ));
         let interval = options.deadline_interval;
         let deadlines = tokio::spawn(async move {
             loop {
@@ -124,6 +132,7 @@ impl Service {
             shutdown,
             server,
             deadlines,
+            webhooks,
         })
     }
 
@@ -133,6 +142,7 @@ impl Service {
         let _ = self.shutdown.send(true);
         self.server.await??;
         let _ = self.deadlines.await;
+        let _ = self.webhooks.await;
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! behind the trait, so another store (a PostgreSQL one shared by several
 //! hosts) can implement it without any caller changing.
 
+pub mod deliveries;
 pub mod keys;
 pub mod rules;
 mod sqlite;
@@ -15,14 +16,16 @@ mod sqlite;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+pub use deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
 pub use keys::{ApiKey, KeyStore, Role};
 pub use rules::{RulesStore, StoredRules};
 pub use sqlite::{SqliteStore, utc_day};
 
-/// Everything the service keeps: the pipeline's state, keys and rules.
-pub trait Backend: Store + KeyStore + RulesStore {}
+/// Everything the service keeps: the pipeline's state, keys, rules and
+/// webhook deliveries.
+pub trait Backend: Store + KeyStore + RulesStore + DeliveryStore {}
 
-impl<T: Store + KeyStore + RulesStore> Backend for T {}
+impl<T: Store + KeyStore + RulesStore + DeliveryStore> Backend for T {}
 
 use crate::governance::{Authorization, GovernError};
 

@@ -9,6 +9,7 @@ mod audit;
 mod authorizations;
 mod ops;
 mod rules;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -72,6 +73,7 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
+        .routes(routes!(webhooks::deliveries))
         .split_for_parts()
 }
 

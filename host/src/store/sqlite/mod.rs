@@ -123,6 +123,23 @@ CREATE TABLE tenant_rules (
     PRIMARY KEY (tenant, version)
 );
 "#,
+    // Webhook deliveries of the outbox, one per notice and URL.
+    r#"
+CREATE TABLE deliveries (
+    outbox_id       INTEGER NOT NULL,
+    url             TEXT    NOT NULL,
+    tenant          TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    delivered_ms    INTEGER,
+    gave_up_ms      INTEGER,
+    last_error      TEXT,
+    PRIMARY KEY (outbox_id, url)
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_ms)
+    WHERE delivered_ms IS NULL AND gave_up_ms IS NULL;
+CREATE INDEX deliveries_by_tenant ON deliveries (tenant, url, outbox_id);
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
@@ -131,6 +148,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
+mod deliveries;
 mod keys;
 mod rules;
 

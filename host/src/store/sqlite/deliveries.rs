@@ -1,0 +1,153 @@
+use rusqlite::{TransactionBehavior, params};
+
+use super::SqliteStore;
+use crate::store::deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
+use crate::store::{Notice, OutboxEntry, StoreError};
+
+/// The state of a row, as SQL.
+const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
+                          WHEN d.gave_up_ms IS NOT NULL THEN 'given_up'
+                          WHEN d.attempts > 0 THEN 'failing'
+                          ELSE 'pending' END";
+
+impl DeliveryStore for SqliteStore {
+    fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let queued = conn.execute(
+            "INSERT OR IGNORE INTO deliveries (outbox_id, url, tenant, attempts, next_attempt_ms)
+             SELECT o.id, ?2, o.tenant, 0, o.created_ms FROM outbox o
+             WHERE o.tenant = ?1
+               AND o.id > COALESCE(
+                   (SELECT MAX(outbox_id) FROM deliveries WHERE tenant = ?1 AND url = ?2),
+                   (SELECT COALESCE(MIN(id), 1 << 62) - 1 FROM outbox WHERE tenant = ?1 AND created_ms >= ?3))",
+            params![tenant, url, since_ms as i64],
+        )?;
+        Ok(queued as u64)
+    }
+
+    fn claim_deliveries(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let claimed = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT d.outbox_id, d.url, d.tenant, d.attempts, o.tx_id, o.kind, o.recipient, o.message, o.created_ms
+                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+                 WHERE d.delivered_ms IS NULL AND d.gave_up_ms IS NULL AND d.next_attempt_ms <= ?1
+                 ORDER BY d.next_attempt_ms, d.outbox_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![now_ms as i64, limit as i64], |r| {
+                Ok(Delivery {
+                    entry: OutboxEntry {
+                        id: r.get::<_, i64>(0)? as u64,
+                        tx_id: r.get(4)?,
+                        notice: Notice {
+                            kind: r.get(5)?,
+                            to: r.get(6)?,
+                            message: r.get(7)?,
+                        },
+                        created_ms: r.get::<_, i64>(8)? as u64,
+                    },
+                    url: r.get(1)?,
+                    tenant: r.get(2)?,
+                    attempts: r.get::<_, i64>(3)? as u32,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
+        for d in &claimed {
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_ms = ?3 WHERE outbox_id = ?1 AND url = ?2",
+                params![d.entry.id as i64, d.url, (now_ms + lease_ms) as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    fn record_attempt(
+        &self,
+        outbox_id: u64,
+        url: &str,
+        now_ms: u64,
+        error: Option<&str>,
+        retry_at_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        match error {
+            None => conn.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, delivered_ms = ?3, last_error = NULL
+                 WHERE outbox_id = ?1 AND url = ?2",
+                params![outbox_id as i64, url, now_ms as i64],
+            )?,
+            Some(error) => conn.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3,
+                        next_attempt_ms = COALESCE(?4, next_attempt_ms),
+                        gave_up_ms = CASE WHEN ?4 IS NULL THEN ?5 ELSE NULL END
+                 WHERE outbox_id = ?1 AND url = ?2",
+                params![
+                    outbox_id as i64,
+                    url,
+                    error,
+                    retry_at_ms.map(|t| t as i64),
+                    now_ms as i64
+                ],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn deliveries(
+        &self,
+        tenant: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, {STATE}, d.last_error,
+                    d.next_attempt_ms, d.delivered_ms, d.gave_up_ms
+             FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+             WHERE d.tenant = ?1 AND (?2 IS NULL OR {STATE} = ?2)
+             ORDER BY d.outbox_id DESC, d.url LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![tenant, state, limit as i64], |r| {
+            let state: String = r.get(5)?;
+            let waiting = state == "pending" || state == "failing";
+            Ok(DeliveryRecord {
+                event_id: format!("{tenant}:{}", r.get::<_, i64>(0)?),
+                kind: r.get(1)?,
+                tx_id: r.get(2)?,
+                url: r.get(3)?,
+                attempts: r.get::<_, i64>(4)? as u32,
+                state,
+                last_error: r.get(6)?,
+                next_attempt_ms: waiting
+                    .then(|| r.get::<_, i64>(7).map(|v| v as u64))
+                    .transpose()?,
+                delivered_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn delivery_trouble(&self) -> Result<DeliveryTrouble, StoreError> {
+        let conn = self.lock();
+        let (failing, given_up): (i64, i64) = conn.query_row(
+            "SELECT
+                COALESCE(SUM(delivered_ms IS NULL AND gave_up_ms IS NULL AND attempts > 0), 0),
+                COALESCE(SUM(gave_up_ms IS NOT NULL), 0)
+             FROM deliveries",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(DeliveryTrouble {
+            failing: failing as u64,
+            given_up: given_up as u64,
+        })
+    }
+}
