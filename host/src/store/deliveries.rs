@@ -40,6 +40,10 @@ pub struct DeliveryRecord {
     pub next_attempt_ms: Option<u64>,
     /// When it was delivered.
     pub delivered_ms: Option<u64>,
+    /// When it was given up.
+    pub gave_up_ms: Option<u64>,
+    /// When the notice was written.
+    pub created_ms: u64,
 }
 
 /// How many deliveries are in trouble, across tenants.
@@ -76,6 +80,10 @@ pub trait DeliveryStore: Send + Sync {
         error: Option<&str>,
         retry_at_ms: Option<u64>,
     ) -> Result<(), StoreError>;
+
+    /// Hands back a claimed delivery that was not attempted after all (the
+    /// service is stopping): due again at `now_ms`, its attempts unchanged.
+    fn release_delivery(&self, outbox_id: u64, url: &str, now_ms: u64) -> Result<(), StoreError>;
 
     /// The tenant's deliveries in `state` (all when `None`), newest first.
     fn deliveries(

@@ -101,6 +101,15 @@ impl DeliveryStore for SqliteStore {
         Ok(())
     }
 
+    fn release_delivery(&self, outbox_id: u64, url: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE deliveries SET next_attempt_ms = ?3
+             WHERE outbox_id = ?1 AND url = ?2 AND delivered_ms IS NULL AND gave_up_ms IS NULL",
+            params![outbox_id as i64, url, now_ms as i64],
+        )?;
+        Ok(())
+    }
+
     fn deliveries(
         &self,
         tenant: &str,
@@ -110,7 +119,7 @@ impl DeliveryStore for SqliteStore {
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, {STATE}, d.last_error,
-                    d.next_attempt_ms, d.delivered_ms, d.gave_up_ms
+                    d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
              FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
              WHERE d.tenant = ?1 AND (?2 IS NULL OR {STATE} = ?2)
              ORDER BY d.outbox_id DESC, d.url LIMIT ?3"
@@ -130,6 +139,8 @@ impl DeliveryStore for SqliteStore {
                     .then(|| r.get::<_, i64>(7).map(|v| v as u64))
                     .transpose()?,
                 delivered_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                gave_up_ms: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+                created_ms: r.get::<_, i64>(10)? as u64,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
