@@ -5,16 +5,18 @@
 //! where `<t>` is the `Tiergate-Timestamp` header (Unix seconds) and
 //! `<body>` the exact request body.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::now_ms;
 use crate::governance::Governor;
-use crate::store::{Backend, Delivery};
+use crate::store::{Backend, Delivery, StoreError};
 
 /// How deliveries are paced.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +55,22 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &str) -> String {
     format!("v1={hex}")
 }
 
+/// At most this many deliveries are attempted at once.
+const BATCH: usize = 50;
+
+type StoreResult<T> = Result<T, StoreError>;
+
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Backend>,
+    f: impl FnOnce(&dyn Backend) -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || f(s.as_ref()))
+        .await
+        .map_err(|e| StoreError(e.to_string()))?
+}
+
 /// Runs until `stop` turns true.
 pub(super) async fn run(
     governor: Governor,
@@ -60,16 +78,44 @@ pub(super) async fn run(
     options: WebhookOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder().timeout(options.timeout).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(options.timeout)
+        .connect_timeout(options.timeout)
+        // A redirect is not a delivery: the receiver answers 2xx itself.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("tiergate/", env!("CARGO_PKG_VERSION")))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook client; webhooks are not delivered");
             return;
         }
     };
+    for tenant in governor.tenant_ids() {
+        let Ok(config) = governor.tenant_config(&tenant) else {
+            continue;
+        };
+        for hook in &config.webhooks {
+            if std::env::var_os(&hook.secret_env).is_none() {
+                tracing::warn!(tenant = %tenant, url = %hook.url, secret_env = %hook.secret_env,
+                    "the webhook's signing secret variable is not set; its deliveries will fail until it is");
+            }
+        }
+    }
     loop {
-        if let Err(e) = pass(&governor, &store, &client, &options).await {
-            tracing::error!(error = %e, "webhook pass failed");
+        let busy = match pass(&governor, &store, &client, &options, &mut stop).await {
+            Ok(claimed) => claimed == BATCH,
+            Err(e) => {
+                tracing::error!(error = %e, "webhook pass failed");
+                false
+            }
+        };
+        if *stop.borrow() {
+            break;
+        }
+        if busy {
+            continue;
         }
         tokio::select! {
             _ = tokio::time::sleep(options.interval) => {}
@@ -78,61 +124,111 @@ pub(super) async fn run(
     }
 }
 
+/// Queues new notices, claims the due deliveries and attempts them
+/// concurrently. Returns how many were claimed.
 async fn pass(
     governor: &Governor,
     store: &Arc<dyn Backend>,
     client: &reqwest::Client,
     options: &WebhookOptions,
-) -> Result<(), crate::store::StoreError> {
+    stop: &mut watch::Receiver<bool>,
+) -> StoreResult<usize> {
     let now = now_ms();
-    let mut secrets = std::collections::HashMap::new();
+    let mut secrets = HashMap::new();
     for tenant in governor.tenant_ids() {
         let Ok(config) = governor.tenant_config(&tenant) else {
             continue;
         };
         for hook in &config.webhooks {
-            let (s, t, url) = (store.clone(), tenant.clone(), hook.url.clone());
-            tokio::task::spawn_blocking(move || {
-                s.queue_deliveries(&t, &url, now.saturating_sub(FIRST_SEEN_WINDOW_MS))
-            })
-            .await
-            .map_err(|e| crate::store::StoreError(e.to_string()))??;
+            let (t, url) = (tenant.clone(), hook.url.clone());
+            let since = now.saturating_sub(FIRST_SEEN_WINDOW_MS);
+            blocking(store, move |s| s.queue_deliveries(&t, &url, since)).await?;
             secrets.insert((tenant.clone(), hook.url.clone()), hook.secret_env.clone());
         }
     }
-    let lease = options.timeout.as_millis() as u64 * 2;
-    let s = store.clone();
-    let due = tokio::task::spawn_blocking(move || s.claim_deliveries(now, lease, 100))
-        .await
-        .map_err(|e| crate::store::StoreError(e.to_string()))??;
+    // Held long enough for every attempt of the batch to finish or time out.
+    let lease = options.timeout.as_millis() as u64 * 2 + 1000;
+    let due = blocking(store, move |s| s.claim_deliveries(now, lease, BATCH)).await?;
+    let claimed = due.len();
+    let mut open: HashSet<(u64, String)> = HashSet::new();
+    let mut inflight = JoinSet::new();
     for d in due {
         let secret_env = secrets.get(&(d.tenant.clone(), d.url.clone())).cloned();
-        let result = attempt(client, &d, secret_env.as_deref()).await;
-        let now = now_ms();
-        let (error, retry_at) = match &result {
-            Ok(()) => (None, None),
-            Err(e) if d.attempts + 1 >= options.max_attempts => {
-                tracing::warn!(tenant = %d.tenant, url = %d.url, event = d.entry.id, error = %e,
-                    attempts = d.attempts + 1, "webhook delivery given up");
-                (Some(e.clone()), None)
-            }
-            Err(e) => {
-                let delay = (options.backoff.as_millis() as u64)
-                    .saturating_mul(1 << d.attempts.min(20))
-                    .min(MAX_BACKOFF_MS);
-                tracing::info!(tenant = %d.tenant, url = %d.url, event = d.entry.id, error = %e,
-                    retry_in_ms = delay, "webhook delivery failed; will retry");
-                (Some(e.clone()), Some(now + delay))
-            }
-        };
-        let s = store.clone();
-        tokio::task::spawn_blocking(move || {
-            s.record_attempt(d.entry.id, &d.url, now, error.as_deref(), retry_at)
-        })
-        .await
-        .map_err(|e| crate::store::StoreError(e.to_string()))??;
+        let client = client.clone();
+        open.insert((d.entry.id, d.url.clone()));
+        inflight.spawn(async move {
+            let result = attempt(&client, &d, secret_env.as_deref()).await;
+            (d, result)
+        });
     }
-    Ok(())
+    loop {
+        let next = tokio::select! {
+            next = inflight.join_next() => Some(next),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        match next {
+            None => {
+                // Stopping: attempts still in flight are dropped and handed
+                // back, so the next start tries them at once.
+                inflight.abort_all();
+                let now = now_ms();
+                for (id, url) in open {
+                    blocking(store, move |s| s.release_delivery(id, &url, now)).await?;
+                }
+                break;
+            }
+            Some(None) => break,
+            Some(Some(Ok((d, result)))) => {
+                open.remove(&(d.entry.id, d.url.clone()));
+                if let Err(e) = record(store, options, d, result).await {
+                    tracing::error!(error = %e, "cannot record a webhook attempt");
+                }
+            }
+            // The attempt panicked: its lease runs out and it is tried again.
+            Some(Some(Err(e))) => {
+                tracing::error!(error = %e, "a webhook attempt failed to run")
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+/// Stores an attempt's outcome: delivered, due again after the backoff, or
+/// given up.
+async fn record(
+    store: &Arc<dyn Backend>,
+    options: &WebhookOptions,
+    d: Delivery,
+    result: Result<(), String>,
+) -> StoreResult<()> {
+    let now = now_ms();
+    let attempts = d.attempts + 1;
+    let (error, retry_at) = match result {
+        Ok(()) => (None, None),
+        Err(e) if attempts >= options.max_attempts => {
+            tracing::warn!(tenant = %d.tenant, url = %d.url, event = d.entry.id, error = %e,
+                attempts, "webhook delivery given up");
+            (Some(e), None)
+        }
+        Err(e) => {
+            let delay = backoff_ms(options, d.attempts);
+            tracing::warn!(tenant = %d.tenant, url = %d.url, event = d.entry.id, error = %e,
+                attempts, retry_in_ms = delay, "webhook delivery failed; will retry");
+            (Some(e), Some(now + delay))
+        }
+    };
+    blocking(store, move |s| {
+        s.record_attempt(d.entry.id, &d.url, now, error.as_deref(), retry_at)
+    })
+    .await
+}
+
+/// The delay after the attempt numbered `previous` (from 0) failed: the
+/// base, doubled for each earlier failure, at most an hour.
+fn backoff_ms(options: &WebhookOptions, previous: u32) -> u64 {
+    (options.backoff.as_millis() as u64)
+        .saturating_mul(1 << previous.min(30))
+        .min(MAX_BACKOFF_MS)
 }
 
 async fn attempt(
