@@ -70,7 +70,7 @@ impl Served {
     }
 
     /// Stops the service with SIGTERM and waits for it: a graceful shutdown.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         // SAFETY: sending a signal to our own child process.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);

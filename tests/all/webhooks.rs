@@ -4,12 +4,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
+use tiergate::governance::TenantConfig;
 
+use crate::pipeline::ACME;
 use crate::service::{Served, create_key, get, payment, post, tenant_file};
 
 const SECRET: &str = "whsec-test-0123456789";
@@ -18,25 +21,38 @@ const SECRET: &str = "whsec-test-0123456789";
 #[derive(Clone, Debug)]
 struct Received {
     event_id: String,
+    content_type: String,
     timestamp: u64,
     signature: String,
     body: String,
 }
 
 /// A local HTTP receiver that fails its first `fail_first` requests (all of
-/// them when `None`).
+/// them when `None`), and holds requests unanswered while `hang` is set.
 struct Receiver {
     addr: SocketAddr,
     got: Arc<Mutex<Vec<Received>>>,
+    hang: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn got(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
 }
 
 async fn receiver(fail_first: Option<usize>) -> Receiver {
     let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let seen = got.clone();
+    let hang: Arc<AtomicBool> = Arc::default();
+    let (seen, hanging) = (got.clone(), hang.clone());
     let app = axum::Router::new().route(
         "/hook",
         axum::routing::post(move |headers: HeaderMap, body: String| {
-            let seen = seen.clone();
+            let (seen, hanging) = (seen.clone(), hanging.clone());
             async move {
                 let header = |name: &str| {
                     headers
@@ -45,14 +61,21 @@ async fn receiver(fail_first: Option<usize>) -> Receiver {
                         .unwrap_or_default()
                         .to_string()
                 };
-                let mut seen = seen.lock().unwrap();
-                seen.push(Received {
-                    event_id: header("tiergate-event-id"),
-                    timestamp: header("tiergate-timestamp").parse().unwrap_or(0),
-                    signature: header("tiergate-signature"),
-                    body,
-                });
-                if fail_first.is_none_or(|n| seen.len() <= n) {
+                let count = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(Received {
+                        event_id: header("tiergate-event-id"),
+                        content_type: header("content-type"),
+                        timestamp: header("tiergate-timestamp").parse().unwrap_or(0),
+                        signature: header("tiergate-signature"),
+                        body,
+                    });
+                    seen.len()
+                };
+                if hanging.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                if fail_first.is_none_or(|n| count <= n) {
                     StatusCode::SERVICE_UNAVAILABLE
                 } else {
                     StatusCode::NO_CONTENT
@@ -63,18 +86,19 @@ async fn receiver(fail_first: Option<usize>) -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { addr, got }
+    Receiver { addr, got, hang }
 }
 
-/// A tenant `hooked` with a webhook to `url`, and fast retries.
-fn setup(dir: &Path, url: &str) -> (PathBuf, PathBuf) {
+/// A tenant `hooked` with a webhook to `url` signed with the secret in
+/// `secret_env`, and fast retries (200 ms, 400 ms; three attempts).
+fn setup(dir: &Path, url: &str, secret_env: &str) -> (PathBuf, PathBuf) {
     let config = tenant_file(
         dir,
         "hooked",
         &[(
             "[tiers.autonomous]",
             &format!(
-                "[[webhooks]]\nurl = \"{url}\"\nsecret_env = \"HOOKED_WEBHOOK_SECRET\"\n\n[tiers.autonomous]"
+                "[[webhooks]]\nurl = \"{url}\"\nsecret_env = \"{secret_env}\"\n\n[tiers.autonomous]"
             ),
         )],
     );
@@ -105,7 +129,24 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls the deliveries endpoint until it lists something in `state`.
+async fn wait_for_state(s: &Served, key: &str, state: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(s, &format!("/v1/webhooks/deliveries?state={state}"), key).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        if let Some(rows) = r.body.as_array().filter(|a| !a.is_empty()) {
+            return rows.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for a delivery {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -114,7 +155,7 @@ async fn owners_are_notified_by_a_signed_webhook_retried_until_it_lands() {
     // Fails twice, then accepts: the third attempt lands.
     let r = receiver(Some(2)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, settings) = setup(dir.path(), &format!("http://{}/hook", r.addr));
+    let (config, settings) = setup(dir.path(), &r.url(), "HOOKED_WEBHOOK_SECRET");
     let s = start(&dir.path().join("data"), &config, &settings);
     let agent = create_key(&s.data, "hooked", "agent", None);
     let a = post(
@@ -126,9 +167,10 @@ async fn owners_are_notified_by_a_signed_webhook_retried_until_it_lands() {
     .await;
     assert_eq!(a.body["status"], "pending_veto", "{}", a.text);
 
-    let got = r.got.clone();
-    wait_until("three attempts", || got.lock().unwrap().len() >= 3).await;
-    let got = r.got.lock().unwrap().clone();
+    let admin = create_key(&s.data, "hooked", "admin", Some("ops@hooked.example"));
+    let delivered = wait_for_state(&s, &admin, "delivered").await;
+    let got = r.got();
+    assert_eq!(got.len(), 3, "two failures, then the delivery: {got:?}");
     let first = &got[0];
     // The same event each time: receivers deduplicate on its id.
     assert!(
@@ -136,42 +178,74 @@ async fn owners_are_notified_by_a_signed_webhook_retried_until_it_lands() {
             .all(|g| g.event_id == first.event_id && g.body == first.body)
     );
     assert!(first.event_id.starts_with("hooked:"), "{}", first.event_id);
+    assert_eq!(first.content_type, "application/json");
     let body: Value = serde_json::from_str(&first.body).unwrap();
-    assert_eq!(body["kind"], "owner_notified");
-    assert_eq!(body["tx_id"], "h1");
     assert_eq!(body["id"], first.event_id.as_str());
+    assert_eq!(body["kind"], "owner_notified");
+    assert_eq!(body["tenant"], "hooked");
+    assert_eq!(body["tx_id"], "h1");
+    assert_eq!(body["to"], "owners");
+    assert!(body["created_ms"].as_u64().unwrap() > 0, "{body}");
     assert!(
         body["message"].as_str().unwrap().contains("47.00 USDC"),
         "{body}"
     );
-    // The signature verifies with the shared secret over "<timestamp>.<body>"...
+    // The timestamp is the sending time in Unix seconds.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(first.timestamp) < 60, "{}", first.timestamp);
+    // The signature verifies with the shared secret over "<timestamp>.<body>"
+    // (computed here independently of the service's code)...
+    use hmac::Mac;
     for g in &got {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(format!("{}.{}", g.timestamp, g.body).as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(g.signature, format!("v1={hex}"));
         assert_eq!(
             g.signature,
             tiergate::server::webhook_signature(SECRET.as_bytes(), g.timestamp, &g.body)
         );
     }
-    // ...and not with another secret.
+    // ...and not with another secret, nor over another body.
     assert_ne!(
         first.signature,
         tiergate::server::webhook_signature(b"another secret", first.timestamp, &first.body)
     );
-    // Retries back off: the gaps are not immediate.
-    assert!(got[2].timestamp >= got[0].timestamp);
+    assert_ne!(
+        first.signature,
+        tiergate::server::webhook_signature(
+            SECRET.as_bytes(),
+            first.timestamp,
+            &first.body.replace("47.00", "4.70")
+        )
+    );
 
-    let admin = create_key(&s.data, "hooked", "admin", Some("ops@hooked.example"));
-    let delivered = get(&s, "/v1/webhooks/deliveries?state=delivered", &admin).await;
-    let rows = delivered.body.as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{}", delivered.text);
-    assert_eq!(rows[0]["attempts"], 3);
-    assert_eq!(rows[0]["event_id"], first.event_id.as_str());
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0]["attempts"], 3);
+    assert_eq!(delivered[0]["event_id"], first.event_id.as_str());
+    assert_eq!(delivered[0]["url"], r.url().as_str());
+    assert!(delivered[0]["delivered_ms"].as_u64().is_some());
+    assert!(delivered[0]["last_error"].is_null());
+    let metrics = crate::service::call("GET", &format!("{}/metrics", s.base), None, None, "").await;
+    for state in ["failing", "given_up"] {
+        let line = format!(r#"tiergate_webhook_deliveries{{state="{state}"}} 0"#);
+        assert!(metrics.text.contains(&line), "{line}: {}", metrics.text);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_that_keeps_failing_is_given_up_visibly_and_deliveries_survive_a_restart() {
     let r = receiver(None).await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, settings) = setup(dir.path(), &format!("http://{}/hook", r.addr));
+    let (config, settings) = setup(dir.path(), &r.url(), "HOOKED_WEBHOOK_SECRET");
     let data = dir.path().join("data");
     let s = start(&data, &config, &settings);
     let agent = create_key(&s.data, "hooked", "agent", None);
@@ -183,50 +257,161 @@ async fn a_webhook_that_keeps_failing_is_given_up_visibly_and_deliveries_survive
         &payment("hooked", "f1", "25.00", "gambling", "known"),
     )
     .await;
-    let got = r.got.clone();
-    wait_until("the first attempt", || !got.lock().unwrap().is_empty()).await;
-
-    // Killed after one attempt: the restarted service carries on from the store.
-    s.kill();
-    let s = start(&data, &config, &settings);
-    let mut given_up = Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        given_up = get(&s, "/v1/webhooks/deliveries?state=given_up", &auditor)
-            .await
-            .body;
-        if given_up.as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-    let rows = given_up.as_array().expect("a list");
-    assert_eq!(
-        rows.len(),
-        1,
-        "the blocked attempt's owner alert is given up: {given_up}"
-    );
-    assert_eq!(rows[0]["kind"], "owner_alerted");
-    assert_eq!(rows[0]["attempts"], 3);
-    assert!(
-        rows[0]["last_error"].as_str().unwrap().contains("503"),
-        "{given_up}"
-    );
-    assert_eq!(
-        r.got.lock().unwrap().len(),
-        3,
-        "three attempts across the restart, no more"
-    );
+    let failing = wait_for_state(&s, &auditor, "failing").await;
+    assert_eq!(failing[0]["attempts"], 1, "{failing:?}");
+    assert!(failing[0]["next_attempt_ms"].as_u64().is_some());
     let metrics = crate::service::call("GET", &format!("{}/metrics", s.base), None, None, "").await;
     assert!(
         metrics
             .text
-            .contains(r#"tiergate_webhook_deliveries{state="given_up"} 1"#),
+            .contains(r#"tiergate_webhook_deliveries{state="failing"} 1"#),
         "{}",
         metrics.text
     );
+
+    // Killed after one attempt: the restarted service carries on from the store.
+    s.kill();
+    let s = start(&data, &config, &settings);
+    let rows = wait_for_state(&s, &auditor, "given_up").await;
+    assert_eq!(
+        rows.len(),
+        1,
+        "the blocked attempt's owner alert is given up: {rows:?}"
+    );
+    assert_eq!(rows[0]["kind"], "owner_alerted");
+    assert_eq!(rows[0]["attempts"], 3);
+    assert!(rows[0]["gave_up_ms"].as_u64().is_some(), "{rows:?}");
+    assert!(rows[0]["next_attempt_ms"].is_null(), "{rows:?}");
+    assert!(
+        rows[0]["last_error"].as_str().unwrap().contains("503"),
+        "{rows:?}"
+    );
+    let got = r.got();
+    assert_eq!(got.len(), 3, "three attempts across the restart, no more");
+    assert!(got.iter().all(|g| g.event_id == got[0].event_id));
+    let metrics = crate::service::call("GET", &format!("{}/metrics", s.base), None, None, "").await;
+    for line in [
+        r#"tiergate_webhook_deliveries{state="given_up"} 1"#,
+        r#"tiergate_webhook_deliveries{state="failing"} 0"#,
+    ] {
+        assert!(metrics.text.contains(line), "{line}: {}", metrics.text);
+    }
+    // Nothing is retried after it was given up.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(r.got().len(), 3);
+
+    let all = get(&s, "/v1/webhooks/deliveries", &auditor).await;
+    assert_eq!(all.body.as_array().map(Vec::len), Some(1), "{}", all.text);
     let bad = get(&s, "/v1/webhooks/deliveries?state=lost", &auditor).await;
     assert_eq!(bad.status, 400);
     let agent_view = get(&s, "/v1/webhooks/deliveries", &agent).await;
     assert_eq!(agent_view.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_does_not_wait_on_a_slow_receiver_and_the_next_start_delivers() {
+    let r = receiver(Some(1)).await;
+    r.hang.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, settings) = setup(dir.path(), &r.url(), "HOOKED_WEBHOOK_SECRET");
+    let data = dir.path().join("data");
+    let s = start(&data, &config, &settings);
+    let agent = create_key(&s.data, "hooked", "agent", None);
+    let auditor = create_key(&s.data, "hooked", "auditor", Some("audit@hooked.example"));
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("hooked", "g1", "47.00", "compute", "known"),
+    )
+    .await;
+    wait_until("an attempt in flight", || !r.got().is_empty()).await;
+
+    // The receiver holds the request; stopping does not wait for its answer.
+    let stopping = Instant::now();
+    let status = s.terminate();
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+
+    // The unanswered attempt is tried again as soon as the service is back,
+    // under the same event id, and was not counted as a failure.
+    r.hang.store(false, Ordering::SeqCst);
+    let s = start(&data, &config, &settings);
+    let delivered = wait_for_state(&s, &auditor, "delivered").await;
+    assert_eq!(delivered[0]["attempts"], 1, "{delivered:?}");
+    let got = r.got();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].event_id, got[1].event_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_is_reported_on_the_delivery_and_nothing_unsigned_is_sent() {
+    let r = receiver(Some(0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, settings) = setup(dir.path(), &r.url(), "HOOKED_UNSET_SECRET");
+    let s = start(&dir.path().join("data"), &config, &settings);
+    let agent = create_key(&s.data, "hooked", "agent", None);
+    let admin = create_key(&s.data, "hooked", "admin", Some("ops@hooked.example"));
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("hooked", "m1", "47.00", "compute", "known"),
+    )
+    .await;
+    let rows = wait_for_state(&s, &admin, "given_up").await;
+    let error = rows[0]["last_error"].as_str().unwrap();
+    assert!(error.contains("HOOKED_UNSET_SECRET"), "{error}");
+    assert!(r.got().is_empty(), "nothing is sent without a secret");
+}
+
+#[test]
+fn webhook_settings_are_checked_by_name() {
+    let with = |hook: &str| {
+        ACME.replace(
+            "[tiers.autonomous]",
+            &format!("[[webhooks]]\n{hook}\n\n[tiers.autonomous]"),
+        )
+    };
+    let path = Path::new("acme.toml");
+    // Configurations without webhooks stay valid; a good one is read.
+    assert!(TenantConfig::parse(ACME, path).unwrap().webhooks.is_empty());
+    let good = TenantConfig::parse(
+        &with("url = \"https://ops.acme.example/hook\"\nsecret_env = \"ACME_HOOK\""),
+        path,
+    )
+    .unwrap();
+    assert_eq!(good.webhooks[0].url, "https://ops.acme.example/hook");
+    assert_eq!(good.webhooks[0].secret_env, "ACME_HOOK");
+    for (hook, needle) in [
+        (
+            "url = \"ftp://ops.acme.example/hook\"\nsecret_env = \"ACME_HOOK\"",
+            "`webhooks[0].url`",
+        ),
+        (
+            "url = \"https://\"\nsecret_env = \"ACME_HOOK\"",
+            "`webhooks[0].url`",
+        ),
+        (
+            "url = \"https://ops.acme.example/hook\"\nsecret_env = \"not a name\"",
+            "`webhooks[0].secret_env`",
+        ),
+        (
+            "url = \"https://ops.acme.example/hook\"",
+            "missing field `secret_env`",
+        ),
+        (
+            "url = \"https://ops.acme.example/hook\"\nsecret_env = \"ACME_HOOK\"\nsecret = \"x\"",
+            "unknown field `secret`",
+        ),
+    ] {
+        let err = TenantConfig::parse(&with(hook), path)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
 }
