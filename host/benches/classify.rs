@@ -2,11 +2,15 @@
 //! the same policy as a native Rust function.
 //!
 //! Run: `cargo bench -p tiergate --bench classify`. Writes the figures to
-//! `docs/benchmarks.md` (set `TIERGATE_BENCH_OUT` to write elsewhere).
+//! `docs/benchmarks.md` (its own section; set `TIERGATE_BENCH_OUT` to write elsewhere).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "report/mod.rs"]
+mod report;
+
+use report::{cpu_model, percentile, show, today};
 use tiergate::{ContextSource, Runtime, StaticContext, Transaction};
 use tiergate_policy::testing;
 
@@ -75,7 +79,7 @@ fn main() -> anyhow::Result<()> {
     let native_median = median(native);
     fuel.sort_unstable();
     let report = format!(
-        "# Benchmarks\n\n\
+        "## One decision\n\n\
          Reproduce with `cargo bench -p tiergate --bench classify` (release build). \
          Figures from one run on {cpu}, {cores} cores, {date}. \
          The workload is the reference article's six transactions, classified in turn by \
@@ -109,11 +113,7 @@ fn main() -> anyhow::Result<()> {
         fmax = fuel[fuel.len() - 1],
     );
     print!("{report}");
-    let out = std::env::var("TIERGATE_BENCH_OUT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/benchmarks.md").to_string()
-    });
-    std::fs::write(&out, report)?;
-    eprintln!("wrote {out}");
+    report::write_section("classify", &report)?;
     Ok(())
 }
 
@@ -144,41 +144,4 @@ fn time<E>(f: impl FnOnce() -> Result<(), E>) -> Result<Duration, E> {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort_unstable();
     v[v.len() / 2]
-}
-
-fn percentile(mut v: Vec<Duration>, p: usize) -> Duration {
-    v.sort_unstable();
-    v[(v.len() * p / 100).min(v.len() - 1)]
-}
-
-fn show(d: Duration) -> String {
-    let us = d.as_secs_f64() * 1e6;
-    if us >= 1000.0 {
-        format!("{:.1} ms", us / 1000.0)
-    } else if us >= 10.0 {
-        format!("{us:.1} µs")
-    } else {
-        format!("{:.0} ns", us * 1000.0)
-    }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "an unknown CPU".into())
-}
-
-fn today() -> String {
-    std::process::Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }
