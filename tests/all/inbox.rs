@@ -6,10 +6,15 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::NewSessionError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::service::{Served, get, payment, post};
+
+/// What to install when the browser is missing: the test fails, never skips.
+const INSTALL: &str = "install Debian's `chromium` and `chromium-driver` packages \
+     (`apt-get install -y chromium chromium-driver`; .ci/run does)";
 
 /// chromedriver on a free port, killed on drop.
 struct Driver {
@@ -35,18 +40,14 @@ fn chromedriver() -> Driver {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start chromedriver ({e}): install Debian's `chromium` and `chromium-driver` packages (.ci/run does)"
-            )
-        });
+        .unwrap_or_else(|e| panic!("cannot start chromedriver ({e}): {INSTALL}"));
     Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
     }
 }
 
-async fn browser(driver: &Driver) -> Client {
+async fn browser(driver: &mut Driver) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -62,11 +63,22 @@ async fn browser(driver: &Driver) -> Client {
             .await
         {
             Ok(client) => return client,
-            // chromedriver takes a moment to listen.
-            Err(_) if Instant::now() < deadline => {
+            // chromedriver answers but cannot start the browser.
+            Err(e @ NewSessionError::SessionNotCreated(_)) => {
+                panic!("chromedriver cannot start Chromium ({e}): {INSTALL}")
+            }
+            // chromedriver takes a moment to listen, unless it has died.
+            Err(e) => {
+                if let Ok(Some(status)) = driver.child.try_wait() {
+                    panic!("chromedriver exited ({status}): {INSTALL}");
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot reach chromedriver at {} ({e}): {INSTALL}",
+                    driver.url
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("cannot open a Chromium session through chromedriver: {e}"),
         }
     }
 }
@@ -123,7 +135,7 @@ async fn decide(c: &Client, tx: &str, button: &str, reason: &str) {
 async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
     let s = Served::start(dir.path(), &[]);
-    let driver = chromedriver();
+    let mut driver = chromedriver();
     let agent = s.key("agent");
     let hire = post(
         &s,
@@ -133,16 +145,8 @@ async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
     )
     .await;
     assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
-    let burst = post(
-        &s,
-        "/v1/authorizations",
-        &agent,
-        &payment("demo", "burst-1", "47.00", "compute", "known"),
-    )
-    .await;
-    assert_eq!(burst.body["status"], "pending_veto", "{}", burst.text);
 
-    let c = browser(&driver).await;
+    let c = browser(&mut driver).await;
     log_in(&c, &s.base, &s.key("approver")).await;
 
     // The hire, as the owner needs to see it.
@@ -170,7 +174,19 @@ async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
     assert_eq!(stored.body["verdicts"][0]["actor"], "alice@demo.example");
 
     // A veto inside the 30 s window stops the supervised payment for good.
-    wait_for_text(&c, "article[data-tx='burst-1']", "47.00 USDC").await;
+    // It is asked for only now, so the window is not spent starting Chromium;
+    // the page finds it on its next poll.
+    let burst = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "burst-1", "47.00", "compute", "known"),
+    )
+    .await;
+    assert_eq!(burst.body["status"], "pending_veto", "{}", burst.text);
+    let card = wait_for_text(&c, "article[data-tx='burst-1']", "47.00 USDC").await;
+    assert!(card.contains("left"), "a countdown: {card}");
+    assert!(card.to_lowercase().contains("supervised"), "{card}");
     decide(&c, "burst-1", "veto", "we have spare capacity").await;
     wait_for_text(&c, "#recent tr[data-tx='burst-1']", "vetoed").await;
     let stored = get(&s, "/v1/authorizations/burst-1", &s.key("auditor")).await;
@@ -185,6 +201,10 @@ async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
         .await
         .unwrap();
     let chain = wait_for_text(&c, "#chain", "approved by alice@demo.example").await;
+    assert!(
+        chain.contains("analysis is in this quarter's budget"),
+        "the approver's reason: {chain}"
+    );
     assert!(chain.contains("executed"), "{chain}");
 
     // A bad key is sent back to the login form.
