@@ -3,6 +3,7 @@
 //! sees it executed; a veto inside the window stops a supervised payment.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,15 +17,23 @@ use crate::service::{Served, get, payment, post};
 const INSTALL: &str = "install Debian's `chromium` and `chromium-driver` packages \
      (`apt-get install -y chromium chromium-driver`; .ci/run does)";
 
-/// chromedriver on a free port, killed on drop.
+/// chromedriver on a free port, in a process group of its own with the
+/// Chromium it starts; both are killed on drop, even when a failed assertion
+/// leaves the browser session open, and their temporary files (profile,
+/// caches) go with `tmp`.
 struct Driver {
     child: Child,
     url: String,
+    // Dropped after the processes are killed.
+    _tmp: tempfile::TempDir,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SAFETY: signalling the process group created for our own child.
+        unsafe {
+            libc::killpg(self.child.id() as i32, libc::SIGKILL);
+        }
         let _ = self.child.wait();
     }
 }
@@ -35,8 +44,11 @@ fn chromedriver() -> Driver {
         .local_addr()
         .unwrap()
         .port();
+    let tmp = tempfile::tempdir().unwrap();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .env("TMPDIR", tmp.path())
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -44,6 +56,7 @@ fn chromedriver() -> Driver {
     Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        _tmp: tmp,
     }
 }
 
