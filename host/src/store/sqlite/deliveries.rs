@@ -12,16 +12,42 @@ const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
 
 impl DeliveryStore for SqliteStore {
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
-        let conn = self.lock();
-        let queued = conn.execute(
+        let mut conn = self.lock();
+        // Nothing new since the URL's cursor: no write, no lock.
+        let (after, last): (Option<i64>, Option<i64>) = conn.query_row(
+            "SELECT (SELECT after_id FROM delivery_cursors WHERE tenant = ?1 AND url = ?2),
+                    (SELECT MAX(id) FROM outbox WHERE tenant = ?1)",
+            params![tenant, url],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if after.is_some() && after >= last.or(Some(0)) {
+            return Ok(0);
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A URL seen for the first time starts with the notices written
+        // since `since_ms`.
+        tx.execute(
+            "INSERT OR IGNORE INTO delivery_cursors (tenant, url, after_id)
+             SELECT ?1, ?2, COALESCE(
+                 (SELECT MIN(id) - 1 FROM outbox WHERE tenant = ?1 AND created_ms >= ?3),
+                 (SELECT MAX(id) FROM outbox WHERE tenant = ?1),
+                 0)",
+            params![tenant, url, since_ms as i64],
+        )?;
+        let queued = tx.execute(
             "INSERT OR IGNORE INTO deliveries (outbox_id, url, tenant, attempts, next_attempt_ms)
              SELECT o.id, ?2, o.tenant, 0, o.created_ms FROM outbox o
              WHERE o.tenant = ?1
-               AND o.id > COALESCE(
-                   (SELECT MAX(outbox_id) FROM deliveries WHERE tenant = ?1 AND url = ?2),
-                   (SELECT COALESCE(MIN(id), 1 << 62) - 1 FROM outbox WHERE tenant = ?1 AND created_ms >= ?3))",
-            params![tenant, url, since_ms as i64],
+               AND o.id > (SELECT after_id FROM delivery_cursors WHERE tenant = ?1 AND url = ?2)",
+            params![tenant, url],
         )?;
+        tx.execute(
+            "UPDATE delivery_cursors
+             SET after_id = MAX(after_id, COALESCE((SELECT MAX(id) FROM outbox WHERE tenant = ?1), 0))
+             WHERE tenant = ?1 AND url = ?2",
+            params![tenant, url],
+        )?;
+        tx.commit()?;
         Ok(queued as u64)
     }
 

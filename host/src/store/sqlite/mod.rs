@@ -140,6 +140,19 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_ms)
     WHERE delivered_ms IS NULL AND gave_up_ms IS NULL;
 CREATE INDEX deliveries_by_tenant ON deliveries (tenant, url, outbox_id);
 "#,
+    // Each webhook URL's place in its tenant's outbox: the last notice
+    // queued for it, so queueing reads only newer ones.
+    r#"
+CREATE INDEX outbox_by_tenant ON outbox (tenant, id);
+CREATE TABLE delivery_cursors (
+    tenant   TEXT    NOT NULL,
+    url      TEXT    NOT NULL,
+    after_id INTEGER NOT NULL,
+    PRIMARY KEY (tenant, url)
+);
+INSERT INTO delivery_cursors (tenant, url, after_id)
+    SELECT tenant, url, MAX(outbox_id) FROM deliveries GROUP BY tenant, url;
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
