@@ -25,7 +25,8 @@ pub struct WebhookOptions {
     pub interval: Duration,
     /// The first retry's delay; each later one doubles it, up to an hour.
     pub backoff: Duration,
-    /// Attempts before a delivery is given up.
+    /// Attempts before a delivery is given up (by default 20: about eight
+    /// hours of retries, at most an hour apart).
     pub max_attempts: u32,
     /// How long one attempt may take.
     pub timeout: Duration,
@@ -36,7 +37,7 @@ impl Default for WebhookOptions {
         WebhookOptions {
             interval: Duration::from_millis(500),
             backoff: Duration::from_secs(1),
-            max_attempts: 10,
+            max_attempts: 20,
             timeout: Duration::from_secs(10),
         }
     }
@@ -56,7 +57,7 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &str) -> String {
 }
 
 /// At most this many deliveries are attempted at once.
-const BATCH: usize = 50;
+const IN_FLIGHT: usize = 50;
 
 type StoreResult<T> = Result<T, StoreError>;
 
@@ -70,6 +71,10 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| StoreError(e.to_string()))?
 }
+
+/// Attempts under way: each delivery's outcome is recorded as it comes, so a
+/// slow or silent receiver holds up no other.
+type InFlight = JoinSet<(Delivery, Result<(), String>)>;
 
 /// Runs until `stop` turns true.
 pub(super) async fn run(
@@ -103,36 +108,74 @@ pub(super) async fn run(
             }
         }
     }
+    let mut inflight = InFlight::new();
+    let mut open: HashSet<(u64, String)> = HashSet::new();
+    let mut tick = tokio::time::Instant::now();
     loop {
-        let busy = match pass(&governor, &store, &client, &options, &mut stop).await {
-            Ok(claimed) => claimed == BATCH,
-            Err(e) => {
-                tracing::error!(error = %e, "webhook pass failed");
-                false
+        if tokio::time::Instant::now() >= tick {
+            let room = IN_FLIGHT - inflight.len();
+            let claimed = match start_due(&governor, &store, &client, &options, room).await {
+                Ok(started) => started
+                    .into_iter()
+                    .map(|(key, task)| {
+                        open.insert(key);
+                        inflight.spawn(task);
+                    })
+                    .count(),
+                Err(e) => {
+                    tracing::error!(error = %e, "webhook pass failed");
+                    0
+                }
+            };
+            // A full claim may have left more due: look again at once.
+            tick = tokio::time::Instant::now();
+            if room == 0 || claimed < room {
+                tick += options.interval;
             }
+        }
+        let stopped = async {
+            let _ = stop.wait_for(|s| *s).await;
         };
-        if *stop.borrow() {
-            break;
-        }
-        if busy {
-            continue;
-        }
         tokio::select! {
-            _ = tokio::time::sleep(options.interval) => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stopped => break,
+            Some(joined) = inflight.join_next() => match joined {
+                Ok((d, result)) => {
+                    open.remove(&(d.entry.id, d.url.clone()));
+                    if let Err(e) = record(&store, &options, d, result).await {
+                        tracing::error!(error = %e, "cannot record a webhook attempt");
+                    }
+                }
+                // The attempt panicked: its lease runs out and it is tried again.
+                Err(e) => tracing::error!(error = %e, "a webhook attempt failed to run"),
+            },
+            _ = tokio::time::sleep_until(tick) => {}
+        }
+    }
+    // Stopping: attempts still in flight are dropped and handed back, so the
+    // next start makes them at once, as the same events.
+    inflight.abort_all();
+    let now = now_ms();
+    for (id, url) in open {
+        if let Err(e) = blocking(&store, move |s| s.release_delivery(id, &url, now)).await {
+            tracing::error!(error = %e, "cannot hand back a webhook delivery");
         }
     }
 }
 
-/// Queues new notices, claims the due deliveries and attempts them
-/// concurrently. Returns how many were claimed.
-async fn pass(
+/// Queues new notices, then claims up to `room` due deliveries and returns
+/// their attempts, unstarted.
+async fn start_due(
     governor: &Governor,
     store: &Arc<dyn Backend>,
     client: &reqwest::Client,
     options: &WebhookOptions,
-    stop: &mut watch::Receiver<bool>,
-) -> StoreResult<usize> {
+    room: usize,
+) -> StoreResult<
+    Vec<(
+        (u64, String),
+        impl Future<Output = (Delivery, Result<(), String>)> + Send + 'static,
+    )>,
+> {
     let now = now_ms();
     let mut secrets = HashMap::new();
     for tenant in governor.tenant_ids() {
@@ -146,51 +189,23 @@ async fn pass(
             secrets.insert((tenant.clone(), hook.url.clone()), hook.secret_env.clone());
         }
     }
-    // Held long enough for every attempt of the batch to finish or time out.
+    if room == 0 {
+        return Ok(Vec::new());
+    }
+    // Held long enough for the attempt to finish or time out, and be recorded.
     let lease = options.timeout.as_millis() as u64 * 2 + 1000;
-    let due = blocking(store, move |s| s.claim_deliveries(now, lease, BATCH)).await?;
-    let claimed = due.len();
-    let mut open: HashSet<(u64, String)> = HashSet::new();
-    let mut inflight = JoinSet::new();
-    for d in due {
-        let secret_env = secrets.get(&(d.tenant.clone(), d.url.clone())).cloned();
-        let client = client.clone();
-        open.insert((d.entry.id, d.url.clone()));
-        inflight.spawn(async move {
-            let result = attempt(&client, &d, secret_env.as_deref()).await;
-            (d, result)
-        });
-    }
-    loop {
-        let next = tokio::select! {
-            next = inflight.join_next() => Some(next),
-            _ = stop.wait_for(|s| *s) => None,
-        };
-        match next {
-            None => {
-                // Stopping: attempts still in flight are dropped and handed
-                // back, so the next start tries them at once.
-                inflight.abort_all();
-                let now = now_ms();
-                for (id, url) in open {
-                    blocking(store, move |s| s.release_delivery(id, &url, now)).await?;
-                }
-                break;
-            }
-            Some(None) => break,
-            Some(Some(Ok((d, result)))) => {
-                open.remove(&(d.entry.id, d.url.clone()));
-                if let Err(e) = record(store, options, d, result).await {
-                    tracing::error!(error = %e, "cannot record a webhook attempt");
-                }
-            }
-            // The attempt panicked: its lease runs out and it is tried again.
-            Some(Some(Err(e))) => {
-                tracing::error!(error = %e, "a webhook attempt failed to run")
-            }
-        }
-    }
-    Ok(claimed)
+    let due = blocking(store, move |s| s.claim_deliveries(now, lease, room)).await?;
+    Ok(due
+        .into_iter()
+        .map(|d| {
+            let secret_env = secrets.get(&(d.tenant.clone(), d.url.clone())).cloned();
+            let client = client.clone();
+            ((d.entry.id, d.url.clone()), async move {
+                let result = attempt(&client, &d, secret_env.as_deref()).await;
+                (d, result)
+            })
+        })
+        .collect())
 }
 
 /// Stores an attempt's outcome: delivered, due again after the backoff, or
