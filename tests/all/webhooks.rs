@@ -92,15 +92,19 @@ async fn receiver(fail_first: Option<usize>) -> Receiver {
 /// A tenant `hooked` with a webhook to `url` signed with the secret in
 /// `secret_env`, and fast retries (200 ms, 400 ms; three attempts).
 fn setup(dir: &Path, url: &str, secret_env: &str) -> (PathBuf, PathBuf) {
+    setup_hooks(dir, &[url], secret_env)
+}
+
+/// [`setup`] with a webhook to each of `urls` (none: no `[[webhooks]]`).
+fn setup_hooks(dir: &Path, urls: &[&str], secret_env: &str) -> (PathBuf, PathBuf) {
+    let hooks: String = urls
+        .iter()
+        .map(|url| format!("[[webhooks]]\nurl = \"{url}\"\nsecret_env = \"{secret_env}\"\n\n"))
+        .collect();
     let config = tenant_file(
         dir,
         "hooked",
-        &[(
-            "[tiers.autonomous]",
-            &format!(
-                "[[webhooks]]\nurl = \"{url}\"\nsecret_env = \"{secret_env}\"\n\n[tiers.autonomous]"
-            ),
-        )],
+        &[("[tiers.autonomous]", &format!("{hooks}[tiers.autonomous]"))],
     );
     let settings = dir.join("serve.toml");
     std::fs::write(
@@ -397,6 +401,14 @@ fn webhook_settings_are_checked_by_name() {
             "`webhooks[0].url`",
         ),
         (
+            "url = \"http://[::1/hook\"\nsecret_env = \"ACME_HOOK\"",
+            "`webhooks[0].url`",
+        ),
+        (
+            "url = \"https://ops:hunter2@ops.acme.example/hook\"\nsecret_env = \"ACME_HOOK\"",
+            "must not hold a user name or password",
+        ),
+        (
             "url = \"https://ops.acme.example/hook\"\nsecret_env = \"not a name\"",
             "`webhooks[0].secret_env`",
         ),
@@ -413,5 +425,114 @@ fn webhook_settings_are_checked_by_name() {
             .unwrap_err()
             .to_string();
         assert!(err.contains(needle), "{needle}: {err}");
+        assert!(!err.contains("hunter2"), "a password is not echoed: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_receiver_holds_up_no_other() {
+    // One receiver never answers (the attempt times out after 10 s); the
+    // other answers at once and must not wait for it.
+    let silent = receiver(Some(0)).await;
+    silent.hang.store(true, Ordering::SeqCst);
+    let prompt = receiver(Some(0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, settings) = setup_hooks(
+        dir.path(),
+        &[&silent.url(), &prompt.url()],
+        "HOOKED_WEBHOOK_SECRET",
+    );
+    let s = start(&dir.path().join("data"), &config, &settings);
+    let agent = create_key(&s.data, "hooked", "agent", None);
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("hooked", "s1", "47.00", "compute", "known"),
+    )
+    .await;
+    wait_until("the first notice at both receivers", || {
+        !silent.got().is_empty() && !prompt.got().is_empty()
+    })
+    .await;
+
+    // While the silent receiver still holds the first notice, the next one
+    // reaches the prompt receiver well before that attempt times out.
+    let sent = Instant::now();
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("hooked", "s2", "48.00", "compute", "known"),
+    )
+    .await;
+    wait_until("the second notice at the prompt receiver", || {
+        prompt.got().len() >= 2
+    })
+    .await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "delivered in {:?}",
+        sent.elapsed()
+    );
+    let got = prompt.got();
+    let body: Value = serde_json::from_str(&got[1].body).unwrap();
+    assert_eq!(body["tx_id"], "s2");
+    assert_ne!(got[0].event_id, got[1].event_id);
+    // The silent receiver holds its attempts; none has timed out yet.
+    let held: Vec<String> = silent.got().into_iter().map(|g| g.event_id).collect();
+    assert!(
+        held.len() <= 2 && !held[1..].contains(&held[0]),
+        "no attempt retried yet: {held:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_added_later_gets_the_recent_notices_then_every_new_one() {
+    let r = receiver(Some(0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Notices written while the tenant has no webhook...
+    let (config, settings) = setup_hooks(dir.path(), &[], "HOOKED_WEBHOOK_SECRET");
+    let s = start(&data, &config, &settings);
+    let agent = create_key(&s.data, "hooked", "agent", None);
+    let admin = create_key(&s.data, "hooked", "admin", Some("ops@hooked.example"));
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("hooked", "e1", "47.00", "compute", "known"),
+    )
+    .await;
+    assert_eq!(
+        get(&s, "/v1/webhooks/deliveries", &admin).await.body,
+        serde_json::json!([])
+    );
+    s.terminate();
+
+    // ...are delivered once one is configured (they are less than a day old),
+    let (config, settings) = setup(dir.path(), &r.url(), "HOOKED_WEBHOOK_SECRET");
+    let s = start(&data, &config, &settings);
+    wait_until("the earlier notice", || !r.got().is_empty()).await;
+    // and so is every new one, each once.
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("hooked", "e2", "48.00", "compute", "known"),
+    )
+    .await;
+    wait_until("the new notice", || r.got().len() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let tx_ids: Vec<String> = r
+        .got()
+        .iter()
+        .map(|g| {
+            let body: Value = serde_json::from_str(&g.body).unwrap();
+            body["tx_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(tx_ids, ["e1", "e2"]);
+    let delivered = wait_for_state(&s, &admin, "delivered").await;
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
 }

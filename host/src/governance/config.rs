@@ -270,16 +270,22 @@ impl TenantConfig {
 
     fn validate(&self) -> Result<(), String> {
         for (i, w) in self.webhooks.iter().enumerate() {
-            let rest = w
-                .url
-                .strip_prefix("https://")
-                .or_else(|| w.url.strip_prefix("http://"));
-            if rest.is_none_or(|r| {
-                r.is_empty() || r.starts_with('/') || r.contains(char::is_whitespace)
-            }) {
+            let url = reqwest::Url::parse(&w.url).map_err(|e| {
+                format!(
+                    "`webhooks[{i}].url` must be an http:// or https:// URL, not {:?}: {e}",
+                    w.url
+                )
+            })?;
+            if !["http", "https"].contains(&url.scheme()) || url.host().is_none() {
                 return Err(format!(
                     "`webhooks[{i}].url` must be an http:// or https:// URL, not {:?}",
                     w.url
+                ));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                // Not echoed: it holds a password.
+                return Err(format!(
+                    "`webhooks[{i}].url` must not hold a user name or password: URLs show in the deliveries list and the logs, and the signature authenticates the service"
                 ));
             }
             let name_ok = !w.secret_env.is_empty()
