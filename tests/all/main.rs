@@ -11,6 +11,7 @@ mod history;
 mod inbox;
 mod loading;
 mod pipeline;
+mod properties;
 mod races;
 mod service;
 mod tiers;
