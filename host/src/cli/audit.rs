@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use tiergate::audit::{
     Checkpoint, CheckpointLog, ExportRow, Query, Replayed, VerifyError, generate_key, key_from_hex,
-    key_to_hex, parse_day, sign_due, utc_time, verify_stored,
+    key_to_hex, sign_due, utc_time, verify_stored,
 };
 use tiergate::store::{SqliteStore, Store};
 
@@ -134,18 +134,10 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
 }
 
 fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
-    let day = |flag: &str, text: &Option<String>| -> Result<Option<u64>> {
-        text.as_ref()
-            .map(|t| {
-                parse_day(t)
-                    .with_context(|| format!("--{flag} {t:?} is not a UTC day written YYYY-MM-DD"))
-            })
-            .transpose()
-    };
     let query = Query {
         agent: args.agent,
-        from_ms: day("from", &args.from)?,
-        to_ms: day("to", &args.to)?,
+        from_ms: super::input::day_flag("from", &args.from)?,
+        to_ms: super::input::day_flag("to", &args.to)?,
         tier: args.tier,
         status: args.status,
         audit_id: args.audit_id,

@@ -84,6 +84,17 @@ fn line_of(text: &str, offset: usize) -> usize {
     text[..offset].bytes().filter(|b| *b == b'\n').count() + 1
 }
 
+/// A `--from`/`--to` flag's UTC day (`YYYY-MM-DD`) as milliseconds since the epoch.
+pub fn day_flag(flag: &str, text: &Option<String>) -> anyhow::Result<Option<u64>> {
+    use anyhow::Context;
+    text.as_ref()
+        .map(|t| {
+            tiergate::audit::parse_day(t)
+                .with_context(|| format!("--{flag} {t:?} is not a UTC day written YYYY-MM-DD"))
+        })
+        .transpose()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use tiergate::audit::{Simulation, parse_day, simulate};
+use tiergate::audit::{Simulation, simulate};
 use tiergate::governance::{TenantConfig, tenant_policy};
 use tiergate::store::SqliteStore;
 
@@ -11,17 +11,9 @@ use super::{SimulateArgs, govern::default_store};
 
 pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     let mut config = TenantConfig::load(&args.tenant)?;
-    let day = |flag: &str, text: &Option<String>| -> Result<Option<u64>> {
-        text.as_ref()
-            .map(|t| {
-                parse_day(t)
-                    .with_context(|| format!("--{flag} {t:?} is not a UTC day written YYYY-MM-DD"))
-            })
-            .transpose()
-    };
-    let from = day("from", &args.from)?.unwrap_or(0);
+    let from = super::input::day_flag("from", &args.from)?.unwrap_or(0);
     // `--to` names the last day included.
-    let to = day("to", &args.to)?.map_or(u64::MAX, |d| d + 86_400_000);
+    let to = super::input::day_flag("to", &args.to)?.map_or(u64::MAX, |d| d + 86_400_000);
     let store_path = args.store.unwrap_or_else(default_store);
     if !store_path.exists() {
         anyhow::bail!("the store {} does not exist", store_path.display());

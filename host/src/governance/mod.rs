@@ -471,6 +471,24 @@ impl Governor {
         blocking(move || this.decide_blocking(&tenant, &tx_id, act, &actor, &reason, &hash)).await
     }
 
+    /// Refuses `actor` unless it is one of the tenant's budget owners.
+    fn require_owner(&self, tenant: &str, actor: &str) -> Result<(), GovernError> {
+        if self
+            .tenant(tenant)?
+            .config
+            .owners
+            .iter()
+            .any(|o| o == actor)
+        {
+            Ok(())
+        } else {
+            Err(GovernError::NotAnOwner {
+                actor: actor.to_string(),
+                tenant: tenant.to_string(),
+            })
+        }
+    }
+
     /// [`decide`](Self::decide) on the calling thread.
     pub fn decide_blocking(
         &self,
@@ -481,13 +499,7 @@ impl Governor {
         reason: &str,
         content_hash: &str,
     ) -> Result<Authorization, GovernError> {
-        let config = &self.tenant(tenant)?.config;
-        if !config.owners.iter().any(|o| o == actor) {
-            return Err(GovernError::NotAnOwner {
-                actor: actor.to_string(),
-                tenant: tenant.to_string(),
-            });
-        }
+        self.require_owner(tenant, actor)?;
         let ruling = plan::Ruling {
             act,
             actor,
@@ -560,13 +572,7 @@ impl Governor {
         actor: &str,
         note: &str,
     ) -> Result<Authorization, GovernError> {
-        let config = &self.tenant(tenant)?.config;
-        if !config.owners.iter().any(|o| o == actor) {
-            return Err(GovernError::NotAnOwner {
-                actor: actor.to_string(),
-                tenant: tenant.to_string(),
-            });
-        }
+        self.require_owner(tenant, actor)?;
         if note.trim().is_empty() {
             return Err(GovernError::EmptyCorrection);
         }
