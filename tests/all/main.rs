@@ -8,6 +8,7 @@ mod compliance;
 mod concurrency;
 mod failures;
 mod history;
+mod hostile;
 mod inbox;
 mod loading;
 mod pipeline;

@@ -1,0 +1,1995 @@
+//! A corpus of hostile policies, each shown to be contained: the
+//! classification ends within the sandbox's deadline (plus a margin for a
+//! busy machine) on the tenant's failure tier, with a reason naming what
+//! happened and a detail saying why, and a good policy still classifies
+//! afterwards. Bad artifacts are refused at load, by name, and an upload of
+//! one to the service changes nothing.
+//!
+//! Rust-built cases come from the `misbehave` fixture; the rest are
+//! components written by hand in the component text format ([`Wat`]), which
+//! can do what no Rust compiler would emit: answer an enum value that does
+//! not exist, point a list past the end of memory, fill all of memory in
+//! one instruction.
+//!
+//! Every measured classification prints one line (run with
+//! `-- --nocapture`): kind, variant, wall time, outcome. docs/reliability.md
+//! quotes them.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tiergate::{
+    ActivityFilter, CompiledPolicy, ContextRead, Decision, FailureKind, LoadError, Runtime,
+    SandboxLimits, TenantPolicy, Tier,
+};
+use tiergate_e2e::fixtures;
+
+use crate::{classify, seed_tiers, tx};
+
+/// How far past its deadline a classification may end and still count as
+/// contained. Generous on purpose: the suite shares two cores, and this is
+/// not a timing test.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// The sandboxes the cases run in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Limits {
+    /// The suite's runtime: default limits, a 2 s deadline.
+    Suite = 0,
+    /// `SandboxLimits::default()` exactly: 2,000,000 fuel, a 50 ms deadline.
+    Defaults = 1,
+    /// Fuel without end, a 100 ms deadline: only the clock stops a loop.
+    DeadlineOnly = 2,
+}
+
+const ALL_LIMITS: [Limits; 3] = [Limits::Suite, Limits::Defaults, Limits::DeadlineOnly];
+
+fn sandbox(limits: Limits) -> &'static Runtime {
+    static DEFAULTS: OnceLock<Runtime> = OnceLock::new();
+    static DEADLINE_ONLY: OnceLock<Runtime> = OnceLock::new();
+    match limits {
+        Limits::Suite => crate::runtime(),
+        Limits::Defaults => DEFAULTS.get_or_init(|| Runtime::new().expect("runtime starts")),
+        Limits::DeadlineOnly => DEADLINE_ONLY.get_or_init(|| {
+            Runtime::with_limits(SandboxLimits {
+                fuel: u64::MAX / 2,
+                timeout: Duration::from_millis(100),
+                ..SandboxLimits::default()
+            })
+            .expect("runtime starts")
+        }),
+    }
+}
+
+/// The `misbehave` fixture, compiled once per sandbox.
+fn misbehave_compiled(limits: Limits) -> CompiledPolicy {
+    static COMPILED: [OnceLock<CompiledPolicy>; 3] = [const { OnceLock::new() }; 3];
+    COMPILED[limits as usize]
+        .get_or_init(|| {
+            sandbox(limits)
+                .compile_file(fixtures::MISBEHAVE.as_ref())
+                .expect("fixture compiles")
+        })
+        .clone()
+}
+
+/// `misbehave` configured with `config` (its `mode` and options).
+fn misbehave(limits: Limits, config: serde_json::Value) -> TenantPolicy {
+    misbehave_compiled(limits)
+        .configure(&config.to_string())
+        .unwrap_or_else(|e| panic!("{config} configures: {e}"))
+}
+
+/// The bundled seed-tiers policy, compiled once per sandbox: the good
+/// policy that must still classify after each hostile one.
+fn good(limits: Limits) -> TenantPolicy {
+    static COMPILED: [OnceLock<CompiledPolicy>; 3] = [const { OnceLock::new() }; 3];
+    if limits == Limits::Suite {
+        return seed_tiers();
+    }
+    COMPILED[limits as usize]
+        .get_or_init(|| {
+            let bytes = tiergate::bundled::get("seed-tiers").expect("seed-tiers is bundled");
+            sandbox(limits).compile(bytes).expect("seed-tiers compiles")
+        })
+        .configure("")
+        .expect("defaults are valid")
+}
+
+/// The host carries on: a good policy still gets its answer in each sandbox.
+/// The default 50 ms deadline can catch even a good policy when the machine
+/// is busy, so a timeout is tried again, twice at most.
+fn host_is_up() {
+    for limits in ALL_LIMITS {
+        let mut tries = 0;
+        let d = loop {
+            tries += 1;
+            let d = classify(&good(limits), &tx("0.02", "embeddings", "verified"));
+            match &d.failure {
+                Some(f) if f.kind == FailureKind::Timeout && tries < 3 => continue,
+                _ => break d,
+            }
+        };
+        assert_eq!(d.tier, Tier::Autonomous, "{limits:?}: {d:?}");
+        assert!(d.failure.is_none(), "{limits:?}: {d:?}");
+    }
+    print_worst();
+}
+
+/// The slowest classification seen in this run, with its deadline.
+static WORST: Mutex<Option<(Duration, Duration, String)>> = Mutex::new(None);
+
+/// Prints one measurement; `deadline` is `None` for a load, which only
+/// classifications' figures are compared with.
+fn measured(
+    kind: &str,
+    variant: &str,
+    elapsed: Duration,
+    outcome: &str,
+    deadline: Option<Duration>,
+) {
+    let limit = deadline.map_or(String::new(), |d| {
+        format!(" (deadline {} ms)", d.as_millis())
+    });
+    eprintln!(
+        "hostile | {kind:<14} | {variant:<56} | {:>8.1} ms | {outcome}{limit}",
+        elapsed.as_secs_f64() * 1e3,
+    );
+    if let Some(deadline) = deadline {
+        let mut worst = WORST.lock().unwrap_or_else(|e| e.into_inner());
+        if worst.as_ref().is_none_or(|(w, _, _)| elapsed > *w) {
+            *worst = Some((elapsed, deadline, format!("{kind} / {variant}")));
+        }
+    }
+}
+
+/// Prints the slowest classification so far; the last such line of a run
+/// is the run's worst.
+fn print_worst() {
+    let worst = WORST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((elapsed, deadline, what)) = worst.as_ref() {
+        eprintln!(
+            "hostile | worst so far: {:.1} ms against a {} ms deadline ({what})",
+            elapsed.as_secs_f64() * 1e3,
+            deadline.as_millis()
+        );
+    }
+}
+
+/// Classifies with `policy`, timed, and checks the failure is contained:
+/// the expected kind and its reason code, a detail, the expected tier, and
+/// an end within the sandbox's deadline plus [`MARGIN`].
+fn contained(
+    (kind, variant): (&str, &str),
+    limits: Limits,
+    policy: &TenantPolicy,
+    expected: FailureKind,
+    tier: Tier,
+) -> Decision {
+    let t = tx("0.02", "embeddings", "verified");
+    let deadline = sandbox(limits).limits().timeout;
+    let start = Instant::now();
+    let d = classify(policy, &t);
+    let elapsed = start.elapsed();
+    let failure = d
+        .failure
+        .as_ref()
+        .unwrap_or_else(|| panic!("{kind} / {variant}: no failure in {d:?}"));
+    assert_eq!(
+        failure.kind, expected,
+        "{kind} / {variant}: {}",
+        failure.detail
+    );
+    assert_eq!(d.tier, tier, "{kind} / {variant}: {d:?}");
+    assert_eq!(d.reasons.len(), 1, "{kind} / {variant}: {d:?}");
+    assert_eq!(d.reasons[0].code, expected.code(), "{kind} / {variant}");
+    assert!(
+        !failure.detail.is_empty() && d.reasons[0].message.contains(&failure.detail),
+        "{kind} / {variant}: the failure says why: {d:?}"
+    );
+    assert!(
+        elapsed <= deadline + MARGIN,
+        "{kind} / {variant}: took {elapsed:?}, deadline {deadline:?}"
+    );
+    measured(kind, variant, elapsed, expected.code(), Some(deadline));
+    d
+}
+
+// ---------------------------------------------------------------------------
+// Hand-written components.
+
+/// A host interface a [`Wat`] policy imports: the component-level import
+/// with its `canon lower`, how the lowered function is handed to the core
+/// module, and how the core module imports it.
+#[derive(Clone, Copy)]
+struct Import {
+    component: &'static str,
+    core_export: &'static str,
+    core_import: &'static str,
+}
+
+/// `wasi:clocks/monotonic-clock.now`.
+const CLOCK: Import = Import {
+    component: r#"(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
+      (export "now" (func (result u64)))))
+    (core func $now (canon lower (func $clock "now")))"#,
+    core_export: r#"(export "now" (func $now))"#,
+    core_import: r#"(import "host" "now" (func $now (result i64)))"#,
+};
+
+/// `wasi:random/random.get-random-u64`.
+const RANDOM: Import = Import {
+    component: r#"(import "wasi:random/random@0.2.0" (instance $random
+      (export "get-random-u64" (func (result u64)))))
+    (core func $random (canon lower (func $random "get-random-u64")))"#,
+    core_export: r#"(export "random" (func $random))"#,
+    core_import: r#"(import "host" "random" (func $random (result i64)))"#,
+};
+
+/// The contract's `context` interface: `recipient` and `agent-activity`.
+const CONTEXT: Import = Import {
+    component: r#"(import "tiergate:policy/context@0.1.0" (instance $ctx
+      (alias outer 1 $tier (type $t))
+      (type $f (variant (case "all") (case "category" string) (case "tier" $t)))
+      (export "activity-filter" (type $af (eq $f)))
+      (type $a (record (field "count" u64) (field "total" string)))
+      (export "activity" (type $ac (eq $a)))
+      (export "agent-activity" (func (param "window-ms" u64) (param "filter" $af) (result $ac)))
+      (type $h (record (field "first-seen-ms" (option u64)) (field "payment-count" u64)))
+      (export "recipient-history" (type $rh (eq $h)))
+      (export "recipient" (func (result $rh)))))
+    (core func $recipient (canon lower (func $ctx "recipient") (memory $mi "memory")))
+    (core func $activity (canon lower (func $ctx "agent-activity") (memory $mi "memory")
+      (realloc (func $mi "realloc")) string-encoding=utf8))"#,
+    core_export: r#"(export "recipient" (func $recipient)) (export "activity" (func $activity))"#,
+    core_import: r#"(import "host" "recipient" (func $recipient (param i32)))
+    (import "host" "activity" (func $activity (param i64 i32 i32 i32 i32)))"#,
+};
+
+/// A tier policy written in the component text format. Its core module
+/// answers from fixed places in memory:
+///
+/// | address | what |
+/// |---|---|
+/// | `0x100` | `info`: name `hostile`, version `0.1.0`, the declared tiers at `0x160` |
+/// | `0x200` | `check-config`: `ok` |
+/// | `0x300` | `classify`: `ok(decision)`; the tier byte at `0x304`, the reasons list at `0x308` (pointer) and `0x30c` (length), the suggestion's option byte at `0x310`, its pointer and length at `0x314` and `0x318` |
+/// | `0x340` | the one reason: code pointer and length, message pointer and length |
+/// | `0x380`, `0x3a0` | the code `answered`, the message `wat` |
+///
+/// `body` runs first and may change any of it, or never finish.
+#[derive(Clone)]
+struct Wat {
+    /// The linear memory's limits in 64 KiB pages: `1`, or `1 4`.
+    memory: &'static str,
+    /// The tiers `info` declares, as discriminants.
+    declares: &'static [u8],
+    /// The tier discriminant of the answer; anything above 3 is no tier.
+    answer: u8,
+    imports: Vec<Import>,
+    /// More core module fields: functions, tables, globals.
+    extra: &'static str,
+    /// Locals of the core `classify` function.
+    locals: &'static str,
+    /// Instructions `classify` runs before it answers.
+    body: String,
+    /// The name of the policy export.
+    export: &'static str,
+}
+
+impl Wat {
+    fn new(body: impl Into<String>) -> Wat {
+        Wat {
+            memory: "1",
+            declares: &[0, 1, 2],
+            answer: 0,
+            imports: Vec::new(),
+            extra: "",
+            locals: "",
+            body: body.into(),
+            export: "tiergate:policy/policy@0.1.0",
+        }
+    }
+
+    fn memory(mut self, memory: &'static str) -> Wat {
+        self.memory = memory;
+        self
+    }
+
+    fn declares(mut self, tiers: &'static [u8]) -> Wat {
+        self.declares = tiers;
+        self
+    }
+
+    fn answer(mut self, tier: u8) -> Wat {
+        self.answer = tier;
+        self
+    }
+
+    fn import(mut self, import: Import) -> Wat {
+        self.imports.push(import);
+        self
+    }
+
+    fn extra(mut self, extra: &'static str) -> Wat {
+        self.extra = extra;
+        self
+    }
+
+    fn locals(mut self, locals: &'static str) -> Wat {
+        self.locals = locals;
+        self
+    }
+
+    fn export(mut self, name: &'static str) -> Wat {
+        self.export = name;
+        self
+    }
+
+    fn text(&self) -> String {
+        let join = |part: fn(&Import) -> &'static str| {
+            self.imports
+                .iter()
+                .map(part)
+                .collect::<Vec<_>>()
+                .join("\n    ")
+        };
+        let (imports, core_exports, core_imports) = (
+            join(|i| i.component),
+            join(|i| i.core_export),
+            join(|i| i.core_import),
+        );
+        let tiers: String = self.declares.iter().map(|t| format!("\\{t:02x}")).collect();
+        let (memory, extra, locals, body, export) = (
+            self.memory,
+            self.extra,
+            self.locals,
+            &self.body,
+            self.export,
+        );
+        let (ntiers, answer) = (self.declares.len(), self.answer);
+        format!(
+            r#"(component
+  (import "tiergate:policy/types@0.1.0" (instance $types
+    (type $t0 (enum "autonomous" "supervised" "collaborative" "prohibited"))
+    (export "tier" (type $tier (eq $t0)))
+    (type $tr0 (enum "verified" "known" "unknown"))
+    (export "recipient-trust" (type $trust (eq $tr0)))
+    (type $r0 (record (field "code" string) (field "message" string)))
+    (export "reason" (type $reason (eq $r0)))
+    (type $d0 (record (field "tier" $tier) (field "reasons" (list $reason)) (field "suggestion" (option string))))
+    (export "decision" (type (eq $d0)))
+    (type $i0 (record (field "name" string) (field "version" string) (field "tiers" (list $tier))))
+    (export "policy-info" (type (eq $i0)))
+    (type $tx0 (record (field "id" string) (field "tenant" string) (field "agent" string) (field "amount" string)
+      (field "currency" string) (field "category" string) (field "recipient" string) (field "recipient-trust" $trust)
+      (field "jurisdiction" (option string)) (field "justification" (option string)) (field "network" (option string))
+      (field "metadata" (list (tuple string string))) (field "requested-at-ms" u64)))
+    (export "transaction" (type (eq $tx0)))))
+  (alias export $types "tier" (type $tier))
+  (alias export $types "decision" (type $decision))
+  (alias export $types "policy-info" (type $info))
+  (alias export $types "transaction" (type $tx))
+  (core module $mem
+    (memory (export "memory") {memory})
+    (global $bump (mut i32) (i32.const 0x1000))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (i32.and (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
+                             (i32.sub (i32.const 0) (local.get 2))))
+      (global.set $bump (i32.add (local.get $p) (local.get 3)))
+      (local.get $p)))
+  (core instance $mi (instantiate $mem))
+    {imports}
+  (core instance $host {core_exports})
+  (core module $m
+    (import "env" "memory" (memory 0))
+    {core_imports}
+    {extra}
+    (func (export "info") (result i32) (i32.const 0x100))
+    (func (export "check-config") (param i32 i32) (result i32) (i32.const 0x200))
+    (func (export "classify") (param $args i32) (result i32) {locals}
+      {body}
+      (i32.const 0x300))
+    (data (i32.const 0x100) "\40\01\00\00\07\00\00\00\50\01\00\00\05\00\00\00\60\01\00\00\{ntiers:02x}\00\00\00")
+    (data (i32.const 0x140) "hostile")
+    (data (i32.const 0x150) "0.1.0")
+    (data (i32.const 0x160) "{tiers}")
+    (data (i32.const 0x200) "\00")
+    (data (i32.const 0x300) "\00\00\00\00\{answer:02x}\00\00\00\40\03\00\00\01\00\00\00\00\00\00\00\00\00\00\00")
+    (data (i32.const 0x340) "\80\03\00\00\08\00\00\00\a0\03\00\00\03\00\00\00")
+    (data (i32.const 0x380) "answered")
+    (data (i32.const 0x3a0) "wat"))
+  (core instance $i (instantiate $m (with "env" (instance $mi)) (with "host" (instance $host))))
+  (func $info (result $info) (canon lift (core func $i "info") (memory $mi "memory")))
+  (func $check (param "config" string) (result (result (error string)))
+    (canon lift (core func $i "check-config") (memory $mi "memory") (realloc (func $mi "realloc"))))
+  (func $classify (param "config" string) (param "tx" $tx) (result (result $decision (error string)))
+    (canon lift (core func $i "classify") (memory $mi "memory") (realloc (func $mi "realloc"))))
+  (instance $p
+    (export "info" (func $info))
+    (export "check-config" (func $check))
+    (export "classify" (func $classify)))
+  (export "{export}" (instance $p)))"#
+        )
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        wat::parse_str(self.text()).unwrap_or_else(|e| panic!("{e}\n{}", self.text()))
+    }
+
+    fn compile(&self, limits: Limits) -> Result<CompiledPolicy, LoadError> {
+        sandbox(limits).compile(&self.bytes())
+    }
+
+    fn policy(&self, limits: Limits) -> TenantPolicy {
+        self.compile(limits)
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.text()))
+            .configure("")
+            .expect("a wat policy takes any configuration")
+    }
+}
+
+/// A function counting to 100.
+const SPIN: &str = "(func $spin (local $i i32)
+      (loop $l
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 100)))))";
+
+/// A table of three slots, the first holding `$f`, the second empty.
+const TABLE: &str = r#"(type $v (func))
+    (type $r (func (result i32)))
+    (table 3 funcref)
+    (elem (i32.const 0) $f)
+    (func $f)"#;
+
+#[test]
+fn a_hand_written_component_answers_like_a_policy() {
+    // The template itself keeps the contract, so every failure below is the
+    // body's doing.
+    let d = classify(
+        &Wat::new("").policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    assert_eq!(d.tier, Tier::Autonomous);
+    assert_eq!(
+        (d.reasons[0].code.as_str(), d.reasons[0].message.as_str()),
+        ("answered", "wat")
+    );
+    let d = classify(
+        &Wat::new("")
+            .import(CONTEXT)
+            .import(CLOCK)
+            .import(RANDOM)
+            .policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+}
+
+// ---------------------------------------------------------------------------
+// 1. Infinite loops.
+
+#[test]
+fn infinite_loops_run_out_of_fuel_or_time() {
+    let kind = "loop";
+    let rust = [
+        ("rust: plain loop", json!({"mode": "loop"})),
+        (
+            "rust: loop reading the clock",
+            json!({"mode": "loop_clock"}),
+        ),
+        (
+            "rust: loop after taking 12 MiB",
+            json!({"mode": "allocate_then_loop"}),
+        ),
+    ];
+    // Host calls cost the host far more time than their fuel: a bare loop of
+    // clock calls needs about a second to use 2,000,000 fuel. Counting to
+    // 100 between calls keeps fuel, not the clock, the bound here; the bare
+    // floods are below.
+    let wat = [
+        ("wat: plain loop", Wat::new("(loop $l (br $l))")),
+        (
+            "wat: loop calling the clock",
+            Wat::new("(loop $l (drop (call $now)) (call $spin) (br $l))")
+                .import(CLOCK)
+                .extra(SPIN),
+        ),
+        (
+            "wat: loop calling random",
+            Wat::new("(loop $l (drop (call $random)) (call $spin) (br $l))")
+                .import(RANDOM)
+                .extra(SPIN),
+        ),
+        (
+            "wat: loop after growing to 12 MiB",
+            Wat::new(
+                "(drop (memory.grow (i32.const 191)))
+                 (i32.store (i32.const 0xbffffc) (i32.const 7))
+                 (loop $l (br $l))",
+            ),
+        ),
+        (
+            "wat: loop in a function called from a loop",
+            Wat::new("(loop $l (call $spin) (br $l))").extra(SPIN),
+        ),
+    ];
+    // Under the default fuel, fuel ends them, the same every run; with fuel
+    // to spare, the wall-clock deadline does.
+    for (limits, expected) in [
+        (Limits::Suite, FailureKind::FuelExhausted),
+        (Limits::DeadlineOnly, FailureKind::Timeout),
+    ] {
+        for (variant, config) in &rust {
+            let variant = format!("{variant} ({limits:?})");
+            let d = contained(
+                (kind, &variant),
+                limits,
+                &misbehave(limits, config.clone()),
+                expected,
+                Tier::Collaborative,
+            );
+            if expected == FailureKind::FuelExhausted {
+                assert_eq!(d.fuel_used, sandbox(limits).limits().fuel, "{variant}");
+            }
+        }
+        for (variant, wat) in &wat {
+            let variant = format!("{variant} ({limits:?})");
+            contained(
+                (kind, &variant),
+                limits,
+                &wat.policy(limits),
+                expected,
+                Tier::Collaborative,
+            );
+        }
+    }
+    // Bare floods of host calls: under the default limits, the 50 ms
+    // deadline ends them long before their fuel runs out.
+    for (variant, wat) in [
+        (
+            "wat: bare loop of clock calls (Defaults)",
+            Wat::new("(loop $l (drop (call $now)) (br $l))").import(CLOCK),
+        ),
+        (
+            "wat: bare loop of random calls (Defaults)",
+            Wat::new("(loop $l (drop (call $random)) (br $l))").import(RANDOM),
+        ),
+    ] {
+        contained(
+            (kind, variant),
+            Limits::Defaults,
+            &wat.policy(Limits::Defaults),
+            FailureKind::Timeout,
+            Tier::Collaborative,
+        );
+    }
+    // A prohibited failure tier is honoured.
+    contained(
+        (kind, "rust: plain loop, failure tier prohibited"),
+        Limits::Suite,
+        &misbehave(Limits::Suite, json!({"mode": "loop"}))
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::FuelExhausted,
+        Tier::Prohibited,
+    );
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 2. Deep recursion.
+
+#[test]
+fn deep_recursion_is_stopped() {
+    let kind = "recursion";
+    // The Rust guest's own stack lives in its linear memory (64 KiB): deep
+    // recursion runs off its bottom and traps as an out-of-bounds access.
+    for (variant, mode) in [
+        ("rust: small frames", "recurse"),
+        ("rust: 8 KiB frames", "recurse_wide"),
+    ] {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &misbehave(Limits::Suite, json!({"mode": mode})),
+            FailureKind::Trap,
+            Tier::Collaborative,
+        );
+        let detail = &d.failure.unwrap().detail;
+        assert!(detail.contains("out of bounds memory access"), "{detail}");
+    }
+    // Plain wasm recursion uses only the native stack, which is bounded.
+    let wat = [
+        ("wat: a function calling itself", Wat::new("(call $r)").extra("(func $r (call $r))")),
+        (
+            "wat: eight i64 parameters a frame",
+            Wat::new("(call $r (i64.const 1) (i64.const 2) (i64.const 3) (i64.const 4) (i64.const 5) (i64.const 6) (i64.const 7) (i64.const 8))")
+                .extra("(func $r (param i64 i64 i64 i64 i64 i64 i64 i64)
+                          (call $r (local.get 1) (local.get 2) (local.get 3) (local.get 4)
+                                   (local.get 5) (local.get 6) (local.get 7) (local.get 0)))"),
+        ),
+        (
+            "wat: mutual recursion",
+            Wat::new("(call $a)").extra("(func $a (call $b)) (func $b (call $a))"),
+        ),
+        (
+            "wat: recursion through call_indirect",
+            Wat::new("(call $f)").extra(
+                "(type $v (func)) (table 1 funcref) (elem (i32.const 0) $f)
+                 (func $f (call_indirect (type $v) (i32.const 0)))",
+            ),
+        ),
+    ];
+    for (variant, wat) in &wat {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &wat.policy(Limits::Suite),
+            FailureKind::StackOverflow,
+            Tier::Collaborative,
+        );
+        assert!(d.failure.unwrap().detail.contains("KiB stack"));
+    }
+    contained(
+        (
+            kind,
+            "wat: a function calling itself, failure tier prohibited",
+        ),
+        Limits::Suite,
+        &wat[0]
+            .1
+            .policy(Limits::Suite)
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::StackOverflow,
+        Tier::Prohibited,
+    );
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 3. Memory growth.
+
+#[test]
+fn memory_growth_stops_at_the_cap() {
+    let kind = "memory";
+    let cap = sandbox(Limits::Suite).limits().memory_bytes;
+    for (variant, mode) in [
+        ("rust: 1 MiB reservations until refused", "allocate"),
+        ("rust: one 64 MiB allocation", "allocate_once"),
+        ("rust: 4 KiB blocks until refused", "allocate_small"),
+    ] {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &misbehave(Limits::Suite, json!({"mode": mode})),
+            FailureKind::MemoryLimit,
+            Tier::Collaborative,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(detail.contains(&format!("the limit is {cap}")), "{detail}");
+    }
+    let refused = "(then unreachable)";
+    let wat = [
+        (
+            "wat: one grow by 64 MiB",
+            Wat::new(format!(
+                "(if (i32.eq (memory.grow (i32.const 1024)) (i32.const -1)) {refused})"
+            )),
+        ),
+        (
+            "wat: one grow to 4 GiB",
+            Wat::new(format!(
+                "(if (i32.eq (memory.grow (i32.const 65535)) (i32.const -1)) {refused})"
+            )),
+        ),
+        (
+            "wat: one page at a time until refused",
+            Wat::new(
+                "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+                 unreachable",
+            ),
+        ),
+        (
+            "wat: grow 1 MiB and write its first 4 KiB, in a loop",
+            Wat::new(
+                "(loop $l
+                   (local.set $old (memory.grow (i32.const 16)))
+                   (if (i32.eq (local.get $old) (i32.const -1)) (then unreachable))
+                   (memory.fill (i32.shl (local.get $old) (i32.const 16)) (i32.const 0x55) (i32.const 4096))
+                   (br $l))",
+            )
+            .locals("(local $old i32)"),
+        ),
+    ];
+    for (variant, wat) in &wat {
+        contained(
+            (kind, variant),
+            Limits::Suite,
+            &wat.policy(Limits::Suite),
+            FailureKind::MemoryLimit,
+            Tier::Collaborative,
+        );
+    }
+    contained(
+        (kind, "wat: one page at a time, failure tier prohibited"),
+        Limits::Suite,
+        &wat[2]
+            .1
+            .policy(Limits::Suite)
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::MemoryLimit,
+        Tier::Prohibited,
+    );
+
+    // A refused grow is visible to the policy (memory.grow answers -1); one
+    // that carries on within its memory answers normally, and never got more.
+    let carries_on = Wat::new(
+        "(if (i32.eq (memory.grow (i32.const 1024)) (i32.const -1))
+           (then (i32.store8 (i32.const 0x304) (i32.const 1))))",
+    );
+    let d = classify(
+        &carries_on.policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert_eq!(
+        (d.tier, d.failure),
+        (Tier::Supervised, None),
+        "the grow was refused"
+    );
+
+    // A memory declared larger than the cap never gets instantiated.
+    let start = Instant::now();
+    let err = Wat::new("")
+        .memory("300")
+        .compile(Limits::Suite)
+        .expect_err("a 300-page memory is over the 256-page cap");
+    measured(
+        kind,
+        "wat: memory declared at 300 pages (a load)",
+        start.elapsed(),
+        &format!("refused: {}", load_kind(&err)),
+        None,
+    );
+    eprintln!("hostile |   refused at load: {err}");
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 4. Bulk memory.
+
+#[test]
+fn bulk_memory_over_all_of_memory_is_stopped() {
+    let kind = "bulk memory";
+    // wasmtime charges memory.fill and memory.copy fuel by the byte, and
+    // checks fuel and the deadline between chunks of a long one: under the
+    // default fuel these end at once, the same every run; with fuel to spare
+    // the deadline ends them.
+    let whole = "(drop (memory.grow (i32.const 255)))";
+    let repeated = [
+        (
+            "wat: memory.fill of all 16 MiB, repeated",
+            format!(
+                "{whole} (loop $l (memory.fill (i32.const 0) (i32.const 0xab) (i32.shl (memory.size) (i32.const 16))) (br $l))"
+            ),
+        ),
+        (
+            "wat: memory.copy of 8 MiB each way, repeated",
+            format!(
+                "{whole} (loop $l
+                   (memory.copy (i32.const 0) (i32.const 0x800000) (i32.const 0x800000))
+                   (memory.copy (i32.const 0x800000) (i32.const 0) (i32.const 0x800000))
+                   (br $l))"
+            ),
+        ),
+        (
+            "wat: overlapping memory.copy of 16 MiB, repeated",
+            format!(
+                "{whole} (loop $l
+                   (memory.copy (i32.const 1) (i32.const 0) (i32.sub (i32.shl (memory.size) (i32.const 16)) (i32.const 1)))
+                   (br $l))"
+            ),
+        ),
+        (
+            "wat: memory.fill of 64 KiB, endlessly",
+            "(drop (memory.grow (i32.const 1)))
+             (loop $l (memory.fill (i32.const 0x10000) (i32.const 1) (i32.const 0x10000)) (br $l))"
+                .to_string(),
+        ),
+    ];
+    for (limits, expected) in [
+        (Limits::Suite, FailureKind::FuelExhausted),
+        (Limits::DeadlineOnly, FailureKind::Timeout),
+    ] {
+        for (variant, body) in &repeated {
+            contained(
+                (kind, &format!("{variant} ({limits:?})")),
+                limits,
+                &Wat::new(body.as_str())
+                    .locals("(local $i i32)")
+                    .policy(limits),
+                expected,
+                Tier::Collaborative,
+            );
+        }
+    }
+    // Past the end of memory, bulk operations trap before writing anything
+    // (given the fuel to try).
+    let traps = [
+        (
+            "wat: memory.fill of 2 GiB",
+            "(memory.fill (i32.const 0) (i32.const 0) (i32.const 0x7fffffff))",
+        ),
+        (
+            "wat: memory.copy from past the end",
+            "(memory.copy (i32.const 0) (i32.const 0xfff0) (i32.const 0x20))",
+        ),
+        (
+            "wat: memory.copy of 4 GiB - 1",
+            "(memory.copy (i32.const 0) (i32.const 0) (i32.const -1))",
+        ),
+    ];
+    for (variant, body) in traps {
+        let d = contained(
+            (kind, &format!("{variant} (DeadlineOnly)")),
+            Limits::DeadlineOnly,
+            &Wat::new(body).policy(Limits::DeadlineOnly),
+            FailureKind::Trap,
+            Tier::Collaborative,
+        );
+        assert!(
+            d.failure
+                .unwrap()
+                .detail
+                .contains("out of bounds memory access")
+        );
+    }
+    contained(
+        (kind, "wat: memory.fill repeated, failure tier prohibited"),
+        Limits::DeadlineOnly,
+        &Wat::new(repeated[0].1.as_str())
+            .policy(Limits::DeadlineOnly)
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::Timeout,
+        Tier::Prohibited,
+    );
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 5. Traps.
+
+#[test]
+fn every_trap_fails_closed_with_the_trap_named() {
+    let kind = "trap";
+    let zero = "(i32.load (i32.const 0x800))"; // memory there is zero
+    let cases: Vec<(&str, Wat, FailureKind, &str)> = vec![
+        (
+            "wat: unreachable",
+            Wat::new("unreachable"),
+            FailureKind::Trap,
+            "unreachable",
+        ),
+        (
+            "wat: i32.div_u by zero",
+            Wat::new(format!("(drop (i32.div_u (i32.const 7) {zero}))")),
+            FailureKind::Trap,
+            "integer divide by zero",
+        ),
+        (
+            "wat: i64.rem_s by zero",
+            Wat::new(format!(
+                "(drop (i64.rem_s (i64.const 7) (i64.extend_i32_u {zero})))"
+            )),
+            FailureKind::Trap,
+            "integer divide by zero",
+        ),
+        (
+            "wat: i32.div_s of MIN by -1",
+            Wat::new(format!(
+                "(drop (i32.div_s (i32.const 0x80000000) (i32.sub {zero} (i32.const 1))))"
+            )),
+            FailureKind::Trap,
+            "integer overflow",
+        ),
+        (
+            "wat: i64.div_s of MIN by -1",
+            Wat::new(format!(
+                "(drop (i64.div_s (i64.const 0x8000000000000000) (i64.sub (i64.extend_i32_u {zero}) (i64.const 1))))"
+            )),
+            FailureKind::Trap,
+            "integer overflow",
+        ),
+        (
+            "wat: i32.trunc_f32_s of NaN",
+            Wat::new(format!(
+                "(drop (i32.trunc_f32_s (f32.div (f32.convert_i32_u {zero}) (f32.const 0))))"
+            )),
+            FailureKind::Trap,
+            "invalid conversion to integer",
+        ),
+        (
+            "wat: i32.trunc_f64_u of 1e20",
+            Wat::new(format!(
+                "(drop (i32.trunc_f64_u (f64.add (f64.convert_i32_u {zero}) (f64.const 1e20))))"
+            )),
+            FailureKind::Trap,
+            "integer overflow",
+        ),
+        (
+            "wat: load at 2 GiB",
+            Wat::new("(drop (i32.load (i32.const 0x7ffffff0)))"),
+            FailureKind::Trap,
+            "out of bounds memory access",
+        ),
+        (
+            "wat: store at 4 GiB - 1",
+            Wat::new("(i32.store (i32.const -1) (i32.const 1))"),
+            FailureKind::Trap,
+            "out of bounds memory access",
+        ),
+        (
+            "wat: i64 load straddling the end of memory",
+            Wat::new(
+                "(drop (i64.load (i32.sub (i32.shl (memory.size) (i32.const 16)) (i32.const 4))))",
+            ),
+            FailureKind::Trap,
+            "out of bounds memory access",
+        ),
+        (
+            "wat: call_indirect of a null entry",
+            Wat::new("(call_indirect (type $v) (i32.const 1))").extra(TABLE),
+            FailureKind::Trap,
+            "uninitialized element",
+        ),
+        (
+            "wat: call_indirect with the wrong signature",
+            Wat::new("(drop (call_indirect (type $r) (i32.const 0)))").extra(TABLE),
+            FailureKind::Trap,
+            "indirect call type mismatch",
+        ),
+        (
+            "wat: call_indirect past the table",
+            Wat::new("(call_indirect (type $v) (i32.const 7))").extra(TABLE),
+            FailureKind::Trap,
+            "out of bounds table access",
+        ),
+        (
+            "wat: stack overflow",
+            Wat::new("(call $r)").extra("(func $r (call $r))"),
+            FailureKind::StackOverflow,
+            "stack",
+        ),
+    ];
+    for (variant, wat, expected, says) in &cases {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &wat.policy(Limits::Suite),
+            *expected,
+            Tier::Collaborative,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(detail.contains(says), "{variant}: {detail}");
+    }
+    let rust = [
+        (
+            "rust: Option::unwrap on None",
+            json!({"mode": "unwrap"}),
+            "called `Option::unwrap()` on a `None` value",
+        ),
+        (
+            "rust: index out of bounds",
+            json!({"mode": "index", "count": 7}),
+            "index out of bounds: the len is 3 but the index is 7",
+        ),
+        (
+            "rust: divide by zero",
+            json!({"mode": "divide"}),
+            "attempt to divide by zero",
+        ),
+        (
+            "rust: process::abort",
+            json!({"mode": "abort"}),
+            "unreachable",
+        ),
+        (
+            "rust: process::exit(0)",
+            json!({"mode": "exit", "count": 0}),
+            "exit",
+        ),
+        (
+            "rust: process::exit(3)",
+            json!({"mode": "exit", "count": 3}),
+            "exit",
+        ),
+        (
+            "rust: stderr flood",
+            json!({"mode": "stderr_flood"}),
+            "flooding stderr",
+        ),
+    ];
+    for (variant, config, says) in rust {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &misbehave(Limits::Suite, config),
+            FailureKind::Trap,
+            Tier::Collaborative,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(detail.contains(says), "{variant}: {detail}");
+    }
+    contained(
+        (kind, "wat: unreachable, failure tier prohibited"),
+        Limits::Suite,
+        &cases[0]
+            .1
+            .policy(Limits::Suite)
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::Trap,
+        Tier::Prohibited,
+    );
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 6. Floods of context questions.
+
+#[test]
+fn a_flood_of_context_questions_is_cut_off() {
+    let kind = "context flood";
+    let max = sandbox(Limits::Suite).limits().max_context_reads;
+    // Up to the limit is fine; one more is a failure.
+    let d = classify(
+        &misbehave(
+            Limits::Suite,
+            json!({"mode": "flood_context", "count": max}),
+        ),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    assert_eq!(d.context_reads.len(), max);
+    let cases = [
+        (
+            "rust: agent activity, limit + 1",
+            json!({"mode": "flood_context", "count": max + 1}),
+        ),
+        (
+            "rust: agent activity x 1000",
+            json!({"mode": "flood_context", "count": 1000}),
+        ),
+        (
+            "rust: recipient x 1,000,000",
+            json!({"mode": "flood_recipient", "count": 1_000_000}),
+        ),
+    ];
+    for (variant, config) in cases {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &misbehave(Limits::Suite, config),
+            FailureKind::TooManyContextReads,
+            Tier::Collaborative,
+        );
+        assert_eq!(
+            d.context_reads.len(),
+            max,
+            "{variant}: the reads are kept up to the limit"
+        );
+    }
+    let wat = [
+        (
+            "wat: recipient in an endless loop",
+            Wat::new("(loop $l (call $recipient (i32.const 0x900)) (br $l))"),
+        ),
+        (
+            "wat: agent activity in an endless loop",
+            Wat::new(
+                "(loop $l (call $activity (i64.const 3600000) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0x900)) (br $l))",
+            ),
+        ),
+    ];
+    for (variant, wat) in &wat {
+        contained(
+            (kind, variant),
+            Limits::Suite,
+            &wat.clone().import(CONTEXT).policy(Limits::Suite),
+            FailureKind::TooManyContextReads,
+            Tier::Collaborative,
+        );
+    }
+    contained(
+        (kind, "wat: recipient loop, failure tier prohibited"),
+        Limits::Suite,
+        &wat[0]
+            .1
+            .clone()
+            .import(CONTEXT)
+            .policy(Limits::Suite)
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::TooManyContextReads,
+        Tier::Prohibited,
+    );
+
+    // What the host keeps of the questions: each category string is copied
+    // out of the sandbox and kept on the decision (and so in the audit
+    // record). Measured here with 1 MiB categories; see
+    // `known_bug_context_questions_can_make_the_host_keep_far_more_than_the_sandbox_holds`.
+    let d = contained(
+        (kind, "wat: agent activity, 1 MiB category each"),
+        Limits::Suite,
+        &category_flood(1 << 20).policy(Limits::Suite),
+        FailureKind::TooManyContextReads,
+        Tier::Collaborative,
+    );
+    eprintln!(
+        "hostile |   the decision keeps {} bytes of category text from a {} byte sandbox",
+        kept_category_bytes(&d),
+        sandbox(Limits::Suite).limits().memory_bytes
+    );
+    host_is_up();
+}
+
+/// A policy asking about a category of `len` zero bytes, in an endless
+/// loop. Nothing is written, so it costs no fuel to make.
+fn category_flood(len: u32) -> Wat {
+    let pages = (0x10000 + len).div_ceil(0x10000);
+    Wat::new(format!(
+        "(drop (memory.grow (i32.const {pages})))
+         (loop $l
+           (call $activity (i64.const 3600000) (i32.const 1) (i32.const 0x10000) (i32.const {len}) (i32.const 0x900))
+           (br $l))"
+    ))
+    .import(CONTEXT)
+}
+
+fn kept_category_bytes(d: &Decision) -> usize {
+    d.context_reads
+        .iter()
+        .map(|r| match r {
+            ContextRead::AgentActivity {
+                filter: ActivityFilter::Category(c),
+                ..
+            } => c.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+// ---------------------------------------------------------------------------
+// 7. Panics.
+
+#[test]
+fn a_panic_message_reaches_the_detail() {
+    let kind = "panic";
+    let long = "the policy says this at length. ".repeat(3000);
+    let messages = [
+        (
+            "rust: the fixture's own message",
+            None,
+            "policy bug: amount 0.02 unexpected",
+        ),
+        (
+            "rust: plain text",
+            Some("ceiling misconfigured"),
+            "ceiling misconfigured",
+        ),
+        (
+            "rust: non-ASCII text",
+            Some("Zahlung verweigert: 💥 ünïcödé ✓"),
+            "Zahlung verweigert: 💥 ünïcödé ✓",
+        ),
+        (
+            "rust: quotes, newlines and JSON",
+            Some("line one\nline \"two\"\t{\"tier\": \"autonomous\"}"),
+            "line one\nline \"two\"\t{\"tier\": \"autonomous\"}",
+        ),
+        (
+            "rust: 96 KB of text",
+            Some(long.as_str()),
+            "the policy says this at length.",
+        ),
+    ];
+    for (variant, message, says) in messages {
+        let config = match message {
+            None => json!({"mode": "panic"}),
+            Some(m) => json!({"mode": "panic", "message": m}),
+        };
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &misbehave(Limits::Suite, config),
+            FailureKind::Trap,
+            Tier::Collaborative,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(detail.contains(says), "{variant}: {detail}");
+        // The detail is cut at 1024 bytes (plus the ellipsis), however long
+        // the message.
+        assert!(
+            detail.len() <= 1024 + '…'.len_utf8(),
+            "{variant}: {} bytes",
+            detail.len()
+        );
+    }
+    let d = contained(
+        (kind, "rust: plain text, failure tier prohibited"),
+        Limits::Suite,
+        &misbehave(Limits::Suite, json!({"mode": "panic", "message": "no"}))
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::Trap,
+        Tier::Prohibited,
+    );
+    assert!(d.failure.unwrap().detail.contains("panicked"));
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 8. Answers that break the contract.
+
+#[test]
+fn answers_outside_the_contract_fail_closed() {
+    let kind = "answer";
+    let big = 0xc0_0000; // 12 MiB, in a 200-page (12.5 MiB) memory
+    let cases: Vec<(&str, Wat, FailureKind, Tier, String)> = vec![
+        (
+            "wat: tier discriminant 4",
+            Wat::new("").answer(4),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "unexpected discriminant: 4".into(),
+        ),
+        (
+            "wat: tier discriminant 255",
+            Wat::new("").answer(255),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "unexpected discriminant: 255".into(),
+        ),
+        (
+            "wat: supervised, declaring only autonomous",
+            Wat::new("").declares(&[0]).answer(1),
+            FailureKind::UndeclaredTier,
+            Tier::Collaborative,
+            "returned supervised, but declares only autonomous".into(),
+        ),
+        (
+            // Empty code and message each: all of memory is zero.
+            "wat: 1,044,480 empty reasons (all of memory)",
+            Wat::new(
+                "(i32.store (i32.const 0x308) (i32.const 0x10000))
+                 (i32.store (i32.const 0x30c) (i32.const 1044480))",
+            )
+            .memory("256"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "1044480 reasons".into(),
+        ),
+        (
+            "wat: a 12 MiB message",
+            Wat::new(format!(
+                "(i32.store (i32.const 0x348) (i32.const 0x10000)) (i32.store (i32.const 0x34c) (i32.const {big}))"
+            ))
+            .memory("200"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "exceeds".into(),
+        ),
+        (
+            "wat: a 12 MiB suggestion",
+            Wat::new(format!(
+                "(i32.store8 (i32.const 0x310) (i32.const 1))
+                 (i32.store (i32.const 0x314) (i32.const 0x10000)) (i32.store (i32.const 0x318) (i32.const {big}))"
+            ))
+            .memory("200"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "suggestion".into(),
+        ),
+        (
+            "wat: a 100 KiB reason code",
+            Wat::new(
+                "(memory.fill (i32.const 0x1000) (i32.const 0x61) (i32.const 102400))
+                 (i32.store (i32.const 0x340) (i32.const 0x1000)) (i32.store (i32.const 0x344) (i32.const 102400))",
+            )
+            .memory("3"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "exceeds".into(),
+        ),
+        (
+            "wat: a 12 MiB error",
+            Wat::new(format!(
+                "(memory.fill (i32.const 0x10000) (i32.const 0x65) (i32.const 64))
+                 (i32.store8 (i32.const 0x300) (i32.const 1))
+                 (i32.store (i32.const 0x304) (i32.const 0x10000)) (i32.store (i32.const 0x308) (i32.const {big}))"
+            ))
+            .memory("200"),
+            FailureKind::PolicyError,
+            Tier::Collaborative,
+            "eeee".into(),
+        ),
+        (
+            "wat: a reasons list claiming 4 GiB",
+            Wat::new("(i32.store (i32.const 0x30c) (i32.const 0x10000000))"),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "out of bounds".into(),
+        ),
+        (
+            "wat: a message that is not UTF-8",
+            Wat::new("(i32.store8 (i32.const 0x3a1) (i32.const 0xff))"),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "utf-8".into(),
+        ),
+        (
+            "wat: option discriminant 7",
+            Wat::new("(i32.store8 (i32.const 0x310) (i32.const 7))"),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "discriminant".into(),
+        ),
+        (
+            "wat: result discriminant 9",
+            Wat::new("(i32.store8 (i32.const 0x300) (i32.const 9))"),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "discriminant".into(),
+        ),
+        (
+            "wat: the answer's address past the end of memory",
+            Wat::new("(return (i32.const 0x7ffffff0))"),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "out of bounds".into(),
+        ),
+        (
+            "wat: the answer's address misaligned",
+            Wat::new("(return (i32.const 0x301))"),
+            FailureKind::Trap,
+            Tier::Collaborative,
+            "align".into(),
+        ),
+    ];
+    for (variant, wat, expected, tier, says) in &cases {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &wat.policy(Limits::Suite),
+            *expected,
+            *tier,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(
+            detail.to_lowercase().contains(says.as_str()),
+            "{variant}: {detail}"
+        );
+        // Bounded whatever the answer's size. Not quite the documented 1024
+        // bytes: a quoted reason code is cut at 1024 bytes and then wrapped
+        // in the host's sentence (about 1.1 KB in all).
+        assert!(
+            detail.len() <= 1024 + 128,
+            "{variant}: {} bytes",
+            detail.len()
+        );
+        if detail.len() > 1024 + '…'.len_utf8() {
+            eprintln!("hostile |   detail of {} bytes", detail.len());
+        }
+    }
+    let rust = [
+        (
+            "rust: prohibited, undeclared (the stricter tier stays)",
+            json!({"mode": "answer", "tier": "prohibited"}),
+            FailureKind::UndeclaredTier,
+            Tier::Prohibited,
+        ),
+        (
+            "rust: 200 reasons",
+            json!({"mode": "many_reasons", "count": 200}),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+        ),
+        (
+            "rust: a 1 MiB message",
+            json!({"mode": "huge_message", "count": 1 << 20}),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+        ),
+        (
+            "rust: a code that is not snake_case",
+            json!({"mode": "bad_code"}),
+            FailureKind::DecisionMalformed,
+            Tier::Collaborative,
+        ),
+        (
+            "rust: no reason",
+            json!({"mode": "no_reason"}),
+            FailureKind::DecisionMalformed,
+            Tier::Collaborative,
+        ),
+    ];
+    for (variant, config, expected, tier) in rust {
+        contained(
+            (kind, variant),
+            Limits::Suite,
+            &misbehave(Limits::Suite, config),
+            expected,
+            tier,
+        );
+    }
+    contained(
+        (kind, "wat: tier discriminant 4, failure tier prohibited"),
+        Limits::Suite,
+        &cases[0]
+            .1
+            .policy(Limits::Suite)
+            .with_failure_tier(Tier::Prohibited)
+            .unwrap(),
+        FailureKind::Trap,
+        Tier::Prohibited,
+    );
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 9. Different answers for the same input.
+
+#[test]
+fn the_same_input_always_gets_the_same_answer() {
+    let kind = "determinism";
+    let t = tx("0.02", "embeddings", "verified");
+    let same = |variant: &str, policy: &TenantPolicy| -> Decision {
+        let start = Instant::now();
+        let first = classify(policy, &t);
+        for _ in 0..5 {
+            assert_eq!(classify(policy, &t), first, "{variant}");
+        }
+        // Another thread, another moment: still the same.
+        let other = std::thread::scope(|s| s.spawn(|| classify(policy, &t)).join().unwrap());
+        assert_eq!(other, first, "{variant}");
+        measured(
+            kind,
+            variant,
+            start.elapsed() / 7,
+            "same decision x7",
+            Some(sandbox(Limits::Suite).limits().timeout),
+        );
+        first
+    };
+    // Clocks, environment, arguments, files and hash seeds through WASI.
+    let observed = same(
+        "rust: reads clock, env, args, files, hash seed",
+        &misbehave(Limits::Suite, json!({"mode": "observe"})),
+    );
+    assert_eq!(
+        observed.reasons[0].message,
+        "clock_ms=0 env=0 args=0 files=denied"
+    );
+    // State kept in a `static` starts again with every fresh instance.
+    let counted = same(
+        "rust: counts calls in a static",
+        &misbehave(Limits::Suite, json!({"mode": "static_counter"})),
+    );
+    assert_eq!(counted.reasons[0].message, "call number 1");
+    // The same by hand: a global, memory, the clock, random numbers.
+    let wat = [
+        (
+            "wat: answers a call counter kept in a global",
+            Wat::new(
+                "(global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+                 (i32.store8 (i32.const 0x304) (i32.sub (global.get $calls) (i32.const 1)))",
+            )
+            .extra("(global $calls (mut i32) (i32.const 0))"),
+            Tier::Autonomous,
+        ),
+        (
+            "wat: answers a call counter kept in memory",
+            Wat::new(
+                "(i32.store (i32.const 0x900) (i32.add (i32.load (i32.const 0x900)) (i32.const 1)))
+                 (i32.store8 (i32.const 0x304) (i32.sub (i32.load (i32.const 0x900)) (i32.const 1)))",
+            ),
+            Tier::Autonomous,
+        ),
+        (
+            "wat: supervised once the clock has moved",
+            Wat::new(
+                "(if (i64.ne (call $now) (i64.const 0)) (then (i32.store8 (i32.const 0x304) (i32.const 1))))",
+            )
+            .import(CLOCK),
+            Tier::Autonomous,
+        ),
+        (
+            "wat: tier from the low bits of a random number",
+            Wat::new(
+                "(i32.store8 (i32.const 0x304) (i32.wrap_i64 (i64.rem_u (call $random) (i64.const 3))))",
+            )
+            .import(RANDOM),
+            // Whatever the fixed seed gives, the same each time.
+            Tier::Autonomous,
+        ),
+    ];
+    for (variant, wat, tier) in &wat {
+        let d = same(variant, &wat.policy(Limits::Suite));
+        assert!(d.failure.is_none(), "{variant}: {d:?}");
+        if !variant.contains("random") {
+            assert_eq!(d.tier, *tier, "{variant}");
+        }
+    }
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// 10. Bad artifacts.
+
+/// The name of a load error's kind, for the report.
+fn load_kind(e: &LoadError) -> &'static str {
+    match e {
+        LoadError::Io { .. } => "Io",
+        LoadError::NotWasm { .. } => "NotWasm",
+        LoadError::CoreModule => "CoreModule",
+        LoadError::Precompiled { .. } => "Precompiled",
+        LoadError::Invalid(_) => "Invalid",
+        LoadError::UnsupportedContract { .. } => "UnsupportedContract",
+        LoadError::MissingExport { .. } => "MissingExport",
+        LoadError::ForbiddenImport { .. } => "ForbiddenImport",
+        LoadError::Link(_) => "Link",
+        LoadError::BadMetadata(_) => "BadMetadata",
+        LoadError::InvalidConfig(_) => "InvalidConfig",
+        LoadError::ConfigCheckFailed(_) => "ConfigCheckFailed",
+        LoadError::FailureTierTooLoose(_) => "FailureTierTooLoose",
+        _ => "other",
+    }
+}
+
+/// A bad artifact: what it is, its bytes, and the load error kinds it may
+/// get (none listed: a bit flip, which may leave a loadable component).
+type Artifact = (String, Vec<u8>, &'static [&'static str]);
+
+/// Bad artifacts, built once.
+fn bad_artifacts() -> &'static Vec<Artifact> {
+    static ARTIFACTS: OnceLock<Vec<Artifact>> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let seed = tiergate::bundled::get("seed-tiers").unwrap();
+        let good_wat = Wat::new("").bytes();
+        let mut out: Vec<Artifact> = vec![
+            (
+                "another world (exports `run`)".into(),
+                wat::parse_str(
+                    r#"(component
+                         (core module $m (func (export "run")))
+                         (core instance $i (instantiate $m))
+                         (func (export "run") (canon lift (core func $i "run"))))"#,
+                )
+                .unwrap(),
+                &["MissingExport"],
+            ),
+            (
+                "a working policy exported as contract 0.2.0".into(),
+                Wat::new("").export("tiergate:policy/policy@0.2.0").bytes(),
+                &["UnsupportedContract"],
+            ),
+            (
+                "a working policy exported as contract 1.0.0".into(),
+                Wat::new("").export("tiergate:policy/policy@1.0.0").bytes(),
+                &["UnsupportedContract"],
+            ),
+            (
+                "a core module".into(),
+                wat::parse_str(r#"(module (func (export "classify")))"#).unwrap(),
+                &["CoreModule"],
+            ),
+            (
+                "a bare core module header".into(),
+                b"\0asm\x01\0\0\0".to_vec(),
+                &["CoreModule"],
+            ),
+        ];
+        for cut in [
+            0,
+            3,
+            7,
+            8,
+            9,
+            100,
+            seed.len() / 4,
+            seed.len() / 2,
+            seed.len() - 1,
+        ] {
+            out.push((
+                format!("seed-tiers cut to {cut} of {} bytes", seed.len()),
+                seed[..cut].to_vec(),
+                &["NotWasm", "Invalid", "MissingExport"],
+            ));
+        }
+        // Bit flips at fixed positions spread over the file; a flip that
+        // leaves a valid component (in a name or a data byte) is loaded and
+        // must still run contained, see `bit_flipped_artifacts_...`.
+        for (name, bytes) in [("seed-tiers", seed), ("a wat policy", good_wat.as_slice())] {
+            for i in 0..12usize {
+                let pos = 8 + (i * 7919 + 104_729) % (bytes.len() - 8);
+                let bit = (i * 3) % 8;
+                let mut flipped = bytes.to_vec();
+                flipped[pos] ^= 1 << bit;
+                out.push((
+                    format!("{name} with bit {bit} of byte {pos} flipped"),
+                    flipped,
+                    &[],
+                ));
+            }
+        }
+        let engine = wasmtime::Engine::default();
+        out.push((
+            "a precompiled component (ELF)".into(),
+            engine.precompile_component(&good_wat).unwrap(),
+            &["Precompiled"],
+        ));
+        out.push((
+            "a precompiled core module (ELF)".into(),
+            engine
+                .precompile_module(&wat::parse_str("(module)").unwrap())
+                .unwrap(),
+            &["Precompiled"],
+        ));
+        out.push((
+            "a Mach-O header".into(),
+            vec![0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1],
+            &["Precompiled"],
+        ));
+        out.push((
+            "a PE header".into(),
+            b"MZ\x90\0\x03\0\0\0".to_vec(),
+            &["Precompiled"],
+        ));
+        for import in [
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:sockets/udp@0.2.0",
+            "wasi:sockets/ip-name-lookup@0.2.0",
+            "wasi:http/outgoing-handler@0.2.0",
+            "wasi:http/types@0.2.0",
+            "wasi:cli/run@0.2.0",
+            "wasi:filesystem/types@9.9.9",
+        ] {
+            out.push((
+                format!("a policy importing {import}"),
+                wat::parse_str(format!(
+                    r#"(component
+                         (import "{import}" (instance))
+                         (instance $p)
+                         (export "tiergate:policy/policy@0.1.0" (instance $p)))"#
+                ))
+                .unwrap(),
+                &["ForbiddenImport"],
+            ));
+        }
+        out.push((
+            "a policy importing a bare function `evil`".into(),
+            wat::parse_str(
+                r#"(component
+                     (import "evil" (func))
+                     (instance $p)
+                     (export "tiergate:policy/policy@0.1.0" (instance $p)))"#,
+            )
+            .unwrap(),
+            &["ForbiddenImport"],
+        ));
+        // 24 MiB of zeros: not wasm at all.
+        out.push(("24 MiB of zeros".into(), vec![0; 24 << 20], &["NotWasm"]));
+        out
+    })
+}
+
+#[test]
+fn bad_artifacts_are_refused_at_load_by_name() {
+    let kind = "artifact";
+    let mut loaded_after_flip = 0;
+    for (variant, bytes, kinds) in bad_artifacts() {
+        let start = Instant::now();
+        let result = sandbox(Limits::Suite).compile(bytes);
+        let elapsed = start.elapsed();
+        match result {
+            Err(e) => {
+                let name = load_kind(&e);
+                assert!(
+                    kinds.is_empty() || kinds.contains(&name),
+                    "{variant}: refused as {name}, expected one of {kinds:?}: {e}"
+                );
+                assert!(!e.to_string().is_empty());
+                measured(kind, variant, elapsed, &format!("refused: {name}"), None);
+            }
+            Ok(compiled) => {
+                // Only a bit flip may leave a loadable component, and it runs
+                // in the sandbox like any other.
+                assert!(kinds.is_empty(), "{variant}: loaded");
+                loaded_after_flip += 1;
+                let configured = compiled.configure("");
+                let outcome = match configured {
+                    Err(e) => format!("loaded, configuration refused: {}", load_kind(&e)),
+                    Ok(p) => {
+                        let d = classify(&p, &tx("0.02", "embeddings", "verified"));
+                        format!(
+                            "loaded, classified {} ({})",
+                            d.tier,
+                            d.failure.map_or("no failure", |f| f.kind.code())
+                        )
+                    }
+                };
+                measured(kind, variant, elapsed, &outcome, None);
+            }
+        }
+    }
+    eprintln!("hostile |   {loaded_after_flip} bit-flipped artifacts still loaded");
+    host_is_up();
+}
+
+#[test]
+fn the_runtime_itself_sets_no_size_limit() {
+    // `Runtime::compile` takes whatever it is given; the service's upload
+    // limit is the only bound on size (see the test below). A valid policy
+    // padded with a 24 MiB custom section loads.
+    let seed = tiergate::bundled::get("seed-tiers").unwrap();
+    let mut padded = seed.to_vec();
+    let pad = 24usize << 20;
+    padded.push(0); // a custom section
+    let name = b"padding";
+    let mut size = leb128(name.len() + 1 + pad);
+    padded.append(&mut size);
+    padded.extend(leb128(name.len()));
+    padded.extend(name);
+    padded.extend(std::iter::repeat_n(0u8, pad));
+    let start = Instant::now();
+    let loaded = sandbox(Limits::Suite).compile(&padded);
+    let elapsed = start.elapsed();
+    let outcome = match &loaded {
+        Ok(p) => format!(
+            "loaded ({} bytes, digest {})",
+            padded.len(),
+            &p.info().digest[..15]
+        ),
+        Err(e) => format!("refused: {} ({e})", load_kind(e)),
+    };
+    measured(
+        "artifact",
+        "seed-tiers with a 24 MiB custom section, Runtime::compile",
+        elapsed,
+        &outcome,
+        None,
+    );
+    assert!(loaded.is_ok(), "{outcome}");
+}
+
+fn leb128(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_uploads_leave_the_active_policy_unchanged() {
+    use crate::service::{Served, call, get, payment, post};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let admin = s.key("admin");
+    let agent = s.key("agent");
+    let before = get(&s, "/v1/rules", &admin).await;
+    assert_eq!(before.status, 200, "{}", before.text);
+    let url = format!("{}/v1/policies", s.base);
+    let upload = |bytes: Vec<u8>| {
+        let (url, admin) = (url.clone(), admin.clone());
+        async move { call("POST", &url, Some(&admin), Some("application/wasm"), bytes).await }
+    };
+    let payment_before = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "before-uploads", "0.02", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(payment_before.status, 201, "{}", payment_before.text);
+    let (mut invalid, mut too_large) = (0, 0);
+    let mut oversize = Vec::new();
+    // Just over the 8 MiB limit, and a valid policy padded past it.
+    for size in [(8 << 20) + 1, 9 << 20] {
+        let mut padded = tiergate::bundled::get("seed-tiers").unwrap().to_vec();
+        padded.resize(size, 0);
+        oversize.push((format!("seed-tiers padded to {size} bytes"), padded));
+    }
+    let uploads = bad_artifacts()
+        .iter()
+        // A bit flip may leave a loadable component.
+        .filter(|(_, _, kinds)| !kinds.is_empty())
+        .map(|(variant, bytes, _)| (variant.clone(), bytes.clone()))
+        .chain(oversize);
+    for (variant, bytes) in uploads {
+        let r = upload(bytes.clone()).await;
+        let code = r.body["error"]["code"].as_str().unwrap_or("");
+        let expected = if bytes.len() > 8 << 20 {
+            too_large += 1;
+            (413, "body_too_large")
+        } else {
+            invalid += 1;
+            (422, "invalid_policy")
+        };
+        assert_eq!((r.status, code), expected, "{variant}: {}", r.text);
+    }
+    eprintln!(
+        "hostile | artifact       | uploads refused by the service: {invalid} with 422 invalid_policy, {too_large} with 413 body_too_large"
+    );
+    assert_eq!(
+        get(&s, "/v1/rules", &admin).await.body,
+        before.body,
+        "the rules are unchanged"
+    );
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("demo", "after-uploads", "0.02", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["tier"], "autonomous", "{}", r.text);
+    assert_eq!(
+        (&r.body["tier"], &r.body["reasons"]),
+        (
+            &payment_before.body["tier"],
+            &payment_before.body["reasons"]
+        ),
+        "the same policy decides as before"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Known gaps: these show what is NOT contained yet. Ignored so the suite
+// passes; run them with `-- --ignored` to see them fail.
+
+#[test]
+#[ignore = "known gap: a blocking WASI call is not interrupted by the deadline"]
+fn known_bug_a_policy_asleep_in_a_host_call_is_stopped_at_its_deadline() {
+    // `std::thread::sleep` in a policy becomes wasi:clocks
+    // `subscribe-duration` + `pollable.block`, which the host serves by
+    // really sleeping. The epoch deadline only interrupts wasm code, so the
+    // sandbox thread (and its pool slot) is held for as long as the policy
+    // asks.
+    let limits = Limits::Defaults;
+    let deadline = sandbox(limits).limits().timeout;
+    let asleep = |runtime: &Runtime, ms: u64| {
+        runtime
+            .compile_file(fixtures::MISBEHAVE.as_ref())
+            .unwrap()
+            .configure(&json!({"mode": "sleep", "count": ms}).to_string())
+            .unwrap()
+    };
+    let policy = asleep(sandbox(limits), 10_000);
+    let (sent, received) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let d = classify(&policy, &tx("0.02", "embeddings", "verified"));
+        let _ = sent.send(d);
+    });
+    let in_time = received.recv_timeout(deadline + MARGIN).is_ok();
+    let d = received.recv_timeout(Duration::from_secs(30)).ok();
+    measured(
+        "host call",
+        "rust: thread::sleep(10 s)",
+        start.elapsed(),
+        &format!(
+            "ended: {:?}",
+            d.as_ref().map(|d| d.failure.as_ref().map(|f| f.kind))
+        ),
+        Some(deadline),
+    );
+
+    // Two such policies hold both slots of a two-slot pool: a good policy
+    // waits for them.
+    let two = Runtime::with_limits(SandboxLimits {
+        instance_slots: 2,
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let good = two
+        .compile(tiergate::bundled::get("seed-tiers").unwrap())
+        .unwrap()
+        .configure("")
+        .unwrap();
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let p = asleep(&two, 3_000);
+            std::thread::spawn(move || classify(&p, &tx("0.02", "embeddings", "verified")))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let d = classify(&good, &tx("0.02", "embeddings", "verified"));
+    eprintln!(
+        "hostile |   a good policy on a two-slot pool waited {:.1} ms behind two sleeping policies ({})",
+        start.elapsed().as_secs_f64() * 1e3,
+        d.tier
+    );
+    for s in sleepers {
+        s.join().unwrap();
+    }
+    assert!(
+        in_time,
+        "the classification ends within its deadline plus the margin"
+    );
+}
+
+#[test]
+#[ignore = "known gap: context questions copy unbounded text out of the sandbox"]
+fn known_bug_context_questions_can_make_the_host_keep_far_more_than_the_sandbox_holds() {
+    // Each of the 64 allowed questions may name a category as long as the
+    // policy's memory; the host copies it and keeps it on the decision's
+    // `context_reads`. 64 questions of 15 MiB each make one decision hold
+    // 960 MiB.
+    let len = 15 << 20;
+    let d = contained(
+        ("context flood", "wat: agent activity, 15 MiB category each"),
+        Limits::Suite,
+        &category_flood(len).policy(Limits::Suite),
+        FailureKind::TooManyContextReads,
+        Tier::Collaborative,
+    );
+    let kept = kept_category_bytes(&d);
+    eprintln!("hostile |   the decision keeps {kept} bytes of category text");
+    drop(d);
+
+    // The governance pipeline writes the reads into the audit record of a
+    // collaborative payment, as JSON: a zero byte becomes `\u0000`.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tiergate.db");
+    let config = tiergate::governance::TenantConfig::parse(
+        include_str!("../../examples/tenants/acme.toml"),
+        std::path::Path::new("acme.toml"),
+    )
+    .unwrap();
+    let governor = tiergate::governance::Governor::builder(
+        crate::runtime().clone(),
+        std::sync::Arc::new(tiergate::store::SqliteStore::open(&db).unwrap()),
+    )
+    .tenant_with_policy(
+        config,
+        &category_flood(256 << 10).compile(Limits::Suite).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let size = || -> u64 {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let before = size();
+    let a = governor
+        .authorize_blocking(tx("0.02", "embeddings", "verified"))
+        .unwrap();
+    let after = size();
+    eprintln!(
+        "hostile |   one {} payment, asking 64 times about a 256 KiB category, grew the store by {} bytes",
+        a.tier,
+        after - before
+    );
+    let memory = sandbox(Limits::Suite).limits().memory_bytes;
+    assert!(
+        kept <= memory,
+        "kept {kept} bytes from a {memory} byte sandbox"
+    );
+}
