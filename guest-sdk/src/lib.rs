@@ -84,6 +84,8 @@
 //! tenant's failure tier.
 #![deny(missing_docs)]
 
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+mod alloc;
 mod context;
 mod decision;
 mod tier;
@@ -91,6 +93,12 @@ mod transaction;
 mod window;
 
 pub mod testing;
+
+/// Inside the sandbox every call gets a fresh instance, so a bump allocator
+/// is all a policy needs (see the `bump-allocator` feature).
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+#[global_allocator]
+static ALLOCATOR: alloc::Bump = alloc::Bump;
 
 #[doc(hidden)]
 #[path = "export.rs"]

@@ -18,13 +18,13 @@ use tiergate::store::{SqliteStore, Store};
 use tiergate::{Runtime, Transaction};
 
 const ACME: &str = include_str!("../../examples/tenants/acme.toml");
-const PER_RUN: usize = 2_000;
+const PER_RUN: usize = 6_400;
 
 fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new()?;
     let seed = runtime.compile(tiergate::bundled::get("seed-tiers").expect("bundled"))?;
     let mut rows = Vec::new();
-    for callers in [1usize, 2, 4, 8] {
+    for callers in [1usize, 4, 16, 32, 64] {
         let dir = tempfile::tempdir()?;
         let store = Arc::new(SqliteStore::open(&dir.path().join("tiergate.db"))?);
         let config = TenantConfig::parse(ACME, Path::new("acme.toml"))?;
@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
             .tenant_with_policy(config, &seed)?
             .build()?;
         let per_caller = PER_RUN / callers;
+        let cpu_before = cpu_time();
         let start = Instant::now();
         let latencies: Vec<Duration> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..callers)
@@ -64,11 +65,13 @@ fn main() -> anyhow::Result<()> {
                 .collect()
         });
         let elapsed = start.elapsed();
+        let cpu = cpu_time().saturating_sub(cpu_before);
         rows.push(format!(
-            "| {callers} | {:.0} | {} | {} |",
+            "| {callers} | {:.0} | {} | {} | {} |",
             latencies.len() as f64 / elapsed.as_secs_f64(),
             show(percentile(latencies.clone(), 50)),
-            show(percentile(latencies, 99)),
+            show(percentile(latencies.clone(), 99)),
+            show(cpu / latencies.len() as u32),
         ));
     }
 
@@ -96,15 +99,23 @@ fn main() -> anyhow::Result<()> {
          Reproduce with `cargo bench -p tiergate --bench authorize`. One run on {cpu}, {date}. \
          Each `authorize_blocking` classifies an autonomous 0.02 USDC payment with `seed-tiers` \
          in a fresh sandbox, checks the guardrails and budgets, and commits the authorization, \
-         its audit events and the ledger entry to SQLite with `synchronous = FULL` (one fsync \
-         per payment, durable before the answer), {n} payments per row.\n\n\
-         | concurrent callers | authorizations per second | p50 latency | p99 latency |\n\
-         |---:|---:|---:|---:|\n{rows}\n\n\
-         Writers take turns on the one SQLite file, so more callers mostly queue: the \
-         commit's fsync dominates. The target for this machine is 5,000 durable \
-         authorizations per second with p99 under 10 ms; batching commits (group commit: \
-         several payments' transactions made durable by one fsync, each answered only \
-         after it) is the known way there and is not built yet.\n\n\
+         its audit events and the ledger entry to SQLite in one transaction, and answers \
+         only once a group fsync has made it durable. {n} payments per row, many agents, one \
+         tenant, so every payment reads and updates the same tenant-wide budget. CPU is the \
+         whole process's user and system time per payment, callers included.\n\n\
+         | concurrent callers | authorizations per second | p50 latency | p99 latency | CPU per authorization |\n\
+         |---:|---:|---:|---:|---:|\n{rows}\n\n\
+         What changed the figures, in order of effect: budget and recipient checks read \
+         running totals instead of scanning the window's payments (before, throughput fell \
+         from about 1,000 to 260 per second as the first 4,000 payments accumulated); group \
+         commit (one fsync covers every transaction committed while the previous fsync ran); \
+         an autonomous payment is recorded and written to the ledger in one transaction \
+         instead of three; prepared statements are cached; hot pages stay in SQLite's cache. \
+         With two cores the run is CPU-bound: throughput is about the two cores divided by \
+         the CPU per authorization, and the target of 5,000 per second with p99 under 10 ms \
+         needs that cost below about 400 µs. The rest is spread thin (SQLite's B-tree and \
+         log writes, JSON for the stored record and audit detail, allocation, thread \
+         switches); no single part dominates.\n\n\
          | many tenants | value |\n|---|---:|\n\
          | configure 1000 tenants over one compiled policy (bind and check each configuration, record each activation) | {load} |\n\
          | resident memory they add | {rss} MiB |\n",
@@ -118,6 +129,20 @@ fn main() -> anyhow::Result<()> {
     print!("{report}");
     report::write_section("authorize", &report)?;
     Ok(())
+}
+
+/// User plus system CPU time of this process so far, from /proc.
+fn cpu_time() -> Duration {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces).
+            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    // The kernel counts in clock ticks of 1/100 s on Linux.
+    Duration::from_millis(ticks * 10)
 }
 
 /// Resident set size of this process, from /proc.

@@ -30,6 +30,17 @@ fn main() -> anyhow::Result<()> {
             .map(|_| time(|| runtime.compile(bytes).map(drop)))
             .collect::<Result<_, _>>()?,
     );
+    // The same policy loaded from the compiled-policy cache, as a restarted
+    // service loads it: machine code read back, checked and instantiated.
+    let cache_dir = tempfile::tempdir()?;
+    let cached = Runtime::new()?;
+    cached.cache_compiled_in(cache_dir.path())?;
+    cached.compile(bytes)?;
+    let load = median(
+        (0..20)
+            .map(|_| time(|| cached.compile(bytes).map(drop)))
+            .collect::<Result<_, _>>()?,
+    );
     let policy = runtime.compile(bytes)?.configure("")?;
     let context: Arc<dyn ContextSource> = Arc::new(StaticContext::default());
 
@@ -86,6 +97,7 @@ fn main() -> anyhow::Result<()> {
          `seed-tiers` with its default configuration ({rounds} decisions per figure).\n\n\
          | measure | value |\n|---|---:|\n\
          | compile and check the policy component (`Runtime::compile`, median of 5) | {compile} |\n\
+         | load it precompiled from the compiled-policy cache, checked and ready (median of 20) | {load} |\n\
          | one decision in a fresh sandbox (`classify_blocking`), median | {sm} |\n\
          | one decision in a fresh sandbox, 99th percentile | {sp} |\n\
          | the same policy as native Rust (config parse + classify), median | {nm} |\n\
@@ -103,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         date = today(),
         rounds = ROUNDS,
         compile = show(compile),
+        load = show(load),
         sm = show(sandboxed_median),
         sp = show(sandboxed_p99),
         nm = show(native_median),

@@ -47,8 +47,8 @@ pub use model::decision::{Decision, FailureKind, PolicyFailure, Reason};
 pub use model::money::{DecimalError, parse_decimal};
 pub use model::transaction::{InvalidTransaction, Transaction, limits as transaction_limits};
 pub use runtime::{
-    ClassifyError, CompiledPolicy, LoadError, PolicyInfo, Runtime, RuntimeError, SandboxLimits,
-    TenantPolicy,
+    ClassifyError, CompiledPolicy, LoadError, PolicyInfo, ReusedInstance, Runtime, RuntimeError,
+    SandboxLimits, TenantPolicy,
 };
 pub use tiergate_policy::{RecipientTrust, Tier, Window};
 

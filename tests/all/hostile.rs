@@ -1120,16 +1120,20 @@ fn a_flood_of_context_questions_is_cut_off() {
         Tier::Prohibited,
     );
 
-    // What the host keeps of the questions: each category string is copied
-    // out of the sandbox and kept on the decision (and so in the audit
-    // record). Measured here with 1 MiB categories; see
-    // `known_bug_context_questions_can_make_the_host_keep_far_more_than_the_sandbox_holds`.
+    // A question longer than any real category is refused at once: the
+    // host would otherwise copy it out of the sandbox and keep it on the
+    // decision (and so in the audit record).
     let d = contained(
         (kind, "wat: agent activity, 1 MiB category each"),
         Limits::Suite,
         &category_flood(1 << 20).policy(Limits::Suite),
-        FailureKind::TooManyContextReads,
+        FailureKind::ContextQuestionOversized,
         Tier::Collaborative,
+    );
+    assert_eq!(
+        kept_category_bytes(&d),
+        0,
+        "nothing of the question is kept"
     );
     eprintln!(
         "hostile |   the decision keeps {} bytes of category text from a {} byte sandbox",
@@ -1537,6 +1541,7 @@ fn load_kind(e: &LoadError) -> &'static str {
     match e {
         LoadError::Io { .. } => "Io",
         LoadError::NotWasm { .. } => "NotWasm",
+        LoadError::TooLarge { .. } => "TooLarge",
         LoadError::CoreModule => "CoreModule",
         LoadError::Precompiled { .. } => "Precompiled",
         LoadError::Invalid(_) => "Invalid",
@@ -1684,7 +1689,7 @@ fn bad_artifacts() -> &'static Vec<Artifact> {
             &["ForbiddenImport"],
         ));
         // 24 MiB of zeros: not wasm at all.
-        out.push(("24 MiB of zeros".into(), vec![0; 24 << 20], &["NotWasm"]));
+        out.push(("24 MiB of zeros".into(), vec![0; 24 << 20], &["TooLarge"]));
         out
     })
 }
@@ -1733,10 +1738,10 @@ fn bad_artifacts_are_refused_at_load_by_name() {
 }
 
 #[test]
-fn the_runtime_itself_sets_no_size_limit() {
-    // `Runtime::compile` takes whatever it is given; the service's upload
-    // limit is the only bound on size (see the test below). A valid policy
-    // padded with a 24 MiB custom section loads.
+fn the_runtime_refuses_a_component_over_its_size_limit() {
+    // A valid policy padded with a 24 MiB custom section is refused before
+    // it is compiled; the service's upload limit is lower still (see the
+    // test below).
     let seed = tiergate::bundled::get("seed-tiers").unwrap();
     let mut padded = seed.to_vec();
     let pad = 24usize << 20;
@@ -1765,7 +1770,10 @@ fn the_runtime_itself_sets_no_size_limit() {
         &outcome,
         None,
     );
-    assert!(loaded.is_ok(), "{outcome}");
+    assert!(
+        matches!(loaded, Err(LoadError::TooLarge { .. })),
+        "{outcome}"
+    );
 }
 
 fn leb128(mut n: usize) -> Vec<u8> {
@@ -1857,102 +1865,52 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
 }
 
 // ---------------------------------------------------------------------------
-// Known gaps: these show what is NOT contained yet. Ignored so the suite
-// passes; run them with `-- --ignored` to see them fail.
+// Waiting and oversized questions: both once let a policy reach past its
+// limits, through the host.
 
 #[test]
-#[ignore = "known gap: a blocking WASI call is not interrupted by the deadline"]
-fn known_bug_a_policy_asleep_in_a_host_call_is_stopped_at_its_deadline() {
-    // `std::thread::sleep` in a policy becomes wasi:clocks
-    // `subscribe-duration` + `pollable.block`, which the host serves by
-    // really sleeping. The epoch deadline only interrupts wasm code, so the
-    // sandbox thread (and its pool slot) is held for as long as the policy
-    // asks.
+fn a_policy_cannot_sleep_in_a_host_call() {
+    // `std::thread::sleep` becomes wasi:clocks `subscribe-duration` plus
+    // `pollable.block`; served for real, it would hold the thread and its
+    // pool slot past every deadline, where neither fuel nor the epoch reaches.
     let limits = Limits::Defaults;
     let deadline = sandbox(limits).limits().timeout;
-    let asleep = |runtime: &Runtime, ms: u64| {
-        runtime
-            .compile_file(fixtures::MISBEHAVE.as_ref())
-            .unwrap()
-            .configure(&json!({"mode": "sleep", "count": ms}).to_string())
-            .unwrap()
-    };
-    let policy = asleep(sandbox(limits), 10_000);
-    let (sent, received) = std::sync::mpsc::channel();
+    let policy = sandbox(limits)
+        .compile_file(fixtures::MISBEHAVE.as_ref())
+        .unwrap()
+        .configure(&json!({"mode": "sleep", "count": 10_000}).to_string())
+        .unwrap();
     let start = Instant::now();
-    std::thread::spawn(move || {
-        let d = classify(&policy, &tx("0.02", "embeddings", "verified"));
-        let _ = sent.send(d);
-    });
-    let in_time = received.recv_timeout(deadline + MARGIN).is_ok();
-    let d = received.recv_timeout(Duration::from_secs(30)).ok();
+    let d = classify(&policy, &tx("0.02", "embeddings", "verified"));
+    let elapsed = start.elapsed();
     measured(
         "host call",
         "rust: thread::sleep(10 s)",
-        start.elapsed(),
-        &format!(
-            "ended: {:?}",
-            d.as_ref().map(|d| d.failure.as_ref().map(|f| f.kind))
-        ),
+        elapsed,
+        &format!("ended: {:?}", d.failure.as_ref().map(|f| f.kind)),
         Some(deadline),
     );
-
-    // Two such policies hold both slots of a two-slot pool: a good policy
-    // waits for them.
-    let two = Runtime::with_limits(SandboxLimits {
-        instance_slots: 2,
-        ..SandboxLimits::default()
-    })
-    .unwrap();
-    let good = two
-        .compile(tiergate::bundled::get("seed-tiers").unwrap())
-        .unwrap()
-        .configure("")
-        .unwrap();
-    let sleepers: Vec<_> = (0..2)
-        .map(|_| {
-            let p = asleep(&two, 3_000);
-            std::thread::spawn(move || classify(&p, &tx("0.02", "embeddings", "verified")))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let start = Instant::now();
-    let d = classify(&good, &tx("0.02", "embeddings", "verified"));
-    eprintln!(
-        "hostile |   a good policy on a two-slot pool waited {:.1} ms behind two sleeping policies ({})",
-        start.elapsed().as_secs_f64() * 1e3,
-        d.tier
-    );
-    for s in sleepers {
-        s.join().unwrap();
-    }
-    assert!(
-        in_time,
-        "the classification ends within its deadline plus the margin"
-    );
+    let failure = d.failure.as_ref().expect("the sleep fails the policy");
+    assert_eq!(failure.kind, FailureKind::Trap, "{}", failure.detail);
+    assert!(failure.detail.contains("wait"), "{}", failure.detail);
+    assert_eq!(d.tier, Tier::Collaborative);
+    assert!(elapsed < deadline + MARGIN, "ended after {elapsed:?}");
+    host_is_up();
 }
 
 #[test]
-#[ignore = "known gap: context questions copy unbounded text out of the sandbox"]
-fn known_bug_context_questions_can_make_the_host_keep_far_more_than_the_sandbox_holds() {
-    // Each of the 64 allowed questions may name a category as long as the
-    // policy's memory; the host copies it and keeps it on the decision's
-    // `context_reads`. 64 questions of 15 MiB each make one decision hold
-    // 960 MiB.
-    let len = 15 << 20;
+fn context_questions_cannot_make_the_host_keep_more_than_a_category() {
     let d = contained(
         ("context flood", "wat: agent activity, 15 MiB category each"),
         Limits::Suite,
-        &category_flood(len).policy(Limits::Suite),
-        FailureKind::TooManyContextReads,
+        &category_flood(15 << 20).policy(Limits::Suite),
+        FailureKind::ContextQuestionOversized,
         Tier::Collaborative,
     );
-    let kept = kept_category_bytes(&d);
-    eprintln!("hostile |   the decision keeps {kept} bytes of category text");
-    drop(d);
+    assert_eq!(kept_category_bytes(&d), 0);
 
-    // The governance pipeline writes the reads into the audit record of a
-    // collaborative payment, as JSON: a zero byte becomes `\u0000`.
+    // Through the pipeline, a collaborative payment's enhanced audit record
+    // keeps the questions: an oversized one must not reach the store.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tiergate.db");
     let config = tiergate::governance::TenantConfig::parse(
@@ -1981,15 +1939,11 @@ fn known_bug_context_questions_can_make_the_host_keep_far_more_than_the_sandbox_
     let a = governor
         .authorize_blocking(tx("0.02", "embeddings", "verified"))
         .unwrap();
-    let after = size();
+    let grown = size() - before;
     eprintln!(
-        "hostile |   one {} payment, asking 64 times about a 256 KiB category, grew the store by {} bytes",
-        a.tier,
-        after - before
+        "hostile |   one {} payment, asking about a 256 KiB category, grew the store by {grown} bytes",
+        a.tier
     );
-    let memory = sandbox(Limits::Suite).limits().memory_bytes;
-    assert!(
-        kept <= memory,
-        "kept {kept} bytes from a {memory} byte sandbox"
-    );
+    assert_eq!(a.tier, Tier::Collaborative);
+    assert!(grown < 256 << 10, "the store grew by {grown} bytes");
 }

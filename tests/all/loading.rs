@@ -152,3 +152,49 @@ fn a_served_contract_in_the_record_does_not_excuse_a_missing_export() {
     let err = refuse(&hollow);
     assert!(matches!(err, LoadError::MissingExport { .. }), "{err}");
 }
+
+#[test]
+fn a_cached_compiled_policy_loads_again_and_decides_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
+    let first = tiergate::Runtime::new().unwrap();
+    first.cache_compiled_in(&cache).unwrap();
+    let bytes = tiergate::bundled::get("seed-tiers").unwrap();
+    let compiled = first.compile(bytes).unwrap();
+    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+    assert_eq!(files.len(), 1, "one compiled file per policy");
+    // A second cache on the same runtime is refused rather than ignored.
+    assert!(first.cache_compiled_in(dir.path()).is_err());
+
+    // A new process (here: a new runtime) loads it from the cache.
+    let second = tiergate::Runtime::new().unwrap();
+    second.cache_compiled_in(&cache).unwrap();
+    let loaded = second.compile(bytes).unwrap();
+    assert_eq!(loaded.info(), compiled.info());
+    let tx = tiergate::Transaction::from_json(
+        r#"{"id":"t1","tenant":"acme","agent":"a","amount":"89.00","currency":"USDC","category":"agent_hire","recipient":"r","recipient_trust":"known"}"#,
+        1_782_518_400_000,
+    )
+    .unwrap();
+    let context = std::sync::Arc::new(tiergate::StaticContext::default());
+    let a = compiled
+        .configure("")
+        .unwrap()
+        .classify_blocking(&tx, context.clone())
+        .unwrap();
+    let b = loaded
+        .configure("")
+        .unwrap()
+        .classify_blocking(&tx, context)
+        .unwrap();
+    assert_eq!((a.tier, &a.reasons), (b.tier, &b.reasons));
+
+    // A damaged file is compiled again and replaced, never trusted.
+    let path = files[0].as_ref().unwrap().path();
+    let whole = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &whole[..whole.len() / 3]).unwrap();
+    let third = tiergate::Runtime::new().unwrap();
+    third.cache_compiled_in(&cache).unwrap();
+    assert_eq!(third.compile(bytes).unwrap().info(), compiled.info());
+    assert_eq!(std::fs::read(&path).unwrap().len(), whole.len());
+}

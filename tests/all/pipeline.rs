@@ -483,6 +483,61 @@ fn held_money_counts_against_budgets_until_released() {
 }
 
 #[test]
+fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade() {
+    let config = ACME.replace(
+        r#"agent_daily_budget = { limit = "500.00" }"#,
+        r#"agent_daily_budget = { limit = "80.00" }"#,
+    );
+    let mut w = World::new(&config);
+    // Held money in two different hours, so both the hourly totals and the
+    // payment-by-payment edge of the window are read.
+    assert_eq!(
+        w.authorize("e1", "40.00", "compute", "known").status,
+        Status::PendingVeto
+    );
+    w.clock.advance(90 * 60_000);
+    assert_eq!(
+        w.authorize("e2", "35.00", "compute", "known").status,
+        Status::PendingVeto
+    );
+    // Whether `amount` more would go over the budget; the probe is rejected
+    // (or vetoed) at once so it holds nothing.
+    let over = |w: &World, id: &str, amount: &str| {
+        let a = w.authorize(id, amount, "compute", "known");
+        let over = a
+            .escalations
+            .iter()
+            .any(|e| e.guardrail == "agent_daily_budget");
+        let release = match a.status {
+            Status::AwaitingApproval => Act::Reject,
+            _ => Act::Veto,
+        };
+        w.decide(&a, release, ALICE).unwrap();
+        over
+    };
+    // 24 hours after e1 it still counts (the window includes its start)...
+    w.clock.advance(24 * 3_600_000 - 90 * 60_000);
+    assert!(over(&w, "e3", "44.00"), "75.00 held + 44.00 is over 80.00");
+    // ...and one millisecond later only e2 does.
+    w.clock.advance(1);
+    assert!(
+        !over(&w, "e4", "44.00"),
+        "35.00 held + 44.00 is within 80.00"
+    );
+
+    // A store from before the running totals gets them filled on opening.
+    let conn = rusqlite::Connection::open(&w.db).unwrap();
+    conn.execute_batch("DROP TABLE holdings; DROP TABLE recipients; PRAGMA user_version = 6;")
+        .unwrap();
+    drop(conn);
+    w.restart();
+    w.clock.advance(89 * 60_000);
+    assert!(over(&w, "e5", "46.00"), "e2 still counts after the upgrade");
+    w.clock.advance(60_000);
+    assert!(!over(&w, "e6", "46.00"), "and leaves the window on time");
+}
+
+#[test]
 fn a_failed_execution_stays_visible() {
     let w = World::with_executor(
         ACME,

@@ -49,6 +49,9 @@ pub struct Governor {
 struct Inner {
     store: Arc<dyn Store>,
     executor: Arc<dyn PaymentExecutor>,
+    /// The executor is the store's own ledger, so an autonomous payment is
+    /// recorded and executed in one transaction.
+    ledger_executes: bool,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     // Swapped whole on activation; a request holds its tenant's Arc, so it
@@ -146,6 +149,7 @@ impl GovernorBuilder {
                 now_ms,
             )?;
         }
+        let ledger_executes = self.executor.is_none();
         let executor = self.executor.unwrap_or_else(|| {
             Arc::new(LedgerExecutor::new(self.store.clone(), self.clock.clone()))
         });
@@ -153,6 +157,7 @@ impl GovernorBuilder {
             inner: Arc::new(Inner {
                 store: self.store,
                 executor,
+                ledger_executes,
                 clock: self.clock,
                 observer: self.observer,
                 tenants: RwLock::new(self.tenants),
@@ -434,7 +439,11 @@ impl Governor {
                 caller,
                 now_ms: entry.now_ms,
             };
-            Ok(plan::authorize(&request, &snapshot.holdings, audit_id))
+            let change = plan::authorize(&request, &snapshot.holdings, audit_id);
+            if self.inner.ledger_executes && change.authorization.status == Status::Executing {
+                return plan::executed_in_ledger(change);
+            }
+            Ok(change)
         };
         let auth = match store.record(&entry, &mut decide)? {
             // Another request with this id won the race.
@@ -598,6 +607,7 @@ impl Governor {
                 authorization: current.clone(),
                 events: vec![event.clone()],
                 notices: Vec::new(),
+                ledger: false,
             })
         })
     }

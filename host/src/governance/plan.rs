@@ -207,7 +207,21 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         authorization,
         events,
         notices,
+        ledger: false,
     }
+}
+
+/// An executing payment moved by the built-in ledger in the same transaction
+/// that records it: one commit, and never a payment left `executing`
+/// without its result.
+pub(crate) fn executed_in_ledger(mut change: Change) -> Result<Change, GovernError> {
+    let reference = crate::store::ledger_reference(&change.authorization.audit_id);
+    let executed = on_executed(&change.authorization, &Ok(reference))?;
+    change.authorization = executed.authorization;
+    change.events.extend(executed.events);
+    change.notices.extend(executed.notices);
+    change.ledger = true;
+    Ok(change)
 }
 
 /// The audit record of an authorization, as deep as the tier's level asks.
@@ -443,6 +457,7 @@ fn finish(next: Authorization, mut events: Vec<EventDraft>, notices: Vec<Notice>
         authorization: next,
         events,
         notices,
+        ledger: false,
     }
 }
 

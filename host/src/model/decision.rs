@@ -83,6 +83,9 @@ pub enum FailureKind {
     UndeclaredTier,
     /// The policy asked the context more questions than allowed.
     TooManyContextReads,
+    /// The policy asked the context a question larger than any real one
+    /// (a category longer than a transaction's can be).
+    ContextQuestionOversized,
     /// The host could not run the policy (for example, out of instance slots).
     Host,
 }
@@ -101,6 +104,7 @@ impl FailureKind {
             FailureKind::DecisionMalformed => "policy_decision_malformed",
             FailureKind::UndeclaredTier => "policy_undeclared_tier",
             FailureKind::TooManyContextReads => "policy_too_many_context_reads",
+            FailureKind::ContextQuestionOversized => "policy_context_question_oversized",
             FailureKind::Host => "host_error",
         }
     }

@@ -19,6 +19,16 @@ pub enum LoadError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The file is larger than any policy needs to be.
+    #[error(
+        "the component is {size} bytes; policies may be at most {max} bytes: build it with the `policy` profile (opt-level \"s\", LTO, stripped)"
+    )]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The bytes are not WebAssembly at all.
     #[error(
         "not a WebAssembly component ({found}): pass the .wasm file built for the wasm32-wasip2 target"

@@ -42,7 +42,17 @@ const ALLOWED_IMPORTS: &[&str] = &[
 ];
 
 /// Refuses anything that is not a binary component before compiling it.
+/// The largest component accepted. Tier policies are tens to hundreds of
+/// kilobytes; compiling is the costly step, so a huge file is refused before it.
+pub(crate) const MAX_COMPONENT_BYTES: usize = 16 << 20;
+
 pub(crate) fn check_format(bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(LoadError::TooLarge {
+            size: bytes.len(),
+            max: MAX_COMPONENT_BYTES,
+        });
+    }
     const MAGIC: &[u8] = b"\0asm";
     const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
     const MODULE_VERSION: [u8; 4] = [0x01, 0x00, 0x00, 0x00];

@@ -6,6 +6,7 @@
 //! trap, loop, overgrow) into a [`Decision`](crate::Decision) that never
 //! loosens the tenant's failure tier.
 
+mod cache;
 mod error;
 mod inspect;
 mod limits;
@@ -25,7 +26,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use error::{ClassifyError, LoadError, RuntimeError};
 pub use limits::SandboxLimits;
-pub use policy::{CompiledPolicy, PolicyInfo, TenantPolicy};
+pub use policy::{CompiledPolicy, PolicyInfo, ReusedInstance, TenantPolicy};
 
 use sandbox::Sandbox;
 use slots::Slots;
@@ -48,6 +49,7 @@ struct Inner {
     limits: SandboxLimits,
     slots: Slots,
     ticker_stop: Arc<AtomicBool>,
+    compiled_cache: std::sync::OnceLock<cache::CompiledCache>,
 }
 
 impl Drop for Inner {
@@ -69,6 +71,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError(e.to_string()))?;
+        sandbox::refuse_waiting(&mut linker).map_err(|e| RuntimeError(e.to_string()))?;
         v0_1_0::TierPolicy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| RuntimeError(e.to_string()))?;
 
@@ -91,8 +94,22 @@ impl Runtime {
                 linker,
                 limits,
                 ticker_stop,
+                compiled_cache: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Keeps the machine code of compiled policies in `dir`, so the next
+    /// process loads a policy it has seen in about a millisecond instead of
+    /// compiling it again. The files are native code that runs unchecked:
+    /// give the directory the same protection as the tiergate binary.
+    /// Set once; later calls are refused.
+    pub fn cache_compiled_in(&self, dir: &Path) -> Result<(), RuntimeError> {
+        let cache = cache::CompiledCache::open(dir, &self.inner.engine)?;
+        self.inner
+            .compiled_cache
+            .set(cache)
+            .map_err(|_| RuntimeError("this runtime already has a compiled-policy cache".into()))
     }
 
     /// The limits every call runs under.

@@ -10,7 +10,9 @@ use wasmtime::{Store, Trap};
 
 use super::limits::decision as bounds;
 use super::sandbox::Sandbox;
-use super::v0_1_0::{self, TierPolicy, TierPolicyPre, TooManyReads, WitDecision};
+use super::v0_1_0::{
+    self, OversizedQuestion, TierPolicy, TierPolicyPre, TooManyReads, WitDecision,
+};
 use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
 use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
@@ -76,8 +78,13 @@ impl CompiledPolicy {
     pub(super) fn compile(runtime: Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
         inspect::check_format(bytes)?;
         let engine = &runtime.inner.engine;
-        let component =
-            Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let digest = sha256(bytes);
+        let component = match runtime.inner.compiled_cache.get() {
+            Some(cache) => cache.component(engine, bytes, &digest)?,
+            None => {
+                Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?
+            }
+        };
         let contract = inspect::check_interface(engine, &component, bytes)?;
         let pre = runtime
             .inner
@@ -85,7 +92,6 @@ impl CompiledPolicy {
             .instantiate_pre(&component)
             .and_then(TierPolicyPre::new)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let digest = sha256(bytes);
         let mut compiled = Compiled {
             runtime,
             pre,
@@ -294,6 +300,41 @@ impl TenantPolicy {
                     .tiergate_policy_policy()
                     .call_classify(store, &self.config, &wit_tx)
             });
+        Ok(self.decision_from(run))
+    }
+
+    /// One instance kept across calls, under the same limits, for measuring
+    /// what a fresh instance per call costs. The host never classifies this
+    /// way: whatever one call leaves in memory would reach the next.
+    pub fn reused_instance(&self) -> Result<ReusedInstance, LoadError> {
+        let inner = &self.compiled.0.runtime.inner;
+        let limits = &inner.limits;
+        let sandbox = Sandbox::new(
+            Arc::new(StaticContext::default()),
+            limits.memory_bytes,
+            limits.max_context_reads,
+        );
+        let mut store = Store::new(&inner.engine, sandbox);
+        store.limiter(|s| &mut s.memory);
+        store.epoch_deadline_trap();
+        let _ = store.set_fuel(limits.fuel);
+        store.set_epoch_deadline(LOAD_TIMEOUT.as_millis() as u64);
+        let instance = self
+            .compiled
+            .0
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
+        Ok(ReusedInstance {
+            policy: self.clone(),
+            store,
+            instance,
+        })
+    }
+
+    /// The decision for a sandboxed call's result: the policy's answer if it
+    /// keeps the contract, otherwise the failure tier.
+    fn decision_from(&self, run: Run<Result<WitDecision, String>>) -> Decision {
         let outcome = match run.result {
             Ok(Ok(answer)) => self.check_answer(answer),
             Ok(Err(message)) => Err((
@@ -305,7 +346,7 @@ impl TenantPolicy {
             )),
             Err(failure) => Err((failure, None)),
         };
-        Ok(match outcome {
+        match outcome {
             Ok((tier, reasons, suggestion)) => Decision {
                 tier,
                 reasons,
@@ -315,7 +356,7 @@ impl TenantPolicy {
                 fuel_used: run.fuel_used,
             },
             Err((failure, asked)) => self.fail_closed(failure, asked, run.reads, run.fuel_used),
-        })
+        }
     }
 
     /// Checks a decision against the contract's bounds and the declared tiers.
@@ -420,6 +461,50 @@ impl TenantPolicy {
     }
 }
 
+/// A policy instance reused across classifications; see
+/// [`TenantPolicy::reused_instance`].
+pub struct ReusedInstance {
+    policy: TenantPolicy,
+    store: Store<Sandbox>,
+    instance: TierPolicy,
+}
+
+impl ReusedInstance {
+    /// Classifies `tx` in the kept instance, with fresh fuel and deadline.
+    pub fn classify(
+        &mut self,
+        tx: &Transaction,
+        context: Arc<dyn ContextSource>,
+    ) -> Result<Decision, ClassifyError> {
+        tx.validate()?;
+        let limits = &self.policy.compiled.0.runtime.inner.limits;
+        let wit_tx = v0_1_0::transaction_to_wit(tx);
+        let data = self.store.data_mut();
+        data.context = context;
+        data.reads.clear();
+        let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+        self.store.set_epoch_deadline(ticks);
+        let result = self.store.set_fuel(limits.fuel).and_then(|()| {
+            self.instance.tiergate_policy_policy().call_classify(
+                &mut self.store,
+                &self.policy.config,
+                &wit_tx,
+            )
+        });
+        let fuel_used = limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let result =
+            result.map_err(|e| failure_from_error(&e, self.store.data(), limits, limits.timeout));
+        let run = Run {
+            result,
+            reads: std::mem::take(&mut self.store.data_mut().reads),
+            fuel_used,
+        };
+        Ok(self.policy.decision_from(run))
+    }
+}
+
 /// Names what went wrong in a sandboxed call.
 fn failure_from_error(
     error: &wasmtime::Error,
@@ -439,6 +524,12 @@ fn failure_from_error(
         return PolicyFailure {
             kind: FailureKind::TooManyContextReads,
             detail: too_many.to_string(),
+        };
+    }
+    if let Some(oversized) = error.downcast_ref::<OversizedQuestion>() {
+        return PolicyFailure {
+            kind: FailureKind::ContextQuestionOversized,
+            detail: oversized.to_string(),
         };
     }
     let trap = error.downcast_ref::<Trap>();

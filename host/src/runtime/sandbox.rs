@@ -14,6 +14,7 @@
 //! | filesystem | no preopened directories: nothing to open |
 //! | wall and monotonic clocks | frozen at 0: use the transaction's `requested-at-ms` |
 //! | random, insecure random | a fixed-seed generator: the same bytes every call |
+//! | sleeping, waiting on a timer | a trap: time does not pass in the sandbox, and a thread blocked in the host would outlive every deadline |
 //! | sockets, HTTP | not importable: the component is refused at load |
 
 use std::sync::Arc;
@@ -22,7 +23,9 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
@@ -33,7 +36,9 @@ use crate::model::context::{ContextRead, ContextSource};
 
 /// Everything a store holds while one policy call runs.
 pub(crate) struct Sandbox {
-    wasi: WasiCtx,
+    /// Built on the first WASI call: a policy that never prints, reads the
+    /// clock or asks for randomness never pays for it.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     stderr: MemoryOutputPipe,
     pub(crate) memory: MemoryLimiter,
@@ -48,22 +53,10 @@ impl Sandbox {
         memory_bytes: usize,
         max_reads: usize,
     ) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_BYTES);
-        let wasi = WasiCtxBuilder::new()
-            .stderr(stderr.clone())
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .secure_random(StdRng::seed_from_u64(0))
-            .insecure_random(StdRng::seed_from_u64(0))
-            .insecure_random_seed(0)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
         Sandbox {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
-            stderr,
+            stderr: MemoryOutputPipe::new(STDERR_BYTES),
             memory: MemoryLimiter {
                 max_bytes: memory_bytes,
                 refused: None,
@@ -83,8 +76,22 @@ impl Sandbox {
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let stderr = &self.stderr;
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtxBuilder::new()
+                .stderr(stderr.clone())
+                .wall_clock(FrozenClock)
+                .monotonic_clock(FrozenClock)
+                .secure_random(StdRng::seed_from_u64(0))
+                .insecure_random(StdRng::seed_from_u64(0))
+                .insecure_random_seed(0)
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build()
+        });
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
@@ -119,6 +126,32 @@ impl ResourceLimiter for MemoryLimiter {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
+}
+
+/// The monotonic clock's timers block the calling thread in the host, where
+/// neither fuel nor the epoch deadline reaches; a policy asking for one traps.
+pub(crate) fn refuse_waiting(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    const REFUSAL: &str = "the policy tried to wait on a timer (a sleep); time does not pass in the sandbox, so policies may not wait";
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |_: StoreContextMut<'_, Sandbox>,
+         (_,): (u64,)|
+         -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::Error::msg(REFUSAL))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |_: StoreContextMut<'_, Sandbox>,
+         (_,): (u64,)|
+         -> wasmtime::Result<(Resource<DynPollable>,)> {
+            Err(wasmtime::Error::msg(REFUSAL))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// A clock that always reads the Unix epoch.

@@ -23,6 +23,11 @@ use self::tiergate::policy::{context, types};
 #[error("the policy asked more than {0} context questions in one classification")]
 pub(crate) struct TooManyReads(pub usize);
 
+/// A policy asked a context question too large to be a real one.
+#[derive(Debug, thiserror::Error)]
+#[error("the policy asked about a category of {0} bytes; categories are at most {max} bytes", max = crate::model::transaction::limits::NAME)]
+pub(crate) struct OversizedQuestion(pub usize);
+
 impl Sandbox {
     fn record(&mut self, read: ContextRead) -> wasmtime::Result<()> {
         if self.reads.len() >= self.max_reads {
@@ -43,6 +48,13 @@ impl context::Host for Sandbox {
     ) -> wasmtime::Result<context::Activity> {
         let filter = match filter {
             context::ActivityFilter::All => ActivityFilter::All,
+            // No transaction has a longer category, and the question is kept
+            // with the decision: a policy must not make the host store its memory.
+            context::ActivityFilter::Category(c)
+                if c.len() > crate::model::transaction::limits::NAME =>
+            {
+                return Err(wasmtime::Error::new(OversizedQuestion(c.len())));
+            }
             context::ActivityFilter::Category(c) => ActivityFilter::Category(c),
             context::ActivityFilter::Tier(t) => ActivityFilter::Tier(tier_from_wit(t)),
         };

@@ -57,6 +57,8 @@ impl Service {
         );
         let runtime =
             Runtime::with_limits(options.sandbox).context("cannot start the policy runtime")?;
+        // A restart loads every tenant's policy from machine code kept here.
+        runtime.cache_compiled_in(&options.data_dir.join("compiled"))?;
         if options.demo {
             ensure_demo_rules(store.as_ref())?;
         }

@@ -156,6 +156,14 @@ pub struct Change {
     pub events: Vec<EventDraft>,
     /// Notifications.
     pub notices: Vec<Notice>,
+    /// Records the payment in the store's ledger in the same transaction
+    /// (the built-in executor), under [`ledger_reference`].
+    pub ledger: bool,
+}
+
+/// The ledger reference of the payment with `audit_id`.
+pub fn ledger_reference(audit_id: &str) -> String {
+    format!("ldg-{}", audit_id.trim_start_matches("aud-"))
 }
 
 /// The outcome of `record`.

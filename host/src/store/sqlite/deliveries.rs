@@ -12,7 +12,7 @@ const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
 
 impl DeliveryStore for SqliteStore {
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
-        let mut conn = self.lock();
+        self.write(|conn| {
         // Nothing new since the URL's cursor: no write, no lock.
         let (after, last): (Option<i64>, Option<i64>) = conn.query_row(
             "SELECT (SELECT after_id FROM delivery_cursors WHERE tenant = ?1 AND url = ?2),
@@ -49,6 +49,7 @@ impl DeliveryStore for SqliteStore {
         )?;
         tx.commit()?;
         Ok(queued as u64)
+        })
     }
 
     fn claim_deliveries(
@@ -57,7 +58,7 @@ impl DeliveryStore for SqliteStore {
         lease_ms: u64,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let mut conn = self.lock();
+        self.write(|conn| {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let claimed = {
             let mut stmt = tx.prepare_cached(
@@ -93,6 +94,7 @@ impl DeliveryStore for SqliteStore {
         }
         tx.commit()?;
         Ok(claimed)
+        })
     }
 
     fn record_attempt(
@@ -103,8 +105,8 @@ impl DeliveryStore for SqliteStore {
         error: Option<&str>,
         retry_at_ms: Option<u64>,
     ) -> Result<(), StoreError> {
-        let conn = self.lock();
-        match error {
+        self.write(|conn| {
+            match error {
             None => conn.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, delivered_ms = ?3, last_error = NULL
                  WHERE outbox_id = ?1 AND url = ?2",
@@ -124,15 +126,19 @@ impl DeliveryStore for SqliteStore {
                 ],
             )?,
         };
-        Ok(())
+            Ok(())
+        })
     }
 
     fn release_delivery(&self, outbox_id: u64, url: &str, now_ms: u64) -> Result<(), StoreError> {
-        self.lock().execute(
-            "UPDATE deliveries SET next_attempt_ms = ?3
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE deliveries SET next_attempt_ms = ?3
              WHERE outbox_id = ?1 AND url = ?2 AND delivered_ms IS NULL AND gave_up_ms IS NULL",
-            params![outbox_id as i64, url, now_ms as i64],
-        )?;
+                params![outbox_id as i64, url, now_ms as i64],
+            )
+            .map_err(StoreError::from)
+        })?;
         Ok(())
     }
 

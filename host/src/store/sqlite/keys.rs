@@ -28,18 +28,21 @@ fn with_role((mut key, role): (ApiKey, String)) -> Result<ApiKey, StoreError> {
 
 impl KeyStore for SqliteStore {
     fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.lock().execute(
-            &format!("INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
-            params![
-                key.key_id,
-                key.tenant,
-                key.role.as_str(),
-                key.subject,
-                key.secret_hash,
-                key.created_ms as i64,
-                key.revoked_ms.map(|v| v as i64)
-            ],
-        )?;
+        self.write(|conn| {
+            conn.execute(
+                &format!("INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    key.key_id,
+                    key.tenant,
+                    key.role.as_str(),
+                    key.subject,
+                    key.secret_hash,
+                    key.created_ms as i64,
+                    key.revoked_ms.map(|v| v as i64)
+                ],
+            )
+            .map_err(StoreError::from)
+        })?;
         Ok(())
     }
 
@@ -56,10 +59,10 @@ impl KeyStore for SqliteStore {
     }
 
     fn revoke_key(&self, tenant: &str, key_id: &str, now_ms: u64) -> Result<bool, StoreError> {
-        let changed = self.lock().execute(
+        let changed = self.write(|conn| conn.execute(
             "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?3) WHERE tenant = ?1 AND key_id = ?2",
             params![tenant, key_id, now_ms as i64],
-        )?;
+        ).map_err(StoreError::from))?;
         Ok(changed == 1)
     }
 

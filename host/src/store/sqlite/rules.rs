@@ -6,10 +6,12 @@ use crate::store::rules::{RulesStore, StoredRules};
 
 impl RulesStore for SqliteStore {
     fn put_policy(&self, digest: &str, component: &[u8], now_ms: u64) -> Result<(), StoreError> {
-        self.lock().execute(
+        self.write(|conn| {
+            conn.execute(
             "INSERT OR IGNORE INTO policies (digest, component, uploaded_ms) VALUES (?1, ?2, ?3)",
             params![digest, component, now_ms as i64],
-        )?;
+        ).map_err(StoreError::from)
+        })?;
         Ok(())
     }
 
@@ -32,26 +34,27 @@ impl RulesStore for SqliteStore {
         actor: &str,
         now_ms: u64,
     ) -> Result<StoredRules, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) + 1 FROM tenant_rules WHERE tenant = ?1",
-            params![tenant],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor)
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM tenant_rules WHERE tenant = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![tenant, version, policy, config, now_ms as i64, actor],
-        )?;
-        tx.commit()?;
-        Ok(StoredRules {
-            tenant: tenant.to_string(),
-            version: version as u64,
-            policy: policy.to_string(),
-            config: config.to_string(),
-            activated_ms: now_ms,
-            actor: actor.to_string(),
+                params![tenant, version, policy, config, now_ms as i64, actor],
+            )?;
+            tx.commit()?;
+            Ok(StoredRules {
+                tenant: tenant.to_string(),
+                version: version as u64,
+                policy: policy.to_string(),
+                config: config.to_string(),
+                activated_ms: now_ms,
+                actor: actor.to_string(),
+            })
         })
     }
 

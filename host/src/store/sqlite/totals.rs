@@ -1,0 +1,245 @@
+//! Running totals, so checking a budget or a recipient's history costs the
+//! same on the millionth payment as on the first.
+//!
+//! Budgets: money held or spent, per tenant, agent and team, in hourly
+//! buckets keyed by the payment's request time. A 24-hour window is the
+//! buckets of the hours wholly inside it plus the payments of the one hour
+//! it cuts, read row by row, so the sum stays exact to the millisecond.
+//! Amounts are summed as exact decimals in Rust, never by SQLite (which
+//! would turn text into floating point).
+//!
+//! Recipients: when the tenant first paid each one and how many payments
+//! executed.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use rust_decimal::Decimal;
+
+use super::StoreError;
+use crate::governance::{Authorization, Status};
+use crate::model::money::parse_decimal;
+use crate::store::{Holdings, NewEntry};
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// The schema version that introduced the totals; opening an older store
+/// fills them from its history once.
+pub(super) const SINCE_VERSION: usize = 7;
+
+pub(super) const SCHEMA: &str = r#"
+CREATE TABLE holdings (
+    tenant   TEXT    NOT NULL,
+    scope    TEXT    NOT NULL,
+    name     TEXT    NOT NULL,
+    currency TEXT    NOT NULL,
+    hour     INTEGER NOT NULL,
+    amount   TEXT    NOT NULL,
+    PRIMARY KEY (tenant, scope, name, currency, hour)
+);
+CREATE TABLE recipients (
+    tenant        TEXT    NOT NULL,
+    recipient     TEXT    NOT NULL,
+    first_paid_ms INTEGER NOT NULL,
+    payments      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, recipient)
+);
+INSERT INTO recipients (tenant, recipient, first_paid_ms, payments)
+    SELECT tenant, recipient, MIN(requested_at_ms), COUNT(*) FROM authorizations
+    WHERE status = 'executed' GROUP BY tenant, recipient;
+"#;
+
+/// Fills the hourly holdings from the payments already stored.
+pub(super) fn backfill(conn: &Connection) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT tenant, agent, team, currency, amount, requested_at_ms FROM authorizations WHERE holds = 1",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, i64>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (tenant, agent, team, currency, amount, at) = row?;
+        let held = Held {
+            tenant: &tenant,
+            agent: &agent,
+            team: team.as_deref(),
+            currency: &currency,
+            amount: decimal(&amount)?,
+            requested_at_ms: at as u64,
+        };
+        held.add(conn, Decimal::ONE)?;
+    }
+    Ok(())
+}
+
+/// Keeps the totals in step with one authorization written by the store:
+/// `before` is its stored status (none for a new one).
+pub(super) fn track(
+    conn: &Connection,
+    auth: &Authorization,
+    before: Option<Status>,
+) -> Result<(), StoreError> {
+    let t = &auth.transaction;
+    let (held_before, held_now) = (
+        before.is_some_and(Status::holds_budget),
+        auth.status.holds_budget(),
+    );
+    if held_before != held_now {
+        let held = Held {
+            tenant: &t.tenant,
+            agent: &t.agent,
+            team: auth.team.as_deref(),
+            currency: &t.currency,
+            amount: t.amount,
+            requested_at_ms: t.requested_at_ms,
+        };
+        held.add(
+            conn,
+            if held_now {
+                Decimal::ONE
+            } else {
+                -Decimal::ONE
+            },
+        )?;
+    }
+    if auth.status == Status::Executed && before != Some(Status::Executed) {
+        conn.prepare_cached(
+            "INSERT INTO recipients (tenant, recipient, first_paid_ms, payments) VALUES (?1, ?2, ?3, 1)
+             ON CONFLICT (tenant, recipient) DO UPDATE
+             SET first_paid_ms = MIN(first_paid_ms, excluded.first_paid_ms), payments = payments + 1",
+        )?
+        .execute(params![t.tenant, t.recipient, t.requested_at_ms as i64])?;
+    }
+    Ok(())
+}
+
+/// When the tenant first paid `recipient`, and how many payments executed.
+pub(super) fn recipient(
+    conn: &Connection,
+    tenant: &str,
+    recipient: &str,
+) -> Result<(Option<u64>, u64), StoreError> {
+    let found: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT first_paid_ms, payments FROM recipients WHERE tenant = ?1 AND recipient = ?2",
+        )?
+        .query_row(params![tenant, recipient], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(found.map_or((None, 0), |(first, n)| (Some(first as u64), n as u64)))
+}
+
+/// Money committed in the budget window, by agent, team and tenant.
+pub(super) fn holdings(conn: &Connection, entry: &NewEntry<'_>) -> Result<Holdings, StoreError> {
+    let cut_hour = entry.window_start_ms / HOUR_MS;
+    let mut holdings = Holdings::default();
+    // The hours wholly inside the window, from the buckets.
+    let mut buckets = conn.prepare_cached(
+        "SELECT amount FROM holdings
+         WHERE tenant = ?1 AND scope = ?2 AND name = ?3 AND currency = ?4 AND hour > ?5",
+    )?;
+    let mut sum = |scope: &str, name: &str| -> Result<Decimal, StoreError> {
+        let rows = buckets.query_map(
+            params![entry.tenant, scope, name, entry.currency, cut_hour as i64],
+            |r| r.get::<_, String>(0),
+        )?;
+        let mut total = Decimal::ZERO;
+        for amount in rows {
+            total += decimal(&amount?)?;
+        }
+        Ok(total)
+    };
+    holdings.tenant = sum("tenant", "")?;
+    holdings.agent = sum("agent", entry.agent)?;
+    if let Some(team) = entry.team {
+        holdings.team = sum("team", team)?;
+    }
+    // The hour the window's start cuts, payment by payment.
+    let mut rows = conn.prepare_cached(
+        "SELECT agent, team, amount FROM authorizations
+         WHERE tenant = ?1 AND holds = 1 AND currency = ?2
+           AND requested_at_ms >= ?3 AND requested_at_ms < ?4",
+    )?;
+    let rows = rows.query_map(
+        params![
+            entry.tenant,
+            entry.currency,
+            entry.window_start_ms as i64,
+            ((cut_hour + 1) * HOUR_MS) as i64
+        ],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )?;
+    for row in rows {
+        let (agent, team, amount) = row?;
+        let amount = decimal(&amount)?;
+        holdings.tenant += amount;
+        if agent == entry.agent {
+            holdings.agent += amount;
+        }
+        if team.is_some() && team.as_deref() == entry.team {
+            holdings.team += amount;
+        }
+    }
+    Ok(holdings)
+}
+
+/// One payment's contribution to the hourly holdings.
+struct Held<'a> {
+    tenant: &'a str,
+    agent: &'a str,
+    team: Option<&'a str>,
+    currency: &'a str,
+    amount: Decimal,
+    requested_at_ms: u64,
+}
+
+impl Held<'_> {
+    /// Adds `sign` × the amount to the tenant's, agent's and team's bucket.
+    fn add(&self, conn: &Connection, sign: Decimal) -> Result<(), StoreError> {
+        let hour = (self.requested_at_ms / HOUR_MS) as i64;
+        let mut read = conn.prepare_cached(
+            "SELECT amount FROM holdings
+             WHERE tenant = ?1 AND scope = ?2 AND name = ?3 AND currency = ?4 AND hour = ?5",
+        )?;
+        let mut write = conn.prepare_cached(
+            "INSERT INTO holdings (tenant, scope, name, currency, hour, amount)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (tenant, scope, name, currency, hour) DO UPDATE SET amount = excluded.amount",
+        )?;
+        let scopes = [
+            ("tenant", Some("")),
+            ("agent", Some(self.agent)),
+            ("team", self.team),
+        ];
+        for (scope, name) in scopes {
+            let Some(name) = name else { continue };
+            let key = params![self.tenant, scope, name, self.currency, hour];
+            let current: Option<String> = read.query_row(key, |r| r.get(0)).optional()?;
+            let current = current.as_deref().map(decimal).transpose()?;
+            let total = current.unwrap_or(Decimal::ZERO) + sign * self.amount;
+            write.execute(params![
+                self.tenant,
+                scope,
+                name,
+                self.currency,
+                hour,
+                total.normalize().to_string()
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+fn decimal(text: &str) -> Result<Decimal, StoreError> {
+    parse_decimal(text).map_err(|e| StoreError(format!("a stored amount is unreadable: {e}")))
+}
