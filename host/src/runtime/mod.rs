@@ -162,8 +162,10 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         .max_memory_size(limits.memory_bytes)
         .table_elements(20_000)
         .total_stacks(0)
-        // Keeping a few pages resident avoids a page fault storm per call.
-        .linear_memory_keep_resident(128 << 10)
+        // Pages kept resident are zeroed in place on reuse instead of
+        // faulted in again. Measured per decision with seed-tiers: 64 KiB
+        // 35.8 µs, 128 KiB 15.6 µs, 256 KiB 13.1 µs, 512 KiB 13.7 µs.
+        .linear_memory_keep_resident(256 << 10)
         .table_keep_resident(128 << 10);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
