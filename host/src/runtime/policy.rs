@@ -368,7 +368,10 @@ impl TenantPolicy {
         answer: WitDecision,
     ) -> Result<(Tier, Vec<Reason>, Option<String>), (PolicyFailure, Option<Tier>)> {
         let (tier, reasons, suggestion) = v0_1_0::reasons_from_wit(answer);
-        let fail = |kind, detail: String| Err((PolicyFailure { kind, detail }, Some(tier)));
+        let fail = |kind, detail: String| {
+            let detail = bounded(&detail);
+            Err((PolicyFailure { kind, detail }, Some(tier)))
+        };
         if !self.info().tiers.contains(&tier) {
             let declared: Vec<&str> = self.info().tiers.iter().map(|t| t.as_str()).collect();
             return fail(
