@@ -121,3 +121,137 @@ proptest! {
         }
     }
 }
+
+/// A JSON value an agent might put in a field: right, wrong or absurd. Raw
+/// number text stays raw, so exponents and 30-digit decimals reach the parser.
+#[derive(Debug, Clone)]
+enum Field {
+    Missing,
+    Json(serde_json::Value),
+    RawNumber(String),
+}
+
+fn field() -> impl Strategy<Value = Field> {
+    use serde_json::{Value, json};
+    prop_oneof![
+        Just(Field::Missing),
+        Just(Field::Json(Value::Null)),
+        any::<bool>().prop_map(|b| Field::Json(b.into())),
+        any::<i64>().prop_map(|n| Field::Json(n.into())),
+        "-?[0-9]{1,30}(\\.[0-9]{1,30})?([eE]-?[0-9]{1,3})?".prop_map(Field::RawNumber),
+        amount().prop_map(|a| Field::Json(a.into())),
+        ".{0,80}".prop_map(|s| Field::Json(s.into())),
+        "x{60,80}".prop_map(|s| Field::Json(s.into())),
+        Just(Field::Json(json!([]))),
+        Just(Field::Json(json!({"nested": {"deep": [1, "two"]}}))),
+        Just(Field::Json(json!({"k": "v", "a": "b"}))),
+    ]
+}
+
+const PAYMENT_FIELDS: &[&str] = &[
+    "id",
+    "tenant",
+    "agent",
+    "amount",
+    "currency",
+    "category",
+    "recipient",
+    "recipient_trust",
+    "justification",
+    "jurisdiction",
+    "network",
+    "metadata",
+    "self_hosted_wallet",
+    "requested_at_ms",
+    "an_unknown_field",
+];
+
+/// Whatever body an agent posts to the service, the answer is a recorded
+/// decision or a JSON error with a code and a message (never a server
+/// error), and an amount the service accepts is stored exactly as sent.
+#[test]
+fn any_payment_body_gets_a_decision_or_a_clear_error() {
+    use crate::service::{Served, call, payment};
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let agent = s.key("agent");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cases = (
+        "[a-z0-9]{1,10}",
+        amount(),
+        prop::collection::vec((0..PAYMENT_FIELDS.len(), field()), 0..3),
+        prop::option::weighted(0.1, ".{0,200}"),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(150));
+    runner
+        .run(&cases, |(id, amount, mutations, raw_text)| {
+            let mut body = payment(
+                "demo",
+                &format!("p-{id}"),
+                &amount,
+                "embeddings",
+                "verified",
+            );
+            let mut raw = Vec::new();
+            for (i, (index, value)) in mutations.iter().enumerate() {
+                let name = PAYMENT_FIELDS[*index];
+                match value {
+                    Field::Missing => {
+                        body.as_object_mut().unwrap().remove(name);
+                    }
+                    Field::Json(v) => body[name] = v.clone(),
+                    Field::RawNumber(text) => {
+                        let marker = format!("__raw_{i}__");
+                        body[name] = marker.clone().into();
+                        raw.push((format!("\"{marker}\""), text.clone()));
+                    }
+                }
+            }
+            let mut text = body.to_string();
+            for (marker, number) in &raw {
+                text = text.replace(marker, number);
+            }
+            let text = raw_text.unwrap_or(text);
+            let r = runtime.block_on(call(
+                "POST",
+                &format!("{}/v1/authorizations", s.base),
+                Some(&agent),
+                Some("application/json"),
+                text.clone(),
+            ));
+            match r.status {
+                200 | 201 => {
+                    prop_assert!(r.body["tier"].is_string(), "{text} -> {}", r.text);
+                    // An untouched string amount comes back exactly as sent.
+                    let sent = serde_json::from_str::<serde_json::Value>(&text)
+                        .ok()
+                        .and_then(|v| v["amount"].as_str().map(str::to_string));
+                    if let (201, Some(sent)) = (r.status, sent) {
+                        prop_assert_eq!(
+                            r.body["transaction"]["amount"].as_str(),
+                            Some(sent.as_str()),
+                            "{}",
+                            r.text
+                        );
+                    }
+                }
+                400 | 403 | 409 | 413 | 415 | 422 => {
+                    let error = &r.body["error"];
+                    prop_assert!(
+                        error["code"].as_str().is_some_and(|c| !c.is_empty())
+                            && error["message"].as_str().is_some_and(|m| !m.is_empty()),
+                        "{text} -> {} {}",
+                        r.status,
+                        r.text
+                    );
+                }
+                other => prop_assert!(false, "{text} -> {other} {}", r.text),
+            }
+            Ok(())
+        })
+        .unwrap();
+}
