@@ -403,7 +403,7 @@ impl TenantPolicy {
             if r.code.is_empty() || !code_ok {
                 return fail(
                     FailureKind::DecisionMalformed,
-                    format!("reason code {:?} is not snake_case", bounded(&r.code)),
+                    format!("reason code {:?} is not snake_case", quoted_code(&r.code)),
                 );
             }
             if r.code.len() > bounds::MAX_CODE_BYTES || r.message.len() > bounds::MAX_TEXT_BYTES {
@@ -411,7 +411,7 @@ impl TenantPolicy {
                     FailureKind::DecisionOversized,
                     format!(
                         "reason {:?} exceeds {} bytes of code or {} of message",
-                        bounded(&r.code),
+                        quoted_code(&r.code),
                         bounds::MAX_CODE_BYTES,
                         bounds::MAX_TEXT_BYTES
                     ),
@@ -575,6 +575,20 @@ fn root_message(error: &wasmtime::Error) -> String {
         .last()
         .map(|e| e.to_string())
         .unwrap_or_default()
+}
+
+/// A reason code as quoted in a failure detail: at most the contract's code
+/// size, so the sentence around it survives the detail's bound.
+fn quoted_code(code: &str) -> String {
+    let mut end = code.len().min(bounds::MAX_CODE_BYTES);
+    while !code.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < code.len() {
+        format!("{}…", &code[..end])
+    } else {
+        code.to_string()
+    }
 }
 
 /// Caps text coming out of a policy at the contract's message size.

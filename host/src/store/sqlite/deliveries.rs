@@ -1,4 +1,4 @@
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::params;
 
 use super::SqliteStore;
 use crate::store::deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
@@ -23,7 +23,7 @@ impl DeliveryStore for SqliteStore {
         if after.is_some() && after >= last.or(Some(0)) {
             return Ok(0);
         }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.savepoint()?;
         // A URL seen for the first time starts with the notices written
         // since `since_ms`.
         tx.execute(
@@ -59,7 +59,7 @@ impl DeliveryStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.write(|conn| {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.savepoint()?;
         let claimed = {
             let mut stmt = tx.prepare_cached(
                 "SELECT d.outbox_id, d.url, d.tenant, d.attempts, o.tx_id, o.kind, o.recipient, o.message, o.created_ms

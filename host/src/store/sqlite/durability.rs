@@ -1,20 +1,27 @@
-//! Group commit: many transactions made durable by one fsync.
+//! Group commit: many writers' work made durable by one commit and one fsync.
 //!
-//! SQLite runs with `synchronous = NORMAL` in WAL mode, so a commit writes
-//! its frames to the write-ahead log without waiting for the disk. Nothing
-//! is acknowledged until it is durable, though: after committing, a writer
-//! releases the connection and waits here until an fsync of the log that
-//! started after its commit has finished. Whoever arrives while no fsync is
-//! running performs one for everybody committed so far, so under load one
-//! fsync covers a whole group of transactions, and the connection keeps
-//! serving writers while the disk flushes.
+//! Writers do not commit. Each runs its work as a savepoint inside one open
+//! batch transaction on the connection, releases the connection, and waits
+//! here. Whoever arrives while no flush is running becomes the leader: it
+//! commits the batch (SQLite writes each changed page to the write-ahead log
+//! once, however many writers changed it) and, with the connection free
+//! again, fsyncs the log. Everyone whose work was in that batch is then
+//! answered. Writers arriving meanwhile fill the next batch, so under load
+//! the batches grow and the cost per write falls; alone, a writer is its own
+//! batch.
 //!
-//! Frames that a checkpoint moved into the database file before the fsync
-//! are durable too: in this mode SQLite syncs the log before every
-//! checkpoint and the database after it.
+//! SQLite runs with `synchronous = NORMAL` in WAL mode, so the commit itself
+//! does not wait for the disk; the fsync here does. Frames a checkpoint
+//! moved into the database file before the fsync are durable too: in this
+//! mode SQLite syncs the log before every checkpoint and the database after.
+//!
+//! If a commit or an fsync fails, every writer of that batch gets an error:
+//! nothing of it is acknowledged.
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+use rusqlite::Connection;
 
 use crate::store::StoreError;
 
@@ -28,12 +35,14 @@ pub(super) struct GroupSync {
 
 #[derive(Default)]
 struct State {
-    /// Write transactions finished (committed or rolled back) so far.
-    committed: u64,
-    /// All transactions up to this count are on disk.
+    /// Units of work written into a batch so far (each a savepoint).
+    written: u64,
+    /// Every unit up to this count is committed and on disk.
     synced: u64,
-    /// An fsync is running.
-    syncing: bool,
+    /// A flush (commit and fsync) is running.
+    flushing: bool,
+    /// Ranges `(after, through]` of units whose batch failed, with why.
+    lost: Vec<(u64, u64, String)>,
 }
 
 impl GroupSync {
@@ -52,32 +61,40 @@ impl GroupSync {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a write transaction that just ended; called while the writer
-    /// still holds the connection, so the count never runs ahead of the log.
-    pub(super) fn note_commit(&self) {
-        self.state().committed += 1;
+    /// Counts a unit of work that just ended; called while the writer still
+    /// holds the connection, so the count never runs ahead of the batch.
+    pub(super) fn note_write(&self) {
+        self.state().written += 1;
     }
 
-    /// Returns once every transaction committed before this call is durable.
-    pub(super) fn wait(&self) -> Result<(), StoreError> {
+    /// Returns once every unit written before this call is committed and on
+    /// disk, or an error if the batch holding one of them failed.
+    pub(super) fn wait(&self, conn: &Mutex<Connection>) -> Result<(), StoreError> {
         let mut state = self.state();
-        let needed = state.committed;
+        let needed = state.written;
         loop {
+            if let Some((_, _, why)) = state
+                .lost
+                .iter()
+                .find(|(after, through, _)| *after < needed && needed <= *through)
+            {
+                return Err(StoreError(why.clone()));
+            }
             if state.synced >= needed {
                 return Ok(());
             }
-            if !state.syncing {
-                state.syncing = true;
-                let target = state.committed;
+            if !state.flushing {
+                state.flushing = true;
+                let before = state.synced;
                 drop(state);
-                let result = self.sync_files();
+                let result = self.flush(conn);
                 state = self.state();
-                state.syncing = false;
-                if result.is_ok() {
-                    state.synced = state.synced.max(target);
+                state.flushing = false;
+                match result {
+                    Ok(through) => state.synced = state.synced.max(through),
+                    Err((through, why)) => state.lost.push((before, through, why)),
                 }
                 self.finished.notify_all();
-                result?;
                 continue;
             }
             state = self
@@ -85,6 +102,29 @@ impl GroupSync {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Commits the open batch and fsyncs the log. Returns how many units are
+    /// now durable, or how many were lost and why.
+    fn flush(&self, conn: &Mutex<Connection>) -> Result<u64, (u64, String)> {
+        let through;
+        {
+            let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            // Read under the connection: every unit counted is in this batch.
+            through = self.state().written;
+            if !conn.is_autocommit()
+                && let Err(e) = conn.execute_batch("COMMIT")
+            {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err((
+                    through,
+                    format!("cannot commit the batch of writes, so none was kept: {e}"),
+                ));
+            }
+        }
+        self.sync_files()
+            .map(|()| through)
+            .map_err(|e| (through, e.0))
     }
 
     fn sync_files(&self) -> Result<(), StoreError> {

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use durability::GroupSync;
 
-use rusqlite::{Connection, OptionalExtension, Transaction as SqlTx, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     AuditEvent, Change, EventDraft, GENESIS_HASH, History, NewEntry, Notice, OutboxEntry,
@@ -188,7 +188,7 @@ impl std::ops::DerefMut for Writing<'_> {
 
 impl Drop for Writing<'_> {
     fn drop(&mut self) {
-        self.sync.note_commit();
+        self.sync.note_write();
     }
 }
 
@@ -244,12 +244,23 @@ impl SqliteStore {
         }
     }
 
-    /// Runs one write transaction, then waits until it is durable.
+    /// Runs one unit of work as a savepoint inside the batch transaction
+    /// (opening one when none is open), then waits until the batch holding
+    /// it is committed and durable. A failed unit rolls back alone.
     pub(super) fn write<R, E: From<StoreError>>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<R, E>,
     ) -> Result<R, E> {
-        let out = f(&mut self.lock_write())?;
+        let out = {
+            let mut conn = self.lock_write();
+            if conn.is_autocommit() {
+                // IMMEDIATE takes the write lock now: a batch never has to
+                // upgrade a read lock another process could be holding.
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .map_err(StoreError::from)?;
+            }
+            f(&mut conn)
+        }?;
         self.durable()?;
         Ok(out)
     }
@@ -268,7 +279,7 @@ impl SqliteStore {
     /// before returning; reads that return rows call it too, since a row may
     /// be another writer's commit that is not durable yet.
     pub(super) fn durable(&self) -> Result<(), StoreError> {
-        self.sync.wait()
+        self.sync.wait(&self.conn)
     }
 }
 
@@ -317,7 +328,7 @@ fn get_in(tx: &Connection, tenant: &str, tx_id: &str) -> Result<Option<Authoriza
 }
 
 /// Writes the change's state, events and notices.
-fn apply(tx: &SqlTx<'_>, change: &Change, now_ms: u64, insert: bool) -> Result<(), StoreError> {
+fn apply(tx: &Connection, change: &Change, now_ms: u64, insert: bool) -> Result<(), StoreError> {
     let a = &change.authorization;
     let t = &a.transaction;
     let body = body_of(a)?;
@@ -395,7 +406,7 @@ fn retain_until(now_ms: u64, years: u32) -> u64 {
 }
 
 fn append_event(
-    tx: &SqlTx<'_>,
+    tx: &Connection,
     tenant: &str,
     audit_id: &str,
     tx_id: &str,
@@ -483,14 +494,14 @@ fn history_in(
 
 /// `aud-YYYY-MM-DD-NNN`: the day of `now_ms` (UTC) and the tenant's next
 /// number that day, never reused; the number widens past 999.
-fn next_audit_id(tx: &SqlTx<'_>, tenant: &str, now_ms: u64) -> Result<String, StoreError> {
+fn next_audit_id(tx: &Connection, tenant: &str, now_ms: u64) -> Result<String, StoreError> {
     next_id(tx, tenant, now_ms, "aud")
 }
 
 /// `<prefix>-YYYY-MM-DD-NNN` from the tenant's own daily sequence for that
 /// prefix (tenant-level records such as activations count apart from
 /// payments, so the day's first payment is still `aud-…-001`).
-fn next_id(tx: &SqlTx<'_>, tenant: &str, now_ms: u64, prefix: &str) -> Result<String, StoreError> {
+fn next_id(tx: &Connection, tenant: &str, now_ms: u64, prefix: &str) -> Result<String, StoreError> {
     let day = utc_day(now_ms);
     let counter = match prefix {
         "aud" => day.clone(),
@@ -560,9 +571,7 @@ fn record_in(
     entry: &NewEntry<'_>,
     plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
 ) -> Result<Recorded, GovernError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(StoreError::from)?;
+    let tx = conn.savepoint().map_err(StoreError::from)?;
     if let Some(existing) = get_in(&tx, entry.tenant, entry.tx_id)? {
         return Ok(Recorded::Existing(existing));
     }
@@ -588,9 +597,7 @@ fn update_in(
     now_ms: u64,
     decide: &mut dyn FnMut(&Authorization) -> Result<Change, GovernError>,
 ) -> Result<Authorization, GovernError> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(StoreError::from)?;
+    let tx = conn.savepoint().map_err(StoreError::from)?;
     let current = get_in(&tx, tenant, tx_id)?.ok_or_else(|| GovernError::NotFound {
         tenant: tenant.to_string(),
         tx_id: tx_id.to_string(),
@@ -776,7 +783,7 @@ fn tenant_event_in(
     retention_years: u32,
     event: &EventDraft,
 ) -> Result<Option<String>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     let latest: Option<String> = tx
             .prepare_cached("SELECT detail FROM audit_events WHERE tenant = ?1 AND kind = ?2 ORDER BY seq DESC LIMIT 1")?.query_row(
                 params![tenant, event.kind],

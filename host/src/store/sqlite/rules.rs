@@ -1,4 +1,4 @@
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::store::StoreError;
@@ -35,7 +35,7 @@ impl RulesStore for SqliteStore {
         now_ms: u64,
     ) -> Result<StoredRules, StoreError> {
         self.write(|conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let version: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM tenant_rules WHERE tenant = ?1",
                 params![tenant],
