@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod compliance;
 mod concurrency;
+mod crashes;
 mod failures;
 mod history;
 mod hostile;
