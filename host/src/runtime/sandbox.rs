@@ -134,22 +134,16 @@ pub(crate) fn refuse_waiting(linker: &mut Linker<Sandbox>) -> wasmtime::Result<(
     const REFUSAL: &str = "the policy tried to wait on a timer (a sleep); time does not pass in the sandbox, so policies may not wait";
     linker.allow_shadowing(true);
     let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
-    clock.func_wrap(
-        "subscribe-duration",
-        |_: StoreContextMut<'_, Sandbox>,
-         (_,): (u64,)|
-         -> wasmtime::Result<(Resource<DynPollable>,)> {
-            Err(wasmtime::Error::msg(REFUSAL))
-        },
-    )?;
-    clock.func_wrap(
-        "subscribe-instant",
-        |_: StoreContextMut<'_, Sandbox>,
-         (_,): (u64,)|
-         -> wasmtime::Result<(Resource<DynPollable>,)> {
-            Err(wasmtime::Error::msg(REFUSAL))
-        },
-    )?;
+    for timer in ["subscribe-duration", "subscribe-instant"] {
+        clock.func_wrap(
+            timer,
+            |_: StoreContextMut<'_, Sandbox>,
+             (_,): (u64,)|
+             -> wasmtime::Result<(Resource<DynPollable>,)> {
+                Err(wasmtime::Error::msg(REFUSAL))
+            },
+        )?;
+    }
     linker.allow_shadowing(false);
     Ok(())
 }
