@@ -14,6 +14,7 @@ use std::time::Duration;
 /// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
 /// | `instance_slots` | 64 | callers wait for a free slot; nothing fails |
+/// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxLimits {
     /// Fuel per call (about one unit per wasm instruction). The deterministic
@@ -33,6 +34,11 @@ pub struct SandboxLimits {
     pub max_context_reads: usize,
     /// Sandboxes that may run at once; further callers wait for a slot.
     pub instance_slots: u32,
+    /// Sandboxes one configured policy (one tenant) may run at once. Policies
+    /// are CPU-bound, so more than one per core only takes CPU from other
+    /// tenants; this is what keeps a tenant whose policy loops from crowding
+    /// out the rest. A freed slot goes to the waiting tenant holding fewest.
+    pub slots_per_tenant: u32,
 }
 
 impl Default for SandboxLimits {
@@ -44,6 +50,9 @@ impl Default for SandboxLimits {
             stack_bytes: 512 << 10,
             max_context_reads: 64,
             instance_slots: 64,
+            slots_per_tenant: std::thread::available_parallelism()
+                .map_or(2, |n| n.get() as u32)
+                .max(2),
         }
     }
 }

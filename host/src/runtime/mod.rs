@@ -89,7 +89,7 @@ impl Runtime {
 
         Ok(Runtime {
             inner: Arc::new(Inner {
-                slots: Slots::new(limits.instance_slots),
+                slots: Slots::new(limits.instance_slots, limits.slots_per_tenant),
                 engine,
                 linker,
                 limits,

@@ -10,6 +10,7 @@ use wasmtime::{Store, Trap};
 
 use super::limits::decision as bounds;
 use super::sandbox::Sandbox;
+use super::slots::Share;
 use super::v0_1_0::{
     self, OversizedQuestion, TierPolicy, TierPolicyPre, TooManyReads, WitDecision,
 };
@@ -52,11 +53,12 @@ impl fmt::Debug for CompiledPolicy {
     }
 }
 
-/// Which wall-clock deadline a call runs under.
+/// What a call is: it decides the wall-clock deadline and whose line the
+/// call waits in for an instance slot.
 #[derive(Clone, Copy)]
-enum Deadline {
-    /// A classification: the configured timeout.
-    Classify,
+enum Call {
+    /// A tenant's classification: the configured timeout, the tenant's share.
+    Classify(Share),
     /// `info` or `check-config`, once per load: the first call into a fresh
     /// component can be slow on a busy machine, and nothing waits on it, so
     /// it gets at least [`LOAD_TIMEOUT`]. Fuel still bounds it.
@@ -106,7 +108,7 @@ impl CompiledPolicy {
         let answer = compiled
             .run(
                 Arc::new(StaticContext::default()),
-                Deadline::Load,
+                Call::Load,
                 |store, policy| policy.tiergate_policy_policy().call_info(store),
             )
             .result
@@ -157,7 +159,7 @@ impl CompiledPolicy {
     pub fn configure(&self, config: &str) -> Result<TenantPolicy, LoadError> {
         let run = self.0.run(
             Arc::new(StaticContext::default()),
-            Deadline::Load,
+            Call::Load,
             |store, policy| {
                 policy
                     .tiergate_policy_policy()
@@ -167,6 +169,7 @@ impl CompiledPolicy {
         match run.result {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
+                share: Share::new(),
                 config: config.into(),
                 config_digest: sha256(config.as_bytes()),
                 failure_tier: Tier::Collaborative,
@@ -182,18 +185,21 @@ impl Compiled {
     fn run<R>(
         &self,
         context: Arc<dyn ContextSource>,
-        deadline: Deadline,
+        kind: Call,
         call: impl FnOnce(&mut Store<Sandbox>, &TierPolicy) -> wasmtime::Result<R>,
     ) -> Run<R> {
         let inner = &self.runtime.inner;
         let limits = &inner.limits;
-        let _slot = inner.slots.take();
+        let _slot = inner.slots.take(match kind {
+            Call::Classify(share) => share,
+            Call::Load => Share::LOADING,
+        });
         let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
         let mut store = Store::new(&inner.engine, sandbox);
         store.limiter(|s| &mut s.memory);
-        let timeout = match deadline {
-            Deadline::Classify => limits.timeout,
-            Deadline::Load => limits.timeout.max(LOAD_TIMEOUT),
+        let timeout = match kind {
+            Call::Classify(_) => limits.timeout,
+            Call::Load => limits.timeout.max(LOAD_TIMEOUT),
         };
         let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         store.set_epoch_deadline(ticks);
@@ -216,6 +222,9 @@ impl Compiled {
 #[derive(Clone)]
 pub struct TenantPolicy {
     compiled: CompiledPolicy,
+    /// Whose line its calls wait in for a slot: one per configuration, and
+    /// so one per tenant.
+    share: Share,
     config: Arc<str>,
     config_digest: String,
     failure_tier: Tier,
@@ -295,7 +304,7 @@ impl TenantPolicy {
         let run = self
             .compiled
             .0
-            .run(context, Deadline::Classify, |store, policy| {
+            .run(context, Call::Classify(self.share), |store, policy| {
                 policy
                     .tiergate_policy_policy()
                     .call_classify(store, &self.config, &wit_tx)

@@ -1,45 +1,260 @@
-//! A counting semaphore over the instance pool, usable from blocking and
-//! async callers alike, so a burst of callers waits instead of failing.
+//! The instance pool's admission: a counting semaphore with a fair queue,
+//! usable from blocking and async callers alike, so a burst of callers waits
+//! instead of failing and one tenant's burst cannot starve another tenant.
+//!
+//! Each configured policy is a *share*. A share runs at most `per_share`
+//! sandboxes at once (about one per core: policies are CPU-bound, so more
+//! would only take CPU from other tenants); its further callers wait in its
+//! own first-in-first-out line. A freed slot goes to the waiting share that
+//! holds the fewest slots, oldest caller first, so a tenant calling a looping
+//! policy from many threads holds a bounded part of the pool and the machine,
+//! and a healthy tenant's caller is served at the next free slot.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
-pub(crate) struct Slots {
-    free: Mutex<u32>,
-    freed: Condvar,
+/// Whose line a caller waits in: one per configured policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Share(u64);
+
+impl Share {
+    /// Load-time calls (`info`, `check-config`): a share of their own, so
+    /// uploads wait behind each other, not behind a tenant's traffic.
+    pub(crate) const LOADING: Share = Share(0);
+
+    /// A share no other configured policy has.
+    pub(crate) fn new() -> Share {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Share(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
 }
 
-pub(crate) struct Slot<'a>(&'a Slots);
+pub(crate) struct Slots {
+    state: Mutex<State>,
+    granted: Condvar,
+    per_share: u32,
+}
+
+struct State {
+    free: u32,
+    next_ticket: u64,
+    /// Slots each share holds now (absent: none).
+    held: HashMap<Share, u32>,
+    /// Callers waiting, in arrival order.
+    waiting: VecDeque<(u64, Share)>,
+    /// Tickets given a slot whose callers have not woken yet.
+    granted: HashSet<u64>,
+}
+
+pub(crate) struct Slot<'a> {
+    slots: &'a Slots,
+    share: Share,
+}
 
 impl Slots {
-    pub(crate) fn new(n: u32) -> Self {
+    /// `total` slots, at most `per_share` of them held by one share.
+    pub(crate) fn new(total: u32, per_share: u32) -> Self {
         Slots {
-            free: Mutex::new(n),
-            freed: Condvar::new(),
+            state: Mutex::new(State {
+                free: total,
+                next_ticket: 0,
+                held: HashMap::new(),
+                waiting: VecDeque::new(),
+                granted: HashSet::new(),
+            }),
+            granted: Condvar::new(),
+            per_share: per_share.clamp(1, total.max(1)),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, u32> {
-        // The count stays consistent even if a holder panicked.
-        self.free.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The counts stay consistent even if a holder panicked: every change
+        // to them is made whole under the lock.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Blocks until a slot is free and takes it.
-    pub(crate) fn take(&self) -> Slot<'_> {
-        let mut free = self.lock();
-        while *free == 0 {
-            free = self
-                .freed
-                .wait(free)
+    /// Blocks until `share` is given a slot, and takes it.
+    pub(crate) fn take(&self, share: Share) -> Slot<'_> {
+        let mut state = self.lock();
+        let held = state.held.get(&share).copied().unwrap_or(0);
+        if state.waiting.is_empty() && state.free > 0 && held < self.per_share {
+            state.grant(share);
+            return Slot { slots: self, share };
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back((ticket, share));
+        if state.dispatch(self.per_share) {
+            self.granted.notify_all();
+        }
+        while !state.granted.remove(&ticket) {
+            state = self
+                .granted
+                .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        *free -= 1;
-        Slot(self)
+        Slot { slots: self, share }
+    }
+}
+
+impl State {
+    fn grant(&mut self, share: Share) {
+        self.free -= 1;
+        *self.held.entry(share).or_insert(0) += 1;
+    }
+
+    /// Hands free slots to waiting callers: the share holding the fewest
+    /// slots first, oldest caller first among equals. Returns whether any
+    /// caller was given one.
+    fn dispatch(&mut self, per_share: u32) -> bool {
+        let mut any = false;
+        while self.free > 0 {
+            let next = self
+                .waiting
+                .iter()
+                .enumerate()
+                .map(|(i, (_, share))| (i, self.held.get(share).copied().unwrap_or(0)))
+                .filter(|&(_, held)| held < per_share)
+                .min_by_key(|&(i, held)| (held, i));
+            let Some((i, _)) = next else { break };
+            let Some((ticket, share)) = self.waiting.remove(i) else {
+                break;
+            };
+            self.grant(share);
+            self.granted.insert(ticket);
+            any = true;
+        }
+        any
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        *self.0.lock() += 1;
-        self.0.freed.notify_one();
+        let mut state = self.slots.lock();
+        state.free += 1;
+        if let Some(held) = state.held.get_mut(&self.share) {
+            *held -= 1;
+            if *held == 0 {
+                state.held.remove(&self.share);
+            }
+        }
+        if state.dispatch(self.slots.per_share) {
+            self.slots.granted.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::thread;
+    use std::time::Duration;
+
+    /// Starts a thread that takes a slot for `share`, reports `name` when it
+    /// has one, and holds it until told to let go.
+    fn caller(
+        slots: &Arc<Slots>,
+        share: Share,
+        name: &'static str,
+        got: &mpsc::Sender<&'static str>,
+    ) -> mpsc::Sender<()> {
+        let (release, hold) = mpsc::channel::<()>();
+        let (slots, got) = (slots.clone(), got.clone());
+        thread::spawn(move || {
+            let _slot = slots.take(share);
+            got.send(name).unwrap();
+            let _ = hold.recv();
+        });
+        release
+    }
+
+    fn next(got: &mpsc::Receiver<&'static str>) -> &'static str {
+        got.recv_timeout(Duration::from_secs(10))
+            .expect("a waiting caller was given a slot")
+    }
+
+    fn none_yet(got: &mpsc::Receiver<&'static str>) {
+        assert!(
+            got.recv_timeout(Duration::from_millis(100)).is_err(),
+            "a caller got a slot it should still be waiting for"
+        );
+    }
+
+    #[test]
+    fn a_share_holds_at_most_its_part_and_its_callers_queue_in_order() {
+        let slots = Arc::new(Slots::new(4, 2));
+        let (tx, got) = mpsc::channel();
+        let noisy = Share::new();
+        let a = caller(&slots, noisy, "a", &tx);
+        let b = caller(&slots, noisy, "b", &tx);
+        let mut first = [next(&got), next(&got)];
+        first.sort();
+        assert_eq!(first, ["a", "b"]);
+        // Two slots are free, but the share already holds its two.
+        let c = caller(&slots, noisy, "c", &tx);
+        none_yet(&got);
+        let d = caller(&slots, noisy, "d", &tx);
+        none_yet(&got);
+        drop(a);
+        assert_eq!(next(&got), "c");
+        drop(b);
+        assert_eq!(next(&got), "d");
+        drop((c, d));
+    }
+
+    #[test]
+    fn a_freed_slot_goes_to_the_share_holding_fewest_not_the_crowd() {
+        let slots = Arc::new(Slots::new(2, 2));
+        let (tx, got) = mpsc::channel();
+        let crowd = Share::new();
+        let holders = [
+            caller(&slots, crowd, "crowd", &tx),
+            caller(&slots, crowd, "crowd", &tx),
+        ];
+        assert_eq!([next(&got), next(&got)], ["crowd", "crowd"]);
+        // The crowd queues more callers before the healthy tenant arrives.
+        let queued: Vec<_> = (0..8)
+            .map(|_| caller(&slots, crowd, "crowd", &tx))
+            .collect();
+        thread::sleep(Duration::from_millis(50));
+        let healthy = caller(&slots, Share::new(), "healthy", &tx);
+        none_yet(&got);
+        let [first, second] = holders;
+        drop(first);
+        assert_eq!(next(&got), "healthy", "the healthy tenant is served first");
+        drop(second);
+        assert_eq!(next(&got), "crowd");
+        drop((healthy, queued));
+    }
+
+    #[test]
+    fn every_waiting_caller_is_served_when_slots_come_free() {
+        let slots = Arc::new(Slots::new(3, 2));
+        let shares = [Share::new(), Share::new(), Share::new()];
+        let (tx, got) = mpsc::channel();
+        for i in 0..30 {
+            let (slots, tx, share) = (slots.clone(), tx.clone(), shares[i % 3]);
+            thread::spawn(move || {
+                let _slot = slots.take(share);
+                thread::sleep(Duration::from_millis(2));
+                tx.send(i).unwrap();
+            });
+        }
+        let mut served: Vec<usize> = (0..30)
+            .map(|_| {
+                got.recv_timeout(Duration::from_secs(10))
+                    .expect("every caller is served")
+            })
+            .collect();
+        served.sort();
+        assert_eq!(served, (0..30).collect::<Vec<_>>());
+        // The last holder lets go just after it reports.
+        thread::sleep(Duration::from_millis(50));
+        let state = slots.lock();
+        assert_eq!(state.free, 3);
+        assert!(state.held.is_empty() && state.waiting.is_empty() && state.granted.is_empty());
     }
 }
