@@ -439,11 +439,7 @@ impl Governor {
                 caller,
                 now_ms: entry.now_ms,
             };
-            let change = plan::authorize(&request, &snapshot.holdings, audit_id);
-            if self.inner.ledger_executes && change.authorization.status == Status::Executing {
-                return plan::executed_in_ledger(change);
-            }
-            Ok(change)
+            self.settled_in_ledger(plan::authorize(&request, &snapshot.holdings, audit_id))
         };
         let auth = match store.record(&entry, &mut decide)? {
             // Another request with this id won the race.
@@ -526,7 +522,7 @@ impl Governor {
                         tx_id: tx_id.to_string(),
                     });
                 }
-                plan::rule_on(current, &ruling)
+                self.settled_in_ledger(plan::rule_on(current, &ruling)?)
             })?;
         if auth.status == Status::Executing {
             self.execute(auth)
@@ -557,7 +553,7 @@ impl Governor {
                 .inner
                 .store
                 .update(&tenant, &tx_id, now_ms, &mut |current| {
-                    plan::on_deadline(current, now_ms)
+                    self.settled_in_ledger(plan::on_deadline(current, now_ms)?)
                 }) {
                 Ok(auth) if auth.status == Status::Executing => moved.push(self.execute(auth)?),
                 Ok(auth) => moved.push(auth),
@@ -632,6 +628,20 @@ impl Governor {
                 tenant: tenant.to_string(),
                 tx_id: tx_id.to_string(),
             })
+    }
+
+    /// With the built-in ledger as executor, a change that makes a payment
+    /// `executing` also writes it to the ledger and records it `executed`, in
+    /// the same transaction: one commit, so no crash can leave it executing.
+    fn settled_in_ledger(
+        &self,
+        change: crate::store::Change,
+    ) -> Result<crate::store::Change, GovernError> {
+        if self.inner.ledger_executes && change.authorization.status == Status::Executing {
+            plan::executed_in_ledger(change)
+        } else {
+            Ok(change)
+        }
     }
 
     /// Hands an executing payment to the executor, once, and records the result.
