@@ -156,26 +156,29 @@ fn main() -> anyhow::Result<()> {
          with the failure's reason) and no healthy decision failed. With the `loop` neighbour \
          the healthy tenant's p50 is {r50:.1}× and its p99 {r99:.1}× what it is alone (fuel \
          without end: {c50:.1}× and {c99:.1}×), and it makes {share:.0}% of the decisions it \
-         made alone. The sandbox bounds each hostile call, not the neighbour's share of the \
-         machine: {threads} busy threads on {cores} cores are scheduled by the OS, so the \
-         healthy tenant gets about its threads' share of the CPU, and a decision that is \
-         descheduled waits a scheduler time slice (the p99 of a few milliseconds). There is \
-         no per-tenant CPU quota or priority.\n\n\
+         made alone. The sandbox bounds each hostile call; the instance pool bounds the \
+         neighbour's share of the machine: a tenant runs at most {per} sandboxes at once \
+         (`slots_per_tenant`, by default the number of cores, at least 2), so of the \
+         neighbour's {hn} threads at most {per} are looping at any time and the rest wait in \
+         its own line, while the healthy tenant's callers take free slots at once. What \
+         remains is the OS sharing {cores} cores among {busy} running threads: a healthy \
+         decision that is descheduled waits a scheduler time slice (the p99).\n\n\
          **Bounded concurrency.** A runtime with {small} instance slots; {crowd_n} threads call a \
          hostile policy (`allocate_small`) that takes memory 4 KiB at a time until its 16 MiB \
          limit, while {ht} threads classify for the healthy tenant, for {secs} s. Callers beyond \
          the slots wait; none fails for want of a slot.\n\n\
          | measure | value |\n|---|---:|\n\
          | hostile calls, how they ended | {crowd_hostile} |\n\
-         | hostile calls per second (at most {small} at a time) | {crowd_rate:.0} |\n\
+         | hostile calls per second (at most {per} at a time) | {crowd_rate:.0} |\n\
          | healthy decisions per second | {crowd_tp:.0} |\n\
          | healthy decisions, p50 / p99 (including the wait for a slot) | {cp50} / {cp99} |\n\
          | resident memory: start of the run / before the crowd / peak / after | {r0} / {r1} / {rp} / {r2} |\n\n\
          Resident memory is read from `/proc/self/statm` (sampled every 5 ms for the peak); with \
          {small} slots the sandboxes hold at most {small} × 16 MiB at once, whatever the number of \
-         callers. The wait is not fair: a freed slot goes to whichever thread takes the \
-         pool's lock first, with no queue and no per-tenant share, so when one tenant's callers crowd the \
-         pool the healthy tenant waits behind them (the p99 above).\n",
+         callers. The wait is fair: the crowd's tenant holds at most {per} of the {small} \
+         slots, its other callers queue in its own first-in-first-out line, and a freed slot \
+         goes to the waiting tenant holding the fewest, so the healthy tenant's caller is \
+         served at the next free slot instead of behind the crowd.\n",
         cpu = cpu_model(),
         cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -192,7 +195,8 @@ fn main() -> anyhow::Result<()> {
         c50 = ratio(end_p50, alone_p50),
         c99 = ratio(end_p99, alone_p99),
         share = share * 100.0,
-        threads = HEALTHY_THREADS + HOSTILE_THREADS,
+        per = limits.slots_per_tenant,
+        busy = HEALTHY_THREADS + (limits.slots_per_tenant as usize).min(HOSTILE_THREADS),
         small = SMALL_SLOTS,
         crowd_n = CROWD_THREADS,
         crowd_hostile = describe(&crowd.hostile),
