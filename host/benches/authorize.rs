@@ -24,14 +24,23 @@ fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new()?;
     let seed = runtime.compile(tiergate::bundled::get("seed-tiers").expect("bundled"))?;
     let mut rows = Vec::new();
-    for callers in [1usize, 4, 16, 32, 64] {
+    // `TIERGATE_BENCH_CALLERS=1 TIERGATE_BENCH_PAYMENTS=500` makes a short
+    // run to profile (under callgrind, say); the report is then not written.
+    let profiling = std::env::var("TIERGATE_BENCH_PAYMENTS").is_ok();
+    let per_run: usize =
+        std::env::var("TIERGATE_BENCH_PAYMENTS").map_or(Ok(PER_RUN), |v| v.parse())?;
+    let all_callers = match std::env::var("TIERGATE_BENCH_CALLERS") {
+        Ok(v) => vec![v.parse::<usize>()?],
+        Err(_) => vec![1, 4, 16, 32, 64],
+    };
+    for callers in all_callers {
         let dir = tempfile::tempdir()?;
         let store = Arc::new(SqliteStore::open(&dir.path().join("tiergate.db"))?);
         let config = TenantConfig::parse(ACME, Path::new("acme.toml"))?;
         let governor = Governor::builder(runtime.clone(), store as Arc<dyn Store>)
             .tenant_with_policy(config, &seed)?
             .build()?;
-        let per_caller = PER_RUN / callers;
+        let per_caller = per_run / callers;
         let cpu_before = cpu_time();
         let start = Instant::now();
         let latencies: Vec<Duration> = std::thread::scope(|s| {
@@ -73,6 +82,11 @@ fn main() -> anyhow::Result<()> {
             show(percentile(latencies.clone(), 99)),
             show(cpu / latencies.len() as u32),
         ));
+    }
+
+    if profiling {
+        println!("{}", rows.join("\n"));
+        return Ok(());
     }
 
     // Many tenants, each with its own configuration of one compiled policy.

@@ -8,6 +8,7 @@
 //! behind the trait, so another store (a PostgreSQL one shared by several
 //! hosts) can implement it without any caller changing.
 
+mod canonical;
 pub mod deliveries;
 pub mod keys;
 pub mod rules;
@@ -33,36 +34,8 @@ use crate::governance::{Authorization, GovernError};
 pub const GENESIS_HASH: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-/// The hash that chains an audit event to the one before it.
-///
-/// Canonical form: the previous event's hash, a newline, then the compact
-/// JSON object `{"seq","audit_id","tx_id","at_ms","kind","actor","detail"}`
-/// plus `"retain_until_ms"` when the event has one (events stored before
-/// retention dates existed have none)
-/// with its keys in alphabetical order (serde_json's map order), `actor`
-/// null when absent; SHA-256 over those bytes, written `sha256:<hex>`.
-pub fn event_hash(
-    prev_hash: &str,
-    seq: u64,
-    audit_id: &str,
-    tx_id: &str,
-    at_ms: u64,
-    event: &EventDraft,
-    retain_until_ms: u64,
-) -> String {
-    let mut content = serde_json::json!({
-        "seq": seq, "audit_id": audit_id, "tx_id": tx_id, "at_ms": at_ms,
-        "kind": event.kind, "actor": event.actor, "detail": event.detail,
-    });
-    if retain_until_ms != 0 {
-        content["retain_until_ms"] = retain_until_ms.into();
-    }
-    crate::model::digest::sha256_parts(&[
-        prev_hash.as_bytes(),
-        b"\n",
-        content.to_string().as_bytes(),
-    ])
-}
+pub use canonical::event_hash;
+pub(crate) use canonical::{EventFields, canonical_json};
 
 /// A store failure: the database could not be read or written.
 #[derive(Debug, thiserror::Error)]
