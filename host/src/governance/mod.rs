@@ -397,10 +397,9 @@ impl Governor {
             });
         }
         let hash = content_hash(&tx);
+        // A retry is answered by `record`, which finds the stored id before
+        // anything is classified: no separate look-up first.
         let store = &self.inner.store;
-        if let Some(existing) = store.get(&tx.tenant, &tx.id)? {
-            return same_request(existing, &hash);
-        }
         let team = tenant.config.team_of(&tx.agent).map(|t| t.name.as_str());
         let entry = NewEntry {
             tenant: &tx.tenant,
