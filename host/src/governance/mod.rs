@@ -423,7 +423,7 @@ impl Governor {
             let started = std::time::Instant::now();
             let decision = tenant
                 .policy
-                .classify_blocking(&tx, context)
+                .classify_first(&tx, context)
                 .map_err(|e| GovernError::Classify(e.to_string()))?;
             self.inner
                 .observer

@@ -59,6 +59,9 @@ impl fmt::Debug for CompiledPolicy {
 enum Call {
     /// A tenant's classification: the configured timeout, the tenant's share.
     Classify(Share),
+    /// The same, inside the store's write transaction: every other writer
+    /// waits on it, so it takes the next free slot before anyone else.
+    ClassifyFirst(Share),
     /// `info` or `check-config`, once per load: the first call into a fresh
     /// component can be slow on a busy machine, and nothing waits on it, so
     /// it gets at least [`LOAD_TIMEOUT`]. Fuel still bounds it.
@@ -190,15 +193,16 @@ impl Compiled {
     ) -> Run<R> {
         let inner = &self.runtime.inner;
         let limits = &inner.limits;
-        let _slot = inner.slots.take(match kind {
-            Call::Classify(share) => share,
-            Call::Load => Share::LOADING,
-        });
+        let _slot = match kind {
+            Call::Classify(share) => inner.slots.take(share),
+            Call::ClassifyFirst(share) => inner.slots.take_first(share),
+            Call::Load => inner.slots.take(Share::LOADING),
+        };
         let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
         let mut store = Store::new(&inner.engine, sandbox);
         store.limiter(|s| &mut s.memory);
         let timeout = match kind {
-            Call::Classify(_) => limits.timeout,
+            Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
             Call::Load => limits.timeout.max(LOAD_TIMEOUT),
         };
         let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
@@ -299,16 +303,33 @@ impl TenantPolicy {
         tx: &Transaction,
         context: Arc<dyn ContextSource>,
     ) -> Result<Decision, ClassifyError> {
+        self.classify_as(Call::Classify(self.share), tx, context)
+    }
+
+    /// [`classify_blocking`](Self::classify_blocking) for a caller holding the
+    /// store's write transaction: it waits for no other classification, so
+    /// another caller of the same tenant cannot hold up every writer.
+    pub(crate) fn classify_first(
+        &self,
+        tx: &Transaction,
+        context: Arc<dyn ContextSource>,
+    ) -> Result<Decision, ClassifyError> {
+        self.classify_as(Call::ClassifyFirst(self.share), tx, context)
+    }
+
+    fn classify_as(
+        &self,
+        call: Call,
+        tx: &Transaction,
+        context: Arc<dyn ContextSource>,
+    ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
         let wit_tx = v0_1_0::transaction_to_wit(tx);
-        let run = self
-            .compiled
-            .0
-            .run(context, Call::Classify(self.share), |store, policy| {
-                policy
-                    .tiergate_policy_policy()
-                    .call_classify(store, &self.config, &wit_tx)
-            });
+        let run = self.compiled.0.run(context, call, |store, policy| {
+            policy
+                .tiergate_policy_policy()
+                .call_classify(store, &self.config, &wit_tx)
+        });
         Ok(self.decision_from(run))
     }
 

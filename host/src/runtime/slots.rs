@@ -9,6 +9,10 @@
 //! holds the fewest slots, oldest caller first, so a tenant calling a looping
 //! policy from many threads holds a bounded part of the pool and the machine,
 //! and a healthy tenant's caller is served at the next free slot.
+//!
+//! A caller that must not wait behind anyone (a classification inside the
+//! store's write transaction, which every other writer waits on) goes first:
+//! it takes the next free slot whatever its share holds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,8 +45,8 @@ struct State {
     next_ticket: u64,
     /// Slots each share holds now (absent: none).
     held: HashMap<Share, u32>,
-    /// Callers waiting, in arrival order.
-    waiting: VecDeque<(u64, Share)>,
+    /// Callers waiting, in arrival order: ticket, share, whether it goes first.
+    waiting: VecDeque<(u64, Share, bool)>,
     /// Tickets given a slot whose callers have not woken yet.
     granted: HashSet<u64>,
 }
@@ -76,15 +80,26 @@ impl Slots {
 
     /// Blocks until `share` is given a slot, and takes it.
     pub(crate) fn take(&self, share: Share) -> Slot<'_> {
+        self.take_as(share, false)
+    }
+
+    /// Takes the next free slot before every caller that is not going first,
+    /// and whatever `share` holds already.
+    pub(crate) fn take_first(&self, share: Share) -> Slot<'_> {
+        self.take_as(share, true)
+    }
+
+    fn take_as(&self, share: Share, first: bool) -> Slot<'_> {
         let mut state = self.lock();
         let held = state.held.get(&share).copied().unwrap_or(0);
-        if state.waiting.is_empty() && state.free > 0 && held < self.per_share {
+        let ahead = state.waiting.iter().any(|w| w.2 || !first);
+        if state.free > 0 && !ahead && (first || held < self.per_share) {
             state.grant(share);
             return Slot { slots: self, share };
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.waiting.push_back((ticket, share));
+        state.waiting.push_back((ticket, share, first));
         if state.dispatch(self.per_share) {
             self.granted.notify_all();
         }
@@ -104,21 +119,22 @@ impl State {
         *self.held.entry(share).or_insert(0) += 1;
     }
 
-    /// Hands free slots to waiting callers: the share holding the fewest
-    /// slots first, oldest caller first among equals. Returns whether any
-    /// caller was given one.
+    /// Hands free slots to waiting callers: those going first, oldest first;
+    /// then the share holding the fewest slots, oldest caller first among
+    /// equals. Returns whether any caller was given one.
     fn dispatch(&mut self, per_share: u32) -> bool {
         let mut any = false;
         while self.free > 0 {
-            let next = self
-                .waiting
-                .iter()
-                .enumerate()
-                .map(|(i, (_, share))| (i, self.held.get(share).copied().unwrap_or(0)))
-                .filter(|&(_, held)| held < per_share)
-                .min_by_key(|&(i, held)| (held, i));
-            let Some((i, _)) = next else { break };
-            let Some((ticket, share)) = self.waiting.remove(i) else {
+            let next = self.waiting.iter().position(|w| w.2).or_else(|| {
+                self.waiting
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, share, _))| (i, self.held.get(share).copied().unwrap_or(0)))
+                    .filter(|&(_, held)| held < per_share)
+                    .min_by_key(|&(i, held)| (held, i))
+                    .map(|(i, _)| i)
+            });
+            let Some((ticket, share, _)) = next.and_then(|i| self.waiting.remove(i)) else {
                 break;
             };
             self.grant(share);
@@ -228,6 +244,35 @@ mod tests {
         drop(second);
         assert_eq!(next(&got), "crowd");
         drop((healthy, queued));
+    }
+
+    #[test]
+    fn a_caller_going_first_takes_the_next_slot_past_the_line_and_the_cap() {
+        let slots = Arc::new(Slots::new(2, 1));
+        let (tx, got) = mpsc::channel();
+        let (busy, other) = (Share::new(), Share::new());
+        let a = caller(&slots, busy, "a", &tx);
+        let b = caller(&slots, other, "b", &tx);
+        let mut first = [next(&got), next(&got)];
+        first.sort();
+        assert_eq!(first, ["a", "b"]);
+        let queued = caller(&slots, other, "queued", &tx);
+        thread::sleep(Duration::from_millis(50));
+        // `busy` holds its one slot, yet its caller going first is served
+        // before the one queued earlier.
+        let (release, hold) = mpsc::channel::<()>();
+        let (s2, t2) = (slots.clone(), tx.clone());
+        thread::spawn(move || {
+            let _slot = s2.take_first(busy);
+            t2.send("first").unwrap();
+            let _ = hold.recv();
+        });
+        none_yet(&got);
+        drop(b);
+        assert_eq!(next(&got), "first");
+        drop(a);
+        assert_eq!(next(&got), "queued");
+        drop((release, queued));
     }
 
     #[test]
