@@ -8,6 +8,7 @@ mod compliance;
 mod concurrency;
 mod crashes;
 mod failures;
+mod fuzz_corpus;
 mod history;
 mod hostile;
 mod inbox;
