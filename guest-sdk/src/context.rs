@@ -1,5 +1,7 @@
 //! What a policy may ask the host about the past.
 
+use alloc::string::String;
+
 use rust_decimal::Decimal;
 
 use crate::{Tier, Window};

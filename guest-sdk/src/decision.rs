@@ -1,5 +1,9 @@
 //! A policy's answer.
 
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
 use crate::Tier;
 
 /// Why a policy chose a tier: a stable machine code and a human sentence.

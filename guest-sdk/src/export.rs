@@ -3,8 +3,10 @@
 //! Nothing here is part of the public API: authors call
 //! [`export_policy!`](crate::export_policy) and never see the bindings.
 
-use std::marker::PhantomData;
-use std::str::FromStr;
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::marker::PhantomData;
+use core::str::FromStr;
 
 use rust_decimal::Decimal;
 

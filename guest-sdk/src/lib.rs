@@ -83,22 +83,31 @@
 //! panics, loops, or exhausts its memory is stopped and the host applies the
 //! tenant's failure tier.
 #![deny(missing_docs)]
+// Without `std` a policy links no WASI start-up code: its component is one
+// small core module importing only the contract and stderr.
+#![cfg_attr(all(target_family = "wasm", not(feature = "std")), no_std)]
+
+extern crate alloc;
 
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
-mod alloc;
+mod bump;
 mod context;
 mod decision;
 mod tier;
 mod transaction;
 mod window;
 
+#[cfg(all(target_family = "wasm", not(feature = "std")))]
+mod nostd;
+
+#[cfg(not(all(target_family = "wasm", not(feature = "std"))))]
 pub mod testing;
 
 /// Inside the sandbox every call gets a fresh instance, so a bump allocator
 /// is all a policy needs (see the `bump-allocator` feature).
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
 #[global_allocator]
-static ALLOCATOR: alloc::Bump = alloc::Bump;
+static ALLOCATOR: bump::Bump = bump::Bump;
 
 #[doc(hidden)]
 #[path = "export.rs"]
@@ -110,6 +119,11 @@ pub use rust_decimal::Decimal;
 pub use tier::{RecipientTrust, Tier};
 pub use transaction::Transaction;
 pub use window::Window;
+
+mod config;
+
+use alloc::format;
+use alloc::string::String;
 
 /// The version of the WIT contract (`tiergate:policy`) this SDK builds against.
 pub const CONTRACT_VERSION: &str = "0.1.0";
@@ -135,6 +149,8 @@ pub trait Policy: serde::de::DeserializeOwned {
 /// Reads a configuration document the way the host's sandbox does.
 pub(crate) fn parse_config<P: Policy>(text: &str) -> Result<P, String> {
     let text = if text.trim().is_empty() { "{}" } else { text };
+    #[cfg(not(feature = "std"))]
+    let text = &*config::exact_numbers(text);
     let policy: P =
         serde_json::from_str(text).map_err(|e| format!("invalid policy configuration: {e}"))?;
     policy

@@ -1,5 +1,8 @@
 //! The payment a policy classifies.
 
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use rust_decimal::Decimal;
 
 use crate::RecipientTrust;

@@ -1,7 +1,9 @@
 //! Time windows for frequency rules, written like `"1h"` in configuration.
 
-use std::fmt;
-use std::str::FromStr;
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+use core::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

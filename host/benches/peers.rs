@@ -194,14 +194,36 @@ fn main() -> anyhow::Result<()> {
             .warm_up_time(Duration::from_secs(2))
             .measurement_time(Duration::from_secs(6))
             .throughput(Throughput::Elements(cases.len() as u64));
-        bench(&mut group, NATIVE, &cases, &mut native);
-        bench(&mut group, FRESH, &cases, &mut fresh);
-        bench(&mut group, REUSED, &cases, &mut reuse);
-        bench(&mut group, CEDAR_BUILD, &cases, &mut cedar_build);
-        bench(&mut group, CEDAR_PREBUILT, &cases, &mut cedar_prebuilt);
-        bench(&mut group, REGO_INTERPRETER, &cases, &mut rego_interpreter);
-        bench(&mut group, REGO_RVM, &cases, &mut rego_rvm);
+        let counts = [
+            (NATIVE, bench(&mut group, NATIVE, &cases, &mut native)),
+            (FRESH, bench(&mut group, FRESH, &cases, &mut fresh)),
+            (REUSED, bench(&mut group, REUSED, &cases, &mut reuse)),
+            (
+                CEDAR_BUILD,
+                bench(&mut group, CEDAR_BUILD, &cases, &mut cedar_build),
+            ),
+            (
+                CEDAR_PREBUILT,
+                bench(&mut group, CEDAR_PREBUILT, &cases, &mut cedar_prebuilt),
+            ),
+            (
+                REGO_INTERPRETER,
+                bench(&mut group, REGO_INTERPRETER, &cases, &mut rego_interpreter),
+            ),
+            (REGO_RVM, bench(&mut group, REGO_RVM, &cases, &mut rego_rvm)),
+        ];
         group.finish();
+        // A failure can be much faster than a decision (a reused instance out
+        // of memory fails at its first allocation): a run where an engine
+        // failed more than now and then (a deadline missed on a busy
+        // machine) does not time decisions.
+        for (name, (calls, failed)) in counts {
+            if failed * 1000 > calls {
+                anyhow::bail!(
+                    "`{name}` failed {failed} of {calls} timed decisions; nothing reported"
+                );
+            }
+        }
     }
     criterion.final_summary();
 
@@ -233,19 +255,25 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Times `decide` over the whole mix; criterion's figure is per mix.
+/// Returns how many decisions were timed and how many of them failed.
 fn bench(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     cases: &[Case],
     decide: &mut impl FnMut(&Case) -> Result<Tier, String>,
-) {
+) -> (u64, u64) {
+    let (mut calls, mut failed) = (0, 0);
     group.bench_function(name, |b| {
         b.iter(|| {
             for c in cases {
-                let _ = black_box(decide(black_box(c)));
+                calls += 1;
+                if black_box(decide(black_box(c))).is_err() {
+                    failed += 1;
+                }
             }
         })
     });
+    (calls, failed)
 }
 
 /// Fails on the first transaction where `engine` does not give `expected`.

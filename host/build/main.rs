@@ -16,7 +16,8 @@ fn main() {
         .expect("the host crate lives in the workspace")
         .to_path_buf();
     let policies_dir = root.join("policies");
-    for watched in ["policies", "guest-sdk", "wit"] {
+    // The root manifest holds `[profile.policy]`.
+    for watched in ["policies", "guest-sdk", "wit", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed=build");

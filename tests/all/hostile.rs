@@ -1238,6 +1238,53 @@ fn a_panic_message_reaches_the_detail() {
     host_is_up();
 }
 
+/// A policy built without `std` has the SDK's panic handler instead of the
+/// standard library's: the message must reach the detail all the same.
+#[test]
+fn a_panic_message_without_std_reaches_the_detail() {
+    let compiled = sandbox(Limits::Suite)
+        .compile_file(fixtures::PANIC_NOSTD.as_ref())
+        .expect("fixture compiles");
+    let configured = |config: serde_json::Value| {
+        compiled
+            .configure(&config.to_string())
+            .unwrap_or_else(|e| panic!("{config} configures: {e}"))
+    };
+    for (variant, message) in [
+        ("no_std: plain text", "ceiling misconfigured"),
+        ("no_std: non-ASCII text", "Zahlung verweigert: 💥 ünïcödé ✓"),
+    ] {
+        let d = contained(
+            ("panic", variant),
+            Limits::Suite,
+            &configured(json!({"panic": message, "limit": "1.00"})),
+            FailureKind::Trap,
+            Tier::Collaborative,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(detail.contains("panicked at"), "{variant}: {detail}");
+        assert!(detail.contains(message), "{variant}: {detail}");
+    }
+    // The same component decides when it does not panic, and reads a
+    // configured number exactly (past what a binary float holds).
+    let exact = compiled
+        .configure(r#"{"panic": null, "limit": 0.0200000000000000001}"#)
+        .expect("a number configures");
+    assert_eq!(
+        classify(&exact, &tx("0.02", "embeddings", "verified")).tier,
+        Tier::Autonomous
+    );
+    assert_eq!(
+        classify(
+            &exact,
+            &tx("0.0200000000000000002", "embeddings", "verified")
+        )
+        .tier,
+        Tier::Collaborative
+    );
+    host_is_up();
+}
+
 // ---------------------------------------------------------------------------
 // 8. Answers that break the contract.
 

@@ -16,13 +16,33 @@ fn main() {
         .expect("tests/ lives in the workspace")
         .to_path_buf();
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    for watched in ["tests/fixtures", "guest-sdk", "wit", "host/build/wasm.rs"] {
+    // The root manifest holds `[profile.policy]`.
+    for watched in [
+        "tests/fixtures",
+        "guest-sdk",
+        "wit",
+        "host/build/wasm.rs",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    let names = wasm::crates_in(&manifest.join("fixtures"));
-    let paths = wasm::build_components(&root, &names, "wasm-fixtures");
+    // Fixtures without `std` build on their own: in one build with the
+    // others, Cargo would unify the SDK's features and give them `std` too.
+    let (no_std, with_std): (Vec<String>, Vec<String>) =
+        wasm::crates_in(&manifest.join("fixtures"))
+            .into_iter()
+            .partition(|n| n.ends_with("-nostd"));
+    let mut paths = wasm::build_components(&root, &with_std, "wasm-fixtures");
+    if !no_std.is_empty() {
+        paths.extend(wasm::build_components(
+            &root,
+            &no_std,
+            "wasm-fixtures-nostd",
+        ));
+    }
+    let names = with_std.into_iter().chain(no_std);
     let mut code = String::new();
-    for (name, path) in names.iter().zip(paths) {
+    for (name, path) in names.zip(paths) {
         let constant = name.to_uppercase().replace('-', "_");
         writeln!(
             code,

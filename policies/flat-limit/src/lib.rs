@@ -6,6 +6,13 @@
 //! is prohibited. This is what "session spending limits" amount to, and what
 //! tiergate's proportionality check flags.
 
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+
 use serde::Deserialize;
 use tiergate_policy::{
     ActivityFilter, Context, Decimal, Decision, Policy, Tier, Transaction, Window, export_policy,

@@ -9,6 +9,14 @@
 //! the payment is prohibited. Every threshold, list and window comes from the
 //! tenant's configuration, with the article's values as defaults.
 
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
 use serde::Deserialize;
 use tiergate_policy::{
     ActivityFilter, Context, Decimal, Decision, Policy, RecipientTrust, Tier, Transaction, Window,

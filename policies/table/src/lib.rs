@@ -19,6 +19,14 @@
 //! }
 //! ```
 
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use serde::Deserialize;
 use tiergate_policy::{
     ActivityFilter, Context, Decimal, Decision, Policy, RecipientTrust, Tier, Transaction, Window,

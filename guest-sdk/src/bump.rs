@@ -9,6 +9,10 @@
 //! more than it frees in a long loop reaches the host's memory limit
 //! sooner; such a policy can turn the `bump-allocator` feature off and use
 //! the standard allocator.
+//!
+//! When every allocation has been freed (after a call's answer is taken
+//! back, normally) the next one starts from the arena again, so an instance
+//! that does serve several calls does not grow with each of them.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
@@ -27,13 +31,14 @@ unsafe impl Sync for Arena {}
 
 static ARENA: Arena = Arena(UnsafeCell::new([0; ARENA_BYTES]));
 
-/// Where the next allocation may start, and where the usable memory ends.
-struct Cursor(UnsafeCell<(usize, usize)>);
+/// Where the next allocation may start, where the usable memory ends, and
+/// how many allocations are live.
+struct Cursor(UnsafeCell<(usize, usize, usize)>);
 
 // SAFETY: as above, one thread.
 unsafe impl Sync for Cursor {}
 
-static CURSOR: Cursor = Cursor(UnsafeCell::new((0, 0)));
+static CURSOR: Cursor = Cursor(UnsafeCell::new((0, 0, 0)));
 
 pub struct Bump;
 
@@ -68,22 +73,30 @@ impl Bump {
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: one thread, and no allocation call re-enters another.
-        let (next, end) = unsafe { &mut *CURSOR.0.get() };
-        Self::reserve(next, end, layout)
+        let (next, end, live) = unsafe { &mut *CURSOR.0.get() };
+        let ptr = Self::reserve(next, end, layout);
+        if !ptr.is_null() {
+            *live += 1;
+        }
+        ptr
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: as in `alloc`.
-        let (next, _) = unsafe { &mut *CURSOR.0.get() };
-        // Only the most recent allocation can be taken back.
-        if ptr as usize + layout.size() == *next {
+        let (next, end, live) = unsafe { &mut *CURSOR.0.get() };
+        *live -= 1;
+        if *live == 0 {
+            // Nothing is in use: start over from the arena.
+            *end = 0;
+        } else if ptr as usize + layout.size() == *next {
+            // Only the most recent allocation can be taken back.
             *next = ptr as usize;
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: as in `alloc`.
-        let (next, end) = unsafe { &mut *CURSOR.0.get() };
+        let (next, end, _) = unsafe { &mut *CURSOR.0.get() };
         // The most recent allocation grows or shrinks where it is.
         if ptr as usize + layout.size() == *next && ptr as usize + new_size <= *end {
             *next = ptr as usize + new_size;
