@@ -16,6 +16,8 @@ mod pipeline;
 mod properties;
 mod races;
 mod service;
+mod store;
+mod stores;
 mod tiers;
 mod webhooks;
 
