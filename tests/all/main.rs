@@ -15,6 +15,7 @@ mod loading;
 mod pipeline;
 mod properties;
 mod races;
+mod replicas;
 mod service;
 mod store;
 mod stores;
