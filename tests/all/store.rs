@@ -220,3 +220,28 @@ on_both_stores!(
     pages_and_the_ledger_follow_the_stored_order,
     deliveries_are_claimed_once_across_hosts_and_retried_from_state,
 );
+
+#[test]
+fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
+    let url = tiergate_e2e::postgres::fresh_database();
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let location = tiergate::store::Location::Postgres(url.clone());
+            std::thread::spawn(move || location.open().map(|_| ()))
+        })
+        .collect();
+    for host in opened {
+        host.join().unwrap().expect("every host opens the store");
+    }
+    // A schema from a later tiergate is refused, by name.
+    tiergate_e2e::postgres::run_sql(&url, "INSERT INTO tiergate_schema (version) VALUES (99)")
+        .unwrap();
+    let refused = tiergate::store::PostgresStore::open(&url)
+        .err()
+        .expect("a newer schema is refused")
+        .to_string();
+    assert!(
+        refused.contains("schema version 99 is newer than this tiergate understands (1)"),
+        "{refused}"
+    );
+}
