@@ -1,5 +1,5 @@
-//! The governance pipeline end to end: real policy, real SQLite file, a clock
-//! the tests move by hand.
+//! The governance pipeline end to end: real policy, real store (each test
+//! runs on SQLite and on PostgreSQL), a clock the tests move by hand.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +48,7 @@ impl PaymentExecutor for CountingExecutor {
 }
 
 pub(crate) struct World {
+    pub(crate) kind: Kind,
     test_store: TestStore,
     /// The SQLite file, for tests on that backend that open it directly.
     pub(crate) db: PathBuf,
@@ -58,11 +59,6 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// A world over a new SQLite store.
-    pub(crate) fn new(config: &str) -> World {
-        Self::on(Kind::Sqlite, config)
-    }
-
     /// A world over a new store of `kind`.
     pub(crate) fn on(kind: Kind, config: &str) -> World {
         Self::with_executor(kind, config, CountingExecutor::default())
@@ -78,6 +74,7 @@ impl World {
         let executor = Arc::new(executor);
         let governor = governor(&test_store, config, &clock, executor.clone());
         World {
+            kind,
             test_store,
             db,
             clock,
