@@ -6,36 +6,47 @@ use std::path::Path;
 use tiergate::audit::{ChainBreak, verify_chain};
 
 use crate::pipeline::{ACME, World};
+use crate::stores::{Kind, on_both_stores};
 
 fn world_with_history() -> World {
-    let w = World::new(ACME);
+    world_with_history_on(Kind::Sqlite)
+}
+
+fn world_with_history_on(kind: Kind) -> World {
+    let w = World::on(kind, ACME);
     w.authorize("a1", "0.02", "embeddings", "verified");
     w.authorize("a2", "89.00", "agent_hire", "known");
     w.authorize("a3", "25.00", "gambling", "known");
     w
 }
 
-/// Edits the database as an attacker with file access would: triggers off.
+/// Edits the database as an attacker with access to it would: triggers off.
 fn tamper(w: &World, sql: &str) {
-    let conn = rusqlite::Connection::open(&w.db).unwrap();
-    conn.execute_batch(&format!(
-        "DROP TRIGGER audit_events_append_only_update; DROP TRIGGER audit_events_append_only_delete; {sql}"
-    ))
-    .unwrap();
+    match w.kind {
+        Kind::Sqlite => rusqlite::Connection::open(&w.db)
+            .unwrap()
+            .execute_batch(&format!(
+                "DROP TRIGGER audit_events_append_only_update; DROP TRIGGER audit_events_append_only_delete; {sql}"
+            ))
+            .unwrap(),
+        Kind::Postgres => tiergate_e2e::postgres::run_sql(
+            &w.store_arg(),
+            &format!("ALTER TABLE audit_events DISABLE TRIGGER USER; {sql}"),
+        )
+        .unwrap(),
+    }
 }
 
-#[test]
-fn an_honest_chain_verifies() {
-    let w = world_with_history();
+fn an_honest_chain_verifies(kind: Kind) {
+    let w = world_with_history_on(kind);
     let report = verify_chain(&w.store().events("acme", None).unwrap()).unwrap();
     let events = w.store().events("acme", None).unwrap();
     assert_eq!(report.events, events.len() as u64);
     assert_eq!(report.head, events.last().unwrap().hash);
 }
 
-#[test]
-fn a_changed_record_is_caught() {
-    let w = world_with_history();
+fn a_changed_record_is_caught(kind: Kind) {
+    let w = world_with_history_on(kind);
     tamper(
         &w,
         r#"UPDATE audit_events SET detail = '{"amount":"0.01"}' WHERE seq = 3"#,
@@ -44,9 +55,8 @@ fn a_changed_record_is_caught() {
     assert!(matches!(err, ChainBreak::Changed { seq: 3, .. }), "{err}");
 }
 
-#[test]
-fn a_removed_record_is_caught() {
-    let w = world_with_history();
+fn a_removed_record_is_caught(kind: Kind) {
+    let w = world_with_history_on(kind);
     tamper(&w, "DELETE FROM audit_events WHERE seq = 2");
     let err = verify_chain(&w.store().events("acme", None).unwrap()).unwrap_err();
     assert!(
@@ -62,10 +72,9 @@ fn a_removed_record_is_caught() {
     );
 }
 
-#[test]
-fn a_rewritten_and_renumbered_tail_is_caught() {
+fn a_rewritten_and_renumbered_tail_is_caught(kind: Kind) {
     // Remove event 2 and renumber the rest to hide the gap: the links break.
-    let w = world_with_history();
+    let w = world_with_history_on(kind);
     tamper(
         &w,
         "DELETE FROM audit_events WHERE seq = 2; UPDATE audit_events SET seq = seq - 1 WHERE seq > 2",
@@ -74,10 +83,9 @@ fn a_rewritten_and_renumbered_tail_is_caught() {
     assert!(matches!(err, ChainBreak::Unlinked { seq: 2, .. }), "{err}");
 }
 
-#[test]
-fn the_cli_reports_the_break_and_fails() {
-    let w = world_with_history();
-    let db = w.db.to_str().unwrap().to_string();
+fn the_cli_reports_the_break_and_fails(kind: Kind) {
+    let w = world_with_history_on(kind);
+    let db = w.store_arg();
     let ok = crate::tiergate_command()
         .args(["audit", "verify", "--store", &db])
         .output()
@@ -126,10 +134,9 @@ fn tiergate(args: &[&str]) -> std::process::Output {
     crate::tiergate_command().args(args).output().unwrap()
 }
 
-#[test]
-fn export_round_trips_and_filters() {
-    let w = world_with_history();
-    let db = w.db.to_str().unwrap().to_string();
+fn export_round_trips_and_filters(kind: Kind) {
+    let w = world_with_history_on(kind);
+    let db = w.store_arg();
     let stored = w.store().list("acme", &[]).unwrap();
     let jsonl = tiergate(&[
         "audit", "export", "--store", &db, "--tenant", "acme", "--format", "jsonl",
@@ -211,9 +218,8 @@ fn export_round_trips_and_filters() {
     assert_eq!(String::from_utf8_lossy(&that_day.stdout).lines().count(), 3);
 }
 
-#[test]
-fn the_daily_report_adds_up_to_the_records() {
-    let w = world_with_history();
+fn the_daily_report_adds_up_to_the_records(kind: Kind) {
+    let w = world_with_history_on(kind);
     let report = tiergate::audit::daily_report(
         w.store().as_ref(),
         "acme",
@@ -231,7 +237,7 @@ fn the_daily_report_adds_up_to_the_records() {
     let svg = tiergate::audit::spend_chart_svg(&report);
     assert!(svg.starts_with("<svg") && svg.contains("89.00"));
 
-    let db = w.db.to_str().unwrap().to_string();
+    let db = w.store_arg();
     let out = tiergate(&[
         "report",
         "daily",
@@ -444,3 +450,13 @@ fn checkpoints_from_the_cli() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("the chain was rewritten"));
 }
+
+on_both_stores!(
+    an_honest_chain_verifies,
+    a_changed_record_is_caught,
+    a_removed_record_is_caught,
+    a_rewritten_and_renumbered_tail_is_caught,
+    the_cli_reports_the_break_and_fails,
+    export_round_trips_and_filters,
+    the_daily_report_adds_up_to_the_records,
+);

@@ -11,6 +11,7 @@ use tiergate::store::AuditEvent;
 
 use crate::bundled;
 use crate::pipeline::{ACME, World};
+use crate::stores::{Kind, on_both_stores};
 
 /// ACME with a looser seed-tiers configuration: agent hires up to 100.00
 /// only need supervision.
@@ -45,9 +46,8 @@ fn enhanced_record(w: &World, tx_id: &str) -> serde_json::Value {
         .detail
 }
 
-#[test]
-fn each_activation_of_new_rules_is_recorded_once_with_who_and_what() {
-    let mut w = World::new(ACME);
+fn each_activation_of_new_rules_is_recorded_once_with_who_and_what(kind: Kind) {
+    let mut w = World::on(kind, ACME);
     let first = activations(&w);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].audit_id, "cfg-2026-06-27-001");
@@ -116,9 +116,8 @@ fn each_activation_of_new_rules_is_recorded_once_with_who_and_what() {
     verify_chain(&w.store().events("acme", None).unwrap()).unwrap();
 }
 
-#[test]
-fn a_rejected_activation_changes_nothing() {
-    let w = World::new(ACME);
+fn a_rejected_activation_changes_nothing(kind: Kind) {
+    let w = World::on(kind, ACME);
     let broken = ACME.replace(
         r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
         r#"config = { no_such_setting = true }"#,
@@ -148,9 +147,8 @@ fn a_rejected_activation_changes_nothing() {
     assert!(err.to_string().contains("globex"), "{err}");
 }
 
-#[test]
-fn records_carry_originator_and_beneficiary_for_a_travel_rule_review() {
-    let w = World::new(ACME);
+fn records_carry_originator_and_beneficiary_for_a_travel_rule_review(kind: Kind) {
+    let w = World::on(kind, ACME);
     let mut tx = w.tx("h1", "89.00", "agent_hire", "known");
     tx.self_hosted_wallet = Some(true);
     tx.jurisdiction = Some("DE".into());
@@ -192,7 +190,7 @@ fn records_carry_originator_and_beneficiary_for_a_travel_rule_review() {
 
     let out = crate::tiergate_command()
         .args(["audit", "export", "--format", "csv", "--tenant", "acme"])
-        .args(["--store", w.db.to_str().unwrap()])
+        .args(["--store", &w.store_arg()])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -211,15 +209,15 @@ fn acme_file(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn simulate_shows_what_a_candidate_would_change_before_it_is_activated() {
-    let w = World::new(ACME);
+fn simulate_shows_what_a_candidate_would_change_before_it_is_activated(kind: Kind) {
+    let w = World::on(kind, ACME);
     w.authorize("s1", "0.02", "embeddings", "verified");
     w.authorize("s2", "47.00", "compute", "known");
     let hire = w.authorize("s3", "89.00", "agent_hire", "known");
     w.authorize("s4", "25.00", "gambling", "known");
     let dir = tempfile::tempdir().unwrap();
-    let db = w.db.to_str().unwrap();
+    let db = w.store_arg();
+    let db = db.as_str();
 
     let same = acme_file(dir.path(), ACME);
     let out = crate::tiergate_command()
@@ -306,9 +304,8 @@ fn simulate_shows_what_a_candidate_would_change_before_it_is_activated() {
     );
 }
 
-#[test]
-fn the_deadline_runner_signs_checkpoints_when_they_are_due() {
-    let w = World::new(ACME);
+fn the_deadline_runner_signs_checkpoints_when_they_are_due(kind: Kind) {
+    let w = World::on(kind, ACME);
     w.authorize("c1", "0.02", "embeddings", "verified");
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("checkpoint.key");
@@ -323,7 +320,7 @@ fn the_deadline_runner_signs_checkpoints_when_they_are_due() {
     let public = String::from_utf8_lossy(&keygen.stdout).trim().to_string();
     let run = || {
         crate::tiergate_command()
-            .args(["run-deadlines", "--store", w.db.to_str().unwrap()])
+            .args(["run-deadlines", "--store", &w.store_arg()])
             .args(["--checkpoint-every", "5", "--tenant"])
             .arg(&tenant)
             .arg("--checkpoint-key")
@@ -368,7 +365,7 @@ fn the_deadline_runner_signs_checkpoints_when_they_are_due() {
     );
 
     let verify = crate::tiergate_command()
-        .args(["audit", "verify", "--store", w.db.to_str().unwrap()])
+        .args(["audit", "verify", "--store", &w.store_arg()])
         .arg("--checkpoints")
         .arg(&log)
         .args(["--public-key", &public])
@@ -381,12 +378,21 @@ fn the_deadline_runner_signs_checkpoints_when_they_are_due() {
     );
 
     // A chain cut back behind its last checkpoint is refused, not re-signed.
-    let conn = rusqlite::Connection::open(&w.db).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER audit_events_append_only_delete;
-         DELETE FROM audit_events WHERE seq > 3;",
-    )
-    .unwrap();
+    match kind {
+        Kind::Sqlite => rusqlite::Connection::open(&w.db)
+            .unwrap()
+            .execute_batch(
+                "DROP TRIGGER audit_events_append_only_delete;
+                 DELETE FROM audit_events WHERE seq > 3;",
+            )
+            .unwrap(),
+        Kind::Postgres => tiergate_e2e::postgres::run_sql(
+            &w.store_arg(),
+            "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
+             DELETE FROM audit_events WHERE seq > 3;",
+        )
+        .unwrap(),
+    }
     let out = run();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -394,9 +400,8 @@ fn the_deadline_runner_signs_checkpoints_when_they_are_due() {
     assert_eq!(lines().len(), 2);
 }
 
-#[test]
-fn long_histories_are_read_page_by_page_in_order() {
-    let w = World::new(ACME);
+fn long_histories_are_read_page_by_page_in_order(kind: Kind) {
+    let w = World::on(kind, ACME);
     for i in 0..7 {
         w.authorize(&format!("p{i}"), "0.02", "embeddings", "verified");
     }
@@ -437,9 +442,8 @@ fn long_histories_are_read_page_by_page_in_order() {
     assert_eq!(paged.len(), 7);
 }
 
-#[test]
-fn a_correction_is_a_new_record_pointing_at_what_it_corrects() {
-    let w = World::new(ACME);
+fn a_correction_is_a_new_record_pointing_at_what_it_corrects(kind: Kind) {
+    let w = World::on(kind, ACME);
     let hire = w.authorize("k1", "89.00", "agent_hire", "known");
     let original = w.store().events("acme", Some("k1")).unwrap();
     let authorized = original
@@ -493,7 +497,7 @@ fn a_correction_is_a_new_record_pointing_at_what_it_corrects() {
             "audit",
             "show",
             "--store",
-            w.db.to_str().unwrap(),
+            &w.store_arg(),
             "--tenant",
             "acme",
         ])
@@ -517,9 +521,8 @@ fn keys(v: &serde_json::Value) -> Vec<&str> {
     k
 }
 
-#[test]
-fn each_audit_depth_stores_what_it_must_and_no_more() {
-    let w = World::new(ACME);
+fn each_audit_depth_stores_what_it_must_and_no_more(kind: Kind) {
+    let w = World::on(kind, ACME);
     w.authorize("d1", "0.02", "embeddings", "verified");
     w.authorize("d2", "47.00", "compute", "known");
     w.authorize("d3", "89.00", "agent_hire", "known");
@@ -595,3 +598,14 @@ fn each_audit_depth_stores_what_it_must_and_no_more() {
     );
     assert!(blocked.iter().any(|e| e.event.kind == "owner_alerted"));
 }
+
+on_both_stores!(
+    each_activation_of_new_rules_is_recorded_once_with_who_and_what,
+    a_rejected_activation_changes_nothing,
+    records_carry_originator_and_beneficiary_for_a_travel_rule_review,
+    simulate_shows_what_a_candidate_would_change_before_it_is_activated,
+    the_deadline_runner_signs_checkpoints_when_they_are_due,
+    long_histories_are_read_page_by_page_in_order,
+    a_correction_is_a_new_record_pointing_at_what_it_corrects,
+    each_audit_depth_stores_what_it_must_and_no_more,
+);

@@ -16,7 +16,10 @@ mod loading;
 mod pipeline;
 mod properties;
 mod races;
+mod replicas;
 mod service;
+mod store;
+mod stores;
 mod tiers;
 mod webhooks;
 

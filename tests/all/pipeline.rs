@@ -1,5 +1,5 @@
-//! The governance pipeline end to end: real policy, real SQLite file, a clock
-//! the tests move by hand.
+//! The governance pipeline end to end: real policy, real store (each test
+//! runs on SQLite and on PostgreSQL), a clock the tests move by hand.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,9 +9,10 @@ use tiergate::governance::{
     Act, Authorization, Clock, GovernError, Governor, ManualClock, PaymentExecutor, Status,
     TenantConfig,
 };
-use tiergate::store::{SqliteStore, Store};
+use tiergate::store::{Location, Store};
 use tiergate::{Tier, Transaction};
 
+use crate::stores::{Kind, TestStore, on_both_stores};
 use crate::{bundled, runtime};
 
 const START_MS: u64 = 1_782_518_400_000;
@@ -47,7 +48,9 @@ impl PaymentExecutor for CountingExecutor {
 }
 
 pub(crate) struct World {
-    _dir: tempfile::TempDir,
+    pub(crate) kind: Kind,
+    test_store: TestStore,
+    /// The SQLite file, for tests on that backend that open it directly.
     pub(crate) db: PathBuf,
     clock: ManualClock,
     executor: Arc<CountingExecutor>,
@@ -56,18 +59,23 @@ pub(crate) struct World {
 }
 
 impl World {
-    pub(crate) fn new(config: &str) -> World {
-        Self::with_executor(config, CountingExecutor::default())
+    /// A world over a new store of `kind`.
+    pub(crate) fn on(kind: Kind, config: &str) -> World {
+        Self::with_executor(kind, config, CountingExecutor::default())
     }
 
-    fn with_executor(config: &str, executor: CountingExecutor) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("tiergate.db");
+    fn with_executor(kind: Kind, config: &str, executor: CountingExecutor) -> World {
+        let test_store = TestStore::new(kind);
+        let db = match test_store.location() {
+            Location::Sqlite(path) => path.clone(),
+            Location::Postgres(_) => PathBuf::new(),
+        };
         let clock = ManualClock::at(START_MS);
         let executor = Arc::new(executor);
-        let governor = governor(&db, config, &clock, executor.clone());
+        let governor = governor(&test_store, config, &clock, executor.clone());
         World {
-            _dir: dir,
+            kind,
+            test_store,
             db,
             clock,
             executor,
@@ -76,9 +84,24 @@ impl World {
         }
     }
 
-    /// A new governor over the same store file: a restarted host.
+    /// A new governor over the same store: a restarted host.
     pub(crate) fn restart(&mut self) {
-        self.governor = governor(&self.db, &self.config, &self.clock, self.executor.clone());
+        self.governor = governor(
+            &self.test_store,
+            &self.config,
+            &self.clock,
+            self.executor.clone(),
+        );
+    }
+
+    /// Another handle on the same store, as a second host would open it.
+    pub(crate) fn backend(&self) -> Arc<dyn tiergate::store::Backend> {
+        self.test_store.open()
+    }
+
+    /// The store as `--store` takes it: the SQLite path or the URL.
+    pub(crate) fn store_arg(&self) -> String {
+        self.test_store.arg()
     }
 
     pub(crate) fn tx(&self, id: &str, amount: &str, category: &str, trust: &str) -> Transaction {
@@ -128,13 +151,13 @@ impl World {
 }
 
 fn governor(
-    db: &Path,
+    store: &TestStore,
     config: &str,
     clock: &ManualClock,
     executor: Arc<CountingExecutor>,
 ) -> Governor {
     let config = TenantConfig::parse(config, Path::new("examples/tenants/acme.toml")).unwrap();
-    Governor::builder(runtime().clone(), Arc::new(SqliteStore::open(db).unwrap()))
+    Governor::builder(runtime().clone(), store.open() as Arc<dyn Store>)
         .clock(Arc::new(clock.clone()))
         .executor(executor)
         .tenant_with_policy(config, &bundled("seed-tiers"))
@@ -146,9 +169,8 @@ fn governor(
 const ALICE: &str = "alice@acme.example";
 const BOB: &str = "bob@acme.example";
 
-#[test]
-fn the_articles_day_and_the_89_dollar_hire() {
-    let w = World::new(ACME);
+fn the_articles_day_and_the_89_dollar_hire(kind: Kind) {
+    let w = World::on(kind, ACME);
     let day = [
         (
             "tx-001",
@@ -260,9 +282,8 @@ fn the_articles_day_and_the_89_dollar_hire() {
     );
 }
 
-#[test]
-fn a_veto_inside_the_window_stops_the_payment_and_a_late_one_is_refused() {
-    let w = World::new(ACME);
+fn a_veto_inside_the_window_stops_the_payment_and_a_late_one_is_refused(kind: Kind) {
+    let w = World::on(kind, ACME);
     let vetoed = w.authorize("v1", "47.00", "compute", "known");
     let late = w.authorize("v2", "47.00", "compute", "known");
     w.clock.advance(29_999);
@@ -290,9 +311,8 @@ fn a_veto_inside_the_window_stops_the_payment_and_a_late_one_is_refused() {
     );
 }
 
-#[test]
-fn an_unanswered_approval_expires_with_an_alternative_path() {
-    let w = World::new(ACME);
+fn an_unanswered_approval_expires_with_an_alternative_path(kind: Kind) {
+    let w = World::on(kind, ACME);
     let a = w.authorize("e1", "89.00", "agent_hire", "known");
     w.clock.advance(4 * 3_600_000 - 1);
     assert!(
@@ -321,9 +341,8 @@ fn an_unanswered_approval_expires_with_an_alternative_path() {
         && n.notice.to == "procurement-agent-prod"));
 }
 
-#[test]
-fn a_restarted_host_executes_a_closed_veto_window_exactly_once() {
-    let mut w = World::new(ACME);
+fn a_restarted_host_executes_a_closed_veto_window_exactly_once(kind: Kind) {
+    let mut w = World::on(kind, ACME);
     w.authorize("r1", "47.00", "compute", "known");
     w.authorize("r2", "89.00", "agent_hire", "known");
     w.restart();
@@ -345,9 +364,8 @@ fn a_restarted_host_executes_a_closed_veto_window_exactly_once() {
     assert_eq!(w.executor.calls("r1"), 1);
 }
 
-#[test]
-fn a_retry_returns_the_stored_answer_and_a_changed_request_conflicts() {
-    let w = World::new(ACME);
+fn a_retry_returns_the_stored_answer_and_a_changed_request_conflicts(kind: Kind) {
+    let w = World::on(kind, ACME);
     let first = w.authorize("same", "0.02", "embeddings", "verified");
     w.clock.advance(1_000);
     let retry = w.authorize("same", "0.02", "embeddings", "verified");
@@ -360,13 +378,12 @@ fn a_retry_returns_the_stored_answer_and_a_changed_request_conflicts() {
     assert!(matches!(changed, GovernError::Conflict { .. }), "{changed}");
 }
 
-#[test]
-fn only_owners_decide_and_never_on_their_own_payment() {
+fn only_owners_decide_and_never_on_their_own_payment(kind: Kind) {
     let config = ACME.replace(
         r#"owners = ["alice@acme.example", "bob@acme.example"]"#,
         r#"owners = ["alice@acme.example", "bob@acme.example", "procurement-agent-prod"]"#,
     );
-    let w = World::new(&config);
+    let w = World::on(kind, &config);
     let a = w.authorize("s1", "89.00", "agent_hire", "known");
     let own = w
         .decide(&a, Act::Approve, "procurement-agent-prod")
@@ -394,9 +411,8 @@ fn only_owners_decide_and_never_on_their_own_payment() {
     );
 }
 
-#[test]
-fn four_eyes_above_the_threshold() {
-    let w = World::new(ACME);
+fn four_eyes_above_the_threshold(kind: Kind) {
+    let w = World::on(kind, ACME);
     let big = w.authorize("f1", "1200.00", "service_procurement", "known");
     assert_eq!(big.approvals_required, 2);
     let once = w.decide(&big, Act::Approve, ALICE).unwrap();
@@ -422,13 +438,12 @@ fn four_eyes_above_the_threshold() {
     assert_eq!(w.executor.calls("f2"), 0);
 }
 
-#[test]
-fn guardrails_escalate_and_say_which() {
+fn guardrails_escalate_and_say_which(kind: Kind) {
     let config = ACME.replace(
         r#"max_per_transaction = { limit = "5000.00", escalate_to = "prohibited" }"#,
         r#"max_per_transaction = { limit = "40.00", escalate_to = "prohibited" }"#,
     );
-    let w = World::new(&config);
+    let w = World::on(kind, &config);
     let a = w.authorize("g1", "47.00", "compute", "known");
     assert_eq!(
         (a.policy_tier, a.tier, a.status),
@@ -447,13 +462,12 @@ fn guardrails_escalate_and_say_which() {
     );
 }
 
-#[test]
-fn held_money_counts_against_budgets_until_released() {
+fn held_money_counts_against_budgets_until_released(kind: Kind) {
     let config = ACME.replace(
         r#"agent_daily_budget = { limit = "500.00" }"#,
         r#"agent_daily_budget = { limit = "100.00" }"#,
     );
-    let w = World::new(&config);
+    let w = World::on(kind, &config);
     let held = w.authorize("b1", "89.00", "agent_hire", "known");
     assert_eq!(held.status, Status::AwaitingApproval);
     let over = w.authorize("b2", "47.00", "compute", "known");
@@ -482,13 +496,12 @@ fn held_money_counts_against_budgets_until_released() {
     assert!(after.escalations.is_empty(), "{:?}", after.escalations);
 }
 
-#[test]
-fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade() {
+fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(kind: Kind) {
     let config = ACME.replace(
         r#"agent_daily_budget = { limit = "500.00" }"#,
         r#"agent_daily_budget = { limit = "80.00" }"#,
     );
-    let mut w = World::new(&config);
+    let mut w = World::on(kind, &config);
     // Held money in two different hours, so both the hourly totals and the
     // payment-by-payment edge of the window are read.
     assert_eq!(
@@ -525,7 +538,10 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade() 
         "35.00 held + 44.00 is within 80.00"
     );
 
-    // A store from before the running totals gets them filled on opening.
+    if kind == Kind::Postgres {
+        return;
+    }
+    // A SQLite store from before the running totals gets them filled on opening.
     let conn = rusqlite::Connection::open(&w.db).unwrap();
     conn.execute_batch("DROP TABLE holdings; DROP TABLE recipients; PRAGMA user_version = 6;")
         .unwrap();
@@ -537,9 +553,9 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade() 
     assert!(!over(&w, "e6", "46.00"), "and leaves the window on time");
 }
 
-#[test]
-fn a_failed_execution_stays_visible() {
+fn a_failed_execution_stays_visible(kind: Kind) {
     let w = World::with_executor(
+        kind,
         ACME,
         CountingExecutor {
             fail: true,
@@ -567,13 +583,12 @@ fn a_failed_execution_stays_visible() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_budget_for_n_payments_lets_exactly_n_through_under_concurrency() {
+async fn a_budget_for_n_payments_lets_exactly_n_through_under_concurrency(kind: Kind) {
     let config = ACME.replace(
         r#"tenant_daily_budget = { limit = "5000.00" }"#,
         r#"tenant_daily_budget = { limit = "10.00" }"#,
     );
-    let w = World::new(&config);
+    let w = World::on(kind, &config);
     let mut tasks = Vec::new();
     for i in 0..200 {
         let governor = w.governor.clone();
@@ -610,9 +625,8 @@ async fn a_budget_for_n_payments_lets_exactly_n_through_under_concurrency() {
     assert_eq!(ids, expected);
 }
 
-#[test]
-fn bad_input_is_refused_by_name_and_nothing_is_stored() {
-    let w = World::new(ACME);
+fn bad_input_is_refused_by_name_and_nothing_is_stored(kind: Kind) {
+    let w = World::on(kind, ACME);
     let unknown = Transaction::from_json(
         r#"{"id":"u","tenant":"globex","agent":"a","amount":"1","currency":"USDC","category":"c","recipient":"r","recipient_trust":"known"}"#,
         START_MS,
@@ -712,9 +726,8 @@ fn a_malformed_tenant_configuration_names_the_key() {
     }
 }
 
-#[test]
-fn audit_events_are_hash_chained_and_append_only() {
-    let w = World::new(ACME);
+fn audit_events_are_hash_chained_and_append_only(kind: Kind) {
+    let w = World::on(kind, ACME);
     w.authorize("h1", "0.02", "embeddings", "verified");
     w.authorize("h2", "89.00", "agent_hire", "known");
     let events = w.store().events("acme", None).unwrap();
@@ -723,22 +736,36 @@ fn audit_events_are_hash_chained_and_append_only() {
         assert_eq!(pair[1].prev_hash, pair[0].hash);
         assert_eq!(pair[1].seq, pair[0].seq + 1);
     }
-    let conn = rusqlite::Connection::open(&w.db).unwrap();
-    let update = conn
-        .execute("UPDATE audit_events SET kind = 'nothing' WHERE seq = 1", [])
-        .unwrap_err();
-    assert!(update.to_string().contains("append-only"), "{update}");
-    let delete = conn.execute("DELETE FROM audit_events", []).unwrap_err();
-    assert!(delete.to_string().contains("append-only"), "{delete}");
+    let tamper = |sql: &str| -> String {
+        match kind {
+            Kind::Sqlite => rusqlite::Connection::open(&w.db)
+                .unwrap()
+                .execute(sql, [])
+                .unwrap_err()
+                .to_string(),
+            Kind::Postgres => tiergate_e2e::postgres::run_sql(&w.store_arg(), sql).unwrap_err(),
+        }
+    };
+    for sql in [
+        "UPDATE audit_events SET kind = 'nothing' WHERE seq = 1",
+        "DELETE FROM audit_events",
+    ] {
+        let refused = tamper(sql);
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
+    if kind == Kind::Postgres {
+        let refused = tamper("TRUNCATE audit_events");
+        assert!(refused.contains("append-only"), "{refused}");
+    }
+    assert_eq!(w.store().events("acme", None).unwrap(), events);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn velocity_caps_hold_exactly_under_concurrency() {
+async fn velocity_caps_hold_exactly_under_concurrency(kind: Kind) {
     let config = ACME.replace(
         r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
         r#"config = { autonomous = { max_amount = "1.00", categories = ["embeddings"], min_trust = "verified", max_per_window = 5, window = "1h" } }"#,
     );
-    let w = World::new(&config);
+    let w = World::on(kind, &config);
     let mut tasks = Vec::new();
     for i in 0..60 {
         let governor = w.governor.clone();
@@ -759,13 +786,12 @@ async fn velocity_caps_hold_exactly_under_concurrency() {
     assert_eq!(tiers.get(&Tier::Prohibited), Some(&30));
 }
 
-#[test]
-fn the_host_stamps_the_request_time_whatever_the_agent_says() {
+fn the_host_stamps_the_request_time_whatever_the_agent_says(kind: Kind) {
     let config = ACME.replace(
         r#"agent_daily_budget = { limit = "500.00" }"#,
         r#"agent_daily_budget = { limit = "100.00" }"#,
     );
-    let w = World::new(&config);
+    let w = World::on(kind, &config);
     w.authorize("d1", "89.00", "agent_hire", "known");
     // Dated two days ahead to escape the budget window: the host ignores the date.
     let mut future = w.tx("d2", "47.00", "compute", "known");
@@ -775,11 +801,10 @@ fn the_host_stamps_the_request_time_whatever_the_agent_says() {
     assert_eq!(a.escalations[0].guardrail, "agent_daily_budget");
 }
 
-#[test]
-fn a_governor_moves_only_its_own_tenants_deadlines() {
-    let w = World::new(ACME);
+fn a_governor_moves_only_its_own_tenants_deadlines(kind: Kind) {
+    let w = World::on(kind, ACME);
     let globex = governor(
-        &w.db,
+        &w.test_store,
         &ACME.replace("tenant = \"acme\"", "tenant = \"globex\""),
         &w.clock,
         w.executor.clone(),
@@ -800,18 +825,20 @@ fn a_governor_moves_only_its_own_tenants_deadlines() {
     );
 }
 
-#[test]
-fn every_audit_record_carries_a_retain_until_date() {
+fn every_audit_record_carries_a_retain_until_date(kind: Kind) {
     const YEAR_MS: u64 = 365 * 86_400_000;
-    let w = World::new(ACME);
+    let w = World::on(kind, ACME);
     w.authorize("k1", "0.02", "embeddings", "verified");
     for e in w.store().events("acme", None).unwrap() {
         assert!(e.retain_until_ms >= e.at_ms + 5 * YEAR_MS, "{e:?}");
     }
-    let seven = World::new(&ACME.replace(
-        "currency = \"USDC\"",
-        "currency = \"USDC\"\nretention_years = 7",
-    ));
+    let seven = World::on(
+        kind,
+        &ACME.replace(
+            "currency = \"USDC\"",
+            "currency = \"USDC\"\nretention_years = 7",
+        ),
+    );
     seven.authorize("k2", "0.02", "embeddings", "verified");
     let e = &seven.store().events("acme", None).unwrap()[0];
     assert!(e.retain_until_ms >= e.at_ms + 7 * YEAR_MS);
@@ -826,3 +853,27 @@ fn every_audit_record_carries_a_retain_until_date() {
     .to_string();
     assert!(err.contains("`retention_years` = 2"), "{err}");
 }
+
+on_both_stores!(
+    the_articles_day_and_the_89_dollar_hire,
+    a_veto_inside_the_window_stops_the_payment_and_a_late_one_is_refused,
+    an_unanswered_approval_expires_with_an_alternative_path,
+    a_restarted_host_executes_a_closed_veto_window_exactly_once,
+    a_retry_returns_the_stored_answer_and_a_changed_request_conflicts,
+    only_owners_decide_and_never_on_their_own_payment,
+    four_eyes_above_the_threshold,
+    guardrails_escalate_and_say_which,
+    held_money_counts_against_budgets_until_released,
+    the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade,
+    a_failed_execution_stays_visible,
+    bad_input_is_refused_by_name_and_nothing_is_stored,
+    audit_events_are_hash_chained_and_append_only,
+    the_host_stamps_the_request_time_whatever_the_agent_says,
+    a_governor_moves_only_its_own_tenants_deadlines,
+    every_audit_record_carries_a_retain_until_date,
+);
+
+on_both_stores!(async 4:
+    a_budget_for_n_payments_lets_exactly_n_through_under_concurrency,
+    velocity_caps_hold_exactly_under_concurrency,
+);

@@ -4,13 +4,13 @@
 use tiergate::governance::{Act, GovernError, Status};
 
 use crate::pipeline::{ACME, World};
+use crate::stores::{Kind, on_both_stores};
 
 const OWNERS: [&str; 2] = ["alice@acme.example", "bob@acme.example"];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn of_many_concurrent_verdicts_on_one_payment_exactly_one_wins() {
+async fn of_many_concurrent_verdicts_on_one_payment_exactly_one_wins(kind: Kind) {
     for round in 0..5 {
-        let w = World::new(ACME);
+        let w = World::on(kind, ACME);
         let hire = w.authorize(&format!("v{round}"), "89.00", "agent_hire", "known");
         assert_eq!(hire.status, Status::AwaitingApproval);
         let mut tasks = Vec::new();
@@ -56,9 +56,8 @@ async fn of_many_concurrent_verdicts_on_one_payment_exactly_one_wins() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_vetoes_of_one_supervised_payment_record_one_veto() {
-    let w = World::new(ACME);
+async fn concurrent_vetoes_of_one_supervised_payment_record_one_veto(kind: Kind) {
+    let w = World::on(kind, ACME);
     let burst = w.authorize("s1", "47.00", "compute", "known");
     assert_eq!(burst.status, Status::PendingVeto);
     let mut tasks = Vec::new();
@@ -86,9 +85,8 @@ async fn concurrent_vetoes_of_one_supervised_payment_record_one_veto() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_retries_of_one_request_have_one_effect() {
-    let w = World::new(ACME);
+async fn concurrent_retries_of_one_request_have_one_effect(kind: Kind) {
+    let w = World::on(kind, ACME);
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let governor = w.governor().clone();
@@ -113,3 +111,9 @@ async fn concurrent_retries_of_one_request_have_one_effect() {
         1
     );
 }
+
+on_both_stores!(async 4:
+    of_many_concurrent_verdicts_on_one_payment_exactly_one_wins,
+    concurrent_vetoes_of_one_supervised_payment_record_one_veto,
+    concurrent_retries_of_one_request_have_one_effect,
+);

@@ -11,9 +11,8 @@ use tiergate::audit::{
     Checkpoint, CheckpointLog, ExportRow, Query, Replayed, VerifyError, generate_key, key_from_hex,
     key_to_hex, sign_due, utc_time, verify_stored,
 };
-use tiergate::store::{SqliteStore, Store};
 
-use super::{AuditCommand, QueryArgs, govern::default_store};
+use super::{AuditCommand, QueryArgs};
 
 /// Show progress on a terminal every this many rows.
 const PROGRESS_EVERY: usize = 10_000;
@@ -50,7 +49,8 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             tenant,
             audit_id,
         } => {
-            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+            let store = super::govern::open_store(store)?;
+            let store = store.as_ref();
             let events = store.events(&tenant, None)?;
             let Some(first) = events.iter().find(|e| e.audit_id == audit_id) else {
                 bail!("tenant {tenant} has no audit record {audit_id}");
@@ -147,7 +147,8 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
             .map(|m| tiergate::parse_decimal(&m).context("--min-amount"))
             .transpose()?,
     };
-    let store = SqliteStore::open(&args.store.unwrap_or_else(default_store))?;
+    let store = super::govern::open_store(args.store)?;
+    let store = store.as_ref();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if format == "csv" {
@@ -156,7 +157,7 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
     let progress = std::io::stderr().is_terminal();
     let mut rows = 0usize;
     let (from, to) = (query.from_ms.unwrap_or(0), query.to_ms.unwrap_or(u64::MAX));
-    for auth in tiergate::audit::authorizations_between(&store, &args.tenant, from, to) {
+    for auth in tiergate::audit::authorizations_between(store, &args.tenant, from, to) {
         let auth = auth?;
         if !query.matches(&auth) {
             continue;
@@ -181,9 +182,10 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
 fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result<ExitCode> {
     let config = tiergate::governance::TenantConfig::load(config)?;
     let policy = tiergate::governance::tenant_policy(&super::load::default_runtime()?, &config)?;
-    let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+    let store = super::govern::open_store(store)?;
+    let store = store.as_ref();
     let (mut matched, mut other, mut problems) = (0, 0, 0);
-    for event in tiergate::audit::events(&store, &config.tenant) {
+    for event in tiergate::audit::events(store, &config.tenant) {
         match tiergate::audit::replay_event(&event?, &policy) {
             None => {}
             Some(Replayed::Matches { .. }) => matched += 1,
@@ -212,7 +214,8 @@ fn verify(
     checkpoints: Option<std::path::PathBuf>,
     public_key: Option<String>,
 ) -> Result<ExitCode> {
-    let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+    let store = super::govern::open_store(store)?;
+    let store = store.as_ref();
     let tenants = match tenant {
         Some(t) => vec![t],
         None => store.tenants()?,
@@ -239,7 +242,7 @@ fn verify(
                 eprint!("\rverifying {tenant}: {n} events");
             }
         };
-        let result = verify_stored(&store, &tenant, None, &lengths, &mut show);
+        let result = verify_stored(store, &tenant, None, &lengths, &mut show);
         if progress {
             eprint!("\r\x1b[K");
         }
@@ -320,8 +323,9 @@ fn checkpoint(
     out: &std::path::Path,
 ) -> Result<ExitCode> {
     let key = read_key(key_path)?;
-    let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
-    let signed = sign_due(&store, &key, &CheckpointLog::new(out), None, now_ms())?;
+    let store = super::govern::open_store(store)?;
+    let store = store.as_ref();
+    let signed = sign_due(store, &key, &CheckpointLog::new(out), None, now_ms())?;
     for c in signed {
         println!("{}", serde_json::to_string(&c)?);
     }

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use tiergate::Transaction;
 use tiergate::audit::{CheckpointLog, CheckpointSchedule, sign_due};
 use tiergate::governance::{Act, Clock, Governor, Status, SystemClock, TenantConfig};
-use tiergate::store::SqliteStore;
+use tiergate::store::{Backend, Location, Store};
 
 use super::{ApprovalsCommand, AuthorizeArgs, DeadlinesArgs, StoreArgs, VerdictArgs, input};
 
@@ -25,6 +25,30 @@ pub fn default_store() -> PathBuf {
     dir.join("tiergate.db")
 }
 
+/// The store `--store` names (a SQLite path or a `postgres://` URL), else
+/// `TIERGATE_STORE`, else the default SQLite file.
+pub fn store_location(store: Option<PathBuf>) -> Location {
+    match store {
+        Some(given) => Location::parse(given),
+        None => match std::env::var_os("TIERGATE_STORE") {
+            Some(text) if !text.is_empty() => Location::parse(text),
+            _ => Location::Sqlite(default_store()),
+        },
+    }
+}
+
+/// Opens the store at `location`, naming it when that fails.
+pub fn open(location: &Location) -> Result<Arc<dyn Backend>> {
+    location
+        .open()
+        .with_context(|| format!("cannot open the store {location}"))
+}
+
+/// Opens the store `--store` or the environment names.
+pub fn open_store(store: Option<PathBuf>) -> Result<Arc<dyn Backend>> {
+    open(&store_location(store))
+}
+
 fn governor(args: &StoreArgs) -> Result<(Governor, String)> {
     governor_for(&args.tenant, args.store.clone())
 }
@@ -37,15 +61,15 @@ pub fn governor_for(
     // The tenant file first: a mistyped path must not create a store.
     let config = TenantConfig::load(config_path)?;
     let tenant = config.tenant.clone();
-    let store_path = store.unwrap_or_else(default_store);
-    let store = SqliteStore::open(&store_path)?;
+    let location = store_location(store);
+    let store = open(&location)?;
     let runtime = super::load::default_runtime()?;
-    let governor = Governor::builder(runtime, Arc::new(store))
+    let governor = Governor::builder(runtime, store as Arc<dyn Store>)
         .activated_by(operator())
         .tenant(config)
         .with_context(|| format!("cannot set up tenant from {}", config_path.display()))?
         .build()?;
-    tracing::info!(store = %store_path.display(), %tenant, "governor ready");
+    tracing::info!(store = %location, %tenant, "governor ready");
     Ok((governor, tenant))
 }
 

@@ -88,7 +88,7 @@ enum ReportCommand {
     /// category; approvals and their latency; vetoes, expiries, blocked
     /// attempts, alerts and guardrail escalations.
     Daily {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The tenant (by id).
@@ -108,7 +108,7 @@ enum ReportCommand {
 
 #[derive(Args)]
 struct QueryArgs {
-    /// The SQLite store [default: as for `authorize`].
+    /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
     /// The tenant (by id).
@@ -145,7 +145,7 @@ enum AuditCommand {
     /// Recompute each tenant's hash chain and report the first broken link;
     /// with `--checkpoints`, also prove each signed checkpoint still holds.
     Verify {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// Only this tenant (by id).
@@ -167,7 +167,7 @@ enum AuditCommand {
     /// Sign each tenant's chain length and head hash, appending the checkpoints
     /// to a file kept outside the store. Run it daily or after every N records.
     Checkpoint {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The signing key file (from `audit keygen`).
@@ -190,7 +190,7 @@ enum AuditCommand {
     /// Re-run the tenant's policy on the recorded input and context of every
     /// enhanced record and report any decision that no longer matches.
     Replay {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The tenant's configuration file (TOML): its policy is replayed.
@@ -200,7 +200,7 @@ enum AuditCommand {
     /// Correct an audit record without altering it: append a `correction`
     /// event that points at it and says what is right.
     Correct {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The tenant's configuration file (TOML): its owners may correct.
@@ -221,7 +221,7 @@ enum AuditCommand {
     },
     /// Print the full story of one authorization, readable by a person.
     Show {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The tenant (by id).
@@ -234,7 +234,7 @@ enum AuditCommand {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// A settings file (TOML): listen, data_dir, tenants, demo_tenant,
+    /// A settings file (TOML): listen, data_dir, store, tenants, demo_tenant,
     /// body_limit_bytes, upload_limit_bytes. Flags and environment win.
     #[arg(long, value_name = "FILE.toml", env = "TIERGATE_CONFIG")]
     config: Option<PathBuf>,
@@ -244,6 +244,11 @@ struct ServeArgs {
     /// Where the store and the demo keys live [default: as for `authorize`].
     #[arg(long, value_name = "DIR", env = "TIERGATE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The store, when not `tiergate.db` in the data directory: a SQLite
+    /// path, or a `postgres://user:password@host:port/database` URL that
+    /// several replicas share.
+    #[arg(long, value_name = "PATH|URL", env = "TIERGATE_STORE")]
+    store: Option<PathBuf>,
     /// A tenant configuration to activate on start (repeatable).
     #[arg(long, value_name = "CONFIG.toml")]
     tenant: Vec<PathBuf>,
@@ -272,7 +277,7 @@ struct DemoArgs {
 enum KeysCommand {
     /// Create a key and print its token (shown only once).
     Create {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The tenant (by id).
@@ -288,7 +293,7 @@ enum KeysCommand {
     },
     /// Revoke a key: it stops working at once.
     Revoke {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The tenant (by id).
@@ -299,7 +304,7 @@ enum KeysCommand {
     },
     /// List a tenant's keys (never their secrets).
     List {
-        /// The SQLite store [default: as for `authorize`].
+        /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
         #[arg(long, value_name = "PATH")]
         store: Option<PathBuf>,
         /// The tenant (by id).
@@ -317,7 +322,7 @@ struct SimulateArgs {
     /// The candidate policy: a .wasm component file or a bundled policy's name.
     #[arg(long, value_name = "NEW.wasm|NAME")]
     policy: String,
-    /// The SQLite store [default: as for `authorize`].
+    /// The store: a SQLite path or a `postgres://` URL [default: as for `authorize`].
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
     /// First UTC day included (YYYY-MM-DD) [default: the beginning].
@@ -336,7 +341,8 @@ struct StoreArgs {
     /// The tenant's configuration file (TOML).
     #[arg(long, value_name = "CONFIG.toml")]
     tenant: PathBuf,
-    /// The SQLite store [default: $TIERGATE_DATA_DIR/tiergate.db, else ~/.local/share/tiergate/tiergate.db].
+    /// The store: a SQLite path or a `postgres://` URL [default: $TIERGATE_STORE, else
+    /// $TIERGATE_DATA_DIR/tiergate.db, else ~/.local/share/tiergate/tiergate.db].
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
 }

@@ -6,9 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use tiergate::audit::{DailyReport, Tally, daily_report, parse_day, spend_chart_svg};
-use tiergate::store::SqliteStore;
-
-use super::govern::default_store;
 
 pub fn daily(
     store: Option<PathBuf>,
@@ -19,8 +16,9 @@ pub fn daily(
 ) -> Result<ExitCode> {
     let start = parse_day(day)
         .with_context(|| format!("--day {day:?} is not a UTC day written YYYY-MM-DD"))?;
-    let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
-    let report = daily_report(&store, tenant, start)?;
+    let store = super::govern::open_store(store)?;
+    let store = store.as_ref();
+    let report = daily_report(store, tenant, start)?;
     if let Some(path) = svg {
         std::fs::write(&path, spend_chart_svg(&report))
             .with_context(|| format!("cannot write {}", path.display()))?;

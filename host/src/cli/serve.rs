@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use tiergate::server::{DemoKeys, ServeOptions, Service, issue_key};
-use tiergate::store::{KeyStore, Role, SqliteStore};
+use tiergate::store::Role;
 
 use super::{DemoArgs, KeysCommand, ServeArgs, govern::default_store};
 
@@ -20,6 +20,7 @@ use super::{DemoArgs, KeysCommand, ServeArgs, govern::default_store};
 struct ServeFile {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    store: Option<PathBuf>,
     #[serde(default)]
     tenants: Vec<PathBuf>,
     demo_tenant: Option<bool>,
@@ -50,6 +51,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .or(file.data_dir)
         .unwrap_or_else(data_dir_default);
     let mut options = ServeOptions::new(&data_dir);
+    options.store = args
+        .store
+        .or(file.store)
+        .map(tiergate::store::Location::parse);
     options.listen = args.listen.or(file.listen).unwrap_or(options.listen);
     options.tenants = file.tenants;
     options.tenants.extend(args.tenant);
@@ -73,6 +78,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let store = options.store.clone();
     runtime.block_on(async move {
         let service = Service::start(options).await?;
         let base = format!("http://{}", service.addr);
@@ -80,6 +86,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         println!("  approval inbox  {base}/inbox");
         println!("  API             {base}/v1 (described at {base}/openapi.json)");
         println!("  data            {}", data_dir.display());
+        if let Some(store) = &store {
+            println!("  store           {store}");
+        }
         if let Some(keys) = &service.demo_keys {
             print_demo_keys(keys, &data_dir);
         }
@@ -198,8 +207,9 @@ pub fn keys(command: KeysCommand) -> Result<ExitCode> {
                     "--subject is required for a {role} key: the owner or person it speaks for"
                 ),
             };
-            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
-            let issued = issue_key(&store, &tenant, role, &subject, now)?;
+            let store = super::govern::open_store(store)?;
+            let store = store.as_ref();
+            let issued = issue_key(store, &tenant, role, &subject, now)?;
             eprintln!(
                 "created {role} key {} for tenant {tenant} ({subject}); the token is shown only now:",
                 issued.key.key_id
@@ -211,14 +221,16 @@ pub fn keys(command: KeysCommand) -> Result<ExitCode> {
             tenant,
             key_id,
         } => {
-            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+            let store = super::govern::open_store(store)?;
+            let store = store.as_ref();
             if !store.revoke_key(&tenant, &key_id, now)? {
                 bail!("tenant {tenant} has no key {key_id}");
             }
             println!("revoked {key_id}");
         }
         KeysCommand::List { store, tenant } => {
-            let store = SqliteStore::open(&store.unwrap_or_else(default_store))?;
+            let store = super::govern::open_store(store)?;
+            let store = store.as_ref();
             for k in store.keys(&tenant)? {
                 println!(
                     "{}  {:<8} {:<28} created {}{}",

@@ -5,20 +5,23 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use tiergate::audit::{Simulation, simulate};
 use tiergate::governance::{TenantConfig, tenant_policy};
-use tiergate::store::SqliteStore;
+use tiergate::store::Location;
 
-use super::{SimulateArgs, govern::default_store};
+use super::SimulateArgs;
 
 pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     let mut config = TenantConfig::load(&args.tenant)?;
     let from = super::input::day_flag("from", &args.from)?.unwrap_or(0);
     // `--to` names the last day included.
     let to = super::input::day_flag("to", &args.to)?.map_or(u64::MAX, |d| d + 86_400_000);
-    let store_path = args.store.unwrap_or_else(default_store);
-    if !store_path.exists() {
-        anyhow::bail!("the store {} does not exist", store_path.display());
+    let location = super::govern::store_location(args.store.clone());
+    if let Location::Sqlite(path) = &location
+        && !path.exists()
+    {
+        anyhow::bail!("the store {} does not exist", path.display());
     }
-    let store = SqliteStore::open(&store_path)?;
+    let store = super::govern::open(&location)?;
+    let store = store.as_ref();
     config.policy.path = args.policy.clone();
     let candidate = tenant_policy(&super::load::default_runtime()?, &config)
         .with_context(|| format!("cannot load the candidate policy {}", args.policy))?;
@@ -27,7 +30,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         "simulating {} {} ({}) over {}'s recorded payments",
         info.name, info.version, info.digest, config.tenant
     );
-    let sim = simulate(&store, &config.tenant, &candidate, from, to)?;
+    let sim = simulate(store, &config.tenant, &candidate, from, to)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&sim)?);
     } else {

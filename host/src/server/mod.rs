@@ -34,8 +34,12 @@ use crate::store::Backend;
 pub struct ServeOptions {
     /// Where to listen; port 0 picks a free one.
     pub listen: SocketAddr,
-    /// Where the store and the demo keys live.
+    /// Where the demo keys and compiled policies live, and the store
+    /// unless `store` names one.
     pub data_dir: PathBuf,
+    /// The store, when not `tiergate.db` in `data_dir`: replicas share a
+    /// PostgreSQL database.
+    pub store: Option<crate::store::Location>,
     /// Tenant configuration files to activate on start (their policy a
     /// `.wasm` file or a bundled policy's name).
     pub tenants: Vec<PathBuf>,
@@ -59,6 +63,7 @@ impl ServeOptions {
         ServeOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: data_dir.into(),
+            store: None,
             tenants: Vec::new(),
             demo: false,
             body_bytes: 64 * 1024,

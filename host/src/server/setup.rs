@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use super::{AppState, IssuedKey, Limits, ServeOptions, issue_key, now_ms};
 use crate::governance::{Governor, TenantConfig};
 use crate::runtime::{CompiledPolicy, Runtime};
-use crate::store::{Backend, Role, RulesStore, SqliteStore, Store};
+use crate::store::{Backend, Location, Role, RulesStore, Store};
 
 /// The demo tenant's configuration: the article's four tiers over seed-tiers.
 const DEMO_TENANT: &str = include_str!("demo-tenant.toml");
@@ -51,10 +51,13 @@ impl Service {
     /// Opens the store, loads the tenants, binds the listener and starts
     /// serving in the background.
     pub async fn start(options: ServeOptions) -> Result<Service> {
-        let store = Arc::new(
-            SqliteStore::open(&options.data_dir.join("tiergate.db"))
-                .context("cannot open the store")?,
-        );
+        let location = options
+            .store
+            .clone()
+            .unwrap_or_else(|| Location::Sqlite(options.data_dir.join("tiergate.db")));
+        let store = location
+            .open()
+            .with_context(|| format!("cannot open the store {location}"))?;
         let runtime =
             Runtime::with_limits(options.sandbox).context("cannot start the policy runtime")?;
         // A restart loads every tenant's policy from machine code kept here.
@@ -78,7 +81,7 @@ impl Service {
         } else {
             None
         };
-        let backend = store.clone() as Arc<dyn Backend>;
+        let backend = store.clone();
         let state = AppState::new(
             governor.clone(),
             backend.clone(),
@@ -176,7 +179,7 @@ async fn wait_for_signal() {
 /// A tenant's rules from the store: the parsed configuration and the
 /// compiled policy it names.
 fn load_rules(
-    store: &SqliteStore,
+    store: &dyn Backend,
     runtime: &Runtime,
 ) -> Result<BTreeMap<String, (TenantConfig, CompiledPolicy)>> {
     let mut out = BTreeMap::new();
@@ -210,7 +213,7 @@ pub(super) fn compile_named(
 
 /// Activates a configuration file's rules, unless they are already the
 /// tenant's latest.
-fn activate_file(store: &SqliteStore, runtime: &Runtime, path: &Path) -> Result<()> {
+fn activate_file(store: &dyn Backend, runtime: &Runtime, path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read tenant configuration {}", path.display()))?;
     let config = TenantConfig::parse(&text, path)?;
@@ -252,14 +255,14 @@ fn activate_file(store: &SqliteStore, runtime: &Runtime, path: &Path) -> Result<
     Ok(())
 }
 
-fn ensure_demo_rules(store: &SqliteStore) -> Result<()> {
+fn ensure_demo_rules(store: &dyn Backend) -> Result<()> {
     if !store.active_rules()?.iter().any(|r| r.tenant == "demo") {
         store.put_rules("demo", "seed-tiers", DEMO_TENANT, "demo-setup", now_ms())?;
     }
     Ok(())
 }
 
-fn demo_keys(store: &SqliteStore, data_dir: &Path) -> Result<DemoKeys> {
+fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<DemoKeys> {
     let path = data_dir.join("demo-keys.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let keys: DemoKeys = serde_json::from_str(&text)

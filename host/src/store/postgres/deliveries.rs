@@ -1,0 +1,195 @@
+use super::{PostgresStore, ms};
+use crate::store::deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
+use crate::store::{Notice, OutboxEntry, StoreError};
+
+/// The state of a row, as SQL.
+const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
+                          WHEN d.gave_up_ms IS NOT NULL THEN 'given_up'
+                          WHEN d.attempts > 0 THEN 'failing'
+                          ELSE 'pending' END";
+
+impl DeliveryStore for PostgresStore {
+    fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
+        let mut c = self.conn()?;
+        // Nothing new since the URL's cursor: no write, no lock.
+        let row = c.query_one(
+            "SELECT (SELECT after_id FROM delivery_cursors WHERE tenant = $1 AND url = $2),
+                    (SELECT MAX(id) FROM outbox WHERE tenant = $1)",
+            &[&tenant, &url],
+        )?;
+        let (after, last): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        if after.is_some() && after >= last.or(Some(0)) {
+            return Ok(0);
+        }
+        c.begin()?;
+        // Under the tenant's lock no notice of the tenant is being written,
+        // so no smaller outbox id can commit after the cursor moves past it.
+        c.lock_tenant(tenant)?;
+        c.execute(
+            "INSERT INTO delivery_cursors (tenant, url, after_id)
+             SELECT $1::text, $2::text, COALESCE(
+                 (SELECT MIN(id) - 1 FROM outbox WHERE tenant = $1 AND created_ms >= $3),
+                 (SELECT MAX(id) FROM outbox WHERE tenant = $1),
+                 0)
+             ON CONFLICT (tenant, url) DO NOTHING",
+            &[&tenant, &url, &ms(since_ms)],
+        )?;
+        let queued = c.execute(
+            "INSERT INTO deliveries (outbox_id, url, tenant, attempts, next_attempt_ms)
+             SELECT o.id, $2::text, o.tenant, 0, o.created_ms FROM outbox o
+             WHERE o.tenant = $1
+               AND o.id > (SELECT after_id FROM delivery_cursors WHERE tenant = $1 AND url = $2)
+             ON CONFLICT (outbox_id, url) DO NOTHING",
+            &[&tenant, &url],
+        )?;
+        c.execute(
+            "UPDATE delivery_cursors
+             SET after_id = GREATEST(after_id, COALESCE((SELECT MAX(id) FROM outbox WHERE tenant = $1), 0))
+             WHERE tenant = $1 AND url = $2",
+            &[&tenant, &url],
+        )?;
+        c.commit()?;
+        Ok(queued)
+    }
+
+    fn claim_deliveries(
+        &self,
+        now_ms: u64,
+        lease_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut c = self.conn()?;
+        c.begin()?;
+        // Rows another replica is claiming right now are skipped, not waited for.
+        let rows = c.query(
+            "SELECT d.outbox_id, d.url, d.tenant, d.attempts, o.tx_id, o.kind, o.recipient, o.message, o.created_ms
+             FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+             WHERE d.delivered_ms IS NULL AND d.gave_up_ms IS NULL AND d.next_attempt_ms <= $1
+             ORDER BY d.next_attempt_ms, d.outbox_id LIMIT $2
+             FOR UPDATE OF d SKIP LOCKED",
+            &[&ms(now_ms), &(limit.min(i64::MAX as usize) as i64)],
+        )?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            claimed.push(Delivery {
+                entry: OutboxEntry {
+                    id: r.try_get::<_, i64>(0)? as u64,
+                    tx_id: r.try_get(4)?,
+                    notice: Notice {
+                        kind: r.try_get(5)?,
+                        to: r.try_get(6)?,
+                        message: r.try_get(7)?,
+                    },
+                    created_ms: r.try_get::<_, i64>(8)? as u64,
+                },
+                url: r.try_get(1)?,
+                tenant: r.try_get(2)?,
+                attempts: r.try_get::<_, i64>(3)? as u32,
+            });
+        }
+        for d in &claimed {
+            c.execute(
+                "UPDATE deliveries SET next_attempt_ms = $3 WHERE outbox_id = $1 AND url = $2",
+                &[&ms(d.entry.id), &d.url, &ms(now_ms + lease_ms)],
+            )?;
+        }
+        c.commit()?;
+        Ok(claimed)
+    }
+
+    fn record_attempt(
+        &self,
+        outbox_id: u64,
+        url: &str,
+        now_ms: u64,
+        error: Option<&str>,
+        retry_at_ms: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn()?;
+        match error {
+            None => c.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, delivered_ms = $3, last_error = NULL
+                 WHERE outbox_id = $1 AND url = $2",
+                &[&ms(outbox_id), &url, &ms(now_ms)],
+            )?,
+            Some(error) => c.execute(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = $3,
+                        next_attempt_ms = COALESCE($4, next_attempt_ms),
+                        gave_up_ms = CASE WHEN $4::bigint IS NULL THEN $5::bigint ELSE NULL END
+                 WHERE outbox_id = $1 AND url = $2",
+                &[
+                    &ms(outbox_id),
+                    &url,
+                    &error,
+                    &retry_at_ms.map(ms),
+                    &ms(now_ms),
+                ],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn release_delivery(&self, outbox_id: u64, url: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.conn()?.execute(
+            "UPDATE deliveries SET next_attempt_ms = $3
+             WHERE outbox_id = $1 AND url = $2 AND delivered_ms IS NULL AND gave_up_ms IS NULL",
+            &[&ms(outbox_id), &url, &ms(now_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn deliveries(
+        &self,
+        tenant: &str,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = self.conn()?.query(
+            &format!(
+                "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, {STATE}, d.last_error,
+                        d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
+                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+                 WHERE d.tenant = $1 AND ($2::text IS NULL OR {STATE} = $2)
+                 ORDER BY d.outbox_id DESC, d.url LIMIT $3"
+            ),
+            &[&tenant, &state, &(limit.min(i64::MAX as usize) as i64)],
+        )?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get(5)?;
+                let waiting = state == "pending" || state == "failing";
+                Ok(DeliveryRecord {
+                    event_id: format!("{tenant}:{}", r.try_get::<_, i64>(0)?),
+                    kind: r.try_get(1)?,
+                    tx_id: r.try_get(2)?,
+                    url: r.try_get(3)?,
+                    attempts: r.try_get::<_, i64>(4)? as u32,
+                    last_error: r.try_get(6)?,
+                    next_attempt_ms: if waiting {
+                        Some(r.try_get::<_, i64>(7)? as u64)
+                    } else {
+                        None
+                    },
+                    delivered_ms: r.try_get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                    gave_up_ms: r.try_get::<_, Option<i64>>(9)?.map(|v| v as u64),
+                    created_ms: r.try_get::<_, i64>(10)? as u64,
+                    state,
+                })
+            })
+            .collect()
+    }
+
+    fn delivery_trouble(&self) -> Result<DeliveryTrouble, StoreError> {
+        let row = self.conn()?.query_one(
+            "SELECT
+                COUNT(*) FILTER (WHERE delivered_ms IS NULL AND gave_up_ms IS NULL AND attempts > 0),
+                COUNT(*) FILTER (WHERE gave_up_ms IS NOT NULL)
+             FROM deliveries",
+            &[],
+        )?;
+        Ok(DeliveryTrouble {
+            failing: row.try_get::<_, i64>(0)? as u64,
+            given_up: row.try_get::<_, i64>(1)? as u64,
+        })
+    }
+}

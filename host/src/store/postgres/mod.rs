@@ -1,0 +1,529 @@
+//! The shared store: one PostgreSQL database behind several `tiergate
+//! serve` replicas.
+//!
+//! Every write that reads a tenant's state to decide (`record`, `update`,
+//! tenant events, rule activations, webhook queueing) first takes the
+//! tenant's transaction-scoped advisory lock (`pg_advisory_xact_lock`).
+//! That serializes one tenant's decisions across all replicas, so budgets
+//! (agent, team and tenant-wide), velocity counts, the daily audit-id
+//! counter and the hash chain stay exact, while different tenants run in
+//! parallel. Under the lock, READ COMMITTED statements see every earlier
+//! holder's commit. A retried transaction id is found by its primary key
+//! under the same lock; a deadline is applied by `update`, which decides
+//! again on the current state, so when every replica runs deadlines each
+//! payment moves once. A replica that dies mid-transaction holds nothing:
+//! the server rolls back and releases the lock when the connection drops.
+//!
+//! Each connection sets `synchronous_commit = on`: a caller hears an answer
+//! only after the commit holding its audit record is on the server's disk.
+
+mod deliveries;
+mod keys;
+pub(super) mod pool;
+mod rules;
+mod schema;
+mod totals;
+
+use pool::{Conn, Pool};
+use tokio_postgres::Row;
+
+use super::{
+    AuditEvent, Change, EventDraft, GENESIS_HASH, History, NewEntry, Notice, OutboxEntry,
+    PastPayment, Recorded, Snapshot, Store, StoreError, event_hash, utc_day,
+};
+use crate::governance::{Authorization, GovernError, Status};
+use crate::model::money::parse_decimal;
+
+/// The PostgreSQL store, with a pool of connections.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`)
+    /// and brings its schema up to date.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        Self::with_pool_size(url, pool::DEFAULT_SIZE)
+    }
+
+    /// [`open`](Self::open) with at most `size` connections.
+    pub fn with_pool_size(url: &str, size: usize) -> Result<Self, StoreError> {
+        let pool = Pool::open(url, size)?;
+        schema::migrate(&mut *pool.get()?)
+            .map_err(|e| StoreError(format!("store {}: {}", pool.describe(), e.0)))?;
+        Ok(PostgresStore { pool })
+    }
+
+    fn conn(&self) -> Result<pool::Pooled<'_>, StoreError> {
+        self.pool.get()
+    }
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn parse_body(body: &str) -> Result<Authorization, StoreError> {
+    serde_json::from_str(body)
+        .map_err(|e| StoreError(format!("a stored authorization is unreadable: {e}")))
+}
+
+fn get_in(c: &mut Conn, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
+    let row = c.query_opt(
+        "SELECT body FROM authorizations WHERE tenant = $1 AND tx_id = $2",
+        &[&tenant, &tx_id],
+    )?;
+    row.map(|r| parse_body(r.try_get(0)?)).transpose()
+}
+
+/// Writes the change's state, events, ledger entry and notices.
+fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(), StoreError> {
+    let a = &change.authorization;
+    let t = &a.transaction;
+    let body = serde_json::to_string(a).map_err(|e| StoreError(e.to_string()))?;
+    let before = if insert {
+        None
+    } else {
+        let row = c.query_one(
+            "SELECT status FROM authorizations WHERE tenant = $1 AND tx_id = $2",
+            &[&t.tenant, &t.id],
+        )?;
+        Some(
+            row.try_get::<_, &str>(0)?
+                .parse::<Status>()
+                .map_err(StoreError)?,
+        )
+    };
+    totals::track(c, a, before)?;
+    let deadline = a.deadline_ms.map(ms);
+    if insert {
+        c.execute(
+            "INSERT INTO authorizations (tenant, tx_id, content_hash, agent, team, recipient, category,
+                 currency, amount, tier, requested_at_ms, status, holds, deadline_ms, body)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            &[
+                &t.tenant,
+                &t.id,
+                &a.content_hash,
+                &t.agent,
+                &a.team,
+                &t.recipient,
+                &t.category,
+                &t.currency,
+                &t.amount.to_string(),
+                &a.tier.as_str(),
+                &ms(t.requested_at_ms),
+                &a.status.as_str(),
+                &a.status.holds_budget(),
+                &deadline,
+                &body,
+            ],
+        )?;
+    } else {
+        c.execute(
+            "UPDATE authorizations SET status = $3, holds = $4, deadline_ms = $5, body = $6
+             WHERE tenant = $1 AND tx_id = $2",
+            &[
+                &t.tenant,
+                &t.id,
+                &a.status.as_str(),
+                &a.status.holds_budget(),
+                &deadline,
+                &body,
+            ],
+        )?;
+    }
+    let retain_until_ms = retain_until(now_ms, a.retention_years);
+    for event in &change.events {
+        append_event(
+            c,
+            &t.tenant,
+            &a.audit_id,
+            &t.id,
+            now_ms,
+            event,
+            retain_until_ms,
+        )?;
+    }
+    if change.ledger {
+        ledger_insert_in(c, a, now_ms)?;
+    }
+    for notice in &change.notices {
+        c.execute(
+            "INSERT INTO outbox (tenant, tx_id, kind, recipient, message, created_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &t.tenant,
+                &t.id,
+                &notice.kind,
+                &notice.to,
+                &notice.message,
+                &ms(now_ms),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// At least the years asked for: 366 days a year never falls short.
+fn retain_until(now_ms: u64, years: u32) -> u64 {
+    now_ms + u64::from(years) * 366 * 86_400_000
+}
+
+/// Appends one event to the tenant's chain; the caller holds the tenant's lock.
+fn append_event(
+    c: &mut Conn,
+    tenant: &str,
+    audit_id: &str,
+    tx_id: &str,
+    at_ms: u64,
+    event: &EventDraft,
+    retain_until_ms: u64,
+) -> Result<(), StoreError> {
+    let last = c.query_opt(
+        "SELECT seq, hash FROM audit_events WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
+        &[&tenant],
+    )?;
+    let (seq, prev_hash) = match last {
+        Some(r) => (
+            r.try_get::<_, i64>(0)? as u64 + 1,
+            r.try_get::<_, String>(1)?,
+        ),
+        None => (1, GENESIS_HASH.to_string()),
+    };
+    let hash = event_hash(
+        &prev_hash,
+        seq,
+        audit_id,
+        tx_id,
+        at_ms,
+        event,
+        retain_until_ms,
+    );
+    c.execute(
+        "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail,
+             prev_hash, hash, retain_until_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &tenant,
+            &(seq as i64),
+            &audit_id,
+            &tx_id,
+            &event.kind,
+            &event.actor,
+            &ms(at_ms),
+            &event.detail.to_string(),
+            &prev_hash,
+            &hash,
+            &ms(retain_until_ms),
+        ],
+    )?;
+    Ok(())
+}
+
+fn history_in(
+    c: &mut Conn,
+    tenant: &str,
+    agent: &str,
+    recipient: &str,
+    since_ms: u64,
+) -> Result<History, StoreError> {
+    let rows = c.query(
+        "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
+         WHERE tenant = $1 AND agent = $2 AND requested_at_ms >= $3",
+        &[&tenant, &agent, &ms(since_ms)],
+    )?;
+    let mut payments = Vec::with_capacity(rows.len());
+    for r in rows {
+        payments.push(PastPayment {
+            requested_at_ms: r.try_get::<_, i64>(0)? as u64,
+            amount: parse_decimal(r.try_get(1)?).map_err(|e| StoreError(e.to_string()))?,
+            currency: r.try_get(2)?,
+            category: r.try_get(3)?,
+            tier: r.try_get::<_, &str>(4)?.parse().map_err(StoreError)?,
+        });
+    }
+    let (first, count) = totals::recipient(c, tenant, recipient)?;
+    Ok(History {
+        payments,
+        recipient_first_paid_ms: first,
+        recipient_payments: count,
+    })
+}
+
+/// `<prefix>-YYYY-MM-DD-NNN` from the tenant's daily counter for the
+/// prefix; the caller holds the tenant's lock.
+fn next_id(c: &mut Conn, tenant: &str, now_ms: u64, prefix: &str) -> Result<String, StoreError> {
+    let day = utc_day(now_ms);
+    let counter = match prefix {
+        "aud" => day.clone(),
+        other => format!("{other}:{day}"),
+    };
+    let next: i64 = c
+        .query_one(
+            "INSERT INTO audit_days (tenant, day, next) VALUES ($1, $2, 2)
+             ON CONFLICT (tenant, day) DO UPDATE SET next = audit_days.next + 1
+             RETURNING next - 1",
+            &[&tenant, &counter],
+        )?
+        .try_get(0)?;
+    Ok(format!("{prefix}-{day}-{next:03}"))
+}
+
+const EVENT_COLUMNS: &str =
+    "seq, audit_id, tx_id, at_ms, kind, actor, detail, prev_hash, hash, retain_until_ms";
+
+fn event_row(r: &Row) -> Result<AuditEvent, StoreError> {
+    let seq = r.try_get::<_, i64>(0)? as u64;
+    let tx_id: String = r.try_get(2)?;
+    let detail = serde_json::from_str(r.try_get(6)?).map_err(|e| {
+        StoreError(format!(
+            "audit event {seq} of {tx_id} has an unreadable detail: {e}"
+        ))
+    })?;
+    Ok(AuditEvent {
+        seq,
+        audit_id: r.try_get(1)?,
+        tx_id,
+        at_ms: r.try_get::<_, i64>(3)? as u64,
+        event: EventDraft {
+            kind: r.try_get(4)?,
+            actor: r.try_get(5)?,
+            detail,
+        },
+        retain_until_ms: r.try_get::<_, i64>(9)? as u64,
+        prev_hash: r.try_get(7)?,
+        hash: r.try_get(8)?,
+    })
+}
+
+fn ledger_insert_in(c: &mut Conn, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
+    let t = &auth.transaction;
+    let reference = super::ledger_reference(&auth.audit_id);
+    c.execute(
+        "INSERT INTO ledger (tenant, tx_id, amount, currency, recipient, executed_ms, reference)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, tx_id) DO NOTHING",
+        &[
+            &t.tenant,
+            &t.id,
+            &t.amount.to_string(),
+            &t.currency,
+            &t.recipient,
+            &ms(now_ms),
+            &reference,
+        ],
+    )?;
+    Ok(c.query_one(
+        "SELECT reference FROM ledger WHERE tenant = $1 AND tx_id = $2",
+        &[&t.tenant, &t.id],
+    )?
+    .try_get(0)?)
+}
+
+impl Store for PostgresStore {
+    fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
+        get_in(&mut *self.conn()?, tenant, tx_id)
+    }
+
+    fn record(
+        &self,
+        entry: &NewEntry<'_>,
+        plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
+    ) -> Result<Recorded, GovernError> {
+        let mut c = self.conn()?;
+        // A retry of a committed id needs no lock: a stored row is final here.
+        if let Some(existing) = get_in(&mut c, entry.tenant, entry.tx_id)? {
+            return Ok(Recorded::Existing(existing));
+        }
+        c.begin()?;
+        c.lock_tenant(entry.tenant)?;
+        if let Some(existing) = get_in(&mut c, entry.tenant, entry.tx_id)? {
+            c.commit()?;
+            return Ok(Recorded::Existing(existing));
+        }
+        let holdings = totals::holdings(&mut c, entry)?;
+        let history = history_in(
+            &mut c,
+            entry.tenant,
+            entry.agent,
+            entry.recipient,
+            entry.history_since_ms,
+        )?;
+        let audit_id = next_id(&mut c, entry.tenant, entry.now_ms, "aud")?;
+        let change = plan(&Snapshot { holdings, history }, &audit_id)?;
+        apply(&mut c, &change, entry.now_ms, true)?;
+        c.commit()?;
+        Ok(Recorded::New(change.authorization))
+    }
+
+    fn update(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        now_ms: u64,
+        decide: &mut dyn FnMut(&Authorization) -> Result<Change, GovernError>,
+    ) -> Result<Authorization, GovernError> {
+        let mut c = self.conn()?;
+        c.begin()?;
+        c.lock_tenant(tenant)?;
+        let current = get_in(&mut c, tenant, tx_id)?.ok_or_else(|| GovernError::NotFound {
+            tenant: tenant.to_string(),
+            tx_id: tx_id.to_string(),
+        })?;
+        let change = decide(&current)?;
+        apply(&mut c, &change, now_ms, false)?;
+        c.commit()?;
+        Ok(change.authorization)
+    }
+
+    fn due(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT tenant, tx_id FROM authorizations
+             WHERE deadline_ms IS NOT NULL AND deadline_ms <= $1
+               AND status IN ('pending_veto', 'awaiting_approval')
+             ORDER BY deadline_ms",
+            &[&ms(now_ms)],
+        )?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    fn list(&self, tenant: &str, statuses: &[Status]) -> Result<Vec<Authorization>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT body, status FROM authorizations WHERE tenant = $1
+             ORDER BY requested_at_ms, tx_id",
+            &[&tenant],
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            let status: &str = r.try_get(1)?;
+            if statuses.is_empty() || statuses.iter().any(|s| s.as_str() == status) {
+                out.push(parse_body(r.try_get(0)?)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT DISTINCT tenant FROM audit_events ORDER BY tenant",
+            &[],
+        )?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = self.conn()?.query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM audit_events
+                 WHERE tenant = $1 AND ($2::text IS NULL OR tx_id = $2) ORDER BY seq"
+            ),
+            &[&tenant, &tx_id],
+        )?;
+        rows.iter().map(event_row).collect()
+    }
+
+    fn events_after(
+        &self,
+        tenant: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = self.conn()?.query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM audit_events
+                 WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ),
+            &[
+                &tenant,
+                &ms(after_seq),
+                &(limit.min(i64::MAX as usize) as i64),
+            ],
+        )?;
+        rows.iter().map(event_row).collect()
+    }
+
+    fn authorizations_after(
+        &self,
+        tenant: &str,
+        after: Option<(u64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Authorization>, StoreError> {
+        let (at, id) = match after {
+            Some((at, id)) => (Some(ms(at)), id),
+            None => (None, ""),
+        };
+        let rows = self.conn()?.query(
+            "SELECT body FROM authorizations
+             WHERE tenant = $1 AND ($2::bigint IS NULL OR (requested_at_ms, tx_id) > ($2, $3))
+             ORDER BY requested_at_ms, tx_id LIMIT $4",
+            &[&tenant, &at, &id, &(limit.min(i64::MAX as usize) as i64)],
+        )?;
+        rows.iter().map(|r| parse_body(r.try_get(0)?)).collect()
+    }
+
+    fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT id, tx_id, kind, recipient, message, created_ms FROM outbox
+             WHERE tenant = $1 ORDER BY id",
+            &[&tenant],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    id: r.try_get::<_, i64>(0)? as u64,
+                    tx_id: r.try_get(1)?,
+                    notice: Notice {
+                        kind: r.try_get(2)?,
+                        to: r.try_get(3)?,
+                        message: r.try_get(4)?,
+                    },
+                    created_ms: r.try_get::<_, i64>(5)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    fn record_tenant_event(
+        &self,
+        tenant: &str,
+        now_ms: u64,
+        retention_years: u32,
+        event: &EventDraft,
+    ) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn()?;
+        c.begin()?;
+        c.lock_tenant(tenant)?;
+        let latest = c.query_opt(
+            "SELECT detail FROM audit_events WHERE tenant = $1 AND kind = $2
+             ORDER BY seq DESC LIMIT 1",
+            &[&tenant, &event.kind],
+        )?;
+        let same = match latest {
+            Some(r) => serde_json::from_str::<serde_json::Value>(r.try_get(0)?)
+                .is_ok_and(|d| d == event.detail),
+            None => false,
+        };
+        if same {
+            c.commit()?;
+            return Ok(None);
+        }
+        let audit_id = next_id(&mut c, tenant, now_ms, "cfg")?;
+        append_event(
+            &mut c,
+            tenant,
+            &audit_id,
+            "",
+            now_ms,
+            event,
+            retain_until(now_ms, retention_years),
+        )?;
+        c.commit()?;
+        Ok(Some(audit_id))
+    }
+
+    fn ledger_insert(&self, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
+        ledger_insert_in(&mut *self.conn()?, auth, now_ms)
+    }
+}

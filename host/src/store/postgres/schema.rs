@@ -1,0 +1,191 @@
+//! The PostgreSQL schema, as versioned migrations.
+//!
+//! The tables mirror the SQLite store's. Names and ids that are sorted are
+//! `COLLATE "C"`, so every replica (and SQLite) sorts them byte by byte,
+//! whatever the database's locale. Amounts are exact decimal text, summed
+//! in Rust.
+
+use super::pool::Conn;
+use crate::store::StoreError;
+
+/// Applied in order; `tiergate_schema` records each one applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE authorizations (
+    tenant          TEXT COLLATE "C" NOT NULL,
+    tx_id           TEXT COLLATE "C" NOT NULL,
+    content_hash    TEXT    NOT NULL,
+    agent           TEXT COLLATE "C" NOT NULL,
+    team            TEXT COLLATE "C",
+    recipient       TEXT COLLATE "C" NOT NULL,
+    category        TEXT    NOT NULL,
+    currency        TEXT    NOT NULL,
+    amount          TEXT    NOT NULL,
+    tier            TEXT    NOT NULL,
+    requested_at_ms BIGINT  NOT NULL,
+    status          TEXT    NOT NULL,
+    holds           BOOLEAN NOT NULL,
+    deadline_ms     BIGINT,
+    body            TEXT    NOT NULL,
+    PRIMARY KEY (tenant, tx_id)
+);
+CREATE INDEX authorizations_by_agent ON authorizations (tenant, agent, requested_at_ms);
+CREATE INDEX authorizations_holding ON authorizations (tenant, holds, requested_at_ms);
+CREATE INDEX authorizations_due ON authorizations (deadline_ms) WHERE deadline_ms IS NOT NULL;
+CREATE INDEX authorizations_in_order ON authorizations (tenant, requested_at_ms, tx_id);
+
+CREATE TABLE audit_events (
+    tenant          TEXT COLLATE "C" NOT NULL,
+    seq             BIGINT  NOT NULL,
+    audit_id        TEXT    NOT NULL,
+    tx_id           TEXT COLLATE "C" NOT NULL,
+    kind            TEXT    NOT NULL,
+    actor           TEXT,
+    at_ms           BIGINT  NOT NULL,
+    detail          TEXT    NOT NULL,
+    prev_hash       TEXT    NOT NULL,
+    hash            TEXT    NOT NULL,
+    retain_until_ms BIGINT  NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, seq)
+);
+CREATE INDEX audit_events_by_tx ON audit_events (tenant, tx_id);
+CREATE INDEX audit_events_by_kind ON audit_events (tenant, kind, seq);
+CREATE FUNCTION tiergate_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit events are append-only';
+END
+$$;
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+    FOR EACH ROW EXECUTE FUNCTION tiergate_audit_append_only();
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+    FOR EACH STATEMENT EXECUTE FUNCTION tiergate_audit_append_only();
+
+CREATE TABLE audit_days (
+    tenant TEXT COLLATE "C" NOT NULL,
+    day    TEXT   NOT NULL,
+    next   BIGINT NOT NULL,
+    PRIMARY KEY (tenant, day)
+);
+
+CREATE TABLE outbox (
+    id           BIGSERIAL PRIMARY KEY,
+    tenant       TEXT COLLATE "C" NOT NULL,
+    tx_id        TEXT COLLATE "C" NOT NULL,
+    kind         TEXT   NOT NULL,
+    recipient    TEXT   NOT NULL,
+    message      TEXT   NOT NULL,
+    created_ms   BIGINT NOT NULL,
+    delivered_ms BIGINT
+);
+CREATE INDEX outbox_by_tenant ON outbox (tenant, id);
+
+CREATE TABLE ledger (
+    tenant      TEXT COLLATE "C" NOT NULL,
+    tx_id       TEXT COLLATE "C" NOT NULL,
+    amount      TEXT   NOT NULL,
+    currency    TEXT   NOT NULL,
+    recipient   TEXT COLLATE "C" NOT NULL,
+    executed_ms BIGINT NOT NULL,
+    reference   TEXT   NOT NULL,
+    PRIMARY KEY (tenant, tx_id)
+);
+CREATE INDEX ledger_by_recipient ON ledger (tenant, recipient);
+
+CREATE TABLE api_keys (
+    key_id      TEXT COLLATE "C" PRIMARY KEY,
+    tenant      TEXT COLLATE "C" NOT NULL,
+    role        TEXT   NOT NULL,
+    subject     TEXT   NOT NULL,
+    secret_hash TEXT   NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    revoked_ms  BIGINT
+);
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant);
+
+CREATE TABLE policies (
+    digest      TEXT   PRIMARY KEY,
+    component   BYTEA  NOT NULL,
+    uploaded_ms BIGINT NOT NULL
+);
+
+CREATE TABLE tenant_rules (
+    tenant       TEXT COLLATE "C" NOT NULL,
+    version      BIGINT NOT NULL,
+    policy       TEXT   NOT NULL,
+    config       TEXT   NOT NULL,
+    activated_ms BIGINT NOT NULL,
+    actor        TEXT   NOT NULL,
+    PRIMARY KEY (tenant, version)
+);
+
+CREATE TABLE deliveries (
+    outbox_id       BIGINT NOT NULL,
+    url             TEXT COLLATE "C" NOT NULL,
+    tenant          TEXT COLLATE "C" NOT NULL,
+    attempts        BIGINT NOT NULL,
+    next_attempt_ms BIGINT NOT NULL,
+    delivered_ms    BIGINT,
+    gave_up_ms      BIGINT,
+    last_error      TEXT,
+    PRIMARY KEY (outbox_id, url)
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_ms)
+    WHERE delivered_ms IS NULL AND gave_up_ms IS NULL;
+CREATE INDEX deliveries_by_tenant ON deliveries (tenant, url, outbox_id);
+
+CREATE TABLE delivery_cursors (
+    tenant   TEXT COLLATE "C" NOT NULL,
+    url      TEXT COLLATE "C" NOT NULL,
+    after_id BIGINT NOT NULL,
+    PRIMARY KEY (tenant, url)
+);
+
+CREATE TABLE holdings (
+    tenant   TEXT COLLATE "C" NOT NULL,
+    scope    TEXT   NOT NULL,
+    name     TEXT COLLATE "C" NOT NULL,
+    currency TEXT   NOT NULL,
+    hour     BIGINT NOT NULL,
+    amount   TEXT   NOT NULL,
+    PRIMARY KEY (tenant, scope, name, currency, hour)
+);
+CREATE TABLE recipients (
+    tenant        TEXT COLLATE "C" NOT NULL,
+    recipient     TEXT COLLATE "C" NOT NULL,
+    first_paid_ms BIGINT NOT NULL,
+    payments      BIGINT NOT NULL,
+    PRIMARY KEY (tenant, recipient)
+);
+"#];
+
+/// Brings the schema up to date. Every replica runs this on start; the
+/// advisory lock makes the second wait for the first and then find
+/// nothing left to do.
+pub(super) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+    conn.begin()?;
+    // The two-key form: its key space is apart from the tenants' locks.
+    conn.execute("SELECT pg_advisory_xact_lock(7467, 1)", &[])?;
+    conn.batch(
+        "CREATE TABLE IF NOT EXISTS tiergate_schema (
+             version    INTEGER PRIMARY KEY,
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )?;
+    let version: i32 = conn
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM tiergate_schema", &[])?
+        .try_get(0)?;
+    let version = version as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError(format!(
+            "its schema version {version} is newer than this tiergate understands ({}); upgrade tiergate",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        conn.batch(sql)?;
+        conn.execute(
+            "INSERT INTO tiergate_schema (version) VALUES ($1)",
+            &[&((i + 1) as i32)],
+        )?;
+    }
+    conn.commit()
+}

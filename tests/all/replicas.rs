@@ -1,0 +1,373 @@
+//! Several `tiergate serve` replicas on one PostgreSQL database, as behind
+//! a load balancer: requests spread across them must add up as if one
+//! host served them all.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::service::{Response, Served, call, get, payment, post, tenant_file};
+
+/// Replicas sharing a fresh database, each with its own data directory.
+struct Replicas {
+    _dir: tempfile::TempDir,
+    url: String,
+    served: Vec<Served>,
+}
+
+impl Replicas {
+    fn start(n: usize, tenants: &[(&str, &[(&str, &str)])]) -> Replicas {
+        let dir = tempfile::tempdir().unwrap();
+        let url = tiergate_e2e::postgres::fresh_database();
+        let mut args = vec![
+            "--store".to_string(),
+            url.clone(),
+            "--no-demo-tenant".into(),
+        ];
+        for (tenant, edits) in tenants {
+            args.push("--tenant".into());
+            args.push(tenant_file(dir.path(), tenant, edits).display().to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // One after the other: the first applies the schema and the rules.
+        let served = (0..n)
+            .map(|i| Served::start(&dir.path().join(format!("replica-{i}")), &args))
+            .collect();
+        Replicas {
+            _dir: dir,
+            url,
+            served,
+        }
+    }
+
+    fn key(&self, tenant: &str, role: &str, subject: Option<&str>) -> String {
+        let mut cmd = crate::tiergate_command();
+        cmd.args(["keys", "create", "--tenant", tenant, "--role", role])
+            .args(["--store", &self.url]);
+        if let Some(s) = subject {
+            cmd.args(["--subject", s]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn base(&self, i: usize) -> String {
+        self.served[i % self.served.len()].base.clone()
+    }
+}
+
+async fn authorize(base: String, key: String, body: Value) -> Response {
+    call(
+        "POST",
+        &format!("{base}/v1/authorizations"),
+        Some(&key),
+        Some("application/json"),
+        body.to_string(),
+    )
+    .await
+}
+
+fn paid_by(tenant: &str, id: &str, agent: &str, category: &str, amount: &str) -> Value {
+    let mut body = payment(tenant, id, amount, category, "verified");
+    body["agent"] = agent.into();
+    body
+}
+
+/// The tenant's chain, checked by the CLI straight from the database.
+fn chain_verifies(url: &str, tenant: &str) {
+    let out = crate::tiergate_command()
+        .args(["audit", "verify", "--store", url, "--tenant", tenant])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn budgets_hold_exactly_across_replicas_per_agent_and_tenant_wide() {
+    let r = Replicas::start(
+        3,
+        &[
+            (
+                "peragent",
+                &[(
+                    r#"agent_daily_budget = { limit = "500.00" }"#,
+                    r#"agent_daily_budget = { limit = "6.00" }"#,
+                )],
+            ),
+            (
+                "whole",
+                &[(
+                    r#"tenant_daily_budget = { limit = "5000.00" }"#,
+                    r#"tenant_daily_budget = { limit = "10.00" }"#,
+                )],
+            ),
+        ],
+    );
+    let peragent = r.key("peragent", "agent", None);
+    let whole = r.key("whole", "agent", None);
+    let mut tasks = Vec::new();
+    // 300 payments of 1.00, interleaved over both tenants, five agents and
+    // three replicas.
+    for i in 0..300 {
+        let (tenant, key, agent) = if i % 2 == 0 {
+            ("peragent", &peragent, ["agent-a", "agent-b"][i / 2 % 2])
+        } else {
+            ("whole", &whole, ["w1", "w2", "w3"][i / 2 % 3])
+        };
+        let body = paid_by(tenant, &format!("p{i}"), agent, "embeddings", "1.00");
+        tasks.push((
+            tenant,
+            agent,
+            tokio::spawn(authorize(r.base(i), key.clone(), body)),
+        ));
+    }
+    let mut executed: HashMap<(&str, &str), u32> = HashMap::new();
+    for (tenant, agent, task) in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        match answer.body["status"].as_str().unwrap() {
+            "executed" => *executed.entry((tenant, agent)).or_default() += 1,
+            "awaiting_approval" => {
+                let guardrail = &answer.body["escalations"][0]["guardrail"];
+                let want = if tenant == "whole" {
+                    "tenant_daily_budget"
+                } else {
+                    "agent_daily_budget"
+                };
+                assert_eq!(guardrail, want, "{}", answer.text);
+            }
+            other => panic!("unexpected status {other}: {}", answer.text),
+        }
+    }
+    assert_eq!(executed[&("peragent", "agent-a")], 6, "6.00 per agent");
+    assert_eq!(executed[&("peragent", "agent-b")], 6, "6.00 per agent");
+    let whole_total: u32 = ["w1", "w2", "w3"]
+        .iter()
+        .map(|a| executed.get(&("whole", *a)).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(whole_total, 10, "10.00 for the whole tenant");
+    // Every replica wrote into one chain per tenant, and it holds.
+    chain_verifies(&r.url, "peragent");
+    chain_verifies(&r.url, "whole");
+    let auditor = r.key("whole", "auditor", Some("audit@whole.example"));
+    for i in 0..3 {
+        let v = call(
+            "GET",
+            &format!("{}/v1/audit/verify", r.base(i)),
+            Some(&auditor),
+            None,
+            "",
+        )
+        .await;
+        assert_eq!(v.body["ok"], true, "{}", v.text);
+        // 150 authorized events and 10 executed ones, at least.
+        assert!(v.body["events"].as_u64().unwrap() >= 160, "{}", v.text);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_of_one_id_on_different_replicas_have_one_effect() {
+    let r = Replicas::start(3, &[("acme", &[])]);
+    let agent = r.key("acme", "agent", None);
+    let auditor = r.key("acme", "auditor", Some("audit@acme.example"));
+    let body = payment("acme", "once", "0.02", "embeddings", "verified");
+    let tasks: Vec<_> = (0..60)
+        .map(|i| tokio::spawn(authorize(r.base(i), agent.clone(), body.clone())))
+        .collect();
+    let mut ids = BTreeSet::new();
+    let mut created = 0;
+    for t in tasks {
+        let answer = t.await.unwrap();
+        assert!(
+            answer.status == 201 || answer.status == 200,
+            "{}",
+            answer.text
+        );
+        created += u32::from(answer.status == 201);
+        ids.insert(answer.body["audit_id"].as_str().unwrap().to_string());
+    }
+    // Whether an answer says 201 or 200 is decided before the store is
+    // asked, so concurrent first requests may each say 201; what matters is
+    // that they all describe one recorded authorization.
+    assert!(created >= 1);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let events = get(&r.served[2], "/v1/audit/transactions/once", &auditor)
+        .await
+        .body;
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "authorized").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "executed").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_replica_runs_deadlines_and_each_payment_moves_once_even_when_one_dies() {
+    let mut r = Replicas::start(
+        3,
+        &[(
+            "quick",
+            &[(r#"veto_window = "30s""#, r#"veto_window = "2s""#)],
+        )],
+    );
+    let agent = r.key("quick", "agent", None);
+    let auditor = r.key("quick", "auditor", Some("audit@quick.example"));
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            // Many agents: no velocity cap interferes.
+            let who = format!("agent-{}", i % 20);
+            let body = paid_by("quick", &format!("v{i}"), &who, "data_access", "4.99");
+            tokio::spawn(authorize(r.base(i), agent.clone(), body))
+        })
+        .collect();
+    for t in tasks {
+        let answer = t.await.unwrap();
+        assert_eq!(answer.body["status"], "pending_veto", "{}", answer.text);
+    }
+    // One replica dies while the veto windows close; the others carry on.
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    r.served.remove(0).kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = get(&r.served[0], "/v1/approvals", &auditor).await.body;
+        if waiting.as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still waiting: {waiting}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..60 {
+        let events = get(
+            &r.served[i % 2],
+            &format!("/v1/audit/transactions/v{i}"),
+            &auditor,
+        )
+        .await
+        .body;
+        let kinds: Vec<&str> = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        for once in ["veto_window_closed", "executed"] {
+            assert_eq!(
+                kinds.iter().filter(|k| **k == once).count(),
+                1,
+                "v{i}: {kinds:?}"
+            );
+        }
+    }
+    chain_verifies(&r.url, "quick");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_on_one_replica_is_seen_by_all() {
+    let r = Replicas::start(3, &[("acme", &[])]);
+    let agent = r.key("acme", "agent", None);
+    let alice = r.key("acme", "approver", Some("alice@acme.example"));
+    let hire = post(
+        &r.served[0],
+        "/v1/authorizations",
+        &agent,
+        &payment("acme", "hire", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
+    let inboxes = |state: &'static str| {
+        let r = &r;
+        let alice = alice.clone();
+        async move {
+            for s in &r.served {
+                let listed = get(s, "/v1/approvals", &alice).await.body;
+                let ids: Vec<&str> = listed
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["transaction"]["id"].as_str().unwrap())
+                    .collect();
+                let want: &[&str] = if state == "waiting" { &["hire"] } else { &[] };
+                assert_eq!(ids, want, "{} shows {listed}", s.base);
+            }
+        }
+    };
+    inboxes("waiting").await;
+    let approved = post(
+        &r.served[1],
+        "/v1/approvals/hire/approve",
+        &alice,
+        &json!({"reason": "checked", "content_hash": hire.body["content_hash"]}),
+    )
+    .await;
+    assert_eq!(approved.body["status"], "executed", "{}", approved.text);
+    inboxes("decided").await;
+    for s in &r.served {
+        let seen = get(s, "/v1/authorizations/hire", &alice).await;
+        assert_eq!(seen.body["status"], "executed", "{}", seen.text);
+    }
+    // A second verdict on another replica is refused: it was decided.
+    let again = post(
+        &r.served[2],
+        "/v1/approvals/hire/reject",
+        &alice,
+        &json!({"reason": "late", "content_hash": hire.body["content_hash"]}),
+    )
+    .await;
+    assert_eq!(again.status, 409, "{}", again.text);
+}
+
+#[test]
+fn a_bad_or_unreachable_store_url_is_named_and_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("postgres://tg:s3cret@127.0.0.1:{port}/tg");
+    for (store, says) in [
+        (
+            unreachable.as_str(),
+            "cannot connect to PostgreSQL at 127.0.0.1",
+        ),
+        (
+            "postgres://tg@127.0.0.1:notaport/tg",
+            "the PostgreSQL URL is not valid",
+        ),
+    ] {
+        let out = crate::tiergate_command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-demo-tenant"])
+            .args(["--store", store, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            stderr.contains("cannot open the store postgres://"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("s3cret"), "{stderr}");
+        let out = crate::tiergate_command()
+            .args(["keys", "list", "--tenant", "acme", "--store", store])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says));
+    }
+}
