@@ -363,13 +363,15 @@ impl Governor {
 
     /// [`authorize`](Self::authorize), recording `caller` (the API key or
     /// other credential that submitted the request) as the originator's key.
+    /// Also says whether this request recorded the payment or found it
+    /// recorded by an earlier one with the same id.
     pub async fn authorize_from(
         &self,
         tx: Transaction,
         caller: String,
-    ) -> Result<Authorization, GovernError> {
+    ) -> Result<Answered, GovernError> {
         let this = self.clone();
-        blocking(move || this.authorize_blocking_from(tx, Some(&caller))).await
+        blocking(move || this.answer(tx, Some(&caller))).await
     }
 
     /// [`authorize`](Self::authorize) on the calling thread.
@@ -380,9 +382,13 @@ impl Governor {
     /// [`authorize_from`](Self::authorize_from) on the calling thread.
     pub fn authorize_blocking_from(
         &self,
-        mut tx: Transaction,
+        tx: Transaction,
         caller: Option<&str>,
     ) -> Result<Authorization, GovernError> {
+        Ok(self.answer(tx, caller)?.authorization)
+    }
+
+    fn answer(&self, mut tx: Transaction, caller: Option<&str>) -> Result<Answered, GovernError> {
         let tenant = self.tenant(&tx.tenant)?;
         // The host stamps the request time: an agent that dated its own
         // request could slip out of its budget and velocity windows.
@@ -441,13 +447,21 @@ impl Governor {
             self.settled_in_ledger(plan::authorize(&request, &snapshot.holdings, audit_id))
         };
         let auth = match store.record(&entry, &mut decide)? {
-            // Another request with this id won the race.
-            Recorded::Existing(existing) => return same_request(existing, &hash),
+            // An earlier request with this id, or another one that won the race.
+            Recorded::Existing(existing) => {
+                return Ok(Answered {
+                    authorization: same_request(existing, &hash)?,
+                    new: false,
+                });
+            }
             Recorded::New(auth) if auth.status == Status::Executing => self.execute(auth)?,
             Recorded::New(auth) => auth,
         };
         self.inner.observer.recorded(&auth);
-        Ok(auth)
+        Ok(Answered {
+            authorization: auth,
+            new: true,
+        })
     }
 
     /// An owner's verdict on a held payment: approve or reject one awaiting
@@ -654,6 +668,16 @@ impl Governor {
             &mut |current| plan::on_executed(current, &result),
         )
     }
+}
+
+/// An authorization's answer, and whether this request recorded it.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    /// The payment's state.
+    pub authorization: Authorization,
+    /// Recorded by this request; false when an earlier request with the same
+    /// id (a retry) had recorded it.
+    pub new: bool,
 }
 
 fn same_request(existing: Authorization, hash: &str) -> Result<Authorization, GovernError> {

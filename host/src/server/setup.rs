@@ -2,10 +2,11 @@
 //! then any configuration files given), the demo tenant, the background
 //! deadline runner, and a graceful shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -14,7 +15,7 @@ use tokio::sync::watch;
 use super::{AppState, IssuedKey, Limits, ServeOptions, issue_key, now_ms};
 use crate::governance::{Governor, TenantConfig};
 use crate::runtime::{CompiledPolicy, Runtime};
-use crate::store::{Backend, Location, Role, RulesStore, Store};
+use crate::store::{Backend, Location, Role, RulesStore, Store, StoredRules};
 
 /// The demo tenant's configuration: the article's four tiers over seed-tiers.
 const DEMO_TENANT: &str = include_str!("demo-tenant.toml");
@@ -45,6 +46,7 @@ pub struct Service {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     deadlines: tokio::task::JoinHandle<()>,
     webhooks: tokio::task::JoinHandle<()>,
+    rules: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -72,7 +74,9 @@ impl Service {
         let mut builder = Governor::builder(runtime.clone(), store.clone() as Arc<dyn Store>)
             .activated_by("service-start")
             .observer(metrics.clone());
-        for (config, compiled) in load_rules(store.as_ref(), &runtime)?.into_values() {
+        let mut followed = RulesFollowed::default();
+        for (config, compiled, version) in load_rules(store.as_ref(), &runtime)?.into_values() {
+            followed.versions.insert(config.tenant.clone(), version);
             builder = builder.tenant_with_policy(config, &compiled)?;
         }
         let governor = builder.build()?;
@@ -85,7 +89,7 @@ impl Service {
         let state = AppState::new(
             governor.clone(),
             backend.clone(),
-            runtime,
+            runtime.clone(),
             Limits {
                 body_bytes: options.body_bytes,
                 upload_bytes: options.upload_bytes,
@@ -106,6 +110,13 @@ impl Service {
                 })
                 .await
         });
+        let rules = tokio::spawn(follow_rules(
+            governor.clone(),
+            backend.clone(),
+            runtime.clone(),
+            followed,
+            shutdown.subscribe(),
+        ));
         let webhooks = tokio::spawn(super::webhooks::run(
             governor.clone(),
             backend,
@@ -138,6 +149,7 @@ impl Service {
             server,
             deadlines,
             webhooks,
+            rules,
         })
     }
 
@@ -148,6 +160,7 @@ impl Service {
         self.server.await??;
         let _ = self.deadlines.await;
         let _ = self.webhooks.await;
+        let _ = self.rules.await;
         Ok(())
     }
 
@@ -176,21 +189,109 @@ async fn wait_for_signal() {
     }
 }
 
-/// A tenant's rules from the store: the parsed configuration and the
-/// compiled policy it names.
+/// Each tenant's rules from the store: the parsed configuration, the
+/// compiled policy it names, and the stored version.
 fn load_rules(
     store: &dyn Backend,
     runtime: &Runtime,
-) -> Result<BTreeMap<String, (TenantConfig, CompiledPolicy)>> {
+) -> Result<BTreeMap<String, (TenantConfig, CompiledPolicy, u64)>> {
     let mut out = BTreeMap::new();
     for rules in store.active_rules()? {
-        let config = TenantConfig::parse(&rules.config, Path::new(&rules.tenant))
-            .with_context(|| format!("tenant {}'s stored configuration", rules.tenant))?;
-        let compiled = compile_named(store, runtime, &rules.policy)
-            .with_context(|| format!("tenant {}'s stored policy {}", rules.tenant, rules.policy))?;
-        out.insert(rules.tenant.clone(), (config, compiled));
+        let (config, compiled) = prepare_rules(store, runtime, &rules)?;
+        out.insert(rules.tenant.clone(), (config, compiled, rules.version));
     }
     Ok(out)
+}
+
+fn prepare_rules(
+    store: &dyn Backend,
+    runtime: &Runtime,
+    rules: &StoredRules,
+) -> Result<(TenantConfig, CompiledPolicy)> {
+    let config = TenantConfig::parse(&rules.config, Path::new(&rules.tenant))
+        .with_context(|| format!("tenant {}'s stored configuration", rules.tenant))?;
+    let compiled = compile_named(store, runtime, &rules.policy)
+        .with_context(|| format!("tenant {}'s stored policy {}", rules.tenant, rules.policy))?;
+    Ok((config, compiled))
+}
+
+/// How often a host looks for rules activated by another host on the same
+/// store.
+const RULES_POLL: Duration = Duration::from_secs(1);
+
+/// The stored rules version each tenant is served with.
+#[derive(Default)]
+struct RulesFollowed {
+    versions: HashMap<String, u64>,
+}
+
+/// Follows the rules in the store, so replicas sharing one database serve
+/// what any of them activated, within [`RULES_POLL`]: a tenant's newer
+/// stored version is compiled (from the compiled-policy cache when it can)
+/// and swapped in. Activating rules another host already recorded records
+/// nothing new.
+async fn follow_rules(
+    governor: Governor,
+    store: Arc<dyn Backend>,
+    runtime: Runtime,
+    mut followed: RulesFollowed,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RULES_POLL) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        let (governor, store, runtime) = (governor.clone(), store.clone(), runtime.clone());
+        let pass = tokio::task::spawn_blocking(move || {
+            let newer = newer_rules(&governor, store.as_ref(), &runtime, &mut followed);
+            (newer, followed)
+        })
+        .await;
+        match pass {
+            Ok((Ok(()), back)) => followed = back,
+            Ok((Err(e), back)) => {
+                tracing::error!(error = %e, "cannot read the stored rules");
+                followed = back;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the rules follower stopped");
+                break;
+            }
+        }
+    }
+}
+
+fn newer_rules(
+    governor: &Governor,
+    store: &dyn Backend,
+    runtime: &Runtime,
+    followed: &mut RulesFollowed,
+) -> Result<()> {
+    for rules in store.active_rules()? {
+        if followed
+            .versions
+            .get(&rules.tenant)
+            .is_some_and(|v| *v >= rules.version)
+        {
+            continue;
+        }
+        // Tried once per version: a version this host cannot serve is
+        // logged, not retried every poll; the tenant keeps its rules.
+        followed
+            .versions
+            .insert(rules.tenant.clone(), rules.version);
+        let activated = prepare_rules(store, runtime, &rules).and_then(|(config, compiled)| {
+            Ok(governor.activate(config, &compiled, &rules.actor)?)
+        });
+        match activated {
+            Ok(_) => tracing::info!(tenant = %rules.tenant, version = rules.version,
+                policy = %rules.policy, "stored rules activated"),
+            Err(e) => tracing::error!(tenant = %rules.tenant, version = rules.version,
+                error = format!("{e:#}"), "cannot serve the stored rules; the tenant keeps its current rules"),
+        }
+    }
+    Ok(())
 }
 
 /// Compiles a policy named by digest (an uploaded component) or by a bundled name.

@@ -60,15 +60,19 @@ pub(super) async fn create(
         )
         .field("agent"));
     }
-    let governor = state.governor();
-    let seen = governor.get(&tx.tenant, &tx.id).is_ok();
-    let auth = governor.authorize_from(tx, caller.0.key_id.clone()).await?;
+    // The store says whether this request recorded the payment, so of
+    // concurrent first requests with one id exactly one gets 201.
+    let answered = state
+        .governor()
+        .authorize_from(tx, caller.0.key_id.clone())
+        .await?;
+    let auth = answered.authorization;
     tracing::info!(tx_id = %auth.transaction.id, audit_id = %auth.audit_id, tier = %auth.tier,
-        status = auth.status.as_str(), "authorized");
-    let status = if seen {
-        StatusCode::OK
-    } else {
+        status = auth.status.as_str(), new = answered.new, "authorized");
+    let status = if answered.new {
         StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
     Ok((status, Json(auth)))
 }

@@ -28,8 +28,8 @@ use pool::{Conn, Pool};
 use tokio_postgres::Row;
 
 use super::{
-    AuditEvent, Change, EventDraft, GENESIS_HASH, History, NewEntry, Notice, OutboxEntry,
-    PastPayment, Recorded, Snapshot, Store, StoreError, event_hash, utc_day,
+    AuditEvent, Change, EventDraft, EventFields, GENESIS_HASH, History, NewEntry, Notice,
+    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, canonical_json, utc_day,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::money::parse_decimal;
@@ -191,15 +191,19 @@ fn append_event(
         ),
         None => (1, GENESIS_HASH.to_string()),
     };
-    let hash = event_hash(
-        &prev_hash,
+    // The text stored is the text hashed.
+    let detail = canonical_json(&event.detail);
+    let hash = EventFields {
         seq,
         audit_id,
         tx_id,
         at_ms,
-        event,
         retain_until_ms,
-    );
+        kind: &event.kind,
+        actor: event.actor.as_deref(),
+        detail: &detail,
+    }
+    .hash(&prev_hash);
     c.execute(
         "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail,
              prev_hash, hash, retain_until_ms)
@@ -212,7 +216,7 @@ fn append_event(
             &event.kind,
             &event.actor,
             &ms(at_ms),
-            &event.detail.to_string(),
+            &detail,
             &prev_hash,
             &hash,
             &ms(retain_until_ms),
