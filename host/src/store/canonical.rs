@@ -27,8 +27,37 @@ pub fn event_hash(
     event: &EventDraft,
     retain_until_ms: u64,
 ) -> String {
+    hashed(
+        prev_hash,
+        seq,
+        audit_id,
+        tx_id,
+        at_ms,
+        event,
+        retain_until_ms,
+    )
+    .hash
+}
+
+/// An event as a store keeps it: its detail in canonical JSON and its hash
+/// over that same text, so the detail is written once.
+pub(crate) struct Hashed {
+    pub detail: String,
+    pub hash: String,
+}
+
+/// [`event_hash`], with the canonical detail text it hashed.
+pub(crate) fn hashed(
+    prev_hash: &str,
+    seq: u64,
+    audit_id: &str,
+    tx_id: &str,
+    at_ms: u64,
+    event: &EventDraft,
+    retain_until_ms: u64,
+) -> Hashed {
     let detail = canonical_json(&event.detail);
-    let fields = EventFields {
+    let hash = EventFields {
         seq,
         audit_id,
         tx_id,
@@ -37,28 +66,28 @@ pub fn event_hash(
         kind: &event.kind,
         actor: event.actor.as_deref(),
         detail: &detail,
-    };
-    fields.hash(prev_hash)
+    }
+    .hash(prev_hash);
+    Hashed { detail, hash }
 }
 
-/// An event's hashed fields, with its detail already in canonical JSON (a
-/// store keeps that text too, so it is written once).
-pub(crate) struct EventFields<'a> {
-    pub seq: u64,
-    pub audit_id: &'a str,
-    pub tx_id: &'a str,
-    pub at_ms: u64,
-    pub retain_until_ms: u64,
-    pub kind: &'a str,
-    pub actor: Option<&'a str>,
+/// An event's hashed fields, with its detail already in canonical JSON.
+struct EventFields<'a> {
+    seq: u64,
+    audit_id: &'a str,
+    tx_id: &'a str,
+    at_ms: u64,
+    retain_until_ms: u64,
+    kind: &'a str,
+    actor: Option<&'a str>,
     /// From [`canonical_json`].
-    pub detail: &'a str,
+    detail: &'a str,
 }
 
 impl EventFields<'_> {
     /// [`event_hash`], written straight into the digest key by key (this runs
     /// inside the store's write transaction, several times per payment).
-    pub(crate) fn hash(&self, prev_hash: &str) -> String {
+    fn hash(&self, prev_hash: &str) -> String {
         let mut h = Sha256Writer::default();
         h.feed(prev_hash.as_bytes());
         h.feed(b"\n{\"actor\":");

@@ -37,7 +37,7 @@ pub const GENESIS_HASH: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 pub use canonical::event_hash;
-pub(crate) use canonical::{EventFields, canonical_json};
+pub(crate) use canonical::{Hashed, hashed};
 
 /// Where the store lives: a SQLite file (the default), or a PostgreSQL
 /// database that several replicas share.

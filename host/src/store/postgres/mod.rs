@@ -28,8 +28,8 @@ use pool::{Conn, Pool};
 use tokio_postgres::Row;
 
 use super::{
-    AuditEvent, Change, EventDraft, EventFields, GENESIS_HASH, History, NewEntry, Notice,
-    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, canonical_json, utc_day,
+    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, NewEntry, Notice, OutboxEntry,
+    PastPayment, Recorded, Snapshot, Store, StoreError, hashed, utc_day,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::money::parse_decimal;
@@ -192,18 +192,15 @@ fn append_event(
         None => (1, GENESIS_HASH.to_string()),
     };
     // The text stored is the text hashed.
-    let detail = canonical_json(&event.detail);
-    let hash = EventFields {
+    let Hashed { detail, hash } = hashed(
+        &prev_hash,
         seq,
         audit_id,
         tx_id,
         at_ms,
+        event,
         retain_until_ms,
-        kind: &event.kind,
-        actor: event.actor.as_deref(),
-        detail: &detail,
-    }
-    .hash(&prev_hash);
+    );
     c.execute(
         "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail,
              prev_hash, hash, retain_until_ms)

@@ -9,8 +9,8 @@ use durability::GroupSync;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AuditEvent, Change, EventDraft, EventFields, GENESIS_HASH, History, NewEntry, Notice,
-    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, canonical_json,
+    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, NewEntry, Notice, OutboxEntry,
+    PastPayment, Recorded, Snapshot, Store, StoreError, hashed,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::money::parse_decimal;
@@ -424,18 +424,16 @@ fn append_event(
         Some((seq, hash)) => (seq as u64 + 1, hash),
         None => (1, GENESIS_HASH.to_string()),
     };
-    let detail = canonical_json(&event.detail);
-    let hash = EventFields {
+    // The text stored is the text hashed.
+    let Hashed { detail, hash } = hashed(
+        &prev_hash,
         seq,
         audit_id,
         tx_id,
         at_ms,
+        event,
         retain_until_ms,
-        kind: &event.kind,
-        actor: event.actor.as_deref(),
-        detail: &detail,
-    }
-    .hash(&prev_hash);
+    );
     tx.prepare_cached("INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail, prev_hash, hash,
                                    retain_until_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(
