@@ -877,3 +877,77 @@ on_both_stores!(async 4:
     a_budget_for_n_payments_lets_exactly_n_through_under_concurrency,
     velocity_caps_hold_exactly_under_concurrency,
 );
+
+/// A storage failure part-way through one payment's writes (here a trigger
+/// refusing its audit event) rolls back the batch of concurrent writes it
+/// shared: that payment and its batch-mates get an error, every payment
+/// answered is stored whole, nothing refused is half-stored, and the store
+/// goes on working.
+#[test]
+fn a_write_failing_part_way_loses_its_batch_but_nothing_acknowledged() {
+    let w = World::on(Kind::Sqlite, ACME);
+    // The built-in ledger, so a payment is recorded and executed in one
+    // write (a payment executor of one's own takes two, by design).
+    let config = TenantConfig::parse(ACME, Path::new("examples/tenants/acme.toml")).unwrap();
+    let governor = Governor::builder(runtime().clone(), w.test_store.open() as Arc<dyn Store>)
+        .clock(Arc::new(w.clock.clone()))
+        .tenant_with_policy(config, &bundled("seed-tiers"))
+        .unwrap()
+        .build()
+        .unwrap();
+    rusqlite::Connection::open(&w.db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER injected_failure BEFORE INSERT ON audit_events
+             WHEN NEW.tx_id LIKE 'boom%'
+             BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END;",
+        )
+        .unwrap();
+    let answers: Vec<(String, Result<Authorization, GovernError>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..48)
+            .map(|i| {
+                let id = if i % 12 == 5 {
+                    format!("boom{i}")
+                } else {
+                    format!("w{i}")
+                };
+                let mut tx = w.tx(&id, "0.02", "embeddings", "verified");
+                tx.agent = format!("agent-{}", i % 8);
+                let governor = governor.clone();
+                s.spawn(move || (id, governor.authorize_blocking(tx)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut answered = 0;
+    for (id, answer) in &answers {
+        let stored = w.store().get("acme", id).unwrap();
+        match answer {
+            Ok(a) => {
+                assert!(!id.starts_with("boom"), "{id} cannot be stored");
+                assert_eq!(
+                    stored.as_ref(),
+                    Some(a),
+                    "{id} was answered, so it is stored"
+                );
+                answered += 1;
+            }
+            Err(e) => {
+                let why = e.to_string();
+                assert!(why.contains("injected storage failure"), "{id}: {why}");
+                assert_eq!(stored, None, "{id} was refused, so nothing of it is stored");
+            }
+        }
+    }
+    assert!(
+        answered > 0,
+        "payments outside the failed batches go through"
+    );
+    let events = w.store().events("acme", None).unwrap();
+    tiergate::audit::verify_chain(&events).unwrap();
+    assert!(events.iter().all(|e| !e.tx_id.starts_with("boom")));
+    let after = governor
+        .authorize_blocking(w.tx("after", "0.02", "embeddings", "verified"))
+        .unwrap();
+    assert_eq!(after.status, Status::Executed);
+}

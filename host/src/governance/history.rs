@@ -2,7 +2,9 @@
 
 use rust_decimal::Decimal;
 
-use crate::model::context::{Activity, ActivityFilter, ContextSource, RecipientHistory};
+use crate::model::context::{
+    Activity, ActivityFilter, ContextRead, ContextSource, RecipientHistory,
+};
 use crate::store::History;
 
 /// Answers a policy's questions about one transaction from a snapshot of the
@@ -17,33 +19,132 @@ pub(crate) struct HistoryContext {
 
 impl ContextSource for HistoryContext {
     fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> Activity {
-        let since = self.at_ms.saturating_sub(window_ms);
-        let mut activity = Activity {
-            count: 0,
-            total: Decimal::ZERO,
-        };
-        for p in &self.history.payments {
-            // Inclusive at both ends: a burst within one millisecond still counts.
-            let in_window = p.requested_at_ms >= since && p.requested_at_ms <= self.at_ms;
-            let matches = match filter {
-                ActivityFilter::All => true,
-                ActivityFilter::Category(c) => &p.category == c,
-                ActivityFilter::Tier(t) => p.tier == *t,
-            };
-            if in_window && matches {
-                activity.count += 1;
-                if p.currency == self.currency {
-                    activity.total += p.amount;
-                }
-            }
-        }
-        activity
+        activity(&self.history, self.at_ms, &self.currency, window_ms, filter)
     }
 
     fn recipient(&self) -> RecipientHistory {
-        RecipientHistory {
-            first_seen_ms: self.history.recipient_first_paid_ms,
-            payment_count: self.history.recipient_payments,
+        recipient(&self.history)
+    }
+}
+
+/// Whether `history` gives every answer in `reads`: then a decision made on
+/// another snapshot is the one this snapshot would give, since a policy sees
+/// nothing but the transaction, its configuration and these answers.
+pub(crate) fn same_answers(
+    history: &History,
+    at_ms: u64,
+    currency: &str,
+    reads: &[ContextRead],
+) -> bool {
+    reads.iter().all(|read| match read {
+        ContextRead::AgentActivity {
+            window,
+            filter,
+            answer,
+        } => activity(history, at_ms, currency, window.as_millis(), filter) == *answer,
+        ContextRead::Recipient { answer } => recipient(history) == *answer,
+    })
+}
+
+fn activity(
+    history: &History,
+    at_ms: u64,
+    currency: &str,
+    window_ms: u64,
+    filter: &ActivityFilter,
+) -> Activity {
+    let since = at_ms.saturating_sub(window_ms);
+    let mut activity = Activity {
+        count: 0,
+        total: Decimal::ZERO,
+    };
+    for p in &history.payments {
+        // Inclusive at both ends: a burst within one millisecond still counts.
+        let in_window = p.requested_at_ms >= since && p.requested_at_ms <= at_ms;
+        let matches = match filter {
+            ActivityFilter::All => true,
+            ActivityFilter::Category(c) => &p.category == c,
+            ActivityFilter::Tier(t) => p.tier == *t,
+        };
+        if in_window && matches {
+            activity.count += 1;
+            if p.currency == currency {
+                activity.total += p.amount;
+            }
         }
+    }
+    activity
+}
+
+fn recipient(history: &History) -> RecipientHistory {
+    RecipientHistory {
+        first_seen_ms: history.recipient_first_paid_ms,
+        payment_count: history.recipient_payments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tiergate_policy::{Tier, Window};
+
+    use super::*;
+    use crate::store::PastPayment;
+
+    fn paid(at_ms: u64, category: &str, tier: Tier) -> PastPayment {
+        PastPayment {
+            requested_at_ms: at_ms,
+            amount: Decimal::new(250, 2),
+            currency: "USDC".into(),
+            category: category.into(),
+            tier,
+        }
+    }
+
+    #[test]
+    fn an_early_decision_stands_only_while_its_answers_do() {
+        let at = 10_000_000;
+        let mut history = History {
+            payments: vec![paid(at - 1_000, "embeddings", Tier::Autonomous)],
+            recipient_first_paid_ms: Some(1),
+            recipient_payments: 1,
+        };
+        let early = HistoryContext {
+            history: history.clone(),
+            at_ms: at,
+            currency: "USDC".into(),
+        };
+        let asked = ActivityFilter::Category("embeddings".into());
+        let reads = vec![
+            ContextRead::AgentActivity {
+                window: Window::hours(1),
+                filter: asked.clone(),
+                answer: early.agent_activity(Window::hours(1).as_millis(), &asked),
+            },
+            ContextRead::Recipient {
+                answer: early.recipient(),
+            },
+        ];
+        assert!(same_answers(&history, at, "USDC", &reads));
+        assert!(same_answers(&history, at, "USDC", &[]));
+
+        // Another category, or a payment before the window, changes no answer.
+        history
+            .payments
+            .push(paid(at - 500, "compute", Tier::Autonomous));
+        history
+            .payments
+            .push(paid(at - 7_200_000, "embeddings", Tier::Autonomous));
+        assert!(same_answers(&history, at, "USDC", &reads));
+
+        // One more payment the policy counted changes its answer.
+        history
+            .payments
+            .push(paid(at, "embeddings", Tier::Supervised));
+        assert!(!same_answers(&history, at, "USDC", &reads));
+        history.payments.pop();
+
+        // So does a payment to the recipient since.
+        history.recipient_payments = 2;
+        assert!(!same_answers(&history, at, "USDC", &reads));
     }
 }

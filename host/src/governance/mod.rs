@@ -418,22 +418,57 @@ impl Governor {
             window_start_ms: tx.requested_at_ms.saturating_sub(BUDGET_WINDOW_MS),
             now_ms: self.inner.clock.now_ms(),
         };
-        // The policy runs inside the store's transaction, on the snapshot read
-        // there, so velocity counts are as exact as budgets under concurrency.
+        // Classify before taking the store's write lock, on the last committed
+        // history, so writers do not wait on the sandbox. Inside, that decision
+        // stands only if the exact snapshot answers every context question
+        // the policy asked the same way: a policy sees nothing else, so it
+        // would decide the same again. Otherwise it runs again on the exact
+        // snapshot, and velocity counts stay as exact as budgets.
+        let mut early = match store.peek_history(&entry)? {
+            Some(history) => {
+                let started = std::time::Instant::now();
+                let context = Arc::new(history::HistoryContext {
+                    history,
+                    at_ms: tx.requested_at_ms,
+                    currency: tx.currency.clone(),
+                });
+                // A failed classification runs again inside: a deadline
+                // missed under load should not decide for the exact snapshot.
+                tenant
+                    .policy
+                    .classify_blocking(&tx, context)
+                    .ok()
+                    .filter(|d| d.failure.is_none())
+                    .map(|d| (d, started.elapsed()))
+            }
+            None => None,
+        };
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
-            let context = Arc::new(history::HistoryContext {
-                history: snapshot.history.clone(),
-                at_ms: tx.requested_at_ms,
-                currency: tx.currency.clone(),
+            let still = early.take().filter(|(d, _)| {
+                history::same_answers(
+                    &snapshot.history,
+                    tx.requested_at_ms,
+                    &tx.currency,
+                    &d.context_reads,
+                )
             });
-            let started = std::time::Instant::now();
-            let decision = tenant
-                .policy
-                .classify_first(&tx, context)
-                .map_err(|e| GovernError::Classify(e.to_string()))?;
-            self.inner
-                .observer
-                .classified(&tx.tenant, &decision, started.elapsed());
+            let (decision, took) = match still {
+                Some(early) => early,
+                None => {
+                    let context = Arc::new(history::HistoryContext {
+                        history: snapshot.history.clone(),
+                        at_ms: tx.requested_at_ms,
+                        currency: tx.currency.clone(),
+                    });
+                    let started = std::time::Instant::now();
+                    let decision = tenant
+                        .policy
+                        .classify_first(&tx, context)
+                        .map_err(|e| GovernError::Classify(e.to_string()))?;
+                    (decision, started.elapsed())
+                }
+            };
+            self.inner.observer.classified(&tx.tenant, &decision, took);
             let request = plan::Request {
                 config: &tenant.config,
                 tx: &tx,

@@ -301,6 +301,17 @@ pub trait Store: Send + Sync {
         plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
     ) -> Result<Recorded, GovernError>;
 
+    /// The history `record` would read for `entry`, read now without waiting
+    /// for writers: what was committed, which may be a little behind. The
+    /// governor classifies on it outside the write transaction, and inside
+    /// keeps that decision only if every context answer the policy used is
+    /// the same on the exact snapshot. `None` when the store cannot read
+    /// beside its writers.
+    fn peek_history(&self, entry: &NewEntry<'_>) -> Result<Option<History>, StoreError> {
+        let _ = entry;
+        Ok(None)
+    }
+
     /// Atomically applies one transition decided on the current state. When
     /// `decide` refuses, nothing is written and its error is returned.
     fn update(

@@ -357,6 +357,17 @@ impl Store for PostgresStore {
         Ok(Recorded::New(change.authorization))
     }
 
+    fn peek_history(&self, entry: &NewEntry<'_>) -> Result<Option<History>, StoreError> {
+        history_in(
+            &mut *self.conn()?,
+            entry.tenant,
+            entry.agent,
+            entry.recipient,
+            entry.history_since_ms,
+        )
+        .map(Some)
+    }
+
     fn update(
         &self,
         tenant: &str,

@@ -1,8 +1,9 @@
 //! Group commit: many writers' work made durable by one commit and one fsync.
 //!
-//! Writers do not commit. Each runs its work as a savepoint inside one open
-//! batch transaction on the connection, releases the connection, and waits
-//! here. Whoever arrives while no flush is running becomes the leader: it
+//! Writers do not commit. Each runs its unit of work inside one open batch
+//! transaction on the connection (as a savepoint, except on the hot path,
+//! which decides before it writes), releases the connection with the unit's
+//! number, and waits here for that unit. Whoever arrives while no flush is running becomes the leader: it
 //! commits the batch (SQLite writes each changed page to the write-ahead log
 //! once, however many writers changed it) and, with the connection free
 //! again, fsyncs the log. Everyone whose work was in that batch is then
@@ -15,8 +16,11 @@
 //! moved into the database file before the fsync are durable too: in this
 //! mode SQLite syncs the log before every checkpoint and the database after.
 //!
-//! If a commit or an fsync fails, every writer of that batch gets an error:
-//! nothing of it is acknowledged.
+//! If a commit or an fsync fails, or a unit without a savepoint fails after
+//! it began writing (the batch is then rolled back), every writer of that
+//! batch gets an error: nothing of it is acknowledged. A writer waits for its
+//! own unit, not for a count read later, so a unit of a lost batch is never
+//! answered by a later batch's success.
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -39,6 +43,9 @@ struct State {
     written: u64,
     /// Every unit up to this count is committed and on disk.
     synced: u64,
+    /// Units up to this count were in a batch already committed (or
+    /// abandoned); later ones are in the open batch.
+    batch_start: u64,
     /// A flush (commit and fsync) is running.
     flushing: bool,
     /// Ranges `(after, through]` of units whose batch failed, with why.
@@ -61,23 +68,76 @@ impl GroupSync {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a unit of work that just ended; called while the writer still
-    /// holds the connection, so the count never runs ahead of the batch.
-    pub(super) fn note_write(&self) {
-        self.state().written += 1;
+    /// Counts a unit of work that just ended, and returns its number; called
+    /// while the writer still holds the connection, so the count never runs
+    /// ahead of the batch.
+    pub(super) fn note_write(&self) -> u64 {
+        let mut state = self.state();
+        state.written += 1;
+        state.written
+    }
+
+    /// Returns once unit `unit` is committed and on disk, or an error if the
+    /// batch holding it failed.
+    pub(super) fn wait_for(&self, unit: u64, conn: &Mutex<Connection>) -> Result<(), StoreError> {
+        self.wait(unit, None, conn)
     }
 
     /// Returns once every unit written before this call is committed and on
-    /// disk, or an error if the batch holding one of them failed.
-    pub(super) fn wait(&self, conn: &Mutex<Connection>) -> Result<(), StoreError> {
+    /// disk: a read may have seen any of them. An error if one of them is
+    /// lost from now on.
+    pub(super) fn wait_all(&self, conn: &Mutex<Connection>) -> Result<(), StoreError> {
+        let (needed, lost_before) = {
+            let state = self.state();
+            (state.written, state.lost.len())
+        };
+        self.wait(needed, Some(lost_before), conn)
+    }
+
+    /// Rolls back the open batch after a unit failed part-way through its
+    /// writes (the hot path writes without a savepoint of its own, see
+    /// `SqliteStore::write_whole`). Every unit in the batch is lost and its
+    /// writer gets `why`; none of them was acknowledged. The caller holds the
+    /// connection.
+    pub(super) fn abandon_batch(&self, conn: &Connection, why: String) {
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
         let mut state = self.state();
-        let needed = state.written;
+        let (from, through) = (state.batch_start, state.written);
+        if through > from {
+            state.lost.push((
+                from,
+                through,
+                format!("another write in the same batch failed, so the batch was rolled back and nothing in it was kept: {why}"),
+            ));
+        }
+        state.batch_start = through;
+        drop(state);
+        self.finished.notify_all();
+    }
+
+    /// Waits until unit `needed` is durable. A unit fails if a lost range
+    /// holds it; a read (`reads_from`: the lost ranges known when it began)
+    /// fails if any range lost since could hold what it saw.
+    fn wait(
+        &self,
+        needed: u64,
+        reads_from: Option<usize>,
+        conn: &Mutex<Connection>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
         loop {
-            if let Some((_, _, why)) = state
-                .lost
-                .iter()
-                .find(|(after, through, _)| *after < needed && needed <= *through)
-            {
+            let lost = match reads_from {
+                None => state
+                    .lost
+                    .iter()
+                    .find(|(after, through, _)| *after < needed && needed <= *through),
+                Some(from) => state.lost[from..]
+                    .iter()
+                    .find(|(after, _, _)| *after < needed),
+            };
+            if let Some((_, _, why)) = lost {
                 return Err(StoreError(why.clone()));
             }
             if state.synced >= needed {
@@ -111,7 +171,11 @@ impl GroupSync {
         {
             let conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
             // Read under the connection: every unit counted is in this batch.
-            through = self.state().written;
+            through = {
+                let mut state = self.state();
+                state.batch_start = state.written;
+                state.written
+            };
             if !conn.is_autocommit()
                 && let Err(e) = conn.execute_batch("COMMIT")
             {
