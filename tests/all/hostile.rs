@@ -1833,7 +1833,7 @@ fn leb128(mut n: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_leave_the_active_policy_unchanged() {
-    use crate::service::{Served, call, get, payment, post};
+    use crate::service::{Served, get, payment, post, try_call};
     let dir = tempfile::tempdir().unwrap();
     let s = Served::start(dir.path(), &[]);
     let admin = s.key("admin");
@@ -1843,7 +1843,7 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
     let url = format!("{}/v1/policies", s.base);
     let upload = |bytes: Vec<u8>| {
         let (url, admin) = (url.clone(), admin.clone());
-        async move { call("POST", &url, Some(&admin), Some("application/wasm"), bytes).await }
+        async move { try_call("POST", &url, Some(&admin), Some("application/wasm"), bytes).await }
     };
     let payment_before = post(
         &s,
@@ -1868,7 +1868,16 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
         .map(|(variant, bytes, _)| (variant.clone(), bytes.clone()))
         .chain(oversize);
     for (variant, bytes) in uploads {
-        let r = upload(bytes.clone()).await;
+        let r = match upload(bytes.clone()).await {
+            Ok(r) => r,
+            // Refused by its declared length before it was read: the
+            // service may close the connection while the body is still sent.
+            Err(e) if bytes.len() > 8 << 20 && e.is_request() => {
+                too_large += 1;
+                continue;
+            }
+            Err(e) => panic!("{variant}: the service did not answer: {e}"),
+        };
         let code = r.body["error"]["code"].as_str().unwrap_or("");
         let expected = if bytes.len() > 8 << 20 {
             too_large += 1;
@@ -1880,7 +1889,7 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
         assert_eq!((r.status, code), expected, "{variant}: {}", r.text);
     }
     eprintln!(
-        "hostile | artifact       | uploads refused by the service: {invalid} with 422 invalid_policy, {too_large} with 413 body_too_large"
+        "hostile | artifact       | uploads refused by the service: {invalid} with 422 invalid_policy, {too_large} as too large (413 body_too_large, or closed before the body was read)"
     );
     assert_eq!(
         get(&s, "/v1/rules", &admin).await.body,

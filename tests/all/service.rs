@@ -130,6 +130,20 @@ pub(crate) async fn call(
     content_type: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> Response {
+    try_call(method, url, key, content_type, body)
+        .await
+        .expect("the service answers")
+}
+
+/// [`call`], giving back a failure to send: a service may answer before it
+/// has read a large body and close the connection while it is still sent.
+pub(crate) async fn try_call(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> Result<Response, reqwest::Error> {
     let client = reqwest::Client::new();
     let mut request = client.request(method.parse().unwrap(), url).body(body);
     if let Some(k) = key {
@@ -138,11 +152,11 @@ pub(crate) async fn call(
     if let Some(ct) = content_type {
         request = request.header("content-type", ct);
     }
-    let response = request.send().await.expect("the service answers");
+    let response = request.send().await?;
     let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
+    let text = response.text().await?;
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Response { status, body, text }
+    Ok(Response { status, body, text })
 }
 
 pub(crate) async fn get(s: &Served, path: &str, key: &str) -> Response {
