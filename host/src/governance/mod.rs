@@ -424,7 +424,12 @@ impl Governor {
         // the policy asked the same way: a policy sees nothing else, so it
         // would decide the same again. Otherwise it runs again on the exact
         // snapshot, and velocity counts stay as exact as budgets.
-        let mut early = match store.peek_history(&entry)? {
+        let peeked = store.peek_history(&entry).unwrap_or_else(|e| {
+            // Only a head start is lost: the policy runs inside instead.
+            tracing::warn!(tenant = %tx.tenant, "cannot read the history before the write lock: {e}");
+            None
+        });
+        let mut early = match peeked {
             Some(history) => {
                 let started = std::time::Instant::now();
                 let context = Arc::new(history::HistoryContext {
