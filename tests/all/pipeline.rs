@@ -786,6 +786,107 @@ async fn velocity_caps_hold_exactly_under_concurrency(kind: Kind) {
     assert_eq!(tiers.get(&Tier::Prohibited), Some(&30));
 }
 
+/// What a decision made before the write lock is checked against: the
+/// store's answer to each context question, read inside `record`, is the
+/// one the whole history would give, for every window and filter.
+fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
+    use tiergate::store::NewEntry;
+    use tiergate::{Activity, ActivityFilter, Decimal};
+
+    let w = World::on(kind, ACME);
+    let payments = [
+        ("embeddings", "0.02", "verified"),
+        ("compute", "47.00", "known"),
+        ("agent_hire", "89.00", "known"),
+        ("gambling", "5.00", "verified"),
+        ("embeddings", "0.05", "verified"),
+    ];
+    for (i, (category, amount, trust)) in payments.iter().cycle().take(12).enumerate() {
+        w.authorize(&format!("h{i}"), amount, category, trust);
+        // Spread over more than the 7-day horizon the context looks back.
+        w.clock.advance(17 * 3_600_000);
+    }
+    let now = w.clock.now_ms();
+    let since = now - 7 * 86_400_000;
+    let entry = NewEntry {
+        tenant: "acme",
+        tx_id: "probe",
+        agent: "procurement-agent-prod",
+        recipient: "vendor.example",
+        history_since_ms: since,
+        team: None,
+        currency: "USDC",
+        window_start_ms: now - 86_400_000,
+        now_ms: now,
+    };
+    let filters = [
+        ActivityFilter::All,
+        ActivityFilter::Category("embeddings".into()),
+        ActivityFilter::Category("compute".into()),
+        ActivityFilter::Tier(Tier::Autonomous),
+        ActivityFilter::Tier(Tier::Supervised),
+        ActivityFilter::Tier(Tier::Collaborative),
+        ActivityFilter::Tier(Tier::Prohibited),
+    ];
+    let windows = [
+        0,
+        1_000,
+        3_600_000,
+        17 * 3_600_000,
+        86_400_000,
+        3 * 86_400_000,
+        30 * 86_400_000,
+    ];
+    let mut compared = 0;
+    let probe = w.store().record(&entry, &mut |snapshot, _| {
+        let all = snapshot.history.all()?;
+        assert!(
+            all.payments.len() >= 8,
+            "the horizon holds most of the payments"
+        );
+        for filter in &filters {
+            for window in windows {
+                for currency in ["USDC", "EURC"] {
+                    let from = now.saturating_sub(window).max(since);
+                    let mut expected = Activity {
+                        count: 0,
+                        total: Decimal::ZERO,
+                    };
+                    for p in &all.payments {
+                        let matches = match filter {
+                            ActivityFilter::All => true,
+                            ActivityFilter::Category(c) => &p.category == c,
+                            ActivityFilter::Tier(t) => p.tier == *t,
+                        };
+                        if matches && p.requested_at_ms >= from && p.requested_at_ms <= now {
+                            expected.count += 1;
+                            if p.currency == currency {
+                                expected.total += p.amount;
+                            }
+                        }
+                    }
+                    let got = snapshot
+                        .history
+                        .activity(now - window, now, currency, filter)?;
+                    assert_eq!(got, expected, "{filter:?} over {window} ms in {currency}");
+                    compared += 1;
+                }
+            }
+        }
+        let recipient = snapshot.history.recipient()?;
+        assert_eq!(recipient.payment_count, all.recipient_payments);
+        assert_eq!(recipient.first_seen_ms, all.recipient_first_paid_ms);
+        Err(GovernError::Classify("a probe: nothing to write".into()))
+    });
+    assert!(matches!(probe, Err(GovernError::Classify(_))), "{probe:?}");
+    assert_eq!(compared, filters.len() * windows.len() * 2);
+    assert_eq!(
+        w.store().get("acme", "probe").unwrap(),
+        None,
+        "the probe wrote nothing"
+    );
+}
+
 fn the_host_stamps_the_request_time_whatever_the_agent_says(kind: Kind) {
     let config = ACME.replace(
         r#"agent_daily_budget = { limit = "500.00" }"#,
@@ -871,6 +972,7 @@ on_both_stores!(
     the_host_stamps_the_request_time_whatever_the_agent_says,
     a_governor_moves_only_its_own_tenants_deadlines,
     every_audit_record_carries_a_retain_until_date,
+    the_store_answers_context_questions_as_the_whole_history_does,
 );
 
 on_both_stores!(async 4:

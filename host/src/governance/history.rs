@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use crate::model::context::{
     Activity, ActivityFilter, ContextRead, ContextSource, RecipientHistory,
 };
-use crate::store::History;
+use crate::store::{History, HistoryReads, StoreError};
 
 /// Answers a policy's questions about one transaction from a snapshot of the
 /// agent's past read before classification.
@@ -27,23 +27,33 @@ impl ContextSource for HistoryContext {
     }
 }
 
-/// Whether `history` gives every answer in `reads`: then a decision made on
-/// another snapshot is the one this snapshot would give, since a policy sees
-/// nothing but the transaction, its configuration and these answers.
+/// Whether the store, inside `record`, gives every answer in `reads`: then
+/// a decision made on an earlier snapshot is the one this snapshot would
+/// give, since a policy sees nothing but the transaction, its configuration
+/// and these answers.
 pub(crate) fn same_answers(
-    history: &History,
+    history: &dyn HistoryReads,
     at_ms: u64,
     currency: &str,
     reads: &[ContextRead],
-) -> bool {
-    reads.iter().all(|read| match read {
-        ContextRead::AgentActivity {
-            window,
-            filter,
-            answer,
-        } => activity(history, at_ms, currency, window.as_millis(), filter) == *answer,
-        ContextRead::Recipient { answer } => recipient(history) == *answer,
-    })
+) -> Result<bool, StoreError> {
+    for read in reads {
+        let same = match read {
+            ContextRead::AgentActivity {
+                window,
+                filter,
+                answer,
+            } => {
+                let since = at_ms.saturating_sub(window.as_millis());
+                history.activity(since, at_ms, currency, filter)? == *answer
+            }
+            ContextRead::Recipient { answer } => history.recipient()? == *answer,
+        };
+        if !same {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn activity(
@@ -90,6 +100,33 @@ mod tests {
     use super::*;
     use crate::store::PastPayment;
 
+    /// The store's answers, from a history in memory.
+    struct Stored(History);
+
+    impl HistoryReads for Stored {
+        fn activity(
+            &self,
+            since_ms: u64,
+            until_ms: u64,
+            currency: &str,
+            filter: &ActivityFilter,
+        ) -> Result<Activity, StoreError> {
+            Ok(activity(
+                &self.0,
+                until_ms,
+                currency,
+                until_ms - since_ms,
+                filter,
+            ))
+        }
+        fn recipient(&self) -> Result<RecipientHistory, StoreError> {
+            Ok(recipient(&self.0))
+        }
+        fn all(&self) -> Result<History, StoreError> {
+            Ok(self.0.clone())
+        }
+    }
+
     fn paid(at_ms: u64, category: &str, tier: Tier) -> PastPayment {
         PastPayment {
             requested_at_ms: at_ms,
@@ -124,8 +161,11 @@ mod tests {
                 answer: early.recipient(),
             },
         ];
-        assert!(same_answers(&history, at, "USDC", &reads));
-        assert!(same_answers(&history, at, "USDC", &[]));
+        let holds = |h: &History, reads: &[ContextRead]| {
+            same_answers(&Stored(h.clone()), at, "USDC", reads).unwrap()
+        };
+        assert!(holds(&history, &reads));
+        assert!(holds(&history, &[]));
 
         // Another category, or a payment before the window, changes no answer.
         history
@@ -134,17 +174,17 @@ mod tests {
         history
             .payments
             .push(paid(at - 7_200_000, "embeddings", Tier::Autonomous));
-        assert!(same_answers(&history, at, "USDC", &reads));
+        assert!(holds(&history, &reads));
 
         // One more payment the policy counted changes its answer.
         history
             .payments
             .push(paid(at, "embeddings", Tier::Supervised));
-        assert!(!same_answers(&history, at, "USDC", &reads));
+        assert!(!holds(&history, &reads));
         history.payments.pop();
 
         // So does a payment to the recipient since.
         history.recipient_payments = 2;
-        assert!(!same_answers(&history, at, "USDC", &reads));
+        assert!(!holds(&history, &reads));
     }
 }

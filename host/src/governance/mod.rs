@@ -449,19 +449,21 @@ impl Governor {
             None => None,
         };
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
-            let still = early.take().filter(|(d, _)| {
-                history::same_answers(
-                    &snapshot.history,
+            let still = match early.take() {
+                Some((d, took)) => history::same_answers(
+                    snapshot.history,
                     tx.requested_at_ms,
                     &tx.currency,
                     &d.context_reads,
-                )
-            });
+                )?
+                .then_some((d, took)),
+                None => None,
+            };
             let (decision, took) = match still {
                 Some(early) => early,
                 None => {
                     let context = Arc::new(history::HistoryContext {
-                        history: snapshot.history.clone(),
+                        history: snapshot.history.all()?,
                         at_ms: tx.requested_at_ms,
                         currency: tx.currency.clone(),
                     });

@@ -31,6 +31,7 @@ pub trait Backend: Store + KeyStore + RulesStore + DeliveryStore {}
 impl<T: Store + KeyStore + RulesStore + DeliveryStore> Backend for T {}
 
 use crate::governance::{Authorization, GovernError};
+use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
 
 /// The `prev_hash` of a tenant's first audit event: the SHA-256 of nothing.
 pub const GENESIS_HASH: &str =
@@ -135,12 +136,36 @@ pub struct Holdings {
 }
 
 /// What `record` reads for the decision, inside its transaction.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct Snapshot<'a> {
     /// Money committed in the budget window.
     pub holdings: Holdings,
-    /// The agent's past and the recipient's history, for the policy's context.
-    pub history: History,
+    /// The agent's past and the recipient's history, for the policy's
+    /// context, read on demand.
+    pub history: &'a dyn HistoryReads,
+}
+
+/// The agent's past and the recipient's history inside `record`'s
+/// transaction, read on demand: checking a decision made before the
+/// transaction takes one bounded read per context question the policy
+/// asked, and only a policy that must run again needs the whole history.
+pub trait HistoryReads {
+    /// The agent's payments requested from `since_ms` to `until_ms` (both
+    /// included, and never before the entry's `history_since_ms`) that
+    /// match `filter`: how many, and the sum of those in `currency`.
+    fn activity(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        currency: &str,
+        filter: &ActivityFilter,
+    ) -> Result<Activity, StoreError>;
+
+    /// When the tenant first paid the entry's recipient, and how often.
+    fn recipient(&self) -> Result<RecipientHistory, StoreError>;
+
+    /// Everything a policy may ask about: the agent's payments since the
+    /// entry's `history_since_ms`, and the recipient's history.
+    fn all(&self) -> Result<History, StoreError>;
 }
 
 /// What `record` needs to know before the decision is planned.

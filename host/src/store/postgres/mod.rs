@@ -28,10 +28,11 @@ use pool::{Conn, Pool};
 use tokio_postgres::Row;
 
 use super::{
-    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, NewEntry, Notice, OutboxEntry,
-    PastPayment, Recorded, Snapshot, Store, StoreError, hashed, utc_day,
+    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, HistoryReads, NewEntry, Notice,
+    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, hashed, utc_day,
 };
 use crate::governance::{Authorization, GovernError, Status};
+use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
 use crate::model::money::parse_decimal;
 
 /// The PostgreSQL store, with a pool of connections.
@@ -252,6 +253,73 @@ fn history_in(
     })
 }
 
+/// The history of `record`'s entry, read on demand inside its transaction.
+struct HistoryIn<'a, 'e> {
+    conn: std::cell::RefCell<&'a mut Conn>,
+    entry: &'a NewEntry<'e>,
+}
+
+impl HistoryReads for HistoryIn<'_, '_> {
+    fn activity(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        currency: &str,
+        filter: &ActivityFilter,
+    ) -> Result<Activity, StoreError> {
+        let (category, tier) = match filter {
+            ActivityFilter::All => (None, None),
+            ActivityFilter::Category(c) => (Some(c.as_str()), None),
+            ActivityFilter::Tier(t) => (None, Some(t.as_str())),
+        };
+        let since = since_ms.max(self.entry.history_since_ms);
+        let rows = self.conn.borrow_mut().query(
+            "SELECT amount, currency FROM authorizations
+             WHERE tenant = $1 AND agent = $2 AND requested_at_ms >= $3 AND requested_at_ms <= $4
+               AND ($5::text IS NULL OR category = $5) AND ($6::text IS NULL OR tier = $6)",
+            &[
+                &self.entry.tenant,
+                &self.entry.agent,
+                &ms(since),
+                &ms(until_ms),
+                &category,
+                &tier,
+            ],
+        )?;
+        let mut activity = Activity::default();
+        for r in rows {
+            activity.count += 1;
+            if r.try_get::<_, &str>(1)? == currency {
+                activity.total +=
+                    parse_decimal(r.try_get(0)?).map_err(|e| StoreError(e.to_string()))?;
+            }
+        }
+        Ok(activity)
+    }
+
+    fn recipient(&self) -> Result<RecipientHistory, StoreError> {
+        let (first, count) = totals::recipient(
+            &mut self.conn.borrow_mut(),
+            self.entry.tenant,
+            self.entry.recipient,
+        )?;
+        Ok(RecipientHistory {
+            first_seen_ms: first,
+            payment_count: count,
+        })
+    }
+
+    fn all(&self) -> Result<History, StoreError> {
+        history_in(
+            &mut self.conn.borrow_mut(),
+            self.entry.tenant,
+            self.entry.agent,
+            self.entry.recipient,
+            self.entry.history_since_ms,
+        )
+    }
+}
+
 /// `<prefix>-YYYY-MM-DD-NNN` from the tenant's daily counter for the
 /// prefix; the caller holds the tenant's lock.
 fn next_id(c: &mut Conn, tenant: &str, now_ms: u64, prefix: &str) -> Result<String, StoreError> {
@@ -343,15 +411,20 @@ impl Store for PostgresStore {
             return Ok(Recorded::Existing(existing));
         }
         let holdings = totals::holdings(&mut c, entry)?;
-        let history = history_in(
-            &mut c,
-            entry.tenant,
-            entry.agent,
-            entry.recipient,
-            entry.history_since_ms,
-        )?;
         let audit_id = next_id(&mut c, entry.tenant, entry.now_ms, "aud")?;
-        let change = plan(&Snapshot { holdings, history }, &audit_id)?;
+        let change = {
+            let history = HistoryIn {
+                conn: std::cell::RefCell::new(&mut c),
+                entry,
+            };
+            plan(
+                &Snapshot {
+                    holdings,
+                    history: &history,
+                },
+                &audit_id,
+            )?
+        };
         apply(&mut c, &change, entry.now_ms, true)?;
         c.commit()?;
         Ok(Recorded::New(change.authorization))

@@ -9,10 +9,11 @@ use durability::GroupSync;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, NewEntry, Notice, OutboxEntry,
-    PastPayment, Recorded, Snapshot, Store, StoreError, hashed,
+    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, HistoryReads, NewEntry, Notice,
+    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, hashed,
 };
 use crate::governance::{Authorization, GovernError, Status};
+use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
 use crate::model::money::parse_decimal;
 
 /// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
@@ -603,6 +604,70 @@ fn history_in(
     })
 }
 
+/// The history of `record`'s entry, read on demand inside its transaction.
+struct HistoryIn<'a> {
+    conn: &'a Connection,
+    entry: &'a NewEntry<'a>,
+}
+
+impl HistoryReads for HistoryIn<'_> {
+    fn activity(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        currency: &str,
+        filter: &ActivityFilter,
+    ) -> Result<Activity, StoreError> {
+        let (category, tier) = match filter {
+            ActivityFilter::All => (None, None),
+            ActivityFilter::Category(c) => (Some(c.as_str()), None),
+            ActivityFilter::Tier(t) => (None, Some(t.as_str())),
+        };
+        let since = since_ms.max(self.entry.history_since_ms);
+        // From the covering index alone; amounts summed exactly here.
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT amount, currency FROM authorizations
+             WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3 AND requested_at_ms <= ?4
+               AND (?5 IS NULL OR category = ?5) AND (?6 IS NULL OR tier = ?6)",
+        )?;
+        let mut rows = stmt.query(params![
+            self.entry.tenant,
+            self.entry.agent,
+            since as i64,
+            until_ms as i64,
+            category,
+            tier
+        ])?;
+        let mut activity = Activity::default();
+        while let Some(row) = rows.next()? {
+            activity.count += 1;
+            if row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)? == currency {
+                let amount = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                activity.total += parse_decimal(amount).map_err(|e| StoreError(e.to_string()))?;
+            }
+        }
+        Ok(activity)
+    }
+
+    fn recipient(&self) -> Result<RecipientHistory, StoreError> {
+        let (first, count) = totals::recipient(self.conn, self.entry.tenant, self.entry.recipient)?;
+        Ok(RecipientHistory {
+            first_seen_ms: first,
+            payment_count: count,
+        })
+    }
+
+    fn all(&self) -> Result<History, StoreError> {
+        history_in(
+            self.conn,
+            self.entry.tenant,
+            self.entry.agent,
+            self.entry.recipient,
+            self.entry.history_since_ms,
+        )
+    }
+}
+
 /// `aud-YYYY-MM-DD-NNN`: the day of `now_ms` (UTC) and the tenant's next
 /// number that day, never reused; the number widens past 999.
 /// The tenant's next payment audit number on `day`, read but not taken.
@@ -707,19 +772,19 @@ fn record_in(
         return Ok(Recorded::Existing(existing));
     }
     let holdings = totals::holdings(conn, entry)?;
-    let history = history_in(
-        conn,
-        entry.tenant,
-        entry.agent,
-        entry.recipient,
-        entry.history_since_ms,
-    )?;
+    let history = HistoryIn { conn, entry };
     // Read, not yet taken: nothing is written before the plan is made, so a
     // refused plan leaves the batch as it was.
     let day = utc_day(entry.now_ms);
     let number = audit_number(conn, entry.tenant, &day)?;
     let audit_id = format!("aud-{day}-{number:03}");
-    let change = plan(&Snapshot { holdings, history }, &audit_id)?;
+    let change = plan(
+        &Snapshot {
+            holdings,
+            history: &history,
+        },
+        &audit_id,
+    )?;
     *writing = true;
     take_audit_number(conn, entry.tenant, &day, number)?;
     apply(conn, &change, entry.now_ms, true)?;
