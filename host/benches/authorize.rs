@@ -192,9 +192,11 @@ fn heavy_agent(runtime: &Runtime, seed: &tiergate::CompiledPolicy) -> anyhow::Re
         "**One heavy agent.** One caller, one agent paying every 200 s of a manual clock, \
          {PAYMENTS} payments: a week of history by the end, all inside the 7 days a policy's \
          context may look back. The policy's questions (payments of a tier in the last hour \
-         or day) are answered inside the write lock with reads bounded by their windows; the \
-         whole week is read only outside the lock, for the early classification, or inside \
-         when that decision no longer holds.\n\n\
+         or day) are answered with reads bounded by their windows, before the write lock and \
+         again inside it; the whole week is read only when the early decision no longer \
+         holds and the policy runs again inside. Before, every authorization read the \
+         agent's whole week inside the lock: the last 300 took 2.7 ms at p50, and every \
+         other writer waited.\n\n\
          | authorizations | p50 latency | p99 latency |\n|---|---:|---:|\n\
          | first {SAMPLE} (no history yet) | {} | {} |\n\
          | last {SAMPLE} (about {} payments in the last 7 days) | {} | {} |",

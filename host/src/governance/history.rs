@@ -1,6 +1,6 @@
 //! The policy's context, answered from one read of the store.
 
-use rust_decimal::Decimal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::model::context::{
     Activity, ActivityFilter, ContextRead, ContextSource, RecipientHistory,
@@ -19,11 +19,66 @@ pub(crate) struct HistoryContext {
 
 impl ContextSource for HistoryContext {
     fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> Activity {
-        activity(&self.history, self.at_ms, &self.currency, window_ms, filter)
+        // Inclusive at both ends: a burst within one millisecond still counts.
+        let since = self.at_ms.saturating_sub(window_ms);
+        self.history
+            .activity(since, self.at_ms, &self.currency, filter)
     }
 
     fn recipient(&self) -> RecipientHistory {
-        recipient(&self.history)
+        self.history.recipient()
+    }
+}
+
+/// Answers a policy's questions from the store on demand, for a
+/// classification before the write lock. A failed read answers nothing
+/// useful, so it marks the whole classification as not to be kept.
+pub(crate) struct ReadsContext {
+    pub reads: Box<dyn HistoryReads + Send + Sync>,
+    pub at_ms: u64,
+    pub currency: String,
+    failed: AtomicBool,
+}
+
+impl ReadsContext {
+    pub(crate) fn new(
+        reads: Box<dyn HistoryReads + Send + Sync>,
+        at_ms: u64,
+        currency: &str,
+    ) -> Self {
+        ReadsContext {
+            reads,
+            at_ms,
+            currency: currency.to_string(),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a read failed, so a decision made on these answers is void.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn or_fail<T: Default>(&self, read: Result<T, StoreError>) -> T {
+        read.unwrap_or_else(|e| {
+            tracing::warn!("cannot answer a policy's question before the write lock: {e}");
+            self.failed.store(true, Ordering::Relaxed);
+            T::default()
+        })
+    }
+}
+
+impl ContextSource for ReadsContext {
+    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> Activity {
+        let since = self.at_ms.saturating_sub(window_ms);
+        self.or_fail(
+            self.reads
+                .activity(since, self.at_ms, &self.currency, filter),
+        )
+    }
+
+    fn recipient(&self) -> RecipientHistory {
+        self.or_fail(self.reads.recipient())
     }
 }
 
@@ -56,76 +111,13 @@ pub(crate) fn same_answers(
     Ok(true)
 }
 
-fn activity(
-    history: &History,
-    at_ms: u64,
-    currency: &str,
-    window_ms: u64,
-    filter: &ActivityFilter,
-) -> Activity {
-    let since = at_ms.saturating_sub(window_ms);
-    let mut activity = Activity {
-        count: 0,
-        total: Decimal::ZERO,
-    };
-    for p in &history.payments {
-        // Inclusive at both ends: a burst within one millisecond still counts.
-        let in_window = p.requested_at_ms >= since && p.requested_at_ms <= at_ms;
-        let matches = match filter {
-            ActivityFilter::All => true,
-            ActivityFilter::Category(c) => &p.category == c,
-            ActivityFilter::Tier(t) => p.tier == *t,
-        };
-        if in_window && matches {
-            activity.count += 1;
-            if p.currency == currency {
-                activity.total += p.amount;
-            }
-        }
-    }
-    activity
-}
-
-fn recipient(history: &History) -> RecipientHistory {
-    RecipientHistory {
-        first_seen_ms: history.recipient_first_paid_ms,
-        payment_count: history.recipient_payments,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use rust_decimal::Decimal;
     use tiergate_policy::{Tier, Window};
 
     use super::*;
     use crate::store::PastPayment;
-
-    /// The store's answers, from a history in memory.
-    struct Stored(History);
-
-    impl HistoryReads for Stored {
-        fn activity(
-            &self,
-            since_ms: u64,
-            until_ms: u64,
-            currency: &str,
-            filter: &ActivityFilter,
-        ) -> Result<Activity, StoreError> {
-            Ok(activity(
-                &self.0,
-                until_ms,
-                currency,
-                until_ms - since_ms,
-                filter,
-            ))
-        }
-        fn recipient(&self) -> Result<RecipientHistory, StoreError> {
-            Ok(recipient(&self.0))
-        }
-        fn all(&self) -> Result<History, StoreError> {
-            Ok(self.0.clone())
-        }
-    }
 
     fn paid(at_ms: u64, category: &str, tier: Tier) -> PastPayment {
         PastPayment {
@@ -161,9 +153,8 @@ mod tests {
                 answer: early.recipient(),
             },
         ];
-        let holds = |h: &History, reads: &[ContextRead]| {
-            same_answers(&Stored(h.clone()), at, "USDC", reads).unwrap()
-        };
+        let holds =
+            |h: &History, reads: &[ContextRead]| same_answers(h, at, "USDC", reads).unwrap();
         assert!(holds(&history, &reads));
         assert!(holds(&history, &[]));
 

@@ -424,27 +424,30 @@ impl Governor {
         // the policy asked the same way: a policy sees nothing else, so it
         // would decide the same again. Otherwise it runs again on the exact
         // snapshot, and velocity counts stay as exact as budgets.
-        let peeked = store.peek_history(&entry).unwrap_or_else(|e| {
+        let peeked = store.peek(&entry).unwrap_or_else(|e| {
             // Only a head start is lost: the policy runs inside instead.
             tracing::warn!(tenant = %tx.tenant, "cannot read the history before the write lock: {e}");
             None
         });
         let mut early = match peeked {
-            Some(history) => {
+            Some(reads) => {
                 let started = std::time::Instant::now();
-                let context = Arc::new(history::HistoryContext {
-                    history,
-                    at_ms: tx.requested_at_ms,
-                    currency: tx.currency.clone(),
-                });
+                let context = Arc::new(history::ReadsContext::new(
+                    reads,
+                    tx.requested_at_ms,
+                    &tx.currency,
+                ));
                 // A failed classification runs again inside: a deadline
                 // missed under load should not decide for the exact snapshot.
-                tenant
+                let decision = tenant
                     .policy
-                    .classify_blocking(&tx, context)
+                    .classify_blocking(&tx, context.clone())
                     .ok()
-                    .filter(|d| d.failure.is_none())
-                    .map(|d| (d, started.elapsed()))
+                    .filter(|d| d.failure.is_none() && !context.failed())
+                    .map(|d| (d, started.elapsed()));
+                // Its reader goes back to the pool before the write lock.
+                drop(context);
+                decision
             }
             None => None,
         };

@@ -310,6 +310,66 @@ pub struct History {
     pub recipient_payments: u64,
 }
 
+impl History {
+    /// How many of the payments requested from `since_ms` to `until_ms`
+    /// (both included) match `filter`, and the sum of those in `currency`.
+    pub fn activity(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        currency: &str,
+        filter: &ActivityFilter,
+    ) -> Activity {
+        let mut activity = Activity::default();
+        for p in &self.payments {
+            let in_window = p.requested_at_ms >= since_ms && p.requested_at_ms <= until_ms;
+            let matches = match filter {
+                ActivityFilter::All => true,
+                ActivityFilter::Category(c) => &p.category == c,
+                ActivityFilter::Tier(t) => p.tier == *t,
+            };
+            if in_window && matches {
+                activity.count += 1;
+                if p.currency == currency {
+                    activity.total += p.amount;
+                }
+            }
+        }
+        activity
+    }
+
+    /// The recipient's history.
+    pub fn recipient(&self) -> RecipientHistory {
+        RecipientHistory {
+            first_seen_ms: self.recipient_first_paid_ms,
+            payment_count: self.recipient_payments,
+        }
+    }
+}
+
+/// A history read in full answers from memory.
+impl HistoryReads for History {
+    fn activity(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        currency: &str,
+        filter: &ActivityFilter,
+    ) -> Result<Activity, StoreError> {
+        Ok(History::activity(
+            self, since_ms, until_ms, currency, filter,
+        ))
+    }
+
+    fn recipient(&self) -> Result<RecipientHistory, StoreError> {
+        Ok(History::recipient(self))
+    }
+
+    fn all(&self) -> Result<History, StoreError> {
+        Ok(self.clone())
+    }
+}
+
 /// Durable state behind the governance pipeline.
 pub trait Store: Send + Sync {
     /// The stored authorization of a transaction, if any.
@@ -326,13 +386,16 @@ pub trait Store: Send + Sync {
         plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
     ) -> Result<Recorded, GovernError>;
 
-    /// The history `record` would read for `entry`, read now without waiting
-    /// for writers: what was committed, which may be a little behind. The
-    /// governor classifies on it outside the write transaction, and inside
-    /// keeps that decision only if every context answer the policy used is
-    /// the same on the exact snapshot. `None` when the store cannot read
-    /// beside its writers.
-    fn peek_history(&self, entry: &NewEntry<'_>) -> Result<Option<History>, StoreError> {
+    /// The history `record` would read for `entry`, read on demand now,
+    /// without waiting for writers: what was committed, which may be a
+    /// little behind. The governor classifies on it outside the write
+    /// transaction, and inside keeps that decision only if every context
+    /// answer the policy used is the same on the exact snapshot. `None` when
+    /// the store cannot read beside its writers.
+    fn peek(
+        &self,
+        entry: &NewEntry<'_>,
+    ) -> Result<Option<Box<dyn HistoryReads + Send + Sync>>, StoreError> {
         let _ = entry;
         Ok(None)
     }

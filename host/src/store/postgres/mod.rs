@@ -430,15 +430,19 @@ impl Store for PostgresStore {
         Ok(Recorded::New(change.authorization))
     }
 
-    fn peek_history(&self, entry: &NewEntry<'_>) -> Result<Option<History>, StoreError> {
-        history_in(
+    fn peek(
+        &self,
+        entry: &NewEntry<'_>,
+    ) -> Result<Option<Box<dyn HistoryReads + Send + Sync>>, StoreError> {
+        // Read whole: a pooled connection is not kept for the classification.
+        let history = history_in(
             &mut *self.conn()?,
             entry.tenant,
             entry.agent,
             entry.recipient,
             entry.history_since_ms,
-        )
-        .map(Some)
+        )?;
+        Ok(Some(Box::new(history)))
     }
 
     fn update(

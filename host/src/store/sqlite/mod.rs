@@ -173,8 +173,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     sync: GroupSync,
     /// Read-only connections beside the writer, for reads that may see only
-    /// committed state (see [`Store::peek_history`]); opened as needed.
-    readers: Readers,
+    /// committed state (see [`Store::peek`]); opened as needed.
+    readers: std::sync::Arc<Readers>,
 }
 
 /// A small pool of read-only connections. In WAL mode they read the last
@@ -190,40 +190,36 @@ struct Readers {
 const IDLE_READERS: usize = 64;
 
 impl Readers {
-    fn with<R>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
+    /// An idle reader, or a new one.
+    fn take(&self) -> Result<Connection, StoreError> {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        let conn = match idle {
-            Some(conn) => conn,
-            None => {
-                let conn = Connection::open_with_flags(
-                    &self.path,
-                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
-                .map_err(|e| {
-                    StoreError(format!(
-                        "cannot open a reader on the store {}: {e}",
-                        self.path.display()
-                    ))
-                })?;
-                conn.busy_timeout(std::time::Duration::from_secs(10))?;
-                conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
-                conn
-            }
-        };
-        let out = f(&conn);
+        if let Some(conn) = idle {
+            return Ok(conn);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            StoreError(format!(
+                "cannot open a reader on the store {}: {e}",
+                self.path.display()
+            ))
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE_READERS {
             idle.push(conn);
         }
-        out
     }
 }
 
@@ -303,10 +299,10 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             sync: GroupSync::new(path.to_path_buf()),
-            readers: Readers {
+            readers: std::sync::Arc::new(Readers {
                 path: path.to_path_buf(),
                 idle: Mutex::new(Vec::new()),
-            },
+            }),
         })
     }
 
@@ -604,10 +600,27 @@ fn history_in(
     })
 }
 
-/// The history of `record`'s entry, read on demand inside its transaction.
+/// An agent's history and a recipient's, read on demand on `conn`: inside
+/// `record`'s transaction, or on a reader before it.
 struct HistoryIn<'a> {
     conn: &'a Connection,
-    entry: &'a NewEntry<'a>,
+    tenant: &'a str,
+    agent: &'a str,
+    recipient: &'a str,
+    /// Payments requested before this are beyond the context's horizon.
+    since_ms: u64,
+}
+
+impl<'a> HistoryIn<'a> {
+    fn of(conn: &'a Connection, entry: &'a NewEntry<'a>) -> Self {
+        HistoryIn {
+            conn,
+            tenant: entry.tenant,
+            agent: entry.agent,
+            recipient: entry.recipient,
+            since_ms: entry.history_since_ms,
+        }
+    }
 }
 
 impl HistoryReads for HistoryIn<'_> {
@@ -623,7 +636,7 @@ impl HistoryReads for HistoryIn<'_> {
             ActivityFilter::Category(c) => (Some(c.as_str()), None),
             ActivityFilter::Tier(t) => (None, Some(t.as_str())),
         };
-        let since = since_ms.max(self.entry.history_since_ms);
+        let since = since_ms.max(self.since_ms);
         // From the covering index alone; amounts summed exactly here.
         let mut stmt = self.conn.prepare_cached(
             "SELECT amount, currency FROM authorizations
@@ -631,8 +644,8 @@ impl HistoryReads for HistoryIn<'_> {
                AND (?5 IS NULL OR category = ?5) AND (?6 IS NULL OR tier = ?6)",
         )?;
         let mut rows = stmt.query(params![
-            self.entry.tenant,
-            self.entry.agent,
+            self.tenant,
+            self.agent,
             since as i64,
             until_ms as i64,
             category,
@@ -650,7 +663,7 @@ impl HistoryReads for HistoryIn<'_> {
     }
 
     fn recipient(&self) -> Result<RecipientHistory, StoreError> {
-        let (first, count) = totals::recipient(self.conn, self.entry.tenant, self.entry.recipient)?;
+        let (first, count) = totals::recipient(self.conn, self.tenant, self.recipient)?;
         Ok(RecipientHistory {
             first_seen_ms: first,
             payment_count: count,
@@ -660,11 +673,74 @@ impl HistoryReads for HistoryIn<'_> {
     fn all(&self) -> Result<History, StoreError> {
         history_in(
             self.conn,
-            self.entry.tenant,
-            self.entry.agent,
-            self.entry.recipient,
-            self.entry.history_since_ms,
+            self.tenant,
+            self.agent,
+            self.recipient,
+            self.since_ms,
         )
+    }
+}
+
+/// [`HistoryIn`] on a reader of its own, for a classification before the
+/// write lock; the reader goes back to the pool when this is dropped.
+struct Peeked {
+    conn: Mutex<Option<Connection>>,
+    readers: std::sync::Arc<Readers>,
+    tenant: String,
+    agent: String,
+    recipient: String,
+    since_ms: u64,
+}
+
+impl Peeked {
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&HistoryIn<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = conn
+            .as_ref()
+            .ok_or_else(|| StoreError("the reader was already returned".into()))?;
+        f(&HistoryIn {
+            conn,
+            tenant: &self.tenant,
+            agent: &self.agent,
+            recipient: &self.recipient,
+            since_ms: self.since_ms,
+        })
+    }
+}
+
+impl HistoryReads for Peeked {
+    fn activity(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        currency: &str,
+        filter: &ActivityFilter,
+    ) -> Result<Activity, StoreError> {
+        self.read(|h| h.activity(since_ms, until_ms, currency, filter))
+    }
+
+    fn recipient(&self) -> Result<RecipientHistory, StoreError> {
+        self.read(|h| h.recipient())
+    }
+
+    fn all(&self) -> Result<History, StoreError> {
+        self.read(|h| h.all())
+    }
+}
+
+impl Drop for Peeked {
+    fn drop(&mut self) {
+        let conn = self
+            .conn
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(conn) = conn {
+            self.readers.give_back(conn);
+        }
     }
 }
 
@@ -772,7 +848,7 @@ fn record_in(
         return Ok(Recorded::Existing(existing));
     }
     let holdings = totals::holdings(conn, entry)?;
-    let history = HistoryIn { conn, entry };
+    let history = HistoryIn::of(conn, entry);
     // Read, not yet taken: nothing is written before the plan is made, so a
     // refused plan leaves the batch as it was.
     let day = utc_day(entry.now_ms);
@@ -827,18 +903,18 @@ impl Store for SqliteStore {
         self.write_whole(|conn, writing| record_in(conn, entry, plan, writing))
     }
 
-    fn peek_history(&self, entry: &NewEntry<'_>) -> Result<Option<History>, StoreError> {
-        self.readers
-            .with(|conn| {
-                history_in(
-                    conn,
-                    entry.tenant,
-                    entry.agent,
-                    entry.recipient,
-                    entry.history_since_ms,
-                )
-            })
-            .map(Some)
+    fn peek(
+        &self,
+        entry: &NewEntry<'_>,
+    ) -> Result<Option<Box<dyn HistoryReads + Send + Sync>>, StoreError> {
+        Ok(Some(Box::new(Peeked {
+            conn: Mutex::new(Some(self.readers.take()?)),
+            readers: self.readers.clone(),
+            tenant: entry.tenant.to_string(),
+            agent: entry.agent.to_string(),
+            recipient: entry.recipient.to_string(),
+            since_ms: entry.history_since_ms,
+        })))
     }
 
     fn update(
