@@ -191,10 +191,11 @@ fn heavy_agent(runtime: &Runtime, seed: &tiergate::CompiledPolicy) -> anyhow::Re
     Ok(format!(
         "**One heavy agent.** One caller, one agent paying every 200 s of a manual clock, \
          {PAYMENTS} payments: a week of history by the end, all inside the 7 days a policy's \
-         context may look back. The policy's questions (payments of a tier in the last hour \
-         or day) are answered with reads bounded by their windows, before the write lock and \
-         again inside it; the whole week is read only when the early decision no longer \
-         holds and the policy runs again inside. Before, every authorization read the \
+         context may look back. Past 256 payments in the week, the policy's questions \
+         (payments of a tier in the last hour or day) are answered with reads bounded by \
+         their windows, before the write lock and again inside it (a shorter history is read \
+         whole before the lock); the whole week is read inside only when the early decision \
+         no longer holds and the policy runs again. Before, every authorization read the \
          agent's whole week inside the lock: the last 300 took 2.7 ms at p50, and every \
          other writer waited.\n\n\
          | authorizations | p50 latency | p99 latency |\n|---|---:|---:|\n\

@@ -788,9 +788,11 @@ async fn velocity_caps_hold_exactly_under_concurrency(kind: Kind) {
 
 /// What a decision made before the write lock is checked against: the
 /// store's answer to each context question, read inside `record`, is the
-/// one the whole history would give, for every window and filter.
+/// one the whole history would give, for every window and filter; and so
+/// is the answer before the lock (`peek`), for a short history (read whole)
+/// and a long one (read question by question).
 fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
-    use tiergate::store::NewEntry;
+    use tiergate::store::{HistoryReads, NewEntry};
     use tiergate::{Activity, ActivityFilter, Decimal};
 
     let w = World::on(kind, ACME);
@@ -806,19 +808,6 @@ fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
         // Spread over more than the 7-day horizon the context looks back.
         w.clock.advance(17 * 3_600_000);
     }
-    let now = w.clock.now_ms();
-    let since = now - 7 * 86_400_000;
-    let entry = NewEntry {
-        tenant: "acme",
-        tx_id: "probe",
-        agent: "procurement-agent-prod",
-        recipient: "vendor.example",
-        history_since_ms: since,
-        team: None,
-        currency: "USDC",
-        window_start_ms: now - 86_400_000,
-        now_ms: now,
-    };
     let filters = [
         ActivityFilter::All,
         ActivityFilter::Category("embeddings".into()),
@@ -837,13 +826,10 @@ fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
         3 * 86_400_000,
         30 * 86_400_000,
     ];
-    let mut compared = 0;
-    let probe = w.store().record(&entry, &mut |snapshot, _| {
-        let all = snapshot.history.all()?;
-        assert!(
-            all.payments.len() >= 8,
-            "the horizon holds most of the payments"
-        );
+    // Every answer of `reads` against one computed from the whole history.
+    let check = |reads: &dyn HistoryReads, now: u64, since: u64| -> usize {
+        let all = reads.all().unwrap();
+        let mut compared = 0;
         for filter in &filters {
             for window in windows {
                 for currency in ["USDC", "EURC"] {
@@ -865,26 +851,61 @@ fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
                             }
                         }
                     }
-                    let got = snapshot
-                        .history
-                        .activity(now - window, now, currency, filter)?;
+                    let got = reads.activity(now - window, now, currency, filter).unwrap();
                     assert_eq!(got, expected, "{filter:?} over {window} ms in {currency}");
                     compared += 1;
                 }
             }
         }
-        let recipient = snapshot.history.recipient()?;
+        let recipient = reads.recipient().unwrap();
         assert_eq!(recipient.payment_count, all.recipient_payments);
         assert_eq!(recipient.first_seen_ms, all.recipient_first_paid_ms);
-        Err(GovernError::Classify("a probe: nothing to write".into()))
-    });
-    assert!(matches!(probe, Err(GovernError::Classify(_))), "{probe:?}");
-    assert_eq!(compared, filters.len() * windows.len() * 2);
-    assert_eq!(
-        w.store().get("acme", "probe").unwrap(),
-        None,
-        "the probe wrote nothing"
-    );
+        compared
+    };
+    let per_check = filters.len() * windows.len() * 2;
+    for (round, extra) in [(0, 0), (1, 300)] {
+        // A long history: many payments within the last hour.
+        for i in 0..extra {
+            w.authorize(&format!("bulk{i}"), "0.02", "embeddings", "verified");
+            w.clock.advance(10_000);
+        }
+        let now = w.clock.now_ms();
+        let since = now - 7 * 86_400_000;
+        let entry = NewEntry {
+            tenant: "acme",
+            tx_id: "probe",
+            agent: "procurement-agent-prod",
+            recipient: "vendor.example",
+            history_since_ms: since,
+            team: None,
+            currency: "USDC",
+            window_start_ms: now - 86_400_000,
+            now_ms: now,
+        };
+        let mut compared = 0;
+        let probe = w.store().record(&entry, &mut |snapshot, _| {
+            let held = snapshot.history.all()?.payments.len();
+            assert!(
+                held >= 8 + extra,
+                "round {round}: {held} payments in the horizon"
+            );
+            compared = check(snapshot.history, now, since);
+            Err(GovernError::Classify("a probe: nothing to write".into()))
+        });
+        assert!(matches!(probe, Err(GovernError::Classify(_))), "{probe:?}");
+        assert_eq!(compared, per_check);
+        let early = w
+            .store()
+            .peek(&entry)
+            .unwrap()
+            .expect("both stores read beside writers");
+        assert_eq!(check(early.as_ref(), now, since), per_check);
+        assert_eq!(
+            w.store().get("acme", "probe").unwrap(),
+            None,
+            "the probe wrote nothing"
+        );
+    }
 }
 
 fn the_host_stamps_the_request_time_whatever_the_agent_says(kind: Kind) {

@@ -184,6 +184,10 @@ struct Readers {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// Up to this many payments in an agent's context horizon are read whole
+/// before the write lock; a longer history is read question by question.
+const SHORT_HISTORY: usize = 256;
+
 /// Readers kept open for the next caller. Opening one reads the schema and
 /// maps the file, which costs more than the read, so keep one per concurrent
 /// caller, up to this; beyond it, readers are opened and closed as needed.
@@ -568,11 +572,27 @@ fn history_in(
     recipient: &str,
     since_ms: u64,
 ) -> Result<History, StoreError> {
+    let history = history_at_most(conn, tenant, agent, recipient, since_ms, None)?;
+    history.ok_or_else(|| StoreError("an unbounded history read stopped early".into()))
+}
+
+/// The history, or `None` when the agent has more than `at_most` payments
+/// in it (`None` reads them all).
+fn history_at_most(
+    conn: &Connection,
+    tenant: &str,
+    agent: &str,
+    recipient: &str,
+    since_ms: u64,
+    at_most: Option<usize>,
+) -> Result<Option<History>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
-         WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3",
+         WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3 LIMIT ?4",
     )?;
-    let rows = stmt.query_map(params![tenant, agent, since_ms as i64], |r| {
+    // SQLite reads a negative limit as none.
+    let limit = at_most.map_or(-1, |n| n as i64 + 1);
+    let rows = stmt.query_map(params![tenant, agent, since_ms as i64, limit], |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, String>(1)?,
@@ -592,12 +612,15 @@ fn history_in(
             tier: tier.parse().map_err(StoreError)?,
         });
     }
+    if at_most.is_some_and(|n| payments.len() > n) {
+        return Ok(None);
+    }
     let (first, count) = totals::recipient(conn, tenant, recipient)?;
-    Ok(History {
+    Ok(Some(History {
         payments,
         recipient_first_paid_ms: first,
         recipient_payments: count,
-    })
+    }))
 }
 
 /// An agent's history and a recipient's, read on demand on `conn`: inside
@@ -738,7 +761,10 @@ impl Drop for Peeked {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(conn) = conn {
+        // A reader that cannot end its transaction is closed, not reused.
+        if let Some(conn) = conn
+            && conn.execute_batch("COMMIT").is_ok()
+        {
             self.readers.give_back(conn);
         }
     }
@@ -907,8 +933,28 @@ impl Store for SqliteStore {
         &self,
         entry: &NewEntry<'_>,
     ) -> Result<Option<Box<dyn HistoryReads + Send + Sync>>, StoreError> {
+        // Most agents' recent history is short: read it whole, and the
+        // policy's questions are answered from memory. A long one is read
+        // question by question in one read transaction, begun here so that
+        // its first read (which maps the database as last committed) does
+        // not happen while the policy holds a sandbox slot.
+        let conn = self.readers.take()?;
+        let short = history_at_most(
+            &conn,
+            entry.tenant,
+            entry.agent,
+            entry.recipient,
+            entry.history_since_ms,
+            Some(SHORT_HISTORY),
+        )?;
+        if let Some(history) = short {
+            self.readers.give_back(conn);
+            return Ok(Some(Box::new(history)));
+        }
+        conn.execute_batch("BEGIN")?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         Ok(Some(Box::new(Peeked {
-            conn: Mutex::new(Some(self.readers.take()?)),
+            conn: Mutex::new(Some(conn)),
             readers: self.readers.clone(),
             tenant: entry.tenant.to_string(),
             agent: entry.agent.to_string(),
