@@ -310,6 +310,16 @@ pub struct History {
     pub recipient_payments: u64,
 }
 
+/// The stored `category` or `tier` an activity filter selects on, for the
+/// stores' queries: `None` matches any.
+pub(crate) fn filter_columns(filter: &ActivityFilter) -> (Option<&str>, Option<&str>) {
+    match filter {
+        ActivityFilter::All => (None, None),
+        ActivityFilter::Category(c) => (Some(c.as_str()), None),
+        ActivityFilter::Tier(t) => (None, Some(t.as_str())),
+    }
+}
+
 impl History {
     /// How many of the payments requested from `since_ms` to `until_ms`
     /// (both included) match `filter`, and the sum of those in `currency`.

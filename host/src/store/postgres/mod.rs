@@ -29,7 +29,8 @@ use tokio_postgres::Row;
 
 use super::{
     AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, HistoryReads, NewEntry, Notice,
-    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, hashed, utc_day,
+    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, filter_columns, hashed,
+    utc_day,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
@@ -267,11 +268,7 @@ impl HistoryReads for HistoryIn<'_, '_> {
         currency: &str,
         filter: &ActivityFilter,
     ) -> Result<Activity, StoreError> {
-        let (category, tier) = match filter {
-            ActivityFilter::All => (None, None),
-            ActivityFilter::Category(c) => (Some(c.as_str()), None),
-            ActivityFilter::Tier(t) => (None, Some(t.as_str())),
-        };
+        let (category, tier) = filter_columns(filter);
         let since = since_ms.max(self.entry.history_since_ms);
         let rows = self.conn.borrow_mut().query(
             "SELECT amount, currency FROM authorizations

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, HistoryReads, NewEntry, Notice,
-    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, hashed,
+    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, filter_columns, hashed,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
@@ -654,11 +654,7 @@ impl HistoryReads for HistoryIn<'_> {
         currency: &str,
         filter: &ActivityFilter,
     ) -> Result<Activity, StoreError> {
-        let (category, tier) = match filter {
-            ActivityFilter::All => (None, None),
-            ActivityFilter::Category(c) => (Some(c.as_str()), None),
-            ActivityFilter::Tier(t) => (None, Some(t.as_str())),
-        };
+        let (category, tier) = filter_columns(filter);
         let since = since_ms.max(self.since_ms);
         // From the covering index alone; amounts summed exactly here.
         let mut stmt = self.conn.prepare_cached(
