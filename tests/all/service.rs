@@ -338,6 +338,22 @@ async fn the_articles_day_over_http() {
         "{}",
         metrics.text
     );
+    // Each payment was classified before the write lock; the decision was
+    // kept, or made again inside if an answer had changed meanwhile.
+    let early: u64 = metrics
+        .text
+        .lines()
+        .filter(|l| l.starts_with("tiergate_early_decisions_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(early, 6, "{}", metrics.text);
+    assert!(
+        metrics
+            .text
+            .contains(r#"tiergate_early_decisions_total{kept="true"}"#),
+        "{}",
+        metrics.text
+    );
     assert!(
         metrics
             .text

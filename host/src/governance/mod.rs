@@ -453,13 +453,16 @@ impl Governor {
         };
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
             let still = match early.take() {
-                Some((d, took)) => history::same_answers(
-                    snapshot.history,
-                    tx.requested_at_ms,
-                    &tx.currency,
-                    &d.context_reads,
-                )?
-                .then_some((d, took)),
+                Some((d, took)) => {
+                    let kept = history::same_answers(
+                        snapshot.history,
+                        tx.requested_at_ms,
+                        &tx.currency,
+                        &d.context_reads,
+                    )?;
+                    self.inner.observer.early_decision(&tx.tenant, kept);
+                    kept.then_some((d, took))
+                }
                 None => None,
             };
             let (decision, took) = match still {

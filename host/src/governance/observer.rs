@@ -13,6 +13,10 @@ pub trait Observer: Send + Sync {
     /// included).
     fn classified(&self, _tenant: &str, _decision: &Decision, _elapsed: Duration) {}
 
+    /// A classification made before the store's write lock was `kept`, or
+    /// run again inside because one of its context answers had changed.
+    fn early_decision(&self, _tenant: &str, _kept: bool) {}
+
     /// A new authorization was recorded (and, when autonomous, executed).
     fn recorded(&self, _authorization: &Authorization) {}
 }

@@ -22,6 +22,7 @@ pub struct Metrics {
     decisions: Family<Labels, Counter>,
     policy_seconds: Histogram,
     policy_failures: Family<Labels, Counter>,
+    early_decisions: Family<Labels, Counter>,
     requests: Family<Labels, Counter>,
     request_seconds: Family<Labels, Histogram>,
     pending: Family<Labels, Gauge>,
@@ -57,6 +58,12 @@ impl Metrics {
             "Classifications that failed closed, by kind",
             policy_failures.clone(),
         );
+        let early_decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "early_decisions",
+            "Classifications made before the store's write lock: kept, or run again inside because a context answer had changed",
+            early_decisions.clone(),
+        );
         let requests = Family::<Labels, Counter>::default();
         registry.register(
             "http_requests",
@@ -89,6 +96,7 @@ impl Metrics {
             decisions,
             policy_seconds,
             policy_failures,
+            early_decisions,
             requests,
             request_seconds,
             pending,
@@ -146,6 +154,12 @@ impl Observer for Metrics {
                 .get_or_create(&vec![("kind", f.kind.code().to_string())])
                 .inc();
         }
+    }
+
+    fn early_decision(&self, _tenant: &str, kept: bool) {
+        self.early_decisions
+            .get_or_create(&vec![("kept", kept.to_string())])
+            .inc();
     }
 
     fn recorded(&self, a: &Authorization) {
