@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use durability::GroupSync;
+use gate::{Gate, Turn};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -175,6 +176,8 @@ pub struct SqliteStore {
     /// Read-only connections beside the writer, for reads that may see only
     /// committed state (see [`Store::peek`]); opened as needed.
     readers: std::sync::Arc<Readers>,
+    /// Lets callers from `peek` to `record` a few at a time.
+    gate: std::sync::Arc<Gate>,
 }
 
 /// A small pool of read-only connections. In WAL mode they read the last
@@ -268,6 +271,7 @@ impl Drop for Writing<'_> {
 
 mod deliveries;
 mod durability;
+mod gate;
 mod keys;
 mod rules;
 mod totals;
@@ -307,6 +311,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
                 idle: Mutex::new(Vec::new()),
             }),
+            gate: Gate::for_this_machine(),
         })
     }
 
@@ -766,6 +771,33 @@ impl Drop for Peeked {
     }
 }
 
+/// What `peek` hands out: the history, with the caller's turn at the
+/// [`Gate`], which ends when the caller is done with it.
+struct Admitted<R> {
+    reads: R,
+    _turn: Turn,
+}
+
+impl<R: HistoryReads> HistoryReads for Admitted<R> {
+    fn activity(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        currency: &str,
+        filter: &ActivityFilter,
+    ) -> Result<Activity, StoreError> {
+        self.reads.activity(since_ms, until_ms, currency, filter)
+    }
+
+    fn recipient(&self) -> Result<RecipientHistory, StoreError> {
+        self.reads.recipient()
+    }
+
+    fn all(&self) -> Result<History, StoreError> {
+        self.reads.all()
+    }
+}
+
 /// `aud-YYYY-MM-DD-NNN`: the day of `now_ms` (UTC) and the tenant's next
 /// number that day, never reused; the number widens past 999.
 /// The tenant's next payment audit number on `day`, read but not taken.
@@ -934,6 +966,7 @@ impl Store for SqliteStore {
         // question by question in one read transaction, begun here so that
         // its first read (which maps the database as last committed) does
         // not happen while the policy holds a sandbox slot.
+        let turn = self.gate.enter();
         let conn = self.readers.take()?;
         let short = history_at_most(
             &conn,
@@ -945,17 +978,23 @@ impl Store for SqliteStore {
         )?;
         if let Some(history) = short {
             self.readers.give_back(conn);
-            return Ok(Some(Box::new(history)));
+            return Ok(Some(Box::new(Admitted {
+                reads: history,
+                _turn: turn,
+            })));
         }
         conn.execute_batch("BEGIN")?;
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
-        Ok(Some(Box::new(Peeked {
-            conn: Mutex::new(Some(conn)),
-            readers: self.readers.clone(),
-            tenant: entry.tenant.to_string(),
-            agent: entry.agent.to_string(),
-            recipient: entry.recipient.to_string(),
-            since_ms: entry.history_since_ms,
+        Ok(Some(Box::new(Admitted {
+            reads: Peeked {
+                conn: Mutex::new(Some(conn)),
+                readers: self.readers.clone(),
+                tenant: entry.tenant.to_string(),
+                agent: entry.agent.to_string(),
+                recipient: entry.recipient.to_string(),
+                since_ms: entry.history_since_ms,
+            },
+            _turn: turn,
         })))
     }
 
