@@ -371,6 +371,28 @@ fn a_retry_returns_the_stored_answer_and_a_changed_request_conflicts(kind: Kind)
     let retry = w.authorize("same", "0.02", "embeddings", "verified");
     assert_eq!(retry, first);
     assert_eq!(w.executor.calls("same"), 1);
+    if matches!(kind, Kind::Sqlite) {
+        // The read before the write lock sees the stored id, so the policy
+        // does not run for a retry; a new id is read for as before.
+        let now = w.clock.now_ms();
+        let entry = tiergate::store::NewEntry {
+            tenant: "acme",
+            tx_id: "same",
+            agent: "procurement-agent-prod",
+            recipient: "vendor.example",
+            history_since_ms: now - 7 * 86_400_000,
+            team: None,
+            currency: "USDC",
+            window_start_ms: now - 86_400_000,
+            now_ms: now,
+        };
+        assert!(w.store().peek(&entry).unwrap().is_none());
+        let new = tiergate::store::NewEntry {
+            tx_id: "new",
+            ..entry
+        };
+        assert!(w.store().peek(&new).unwrap().is_some());
+    }
     let changed = w
         .governor
         .authorize_blocking(w.tx("same", "0.03", "embeddings", "verified"))

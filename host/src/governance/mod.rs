@@ -404,7 +404,8 @@ impl Governor {
         }
         let hash = content_hash(&tx);
         // A retry is answered by `record`, which finds the stored id before
-        // anything is classified: no separate look-up first.
+        // anything is classified inside; SQLite's `peek` finds it too, so the
+        // policy does not run for it beforehand either.
         let store = &self.inner.store;
         let team = tenant.config.team_of(&tx.agent).map(|t| t.name.as_str());
         let entry = NewEntry {

@@ -401,7 +401,9 @@ pub trait Store: Send + Sync {
     /// little behind. The governor classifies on it outside the write
     /// transaction, and inside keeps that decision only if every context
     /// answer the policy used is the same on the exact snapshot. `None` when
-    /// the store cannot read beside its writers.
+    /// the store cannot read beside its writers, or (SQLite) when the entry's
+    /// id is stored already: a retry, which `record` answers from the stored
+    /// row without a decision.
     fn peek(
         &self,
         entry: &NewEntry<'_>,

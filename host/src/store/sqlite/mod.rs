@@ -963,11 +963,31 @@ impl Store for SqliteStore {
     ) -> Result<Option<Box<dyn HistoryReads + Send + Sync>>, StoreError> {
         // Most agents' recent history is short: read it whole, and the
         // policy's questions are answered from memory. A long one is read
-        // question by question in one read transaction, begun here so that
-        // its first read (which maps the database as last committed) does
-        // not happen while the policy holds a sandbox slot.
+        // question by question, in the same read transaction. One
+        // transaction for every read: after a commit, each new one makes
+        // the reader drop its cache and map the database again.
         let turn = self.gate.enter();
         let conn = self.readers.take()?;
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let end = |conn: Connection| {
+            // A reader that cannot end its transaction is closed, not reused.
+            if conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut c| c.execute([]))
+                .is_ok()
+            {
+                self.readers.give_back(conn);
+            }
+        };
+        // A retry is answered by `record` from the stored row: no decision
+        // to make, so no sandbox. An index look-up.
+        let stored = conn
+            .prepare_cached("SELECT 1 FROM authorizations WHERE tenant = ?1 AND tx_id = ?2")?
+            .exists(params![entry.tenant, entry.tx_id])?;
+        if stored {
+            end(conn);
+            return Ok(None);
+        }
         let short = history_at_most(
             &conn,
             entry.tenant,
@@ -977,14 +997,12 @@ impl Store for SqliteStore {
             Some(SHORT_HISTORY),
         )?;
         if let Some(history) = short {
-            self.readers.give_back(conn);
+            end(conn);
             return Ok(Some(Box::new(Admitted {
                 reads: history,
                 _turn: turn,
             })));
         }
-        conn.execute_batch("BEGIN")?;
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         Ok(Some(Box::new(Admitted {
             reads: Peeked {
                 conn: Mutex::new(Some(conn)),
