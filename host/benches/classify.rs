@@ -17,6 +17,13 @@ use tiergate_policy::testing;
 const ARTICLE_DAY: &str = include_str!("../../examples/article-day.jsonl");
 const ROUNDS: usize = 3_000;
 
+/// `seed-tiers`'s defaults, every key written out.
+const FULL_CONFIG: &str = r#"{"prohibited_categories": ["gambling", "unverified_agents", "sanctioned_jurisdictions"],
+ "sanctioned_jurisdictions": ["KP", "IR", "SY"],
+ "autonomous": {"max_amount": "1.00", "categories": ["api_calls", "embeddings", "search"], "min_trust": "verified", "max_per_window": 1000, "window": "1h"},
+ "supervised": {"max_amount": "50.00", "categories": ["compute", "data_access", "saas_tools"], "min_trust": "known", "max_per_window": 20, "window": "1h"},
+ "collaborative": {"max_amount": "5000.00", "min_trust": "unknown", "max_per_window": 5, "window": "24h"}}"#;
+
 fn main() -> anyhow::Result<()> {
     let bytes = tiergate::bundled::get("seed-tiers").expect("seed-tiers is bundled");
     let runtime = Runtime::new()?;
@@ -60,15 +67,30 @@ fn main() -> anyhow::Result<()> {
 
     let native_txs: Vec<tiergate_policy::Transaction> = txs.iter().map(native_tx).collect();
     let native_ctx = testing::TestContext::new();
-    let mut native = Vec::with_capacity(ROUNDS);
+    let native_with = |config: &str| -> anyhow::Result<Vec<Duration>> {
+        let mut native = Vec::with_capacity(ROUNDS);
+        for i in 0..ROUNDS {
+            let tx = &native_txs[i % native_txs.len()];
+            let start = Instant::now();
+            let d = testing::classify::<seed_tiers::SeedTiers>(config, tx, &native_ctx)
+                .map_err(anyhow::Error::msg)?;
+            native.push(start.elapsed());
+            std::hint::black_box(&d);
+        }
+        Ok(native)
+    };
+    let native = native_with("")?;
+
+    // A tenant that writes out every key: the policy parses it on every call.
+    let configured = runtime.compile(bytes)?.configure(FULL_CONFIG)?;
+    let mut sandboxed_configured = Vec::with_capacity(ROUNDS);
     for i in 0..ROUNDS {
-        let tx = &native_txs[i % native_txs.len()];
+        let tx = &txs[i % txs.len()];
         let start = Instant::now();
-        let d = testing::classify::<seed_tiers::SeedTiers>("", tx, &native_ctx)
-            .map_err(anyhow::Error::msg)?;
-        native.push(start.elapsed());
-        std::hint::black_box(&d);
+        configured.classify_blocking(tx, context.clone())?;
+        sandboxed_configured.push(start.elapsed());
     }
+    let native_configured = native_with(FULL_CONFIG)?;
 
     // Two threads (the machine's cores) classifying at once.
     let per_thread = ROUNDS;
@@ -101,13 +123,17 @@ fn main() -> anyhow::Result<()> {
          | one decision in a fresh sandbox (`classify_blocking`), median | {sm} |\n\
          | one decision in a fresh sandbox, 99th percentile | {sp} |\n\
          | the same policy as native Rust (config parse + classify), median | {nm} |\n\
+         | one decision in a fresh sandbox, every key of the configuration written out ({config_len} bytes of JSON), median | {scm} |\n\
+         | the same as native Rust, median | {ncm} |\n\
          | sandbox cost relative to native | {ratio:.0}× |\n\
          | decisions per second, 2 threads, fresh sandbox each | {tp:.0} |\n\
          | fuel per decision (min / median / max) | {fmin} / {fmed} / {fmax} |\n\n\
          A fresh store and instance per transaction is what isolation between calls and \
          tenants costs; the figures include validating the transaction, converting it to \
          the contract's types, parsing the tenant's JSON configuration inside the policy, \
-         and checking the answer.\n",
+         and checking the answer. A fresh instance parses the configuration on every call, \
+         so a tenant's longer configuration costs on every decision: the two configured \
+         rows hold the default values, written out.\n",
         cpu = cpu_model(),
         cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -119,6 +145,9 @@ fn main() -> anyhow::Result<()> {
         sm = show(sandboxed_median),
         sp = show(sandboxed_p99),
         nm = show(native_median),
+        config_len = FULL_CONFIG.len(),
+        scm = show(median(sandboxed_configured)),
+        ncm = show(median(native_configured)),
         ratio = sandboxed_median.as_secs_f64() / native_median.as_secs_f64(),
         tp = throughput,
         fmin = fuel[0],
