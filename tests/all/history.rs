@@ -429,7 +429,13 @@ fn long_histories_are_read_page_by_page_in_order(kind: Kind) {
     let mut cursor: Option<(u64, String)> = None;
     loop {
         let page = store
-            .authorizations_after("acme", cursor.as_ref().map(|(t, id)| (*t, id.as_str())), 3)
+            .authorizations_after(
+                "acme",
+                None,
+                cursor.as_ref().map(|(t, id)| (*t, id.as_str())),
+                u64::MAX,
+                3,
+            )
             .unwrap();
         if page.is_empty() {
             break;

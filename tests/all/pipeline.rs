@@ -52,7 +52,7 @@ pub(crate) struct World {
     test_store: TestStore,
     /// The SQLite file, for tests on that backend that open it directly.
     pub(crate) db: PathBuf,
-    clock: ManualClock,
+    pub(crate) clock: ManualClock,
     executor: Arc<CountingExecutor>,
     governor: Governor,
     config: String,

@@ -123,13 +123,72 @@ fn pages_and_the_ledger_follow_the_stored_order(kind: Kind) {
     let w = World::on(kind, ACME);
     for i in 0..7 {
         w.authorize(&format!("p{i}"), "0.02", "embeddings", "verified");
+        if i % 3 == 0 {
+            let mut other = w.tx(&format!("o{i}"), "0.02", "embeddings", "verified");
+            other.agent = "other-agent".into();
+            w.governor().authorize_blocking(other).unwrap();
+        }
+        // Request order is by time, then by id within a millisecond.
+        w.clock.advance(1_000);
     }
     let store = w.backend();
+    // One agent's pages, read through its own index.
+    let of = |agent: &str, limit: usize| {
+        let mut seen = Vec::new();
+        let mut after: Option<(u64, String)> = None;
+        loop {
+            let page = store
+                .authorizations_after(
+                    "acme",
+                    Some(agent),
+                    after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                    u64::MAX,
+                    limit,
+                )
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((
+                last.transaction.requested_at_ms,
+                last.transaction.id.clone(),
+            ));
+            seen.extend(page.into_iter().map(|a| a.transaction.id));
+        }
+        seen
+    };
+    assert_eq!(of("other-agent", 2), ["o0", "o3", "o6"]);
+    assert_eq!(of("nobody", 2), Vec::<String>::new());
+    let o3_at = store
+        .get("acme", "o3")
+        .unwrap()
+        .unwrap()
+        .transaction
+        .requested_at_ms;
+    let before: Vec<String> = store
+        .authorizations_after("acme", Some("other-agent"), None, o3_at, 10)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.transaction.id)
+        .collect();
+    assert_eq!(before, ["o0"], "only those requested before the bound");
+    let query = tiergate::audit::Query {
+        agent: Some("other-agent".into()),
+        ..Default::default()
+    };
+    let matched: Vec<String> = tiergate::audit::matching(store.as_ref(), "acme", &query)
+        .map(|a| a.unwrap().transaction.id)
+        .collect();
+    assert_eq!(matched, ["o0", "o3", "o6"]);
     let mut seen = Vec::new();
     let mut after: Option<(u64, String)> = None;
     loop {
         let page = store
-            .authorizations_after("acme", after.as_ref().map(|(t, id)| (*t, id.as_str())), 3)
+            .authorizations_after(
+                "acme",
+                None,
+                after.as_ref().map(|(t, id)| (*t, id.as_str())),
+                u64::MAX,
+                3,
+            )
             .unwrap();
         let Some(last) = page.last() else { break };
         after = Some((
@@ -138,7 +197,10 @@ fn pages_and_the_ledger_follow_the_stored_order(kind: Kind) {
         ));
         seen.extend(page.into_iter().map(|a| a.transaction.id));
     }
-    assert_eq!(seen, ["p0", "p1", "p2", "p3", "p4", "p5", "p6"]);
+    assert_eq!(
+        seen,
+        ["o0", "p0", "p1", "p2", "o3", "p3", "p4", "p5", "o6", "p6"]
+    );
     let all = store.events("acme", None).unwrap();
     let mut paged: Vec<tiergate::store::AuditEvent> = Vec::new();
     loop {

@@ -19,7 +19,7 @@ pub use ed25519_dalek::SigningKey;
 pub use replay::{Replayed, replay, replay_event};
 pub use report::{DailyReport, Tally, daily_report, spend_chart_svg};
 pub use simulate::{Simulation, TierChange, simulate};
-pub use stream::{authorizations, authorizations_between, events};
+pub use stream::{authorizations, authorizations_between, events, matching};
 
 /// `YYYY-MM-DD HH:MM:SS.mmm` (UTC) of a Unix time in milliseconds.
 pub fn utc_time(ms: u64) -> String {

@@ -1,6 +1,7 @@
 //! Reading a tenant's records page by page, so exports, verification and
 //! replay run in bounded memory however long the history.
 
+use super::Query;
 use crate::governance::Authorization;
 use crate::store::{AuditEvent, Store, StoreError};
 
@@ -56,6 +57,29 @@ pub fn authorizations_between<'a>(
     from_ms: u64,
     to_ms: u64,
 ) -> impl Iterator<Item = Result<Authorization, StoreError>> + 'a {
+    pages_between(store, tenant, None, from_ms, to_ms)
+}
+
+/// The tenant's authorizations that match `query`, in request order, read a
+/// page at a time: its time range and agent narrow what the store reads,
+/// its other filters are applied to each row.
+pub fn matching<'a>(
+    store: &'a dyn Store,
+    tenant: &'a str,
+    query: &'a Query,
+) -> impl Iterator<Item = Result<Authorization, StoreError>> + 'a {
+    let (from, to) = (query.from_ms.unwrap_or(0), query.to_ms.unwrap_or(u64::MAX));
+    pages_between(store, tenant, query.agent.as_deref(), from, to)
+        .filter(|a| a.as_ref().map_or(true, |a| query.matches(a)))
+}
+
+fn pages_between<'a>(
+    store: &'a dyn Store,
+    tenant: &'a str,
+    agent: Option<&'a str>,
+    from_ms: u64,
+    to_ms: u64,
+) -> impl Iterator<Item = Result<Authorization, StoreError>> + 'a {
     // Just before `from_ms`: after every id requested a millisecond earlier
     // (no UTF-8 text sorts after U+10FFFF's bytes).
     let mut after: Option<(u64, String)> =
@@ -67,7 +91,9 @@ pub fn authorizations_between<'a>(
         }
         let page = store.authorizations_after(
             tenant,
+            agent,
             after.as_ref().map(|(at, id)| (*at, id.as_str())),
+            to_ms,
             PAGE,
         );
         match &page {
@@ -82,10 +108,7 @@ pub fn authorizations_between<'a>(
         }
         Some(page)
     });
-    flatten(pages).take_while(move |a| {
-        a.as_ref()
-            .map_or(true, |a| a.transaction.requested_at_ms < to_ms)
-    })
+    flatten(pages)
 }
 
 fn flatten<T>(

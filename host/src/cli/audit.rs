@@ -156,12 +156,8 @@ fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
     }
     let progress = std::io::stderr().is_terminal();
     let mut rows = 0usize;
-    let (from, to) = (query.from_ms.unwrap_or(0), query.to_ms.unwrap_or(u64::MAX));
-    for auth in tiergate::audit::authorizations_between(store, &args.tenant, from, to) {
+    for auth in tiergate::audit::matching(store, &args.tenant, &query) {
         let auth = auth?;
-        if !query.matches(&auth) {
-            continue;
-        }
         let row = ExportRow::from(&auth);
         match format {
             "csv" => writeln!(out, "{}", row.csv())?,

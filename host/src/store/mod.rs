@@ -448,12 +448,15 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError>;
 
-    /// At most `limit` of the tenant's authorizations in request order
-    /// (`requested_at_ms`, then `tx_id`) after the one at `after`: a page.
+    /// At most `limit` of the tenant's authorizations (of one `agent`, if
+    /// given) requested before `before_ms`, in request order
+    /// (`requested_at_ms`, then `tx_id`), after the one at `after`: a page.
     fn authorizations_after(
         &self,
         tenant: &str,
+        agent: Option<&str>,
         after: Option<(u64, &str)>,
+        before_ms: u64,
         limit: usize,
     ) -> Result<Vec<Authorization>, StoreError>;
 

@@ -129,9 +129,8 @@ pub(super) async fn records(
         if csv {
             let _ = tx.blocking_send(Ok(format!("{}\n", ExportRow::CSV_HEADER)));
         }
-        let (from, to) = (query.from_ms.unwrap_or(0), query.to_ms.unwrap_or(u64::MAX));
         let mut chunk = String::new();
-        for auth in crate::audit::authorizations_between(store.as_ref(), &tenant, from, to) {
+        for auth in crate::audit::matching(store.as_ref(), &tenant, &query) {
             let auth = match auth {
                 Ok(a) => a,
                 Err(e) => {
@@ -139,9 +138,6 @@ pub(super) async fn records(
                     return;
                 }
             };
-            if !query.matches(&auth) {
-                continue;
-            }
             let row = ExportRow::from(&auth);
             if csv {
                 chunk.push_str(&row.csv());

@@ -500,13 +500,20 @@ impl Store for PostgresStore {
     }
 
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = self.conn()?.query(
-            &format!(
-                "SELECT {EVENT_COLUMNS} FROM audit_events
-                 WHERE tenant = $1 AND ($2::text IS NULL OR tx_id = $2) ORDER BY seq"
-            ),
-            &[&tenant, &tx_id],
-        )?;
+        // One statement per case, so each has a plan that uses its index.
+        let rows = match tx_id {
+            Some(tx_id) => self.conn()?.query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM audit_events
+                     WHERE tenant = $1 AND tx_id = $2 ORDER BY seq"
+                ),
+                &[&tenant, &tx_id],
+            )?,
+            None => self.conn()?.query(
+                &format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant = $1 ORDER BY seq"),
+                &[&tenant],
+            )?,
+        };
         rows.iter().map(event_row).collect()
     }
 
@@ -533,19 +540,32 @@ impl Store for PostgresStore {
     fn authorizations_after(
         &self,
         tenant: &str,
+        agent: Option<&str>,
         after: Option<(u64, &str)>,
+        before_ms: u64,
         limit: usize,
     ) -> Result<Vec<Authorization>, StoreError> {
-        let (at, id) = match after {
-            Some((at, id)) => (Some(ms(at)), id),
-            None => (None, ""),
+        // Where there is no cursor, one that sorts first, so every page
+        // seeks to its cursor on the index.
+        let (at, id) = after.map_or((i64::MIN, ""), |(at, id)| (ms(at), id));
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let before = ms(before_ms);
+        let rows = match agent {
+            Some(agent) => self.conn()?.query(
+                "SELECT body FROM authorizations
+                 WHERE tenant = $1 AND agent = $2 AND (requested_at_ms, tx_id) > ($3, $4)
+                   AND requested_at_ms < $5
+                 ORDER BY requested_at_ms, tx_id LIMIT $6",
+                &[&tenant, &agent, &at, &id, &before, &limit],
+            )?,
+            None => self.conn()?.query(
+                "SELECT body FROM authorizations
+                 WHERE tenant = $1 AND (requested_at_ms, tx_id) > ($2, $3)
+                   AND requested_at_ms < $4
+                 ORDER BY requested_at_ms, tx_id LIMIT $5",
+                &[&tenant, &at, &id, &before, &limit],
+            )?,
         };
-        let rows = self.conn()?.query(
-            "SELECT body FROM authorizations
-             WHERE tenant = $1 AND ($2::bigint IS NULL OR (requested_at_ms, tx_id) > ($2, $3))
-             ORDER BY requested_at_ms, tx_id LIMIT $4",
-            &[&tenant, &at, &id, &(limit.min(i64::MAX as usize) as i64)],
-        )?;
         rows.iter().map(|r| parse_body(r.try_get(0)?)).collect()
     }
 

@@ -166,6 +166,13 @@ DROP INDEX IF EXISTS authorizations_by_agent;
 CREATE INDEX IF NOT EXISTS authorizations_history ON authorizations
     (tenant, agent, requested_at_ms, amount, currency, category, tier);
 "#,
+    // A payment's events in order from the index alone. Without `seq` in it,
+    // SQLite read them in chain order from the primary key instead: the whole
+    // trail, 0.2 s at a million events, for one `audit show`.
+    r#"
+DROP INDEX IF EXISTS audit_events_by_tx;
+CREATE INDEX audit_events_by_tx ON audit_events (tenant, tx_id, seq);
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
@@ -1065,13 +1072,25 @@ impl Store for SqliteStore {
     }
 
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
+        // One statement per case: with `?2 IS NULL OR tx_id = ?2` SQLite
+        // cannot use the transaction's index and reads the whole trail.
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM audit_events
-             WHERE tenant = ?1 AND (?2 IS NULL OR tx_id = ?2) ORDER BY seq"
-            ))?;
-            let rows = stmt.query_map(params![tenant, tx_id], event_row)?;
-            rows.map(|row| parse_event(row?)).collect()
+            let rows: Vec<_> = match tx_id {
+                Some(tx_id) => conn
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM audit_events
+                         WHERE tenant = ?1 AND tx_id = ?2 ORDER BY seq"
+                    ))?
+                    .query_map(params![tenant, tx_id], event_row)?
+                    .collect::<Result<_, _>>()?,
+                None => conn
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM audit_events WHERE tenant = ?1 ORDER BY seq"
+                    ))?
+                    .query_map(params![tenant], event_row)?
+                    .collect::<Result<_, _>>()?,
+            };
+            rows.into_iter().map(parse_event).collect()
         })
     }
 
@@ -1101,24 +1120,40 @@ impl Store for SqliteStore {
     fn authorizations_after(
         &self,
         tenant: &str,
+        agent: Option<&str>,
         after: Option<(u64, &str)>,
+        before_ms: u64,
         limit: usize,
     ) -> Result<Vec<Authorization>, StoreError> {
+        // Where there is no cursor, one that sorts first: with
+        // `?2 IS NULL OR ...` SQLite could not seek to the cursor, and every
+        // page read the tenant's rows from the first.
+        let (at, id) = after.map_or((i64::MIN, ""), |(at, id)| (at as i64, id));
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT body FROM authorizations
-             WHERE tenant = ?1 AND (?2 IS NULL OR (requested_at_ms, tx_id) > (?2, ?3))
-             ORDER BY requested_at_ms, tx_id LIMIT ?4",
-            )?;
-            let (at, id) = match after {
-                Some((at, id)) => (Some(at as i64), id),
-                None => (None, ""),
+            // One agent's through the history index, not by reading everyone's.
+            let bodies: Vec<String> = match agent {
+                Some(agent) => conn
+                    .prepare_cached(
+                        "SELECT body FROM authorizations
+                         WHERE tenant = ?1 AND agent = ?2 AND (requested_at_ms, tx_id) > (?3, ?4)
+                           AND requested_at_ms < ?5
+                         ORDER BY requested_at_ms, tx_id LIMIT ?6",
+                    )?
+                    .query_map(params![tenant, agent, at, id, before, limit], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?,
+                None => conn
+                    .prepare_cached(
+                        "SELECT body FROM authorizations
+                         WHERE tenant = ?1 AND (requested_at_ms, tx_id) > (?2, ?3)
+                           AND requested_at_ms < ?4
+                         ORDER BY requested_at_ms, tx_id LIMIT ?5",
+                    )?
+                    .query_map(params![tenant, at, id, before, limit], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?,
             };
-            let rows = stmt.query_map(
-                params![tenant, at, id, limit.min(i64::MAX as usize) as i64],
-                |r| r.get::<_, String>(0),
-            )?;
-            rows.map(|body| parse_body(&body?)).collect()
+            bodies.iter().map(|body| parse_body(body)).collect()
         })
     }
 
