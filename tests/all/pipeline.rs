@@ -563,12 +563,23 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
     if kind == Kind::Postgres {
         return;
     }
-    // A SQLite store from before the running totals gets them filled on opening.
+    // A SQLite store from before the running totals (and the audit id
+    // column) gets them filled on opening.
     let conn = rusqlite::Connection::open(&w.db).unwrap();
-    conn.execute_batch("DROP TABLE holdings; DROP TABLE recipients; PRAGMA user_version = 6;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP TABLE holdings; DROP TABLE recipients;
+         DROP INDEX authorizations_by_audit_id; ALTER TABLE authorizations DROP COLUMN audit_id;
+         PRAGMA user_version = 6;",
+    )
+    .unwrap();
     drop(conn);
     w.restart();
+    let e2 = w.store().get("acme", "e2").unwrap().unwrap();
+    assert_eq!(
+        w.store().tx_with_audit_id("acme", &e2.audit_id).unwrap(),
+        Some("e2".to_string()),
+        "the audit id column is filled from the stored records"
+    );
     w.clock.advance(89 * 60_000);
     assert!(over(&w, "e5", "46.00"), "e2 still counts after the upgrade");
     w.clock.advance(60_000);

@@ -214,6 +214,20 @@ fn pages_and_the_ledger_follow_the_stored_order(kind: Kind) {
     assert_eq!(paged, all);
     let executed = store.get("acme", "p3").unwrap().unwrap();
     assert_eq!(executed.status, Status::Executed);
+    assert_eq!(
+        store.tx_with_audit_id("acme", &executed.audit_id).unwrap(),
+        Some("p3".to_string())
+    );
+    assert_eq!(
+        store.tx_with_audit_id("beta", &executed.audit_id).unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .tx_with_audit_id("acme", "aud-1999-01-01-001")
+            .unwrap(),
+        None
+    );
     let reference = store.ledger_insert(&executed, 99).unwrap();
     assert_eq!(
         reference,
@@ -303,7 +317,7 @@ fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
         .expect("a newer schema is refused")
         .to_string();
     assert!(
-        refused.contains("schema version 99 is newer than this tiergate understands (1)"),
+        refused.contains("schema version 99 is newer than this tiergate understands (2)"),
         "{refused}"
     );
 }

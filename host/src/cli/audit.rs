@@ -51,7 +51,10 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
         } => {
             let store = super::govern::open_store(store)?;
             let store = store.as_ref();
-            let events = store.events(&tenant, None)?;
+            // A payment's records by its own index; a tenant-level record
+            // (such as a policy activation) is among the few with no payment.
+            let tx_id = store.tx_with_audit_id(&tenant, &audit_id)?;
+            let events = store.events(&tenant, Some(tx_id.as_deref().unwrap_or("")))?;
             let Some(first) = events.iter().find(|e| e.audit_id == audit_id) else {
                 bail!("tenant {tenant} has no audit record {audit_id}");
             };

@@ -385,6 +385,9 @@ pub trait Store: Send + Sync {
     /// The stored authorization of a transaction, if any.
     fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError>;
 
+    /// The transaction recorded under a payment's audit id, if any.
+    fn tx_with_audit_id(&self, tenant: &str, audit_id: &str) -> Result<Option<String>, StoreError>;
+
     /// Atomically: if the id is already stored, returns it untouched;
     /// otherwise reads the snapshot (holdings and history), lets `plan`
     /// decide (given the snapshot and the new audit id), and stores the

@@ -101,8 +101,8 @@ fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(),
     if insert {
         c.execute(
             "INSERT INTO authorizations (tenant, tx_id, content_hash, agent, team, recipient, category,
-                 currency, amount, tier, requested_at_ms, status, holds, deadline_ms, body)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 currency, amount, tier, requested_at_ms, status, holds, deadline_ms, body, audit_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             &[
                 &t.tenant,
                 &t.id,
@@ -119,6 +119,7 @@ fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(),
                 &a.status.holds_budget(),
                 &deadline,
                 &body,
+                &a.audit_id,
             ],
         )?;
     } else {
@@ -389,6 +390,17 @@ fn ledger_insert_in(c: &mut Conn, auth: &Authorization, now_ms: u64) -> Result<S
 impl Store for PostgresStore {
     fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
         get_in(&mut *self.conn()?, tenant, tx_id)
+    }
+
+    fn tx_with_audit_id(&self, tenant: &str, audit_id: &str) -> Result<Option<String>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT tx_id FROM authorizations WHERE tenant = $1 AND audit_id = $2",
+            &[&tenant, &audit_id],
+        )?;
+        rows.first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(Into::into)
     }
 
     fn record(

@@ -9,7 +9,8 @@ use super::pool::Conn;
 use crate::store::StoreError;
 
 /// Applied in order; `tiergate_schema` records each one applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE authorizations (
     tenant          TEXT COLLATE "C" NOT NULL,
     tx_id           TEXT COLLATE "C" NOT NULL,
@@ -155,7 +156,15 @@ CREATE TABLE recipients (
     payments      BIGINT NOT NULL,
     PRIMARY KEY (tenant, recipient)
 );
-"#];
+"#,
+    // A payment found by its audit id (`audit show`) without reading every
+    // record.
+    r#"
+ALTER TABLE authorizations ADD COLUMN audit_id TEXT COLLATE "C";
+UPDATE authorizations SET audit_id = body::jsonb ->> 'audit_id';
+CREATE INDEX authorizations_by_audit_id ON authorizations (tenant, audit_id);
+"#,
+];
 
 /// Brings the schema up to date. Every replica runs this on start; the
 /// advisory lock makes the second wait for the first and then find
