@@ -216,6 +216,28 @@ fn export_round_trips_and_filters(kind: Kind) {
         "2026-06-28",
     ]);
     assert_eq!(String::from_utf8_lossy(&that_day.stdout).lines().count(), 3);
+    // One payment by its audit id, found through the index; the other
+    // filters still apply to it.
+    let by_id = |extra: &[&str]| {
+        let mut args = vec!["audit", "query", "--store", &db, "--tenant", "acme"];
+        args.extend(["--audit-id", stored[1].audit_id.as_str()]);
+        args.extend(extra);
+        let out = tiergate(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["transaction_id"].clone()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_id(&[]), [stored[1].transaction.id.as_str()]);
+    assert!(by_id(&["--tier", "autonomous"]).is_empty());
+    assert!(by_id(&["--from", "2026-06-28"]).is_empty());
 }
 
 fn the_daily_report_adds_up_to_the_records(kind: Kind) {

@@ -61,16 +61,34 @@ pub fn authorizations_between<'a>(
 }
 
 /// The tenant's authorizations that match `query`, in request order, read a
-/// page at a time: its time range and agent narrow what the store reads,
-/// its other filters are applied to each row.
+/// page at a time: its audit id, time range and agent narrow what the store
+/// reads, its other filters are applied to each row.
 pub fn matching<'a>(
     store: &'a dyn Store,
     tenant: &'a str,
     query: &'a Query,
 ) -> impl Iterator<Item = Result<Authorization, StoreError>> + 'a {
-    let (from, to) = (query.from_ms.unwrap_or(0), query.to_ms.unwrap_or(u64::MAX));
-    pages_between(store, tenant, query.agent.as_deref(), from, to)
-        .filter(|a| a.as_ref().map_or(true, |a| query.matches(a)))
+    let rows: Box<dyn Iterator<Item = Result<Authorization, StoreError>> + 'a> =
+        match &query.audit_id {
+            // At most one payment has it.
+            Some(audit_id) => {
+                let found = store
+                    .tx_with_audit_id(tenant, audit_id)
+                    .and_then(|tx| tx.map_or(Ok(None), |tx| store.get(tenant, &tx)));
+                Box::new(found.transpose().into_iter())
+            }
+            None => {
+                let (from, to) = (query.from_ms.unwrap_or(0), query.to_ms.unwrap_or(u64::MAX));
+                Box::new(pages_between(
+                    store,
+                    tenant,
+                    query.agent.as_deref(),
+                    from,
+                    to,
+                ))
+            }
+        };
+    rows.filter(|a| a.as_ref().map_or(true, |a| query.matches(a)))
 }
 
 fn pages_between<'a>(
