@@ -285,6 +285,7 @@ mod deliveries;
 mod durability;
 mod gate;
 mod keys;
+mod log_writes;
 mod rules;
 mod totals;
 
@@ -300,8 +301,13 @@ impl SqliteStore {
                 ))
             })?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError(format!("cannot open the store {}: {e}", path.display())))?;
+        log_writes::register().map_err(StoreError)?;
+        let conn = Connection::open_with_flags_and_vfs(
+            path,
+            rusqlite::OpenFlags::default(),
+            log_writes::VFS,
+        )
+        .map_err(|e| StoreError(format!("cannot open the store {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // WAL for concurrent readers. NORMAL commits without waiting for the
         // disk; every write then waits for a group fsync before it returns
