@@ -231,6 +231,7 @@ impl Readers {
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+        plans_ignore_bound_values(&conn)?;
         Ok(conn)
     }
 
@@ -321,6 +322,7 @@ impl SqliteStore {
         // Each writer's savepoint journals the pages it changes; in a temp
         // file that was a write syscall per page, a fifth of the run.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        plans_ignore_bound_values(&conn)?;
         migrate(&conn).map_err(|e| StoreError(format!("store {}: {}", path.display(), e.0)))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
@@ -415,6 +417,18 @@ impl SqliteStore {
     pub(super) fn durable(&self) -> Result<(), StoreError> {
         self.sync.wait_all(&self.conn)
     }
+}
+
+/// Without this, SQLite lets a bound value it can read when planning (a
+/// `LIMIT ?`) shape the plan, and then compiles the statement again every
+/// time that parameter is bound, even to the same value: the history read
+/// before every authorization was compiled again each time.
+fn plans_ignore_bound_values(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -602,6 +616,10 @@ fn history_in(
 
 /// The history, or `None` when the agent has more than `at_most` payments
 /// in it (`None` reads them all).
+const HISTORY_SQL: &str =
+    "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
+     WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3 LIMIT ?4";
+
 fn history_at_most(
     conn: &Connection,
     tenant: &str,
@@ -610,10 +628,7 @@ fn history_at_most(
     since_ms: u64,
     at_most: Option<usize>,
 ) -> Result<Option<History>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
-         WHERE tenant = ?1 AND agent = ?2 AND requested_at_ms >= ?3 LIMIT ?4",
-    )?;
+    let mut stmt = conn.prepare_cached(HISTORY_SQL)?;
     // SQLite reads a negative limit as none.
     let limit = at_most.map_or(-1, |n| n as i64 + 1);
     let rows = stmt.query_map(params![tenant, agent, since_ms as i64, limit], |r| {
@@ -1270,7 +1285,26 @@ fn ledger_insert_in(
 
 #[cfg(test)]
 mod tests {
-    use super::utc_day;
+    use rusqlite::StatementStatus;
+
+    use super::{HISTORY_SQL, SqliteStore, history_at_most, utc_day};
+
+    #[test]
+    fn the_history_read_is_compiled_once_per_connection() {
+        // Its `LIMIT ?` would otherwise make SQLite compile it again on
+        // every authorization.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        let reader = store.readers.take().unwrap();
+        for conn in [&*store.lock(), &reader] {
+            for _ in 0..3 {
+                let history = history_at_most(conn, "acme", "agent-1", "vendor", 0, Some(256));
+                assert!(history.unwrap().unwrap().payments.is_empty());
+            }
+            let stmt = conn.prepare_cached(HISTORY_SQL).unwrap();
+            assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+        }
+    }
 
     #[test]
     fn days_are_utc_calendar_days() {
