@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use checkpoints::Checkpointer;
 use durability::GroupSync;
 use gate::{Gate, Turn};
 
@@ -183,6 +184,8 @@ CREATE INDEX authorizations_by_audit_id ON authorizations (tenant, audit_id);
 /// The SQLite store. One process may share it across threads; several
 /// processes may open the same file (writes are serialized by SQLite).
 pub struct SqliteStore {
+    /// Dropped first: its connection closes before the writer's.
+    checkpointer: Checkpointer,
     conn: Mutex<Connection>,
     sync: GroupSync,
     /// Read-only connections beside the writer, for reads that may see only
@@ -282,6 +285,7 @@ impl Drop for Writing<'_> {
     }
 }
 
+mod checkpoints;
 mod deliveries;
 mod durability;
 mod gate;
@@ -323,8 +327,10 @@ impl SqliteStore {
         // file that was a write syscall per page, a fifth of the run.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         plans_ignore_bound_values(&conn)?;
+        conn.pragma_update(None, "wal_autocheckpoint", checkpoints::WRITER_THRESHOLD)?;
         migrate(&conn).map_err(|e| StoreError(format!("store {}: {}", path.display(), e.0)))?;
         Ok(SqliteStore {
+            checkpointer: Checkpointer::start(path)?,
             conn: Mutex::new(conn),
             sync: GroupSync::new(path.to_path_buf()),
             readers: std::sync::Arc::new(Readers {
@@ -375,6 +381,7 @@ impl SqliteStore {
         let unit = conn.finish();
         let out = out?;
         self.sync.wait_for(unit, &self.conn)?;
+        self.checkpointer.nudge();
         Ok(out)
     }
 
@@ -398,6 +405,7 @@ impl SqliteStore {
         let unit = conn.finish();
         let out = out?;
         self.sync.wait_for(unit, &self.conn)?;
+        self.checkpointer.nudge();
         Ok(out)
     }
 
@@ -1287,7 +1295,40 @@ fn ledger_insert_in(
 mod tests {
     use rusqlite::StatementStatus;
 
-    use super::{HISTORY_SQL, SqliteStore, history_at_most, utc_day};
+    use super::{HISTORY_SQL, SqliteStore, StoreError, history_at_most, utc_day};
+
+    #[test]
+    fn the_log_is_copied_into_the_database_beside_the_writer() {
+        // Far fewer pages than the writer's own checkpoint threshold: only
+        // the checkpoint thread can have copied them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store
+            .write(|c| {
+                Ok::<_, StoreError>(c.execute_batch("CREATE TABLE scratch (v BLOB NOT NULL)")?)
+            })
+            .unwrap();
+        let before = std::fs::metadata(&path).unwrap().len();
+        for _ in 0..200 {
+            store
+                .write(|c| {
+                    Ok::<_, StoreError>(
+                        c.execute("INSERT INTO scratch (v) VALUES (zeroblob(3000))", [])?,
+                    )
+                })
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::metadata(&path).unwrap().len() < before + 200 * 3000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes",
+                std::fs::metadata(&path).unwrap().len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 
     #[test]
     fn the_history_read_is_compiled_once_per_connection() {
