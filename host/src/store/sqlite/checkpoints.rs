@@ -24,7 +24,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::store::StoreError;
 
 /// The shortest time between two checkpoints of this thread.
-const PAUSE: Duration = Duration::from_millis(20);
+const PAUSE: Duration = Duration::from_millis(100);
 
 /// Log pages after which the writer checkpoints itself, in case this thread
 /// falls behind; SQLite's default is 1,000.
