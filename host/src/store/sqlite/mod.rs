@@ -535,9 +535,12 @@ fn apply(tx: &Connection, change: &Change, now_ms: u64, insert: bool) -> Result<
         ])?;
     }
     let retain_until_ms = retain_until(now_ms, a.retention_years);
+    // One read of the chain's head for all of a change's events.
+    let mut head = chain_head(tx, &t.tenant)?;
     for event in &change.events {
         append_event(
             tx,
+            &mut head,
             &t.tenant,
             &a.audit_id,
             &t.id,
@@ -562,8 +565,38 @@ fn retain_until(now_ms: u64, years: u32) -> u64 {
     now_ms + u64::from(years) * 366 * 86_400_000
 }
 
+/// The last event of a tenant's chain: its sequence number (0 for none) and
+/// hash, which the next event links to.
+struct ChainHead {
+    seq: u64,
+    hash: String,
+}
+
+fn chain_head(tx: &Connection, tenant: &str) -> Result<ChainHead, StoreError> {
+    let last: Option<(i64, String)> = tx
+        .prepare_cached(
+            "SELECT seq, hash FROM audit_events WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match last {
+        Some((seq, hash)) => ChainHead {
+            seq: seq as u64,
+            hash,
+        },
+        None => ChainHead {
+            seq: 0,
+            hash: GENESIS_HASH.to_string(),
+        },
+    })
+}
+
+/// Appends `event` after `head`, which then names it. `head` must be the
+/// chain's head as read in this transaction.
+#[allow(clippy::too_many_arguments)]
 fn append_event(
     tx: &Connection,
+    head: &mut ChainHead,
     tenant: &str,
     audit_id: &str,
     tx_id: &str,
@@ -571,19 +604,11 @@ fn append_event(
     event: &EventDraft,
     retain_until_ms: u64,
 ) -> Result<(), StoreError> {
-    let last: Option<(i64, String)> = tx
-        .prepare_cached(
-            "SELECT seq, hash FROM audit_events WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
-        )?
-        .query_row(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (seq as u64 + 1, hash),
-        None => (1, GENESIS_HASH.to_string()),
-    };
+    let seq = head.seq + 1;
+    let prev_hash = &head.hash;
     // The text stored is the text hashed.
     let Hashed { detail, hash } = hashed(
-        &prev_hash,
+        prev_hash,
         seq,
         audit_id,
         tx_id,
@@ -608,6 +633,7 @@ fn append_event(
             retain_until_ms as i64
         ],
     )?;
+    *head = ChainHead { seq, hash };
     Ok(())
 }
 
@@ -1264,6 +1290,7 @@ fn tenant_event_in(
     let audit_id = next_id(&tx, tenant, now_ms, "cfg")?;
     append_event(
         &tx,
+        &mut chain_head(&tx, tenant)?,
         tenant,
         &audit_id,
         "",
