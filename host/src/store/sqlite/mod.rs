@@ -535,19 +535,22 @@ fn apply(tx: &Connection, change: &Change, now_ms: u64, insert: bool) -> Result<
         ])?;
     }
     let retain_until_ms = retain_until(now_ms, a.retention_years);
-    // One read of the chain's head for all of a change's events.
-    let mut head = chain_head(tx, &t.tenant)?;
-    for event in &change.events {
-        append_event(
-            tx,
-            &mut head,
-            &t.tenant,
-            &a.audit_id,
-            &t.id,
-            now_ms,
-            event,
-            retain_until_ms,
-        )?;
+    // One read of the chain's head for all of a change's events, none for
+    // a change without any.
+    if !change.events.is_empty() {
+        let mut head = chain_head(tx, &t.tenant)?;
+        for event in &change.events {
+            append_event(
+                tx,
+                &mut head,
+                &t.tenant,
+                &a.audit_id,
+                &t.id,
+                now_ms,
+                event,
+                retain_until_ms,
+            )?;
+        }
     }
     if change.ledger {
         ledger_insert_in(tx, a, now_ms)?;
