@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 mod report;
 
 use report::{cpu_model, percentile, show, today};
-use tiergate::{ContextSource, Runtime, StaticContext, Transaction};
+use tiergate::{ContextSource, Runtime, StaticContext, TenantPolicy, Transaction};
 use tiergate_policy::testing;
 
 const ARTICLE_DAY: &str = include_str!("../../examples/article-day.jsonl");
 const ROUNDS: usize = 3_000;
+const FLOOR: &str = include_str!("classify/floor.wat");
 
 /// `seed-tiers`'s defaults, every key written out.
 const FULL_CONFIG: &str = r#"{"prohibited_categories": ["gambling", "unverified_agents", "sanctioned_jurisdictions"],
@@ -51,19 +52,15 @@ fn main() -> anyhow::Result<()> {
     let policy = runtime.compile(bytes)?.configure("")?;
     let context: Arc<dyn ContextSource> = Arc::new(StaticContext::default());
 
-    // Warm up the pool and caches, then time each call.
-    for tx in &txs {
-        policy.classify_blocking(tx, context.clone())?;
-    }
-    let mut sandboxed = Vec::with_capacity(ROUNDS);
-    let mut fuel = Vec::with_capacity(ROUNDS);
-    for i in 0..ROUNDS {
-        let tx = &txs[i % txs.len()];
-        let start = Instant::now();
-        let d = policy.classify_blocking(tx, context.clone())?;
-        sandboxed.push(start.elapsed());
-        fuel.push(d.fuel_used);
-    }
+    let sandboxed = fresh(&policy, &txs, &context)?;
+    let mut fuel: Vec<u64> = txs
+        .iter()
+        .map(|tx| {
+            policy
+                .classify_blocking(tx, context.clone())
+                .map(|d| d.fuel_used)
+        })
+        .collect::<Result<_, _>>()?;
 
     let native_txs: Vec<tiergate_policy::Transaction> = txs.iter().map(native_tx).collect();
     let native_ctx = testing::TestContext::new();
@@ -83,14 +80,24 @@ fn main() -> anyhow::Result<()> {
 
     // A tenant that writes out every key: the policy parses it on every call.
     let configured = runtime.compile(bytes)?.configure(FULL_CONFIG)?;
-    let mut sandboxed_configured = Vec::with_capacity(ROUNDS);
-    for i in 0..ROUNDS {
-        let tx = &txs[i % txs.len()];
-        let start = Instant::now();
-        configured.classify_blocking(tx, context.clone())?;
-        sandboxed_configured.push(start.elapsed());
-    }
+    let sandboxed_configured = fresh(&configured, &txs, &context)?;
     let native_configured = native_with(FULL_CONFIG)?;
+
+    // The floor under any policy: a component that answers a constant.
+    let floor = runtime.compile(&wat::parse_str(FLOOR)?)?.configure("")?;
+    let floor_fresh = fresh(&floor, &txs, &context)?;
+    let mut kept = floor.reused_instance()?;
+    let mut floor_reused = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        let start = Instant::now();
+        let d = kept.classify(&txs[i % txs.len()], context.clone())?;
+        floor_reused.push(start.elapsed());
+        anyhow::ensure!(
+            d.failure.is_none(),
+            "the floor policy failed: {:?}",
+            d.failure
+        );
+    }
 
     // Two threads (the machine's cores) classifying at once.
     let per_thread = ROUNDS;
@@ -126,6 +133,8 @@ fn main() -> anyhow::Result<()> {
          | one decision in a fresh sandbox, every key of the configuration written out ({config_len} bytes of JSON), median | {scm} |\n\
          | the same as native Rust, median | {ncm} |\n\
          | sandbox cost relative to native | {ratio:.0}× |\n\
+         | a policy that does nothing (`benches/classify/floor.wat`: one core instance, no imports, one page of memory, a constant answer) in a fresh sandbox, median | {ffm} |\n\
+         | the same policy, one instance reused, median | {frm} |\n\
          | decisions per second, 2 threads, fresh sandbox each | {tp:.0} |\n\
          | fuel per decision (min / median / max) | {fmin} / {fmed} / {fmax} |\n\n\
          A fresh store and instance per transaction is what isolation between calls and \
@@ -133,7 +142,9 @@ fn main() -> anyhow::Result<()> {
          the contract's types, parsing the tenant's JSON configuration inside the policy, \
          and checking the answer. A fresh instance parses the configuration on every call, \
          so a tenant's longer configuration costs on every decision: the two configured \
-         rows hold the default values, written out.\n",
+         rows hold the default values, written out. The policy that does nothing shows \
+         the floor under any policy: creating, calling and resetting a sandbox, and the \
+         host's work around the call.\n",
         cpu = cpu_model(),
         cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -148,6 +159,8 @@ fn main() -> anyhow::Result<()> {
         config_len = FULL_CONFIG.len(),
         scm = show(median(sandboxed_configured)),
         ncm = show(median(native_configured)),
+        ffm = show(median(floor_fresh)),
+        frm = show(median(floor_reused)),
         ratio = sandboxed_median.as_secs_f64() / native_median.as_secs_f64(),
         tp = throughput,
         fmin = fuel[0],
@@ -175,6 +188,25 @@ fn native_tx(tx: &Transaction) -> tiergate_policy::Transaction {
         b = b.network(n);
     }
     b.build()
+}
+
+/// Each decision's time, one fresh sandbox per decision, after a warm-up.
+fn fresh(
+    policy: &TenantPolicy,
+    txs: &[Transaction],
+    context: &Arc<dyn ContextSource>,
+) -> anyhow::Result<Vec<Duration>> {
+    for tx in txs {
+        policy.classify_blocking(tx, context.clone())?;
+    }
+    let mut times = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS {
+        let start = Instant::now();
+        let d = policy.classify_blocking(&txs[i % txs.len()], context.clone())?;
+        times.push(start.elapsed());
+        anyhow::ensure!(d.failure.is_none(), "a decision failed: {:?}", d.failure);
+    }
+    Ok(times)
 }
 
 fn time<E>(f: impl FnOnce() -> Result<(), E>) -> Result<Duration, E> {

@@ -227,7 +227,9 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> 
     if value.is_empty() {
         return Err(InvalidTransaction::field(field, "must not be empty"));
     }
-    if value.chars().any(char::is_whitespace) {
+    // Printable ASCII, the common case, needs no decoding.
+    let printable = |b: u8| (b'!'..=b'~').contains(&b);
+    if !value.bytes().all(printable) && value.chars().any(char::is_whitespace) {
         return Err(InvalidTransaction::field(
             field,
             format!("must not contain whitespace: {value:?}"),
@@ -244,9 +246,11 @@ fn bounded(field: &str, value: &str, max: usize) -> Result<(), InvalidTransactio
             format!("is {} bytes long; at most {max} are allowed", value.len()),
         ));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    let plain = |b: u8| (b' '..=b'~').contains(&b) || b == b'\n' || b == b'\t';
+    if !value.bytes().all(plain)
+        && value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
         return Err(InvalidTransaction::field(
             field,
@@ -307,6 +311,30 @@ mod tests {
                 .to_string()
                 .contains("duplicate field `id`")
         );
+    }
+
+    #[test]
+    fn names_refuse_any_whitespace_and_free_text_any_control_character() {
+        for space in ["a b", "a\tb", "a\u{b}b", "a\u{a0}b", "caf\u{e9}\u{2003}"] {
+            assert!(
+                error_with("category", json!(space)).contains("must not contain whitespace"),
+                "{space:?}"
+            );
+        }
+        for control in ["a\u{7}b", "a\u{7f}b", "caf\u{e9}\u{85}", "a\rb"] {
+            assert!(
+                error_with("justification", json!(control)).contains("control characters"),
+                "{control:?}"
+            );
+        }
+        for fine in ["two lines\nand a\ttab", "caf\u{e9} for the team", "~!"] {
+            let mut v = base();
+            v["justification"] = json!(fine);
+            assert!(parse(v, 0).is_ok(), "{fine:?}");
+        }
+        let mut v = base();
+        v["category"] = json!("caf\u{e9}");
+        assert!(parse(v, 0).is_ok());
     }
 
     #[test]

@@ -5,14 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use tiergate_policy::Tier;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
 use super::limits::decision as bounds;
 use super::sandbox::Sandbox;
 use super::slots::Share;
 use super::v0_1_0::{
-    self, OversizedQuestion, TierPolicy, TierPolicyPre, TooManyReads, WitDecision,
+    self, ClassifyExport, OversizedQuestion, TierPolicy, TierPolicyIndices, TooManyReads,
+    WitDecision,
 };
 use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
@@ -43,7 +44,11 @@ pub struct CompiledPolicy(Arc<Compiled>);
 
 struct Compiled {
     runtime: Runtime,
-    pre: TierPolicyPre<Sandbox>,
+    pre: InstancePre<Sandbox>,
+    /// Every export, type-checked on each load-time call.
+    exports: TierPolicyIndices,
+    /// `classify` alone, for the one call that runs per payment.
+    classify: ClassifyExport,
     info: PolicyInfo,
 }
 
@@ -91,15 +96,19 @@ impl CompiledPolicy {
             }
         };
         let contract = inspect::check_interface(engine, &component, bytes)?;
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
         let pre = runtime
             .inner
             .linker
             .instantiate_pre(&component)
-            .and_then(TierPolicyPre::new)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+            .map_err(link)?;
+        let exports = TierPolicyIndices::new(&pre).map_err(link)?;
+        let classify = ClassifyExport::find(&component).map_err(link)?;
         let mut compiled = Compiled {
             runtime,
             pre,
+            exports,
+            classify,
             info: PolicyInfo {
                 name: String::new(),
                 version: String::new(),
@@ -112,7 +121,12 @@ impl CompiledPolicy {
             .run(
                 Arc::new(StaticContext::default()),
                 Call::Load,
-                |store, policy| policy.tiergate_policy_policy().call_info(store),
+                |store, instance| {
+                    // Type-checks every export, `classify` included, before
+                    // any classification trusts its type.
+                    let policy = compiled.exports.load(&mut *store, &instance)?;
+                    policy.tiergate_policy_policy().call_info(store)
+                },
             )
             .result
             .map_err(|f| {
@@ -163,7 +177,8 @@ impl CompiledPolicy {
         let run = self.0.run(
             Arc::new(StaticContext::default()),
             Call::Load,
-            |store, policy| {
+            |store, instance| {
+                let policy = self.0.exports.load(&mut *store, &instance)?;
                 policy
                     .tiergate_policy_policy()
                     .call_check_config(store, config)
@@ -189,7 +204,7 @@ impl Compiled {
         &self,
         context: Arc<dyn ContextSource>,
         kind: Call,
-        call: impl FnOnce(&mut Store<Sandbox>, &TierPolicy) -> wasmtime::Result<R>,
+        call: impl FnOnce(&mut Store<Sandbox>, Instance) -> wasmtime::Result<R>,
     ) -> Run<R> {
         let inner = &self.runtime.inner;
         let limits = &inner.limits;
@@ -211,7 +226,7 @@ impl Compiled {
         let result = store
             .set_fuel(limits.fuel)
             .and_then(|()| self.pre.instantiate(&mut store))
-            .and_then(|policy| call(&mut store, &policy));
+            .and_then(|instance| call(&mut store, instance));
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = result.map_err(|e| failure_from_error(&e, store.data(), limits, timeout));
         Run {
@@ -324,11 +339,12 @@ impl TenantPolicy {
         context: Arc<dyn ContextSource>,
     ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
-        let wit_tx = v0_1_0::transaction_to_wit(tx);
-        let run = self.compiled.0.run(context, call, |store, policy| {
-            policy
-                .tiergate_policy_policy()
-                .call_classify(store, &self.config, &wit_tx)
+        let wit_tx = v0_1_0::WitTransaction::new(tx);
+        let compiled = &self.compiled.0;
+        let run = compiled.run(context, call, |store, instance| {
+            compiled
+                .classify
+                .call(store, &instance, &self.config, &wit_tx.get())
         });
         Ok(self.decision_from(run))
     }
@@ -349,11 +365,11 @@ impl TenantPolicy {
         store.epoch_deadline_trap();
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(LOAD_TIMEOUT.as_millis() as u64);
-        let instance = self
-            .compiled
-            .0
+        let compiled = &self.compiled.0;
+        let instance = compiled
             .pre
             .instantiate(&mut store)
+            .and_then(|instance| compiled.exports.load(&mut store, &instance))
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
         Ok(ReusedInstance {
             policy: self.clone(),
@@ -511,7 +527,7 @@ impl ReusedInstance {
     ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
         let limits = &self.policy.compiled.0.runtime.inner.limits;
-        let wit_tx = v0_1_0::transaction_to_wit(tx);
+        let wit_tx = v0_1_0::WitTransaction::new(tx);
         let data = self.store.data_mut();
         data.context = context;
         data.reads.clear();
@@ -521,7 +537,7 @@ impl ReusedInstance {
             self.instance.tiergate_policy_policy().call_classify(
                 &mut self.store,
                 &self.policy.config,
-                &wit_tx,
+                wit_tx.get(),
             )
         });
         let fuel_used = limits

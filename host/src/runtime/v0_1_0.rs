@@ -4,6 +4,9 @@
 
 use tiergate_policy::{RecipientTrust, Tier, Window};
 
+use wasmtime::Store;
+use wasmtime::component::{Component, ComponentExportIndex, Instance, TypedFunc};
+
 use super::sandbox::Sandbox;
 use crate::model::context::{ActivityFilter, ContextRead};
 use crate::model::decision::Reason;
@@ -13,10 +16,53 @@ wasmtime::component::bindgen!({
     path: "../wit/v0.1.0",
     world: "tier-policy",
     imports: { default: trappable },
+    ownership: Borrowing { duplicate_if_necessary: true },
 });
 
 pub(crate) use self::exports::tiergate::policy::policy::Decision as WitDecision;
 use self::tiergate::policy::{context, types};
+
+/// The `classify` export, found once per compiled policy. The generated
+/// `load` looks up and type-checks all three exports on every instance,
+/// which was about a twentieth of a fresh decision.
+pub(crate) struct ClassifyExport(ComponentExportIndex);
+
+type ClassifyFunc<'a> =
+    TypedFunc<(&'a str, &'a types::Transaction<'a>), (Result<WitDecision, String>,)>;
+
+impl ClassifyExport {
+    pub(crate) fn find(component: &Component) -> wasmtime::Result<Self> {
+        let missing = || wasmtime::Error::msg("the component does not export `classify`");
+        let (_, interface) = component
+            .get_export(None, "tiergate:policy/policy@0.1.0")
+            .ok_or_else(missing)?;
+        let (_, classify) = component
+            .get_export(Some(&interface), "classify")
+            .ok_or_else(missing)?;
+        Ok(ClassifyExport(classify))
+    }
+
+    /// Calls `classify` on an instance of the component it was found in,
+    /// whose exports were type-checked when the policy was loaded
+    /// ([`TierPolicyIndices::load`] on the `info` call).
+    pub(crate) fn call(
+        &self,
+        store: &mut Store<Sandbox>,
+        instance: &Instance,
+        config: &str,
+        tx: &types::Transaction,
+    ) -> wasmtime::Result<Result<WitDecision, String>> {
+        let func = instance
+            .get_func(&mut *store, self.0)
+            .ok_or_else(|| wasmtime::Error::msg("the instance has no `classify` export"))?;
+        // SAFETY: the instance comes from the same component, and loading it
+        // type-checked `classify` against exactly these parameter and result
+        // types (the generated bindings' own call makes the same promise).
+        let classify: ClassifyFunc<'_> = unsafe { TypedFunc::new_unchecked(func) };
+        let (answer,) = classify.call(&mut *store, (config, tx))?;
+        Ok(answer)
+    }
+}
 
 /// A policy asked the context more questions than the limit allows.
 #[derive(Debug, thiserror::Error)]
@@ -80,29 +126,48 @@ impl context::Host for Sandbox {
     }
 }
 
-pub(crate) fn transaction_to_wit(tx: &Transaction) -> types::Transaction {
-    types::Transaction {
-        id: tx.id.clone(),
-        tenant: tx.tenant.clone(),
-        agent: tx.agent.clone(),
-        amount: tx.amount.to_string(),
-        currency: tx.currency.clone(),
-        category: tx.category.clone(),
-        recipient: tx.recipient.clone(),
-        recipient_trust: match tx.recipient_trust {
-            RecipientTrust::Verified => types::RecipientTrust::Verified,
-            RecipientTrust::Known => types::RecipientTrust::Known,
-            RecipientTrust::Unknown => types::RecipientTrust::Unknown,
-        },
-        jurisdiction: tx.jurisdiction.clone(),
-        justification: tx.justification.clone(),
-        network: tx.network.clone(),
-        metadata: tx
-            .metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        requested_at_ms: tx.requested_at_ms,
+/// A transaction as the contract passes it, borrowing the host's text
+/// rather than copying every field for each call.
+pub(crate) struct WitTransaction<'a> {
+    tx: &'a Transaction,
+    amount: String,
+    metadata: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> WitTransaction<'a> {
+    pub(crate) fn new(tx: &'a Transaction) -> Self {
+        WitTransaction {
+            tx,
+            amount: tx.amount.to_string(),
+            metadata: tx
+                .metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn get(&self) -> types::Transaction<'_> {
+        let tx = self.tx;
+        types::Transaction {
+            id: &tx.id,
+            tenant: &tx.tenant,
+            agent: &tx.agent,
+            amount: &self.amount,
+            currency: &tx.currency,
+            category: &tx.category,
+            recipient: &tx.recipient,
+            recipient_trust: match tx.recipient_trust {
+                RecipientTrust::Verified => types::RecipientTrust::Verified,
+                RecipientTrust::Known => types::RecipientTrust::Known,
+                RecipientTrust::Unknown => types::RecipientTrust::Unknown,
+            },
+            jurisdiction: tx.jurisdiction.as_deref(),
+            justification: tx.justification.as_deref(),
+            network: tx.network.as_deref(),
+            metadata: &self.metadata,
+            requested_at_ms: tx.requested_at_ms,
+        }
     }
 }
 
