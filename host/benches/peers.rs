@@ -38,6 +38,7 @@ mod report;
 const CEDAR_POLICIES: &str = include_str!("peers/seed-tiers.cedar");
 const REGO_MODULE: &str = include_str!("peers/seed-tiers.rego");
 const REGO_RULE: &str = "data.tiergate.seed_tiers.tier";
+const FLOOR_POLICY: &str = include_str!("classify/floor.wat");
 const CARGO_LOCK: &str = include_str!("../../Cargo.lock");
 
 /// Transactions in the mix, and the seed that makes it.
@@ -48,14 +49,17 @@ const GROUP: &str = "peers";
 const NATIVE: &str = "native";
 const FRESH: &str = "tiergate fresh";
 const REUSED: &str = "tiergate reused";
+/// Not the rules: a policy that answers a constant, the floor under any policy.
+const FLOOR: &str = "tiergate floor";
 const CEDAR_BUILD: &str = "cedar build";
 const CEDAR_PREBUILT: &str = "cedar prebuilt";
 const REGO_INTERPRETER: &str = "regorus interpreter";
 const REGO_RVM: &str = "regorus rvm";
-const ENGINES: [&str; 7] = [
+const ENGINES: [&str; 8] = [
     NATIVE,
     FRESH,
     REUSED,
+    FLOOR,
     CEDAR_BUILD,
     CEDAR_PREBUILT,
     REGO_INTERPRETER,
@@ -115,6 +119,9 @@ fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new()?;
     let policy = runtime.compile(bytes)?.configure("")?;
     let mut reused = policy.reused_instance()?;
+    let floor = runtime
+        .compile(&wat::parse_str(FLOOR_POLICY)?)?
+        .configure("")?;
 
     let authorizer = cedar_policy::Authorizer::new();
     let policies = PolicySet::from_str(CEDAR_POLICIES).map_err(|e| anyhow!("{e:?}"))?;
@@ -138,6 +145,12 @@ fn main() -> anyhow::Result<()> {
     let mut reuse = |c: &Case| -> Result<Tier, String> {
         let d = reused
             .classify(&c.tx, c.context.clone())
+            .map_err(|e| e.to_string())?;
+        sandboxed_tier(&d)
+    };
+    let mut floor_fresh = |c: &Case| -> Result<Tier, String> {
+        let d = floor
+            .classify_blocking(&c.tx, c.context.clone())
             .map_err(|e| e.to_string())?;
         sandboxed_tier(&d)
     };
@@ -176,7 +189,7 @@ fn main() -> anyhow::Result<()> {
     agree(REGO_RVM, &cases, &expected, &mut rego_rvm)?;
     eprintln!(
         "all {} engines agree with native on all {} transactions ({coverage})",
-        ENGINES.len() - 1,
+        ENGINES.len() - 2,
         cases.len()
     );
 
@@ -198,6 +211,7 @@ fn main() -> anyhow::Result<()> {
             (NATIVE, bench(&mut group, NATIVE, &cases, &mut native)),
             (FRESH, bench(&mut group, FRESH, &cases, &mut fresh)),
             (REUSED, bench(&mut group, REUSED, &cases, &mut reuse)),
+            (FLOOR, bench(&mut group, FLOOR, &cases, &mut floor_fresh)),
             (
                 CEDAR_BUILD,
                 bench(&mut group, CEDAR_BUILD, &cases, &mut cedar_build),
@@ -719,7 +733,10 @@ fn report_text(medians: &[(&str, f64)], coverage: &str, mix: usize) -> String {
          - `native`: the policy's Rust code called directly, configuration parsed beforehand.\n\
          - `tiergate fresh`: `classify_blocking`, a fresh sandbox per decision, as the host \
          runs policies. `tiergate reused`: one instance kept across calls, which the host \
-         never does; it shows what the fresh instance costs.\n\
+         never does; it shows what the fresh instance costs. `tiergate floor`: a policy \
+         that decides nothing (`host/benches/classify/floor.wat`: a constant answer, one core \
+         instance, no imports, one page of memory) in a fresh sandbox per decision, the \
+         least any policy costs there; it is not checked against native.\n\
          - `cedar build`: the payment entity, context and request built per decision, then one \
          `is_authorized`; `cedar prebuilt`: requests and entities built beforehand. A `forbid` \
          is prohibited; otherwise the applicable permit with the least oversight (its `@tier` \
@@ -730,7 +747,8 @@ fn report_text(medians: &[(&str, f64)], coverage: &str, mix: usize) -> String {
          `native` and both tiergate modes also write each decision's reasons and suggestion \
          (formatted messages); Cedar and Rego return the tier only. Against each peer's fastest \
          mode, `tiergate fresh` takes {cedar_ratio} the time of `cedar prebuilt` and \
-         {rvm_ratio} the time of `regorus rvm`. The Cedar policies and the Rego module are in \
+         {rvm_ratio} the time of `regorus rvm`; the policy that decides nothing takes \
+         {floor_ratio} the time of `regorus rvm`. The Cedar policies and the Rego module are in \
          `host/benches/peers/`.\n",
         cpu = report::cpu_model(),
         cores = std::thread::available_parallelism()
@@ -743,6 +761,7 @@ fn report_text(medians: &[(&str, f64)], coverage: &str, mix: usize) -> String {
         seed = SEED,
         cedar_ratio = ratio(fresh / of(CEDAR_PREBUILT)),
         rvm_ratio = ratio(fresh / of(REGO_RVM)),
+        floor_ratio = ratio(of(FLOOR) / of(REGO_RVM)),
     )
 }
 
