@@ -816,7 +816,7 @@ fn decade_label(decade: i32) -> String {
 /// A horizontal bar chart of the medians on a log scale.
 fn svg(medians: &[(&str, f64)]) -> String {
     const WIDTH: f64 = 760.0;
-    const LEFT: f64 = 170.0;
+    const LEFT: f64 = 200.0;
     const RIGHT: f64 = 90.0;
     const TOP: f64 = 48.0;
     const ROW: f64 = 30.0;
@@ -855,14 +855,20 @@ fn svg(medians: &[(&str, f64)]) -> String {
     for (i, (name, ns)) in medians.iter().enumerate() {
         let y = TOP + ROW * i as f64 + 5.0;
         let colour = match name.split(' ').next() {
+            _ if *name == FLOOR => "#90b4e0",
             Some("tiergate") => "#2b6cb0",
             Some("cedar") => "#dd6b20",
             Some("regorus") => "#38a169",
             _ => "#718096",
         };
         let end = x(*ns).max(LEFT + 1.0);
+        let label = if *name == FLOOR {
+            "tiergate floor (no rules)"
+        } else {
+            name
+        };
         s.push_str(&format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{name}</text>\n\
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n\
              <rect x=\"{LEFT}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{colour}\"/>\n\
              <text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
             LEFT - 8.0,
