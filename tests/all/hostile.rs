@@ -469,6 +469,44 @@ fn a_hand_written_component_answers_like_a_policy() {
     assert!(d.failure.is_none(), "{d:?}");
 }
 
+#[test]
+fn an_export_of_another_type_is_refused_at_load_and_named() {
+    // The host calls `classify` on every payment without checking its type
+    // again, so a policy whose exports differ from the contract must never
+    // load. Each case answers another record than the contract's.
+    let right = Wat::new("").text();
+    for (export, contract_type, other) in [
+        (
+            "classify",
+            "(result (result $decision (error string)))",
+            "(result (result $info (error string)))",
+        ),
+        (
+            "info",
+            "(func $info (result $info)",
+            "(func $info (result $decision)",
+        ),
+    ] {
+        let wrong = right.replace(contract_type, other);
+        assert_ne!(right, wrong, "the template's `{export}` type changed");
+        let bytes = wat::parse_str(&wrong).expect("a valid component");
+        let err = sandbox(Limits::Suite)
+            .compile(&bytes)
+            .expect_err("a mistyped export must not load");
+        let text = err.to_string();
+        assert!(
+            matches!(&err, LoadError::MistypedExport { export: e, .. } if e == export),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "`{export}` does not have the type contract tiergate:policy@0.1.0 gives it"
+            )),
+            "{text}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 1. Infinite loops.
 

@@ -81,6 +81,18 @@ pub enum LoadError {
         /// The import.
         name: String,
     },
+    /// An export of the policy interface has another type than the contract gives it.
+    #[error(
+        "the component's `{export}` does not have the type contract tiergate:policy@{contract} gives it ({detail}): build the policy with the tiergate-policy SDK for that contract"
+    )]
+    MistypedExport {
+        /// The export: `info`, `check-config` or `classify`.
+        export: String,
+        /// The contract version the component names.
+        contract: String,
+        /// How the types differ, as wasmtime reports it.
+        detail: String,
+    },
     /// The component could not be prepared for instantiation.
     #[error("the component cannot be linked against the sandbox: {0}")]
     Link(String),

@@ -12,7 +12,7 @@ use super::limits::decision as bounds;
 use super::sandbox::Sandbox;
 use super::slots::Share;
 use super::v0_1_0::{
-    self, ClassifyExport, OversizedQuestion, TierPolicy, TierPolicyIndices, TooManyReads,
+    self, OversizedQuestion, PolicyExports, TierPolicy, TierPolicyIndices, TooManyReads,
     WitDecision,
 };
 use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
@@ -45,10 +45,10 @@ pub struct CompiledPolicy(Arc<Compiled>);
 struct Compiled {
     runtime: Runtime,
     pre: InstancePre<Sandbox>,
-    /// Every export, type-checked on each load-time call.
-    exports: TierPolicyIndices,
-    /// `classify` alone, for the one call that runs per payment.
-    classify: ClassifyExport,
+    /// The generated bindings, for the calls made when loading.
+    bindings: TierPolicyIndices,
+    /// The exports, checked once, for the call made per payment.
+    exports: PolicyExports,
     info: PolicyInfo,
 }
 
@@ -102,13 +102,17 @@ impl CompiledPolicy {
             .linker
             .instantiate_pre(&component)
             .map_err(link)?;
-        let exports = TierPolicyIndices::new(&pre).map_err(link)?;
-        let classify = ClassifyExport::find(&component).map_err(link)?;
+        let bindings = TierPolicyIndices::new(&pre).map_err(link)?;
+        let exports = PolicyExports::find(&component).ok_or_else(|| {
+            LoadError::Link(
+                "the policy interface lacks `info`, `check-config` or `classify`".into(),
+            )
+        })?;
         let mut compiled = Compiled {
             runtime,
             pre,
+            bindings,
             exports,
-            classify,
             info: PolicyInfo {
                 name: String::new(),
                 version: String::new(),
@@ -122,15 +126,23 @@ impl CompiledPolicy {
                 Arc::new(StaticContext::default()),
                 Call::Load,
                 |store, instance| {
-                    // Type-checks every export, `classify` included, before
-                    // any classification trusts its type.
-                    let policy = compiled.exports.load(&mut *store, &instance)?;
-                    policy.tiergate_policy_policy().call_info(store)
+                    // Every export's type, before anything calls one:
+                    // `classify` runs unchecked on every payment.
+                    if let Some(mistyped) = compiled.exports.mistyped(store, &instance) {
+                        return Ok(Err(mistyped));
+                    }
+                    let policy = compiled.bindings.load(&mut *store, &instance)?;
+                    policy.tiergate_policy_policy().call_info(store).map(Ok)
                 },
             )
             .result
             .map_err(|f| {
                 LoadError::BadMetadata(format!("`info` failed ({}): {}", f.kind.code(), f.detail))
+            })?
+            .map_err(|(export, detail)| LoadError::MistypedExport {
+                export: export.to_string(),
+                contract: contract.to_string(),
+                detail,
             })?;
         let name_ok = |s: &str| !s.is_empty() && s.len() <= bounds::MAX_NAME_BYTES;
         if !name_ok(&answer.name) || !name_ok(&answer.version) {
@@ -178,7 +190,7 @@ impl CompiledPolicy {
             Arc::new(StaticContext::default()),
             Call::Load,
             |store, instance| {
-                let policy = self.0.exports.load(&mut *store, &instance)?;
+                let policy = self.0.bindings.load(&mut *store, &instance)?;
                 policy
                     .tiergate_policy_policy()
                     .call_check_config(store, config)
@@ -343,8 +355,8 @@ impl TenantPolicy {
         let compiled = &self.compiled.0;
         let run = compiled.run(context, call, |store, instance| {
             compiled
-                .classify
-                .call(store, &instance, &self.config, &wit_tx.get())
+                .exports
+                .call_classify(store, &instance, &self.config, &wit_tx.get())
         });
         Ok(self.decision_from(run))
     }
@@ -369,7 +381,7 @@ impl TenantPolicy {
         let instance = compiled
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| compiled.exports.load(&mut store, &instance))
+            .and_then(|instance| compiled.bindings.load(&mut store, &instance))
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
         Ok(ReusedInstance {
             policy: self.clone(),

@@ -22,30 +22,63 @@ wasmtime::component::bindgen!({
 pub(crate) use self::exports::tiergate::policy::policy::Decision as WitDecision;
 use self::tiergate::policy::{context, types};
 
-/// The `classify` export, found once per compiled policy. The generated
-/// `load` looks up and type-checks all three exports on every instance,
-/// which was about a twentieth of a fresh decision.
-pub(crate) struct ClassifyExport(ComponentExportIndex);
+/// The policy interface's exports, found once per compiled policy. The
+/// generated `load` looks up and type-checks all three on every instance,
+/// which was about a twentieth of a fresh decision; `classify`, the one
+/// called per payment, is called through [`call_classify`](Self::call_classify)
+/// instead.
+pub(crate) struct PolicyExports {
+    info: ComponentExportIndex,
+    check_config: ComponentExportIndex,
+    classify: ComponentExportIndex,
+}
 
 type ClassifyFunc<'a> =
     TypedFunc<(&'a str, &'a types::Transaction<'a>), (Result<WitDecision, String>,)>;
 
-impl ClassifyExport {
-    pub(crate) fn find(component: &Component) -> wasmtime::Result<Self> {
-        let missing = || wasmtime::Error::msg("the component does not export `classify`");
-        let (_, interface) = component
-            .get_export(None, "tiergate:policy/policy@0.1.0")
-            .ok_or_else(missing)?;
-        let (_, classify) = component
-            .get_export(Some(&interface), "classify")
-            .ok_or_else(missing)?;
-        Ok(ClassifyExport(classify))
+impl PolicyExports {
+    /// `None` when an export is missing (the load has refused such a
+    /// component already).
+    pub(crate) fn find(component: &Component) -> Option<Self> {
+        let (_, interface) = component.get_export(None, "tiergate:policy/policy@0.1.0")?;
+        let index = |name| component.get_export(Some(&interface), name).map(|(_, i)| i);
+        Some(PolicyExports {
+            info: index("info")?,
+            check_config: index("check-config")?,
+            classify: index("classify")?,
+        })
     }
 
-    /// Calls `classify` on an instance of the component it was found in,
-    /// whose exports were type-checked when the policy was loaded
-    /// ([`TierPolicyIndices::load`] on the `info` call).
-    pub(crate) fn call(
+    /// The first export whose type is not the contract's, and how it differs.
+    pub(crate) fn mistyped(
+        &self,
+        store: &mut Store<Sandbox>,
+        instance: &Instance,
+    ) -> Option<(&'static str, String)> {
+        let mut func = |index| instance.get_func(&mut *store, index);
+        let (info, check, classify) = (
+            func(self.info)?,
+            func(self.check_config)?,
+            func(self.classify)?,
+        );
+        let differs = |e: wasmtime::Error| format!("{e:#}");
+        if let Err(e) = info.typed::<(), (types::PolicyInfo,)>(&*store) {
+            return Some(("info", differs(e)));
+        }
+        if let Err(e) = check.typed::<(&str,), (Result<(), String>,)>(&*store) {
+            return Some(("check-config", differs(e)));
+        }
+        if let Err(e) = classify
+            .typed::<(&str, &types::Transaction<'_>), (Result<WitDecision, String>,)>(&*store)
+        {
+            return Some(("classify", differs(e)));
+        }
+        None
+    }
+
+    /// Calls `classify` on an instance of the component the exports were
+    /// found in, once [`mistyped`](Self::mistyped) has passed them.
+    pub(crate) fn call_classify(
         &self,
         store: &mut Store<Sandbox>,
         instance: &Instance,
@@ -53,11 +86,12 @@ impl ClassifyExport {
         tx: &types::Transaction,
     ) -> wasmtime::Result<Result<WitDecision, String>> {
         let func = instance
-            .get_func(&mut *store, self.0)
+            .get_func(&mut *store, self.classify)
             .ok_or_else(|| wasmtime::Error::msg("the instance has no `classify` export"))?;
-        // SAFETY: the instance comes from the same component, and loading it
-        // type-checked `classify` against exactly these parameter and result
-        // types (the generated bindings' own call makes the same promise).
+        // SAFETY: the instance comes from the same component, whose
+        // `classify` the load type-checked against exactly these parameter
+        // and result types (the generated bindings' own call makes the same
+        // promise after their `load`).
         let classify: ClassifyFunc<'_> = unsafe { TypedFunc::new_unchecked(func) };
         let (answer,) = classify.call(&mut *store, (config, tx))?;
         Ok(answer)
