@@ -1107,3 +1107,85 @@ fn a_write_failing_part_way_loses_its_batch_but_nothing_acknowledged() {
         .unwrap();
     assert_eq!(after.status, Status::Executed);
 }
+
+/// A panic while one payment is being recorded (a bug in the code that
+/// plans it) reaches that payment's own caller, whichever thread's hands
+/// the store ran it in; the payments around it are answered or refused
+/// whole, and the store goes on working.
+#[test]
+fn a_panic_while_recording_reaches_its_own_caller_only() {
+    let w = World::on(Kind::Sqlite, ACME);
+    let now = w.clock.now_ms();
+    let answers: Vec<(
+        String,
+        std::thread::Result<Result<Authorization, GovernError>>,
+    )> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let id = format!("{}{i}", if i % 8 == 3 { "bug" } else { "p" });
+                let w = &w;
+                s.spawn(move || {
+                    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if id.starts_with("bug") {
+                            let entry = tiergate::store::NewEntry {
+                                tenant: "acme",
+                                tx_id: &id,
+                                agent: "procurement-agent-prod",
+                                recipient: "vendor.example",
+                                history_since_ms: now - 7 * 86_400_000,
+                                team: None,
+                                currency: "USDC",
+                                window_start_ms: now - 86_400_000,
+                                now_ms: now,
+                            };
+                            w.store()
+                                .record(&entry, &mut |_, _| panic!("a bug planning {id}"))
+                                .map(|_| unreachable!("the plan panics"))
+                        } else {
+                            let mut tx = w.tx(&id, "0.02", "embeddings", "verified");
+                            tx.agent = format!("agent-{}", i % 8);
+                            w.governor.authorize_blocking(tx)
+                        }
+                    }));
+                    (id, answer)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut answered = 0;
+    for (id, answer) in answers {
+        let stored = w.store().get("acme", &id).unwrap();
+        match answer {
+            Err(panic) => {
+                let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert_eq!(message, format!("a bug planning {id}"), "{id}");
+                assert_eq!(stored, None, "{id} panicked, so nothing of it is stored");
+            }
+            Ok(Ok(a)) => {
+                assert!(!id.starts_with("bug"), "{id} cannot be answered");
+                assert_eq!(
+                    stored.as_ref(),
+                    Some(&a),
+                    "{id} was answered, so it is stored"
+                );
+                answered += 1;
+            }
+            Ok(Err(e)) => {
+                assert!(!id.starts_with("bug"), "{id} panics, it is not refused");
+                assert!(e.to_string().contains("panicked"), "{id}: {e}");
+                assert_eq!(stored, None, "{id} was refused, so nothing of it is stored");
+            }
+        }
+    }
+    assert!(
+        answered > 0,
+        "payments outside the panicking batches go through"
+    );
+    tiergate::audit::verify_chain(&w.store().events("acme", None).unwrap()).unwrap();
+    let after = w
+        .governor
+        .authorize_blocking(w.tx("after", "0.02", "embeddings", "verified"))
+        .unwrap();
+    assert_eq!(after.status, Status::Executed);
+}

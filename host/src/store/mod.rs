@@ -396,7 +396,7 @@ pub trait Store: Send + Sync {
     fn record(
         &self,
         entry: &NewEntry<'_>,
-        plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
+        plan: &mut (dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError> + Send),
     ) -> Result<Recorded, GovernError>;
 
     /// The history `record` would read for `entry`, read on demand now,

@@ -406,7 +406,7 @@ impl Store for PostgresStore {
     fn record(
         &self,
         entry: &NewEntry<'_>,
-        plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
+        plan: &mut (dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError> + Send),
     ) -> Result<Recorded, GovernError> {
         let mut c = self.conn()?;
         // A retry of a committed id needs no lock: a stored row is final here.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use checkpoints::Checkpointer;
+use combine::Combiner;
 use durability::GroupSync;
 use gate::{Gate, Turn};
 
@@ -187,6 +188,8 @@ pub struct SqliteStore {
     /// Dropped first: its connection closes before the writer's.
     checkpointer: Checkpointer,
     conn: Mutex<Connection>,
+    /// Runs queued hot-path writes on whichever thread holds `conn`.
+    combiner: Combiner,
     sync: GroupSync,
     /// Read-only connections beside the writer, for reads that may see only
     /// committed state (see [`Store::peek`]); opened as needed.
@@ -286,6 +289,7 @@ impl Drop for Writing<'_> {
 }
 
 mod checkpoints;
+mod combine;
 mod deliveries;
 mod durability;
 mod gate;
@@ -332,6 +336,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             checkpointer: Checkpointer::start(path)?,
             conn: Mutex::new(conn),
+            combiner: Combiner::default(),
             sync: GroupSync::new(path.to_path_buf()),
             readers: std::sync::Arc::new(Readers {
                 path: path.to_path_buf(),
@@ -390,23 +395,62 @@ impl SqliteStore {
     /// every page a unit changes for its own rollback cost a tenth of an
     /// authorization. If `f` fails after it began writing, the whole batch
     /// is rolled back and every unit in it fails; none was acknowledged.
-    fn write_whole<R, E: From<StoreError> + std::fmt::Display>(
+    /// `f` may run on another writer's thread (see `combine`).
+    fn write_whole<R: Send, E: From<StoreError> + std::fmt::Display + Send>(
         &self,
-        f: impl FnOnce(&Connection, &mut bool) -> Result<R, E>,
+        f: impl FnOnce(&Connection, &mut bool) -> Result<R, E> + Send,
     ) -> Result<R, E> {
-        let conn = self.lock_batch()?;
+        let span = tracing::Span::current();
+        let mut f = Some(f);
+        let mut outcome = None;
+        let mut unit = |conn: &Connection| {
+            let _in_span = span.enter();
+            let Some(f) = f.take() else { return };
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.unit_of_writes(conn, f)
+            }));
+            if ran.is_err() {
+                // Whatever it wrote is in the batch: nothing of it may commit.
+                self.sync
+                    .abandon_batch(conn, "a write in the same batch panicked".into());
+                self.sync.note_write();
+            }
+            outcome = Some(ran);
+        };
+        self.combiner.run(&self.conn, &mut unit);
+        let (out, number) = match outcome.expect("a unit has run when `run` returns") {
+            Ok(done) => done,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let out = out?;
+        self.sync.wait_for(number, &self.conn)?;
+        self.checkpointer.nudge();
+        Ok(out)
+    }
+
+    /// One writer's unit on the held connection, inside the open batch
+    /// transaction (opened here when none is): its outcome and its number
+    /// for [`GroupSync::wait_for`].
+    fn unit_of_writes<R, E: From<StoreError> + std::fmt::Display>(
+        &self,
+        conn: &Connection,
+        f: impl FnOnce(&Connection, &mut bool) -> Result<R, E>,
+    ) -> (Result<R, E>, u64) {
+        // IMMEDIATE takes the write lock now: a batch never has to upgrade
+        // a read lock another process could be holding.
+        if conn.is_autocommit()
+            && let Err(e) = conn.execute_batch("BEGIN IMMEDIATE")
+        {
+            return (Err(StoreError::from(e).into()), self.sync.note_write());
+        }
         let mut writing = false;
-        let out = f(&conn, &mut writing);
+        let out = f(conn, &mut writing);
         if let Err(e) = &out
             && writing
         {
-            self.sync.abandon_batch(&conn, e.to_string());
+            self.sync.abandon_batch(conn, e.to_string());
         }
-        let unit = conn.finish();
-        let out = out?;
-        self.sync.wait_for(unit, &self.conn)?;
-        self.checkpointer.nudge();
-        Ok(out)
+        (out, self.sync.note_write())
     }
 
     /// Runs a read; before its rows are returned, waits until they are durable.
@@ -1030,7 +1074,7 @@ impl Store for SqliteStore {
     fn record(
         &self,
         entry: &NewEntry<'_>,
-        plan: &mut dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError>,
+        plan: &mut (dyn FnMut(&Snapshot, &str) -> Result<Change, GovernError> + Send),
     ) -> Result<Recorded, GovernError> {
         // Also waits for an existing row: it may be another writer's commit.
         self.write_whole(|conn, writing| record_in(conn, entry, plan, writing))
