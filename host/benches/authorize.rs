@@ -113,8 +113,10 @@ fn main() -> anyhow::Result<()> {
          connections now plan without looking at bound values); the log's appends are \
          gathered into one write per commit instead of two system calls per page; a \
          thread of its own copies the log into the database between commits, instead of \
-         the writer doing it under the lock every 1,000 pages; \
-         the agent's history is read from a covering index; \
+         the writer doing it under the lock every 1,000 pages; whichever writer holds the \
+         connection runs every authorization queued by then, so the connection does not \
+         wait for each next writer's thread to be scheduled (about 6% at 16 callers, more \
+         at 64); the agent's history is read from a covering index; \
          an autonomous payment is recorded and written to the ledger in one transaction \
          instead of three; prepared statements are cached; hot pages stay in SQLite's cache. \
          What is left is mostly serial: one writer at a time holds the connection for the \
