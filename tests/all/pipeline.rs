@@ -374,18 +374,7 @@ fn a_retry_returns_the_stored_answer_and_a_changed_request_conflicts(kind: Kind)
     if matches!(kind, Kind::Sqlite) {
         // The read before the write lock sees the stored id, so the policy
         // does not run for a retry; a new id is read for as before.
-        let now = w.clock.now_ms();
-        let entry = tiergate::store::NewEntry {
-            tenant: "acme",
-            tx_id: "same",
-            agent: "procurement-agent-prod",
-            recipient: "vendor.example",
-            history_since_ms: now - 7 * 86_400_000,
-            team: None,
-            currency: "USDC",
-            window_start_ms: now - 86_400_000,
-            now_ms: now,
-        };
+        let entry = agent_entry("same", w.clock.now_ms());
         assert!(w.store().peek(&entry).unwrap().is_none());
         let new = tiergate::store::NewEntry {
             tx_id: "new",
@@ -1127,17 +1116,7 @@ fn a_panic_while_recording_reaches_its_own_caller_only() {
                 s.spawn(move || {
                     let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         if id.starts_with("bug") {
-                            let entry = tiergate::store::NewEntry {
-                                tenant: "acme",
-                                tx_id: &id,
-                                agent: "procurement-agent-prod",
-                                recipient: "vendor.example",
-                                history_since_ms: now - 7 * 86_400_000,
-                                team: None,
-                                currency: "USDC",
-                                window_start_ms: now - 86_400_000,
-                                now_ms: now,
-                            };
+                            let entry = agent_entry(&id, now);
                             w.store()
                                 .record(&entry, &mut |_, _| panic!("a bug planning {id}"))
                                 .map(|_| unreachable!("the plan panics"))
@@ -1188,4 +1167,20 @@ fn a_panic_while_recording_reaches_its_own_caller_only() {
         .authorize_blocking(w.tx("after", "0.02", "embeddings", "verified"))
         .unwrap();
     assert_eq!(after.status, Status::Executed);
+}
+
+/// What the governor hands the store for a payment `tx_id` of acme's
+/// procurement agent to the usual vendor in USDC, at `now`.
+fn agent_entry(tx_id: &str, now: u64) -> tiergate::store::NewEntry<'_> {
+    tiergate::store::NewEntry {
+        tenant: "acme",
+        tx_id,
+        agent: "procurement-agent-prod",
+        recipient: "vendor.example",
+        history_since_ms: now - 7 * 86_400_000,
+        team: None,
+        currency: "USDC",
+        window_start_ms: now - 86_400_000,
+        now_ms: now,
+    }
 }
