@@ -365,11 +365,7 @@ impl SqliteStore {
     /// none is open).
     fn lock_batch(&self) -> Result<Writing<'_>, StoreError> {
         let conn = self.lock_write();
-        if conn.is_autocommit() {
-            // IMMEDIATE takes the write lock now: a batch never has to
-            // upgrade a read lock another process could be holding.
-            conn.execute_batch("BEGIN IMMEDIATE")?;
-        }
+        join_batch(&conn)?;
         Ok(conn)
     }
 
@@ -436,12 +432,8 @@ impl SqliteStore {
         conn: &Connection,
         f: impl FnOnce(&Connection, &mut bool) -> Result<R, E>,
     ) -> (Result<R, E>, u64) {
-        // IMMEDIATE takes the write lock now: a batch never has to upgrade
-        // a read lock another process could be holding.
-        if conn.is_autocommit()
-            && let Err(e) = conn.execute_batch("BEGIN IMMEDIATE")
-        {
-            return (Err(StoreError::from(e).into()), self.sync.note_write());
+        if let Err(e) = join_batch(conn) {
+            return (Err(e.into()), self.sync.note_write());
         }
         let mut writing = false;
         let out = f(conn, &mut writing);
@@ -480,6 +472,16 @@ fn plans_ignore_bound_values(conn: &Connection) -> Result<(), StoreError> {
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
+    Ok(())
+}
+
+/// Opens the batch transaction unless one is open already. IMMEDIATE takes
+/// the write lock now: a batch never has to upgrade a read lock another
+/// process could be holding.
+fn join_batch(conn: &Connection) -> Result<(), StoreError> {
+    if conn.is_autocommit() {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+    }
     Ok(())
 }
 
