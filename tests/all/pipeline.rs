@@ -553,7 +553,22 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
         return;
     }
     // A SQLite store from before the running totals (and the audit id
-    // column) gets them filled on opening.
+    // column, and the tables rebuilt without rowids) gets them filled on
+    // opening, and keeps its ledger and its audit numbering.
+    let paid = w.authorize("l1", "0.02", "embeddings", "verified");
+    w.store().ledger_insert(&paid, 7).unwrap();
+    let ledger = |db: &std::path::Path| -> Vec<(String, String, String, i64)> {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        let mut rows = conn
+            .prepare("SELECT tenant, tx_id, reference, executed_ms FROM ledger ORDER BY tx_id")
+            .unwrap();
+        rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let ledger_before = ledger(&w.db);
+    assert_eq!(ledger_before.len(), 1);
     let conn = rusqlite::Connection::open(&w.db).unwrap();
     conn.execute_batch(
         "DROP TABLE holdings; DROP TABLE recipients;
@@ -568,6 +583,23 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
         w.store().tx_with_audit_id("acme", &e2.audit_id).unwrap(),
         Some("e2".to_string()),
         "the audit id column is filled from the stored records"
+    );
+    assert_eq!(
+        ledger(&w.db),
+        ledger_before,
+        "the ledger survives the upgrade"
+    );
+    // `aud-YYYY-MM-DD-NNN`: the day, and the number that day.
+    let day_and_number = |audit_id: &str| {
+        let (day, n) = audit_id.rsplit_once('-').unwrap();
+        (day.to_string(), n.parse::<u32>().unwrap())
+    };
+    let (day, n) = day_and_number(&paid.audit_id);
+    let next = w.authorize("l2", "0.02", "embeddings", "verified");
+    assert_eq!(
+        day_and_number(&next.audit_id),
+        (day, n + 1),
+        "the day's audit numbering goes on"
     );
     w.clock.advance(89 * 60_000);
     assert!(over(&w, "e5", "46.00"), "e2 still counts after the upgrade");

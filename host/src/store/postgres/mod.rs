@@ -614,7 +614,7 @@ impl Store for PostgresStore {
         c.begin()?;
         c.lock_tenant(tenant)?;
         let latest = c.query_opt(
-            "SELECT detail FROM audit_events WHERE tenant = $1 AND kind = $2
+            "SELECT detail FROM audit_events WHERE tenant = $1 AND tx_id = '' AND kind = $2
              ORDER BY seq DESC LIMIT 1",
             &[&tenant, &event.kind],
         )?;

@@ -164,6 +164,16 @@ ALTER TABLE authorizations ADD COLUMN audit_id TEXT COLLATE "C";
 UPDATE authorizations SET audit_id = body::jsonb ->> 'audit_id';
 CREATE INDEX authorizations_by_audit_id ON authorizations (tenant, audit_id);
 "#,
+    // Fewer indexes to write per payment: only tenant-level events (no
+    // payment) are looked up by kind, the hour a budget window cuts is read
+    // through `authorizations_in_order`, and nothing looks the ledger up by
+    // recipient (`recipients` has the totals).
+    r#"
+DROP INDEX audit_events_by_kind;
+CREATE INDEX audit_events_of_tenant ON audit_events (tenant, kind, seq) WHERE tx_id = '';
+DROP INDEX authorizations_holding;
+DROP INDEX ledger_by_recipient;
+"#,
 ];
 
 /// Brings the schema up to date. Every replica runs this on start; the

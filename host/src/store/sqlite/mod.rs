@@ -180,6 +180,52 @@ ALTER TABLE authorizations ADD COLUMN audit_id TEXT;
 UPDATE authorizations SET audit_id = json_extract(body, '$.audit_id');
 CREATE INDEX authorizations_by_audit_id ON authorizations (tenant, audit_id);
 "#,
+    // Small rows found by their whole key live in the key's b-tree alone:
+    // every payment updates these, and a rowid table is a second b-tree to
+    // write and to look each row up in.
+    r#"
+CREATE TABLE holdings_by_key (
+    tenant   TEXT    NOT NULL,
+    scope    TEXT    NOT NULL,
+    name     TEXT    NOT NULL,
+    currency TEXT    NOT NULL,
+    hour     INTEGER NOT NULL,
+    amount   TEXT    NOT NULL,
+    PRIMARY KEY (tenant, scope, name, currency, hour)
+) WITHOUT ROWID;
+INSERT INTO holdings_by_key SELECT tenant, scope, name, currency, hour, amount FROM holdings;
+DROP TABLE holdings;
+ALTER TABLE holdings_by_key RENAME TO holdings;
+
+CREATE TABLE recipients_by_key (
+    tenant        TEXT    NOT NULL,
+    recipient     TEXT    NOT NULL,
+    first_paid_ms INTEGER NOT NULL,
+    payments      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, recipient)
+) WITHOUT ROWID;
+INSERT INTO recipients_by_key SELECT tenant, recipient, first_paid_ms, payments FROM recipients;
+DROP TABLE recipients;
+ALTER TABLE recipients_by_key RENAME TO recipients;
+
+CREATE TABLE audit_days_by_key (
+    tenant TEXT    NOT NULL,
+    day    TEXT    NOT NULL,
+    next   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, day)
+) WITHOUT ROWID;
+INSERT INTO audit_days_by_key SELECT tenant, day, next FROM audit_days;
+DROP TABLE audit_days;
+ALTER TABLE audit_days_by_key RENAME TO audit_days;
+
+-- Only tenant-level events (no payment) are looked up by kind.
+DROP INDEX IF EXISTS audit_events_by_kind;
+CREATE INDEX IF NOT EXISTS audit_events_of_tenant ON audit_events (tenant, kind, seq) WHERE tx_id = '';
+-- The hour a budget window cuts is read through `authorizations_in_order`.
+DROP INDEX IF EXISTS authorizations_holding;
+-- Nothing looks the ledger up by recipient (`recipients` has the totals).
+DROP INDEX IF EXISTS ledger_by_recipient;
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
@@ -238,6 +284,7 @@ impl Readers {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
         plans_ignore_bound_values(&conn)?;
+        totals::register_functions(&conn)?;
         Ok(conn)
     }
 
@@ -331,6 +378,7 @@ impl SqliteStore {
         // file that was a write syscall per page, a fifth of the run.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         plans_ignore_bound_values(&conn)?;
+        totals::register_functions(&conn)?;
         conn.pragma_update(None, "wal_autocheckpoint", checkpoints::WRITER_THRESHOLD)?;
         migrate(&conn).map_err(|e| StoreError(format!("store {}: {}", path.display(), e.0)))?;
         Ok(SqliteStore {
@@ -1316,6 +1364,10 @@ impl Store for SqliteStore {
     }
 }
 
+/// The latest tenant-level event (one of no payment) of a kind.
+const LATEST_TENANT_EVENT_SQL: &str = "SELECT detail FROM audit_events
+     WHERE tenant = ?1 AND tx_id = '' AND kind = ?2 ORDER BY seq DESC LIMIT 1";
+
 fn tenant_event_in(
     conn: &mut Connection,
     tenant: &str,
@@ -1325,11 +1377,9 @@ fn tenant_event_in(
 ) -> Result<Option<String>, StoreError> {
     let tx = conn.savepoint()?;
     let latest: Option<String> = tx
-            .prepare_cached("SELECT detail FROM audit_events WHERE tenant = ?1 AND kind = ?2 ORDER BY seq DESC LIMIT 1")?.query_row(
-                params![tenant, event.kind],
-                |r| r.get(0),
-            )
-            .optional()?;
+        .prepare_cached(LATEST_TENANT_EVENT_SQL)?
+        .query_row(params![tenant, event.kind], |r| r.get(0))
+        .optional()?;
     let same = latest
         .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
         .is_some_and(|d| d == event.detail);
@@ -1371,7 +1421,10 @@ fn ledger_insert_in(
 mod tests {
     use rusqlite::StatementStatus;
 
-    use super::{HISTORY_SQL, SqliteStore, StoreError, history_at_most, utc_day};
+    use super::{
+        HISTORY_SQL, LATEST_TENANT_EVENT_SQL, SqliteStore, StoreError, history_at_most, totals,
+        utc_day,
+    };
 
     #[test]
     fn the_log_is_copied_into_the_database_beside_the_writer() {
@@ -1420,6 +1473,43 @@ mod tests {
             }
             let stmt = conn.prepare_cached(HISTORY_SQL).unwrap();
             assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+        }
+    }
+
+    #[test]
+    fn budget_and_tenant_event_reads_search_an_index_instead_of_scanning() {
+        // Each runs on every authorization or activation; a scan would grow
+        // with the store.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        let conn = store.lock();
+        let plan = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            // Unbound parameters are NULL to the planner.
+            let mut rows = stmt.raw_query();
+            let mut steps = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                steps.push(row.get::<_, String>(3).unwrap());
+            }
+            steps
+        };
+        for (sql, expected) in [
+            (totals::BUCKETS_SQL, "SEARCH holdings USING PRIMARY KEY"),
+            (
+                totals::CUT_HOUR_SQL,
+                "SEARCH authorizations USING INDEX authorizations_in_order (tenant=? AND requested_at_ms>? AND requested_at_ms<?)",
+            ),
+            (
+                LATEST_TENANT_EVENT_SQL,
+                "SEARCH audit_events USING INDEX audit_events_of_tenant (tenant=? AND kind=?)",
+            ),
+        ] {
+            let steps = plan(sql);
+            assert!(
+                steps.iter().any(|s| s.starts_with(expected)),
+                "{sql}\nis planned as {steps:?}"
+            );
+            assert!(!steps.iter().any(|s| s.starts_with("SCAN")), "{steps:?}");
         }
     }
 

@@ -133,15 +133,21 @@ pub(super) fn recipient(
     Ok(found.map_or((None, 0), |(first, n)| (Some(first as u64), n as u64)))
 }
 
+/// The hourly buckets of one scope after the hour a window cuts.
+pub(super) const BUCKETS_SQL: &str = "SELECT amount FROM holdings
+     WHERE tenant = ?1 AND scope = ?2 AND name = ?3 AND currency = ?4 AND hour > ?5";
+
+/// The payments holding money in part of the hour a window cuts.
+pub(super) const CUT_HOUR_SQL: &str = "SELECT agent, team, amount FROM authorizations
+     WHERE tenant = ?1 AND holds = 1 AND currency = ?2
+       AND requested_at_ms >= ?3 AND requested_at_ms < ?4";
+
 /// Money committed in the budget window, by agent, team and tenant.
 pub(super) fn holdings(conn: &Connection, entry: &NewEntry<'_>) -> Result<Holdings, StoreError> {
     let cut_hour = entry.window_start_ms / HOUR_MS;
     let mut holdings = Holdings::default();
     // The hours wholly inside the window, from the buckets.
-    let mut buckets = conn.prepare_cached(
-        "SELECT amount FROM holdings
-         WHERE tenant = ?1 AND scope = ?2 AND name = ?3 AND currency = ?4 AND hour > ?5",
-    )?;
+    let mut buckets = conn.prepare_cached(BUCKETS_SQL)?;
     let mut sum = |scope: &str, name: &str| -> Result<Decimal, StoreError> {
         let rows = buckets.query_map(
             params![entry.tenant, scope, name, entry.currency, cut_hour as i64],
@@ -159,11 +165,7 @@ pub(super) fn holdings(conn: &Connection, entry: &NewEntry<'_>) -> Result<Holdin
         holdings.team = sum("team", team)?;
     }
     // The hour the window's start cuts, payment by payment.
-    let mut rows = conn.prepare_cached(
-        "SELECT agent, team, amount FROM authorizations
-         WHERE tenant = ?1 AND holds = 1 AND currency = ?2
-           AND requested_at_ms >= ?3 AND requested_at_ms < ?4",
-    )?;
+    let mut rows = conn.prepare_cached(CUT_HOUR_SQL)?;
     let rows = rows.query_map(
         params![
             entry.tenant,
@@ -204,18 +206,17 @@ struct Held<'a> {
 }
 
 impl Held<'_> {
-    /// Adds `sign` × the amount to the tenant's, agent's and team's bucket.
+    /// Adds `sign` × the amount to the tenant's, agent's and team's bucket:
+    /// one upsert each, the sum taken by [`ADD_AMOUNTS`].
     fn add(&self, conn: &Connection, sign: Decimal) -> Result<(), StoreError> {
         let hour = (self.requested_at_ms / HOUR_MS) as i64;
-        let mut read = conn.prepare_cached(
-            "SELECT amount FROM holdings
-             WHERE tenant = ?1 AND scope = ?2 AND name = ?3 AND currency = ?4 AND hour = ?5",
-        )?;
         let mut write = conn.prepare_cached(
             "INSERT INTO holdings (tenant, scope, name, currency, hour, amount)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (tenant, scope, name, currency, hour) DO UPDATE SET amount = excluded.amount",
+             ON CONFLICT (tenant, scope, name, currency, hour)
+             DO UPDATE SET amount = tiergate_add_amounts(amount, excluded.amount)",
         )?;
+        let change = (sign * self.amount).normalize().to_string();
         let scopes = [
             ("tenant", Some("")),
             ("agent", Some(self.agent)),
@@ -223,23 +224,82 @@ impl Held<'_> {
         ];
         for (scope, name) in scopes {
             let Some(name) = name else { continue };
-            let key = params![self.tenant, scope, name, self.currency, hour];
-            let current: Option<String> = read.query_row(key, |r| r.get(0)).optional()?;
-            let current = current.as_deref().map(decimal).transpose()?;
-            let total = current.unwrap_or(Decimal::ZERO) + sign * self.amount;
             write.execute(params![
                 self.tenant,
                 scope,
                 name,
                 self.currency,
                 hour,
-                total.normalize().to_string()
+                change
             ])?;
         }
         Ok(())
     }
 }
 
+/// The SQL function the holdings' upsert sums with. SQLite's own `+` would
+/// turn the decimal text into floating point.
+const ADD_AMOUNTS: &str = "tiergate_add_amounts";
+
+/// Makes [`ADD_AMOUNTS`] callable on `conn`: two decimal texts in, their
+/// exact sum out, normalized as the holdings store it.
+pub(super) fn register_functions(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::functions::{Context, FunctionFlags};
+    let add = |ctx: &Context<'_>| -> rusqlite::Result<String> {
+        let term = |i: usize| -> rusqlite::Result<Decimal> {
+            let text = ctx.get_raw(i).as_str().map_err(|e| {
+                rusqlite::Error::UserFunctionError(
+                    format!("{ADD_AMOUNTS}: argument {} is not text: {e}", i + 1).into(),
+                )
+            })?;
+            decimal(text).map_err(|e| rusqlite::Error::UserFunctionError(e.0.into()))
+        };
+        let (a, b) = (term(0)?, term(1)?);
+        let sum = a.checked_add(b).ok_or_else(|| {
+            rusqlite::Error::UserFunctionError(
+                format!("{ADD_AMOUNTS}: {a} + {b} is beyond the range of an exact decimal").into(),
+            )
+        })?;
+        Ok(sum.normalize().to_string())
+    };
+    conn.create_scalar_function(
+        ADD_AMOUNTS,
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        add,
+    )?;
+    Ok(())
+}
+
 fn decimal(text: &str) -> Result<Decimal, StoreError> {
     parse_decimal(text).map_err(|e| StoreError(format!("a stored amount is unreadable: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::register_functions;
+
+    fn add(conn: &Connection, a: &str, b: &str) -> Result<String, String> {
+        conn.query_row("SELECT tiergate_add_amounts(?1, ?2)", [a, b], |r| r.get(0))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn holdings_are_summed_as_exact_decimals_and_a_sum_out_of_range_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        // Floating point would give 0.30000000000000004.
+        assert_eq!(add(&conn, "0.1", "0.2").unwrap(), "0.3");
+        assert_eq!(add(&conn, "40.00", "-40.00").unwrap(), "0");
+        assert_eq!(
+            add(&conn, "7922816251426433759354395033.4", "0.1").unwrap(),
+            "7922816251426433759354395033.5"
+        );
+        let over = add(&conn, "79228162514264337593543950335", "1").unwrap_err();
+        assert!(over.contains("beyond the range"), "{over}");
+        let unreadable = add(&conn, "12,50", "1").unwrap_err();
+        assert!(unreadable.contains("unreadable"), "{unreadable}");
+    }
 }
