@@ -193,7 +193,7 @@ fn main() -> anyhow::Result<()> {
          |---:|---:|---:|---:|---:|---:|\n{rows}\n\n\
          How to read it. With one tenant every authorization takes that tenant's advisory \
          lock, so the fleet runs one of the tenant's decisions at a time, whatever the number \
-         of replicas; inside the lock an authorization makes about 25 statements, each a \
+         of replicas; inside the lock an authorization makes about two dozen statements, each a \
          loopback round trip, then waits for the commit's WAL flush, so a single tenant's \
          rate is bounded by that critical section, and more replicas cannot raise it (between \
          two runs on this machine the one-tenant rows moved by up to 40% in either direction: \
@@ -203,9 +203,10 @@ fn main() -> anyhow::Result<()> {
          the load generator then share two cores. The load average column is the \
          machine's, which other work shared during the run: figures from one run on a busy \
          machine, to be compared with each other, not with the SQLite section above (one \
-         process, no network, group commit). Likely gains not yet made: pipelining the \
-         statements inside the lock (tokio-postgres can send them without waiting for each \
-         answer) and keeping the holdings as `NUMERIC` updated in one statement.\n",
+         process, no network, group commit). The hourly holdings are summed by PostgreSQL's \
+         exact `numeric` in one upsert each, not read and then written. A likely gain not \
+         yet made: pipelining the statements inside the lock (tokio-postgres can send them \
+         without waiting for each answer).\n",
         cpu = report::cpu_model(),
         date = report::today(),
         version = server_version(),

@@ -507,6 +507,26 @@ fn held_money_counts_against_budgets_until_released(kind: Kind) {
     assert!(after.escalations.is_empty(), "{:?}", after.escalations);
 }
 
+/// The hourly totals add decimal amounts exactly: in binary floating point
+/// 0.10 + 0.20 is 0.30000000000000004, and 0.01 more would be over 0.31.
+fn budgets_add_up_decimal_amounts_exactly(kind: Kind) {
+    let config = ACME.replace(
+        r#"agent_daily_budget = { limit = "500.00" }"#,
+        r#"agent_daily_budget = { limit = "0.31" }"#,
+    );
+    let w = World::on(kind, &config);
+    for (id, amount) in [("d1", "0.10"), ("d2", "0.20"), ("d3", "0.01")] {
+        let paid = w.authorize(id, amount, "embeddings", "verified");
+        assert_eq!(paid.status, Status::Executed, "{id}");
+        assert!(paid.escalations.is_empty(), "{id}: {:?}", paid.escalations);
+    }
+    let over = w.authorize("d4", "0.01", "embeddings", "verified");
+    assert_eq!(
+        over.escalations[0].detail,
+        "0.31 committed in the last 24h plus 0.01 is over the limit of 0.31"
+    );
+}
+
 fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(kind: Kind) {
     let config = ACME.replace(
         r#"agent_daily_budget = { limit = "500.00" }"#,
@@ -1040,6 +1060,7 @@ on_both_stores!(
     four_eyes_above_the_threshold,
     guardrails_escalate_and_say_which,
     held_money_counts_against_budgets_until_released,
+    budgets_add_up_decimal_amounts_exactly,
     the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade,
     a_failed_execution_stays_visible,
     bad_input_is_refused_by_name_and_nothing_is_stored,

@@ -2,7 +2,7 @@
 //! hourly buckets of money held or spent per tenant, agent and team, plus
 //! the payments of the one hour the window's start cuts, summed exactly in
 //! Rust; and per recipient, when it was first paid and how often. The
-//! caller holds the tenant's lock, so read-then-write is safe.
+//! caller holds the tenant's lock.
 
 use rust_decimal::Decimal;
 
@@ -38,23 +38,17 @@ pub(super) fn track(
             ("agent", Some(t.agent.as_str())),
             ("team", auth.team.as_deref()),
         ];
+        // PostgreSQL's `numeric` sums the decimal text exactly; the total is
+        // stored as text again, without trailing zeros, as SQLite's is.
+        let change = (sign * t.amount).normalize().to_string();
         for (scope, name) in scopes {
             let Some(name) = name else { continue };
-            let current = c.query_opt(
-                "SELECT amount FROM holdings
-                 WHERE tenant = $1 AND scope = $2 AND name = $3 AND currency = $4 AND hour = $5",
-                &[&t.tenant, &scope, &name, &t.currency, &hour],
-            )?;
-            let current = match current {
-                Some(r) => decimal(r.try_get(0)?)?,
-                None => Decimal::ZERO,
-            };
-            let total = (current + sign * t.amount).normalize().to_string();
             c.execute(
                 "INSERT INTO holdings (tenant, scope, name, currency, hour, amount)
                  VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (tenant, scope, name, currency, hour) DO UPDATE SET amount = excluded.amount",
-                &[&t.tenant, &scope, &name, &t.currency, &hour, &total],
+                 ON CONFLICT (tenant, scope, name, currency, hour) DO UPDATE
+                 SET amount = trim_scale(holdings.amount::numeric + excluded.amount::numeric)::text",
+                &[&t.tenant, &scope, &name, &t.currency, &hour, &change],
             )?;
         }
     }
