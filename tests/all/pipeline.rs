@@ -527,6 +527,61 @@ fn budgets_add_up_decimal_amounts_exactly(kind: Kind) {
     );
 }
 
+/// A payment whose writes fail part-way (here a trigger refusing its audit
+/// event, written after its budget totals) leaves nothing behind: its
+/// caller gets the store's error, its money is not counted, and the next
+/// payments go on as if it had never been tried.
+fn a_payment_failing_part_way_through_its_writes_leaves_nothing(kind: Kind) {
+    let config = ACME.replace(
+        r#"agent_daily_budget = { limit = "500.00" }"#,
+        r#"agent_daily_budget = { limit = "0.05" }"#,
+    );
+    let w = World::on(kind, &config);
+    let trigger = match kind {
+        Kind::Sqlite => {
+            rusqlite::Connection::open(&w.db).unwrap().execute_batch(
+                "CREATE TRIGGER injected_failure BEFORE INSERT ON audit_events
+                 WHEN NEW.tx_id LIKE 'boom%'
+                 BEGIN SELECT RAISE(ABORT, 'injected storage failure'); END;",
+            )
+        }
+        .map_err(|e| e.to_string()),
+        Kind::Postgres => tiergate_e2e::postgres::run_sql(
+            &w.test_store.arg(),
+            "CREATE FUNCTION injected_failure() RETURNS trigger AS $$
+             BEGIN
+                 IF NEW.tx_id LIKE 'boom%' THEN RAISE EXCEPTION 'injected storage failure'; END IF;
+                 RETURN NEW;
+             END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER injected_failure BEFORE INSERT ON audit_events
+                 FOR EACH ROW EXECUTE FUNCTION injected_failure();",
+        ),
+    };
+    trigger.unwrap();
+    let pay = |id: &str| {
+        w.governor
+            .authorize_blocking(w.tx(id, "0.02", "embeddings", "verified"))
+    };
+    assert!(pay("w1").unwrap().escalations.is_empty());
+    for id in ["boom1", "boom2"] {
+        let why = pay(id).unwrap_err().to_string();
+        assert!(why.contains("injected storage failure"), "{id}: {why}");
+        assert_eq!(w.store().get("acme", id).unwrap(), None, "{id}");
+    }
+    // Had a failed payment's 0.02 been kept, 0.06 would be over 0.05.
+    let w2 = pay("w2").unwrap();
+    assert_eq!(w2.status, Status::Executed);
+    assert!(w2.escalations.is_empty(), "{:?}", w2.escalations);
+    let w3 = pay("w3").unwrap();
+    assert_eq!(
+        w3.escalations[0].detail,
+        "0.04 committed in the last 24h plus 0.02 is over the limit of 0.05"
+    );
+    let events = w.store().events("acme", None).unwrap();
+    tiergate::audit::verify_chain(&events).unwrap();
+    assert!(events.iter().all(|e| !e.tx_id.starts_with("boom")));
+}
+
 fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(kind: Kind) {
     let config = ACME.replace(
         r#"agent_daily_budget = { limit = "500.00" }"#,
@@ -1061,6 +1116,7 @@ on_both_stores!(
     guardrails_escalate_and_say_which,
     held_money_counts_against_budgets_until_released,
     budgets_add_up_decimal_amounts_exactly,
+    a_payment_failing_part_way_through_its_writes_leaves_nothing,
     the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade,
     a_failed_execution_stays_visible,
     bad_input_is_refused_by_name_and_nothing_is_stored,

@@ -24,7 +24,7 @@ mod rules;
 mod schema;
 mod totals;
 
-use pool::{Conn, Pool};
+use pool::{Conn, Pool, Write};
 use tokio_postgres::Row;
 
 use super::{
@@ -35,6 +35,7 @@ use super::{
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
 use crate::model::money::parse_decimal;
+use crate::model::transaction::Transaction;
 
 /// The PostgreSQL store, with a pool of connections.
 pub struct PostgresStore {
@@ -78,7 +79,30 @@ fn get_in(c: &mut Conn, tenant: &str, tx_id: &str) -> Result<Option<Authorizatio
     row.map(|r| parse_body(r.try_get(0)?)).transpose()
 }
 
-/// Writes the change's state, events, ledger entry and notices.
+const INSERT_AUTHORIZATION: &str = "INSERT INTO authorizations (tenant, tx_id, content_hash, agent,
+         team, recipient, category, currency, amount, tier, requested_at_ms, status, holds,
+         deadline_ms, body, audit_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+const UPDATE_AUTHORIZATION: &str =
+    "UPDATE authorizations SET status = $3, holds = $4, deadline_ms = $5, body = $6
+     WHERE tenant = $1 AND tx_id = $2";
+
+const INSERT_EVENT: &str = "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor,
+         at_ms, detail, prev_hash, hash, retain_until_ms)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+const INSERT_LEDGER: &str = "INSERT INTO ledger (tenant, tx_id, amount, currency, recipient,
+         executed_ms, reference)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, tx_id) DO NOTHING";
+
+const INSERT_NOTICE: &str =
+    "INSERT INTO outbox (tenant, tx_id, kind, recipient, message, created_ms)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Writes the change's state, events, ledger entry and notices. Every
+/// value is computed first and the writes go to the server together: each
+/// statement alone was a round trip with the tenant's lock held.
 fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(), StoreError> {
     let a = &change.authorization;
     let t = &a.transaction;
@@ -96,14 +120,31 @@ fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(),
                 .map_err(StoreError)?,
         )
     };
-    totals::track(c, a, before)?;
-    let deadline = a.deadline_ms.map(ms);
-    if insert {
-        c.execute(
-            "INSERT INTO authorizations (tenant, tx_id, content_hash, agent, team, recipient, category,
-                 currency, amount, tier, requested_at_ms, status, holds, deadline_ms, body, audit_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
-            &[
+    let totals = totals::track(a, before);
+    let events = chained(
+        c,
+        &t.tenant,
+        &a.audit_id,
+        &t.id,
+        now_ms,
+        &change.events,
+        retain_until(now_ms, a.retention_years),
+    )?;
+    let (amount, requested, deadline) = (
+        t.amount.to_string(),
+        ms(t.requested_at_ms),
+        a.deadline_ms.map(ms),
+    );
+    let (tier, status, holds) = (a.tier.as_str(), a.status.as_str(), a.status.holds_budget());
+    let now = ms(now_ms);
+    let reference = super::ledger_reference(&a.audit_id);
+
+    let mut writes: Vec<Write<'_>> = Vec::new();
+    totals.writes(t, &mut writes);
+    writes.push(if insert {
+        (
+            INSERT_AUTHORIZATION,
+            vec![
                 &t.tenant,
                 &t.id,
                 &a.content_hash,
@@ -112,60 +153,40 @@ fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(),
                 &t.recipient,
                 &t.category,
                 &t.currency,
-                &t.amount.to_string(),
-                &a.tier.as_str(),
-                &ms(t.requested_at_ms),
-                &a.status.as_str(),
-                &a.status.holds_budget(),
+                &amount,
+                &tier,
+                &requested,
+                &status,
+                &holds,
                 &deadline,
                 &body,
                 &a.audit_id,
             ],
-        )?;
+        )
     } else {
-        c.execute(
-            "UPDATE authorizations SET status = $3, holds = $4, deadline_ms = $5, body = $6
-             WHERE tenant = $1 AND tx_id = $2",
-            &[
-                &t.tenant,
-                &t.id,
-                &a.status.as_str(),
-                &a.status.holds_budget(),
-                &deadline,
-                &body,
-            ],
-        )?;
-    }
-    let retain_until_ms = retain_until(now_ms, a.retention_years);
-    for event in &change.events {
-        append_event(
-            c,
-            &t.tenant,
-            &a.audit_id,
-            &t.id,
-            now_ms,
-            event,
-            retain_until_ms,
-        )?;
-    }
+        (
+            UPDATE_AUTHORIZATION,
+            vec![&t.tenant, &t.id, &status, &holds, &deadline, &body],
+        )
+    });
+    writes.extend(events.iter().map(ChainedEvent::write));
     if change.ledger {
-        ledger_insert_in(c, a, now_ms)?;
+        writes.push(ledger_write(t, &amount, &now, &reference));
     }
     for notice in &change.notices {
-        c.execute(
-            "INSERT INTO outbox (tenant, tx_id, kind, recipient, message, created_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[
+        writes.push((
+            INSERT_NOTICE,
+            vec![
                 &t.tenant,
                 &t.id,
                 &notice.kind,
                 &notice.to,
                 &notice.message,
-                &ms(now_ms),
+                &now,
             ],
-        )?;
+        ));
     }
-    Ok(())
+    c.execute_all(&writes)
 }
 
 /// At least the years asked for: 366 days a year never falls short.
@@ -173,56 +194,89 @@ fn retain_until(now_ms: u64, years: u32) -> u64 {
     now_ms + u64::from(years) * 366 * 86_400_000
 }
 
-/// Appends one event to the tenant's chain; the caller holds the tenant's lock.
-fn append_event(
+/// An event placed in its tenant's chain, ready to be written.
+struct ChainedEvent<'a> {
+    tenant: &'a str,
+    seq: i64,
+    audit_id: &'a str,
+    tx_id: &'a str,
+    event: &'a EventDraft,
+    at_ms: i64,
+    prev_hash: String,
+    hashed: Hashed,
+    retain_until_ms: i64,
+}
+
+impl ChainedEvent<'_> {
+    fn write(&self) -> Write<'_> {
+        (
+            INSERT_EVENT,
+            vec![
+                &self.tenant,
+                &self.seq,
+                &self.audit_id,
+                &self.tx_id,
+                &self.event.kind,
+                &self.event.actor,
+                &self.at_ms,
+                &self.hashed.detail,
+                &self.prev_hash,
+                &self.hashed.hash,
+                &self.retain_until_ms,
+            ],
+        )
+    }
+}
+
+/// `events` chained after the tenant's last event, read once; the caller
+/// holds the tenant's lock.
+fn chained<'a>(
     c: &mut Conn,
-    tenant: &str,
-    audit_id: &str,
-    tx_id: &str,
+    tenant: &'a str,
+    audit_id: &'a str,
+    tx_id: &'a str,
     at_ms: u64,
-    event: &EventDraft,
+    events: &'a [EventDraft],
     retain_until_ms: u64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<ChainedEvent<'a>>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let last = c.query_opt(
         "SELECT seq, hash FROM audit_events WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
         &[&tenant],
     )?;
-    let (seq, prev_hash) = match last {
-        Some(r) => (
-            r.try_get::<_, i64>(0)? as u64 + 1,
-            r.try_get::<_, String>(1)?,
-        ),
-        None => (1, GENESIS_HASH.to_string()),
+    let (mut seq, mut prev_hash) = match last {
+        Some(r) => (r.try_get::<_, i64>(0)? as u64, r.try_get::<_, String>(1)?),
+        None => (0, GENESIS_HASH.to_string()),
     };
-    // The text stored is the text hashed.
-    let Hashed { detail, hash } = hashed(
-        &prev_hash,
-        seq,
-        audit_id,
-        tx_id,
-        at_ms,
-        event,
-        retain_until_ms,
-    );
-    c.execute(
-        "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail,
-             prev_hash, hash, retain_until_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        &[
-            &tenant,
-            &(seq as i64),
-            &audit_id,
-            &tx_id,
-            &event.kind,
-            &event.actor,
-            &ms(at_ms),
-            &detail,
+    let mut chained = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        // The text stored is the text hashed.
+        let hashed = hashed(
             &prev_hash,
-            &hash,
-            &ms(retain_until_ms),
-        ],
-    )?;
-    Ok(())
+            seq,
+            audit_id,
+            tx_id,
+            at_ms,
+            event,
+            retain_until_ms,
+        );
+        let next_prev = hashed.hash.clone();
+        chained.push(ChainedEvent {
+            tenant,
+            seq: seq as i64,
+            audit_id,
+            tx_id,
+            event,
+            at_ms: ms(at_ms),
+            prev_hash: std::mem::replace(&mut prev_hash, next_prev),
+            hashed,
+            retain_until_ms: ms(retain_until_ms),
+        });
+    }
+    Ok(chained)
 }
 
 fn history_in(
@@ -364,22 +418,32 @@ fn event_row(r: &Row) -> Result<AuditEvent, StoreError> {
     })
 }
 
-fn ledger_insert_in(c: &mut Conn, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
-    let t = &auth.transaction;
-    let reference = super::ledger_reference(&auth.audit_id);
-    c.execute(
-        "INSERT INTO ledger (tenant, tx_id, amount, currency, recipient, executed_ms, reference)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, tx_id) DO NOTHING",
-        &[
+fn ledger_write<'a>(
+    t: &'a Transaction,
+    amount: &'a String,
+    executed_ms: &'a i64,
+    reference: &'a String,
+) -> Write<'a> {
+    (
+        INSERT_LEDGER,
+        vec![
             &t.tenant,
             &t.id,
-            &t.amount.to_string(),
+            amount,
             &t.currency,
             &t.recipient,
-            &ms(now_ms),
-            &reference,
+            executed_ms,
+            reference,
         ],
-    )?;
+    )
+}
+
+fn ledger_insert_in(c: &mut Conn, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
+    let t = &auth.transaction;
+    let (amount, now) = (t.amount.to_string(), ms(now_ms));
+    let reference = super::ledger_reference(&auth.audit_id);
+    c.execute_all(&[ledger_write(t, &amount, &now, &reference)])?;
+    // Already in the ledger: its first reference stands.
     Ok(c.query_one(
         "SELECT reference FROM ledger WHERE tenant = $1 AND tx_id = $2",
         &[&t.tenant, &t.id],
@@ -628,15 +692,17 @@ impl Store for PostgresStore {
             return Ok(None);
         }
         let audit_id = next_id(&mut c, tenant, now_ms, "cfg")?;
-        append_event(
+        let chained = chained(
             &mut c,
             tenant,
             &audit_id,
             "",
             now_ms,
-            event,
+            std::slice::from_ref(event),
             retain_until(now_ms, retention_years),
         )?;
+        let writes: Vec<Write<'_>> = chained.iter().map(ChainedEvent::write).collect();
+        c.execute_all(&writes)?;
         c.commit()?;
         Ok(Some(audit_id))
     }

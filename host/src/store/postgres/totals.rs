@@ -7,25 +7,31 @@
 use rust_decimal::Decimal;
 
 use super::ms;
-use super::pool::Conn;
+use super::pool::{Conn, Write};
 use crate::governance::{Authorization, Status};
 use crate::model::money::parse_decimal;
+use crate::model::transaction::Transaction;
 use crate::store::{Holdings, NewEntry, StoreError};
 
 const HOUR_MS: u64 = 3_600_000;
 
-/// Keeps the totals in step with one authorization being written: `before`
-/// is its stored status (none for a new one).
-pub(super) fn track(
-    c: &mut Conn,
-    auth: &Authorization,
-    before: Option<Status>,
-) -> Result<(), StoreError> {
+/// The totals' share of writing one authorization: `before` is its stored
+/// status (none for a new one). Computed first, sent with the other writes.
+pub(super) struct Tracked {
+    /// Per bucket: scope, name, hour and the signed amount to add.
+    holdings: Vec<(&'static str, String, i64, String)>,
+    /// The payment executed now: its recipient's totals count it.
+    executed: bool,
+    requested_at_ms: i64,
+}
+
+pub(super) fn track(auth: &Authorization, before: Option<Status>) -> Tracked {
     let t = &auth.transaction;
     let (held_before, held_now) = (
         before.is_some_and(Status::holds_budget),
         auth.status.holds_budget(),
     );
+    let mut holdings = Vec::new();
     if held_before != held_now {
         let sign = if held_now {
             Decimal::ONE
@@ -33,35 +39,49 @@ pub(super) fn track(
             -Decimal::ONE
         };
         let hour = ms(t.requested_at_ms / HOUR_MS);
+        let change = (sign * t.amount).normalize().to_string();
         let scopes = [
             ("tenant", Some("")),
             ("agent", Some(t.agent.as_str())),
             ("team", auth.team.as_deref()),
         ];
-        // PostgreSQL's `numeric` sums the decimal text exactly; the total is
-        // stored as text again, without trailing zeros, as SQLite's is.
-        let change = (sign * t.amount).normalize().to_string();
         for (scope, name) in scopes {
-            let Some(name) = name else { continue };
-            c.execute(
+            if let Some(name) = name {
+                holdings.push((scope, name.to_string(), hour, change.clone()));
+            }
+        }
+    }
+    Tracked {
+        holdings,
+        executed: auth.status == Status::Executed && before != Some(Status::Executed),
+        requested_at_ms: ms(t.requested_at_ms),
+    }
+}
+
+impl Tracked {
+    /// Appends the totals' writes for `t`, the transaction tracked.
+    pub(super) fn writes<'a>(&'a self, t: &'a Transaction, out: &mut Vec<Write<'a>>) {
+        for (scope, name, hour, change) in &self.holdings {
+            // PostgreSQL's `numeric` sums the decimal text exactly; the total
+            // is stored as text again, without trailing zeros, as SQLite's is.
+            out.push((
                 "INSERT INTO holdings (tenant, scope, name, currency, hour, amount)
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (tenant, scope, name, currency, hour) DO UPDATE
                  SET amount = trim_scale(holdings.amount::numeric + excluded.amount::numeric)::text",
-                &[&t.tenant, &scope, &name, &t.currency, &hour, &change],
-            )?;
+                vec![&t.tenant, scope, name, &t.currency, hour, change],
+            ));
+        }
+        if self.executed {
+            out.push((
+                "INSERT INTO recipients (tenant, recipient, first_paid_ms, payments) VALUES ($1, $2, $3, 1)
+                 ON CONFLICT (tenant, recipient) DO UPDATE
+                 SET first_paid_ms = LEAST(recipients.first_paid_ms, excluded.first_paid_ms),
+                     payments = recipients.payments + 1",
+                vec![&t.tenant, &t.recipient, &self.requested_at_ms],
+            ));
         }
     }
-    if auth.status == Status::Executed && before != Some(Status::Executed) {
-        c.execute(
-            "INSERT INTO recipients (tenant, recipient, first_paid_ms, payments) VALUES ($1, $2, $3, 1)
-             ON CONFLICT (tenant, recipient) DO UPDATE
-             SET first_paid_ms = LEAST(recipients.first_paid_ms, excluded.first_paid_ms),
-                 payments = recipients.payments + 1",
-            &[&t.tenant, &t.recipient, &ms(t.requested_at_ms)],
-        )?;
-    }
-    Ok(())
 }
 
 /// When the tenant first paid `recipient`, and how many payments executed.
@@ -87,22 +107,28 @@ pub(super) fn recipient(
 pub(super) fn holdings(c: &mut Conn, entry: &NewEntry<'_>) -> Result<Holdings, StoreError> {
     let cut_hour = entry.window_start_ms / HOUR_MS;
     let mut holdings = Holdings::default();
-    let sum = |c: &mut Conn, scope: &str, name: &str| -> Result<Decimal, StoreError> {
-        let rows = c.query(
-            "SELECT amount FROM holdings
-             WHERE tenant = $1 AND scope = $2 AND name = $3 AND currency = $4 AND hour > $5",
-            &[&entry.tenant, &scope, &name, &entry.currency, &ms(cut_hour)],
-        )?;
-        let mut total = Decimal::ZERO;
-        for r in rows {
-            total += decimal(r.try_get(0)?)?;
+    // The hours wholly inside the window, from the buckets: the tenant's,
+    // the agent's and the team's in one round trip.
+    let buckets = c.query(
+        "SELECT scope, amount FROM holdings
+         WHERE tenant = $1 AND currency = $2 AND hour > $3
+           AND ((scope = 'tenant' AND name = '') OR (scope = 'agent' AND name = $4)
+                OR (scope = 'team' AND name = $5))",
+        &[
+            &entry.tenant,
+            &entry.currency,
+            &ms(cut_hour),
+            &entry.agent,
+            &entry.team,
+        ],
+    )?;
+    for r in buckets {
+        let amount = decimal(r.try_get(1)?)?;
+        match r.try_get::<_, &str>(0)? {
+            "tenant" => holdings.tenant += amount,
+            "agent" => holdings.agent += amount,
+            _ => holdings.team += amount,
         }
-        Ok(total)
-    };
-    holdings.tenant = sum(c, "tenant", "")?;
-    holdings.agent = sum(c, "agent", entry.agent)?;
-    if let Some(team) = entry.team {
-        holdings.team = sum(c, "team", team)?;
     }
     // The hour the window's start cuts, payment by payment.
     let rows = c.query(
