@@ -473,11 +473,19 @@ fn guardrails_escalate_and_say_which(kind: Kind) {
     );
 }
 
-fn held_money_counts_against_budgets_until_released(kind: Kind) {
-    let config = ACME.replace(
-        r#"agent_daily_budget = { limit = "500.00" }"#,
-        r#"agent_daily_budget = { limit = "100.00" }"#,
+/// acme's configuration with another daily budget per agent.
+fn acme_with_agent_budget(limit: &str) -> String {
+    let with = format!(r#"agent_daily_budget = {{ limit = "{limit}" }}"#);
+    let config = ACME.replace(r#"agent_daily_budget = { limit = "500.00" }"#, &with);
+    assert!(
+        config.contains(&with),
+        "acme's agent budget is no longer 500.00"
     );
+    config
+}
+
+fn held_money_counts_against_budgets_until_released(kind: Kind) {
+    let config = acme_with_agent_budget("100.00");
     let w = World::on(kind, &config);
     let held = w.authorize("b1", "89.00", "agent_hire", "known");
     assert_eq!(held.status, Status::AwaitingApproval);
@@ -510,10 +518,7 @@ fn held_money_counts_against_budgets_until_released(kind: Kind) {
 /// The hourly totals add decimal amounts exactly: in binary floating point
 /// 0.10 + 0.20 is 0.30000000000000004, and 0.01 more would be over 0.31.
 fn budgets_add_up_decimal_amounts_exactly(kind: Kind) {
-    let config = ACME.replace(
-        r#"agent_daily_budget = { limit = "500.00" }"#,
-        r#"agent_daily_budget = { limit = "0.31" }"#,
-    );
+    let config = acme_with_agent_budget("0.31");
     let w = World::on(kind, &config);
     for (id, amount) in [("d1", "0.10"), ("d2", "0.20"), ("d3", "0.01")] {
         let paid = w.authorize(id, amount, "embeddings", "verified");
@@ -532,10 +537,7 @@ fn budgets_add_up_decimal_amounts_exactly(kind: Kind) {
 /// caller gets the store's error, its money is not counted, and the next
 /// payments go on as if it had never been tried.
 fn a_payment_failing_part_way_through_its_writes_leaves_nothing(kind: Kind) {
-    let config = ACME.replace(
-        r#"agent_daily_budget = { limit = "500.00" }"#,
-        r#"agent_daily_budget = { limit = "0.05" }"#,
-    );
+    let config = acme_with_agent_budget("0.05");
     let w = World::on(kind, &config);
     let trigger = match kind {
         Kind::Sqlite => {
@@ -583,10 +585,7 @@ fn a_payment_failing_part_way_through_its_writes_leaves_nothing(kind: Kind) {
 }
 
 fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(kind: Kind) {
-    let config = ACME.replace(
-        r#"agent_daily_budget = { limit = "500.00" }"#,
-        r#"agent_daily_budget = { limit = "80.00" }"#,
-    );
+    let config = acme_with_agent_budget("80.00");
     let mut w = World::on(kind, &config);
     // Held money in two different hours, so both the hourly totals and the
     // payment-by-payment edge of the window are read.
@@ -1038,10 +1037,7 @@ fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
 }
 
 fn the_host_stamps_the_request_time_whatever_the_agent_says(kind: Kind) {
-    let config = ACME.replace(
-        r#"agent_daily_budget = { limit = "500.00" }"#,
-        r#"agent_daily_budget = { limit = "100.00" }"#,
-    );
+    let config = acme_with_agent_budget("100.00");
     let w = World::on(kind, &config);
     w.authorize("d1", "89.00", "agent_hire", "known");
     // Dated two days ahead to escape the budget window: the host ignores the date.

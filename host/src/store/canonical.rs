@@ -47,7 +47,7 @@ pub(crate) struct Hashed {
 }
 
 /// [`event_hash`], with the canonical detail text it hashed.
-pub(crate) fn hashed(
+fn hashed(
     prev_hash: &str,
     seq: u64,
     audit_id: &str,
@@ -69,6 +69,50 @@ pub(crate) fn hashed(
     }
     .hash(prev_hash);
     Hashed { detail, hash }
+}
+
+/// An event placed in its tenant's chain, ready to be stored.
+pub(crate) struct Chained<'a> {
+    pub seq: u64,
+    /// The hash of the event before it, which its own hash covers.
+    pub prev_hash: String,
+    pub event: &'a EventDraft,
+    pub hashed: Hashed,
+}
+
+/// `events` placed after the chain's last event (its sequence number and
+/// hash; none for an empty chain), each linked to the one before.
+pub(crate) fn chain<'a>(
+    last: Option<(u64, String)>,
+    audit_id: &str,
+    tx_id: &str,
+    at_ms: u64,
+    events: &'a [EventDraft],
+    retain_until_ms: u64,
+) -> Vec<Chained<'a>> {
+    let (mut seq, mut prev_hash) = last.unwrap_or((0, super::GENESIS_HASH.to_string()));
+    events
+        .iter()
+        .map(|event| {
+            seq += 1;
+            let hashed = hashed(
+                &prev_hash,
+                seq,
+                audit_id,
+                tx_id,
+                at_ms,
+                event,
+                retain_until_ms,
+            );
+            let prev_hash = std::mem::replace(&mut prev_hash, hashed.hash.clone());
+            Chained {
+                seq,
+                prev_hash,
+                event,
+                hashed,
+            }
+        })
+        .collect()
 }
 
 /// An event's hashed fields, with its detail already in canonical JSON.

@@ -28,9 +28,8 @@ use pool::{Conn, Pool, Write};
 use tokio_postgres::Row;
 
 use super::{
-    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, HistoryReads, NewEntry, Notice,
-    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, filter_columns, hashed,
-    utc_day,
+    AuditEvent, Chained, Change, EventDraft, History, HistoryReads, NewEntry, Notice, OutboxEntry,
+    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns, utc_day,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
@@ -194,21 +193,20 @@ fn retain_until(now_ms: u64, years: u32) -> u64 {
     now_ms + u64::from(years) * 366 * 86_400_000
 }
 
-/// An event placed in its tenant's chain, ready to be written.
+/// A chained event with the values its insert binds.
 struct ChainedEvent<'a> {
     tenant: &'a str,
-    seq: i64,
     audit_id: &'a str,
     tx_id: &'a str,
-    event: &'a EventDraft,
+    seq: i64,
     at_ms: i64,
-    prev_hash: String,
-    hashed: Hashed,
     retain_until_ms: i64,
+    chained: Chained<'a>,
 }
 
 impl ChainedEvent<'_> {
     fn write(&self) -> Write<'_> {
+        // The text stored is the text hashed.
         (
             INSERT_EVENT,
             vec![
@@ -216,12 +214,12 @@ impl ChainedEvent<'_> {
                 &self.seq,
                 &self.audit_id,
                 &self.tx_id,
-                &self.event.kind,
-                &self.event.actor,
+                &self.chained.event.kind,
+                &self.chained.event.actor,
                 &self.at_ms,
-                &self.hashed.detail,
-                &self.prev_hash,
-                &self.hashed.hash,
+                &self.chained.hashed.detail,
+                &self.chained.prev_hash,
+                &self.chained.hashed.hash,
                 &self.retain_until_ms,
             ],
         )
@@ -242,41 +240,25 @@ fn chained<'a>(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let last = c.query_opt(
-        "SELECT seq, hash FROM audit_events WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
-        &[&tenant],
-    )?;
-    let (mut seq, mut prev_hash) = match last {
-        Some(r) => (r.try_get::<_, i64>(0)? as u64, r.try_get::<_, String>(1)?),
-        None => (0, GENESIS_HASH.to_string()),
-    };
-    let mut chained = Vec::with_capacity(events.len());
-    for event in events {
-        seq += 1;
-        // The text stored is the text hashed.
-        let hashed = hashed(
-            &prev_hash,
-            seq,
-            audit_id,
-            tx_id,
-            at_ms,
-            event,
-            retain_until_ms,
-        );
-        let next_prev = hashed.hash.clone();
-        chained.push(ChainedEvent {
+    let last = c
+        .query_opt(
+            "SELECT seq, hash FROM audit_events WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
+            &[&tenant],
+        )?
+        .map(|r| Ok::<_, StoreError>((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
+        .transpose()?;
+    Ok(chain(last, audit_id, tx_id, at_ms, events, retain_until_ms)
+        .into_iter()
+        .map(|chained| ChainedEvent {
             tenant,
-            seq: seq as i64,
             audit_id,
             tx_id,
-            event,
+            seq: chained.seq as i64,
             at_ms: ms(at_ms),
-            prev_hash: std::mem::replace(&mut prev_hash, next_prev),
-            hashed,
             retain_until_ms: ms(retain_until_ms),
-        });
-    }
-    Ok(chained)
+            chained,
+        })
+        .collect())
 }
 
 fn history_in(

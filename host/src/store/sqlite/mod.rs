@@ -12,8 +12,8 @@ use gate::{Gate, Turn};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AuditEvent, Change, EventDraft, GENESIS_HASH, Hashed, History, HistoryReads, NewEntry, Notice,
-    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, filter_columns, hashed,
+    AuditEvent, Change, EventDraft, History, HistoryReads, NewEntry, Notice, OutboxEntry,
+    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
@@ -628,24 +628,15 @@ fn apply(tx: &Connection, change: &Change, now_ms: u64, insert: bool) -> Result<
             body
         ])?;
     }
-    let retain_until_ms = retain_until(now_ms, a.retention_years);
-    // One read of the chain's head for all of a change's events, none for
-    // a change without any.
-    if !change.events.is_empty() {
-        let mut head = chain_head(tx, &t.tenant)?;
-        for event in &change.events {
-            append_event(
-                tx,
-                &mut head,
-                &t.tenant,
-                &a.audit_id,
-                &t.id,
-                now_ms,
-                event,
-                retain_until_ms,
-            )?;
-        }
-    }
+    append_events(
+        tx,
+        &t.tenant,
+        &a.audit_id,
+        &t.id,
+        now_ms,
+        &change.events,
+        retain_until(now_ms, a.retention_years),
+    )?;
     if change.ledger {
         ledger_insert_in(tx, a, now_ms)?;
     }
@@ -662,75 +653,48 @@ fn retain_until(now_ms: u64, years: u32) -> u64 {
     now_ms + u64::from(years) * 366 * 86_400_000
 }
 
-/// The last event of a tenant's chain: its sequence number (0 for none) and
-/// hash, which the next event links to.
-struct ChainHead {
-    seq: u64,
-    hash: String,
-}
-
-fn chain_head(tx: &Connection, tenant: &str) -> Result<ChainHead, StoreError> {
+/// Appends `events` to the tenant's chain, whose head is read once (not at
+/// all for no events).
+fn append_events(
+    tx: &Connection,
+    tenant: &str,
+    audit_id: &str,
+    tx_id: &str,
+    at_ms: u64,
+    events: &[EventDraft],
+    retain_until_ms: u64,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
     let last: Option<(i64, String)> = tx
         .prepare_cached(
             "SELECT seq, hash FROM audit_events WHERE tenant = ?1 ORDER BY seq DESC LIMIT 1",
         )?
         .query_row(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    Ok(match last {
-        Some((seq, hash)) => ChainHead {
-            seq: seq as u64,
-            hash,
-        },
-        None => ChainHead {
-            seq: 0,
-            hash: GENESIS_HASH.to_string(),
-        },
-    })
-}
-
-/// Appends `event` after `head`, which then names it. `head` must be the
-/// chain's head as read in this transaction.
-#[allow(clippy::too_many_arguments)]
-fn append_event(
-    tx: &Connection,
-    head: &mut ChainHead,
-    tenant: &str,
-    audit_id: &str,
-    tx_id: &str,
-    at_ms: u64,
-    event: &EventDraft,
-    retain_until_ms: u64,
-) -> Result<(), StoreError> {
-    let seq = head.seq + 1;
-    let prev_hash = &head.hash;
-    // The text stored is the text hashed.
-    let Hashed { detail, hash } = hashed(
-        prev_hash,
-        seq,
-        audit_id,
-        tx_id,
-        at_ms,
-        event,
-        retain_until_ms,
-    );
-    tx.prepare_cached("INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail, prev_hash, hash,
-                                   retain_until_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")?.execute(
-        params![
+    let last = last.map(|(seq, hash)| (seq as u64, hash));
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO audit_events (tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail,
+             prev_hash, hash, retain_until_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for c in chain(last, audit_id, tx_id, at_ms, events, retain_until_ms) {
+        // The text stored is the text hashed.
+        insert.execute(params![
             tenant,
-            seq as i64,
+            c.seq as i64,
             audit_id,
             tx_id,
-            event.kind,
-            event.actor,
+            c.event.kind,
+            c.event.actor,
             at_ms as i64,
-            detail,
-            prev_hash,
-            hash,
+            c.hashed.detail,
+            c.prev_hash,
+            c.hashed.hash,
             retain_until_ms as i64
-        ],
-    )?;
-    *head = ChainHead { seq, hash };
+        ])?;
+    }
     Ok(())
 }
 
@@ -1387,14 +1351,13 @@ fn tenant_event_in(
         return Ok(None);
     }
     let audit_id = next_id(&tx, tenant, now_ms, "cfg")?;
-    append_event(
+    append_events(
         &tx,
-        &mut chain_head(&tx, tenant)?,
         tenant,
         &audit_id,
         "",
         now_ms,
-        event,
+        std::slice::from_ref(event),
         retain_until(now_ms, retention_years),
     )?;
     tx.commit()?;
