@@ -41,11 +41,31 @@ fn main() -> anyhow::Result<()> {
     };
     // Many tenants first, while the heap is fresh: measured after the runs
     // below, their memory fit in what those runs had freed.
-    let (load, rss) = if profiling {
-        (Duration::ZERO, 0)
+    let ((load, rss), (own_load, own_rss)) = if profiling {
+        ((Duration::ZERO, 0), (Duration::ZERO, 0))
     } else {
-        many_tenants(&runtime, &seed)?
+        (
+            many_tenants(&runtime, &seed)?,
+            many_policies(tiergate::bundled::get("seed-tiers").expect("bundled"))?,
+        )
     };
+    let tenants = format!(
+        "| many tenants | value |\n|---|---:|\n\
+         | configure 1000 tenants over one compiled policy (bind and check each configuration, record each activation) | {} |\n\
+         | resident memory they add | {} MiB |\n\
+         | load 1000 tenants each with a policy of its own (`seed-tiers`'s size: {} KB of component, each load its own copy of the machine code) from the compiled-policy cache, and configure them | {} |\n\
+         | resident memory they add | {} MiB |\n",
+        show(load),
+        rss >> 20,
+        tiergate::bundled::get("seed-tiers").map_or(0, <[u8]>::len) / 1000,
+        show(own_load),
+        own_rss >> 20,
+    );
+    // `TIERGATE_BENCH_ONLY=tenants`: only this table, printed.
+    if std::env::var("TIERGATE_BENCH_ONLY").as_deref() == Ok("tenants") {
+        print!("{tenants}");
+        return Ok(());
+    }
     // The machine's speed drifts between runs: each row is the run of
     // median throughput among several, with the range of all of them.
     let runs = if profiling { 1 } else { RUNS };
@@ -125,17 +145,12 @@ fn main() -> anyhow::Result<()> {
          What is left is mostly serial: one writer at a time holds the connection for the \
          snapshot reads, the inserts and the batch's commit, so more callers add latency \
          rather than throughput.\n\n\
-         {heavy}\n\n\
-         | many tenants | value |\n|---|---:|\n\
-         | configure 1000 tenants over one compiled policy (bind and check each configuration, record each activation) | {load} |\n\
-         | resident memory they add | {rss} MiB |\n",
+         {heavy}\n\n{tenants}",
         cpu = report::cpu_model(),
         date = report::today(),
         n = PER_RUN,
         runs = RUNS,
         rows = rows.join("\n"),
-        load = show(load),
-        rss = rss / (1 << 20),
     );
     print!("{report}");
     report::write_section("authorize", &report)?;
@@ -274,6 +289,37 @@ fn run(
         p99: percentile(latencies.clone(), 99),
         cpu_each: cpu / latencies.len() as u32,
     })
+}
+
+/// Loads 1,000 tenants each with a policy of its own: `seed-tiers` loaded
+/// from the compiled-policy cache once per tenant, each load its own copy
+/// of the machine code, as 1,000 different policies of its size would be
+/// (the runtime shares nothing between two loads). How long the loads and
+/// configurations take, and the resident memory they add.
+fn many_policies(bytes: &[u8]) -> anyhow::Result<(Duration, u64)> {
+    let dir = tempfile::tempdir()?;
+    let runtime = Runtime::new()?;
+    runtime.cache_compiled_in(&dir.path().join("compiled"))?;
+    // Compiled once into the cache; every load below reads it from there.
+    drop(runtime.compile(bytes)?);
+    let store = Arc::new(SqliteStore::open(&dir.path().join("tiergate.db"))?);
+    let rss_before = rss_bytes();
+    let start = Instant::now();
+    let mut builder = Governor::builder(runtime.clone(), store as Arc<dyn Store>);
+    for n in 0..1000 {
+        let text = ACME.replace(
+            r#"tenant = "acme""#,
+            &format!(r#"tenant = "tenant-{n:04}""#),
+        );
+        let own = runtime.compile(bytes)?;
+        builder =
+            builder.tenant_with_policy(TenantConfig::parse(&text, Path::new("t.toml"))?, &own)?;
+    }
+    let governor = builder.build()?;
+    let load = start.elapsed();
+    let rss = rss_bytes().saturating_sub(rss_before);
+    drop(governor);
+    Ok((load, rss))
 }
 
 /// Configures 1,000 tenants over one compiled policy: how long it takes and
