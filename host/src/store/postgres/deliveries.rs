@@ -21,10 +21,9 @@ impl DeliveryStore for PostgresStore {
         if after.is_some() && after >= last.or(Some(0)) {
             return Ok(0);
         }
-        c.begin()?;
         // Under the tenant's lock no notice of the tenant is being written,
         // so no smaller outbox id can commit after the cursor moves past it.
-        c.lock_tenant(tenant)?;
+        c.begin_locked(tenant)?;
         c.execute(
             "INSERT INTO delivery_cursors (tenant, url, after_id)
              SELECT $1::text, $2::text, COALESCE(

@@ -459,8 +459,7 @@ impl Store for PostgresStore {
         if let Some(existing) = get_in(&mut c, entry.tenant, entry.tx_id)? {
             return Ok(Recorded::Existing(existing));
         }
-        c.begin()?;
-        c.lock_tenant(entry.tenant)?;
+        c.begin_locked(entry.tenant)?;
         if let Some(existing) = get_in(&mut c, entry.tenant, entry.tx_id)? {
             c.commit()?;
             return Ok(Recorded::Existing(existing));
@@ -508,8 +507,7 @@ impl Store for PostgresStore {
         decide: &mut dyn FnMut(&Authorization) -> Result<Change, GovernError>,
     ) -> Result<Authorization, GovernError> {
         let mut c = self.conn()?;
-        c.begin()?;
-        c.lock_tenant(tenant)?;
+        c.begin_locked(tenant)?;
         let current = get_in(&mut c, tenant, tx_id)?.ok_or_else(|| GovernError::NotFound {
             tenant: tenant.to_string(),
             tx_id: tx_id.to_string(),
@@ -657,8 +655,7 @@ impl Store for PostgresStore {
         event: &EventDraft,
     ) -> Result<Option<String>, StoreError> {
         let mut c = self.conn()?;
-        c.begin()?;
-        c.lock_tenant(tenant)?;
+        c.begin_locked(tenant)?;
         let latest = c.query_opt(
             "SELECT detail FROM audit_events WHERE tenant = $1 AND tx_id = '' AND kind = $2
              ORDER BY seq DESC LIMIT 1",

@@ -274,11 +274,16 @@ impl Conn {
         Ok(())
     }
 
-    /// Takes the tenant's transaction-scoped advisory lock: one tenant's
-    /// writes run one at a time across every replica; tenants in parallel.
-    pub(super) fn lock_tenant(&mut self, tenant: &str) -> Result<(), StoreError> {
-        self.execute("SELECT pg_advisory_xact_lock($1)", &[&tenant_key(tenant)])?;
-        Ok(())
+    /// Begins a transaction holding the tenant's transaction-scoped advisory
+    /// lock: one tenant's writes run one at a time across every replica;
+    /// tenants in parallel. One round trip for both.
+    pub(super) fn begin_locked(&mut self, tenant: &str) -> Result<(), StoreError> {
+        self.in_transaction = true;
+        // The key is a number this host computed, so it is safe as a literal.
+        self.batch(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            tenant_key(tenant)
+        ))
     }
 }
 

@@ -31,9 +31,8 @@ impl RulesStore for PostgresStore {
         now_ms: u64,
     ) -> Result<StoredRules, StoreError> {
         let mut c = self.conn()?;
-        c.begin()?;
         // Two replicas activating at once get consecutive versions.
-        c.lock_tenant(tenant)?;
+        c.begin_locked(tenant)?;
         let version: i64 = c
             .query_one(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM tenant_rules WHERE tenant = $1",
