@@ -55,11 +55,15 @@ fn main() -> anyhow::Result<()> {
          | resident memory they add | {} MiB |\n\
          | load 1000 tenants each with a policy of its own (`seed-tiers`'s size: {} KB of component, each load its own copy of the machine code) from the compiled-policy cache, and configure them | {} |\n\
          | resident memory they add | {} MiB |\n\n\
-         A policy of its own costs about 0.7 MiB: its machine code and tables as \
-         compiled, read from the cache into memory whole (for `seed-tiers` a 691 KB \
+         A policy of its own costs about 0.6 MiB: its machine code and tables as \
+         compiled, read from the cache into memory whole (for `seed-tiers` a 601 KB \
          file, 471 KB of it code, from a 194 KB component: fuel and deadline checks and \
-         bounds checks add to the policy's own code). Mapping the cached files instead \
-         loaded the 1,000 in 0.67 s instead of 1.15 s, and of the 690 MiB then resident \
+         bounds checks add to the policy's own code). The host keeps no map from machine \
+         code back to wasm and no native unwind tables, and captures no wasm backtrace \
+         on a trap (a failure's detail never said where in the policy it happened): that \
+         took the 1,000 from 712 to 627 MiB. Mapping the cached files instead of reading \
+         them (measured before that change) loaded the 1,000 in 0.67 s instead of \
+         1.15 s, and of the 690 MiB then resident \
          only 54 MiB was anonymous memory (the rest clean pages of the files, which the \
          kernel can drop under pressure). Not done: a cache file overwritten in place \
          (by `cp` over the directory, say) would then change or crash policies already \

@@ -148,7 +148,15 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         // Reservations sized to the memory limit, not 4 GiB each, so a pool
         // sized for real concurrency fits comfortably.
         .memory_reservation(limits.memory_bytes as u64)
-        .memory_guard_size(64 << 10);
+        .memory_guard_size(64 << 10)
+        // A failure's detail names the trap, never where in the policy it
+        // happened: capturing that on every trap, keeping each policy's map
+        // from machine code back to wasm (about a tenth of its compiled
+        // size) and the native unwind tables only profilers read bought
+        // nothing.
+        .wasm_backtrace_max_frames(None)
+        .generate_address_map(false)
+        .native_unwind_info(false);
 
     let slots = limits.instance_slots;
     let mut pool = PoolingAllocationConfig::default();
