@@ -307,43 +307,34 @@ fn run(
 /// Loads 1,000 tenants each with a policy of its own: `seed-tiers` loaded
 /// from the compiled-policy cache once per tenant, each load its own copy
 /// of the machine code, as 1,000 different policies of its size would be
-/// (the runtime shares nothing between two loads). How long the loads and
-/// configurations take, and the resident memory they add.
+/// (the runtime shares nothing between two loads).
 fn many_policies(bytes: &[u8]) -> anyhow::Result<(Duration, u64)> {
     let dir = tempfile::tempdir()?;
     let runtime = Runtime::new()?;
     runtime.cache_compiled_in(&dir.path().join("compiled"))?;
     // Compiled once into the cache; every load below reads it from there.
     drop(runtime.compile(bytes)?);
-    let store = Arc::new(SqliteStore::open(&dir.path().join("tiergate.db"))?);
-    let rss_before = rss_bytes();
-    let start = Instant::now();
-    let mut builder = Governor::builder(runtime.clone(), store as Arc<dyn Store>);
-    for n in 0..1000 {
-        let text = ACME.replace(
-            r#"tenant = "acme""#,
-            &format!(r#"tenant = "tenant-{n:04}""#),
-        );
-        let own = runtime.compile(bytes)?;
-        builder =
-            builder.tenant_with_policy(TenantConfig::parse(&text, Path::new("t.toml"))?, &own)?;
-    }
-    let governor = builder.build()?;
-    let load = start.elapsed();
-    let rss = rss_bytes().saturating_sub(rss_before);
-    drop(governor);
-    Ok((load, rss))
+    thousand_tenants(&runtime, dir.path(), || Ok(runtime.compile(bytes)?))
 }
 
-/// Configures 1,000 tenants over one compiled policy: how long it takes and
-/// the resident memory it adds.
+/// Configures 1,000 tenants over one compiled policy.
 fn many_tenants(
     runtime: &Runtime,
     seed: &tiergate::CompiledPolicy,
 ) -> anyhow::Result<(Duration, u64)> {
-    // Many tenants, each with its own configuration of one compiled policy.
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(&dir.path().join("tiergate.db"))?);
+    thousand_tenants(runtime, dir.path(), || Ok(seed.clone()))
+}
+
+/// Configures 1,000 tenants, each with the policy `policy_for` gives it, on
+/// a new store in `dir`: how long it takes (the policies' loading included)
+/// and the resident memory it adds.
+fn thousand_tenants(
+    runtime: &Runtime,
+    dir: &Path,
+    mut policy_for: impl FnMut() -> anyhow::Result<tiergate::CompiledPolicy>,
+) -> anyhow::Result<(Duration, u64)> {
+    let store = Arc::new(SqliteStore::open(&dir.join("tiergate.db"))?);
     let rss_before = rss_bytes();
     let start = Instant::now();
     let mut builder = Governor::builder(runtime.clone(), store as Arc<dyn Store>);
@@ -352,8 +343,9 @@ fn many_tenants(
             r#"tenant = "acme""#,
             &format!(r#"tenant = "tenant-{n:04}""#),
         );
-        builder =
-            builder.tenant_with_policy(TenantConfig::parse(&text, Path::new("t.toml"))?, seed)?;
+        let policy = policy_for()?;
+        builder = builder
+            .tenant_with_policy(TenantConfig::parse(&text, Path::new("t.toml"))?, &policy)?;
     }
     let governor = builder.build()?;
     let load = start.elapsed();
