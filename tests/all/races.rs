@@ -110,6 +110,16 @@ async fn concurrent_retries_of_one_request_have_one_effect(kind: Kind) {
         events.iter().filter(|e| e.event.kind == "executed").count(),
         1
     );
+    // Retries that found the payment only once they held the tenant's lock
+    // took no audit number: the next payment has the next one.
+    let next = w
+        .governor()
+        .authorize(w.tx("r2", "0.02", "embeddings", "verified"))
+        .await
+        .unwrap();
+    let (day, number) = answers[0].audit_id.rsplit_once('-').unwrap();
+    let number: u32 = number.parse().unwrap();
+    assert_eq!(next.audit_id, format!("{day}-{:03}", number + 1));
 }
 
 on_both_stores!(async 4:

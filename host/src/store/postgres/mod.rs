@@ -24,7 +24,7 @@ mod rules;
 mod schema;
 mod totals;
 
-use pool::{Conn, Pool, Write};
+use pool::{Conn, Pool, Sql};
 use tokio_postgres::Row;
 
 use super::{
@@ -70,12 +70,28 @@ fn parse_body(body: &str) -> Result<Authorization, StoreError> {
         .map_err(|e| StoreError(format!("a stored authorization is unreadable: {e}")))
 }
 
+const GET_AUTHORIZATION: &str = "SELECT body FROM authorizations WHERE tenant = $1 AND tx_id = $2";
+
 fn get_in(c: &mut Conn, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
-    let row = c.query_opt(
-        "SELECT body FROM authorizations WHERE tenant = $1 AND tx_id = $2",
-        &[&tenant, &tx_id],
-    )?;
+    let row = c.query_opt(GET_AUTHORIZATION, &[&tenant, &tx_id])?;
     row.map(|r| parse_body(r.try_get(0)?)).transpose()
+}
+
+/// The stored authorization among the rows of a [`GET_AUTHORIZATION`].
+fn stored(rows: &[Row]) -> Result<Option<Authorization>, StoreError> {
+    rows.first().map(|r| parse_body(r.try_get(0)?)).transpose()
+}
+
+/// The tenant's last audit event, which the next one chains to.
+const LAST_EVENT: &str =
+    "SELECT seq, hash FROM audit_events WHERE tenant = $1 ORDER BY seq DESC LIMIT 1";
+
+/// The chain's head among the rows of a [`LAST_EVENT`]: `None` before the
+/// tenant's first event.
+fn chain_head(rows: &[Row]) -> Result<Option<(u64, String)>, StoreError> {
+    rows.first()
+        .map(|r| Ok((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
+        .transpose()
 }
 
 const INSERT_AUTHORIZATION: &str = "INSERT INTO authorizations (tenant, tx_id, content_hash, agent,
@@ -101,34 +117,29 @@ const INSERT_NOTICE: &str =
 
 /// Writes the change's state, events, ledger entry and notices. Every
 /// value is computed first and the writes go to the server together: each
-/// statement alone was a round trip with the tenant's lock held.
-fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(), StoreError> {
+/// statement alone was a round trip with the tenant's lock held. `before`
+/// is the stored status (none for a new authorization) and `head` the
+/// tenant's last event, both read under the lock held since.
+fn apply(
+    c: &mut Conn,
+    change: &Change,
+    now_ms: u64,
+    before: Option<Status>,
+    head: Option<(u64, String)>,
+) -> Result<(), StoreError> {
     let a = &change.authorization;
     let t = &a.transaction;
     let body = serde_json::to_string(a).map_err(|e| StoreError(e.to_string()))?;
-    let before = if insert {
-        None
-    } else {
-        let row = c.query_one(
-            "SELECT status FROM authorizations WHERE tenant = $1 AND tx_id = $2",
-            &[&t.tenant, &t.id],
-        )?;
-        Some(
-            row.try_get::<_, &str>(0)?
-                .parse::<Status>()
-                .map_err(StoreError)?,
-        )
-    };
     let totals = totals::track(a, before);
     let events = chained(
-        c,
+        head,
         &t.tenant,
         &a.audit_id,
         &t.id,
         now_ms,
         &change.events,
         retain_until(now_ms, a.retention_years),
-    )?;
+    );
     let (amount, requested, deadline) = (
         t.amount.to_string(),
         ms(t.requested_at_ms),
@@ -138,9 +149,9 @@ fn apply(c: &mut Conn, change: &Change, now_ms: u64, insert: bool) -> Result<(),
     let now = ms(now_ms);
     let reference = super::ledger_reference(&a.audit_id);
 
-    let mut writes: Vec<Write<'_>> = Vec::new();
+    let mut writes: Vec<Sql<'_>> = Vec::new();
     totals.writes(t, &mut writes);
-    writes.push(if insert {
+    writes.push(if before.is_none() {
         (
             INSERT_AUTHORIZATION,
             vec![
@@ -205,7 +216,7 @@ struct ChainedEvent<'a> {
 }
 
 impl ChainedEvent<'_> {
-    fn write(&self) -> Write<'_> {
+    fn write(&self) -> Sql<'_> {
         // The text stored is the text hashed.
         (
             INSERT_EVENT,
@@ -226,28 +237,18 @@ impl ChainedEvent<'_> {
     }
 }
 
-/// `events` chained after the tenant's last event, read once; the caller
-/// holds the tenant's lock.
+/// `events` chained after `head`, the tenant's last event, read under the
+/// tenant's lock the caller holds.
 fn chained<'a>(
-    c: &mut Conn,
+    head: Option<(u64, String)>,
     tenant: &'a str,
     audit_id: &'a str,
     tx_id: &'a str,
     at_ms: u64,
     events: &'a [EventDraft],
     retain_until_ms: u64,
-) -> Result<Vec<ChainedEvent<'a>>, StoreError> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let last = c
-        .query_opt(
-            "SELECT seq, hash FROM audit_events WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
-            &[&tenant],
-        )?
-        .map(|r| Ok::<_, StoreError>((r.try_get::<_, i64>(0)? as u64, r.try_get(1)?)))
-        .transpose()?;
-    Ok(chain(last, audit_id, tx_id, at_ms, events, retain_until_ms)
+) -> Vec<ChainedEvent<'a>> {
+    chain(head, audit_id, tx_id, at_ms, events, retain_until_ms)
         .into_iter()
         .map(|chained| ChainedEvent {
             tenant,
@@ -258,7 +259,7 @@ fn chained<'a>(
             retain_until_ms: ms(retain_until_ms),
             chained,
         })
-        .collect())
+        .collect()
 }
 
 fn history_in(
@@ -354,23 +355,41 @@ impl HistoryReads for HistoryIn<'_, '_> {
     }
 }
 
-/// `<prefix>-YYYY-MM-DD-NNN` from the tenant's daily counter for the
-/// prefix; the caller holds the tenant's lock.
-fn next_id(c: &mut Conn, tenant: &str, now_ms: u64, prefix: &str) -> Result<String, StoreError> {
-    let day = utc_day(now_ms);
-    let counter = match prefix {
-        "aud" => day.clone(),
-        other => format!("{other}:{day}"),
-    };
-    let next: i64 = c
-        .query_one(
+/// One of a tenant's daily counters, which number ids
+/// `<prefix>-YYYY-MM-DD-NNN`. Taking a number needs the tenant's lock.
+struct DayCounter {
+    prefix: &'static str,
+    day: String,
+    key: String,
+}
+
+impl DayCounter {
+    fn new(now_ms: u64, prefix: &'static str) -> DayCounter {
+        let day = utc_day(now_ms);
+        let key = match prefix {
+            "aud" => day.clone(),
+            other => format!("{other}:{day}"),
+        };
+        DayCounter { prefix, day, key }
+    }
+
+    /// Takes the tenant's next number; [`DayCounter::id`] reads the answer.
+    fn take<'a>(&'a self, tenant: &'a &'a str) -> Sql<'a> {
+        (
             "INSERT INTO audit_days (tenant, day, next) VALUES ($1, $2, 2)
              ON CONFLICT (tenant, day) DO UPDATE SET next = audit_days.next + 1
              RETURNING next - 1",
-            &[&tenant, &counter],
-        )?
-        .try_get(0)?;
-    Ok(format!("{prefix}-{day}-{next:03}"))
+            vec![tenant, &self.key],
+        )
+    }
+
+    fn id(&self, rows: &[Row]) -> Result<String, StoreError> {
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError("the daily audit counter returned no number".into()))?;
+        let next: i64 = row.try_get(0)?;
+        Ok(format!("{}-{}-{next:03}", self.prefix, self.day))
+    }
 }
 
 const EVENT_COLUMNS: &str =
@@ -405,7 +424,7 @@ fn ledger_write<'a>(
     amount: &'a String,
     executed_ms: &'a i64,
     reference: &'a String,
-) -> Write<'a> {
+) -> Sql<'a> {
     (
         INSERT_LEDGER,
         vec![
@@ -460,12 +479,26 @@ impl Store for PostgresStore {
             return Ok(Recorded::Existing(existing));
         }
         c.begin_locked(entry.tenant)?;
-        if let Some(existing) = get_in(&mut c, entry.tenant, entry.tx_id)? {
-            c.commit()?;
+        // Everything the decision reads before the policy's own questions,
+        // in one round trip under the lock.
+        let window = totals::Window::of(entry);
+        let [bucket_reads, cut_hour_reads] = window.reads(entry);
+        let counter = DayCounter::new(entry.now_ms, "aud");
+        let [existing, buckets, cut_hour, number, head] = c.query_all([
+            (GET_AUTHORIZATION, vec![&entry.tenant, &entry.tx_id]),
+            bucket_reads,
+            cut_hour_reads,
+            counter.take(&entry.tenant),
+            (LAST_EVENT, vec![&entry.tenant]),
+        ])?;
+        if let Some(existing) = stored(&existing)? {
+            // A number was taken for nothing: give it back.
+            c.rollback()?;
             return Ok(Recorded::Existing(existing));
         }
-        let holdings = totals::holdings(&mut c, entry)?;
-        let audit_id = next_id(&mut c, entry.tenant, entry.now_ms, "aud")?;
+        let holdings = totals::holdings(entry, &buckets, &cut_hour)?;
+        let audit_id = counter.id(&number)?;
+        let head = chain_head(&head)?;
         let change = {
             let history = HistoryIn {
                 conn: std::cell::RefCell::new(&mut c),
@@ -479,7 +512,7 @@ impl Store for PostgresStore {
                 &audit_id,
             )?
         };
-        apply(&mut c, &change, entry.now_ms, true)?;
+        apply(&mut c, &change, entry.now_ms, None, head)?;
         c.commit()?;
         Ok(Recorded::New(change.authorization))
     }
@@ -508,12 +541,22 @@ impl Store for PostgresStore {
     ) -> Result<Authorization, GovernError> {
         let mut c = self.conn()?;
         c.begin_locked(tenant)?;
-        let current = get_in(&mut c, tenant, tx_id)?.ok_or_else(|| GovernError::NotFound {
+        let [current, head] = c.query_all([
+            (GET_AUTHORIZATION, vec![&tenant, &tx_id]),
+            (LAST_EVENT, vec![&tenant]),
+        ])?;
+        let current = stored(&current)?.ok_or_else(|| GovernError::NotFound {
             tenant: tenant.to_string(),
             tx_id: tx_id.to_string(),
         })?;
         let change = decide(&current)?;
-        apply(&mut c, &change, now_ms, false)?;
+        apply(
+            &mut c,
+            &change,
+            now_ms,
+            Some(current.status),
+            chain_head(&head)?,
+        )?;
         c.commit()?;
         Ok(change.authorization)
     }
@@ -656,31 +699,37 @@ impl Store for PostgresStore {
     ) -> Result<Option<String>, StoreError> {
         let mut c = self.conn()?;
         c.begin_locked(tenant)?;
-        let latest = c.query_opt(
-            "SELECT detail FROM audit_events WHERE tenant = $1 AND tx_id = '' AND kind = $2
-             ORDER BY seq DESC LIMIT 1",
-            &[&tenant, &event.kind],
-        )?;
-        let same = match latest {
+        let counter = DayCounter::new(now_ms, "cfg");
+        let [latest, number, head] = c.query_all([
+            (
+                "SELECT detail FROM audit_events WHERE tenant = $1 AND tx_id = '' AND kind = $2
+                 ORDER BY seq DESC LIMIT 1",
+                vec![&tenant, &event.kind],
+            ),
+            counter.take(&tenant),
+            (LAST_EVENT, vec![&tenant]),
+        ])?;
+        let same = match latest.first() {
             Some(r) => serde_json::from_str::<serde_json::Value>(r.try_get(0)?)
                 .is_ok_and(|d| d == event.detail),
             None => false,
         };
         if same {
-            c.commit()?;
+            // A number was taken for nothing: give it back.
+            c.rollback()?;
             return Ok(None);
         }
-        let audit_id = next_id(&mut c, tenant, now_ms, "cfg")?;
+        let audit_id = counter.id(&number)?;
         let chained = chained(
-            &mut c,
+            chain_head(&head)?,
             tenant,
             &audit_id,
             "",
             now_ms,
             std::slice::from_ref(event),
             retain_until(now_ms, retention_years),
-        )?;
-        let writes: Vec<Write<'_>> = chained.iter().map(ChainedEvent::write).collect();
+        );
+        let writes: Vec<Sql<'_>> = chained.iter().map(ChainedEvent::write).collect();
         c.execute_all(&writes)?;
         c.commit()?;
         Ok(Some(audit_id))

@@ -203,8 +203,9 @@ impl std::ops::DerefMut for Pooled<'_> {
 /// Query parameters.
 pub(super) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
-/// A statement and its parameters, for [`Conn::execute_all`].
-pub(super) type Write<'p> = (&'static str, Vec<&'p (dyn ToSql + Sync)>);
+/// A statement and its parameters, for [`Conn::execute_all`] and
+/// [`Conn::query_all`].
+pub(super) type Sql<'p> = (&'static str, Vec<&'p (dyn ToSql + Sync)>);
 
 impl Conn {
     fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
@@ -243,18 +244,36 @@ impl Conn {
     /// Runs `writes` in order, sent together: one round trip for all
     /// instead of one each. Inside a transaction, a failing statement makes
     /// the server refuse the rest, and its error is the one returned.
-    pub(super) fn execute_all(&mut self, writes: &[Write<'_>]) -> Result<(), StoreError> {
-        let statements = writes
+    pub(super) fn execute_all(&mut self, writes: &[Sql<'_>]) -> Result<(), StoreError> {
+        self.pipelined(writes).map(drop)
+    }
+
+    /// Runs `reads` in order, sent together, and returns each one's rows:
+    /// one round trip for reads that do not depend on each other's answers.
+    /// As with [`Conn::execute_all`], the first failure is the error returned.
+    pub(super) fn query_all<const N: usize>(
+        &mut self,
+        reads: [Sql<'_>; N],
+    ) -> Result<[Vec<Row>; N], StoreError> {
+        // One answer per statement sent, in order.
+        self.pipelined(&reads)?
+            .try_into()
+            .map_err(|_| StoreError("PostgreSQL answered a different number of reads".into()))
+    }
+
+    /// Sends every statement before waiting for any answer; tokio-postgres
+    /// keeps them in order on the connection.
+    fn pipelined(&mut self, sqls: &[Sql<'_>]) -> Result<Vec<Vec<Row>>, StoreError> {
+        let statements = sqls
             .iter()
             .map(|(sql, _)| self.statement(sql))
             .collect::<Result<Vec<_>, _>>()?;
         let client = &self.client;
         let sent = statements
             .iter()
-            .zip(writes)
-            .map(|(statement, (_, params))| client.execute(statement, params));
-        block_on(futures_util::future::try_join_all(sent))?;
-        Ok(())
+            .zip(sqls)
+            .map(|(statement, (_, params))| client.query(statement, params));
+        Ok(block_on(futures_util::future::try_join_all(sent))?)
     }
 
     /// Runs statements without parameters (schema changes).
@@ -270,6 +289,14 @@ impl Conn {
     /// Commits; only a successful commit may be acknowledged to anyone.
     pub(super) fn commit(&mut self) -> Result<(), StoreError> {
         self.batch("COMMIT")?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Undoes the open transaction: for reads that turned out not to be
+    /// needed, such as a daily counter taken for a retry found stored.
+    pub(super) fn rollback(&mut self) -> Result<(), StoreError> {
+        self.batch("ROLLBACK")?;
         self.in_transaction = false;
         Ok(())
     }

@@ -7,7 +7,9 @@
 use rust_decimal::Decimal;
 
 use super::ms;
-use super::pool::{Conn, Write};
+use tokio_postgres::Row;
+
+use super::pool::{Conn, Sql};
 use crate::governance::{Authorization, Status};
 use crate::model::money::parse_decimal;
 use crate::model::transaction::Transaction;
@@ -60,7 +62,7 @@ pub(super) fn track(auth: &Authorization, before: Option<Status>) -> Tracked {
 
 impl Tracked {
     /// Appends the totals' writes for `t`, the transaction tracked.
-    pub(super) fn writes<'a>(&'a self, t: &'a Transaction, out: &mut Vec<Write<'a>>) {
+    pub(super) fn writes<'a>(&'a self, t: &'a Transaction, out: &mut Vec<Sql<'a>>) {
         for (scope, name, hour, change) in &self.holdings {
             // PostgreSQL's `numeric` sums the decimal text exactly; the total
             // is stored as text again, without trailing zeros, as SQLite's is.
@@ -103,25 +105,64 @@ pub(super) fn recipient(
     })
 }
 
-/// Money committed in the budget window, by agent, team and tenant.
-pub(super) fn holdings(c: &mut Conn, entry: &NewEntry<'_>) -> Result<Holdings, StoreError> {
-    let cut_hour = entry.window_start_ms / HOUR_MS;
+/// The reads behind the money committed in an entry's budget window.
+pub(super) struct Window {
+    cut_hour: i64,
+    start_ms: i64,
+    cut_hour_end_ms: i64,
+}
+
+impl Window {
+    pub(super) fn of(entry: &NewEntry<'_>) -> Window {
+        let cut_hour = entry.window_start_ms / HOUR_MS;
+        Window {
+            cut_hour: ms(cut_hour),
+            start_ms: ms(entry.window_start_ms),
+            cut_hour_end_ms: ms((cut_hour + 1) * HOUR_MS),
+        }
+    }
+
+    /// The hours wholly inside the window, from the buckets (the tenant's,
+    /// the agent's and the team's together), then the payments of the hour
+    /// the window's start cuts. Answered by [`holdings`].
+    pub(super) fn reads<'a>(&'a self, entry: &'a NewEntry<'_>) -> [Sql<'a>; 2] {
+        [
+            (
+                "SELECT scope, amount FROM holdings
+                 WHERE tenant = $1 AND currency = $2 AND hour > $3
+                   AND ((scope = 'tenant' AND name = '') OR (scope = 'agent' AND name = $4)
+                        OR (scope = 'team' AND name = $5))",
+                vec![
+                    &entry.tenant,
+                    &entry.currency,
+                    &self.cut_hour,
+                    &entry.agent,
+                    &entry.team,
+                ],
+            ),
+            (
+                "SELECT agent, team, amount FROM authorizations
+                 WHERE tenant = $1 AND holds AND currency = $2
+                   AND requested_at_ms >= $3 AND requested_at_ms < $4",
+                vec![
+                    &entry.tenant,
+                    &entry.currency,
+                    &self.start_ms,
+                    &self.cut_hour_end_ms,
+                ],
+            ),
+        ]
+    }
+}
+
+/// Money committed in the budget window, by agent, team and tenant, from
+/// the answers to [`Window::reads`].
+pub(super) fn holdings(
+    entry: &NewEntry<'_>,
+    buckets: &[Row],
+    cut_hour: &[Row],
+) -> Result<Holdings, StoreError> {
     let mut holdings = Holdings::default();
-    // The hours wholly inside the window, from the buckets: the tenant's,
-    // the agent's and the team's in one round trip.
-    let buckets = c.query(
-        "SELECT scope, amount FROM holdings
-         WHERE tenant = $1 AND currency = $2 AND hour > $3
-           AND ((scope = 'tenant' AND name = '') OR (scope = 'agent' AND name = $4)
-                OR (scope = 'team' AND name = $5))",
-        &[
-            &entry.tenant,
-            &entry.currency,
-            &ms(cut_hour),
-            &entry.agent,
-            &entry.team,
-        ],
-    )?;
     for r in buckets {
         let amount = decimal(r.try_get(1)?)?;
         match r.try_get::<_, &str>(0)? {
@@ -130,19 +171,7 @@ pub(super) fn holdings(c: &mut Conn, entry: &NewEntry<'_>) -> Result<Holdings, S
             _ => holdings.team += amount,
         }
     }
-    // The hour the window's start cuts, payment by payment.
-    let rows = c.query(
-        "SELECT agent, team, amount FROM authorizations
-         WHERE tenant = $1 AND holds AND currency = $2
-           AND requested_at_ms >= $3 AND requested_at_ms < $4",
-        &[
-            &entry.tenant,
-            &entry.currency,
-            &ms(entry.window_start_ms),
-            &ms((cut_hour + 1) * HOUR_MS),
-        ],
-    )?;
-    for r in rows {
+    for r in cut_hour {
         let agent: &str = r.try_get(0)?;
         let team: Option<&str> = r.try_get(1)?;
         let amount = decimal(r.try_get(2)?)?;
