@@ -80,6 +80,12 @@ pub(crate) struct Chained<'a> {
     pub hashed: Hashed,
 }
 
+/// When an event recorded at `now_ms` may be deleted, kept `years`: at
+/// least the years asked for, since 366 days a year never falls short.
+pub(crate) fn retain_until(now_ms: u64, years: u32) -> u64 {
+    now_ms + u64::from(years) * 366 * 86_400_000
+}
+
 /// `events` placed after the chain's last event (its sequence number and
 /// hash; none for an empty chain), each linked to the one before.
 pub(crate) fn chain<'a>(

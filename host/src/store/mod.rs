@@ -38,7 +38,7 @@ pub const GENESIS_HASH: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 pub use canonical::event_hash;
-pub(crate) use canonical::{Chained, chain};
+pub(crate) use canonical::{Chained, chain, retain_until};
 
 /// Where the store lives: a SQLite file (the default), or a PostgreSQL
 /// database that several replicas share.

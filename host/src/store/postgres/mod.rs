@@ -29,7 +29,8 @@ use tokio_postgres::Row;
 
 use super::{
     AuditEvent, Chained, Change, EventDraft, History, HistoryReads, NewEntry, Notice, OutboxEntry,
-    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns, utc_day,
+    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns, retain_until,
+    utc_day,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
@@ -197,11 +198,6 @@ fn apply(
         ));
     }
     c.execute_all(&writes)
-}
-
-/// At least the years asked for: 366 days a year never falls short.
-fn retain_until(now_ms: u64, years: u32) -> u64 {
-    now_ms + u64::from(years) * 366 * 86_400_000
 }
 
 /// A chained event with the values its insert binds.

@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     AuditEvent, Change, EventDraft, History, HistoryReads, NewEntry, Notice, OutboxEntry,
-    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns,
+    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns, retain_until,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
@@ -646,11 +646,6 @@ fn apply(tx: &Connection, change: &Change, now_ms: u64, insert: bool) -> Result<
         )?;
     }
     Ok(())
-}
-
-/// At least the years asked for: 366 days a year never falls short.
-fn retain_until(now_ms: u64, years: u32) -> u64 {
-    now_ms + u64::from(years) * 366 * 86_400_000
 }
 
 /// Appends `events` to the tenant's chain, whose head is read once (not at
