@@ -7,6 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "native/mod.rs"]
+mod native;
 #[path = "report/mod.rs"]
 mod report;
 
@@ -62,7 +64,8 @@ fn main() -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
 
-    let native_txs: Vec<tiergate_policy::Transaction> = txs.iter().map(native_tx).collect();
+    let native_txs: Vec<tiergate_policy::Transaction> =
+        txs.iter().map(native::policy_view).collect();
     let native_ctx = testing::TestContext::new();
     let native_with = |config: &str| -> anyhow::Result<Vec<Duration>> {
         let mut native = Vec::with_capacity(ROUNDS);
@@ -170,24 +173,6 @@ fn main() -> anyhow::Result<()> {
     print!("{report}");
     report::write_section("classify", &report)?;
     Ok(())
-}
-
-fn native_tx(tx: &Transaction) -> tiergate_policy::Transaction {
-    let mut b = testing::transaction(&tx.amount.to_string(), &tx.category)
-        .id(&tx.id)
-        .tenant(&tx.tenant)
-        .agent(&tx.agent)
-        .currency(&tx.currency)
-        .recipient(&tx.recipient)
-        .trust(tx.recipient_trust)
-        .requested_at_ms(tx.requested_at_ms);
-    if let Some(j) = &tx.justification {
-        b = b.justification(j);
-    }
-    if let Some(n) = &tx.network {
-        b = b.network(n);
-    }
-    b.build()
 }
 
 /// Each decision's time, one fresh sandbox per decision, after a warm-up.

@@ -31,6 +31,8 @@ use tiergate::{
 };
 use tiergate_policy::testing;
 
+#[path = "native/mod.rs"]
+mod native;
 #[path = "report/mod.rs"]
 #[allow(dead_code)]
 mod report;
@@ -487,17 +489,6 @@ fn case(names: &CedarNames, tx: Transaction, recent: Recent) -> anyhow::Result<C
         ],
         ..StaticContext::default()
     });
-    let mut b = testing::transaction(&tx.amount.to_string(), &tx.category)
-        .id(&tx.id)
-        .tenant(&tx.tenant)
-        .agent(&tx.agent)
-        .currency(&tx.currency)
-        .recipient(&tx.recipient)
-        .trust(tx.recipient_trust)
-        .requested_at_ms(tx.requested_at_ms);
-    if let Some(j) = &tx.jurisdiction {
-        b = b.jurisdiction(j);
-    }
     let cedar = cedar_request(names, &tx, recent).map_err(anyhow::Error::msg)?;
     let mut input = serde_json::json!({
         "amount": serde_json::Number::from_str(&tx.amount.to_string())?,
@@ -514,7 +505,7 @@ fn case(names: &CedarNames, tx: Transaction, recent: Recent) -> anyhow::Result<C
     }
     let rego_input = regorus::Value::from_json_str(&input.to_string())?;
     Ok(Case {
-        native_tx: b.build(),
+        native_tx: native::policy_view(&tx),
         native_ctx: native_ctx(recent),
         context,
         cedar,

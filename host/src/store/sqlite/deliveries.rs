@@ -13,42 +13,44 @@ const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
 impl DeliveryStore for SqliteStore {
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
         self.write(|conn| {
-        // Nothing new since the URL's cursor: no write, no lock.
-        let (after, last): (Option<i64>, Option<i64>) = conn.query_row(
-            "SELECT (SELECT after_id FROM delivery_cursors WHERE tenant = ?1 AND url = ?2),
-                    (SELECT MAX(id) FROM outbox WHERE tenant = ?1)",
-            params![tenant, url],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if after.is_some() && after >= last.or(Some(0)) {
-            return Ok(0);
-        }
-        let tx = conn.savepoint()?;
-        // A URL seen for the first time starts with the notices written
-        // since `since_ms`.
-        tx.execute(
-            "INSERT OR IGNORE INTO delivery_cursors (tenant, url, after_id)
-             SELECT ?1, ?2, COALESCE(
-                 (SELECT MIN(id) - 1 FROM outbox WHERE tenant = ?1 AND created_ms >= ?3),
-                 (SELECT MAX(id) FROM outbox WHERE tenant = ?1),
-                 0)",
-            params![tenant, url, since_ms as i64],
-        )?;
-        let queued = tx.execute(
-            "INSERT OR IGNORE INTO deliveries (outbox_id, url, tenant, attempts, next_attempt_ms)
-             SELECT o.id, ?2, o.tenant, 0, o.created_ms FROM outbox o
-             WHERE o.tenant = ?1
-               AND o.id > (SELECT after_id FROM delivery_cursors WHERE tenant = ?1 AND url = ?2)",
-            params![tenant, url],
-        )?;
-        tx.execute(
-            "UPDATE delivery_cursors
-             SET after_id = MAX(after_id, COALESCE((SELECT MAX(id) FROM outbox WHERE tenant = ?1), 0))
-             WHERE tenant = ?1 AND url = ?2",
-            params![tenant, url],
-        )?;
-        tx.commit()?;
-        Ok(queued as u64)
+            // Nothing new since the URL's cursor: no write, no lock.
+            let (after, last): (Option<i64>, Option<i64>) = conn.query_row(
+                "SELECT (SELECT after_id FROM delivery_cursors WHERE tenant = ?1 AND url = ?2),
+                        (SELECT MAX(id) FROM outbox WHERE tenant = ?1)",
+                params![tenant, url],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if after.is_some() && after >= last.or(Some(0)) {
+                return Ok(0);
+            }
+            let tx = conn.savepoint()?;
+            // A URL seen for the first time starts with the notices written
+            // since `since_ms`.
+            tx.execute(
+                "INSERT OR IGNORE INTO delivery_cursors (tenant, url, after_id)
+                 SELECT ?1, ?2, COALESCE(
+                     (SELECT MIN(id) - 1 FROM outbox WHERE tenant = ?1 AND created_ms >= ?3),
+                     (SELECT MAX(id) FROM outbox WHERE tenant = ?1),
+                     0)",
+                params![tenant, url, since_ms as i64],
+            )?;
+            let queued = tx.execute(
+                "INSERT OR IGNORE INTO deliveries
+                     (outbox_id, url, tenant, attempts, next_attempt_ms)
+                 SELECT o.id, ?2, o.tenant, 0, o.created_ms FROM outbox o
+                 WHERE o.tenant = ?1
+                   AND o.id > (SELECT after_id FROM delivery_cursors WHERE tenant = ?1 AND url = ?2)",
+                params![tenant, url],
+            )?;
+            tx.execute(
+                "UPDATE delivery_cursors
+                 SET after_id = MAX(after_id,
+                                    COALESCE((SELECT MAX(id) FROM outbox WHERE tenant = ?1), 0))
+                 WHERE tenant = ?1 AND url = ?2",
+                params![tenant, url],
+            )?;
+            tx.commit()?;
+            Ok(queued as u64)
         })
     }
 
@@ -59,41 +61,43 @@ impl DeliveryStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.write(|conn| {
-        let tx = conn.savepoint()?;
-        let claimed = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT d.outbox_id, d.url, d.tenant, d.attempts, o.tx_id, o.kind, o.recipient, o.message, o.created_ms
-                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
-                 WHERE d.delivered_ms IS NULL AND d.gave_up_ms IS NULL AND d.next_attempt_ms <= ?1
-                 ORDER BY d.next_attempt_ms, d.outbox_id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![now_ms as i64, limit as i64], |r| {
-                Ok(Delivery {
-                    entry: OutboxEntry {
-                        id: r.get::<_, i64>(0)? as u64,
-                        tx_id: r.get(4)?,
-                        notice: Notice {
-                            kind: r.get(5)?,
-                            to: r.get(6)?,
-                            message: r.get(7)?,
+            let tx = conn.savepoint()?;
+            let claimed = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT d.outbox_id, d.url, d.tenant, d.attempts,
+                            o.tx_id, o.kind, o.recipient, o.message, o.created_ms
+                     FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+                     WHERE d.delivered_ms IS NULL AND d.gave_up_ms IS NULL
+                       AND d.next_attempt_ms <= ?1
+                     ORDER BY d.next_attempt_ms, d.outbox_id LIMIT ?2",
+                )?;
+                let rows = stmt.query_map(params![now_ms as i64, limit as i64], |r| {
+                    Ok(Delivery {
+                        entry: OutboxEntry {
+                            id: r.get::<_, i64>(0)? as u64,
+                            tx_id: r.get(4)?,
+                            notice: Notice {
+                                kind: r.get(5)?,
+                                to: r.get(6)?,
+                                message: r.get(7)?,
+                            },
+                            created_ms: r.get::<_, i64>(8)? as u64,
                         },
-                        created_ms: r.get::<_, i64>(8)? as u64,
-                    },
-                    url: r.get(1)?,
-                    tenant: r.get(2)?,
-                    attempts: r.get::<_, i64>(3)? as u32,
-                })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        for d in &claimed {
-            tx.execute(
-                "UPDATE deliveries SET next_attempt_ms = ?3 WHERE outbox_id = ?1 AND url = ?2",
-                params![d.entry.id as i64, d.url, (now_ms + lease_ms) as i64],
-            )?;
-        }
-        tx.commit()?;
-        Ok(claimed)
+                        url: r.get(1)?,
+                        tenant: r.get(2)?,
+                        attempts: r.get::<_, i64>(3)? as u32,
+                    })
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            for d in &claimed {
+                tx.execute(
+                    "UPDATE deliveries SET next_attempt_ms = ?3 WHERE outbox_id = ?1 AND url = ?2",
+                    params![d.entry.id as i64, d.url, (now_ms + lease_ms) as i64],
+                )?;
+            }
+            tx.commit()?;
+            Ok(claimed)
         })
     }
 
@@ -107,25 +111,26 @@ impl DeliveryStore for SqliteStore {
     ) -> Result<(), StoreError> {
         self.write(|conn| {
             match error {
-            None => conn.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, delivered_ms = ?3, last_error = NULL
-                 WHERE outbox_id = ?1 AND url = ?2",
-                params![outbox_id as i64, url, now_ms as i64],
-            )?,
-            Some(error) => conn.execute(
-                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3,
-                        next_attempt_ms = COALESCE(?4, next_attempt_ms),
-                        gave_up_ms = CASE WHEN ?4 IS NULL THEN ?5 ELSE NULL END
-                 WHERE outbox_id = ?1 AND url = ?2",
-                params![
-                    outbox_id as i64,
-                    url,
-                    error,
-                    retry_at_ms.map(|t| t as i64),
-                    now_ms as i64
-                ],
-            )?,
-        };
+                None => conn.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, delivered_ms = ?3,
+                            last_error = NULL
+                     WHERE outbox_id = ?1 AND url = ?2",
+                    params![outbox_id as i64, url, now_ms as i64],
+                )?,
+                Some(error) => conn.execute(
+                    "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3,
+                            next_attempt_ms = COALESCE(?4, next_attempt_ms),
+                            gave_up_ms = CASE WHEN ?4 IS NULL THEN ?5 ELSE NULL END
+                     WHERE outbox_id = ?1 AND url = ?2",
+                    params![
+                        outbox_id as i64,
+                        url,
+                        error,
+                        retry_at_ms.map(|t| t as i64),
+                        now_ms as i64
+                    ],
+                )?,
+            };
             Ok(())
         })
     }

@@ -1171,20 +1171,21 @@ impl Store for SqliteStore {
 
     fn list(&self, tenant: &str, statuses: &[Status]) -> Result<Vec<Authorization>, StoreError> {
         self.read(|conn| {
-        let mut stmt = conn.prepare_cached(
-            "SELECT body, status FROM authorizations WHERE tenant = ?1 ORDER BY requested_at_ms, tx_id",
-        )?;
-        let rows = stmt.query_map(params![tenant], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (body, status) = row?;
-            if statuses.is_empty() || statuses.iter().any(|s| s.as_str() == status) {
-                out.push(parse_body(&body)?);
+            let mut stmt = conn.prepare_cached(
+                "SELECT body, status FROM authorizations
+                 WHERE tenant = ?1 ORDER BY requested_at_ms, tx_id",
+            )?;
+            let rows = stmt.query_map(params![tenant], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (body, status) = row?;
+                if statuses.is_empty() || statuses.iter().any(|s| s.as_str() == status) {
+                    out.push(parse_body(&body)?);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
         })
     }
 
@@ -1284,22 +1285,23 @@ impl Store for SqliteStore {
 
     fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read(|conn| {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, tx_id, kind, recipient, message, created_ms FROM outbox WHERE tenant = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![tenant], |r| {
-            Ok(OutboxEntry {
-                id: r.get::<_, i64>(0)? as u64,
-                tx_id: r.get(1)?,
-                notice: Notice {
-                    kind: r.get(2)?,
-                    to: r.get(3)?,
-                    message: r.get(4)?,
-                },
-                created_ms: r.get::<_, i64>(5)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, tx_id, kind, recipient, message, created_ms FROM outbox
+                 WHERE tenant = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![tenant], |r| {
+                Ok(OutboxEntry {
+                    id: r.get::<_, i64>(0)? as u64,
+                    tx_id: r.get(1)?,
+                    notice: Notice {
+                        kind: r.get(2)?,
+                        to: r.get(3)?,
+                        message: r.get(4)?,
+                    },
+                    created_ms: r.get::<_, i64>(5)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
     }
 
