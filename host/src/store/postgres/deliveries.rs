@@ -1,3 +1,5 @@
+use tokio_postgres::Row;
+
 use super::{PostgresStore, ms};
 use crate::store::deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
 use crate::store::{Notice, OutboxEntry, StoreError};
@@ -7,6 +9,24 @@ const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
                           WHEN d.gave_up_ms IS NOT NULL THEN 'given_up'
                           WHEN d.attempts > 0 THEN 'failing'
                           ELSE 'pending' END";
+
+/// The columns [`outbox_entry`] reads, first in a query's select list.
+pub(super) const OUTBOX_COLUMNS: &str =
+    "o.id, o.tx_id, o.kind, o.recipient, o.message, o.created_ms";
+
+/// An outbox row whose select list starts with [`OUTBOX_COLUMNS`].
+pub(super) fn outbox_entry(r: &Row) -> Result<OutboxEntry, tokio_postgres::Error> {
+    Ok(OutboxEntry {
+        id: r.try_get::<_, i64>(0)? as u64,
+        tx_id: r.try_get(1)?,
+        notice: Notice {
+            kind: r.try_get(2)?,
+            to: r.try_get(3)?,
+            message: r.try_get(4)?,
+        },
+        created_ms: r.try_get::<_, i64>(5)? as u64,
+    })
+}
 
 impl DeliveryStore for PostgresStore {
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
@@ -61,29 +81,22 @@ impl DeliveryStore for PostgresStore {
         c.begin()?;
         // Rows another replica is claiming right now are skipped, not waited for.
         let rows = c.query(
-            "SELECT d.outbox_id, d.url, d.tenant, d.attempts, o.tx_id, o.kind, o.recipient, o.message, o.created_ms
-             FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
-             WHERE d.delivered_ms IS NULL AND d.gave_up_ms IS NULL AND d.next_attempt_ms <= $1
-             ORDER BY d.next_attempt_ms, d.outbox_id LIMIT $2
-             FOR UPDATE OF d SKIP LOCKED",
+            &format!(
+                "SELECT {OUTBOX_COLUMNS}, d.url, d.tenant, d.attempts
+                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+                 WHERE d.delivered_ms IS NULL AND d.gave_up_ms IS NULL AND d.next_attempt_ms <= $1
+                 ORDER BY d.next_attempt_ms, d.outbox_id LIMIT $2
+                 FOR UPDATE OF d SKIP LOCKED"
+            ),
             &[&ms(now_ms), &(limit.min(i64::MAX as usize) as i64)],
         )?;
         let mut claimed = Vec::with_capacity(rows.len());
         for r in &rows {
             claimed.push(Delivery {
-                entry: OutboxEntry {
-                    id: r.try_get::<_, i64>(0)? as u64,
-                    tx_id: r.try_get(4)?,
-                    notice: Notice {
-                        kind: r.try_get(5)?,
-                        to: r.try_get(6)?,
-                        message: r.try_get(7)?,
-                    },
-                    created_ms: r.try_get::<_, i64>(8)? as u64,
-                },
-                url: r.try_get(1)?,
-                tenant: r.try_get(2)?,
-                attempts: r.try_get::<_, i64>(3)? as u32,
+                entry: outbox_entry(r)?,
+                url: r.try_get(6)?,
+                tenant: r.try_get(7)?,
+                attempts: r.try_get::<_, i64>(8)? as u32,
             });
         }
         for d in &claimed {

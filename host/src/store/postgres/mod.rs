@@ -28,7 +28,7 @@ use pool::{Conn, Pool, Sql};
 use tokio_postgres::Row;
 
 use super::{
-    AuditEvent, Chained, Change, EventDraft, History, HistoryReads, NewEntry, Notice, OutboxEntry,
+    AuditEvent, Chained, Change, EventDraft, History, HistoryReads, NewEntry, OutboxEntry,
     PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns, retain_until,
     utc_day,
 };
@@ -666,24 +666,16 @@ impl Store for PostgresStore {
 
     fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows = self.conn()?.query(
-            "SELECT id, tx_id, kind, recipient, message, created_ms FROM outbox
-             WHERE tenant = $1 ORDER BY id",
+            &format!(
+                "SELECT {} FROM outbox o WHERE o.tenant = $1 ORDER BY o.id",
+                deliveries::OUTBOX_COLUMNS
+            ),
             &[&tenant],
         )?;
-        rows.iter()
-            .map(|r| {
-                Ok(OutboxEntry {
-                    id: r.try_get::<_, i64>(0)? as u64,
-                    tx_id: r.try_get(1)?,
-                    notice: Notice {
-                        kind: r.try_get(2)?,
-                        to: r.try_get(3)?,
-                        message: r.try_get(4)?,
-                    },
-                    created_ms: r.try_get::<_, i64>(5)? as u64,
-                })
-            })
-            .collect()
+        Ok(rows
+            .iter()
+            .map(deliveries::outbox_entry)
+            .collect::<Result<_, _>>()?)
     }
 
     fn record_tenant_event(

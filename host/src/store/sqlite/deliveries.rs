@@ -10,6 +10,24 @@ const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
                           WHEN d.attempts > 0 THEN 'failing'
                           ELSE 'pending' END";
 
+/// The columns [`outbox_entry`] reads, first in a query's select list.
+pub(super) const OUTBOX_COLUMNS: &str =
+    "o.id, o.tx_id, o.kind, o.recipient, o.message, o.created_ms";
+
+/// An outbox row whose select list starts with [`OUTBOX_COLUMNS`].
+pub(super) fn outbox_entry(r: &rusqlite::Row) -> rusqlite::Result<OutboxEntry> {
+    Ok(OutboxEntry {
+        id: r.get::<_, i64>(0)? as u64,
+        tx_id: r.get(1)?,
+        notice: Notice {
+            kind: r.get(2)?,
+            to: r.get(3)?,
+            message: r.get(4)?,
+        },
+        created_ms: r.get::<_, i64>(5)? as u64,
+    })
+}
+
 impl DeliveryStore for SqliteStore {
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
         self.write(|conn| {
@@ -63,29 +81,19 @@ impl DeliveryStore for SqliteStore {
         self.write(|conn| {
             let tx = conn.savepoint()?;
             let claimed = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT d.outbox_id, d.url, d.tenant, d.attempts,
-                            o.tx_id, o.kind, o.recipient, o.message, o.created_ms
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS}, d.url, d.tenant, d.attempts
                      FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
                      WHERE d.delivered_ms IS NULL AND d.gave_up_ms IS NULL
                        AND d.next_attempt_ms <= ?1
-                     ORDER BY d.next_attempt_ms, d.outbox_id LIMIT ?2",
-                )?;
+                     ORDER BY d.next_attempt_ms, d.outbox_id LIMIT ?2"
+                ))?;
                 let rows = stmt.query_map(params![now_ms as i64, limit as i64], |r| {
                     Ok(Delivery {
-                        entry: OutboxEntry {
-                            id: r.get::<_, i64>(0)? as u64,
-                            tx_id: r.get(4)?,
-                            notice: Notice {
-                                kind: r.get(5)?,
-                                to: r.get(6)?,
-                                message: r.get(7)?,
-                            },
-                            created_ms: r.get::<_, i64>(8)? as u64,
-                        },
-                        url: r.get(1)?,
-                        tenant: r.get(2)?,
-                        attempts: r.get::<_, i64>(3)? as u32,
+                        entry: outbox_entry(r)?,
+                        url: r.get(6)?,
+                        tenant: r.get(7)?,
+                        attempts: r.get::<_, i64>(8)? as u32,
                     })
                 })?;
                 rows.collect::<Result<Vec<_>, _>>()?

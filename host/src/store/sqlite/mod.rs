@@ -12,8 +12,8 @@ use gate::{Gate, Turn};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AuditEvent, Change, EventDraft, History, HistoryReads, NewEntry, Notice, OutboxEntry,
-    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns, retain_until,
+    AuditEvent, Change, EventDraft, History, HistoryReads, NewEntry, OutboxEntry, PastPayment,
+    Recorded, Snapshot, Store, StoreError, chain, filter_columns, retain_until,
 };
 use crate::governance::{Authorization, GovernError, Status};
 use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
@@ -1285,22 +1285,11 @@ impl Store for SqliteStore {
 
     fn outbox(&self, tenant: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, tx_id, kind, recipient, message, created_ms FROM outbox
-                 WHERE tenant = ?1 ORDER BY id",
-            )?;
-            let rows = stmt.query_map(params![tenant], |r| {
-                Ok(OutboxEntry {
-                    id: r.get::<_, i64>(0)? as u64,
-                    tx_id: r.get(1)?,
-                    notice: Notice {
-                        kind: r.get(2)?,
-                        to: r.get(3)?,
-                        message: r.get(4)?,
-                    },
-                    created_ms: r.get::<_, i64>(5)? as u64,
-                })
-            })?;
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {} FROM outbox o WHERE o.tenant = ?1 ORDER BY o.id",
+                deliveries::OUTBOX_COLUMNS
+            ))?;
+            let rows = stmt.query_map(params![tenant], deliveries::outbox_entry)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
     }
