@@ -5,6 +5,11 @@ use serde::Serialize;
 
 use super::{OutboxEntry, StoreError};
 
+/// An outbox row's columns in the order each store's row reader takes them,
+/// first in a query's select list (the outbox aliased `o`).
+pub(crate) const OUTBOX_COLUMNS: &str =
+    "o.id, o.tx_id, o.kind, o.recipient, o.message, o.created_ms";
+
 /// A delivery claimed for an attempt.
 #[derive(Debug, Clone)]
 pub struct Delivery {

@@ -1,7 +1,9 @@
 use tokio_postgres::Row;
 
 use super::{PostgresStore, ms};
-use crate::store::deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
+use crate::store::deliveries::{
+    Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
+};
 use crate::store::{Notice, OutboxEntry, StoreError};
 
 /// The state of a row, as SQL.
@@ -9,10 +11,6 @@ const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
                           WHEN d.gave_up_ms IS NOT NULL THEN 'given_up'
                           WHEN d.attempts > 0 THEN 'failing'
                           ELSE 'pending' END";
-
-/// The columns [`outbox_entry`] reads, first in a query's select list.
-pub(super) const OUTBOX_COLUMNS: &str =
-    "o.id, o.tx_id, o.kind, o.recipient, o.message, o.created_ms";
 
 /// An outbox row whose select list starts with [`OUTBOX_COLUMNS`].
 pub(super) fn outbox_entry(r: &Row) -> Result<OutboxEntry, tokio_postgres::Error> {

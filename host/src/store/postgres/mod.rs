@@ -668,7 +668,7 @@ impl Store for PostgresStore {
         let rows = self.conn()?.query(
             &format!(
                 "SELECT {} FROM outbox o WHERE o.tenant = $1 ORDER BY o.id",
-                deliveries::OUTBOX_COLUMNS
+                super::deliveries::OUTBOX_COLUMNS
             ),
             &[&tenant],
         )?;

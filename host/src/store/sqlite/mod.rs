@@ -1287,7 +1287,7 @@ impl Store for SqliteStore {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {} FROM outbox o WHERE o.tenant = ?1 ORDER BY o.id",
-                deliveries::OUTBOX_COLUMNS
+                super::deliveries::OUTBOX_COLUMNS
             ))?;
             let rows = stmt.query_map(params![tenant], deliveries::outbox_entry)?;
             Ok(rows.collect::<Result<_, _>>()?)
