@@ -26,8 +26,11 @@ use tiergate::governance::{Governor, Status, TenantConfig};
 use tiergate::store::{EventDraft, GENESIS_HASH, SqliteStore, Store, event_hash};
 use tiergate::{Runtime, Transaction};
 
-const EVENTS: u64 = 1_000_000;
-const AUTHORIZATIONS: u64 = 1_000_000;
+/// The chain's length and the authorizations queried: 10^6 each, or a
+/// thousand in a quick run.
+fn size() -> u64 {
+    if report::quick() { 1_000 } else { 1_000_000 }
+}
 /// The authorizations are spread over this many days.
 const DAYS: u64 = 30;
 const START_MS: u64 = 1_782_518_400_000;
@@ -36,11 +39,12 @@ const ACME: &str = include_str!("../../examples/tenants/acme.toml");
 const ARTICLE_DAY: &str = include_str!("../../examples/article-day.jsonl");
 
 fn main() -> anyhow::Result<()> {
+    let (events, authorizations) = (size(), size());
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("tiergate.db");
     drop(SqliteStore::open(&path)?);
     let setup = Instant::now();
-    fill(&path, EVENTS)?;
+    fill(&path, events)?;
     let setup = setup.elapsed();
     let bytes = std::fs::metadata(&path)?.len();
     let store = SqliteStore::open(&path)?;
@@ -48,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let start = Instant::now();
     let chain = verify_stored(&store, "acme", None, &Default::default(), &mut |_| {})?;
     let verify = start.elapsed();
-    assert_eq!(chain.report.events, EVENTS);
+    assert_eq!(chain.report.events, events);
 
     let key = generate_key()?;
     let log = CheckpointLog::new(dir.path().join("checkpoints.jsonl"));
@@ -68,9 +72,9 @@ fn main() -> anyhow::Result<()> {
     assert_eq!(signed.len(), 1);
 
     let start = Instant::now();
-    fill_authorizations(&path, AUTHORIZATIONS)?;
+    fill_authorizations(&path, authorizations)?;
     let authorizations_setup = start.elapsed();
-    let queries = queries(&store)?;
+    let queries = queries(&store, authorizations)?;
 
     let report = format!(
         "## Verifying the audit trail\n\n\
@@ -81,12 +85,12 @@ fn main() -> anyhow::Result<()> {
          verifies it the way `tiergate audit verify` does: page by page from SQLite (10 000 \
          events a page, constant memory), recomputing every hash.\n\n\
          | measure | value |\n|---|---:|\n\
-         | set up {EVENTS} events (direct inserts, one transaction) | {setup:.1} s, {mib} MiB |\n\
-         | `audit verify` of the {EVENTS}-event chain, paged from SQLite | {verify:.2} s |\n\
+         | set up {events} events (direct inserts, one transaction) | {setup:.1} s, {mib} MiB |\n\
+         | `audit verify` of the {events}-event chain, paged from SQLite | {verify:.2} s |\n\
          | events verified per second | {rate:.0} |\n\
          | first checkpoint (verifies the whole chain) | {first:.2} s |\n\
          | next checkpoint, 1000 events later (resumes from the last) | {next:.1} ms |\n\n\
-         Then {AUTHORIZATIONS} authorizations over {DAYS} days (copies of the six the \
+         Then {authorizations} authorizations over {DAYS} days (copies of the six the \
          reference article's day gives through the real pipeline, with their own ids, agents \
          and times; set up in {auth_setup:.1} s), queried the way `tiergate audit query` and \
          `audit show` do, each answer written out as `audit query` writes it:\n\n\
@@ -106,7 +110,7 @@ fn main() -> anyhow::Result<()> {
         setup = setup.as_secs_f64(),
         mib = bytes / (1 << 20),
         verify = verify.as_secs_f64(),
-        rate = EVENTS as f64 / verify.as_secs_f64(),
+        rate = events as f64 / verify.as_secs_f64(),
         first = first_checkpoint.as_secs_f64(),
         next = next_checkpoint.as_secs_f64() * 1000.0,
         auth_setup = authorizations_setup.as_secs_f64(),
@@ -300,9 +304,9 @@ fn fill_authorizations(path: &Path, count: u64) -> anyhow::Result<()> {
 }
 
 /// The queries timed, as table rows.
-fn queries(store: &SqliteStore) -> anyhow::Result<Vec<String>> {
+fn queries(store: &SqliteStore, authorizations: u64) -> anyhow::Result<Vec<String>> {
     let mut rows = Vec::new();
-    let mut time = |what: &str, query: Query| -> anyhow::Result<()> {
+    let mut time = |what: &str, query: Query| -> anyhow::Result<u64> {
         let start = Instant::now();
         let mut out = std::io::sink();
         let mut n = 0u64;
@@ -314,12 +318,16 @@ fn queries(store: &SqliteStore) -> anyhow::Result<Vec<String>> {
             "| {what} | {n} | {} |",
             report::show(start.elapsed())
         ));
-        Ok(())
+        Ok(n)
     };
-    time(
+    let all = time(
         "all of them (`audit query --tenant acme`)",
         Query::default(),
     )?;
+    anyhow::ensure!(
+        all == authorizations,
+        "the query of all authorizations found {all} of {authorizations}"
+    );
     let day = START_MS + 10 * DAY_MS;
     time(
         "one day (`--from 2026-07-07 --to 2026-07-08`)",
@@ -329,13 +337,17 @@ fn queries(store: &SqliteStore) -> anyhow::Result<Vec<String>> {
             ..Query::default()
         },
     )?;
-    time(
+    let one_agent = time(
         "one agent of 50 (`--agent agent-07`)",
         Query {
             agent: Some("agent-07".into()),
             ..Query::default()
         },
     )?;
+    anyhow::ensure!(
+        one_agent == authorizations / 50,
+        "one agent of 50 has {one_agent} of {authorizations} authorizations"
+    );
     time(
         "one agent on one day",
         Query {
@@ -348,12 +360,16 @@ fn queries(store: &SqliteStore) -> anyhow::Result<Vec<String>> {
     // What `audit show AUDIT_ID` reads.
     let start = Instant::now();
     let tx_id = store
-        .tx_with_audit_id("acme", "aud-2026-06-27-0150000")?
+        .tx_with_audit_id(
+            "acme",
+            &format!("aud-2026-06-27-{:07}", authorizations * 15 / 100),
+        )?
         .expect("a stored audit id");
     let events = store.events("acme", Some(&tx_id))?;
     store.get("acme", &tx_id)?.expect("a stored payment");
     rows.push(format!(
-        "| one payment by its audit id, with its events in the {EVENTS}-event chain (`audit show`) | {} | {} |",
+        "| one payment by its audit id, with its events in the {}-event chain (`audit show`) | {} | {} |",
+        size(),
         events.len(),
         report::show(start.elapsed())
     ));

@@ -19,6 +19,8 @@ use tiergate::{Runtime, Transaction};
 
 const ACME: &str = include_str!("../../examples/tenants/acme.toml");
 const PER_RUN: usize = 6_400;
+/// Tenants configured in one host.
+const TENANTS: usize = 1_000;
 /// Runs per row.
 const RUNS: usize = 3;
 
@@ -26,27 +28,36 @@ fn main() -> anyhow::Result<()> {
     let runtime = Runtime::new()?;
     let seed = runtime.compile(tiergate::bundled::get("seed-tiers").expect("bundled"))?;
     if std::env::var("TIERGATE_BENCH_ONLY").as_deref() == Ok("heavy") {
-        println!("{}", heavy_agent(&runtime, &seed)?);
+        println!("{}", heavy_agent(&runtime, &seed, false)?);
         return Ok(());
     }
     let mut rows = Vec::new();
     // `TIERGATE_BENCH_CALLERS=1 TIERGATE_BENCH_PAYMENTS=500` makes a short
     // run to profile (under callgrind, say); the report is then not written.
     let profiling = std::env::var("TIERGATE_BENCH_PAYMENTS").is_ok();
-    let per_run: usize =
-        std::env::var("TIERGATE_BENCH_PAYMENTS").map_or(Ok(PER_RUN), |v| v.parse())?;
+    let quick = report::quick();
+    let per_run: usize = match std::env::var("TIERGATE_BENCH_PAYMENTS") {
+        Ok(v) => v.parse()?,
+        Err(_) if quick => 64,
+        Err(_) => PER_RUN,
+    };
     let all_callers = match std::env::var("TIERGATE_BENCH_CALLERS") {
         Ok(v) => vec![v.parse::<usize>()?],
+        Err(_) if quick => vec![1, 4],
         Err(_) => vec![1, 4, 16, 32, 64],
     };
+    let tenants = if quick { 10 } else { TENANTS };
     // Many tenants first, while the heap is fresh: measured after the runs
     // below, their memory fit in what those runs had freed.
     let ((load, rss), (own_load, own_rss)) = if profiling {
         ((Duration::ZERO, 0), (Duration::ZERO, 0))
     } else {
         (
-            many_tenants(&runtime, &seed)?,
-            many_policies(tiergate::bundled::get("seed-tiers").expect("bundled"))?,
+            many_tenants(&runtime, &seed, tenants)?,
+            many_policies(
+                tiergate::bundled::get("seed-tiers").expect("bundled"),
+                tenants,
+            )?,
         )
     };
     let tenants = format!(
@@ -81,7 +92,7 @@ fn main() -> anyhow::Result<()> {
     }
     // The machine's speed drifts between runs: each row is the run of
     // median throughput among several, with the range of all of them.
-    let runs = if profiling { 1 } else { RUNS };
+    let runs = if profiling || quick { 1 } else { RUNS };
     for callers in all_callers {
         let mut all = (0..runs)
             .map(|_| run(&runtime, &seed, callers, per_run))
@@ -110,7 +121,7 @@ fn main() -> anyhow::Result<()> {
         println!("{}", rows.join("\n"));
         return Ok(());
     }
-    let heavy = heavy_agent(&runtime, &seed)?;
+    let heavy = heavy_agent(&runtime, &seed, quick)?;
 
     let report = format!(
         "## Durable authorization\n\n\
@@ -173,9 +184,14 @@ fn main() -> anyhow::Result<()> {
 /// User plus system CPU time of this process so far, from /proc.
 /// One agent paying every 200 s of a manual clock for a week: does a long
 /// history slow its authorizations, and the lock every other writer waits on?
-fn heavy_agent(runtime: &Runtime, seed: &tiergate::CompiledPolicy) -> anyhow::Result<String> {
-    const PAYMENTS: usize = 3_000;
+fn heavy_agent(
+    runtime: &Runtime,
+    seed: &tiergate::CompiledPolicy,
+    quick: bool,
+) -> anyhow::Result<String> {
+    // A quick run still passes the 256 payments read whole before the lock.
     const SAMPLE: usize = 300;
+    let payments: usize = if quick { SAMPLE } else { 3_000 };
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(&dir.path().join("tiergate.db"))?);
     let clock = tiergate::governance::ManualClock::at(SystemClock.now_ms());
@@ -183,8 +199,8 @@ fn heavy_agent(runtime: &Runtime, seed: &tiergate::CompiledPolicy) -> anyhow::Re
         .clock(Arc::new(clock.clone()))
         .tenant_with_policy(TenantConfig::parse(ACME, Path::new("acme.toml"))?, seed)?
         .build()?;
-    let mut latencies = Vec::with_capacity(PAYMENTS);
-    for i in 0..PAYMENTS {
+    let mut latencies = Vec::with_capacity(payments);
+    for i in 0..payments {
         let tx = Transaction::from_json(
             &format!(
                 r#"{{"id":"h{i}","tenant":"acme","agent":"heavy-agent","amount":"0.02","currency":"USDC","category":"embeddings","recipient":"embeddings.vendor.example","recipient_trust":"verified"}}"#
@@ -192,15 +208,20 @@ fn heavy_agent(runtime: &Runtime, seed: &tiergate::CompiledPolicy) -> anyhow::Re
             clock.now_ms(),
         )?;
         let t = Instant::now();
-        governor.authorize_blocking(tx)?;
+        let a = governor.authorize_blocking(tx)?;
         latencies.push(t.elapsed());
+        anyhow::ensure!(
+            a.status.as_str() == "executed",
+            "the heavy agent's payment {i} was {}, not executed",
+            a.status.as_str()
+        );
         clock.advance(200_000);
     }
     let first = latencies[..SAMPLE].to_vec();
-    let last = latencies[PAYMENTS - SAMPLE..].to_vec();
+    let last = latencies[payments - SAMPLE..].to_vec();
     Ok(format!(
         "**One heavy agent.** One caller, one agent paying every 200 s of a manual clock, \
-         {PAYMENTS} payments: a week of history by the end, all inside the 7 days a policy's \
+         {payments} payments: a week of history by the end, all inside the 7 days a policy's \
          context may look back. Past 256 payments in the week, the policy's questions \
          (payments of a tier in the last hour or day) are answered with reads bounded by \
          their windows, before the write lock and again inside it (a shorter history is read \
@@ -308,37 +329,44 @@ fn run(
 /// from the compiled-policy cache once per tenant, each load its own copy
 /// of the machine code, as 1,000 different policies of its size would be
 /// (the runtime shares nothing between two loads).
-fn many_policies(bytes: &[u8]) -> anyhow::Result<(Duration, u64)> {
+fn many_policies(bytes: &[u8], tenants: usize) -> anyhow::Result<(Duration, u64)> {
     let dir = tempfile::tempdir()?;
     let runtime = Runtime::new()?;
     runtime.cache_compiled_in(&dir.path().join("compiled"))?;
     // Compiled once into the cache; every load below reads it from there.
     drop(runtime.compile(bytes)?);
-    thousand_tenants(&runtime, dir.path(), || Ok(runtime.compile(bytes)?))
+    many(
+        &runtime,
+        dir.path(),
+        tenants,
+        || Ok(runtime.compile(bytes)?),
+    )
 }
 
 /// Configures 1,000 tenants over one compiled policy.
 fn many_tenants(
     runtime: &Runtime,
     seed: &tiergate::CompiledPolicy,
+    tenants: usize,
 ) -> anyhow::Result<(Duration, u64)> {
     let dir = tempfile::tempdir()?;
-    thousand_tenants(runtime, dir.path(), || Ok(seed.clone()))
+    many(runtime, dir.path(), tenants, || Ok(seed.clone()))
 }
 
-/// Configures 1,000 tenants, each with the policy `policy_for` gives it, on
-/// a new store in `dir`: how long it takes (the policies' loading included)
-/// and the resident memory it adds.
-fn thousand_tenants(
+/// Configures `tenants` tenants, each with the policy `policy_for` gives it,
+/// on a new store in `dir`: how long it takes (the policies' loading
+/// included) and the resident memory it adds.
+fn many(
     runtime: &Runtime,
     dir: &Path,
+    tenants: usize,
     mut policy_for: impl FnMut() -> anyhow::Result<tiergate::CompiledPolicy>,
 ) -> anyhow::Result<(Duration, u64)> {
     let store = Arc::new(SqliteStore::open(&dir.join("tiergate.db"))?);
     let rss_before = rss_bytes();
     let start = Instant::now();
     let mut builder = Governor::builder(runtime.clone(), store as Arc<dyn Store>);
-    for n in 0..1000 {
+    for n in 0..tenants {
         let text = ACME.replace(
             r#"tenant = "acme""#,
             &format!(r#"tenant = "tenant-{n:04}""#),
@@ -349,6 +377,11 @@ fn thousand_tenants(
     }
     let governor = builder.build()?;
     let load = start.elapsed();
+    anyhow::ensure!(
+        governor.tenant_ids().len() == tenants,
+        "{} of {tenants} tenants configured",
+        governor.tenant_ids().len()
+    );
     let rss = rss_bytes().saturating_sub(rss_before);
     drop(governor);
     Ok((load, rss))

@@ -18,6 +18,11 @@ use tiergate_policy::testing;
 
 const ARTICLE_DAY: &str = include_str!("../../examples/article-day.jsonl");
 const ROUNDS: usize = 3_000;
+
+/// Decisions per figure: a few in a quick run, which times nothing.
+fn rounds() -> usize {
+    if report::quick() { 30 } else { ROUNDS }
+}
 const FLOOR: &str = include_str!("classify/floor.wat");
 
 /// `seed-tiers`'s defaults, every key written out.
@@ -35,8 +40,9 @@ fn main() -> anyhow::Result<()> {
         .map(|l| Transaction::from_json(l, 1_782_518_400_000))
         .collect::<Result<_, _>>()?;
 
+    let samples = if report::quick() { 1 } else { 5 };
     let compile = median(
-        (0..5)
+        (0..samples)
             .map(|_| time(|| runtime.compile(bytes).map(drop)))
             .collect::<Result<_, _>>()?,
     );
@@ -47,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     cached.cache_compiled_in(cache_dir.path())?;
     cached.compile(bytes)?;
     let load = median(
-        (0..20)
+        (0..samples * 4)
             .map(|_| time(|| cached.compile(bytes).map(drop)))
             .collect::<Result<_, _>>()?,
     );
@@ -67,9 +73,23 @@ fn main() -> anyhow::Result<()> {
     let native_txs: Vec<tiergate_policy::Transaction> =
         txs.iter().map(native::policy_view).collect();
     let native_ctx = testing::TestContext::new();
+    // The sandbox and the native function decide alike, or nothing is timed.
+    for (tx, native_tx) in txs.iter().zip(&native_txs) {
+        let sandboxed = policy.classify_blocking(tx, context.clone())?;
+        let native = testing::classify::<seed_tiers::SeedTiers>("", native_tx, &native_ctx)
+            .map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            sandboxed.tier == native.tier && sandboxed.failure.is_none(),
+            "{}: the sandbox decided {} ({:?}), native Rust {}",
+            tx.id,
+            sandboxed.tier,
+            sandboxed.failure,
+            native.tier
+        );
+    }
     let native_with = |config: &str| -> anyhow::Result<Vec<Duration>> {
-        let mut native = Vec::with_capacity(ROUNDS);
-        for i in 0..ROUNDS {
+        let mut native = Vec::with_capacity(rounds());
+        for i in 0..rounds() {
             let tx = &native_txs[i % native_txs.len()];
             let start = Instant::now();
             let d = testing::classify::<seed_tiers::SeedTiers>(config, tx, &native_ctx)
@@ -90,8 +110,8 @@ fn main() -> anyhow::Result<()> {
     let floor = runtime.compile(&wat::parse_str(FLOOR)?)?.configure("")?;
     let floor_fresh = fresh(&floor, &txs, &context)?;
     let mut kept = floor.reused_instance()?;
-    let mut floor_reused = Vec::with_capacity(ROUNDS);
-    for i in 0..ROUNDS {
+    let mut floor_reused = Vec::with_capacity(rounds());
+    for i in 0..rounds() {
         let start = Instant::now();
         let d = kept.classify(&txs[i % txs.len()], context.clone())?;
         floor_reused.push(start.elapsed());
@@ -103,7 +123,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     // Two threads (the machine's cores) classifying at once.
-    let per_thread = ROUNDS;
+    let per_thread = rounds();
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -153,7 +173,7 @@ fn main() -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1),
         date = today(),
-        rounds = ROUNDS,
+        rounds = rounds(),
         compile = show(compile),
         load = show(load),
         sm = show(sandboxed_median),
@@ -184,8 +204,8 @@ fn fresh(
     for tx in txs {
         policy.classify_blocking(tx, context.clone())?;
     }
-    let mut times = Vec::with_capacity(ROUNDS);
-    for i in 0..ROUNDS {
+    let mut times = Vec::with_capacity(rounds());
+    for i in 0..rounds() {
         let start = Instant::now();
         let d = policy.classify_blocking(&txs[i % txs.len()], context.clone())?;
         times.push(start.elapsed());

@@ -140,8 +140,15 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut rows = Vec::new();
-    for tenants in [1usize, 16] {
-        for replicas in [1usize, 2, 3] {
+    // A quick run: two replicas and two tenants, a few payments each.
+    let quick = report::quick();
+    let (all_tenants, all_replicas, warm, per_run): (&[usize], &[usize], _, _) = if quick {
+        (&[2], &[2], 10, 40)
+    } else {
+        (&[1, 16], &[1, 2, 3], 400, PER_RUN)
+    };
+    for &tenants in all_tenants {
+        for &replicas in all_replicas {
             let dir = tempfile::tempdir()?;
             let name = format!("bench_{tenants}_{replicas}");
             run_sql(&admin, &format!("CREATE DATABASE {name}")).map_err(anyhow::Error::msg)?;
@@ -162,8 +169,8 @@ fn main() -> anyhow::Result<()> {
                 .map(|t| (format!("t{t}"), agent_key(&url, &format!("t{t}"))))
                 .collect();
             let measured = runtime.block_on(async {
-                drive(&bases, &keys, "warm", 400).await;
-                drive(&bases, &keys, "run", PER_RUN).await
+                drive(&bases, &keys, "warm", warm).await;
+                drive(&bases, &keys, "run", per_run).await
             });
             rows.push(format!(
                 "| {replicas} | {tenants} | {:.0} | {} | {} | {} |",
