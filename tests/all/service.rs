@@ -512,33 +512,106 @@ async fn a_key_of_one_tenant_sees_nothing_of_another() {
     assert_eq!(theirs.status, 201, "{}", theirs.text);
     let theirs = theirs.body;
 
-    // Every endpoint, with every demo key: globex's payment does not exist.
+    // The demo tenant's own payment, dated today like globex's.
+    let ours = post(
+        &s,
+        "/v1/authorizations",
+        &s.key("agent"),
+        &payment("demo", "d1", "77.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(ours.body["status"], "awaiting_approval", "{}", ours.text);
+    let today = tiergate::store::utc_day(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let ids = |r: &Response| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap_or_else(|| panic!("a list: {}", r.text))
+            .iter()
+            .map(|a| a["transaction"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Every endpoint, with every demo key: globex's payment does not exist,
+    // and each list is exactly the demo tenant's.
     for role in ["agent", "approver", "auditor", "admin"] {
         let key = s.key(role);
-        for path in ["/v1/authorizations/g1", "/v1/audit/transactions/g1"] {
-            let r = get(&s, path, &key).await;
-            assert!(
-                r.status == 404 || r.status == 403,
-                "{role} {path}: {}",
+        let reader = role == "auditor" || role == "admin";
+        let r = get(&s, "/v1/authorizations/g1", &key).await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (404, "not_found"),
+            "{role}: {}",
+            r.text
+        );
+        let r = get(&s, "/v1/audit/transactions/g1", &key).await;
+        let expected = if role == "agent" {
+            (403, "wrong_role")
+        } else {
+            (404, "not_found")
+        };
+        assert_eq!((r.status, error_code(&r)), expected, "{role}: {}", r.text);
+
+        let r = get(&s, "/v1/authorizations", &key).await;
+        assert_eq!(r.status, 200, "{role}: {}", r.text);
+        assert_eq!(ids(&r), ["d1"], "{role}");
+        let r = get(&s, "/v1/approvals", &key).await;
+        if role == "agent" {
+            assert_eq!(
+                (r.status, error_code(&r)),
+                (403, "wrong_role"),
+                "{}",
                 r.text
             );
-            assert!(!r.text.contains("89.00"), "{role} {path}: {}", r.text);
+        } else {
+            assert_eq!(r.status, 200, "{role}: {}", r.text);
+            assert_eq!(ids(&r), ["d1"], "{role}");
         }
-        for path in [
-            "/v1/authorizations",
-            "/v1/approvals",
-            "/v1/audit/records",
-            "/v1/reports/daily?day=2026-11-28",
-        ] {
-            let r = get(&s, path, &key).await;
-            assert!(
-                !r.text.contains("g1") && !r.text.contains("globex"),
-                "{role} {path}: {}",
+        let r = get(&s, "/v1/audit/records", &key).await;
+        let report = get(&s, &format!("/v1/reports/daily?day={today}"), &key).await;
+        if reader {
+            assert_eq!(r.status, 200, "{role}: {}", r.text);
+            let rows: Vec<Value> = r
+                .text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(rows.len(), 1, "{role}: {}", r.text);
+            assert_eq!(rows[0]["transaction_id"], "d1", "{role}");
+            assert_eq!(report.status, 200, "{role}: {}", report.text);
+            assert_eq!(report.body["tenant"], "demo", "{role}");
+            let tally = &report.body["by_tier"]["collaborative"];
+            assert_eq!(
+                (tally["count"].as_u64(), tally["total"].as_str()),
+                (Some(1), Some("77.00")),
+                "only the demo tenant's payment of today: {}",
+                report.text
+            );
+        } else {
+            assert_eq!(
+                (r.status, error_code(&r)),
+                (403, "wrong_role"),
+                "{role}: {}",
                 r.text
+            );
+            assert_eq!(
+                (report.status, error_code(&report)),
+                (403, "wrong_role"),
+                "{role}: {}",
+                report.text
             );
         }
         let r = verdict(&s, &key, &theirs, "approve", "not mine").await;
-        assert!(r.status == 404 || r.status == 403, "{role}: {}", r.text);
+        let expected = if role == "approver" {
+            (404, "not_found")
+        } else {
+            (403, "wrong_role")
+        };
+        assert_eq!((r.status, error_code(&r)), expected, "{role}: {}", r.text);
     }
     // The demo agent cannot pay in globex's name; the demo admin cannot set its rules.
     let r = post(
@@ -964,48 +1037,89 @@ async fn the_openapi_document_is_served_and_matches_the_one_in_docs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_graceful_stop_answers_what_it_accepted_and_loses_nothing_it_answered() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     let dir = tempfile::tempdir().unwrap();
     let s = Served::start(dir.path(), &[]);
     let (base, agent) = (s.base.clone(), s.key("agent"));
-    let mut tasks = Vec::new();
-    for i in 0..60 {
-        let (base, agent) = (base.clone(), agent.clone());
-        tasks.push(tokio::spawn(async move {
-            let body = payment("demo", &format!("g{i}"), "0.02", "embeddings", "verified");
-            reqwest::Client::new()
-                .post(format!("{base}/v1/authorizations"))
-                .bearer_auth(agent)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+    // Clients pay one after another on keep-alive connections until the
+    // service stops answering.
+    let answered_so_far = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (base, agent, counter) = (base.clone(), agent.clone(), answered_so_far.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut outcomes = Vec::new();
+            for i in 0..500 {
+                let id = format!("g{c}-{i}");
+                let body = payment("demo", &id, "0.02", "embeddings", "verified");
+                let sent = client
+                    .post(format!("{base}/v1/authorizations"))
+                    .bearer_auth(&agent)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                let stop = sent.is_err();
+                outcomes.push((id, sent.map(|r| r.status().as_u16())));
+                if stop {
+                    break;
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            outcomes
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Stop while payments are being answered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered_so_far.load(Ordering::Relaxed) < 40 {
+        assert!(Instant::now() < deadline, "the clients got no answers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = s.terminate();
     assert!(status.success(), "a graceful stop exits 0: {status:?}");
-    let mut answered = Vec::new();
-    for (i, t) in tasks.into_iter().enumerate() {
-        match t.await.unwrap() {
-            Ok(code) => {
-                assert_eq!(code, 201, "an accepted request is answered in full");
-                answered.push(format!("g{i}"));
+    let (mut answered, mut refused) = (Vec::new(), Vec::new());
+    for client in clients {
+        for (id, outcome) in client.await.unwrap() {
+            match outcome {
+                Ok(code) => {
+                    assert_eq!(code, 201, "{id}: an accepted request is answered in full");
+                    answered.push(id);
+                }
+                Err(e) => refused.push((id, e.to_string())),
             }
-            // Refused before it was accepted: nothing to answer.
-            Err(e) => assert!(e.is_connect() || e.is_request(), "{e}"),
         }
     }
+    assert!(answered.len() >= 40, "{} answered", answered.len());
+    assert_eq!(
+        refused.len(),
+        8,
+        "each client's last request found the service gone: {refused:?}"
+    );
+
     let s = Served::start(dir.path(), &[]);
+    let auditor = s.key("auditor");
     for id in &answered {
-        let r = get(&s, &format!("/v1/authorizations/{id}"), &s.key("auditor")).await;
+        let r = get(&s, &format!("/v1/authorizations/{id}"), &auditor).await;
         assert_eq!(
             r.body["status"], "executed",
             "{id} was answered, so it is kept: {}",
             r.text
         );
     }
-    let verified = get(&s, "/v1/audit/verify", &s.key("auditor")).await;
+    // A request that got no answer was not taken: nothing of it was
+    // recorded, so the agent's retry is the first of it.
+    for (id, error) in &refused {
+        let r = get(&s, &format!("/v1/authorizations/{id}"), &auditor).await;
+        assert_eq!(
+            r.status, 404,
+            "{id} got no answer ({error}) yet was recorded: {}",
+            r.text
+        );
+    }
+    let verified = get(&s, "/v1/audit/verify", &auditor).await;
     assert_eq!(verified.body["ok"], true, "{}", verified.text);
 }
 
