@@ -1202,3 +1202,76 @@ fn settings_come_from_the_file_unless_a_flag_or_the_environment_says_otherwise()
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The cells of one CSV line (RFC 4180; no line breaks inside cells here).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let (mut quoted, mut chars) = (false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cells.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_exports_neutralise_cells_a_spreadsheet_would_run_as_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let mut tx = payment("demo", "+tx-1", "89.00", "agent_hire", "known");
+    tx["agent"] = json!("=HYPERLINK(\"http://evil.example\",\"open\")");
+    tx["recipient"] = json!("@SUM(1+1)");
+    tx["network"] = json!("-2+3");
+    let r = post(&s, "/v1/authorizations", &s.key("agent"), &tx).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let api = get(&s, "/v1/audit/records?format=csv", &s.key("auditor")).await;
+    assert_eq!(api.status, 200, "{}", api.text);
+    let cli = crate::tiergate_command()
+        .args([
+            "audit", "export", "--format", "csv", "--tenant", "demo", "--store",
+        ])
+        .arg(s.data.join("tiergate.db"))
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    for (source, text) in [
+        ("API", api.text),
+        ("CLI", String::from_utf8(cli.stdout).unwrap()),
+    ] {
+        let mut lines = text.lines();
+        let header = csv_cells(lines.next().unwrap());
+        let row = csv_cells(lines.next().unwrap());
+        assert_eq!(header.len(), row.len(), "{source}: {text}");
+        let cell = |name: &str| row[header.iter().position(|h| h == name).unwrap()].as_str();
+        // Each formula is text with a leading quote; the amount is untouched.
+        assert_eq!(
+            cell("agent"),
+            "'=HYPERLINK(\"http://evil.example\",\"open\")",
+            "{source}"
+        );
+        assert_eq!(cell("recipient"), "'@SUM(1+1)", "{source}");
+        assert_eq!(cell("network"), "'-2+3", "{source}");
+        assert_eq!(cell("transaction_id"), "'+tx-1", "{source}");
+        assert_eq!(cell("amount"), "89.00", "{source}");
+        // And no cell of the line starts with a formula character unquoted.
+        let line = text.lines().nth(1).unwrap();
+        for start in ["=", "+", "-", "@"] {
+            assert!(
+                !line.starts_with(start) && !line.contains(&format!(",{start}")),
+                "{source}: {line}"
+            );
+        }
+    }
+}
