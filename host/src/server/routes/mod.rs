@@ -87,6 +87,8 @@ pub(super) fn router() -> Router<AppState> {
     let api = Arc::new(api);
     router
         .route("/inbox", get(super::inbox::page))
+        .route("/inbox.js", get(super::inbox::script))
+        .route("/inbox.css", get(super::inbox::style))
         .route(
             "/openapi.json",
             get(move || {
