@@ -31,6 +31,21 @@ impl Served {
         Self::start_with_env(data, extra, &[])
     }
 
+    /// [`start`](Self::start) with a settings file of `settings` (TOML).
+    pub(crate) fn start_with_settings(data: &Path, extra: &[&str], settings: &str) -> Served {
+        std::fs::create_dir_all(data).unwrap();
+        let file = data.join("serve-settings.toml");
+        std::fs::write(&file, settings).unwrap();
+        let mut args = vec!["--config", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start_with_env(data, &args, &[])
+    }
+
+    /// The address it listens on, for raw sockets.
+    pub(crate) fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
     /// [`start`](Self::start) with extra environment variables.
     pub(crate) fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
         let mut child = crate::tiergate_command()
@@ -1274,4 +1289,283 @@ async fn csv_exports_neutralise_cells_a_spreadsheet_would_run_as_formulas() {
             );
         }
     }
+}
+
+/// Reads from `stream` until the service closes it, or fails the test when
+/// `guard` passes first (a hang, not a measurement: the bounds under test
+/// are a second, the guard half a minute). What was read, and whether the
+/// service closed it.
+fn read_until_closed(stream: &mut std::net::TcpStream, guard: Duration) -> (String, bool) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(guard)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&got).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// Reads one whole response (head and a `Content-Length` body) off a
+/// keep-alive connection.
+fn read_response(stream: &mut std::net::TcpStream, guard: Duration) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(guard)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("no whole answer ({e}); got {text:?}"));
+        assert!(n > 0, "closed mid-answer: {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+const GUARD: Duration = Duration::from_secs(30);
+
+/// Bounds of a second, and everything else far out of the way.
+const QUICK_BOUNDS: &str =
+    "header_timeout_ms = 1000\nbody_timeout_ms = 1000\nidle_timeout_ms = 600000\n";
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(dir.path(), &[], QUICK_BOUNDS);
+    // Half a header line, then nothing.
+    let mut slow = std::net::TcpStream::connect(s.addr()).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut slow, GUARD);
+    assert!(
+        closed,
+        "still open after {GUARD:?} without a whole head: {got:?}"
+    );
+    // A connection that says nothing at all is closed by the same bound.
+    let mut silent = std::net::TcpStream::connect(s.addr()).unwrap();
+    let (_, closed) = read_until_closed(&mut silent, GUARD);
+    assert!(closed, "a silent connection is still open after {GUARD:?}");
+    // Meanwhile a whole request is answered as ever.
+    let mut quick = std::net::TcpStream::connect(s.addr()).unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let answer = read_response(&mut quick, GUARD);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_request_body_that_does_not_arrive_in_time_is_refused_and_its_connection_closed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(dir.path(), &[], QUICK_BOUNDS);
+    let mut slow = std::net::TcpStream::connect(s.addr()).unwrap();
+    write!(
+        slow,
+        "POST /v1/authorizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"id\": ",
+        s.key("agent")
+    )
+    .unwrap();
+    let (got, closed) = read_until_closed(&mut slow, GUARD);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
+    assert!(got.contains(r#""code":"body_timeout""#), "{got:?}");
+    assert!(closed, "the connection stays open: {got:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_one_while_the_others_are_served() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(
+        dir.path(),
+        &[],
+        "max_connections = 2\nheader_timeout_ms = 600000\nidle_timeout_ms = 600000\n",
+    );
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut open: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+            c.write_all(request).unwrap();
+            assert!(read_response(&mut c, GUARD).starts_with("HTTP/1.1 200"));
+            c
+        })
+        .collect();
+    // A third connection is taken by the kernel, not by the service.
+    let mut third = std::net::TcpStream::connect(s.addr()).unwrap();
+    third.write_all(request).unwrap();
+    // The two open ones are served meanwhile...
+    for _ in 0..3 {
+        for c in &mut open {
+            c.write_all(request).unwrap();
+            assert!(read_response(c, GUARD).starts_with("HTTP/1.1 200"));
+        }
+    }
+    // ...and the third has no answer while they are open.
+    third.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(&mut third, &mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection beyond the limit was served: {early:?}"
+    );
+    third.set_nonblocking(false).unwrap();
+    // One closes; the third is served.
+    drop(open.pop());
+    let answer = read_response(&mut third, GUARD);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_stop_ends_within_its_timeout_even_with_a_client_stuck_mid_request() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(
+        dir.path(),
+        &[],
+        "shutdown_timeout_ms = 1000\nheader_timeout_ms = 600000\nbody_timeout_ms = 600000\nidle_timeout_ms = 600000\n",
+    );
+    // One client stuck in its request's head, one in its body.
+    let mut head = std::net::TcpStream::connect(s.addr()).unwrap();
+    head.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut body = std::net::TcpStream::connect(s.addr()).unwrap();
+    write!(
+        body,
+        "POST /v1/authorizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+        s.key("agent")
+    )
+    .unwrap();
+    // A request on a third connection shows the other two were taken in.
+    let mut probe = std::net::TcpStream::connect(s.addr()).unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut probe, GUARD).starts_with("HTTP/1.1 200"));
+
+    let pid = s.child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(s.terminate());
+    });
+    let status = rx.recv_timeout(GUARD).unwrap_or_else(|_| {
+        // SAFETY: killing our own child, which the test gave up on.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("still stopping after {GUARD:?}, against a 1 s shutdown timeout")
+    });
+    assert!(status.success(), "{status:?}");
+    for stuck in [&mut head, &mut body] {
+        let (_, closed) = read_until_closed(stuck, GUARD);
+        assert!(closed, "a stuck client's connection outlived the service");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_share_of_running_requests_is_told_to_retry_and_others_are_served() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let globex_rules = tenant_file(dir.path(), "globex", &[]);
+    let s = Served::start_with_settings(
+        &dir.path().join("data"),
+        &["--tenant", globex_rules.to_str().unwrap()],
+        "admission_per_tenant = 1\nadmission_wait_ms = 200\nbody_timeout_ms = 600000\n",
+    );
+    let globex = create_key(&s.data, "globex", "agent", None);
+    // A demo request holds the demo tenant's one turn while its body is late.
+    let body = payment("demo", "t1", "0.02", "embeddings", "verified").to_string();
+    let (first, rest) = body.split_at(10);
+    let mut holding = std::net::TcpStream::connect(s.addr()).unwrap();
+    write!(
+        holding,
+        "POST /v1/authorizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        s.key("agent"),
+        body.len()
+    )
+    .unwrap();
+    // Its next request waits its turn briefly, then is told to retry.
+    let deadline = Instant::now() + GUARD;
+    let mut attempt = 0;
+    let refused = loop {
+        attempt += 1;
+        let tx = payment(
+            "demo",
+            &format!("t2-{attempt}"),
+            "0.02",
+            "embeddings",
+            "verified",
+        );
+        let r = post(&s, "/v1/authorizations", &s.key("agent"), &tx).await;
+        // Until the late request is taken in, these may run.
+        if r.status != 201 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never refused: {}", r.text);
+    };
+    assert_eq!(
+        (refused.status, error_code(&refused)),
+        (503, "overloaded"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry"),
+        "{}",
+        refused.text
+    );
+    let retry_after = reqwest::Client::new()
+        .get(format!("{}/v1/authorizations/t1", s.base))
+        .bearer_auth(s.key("agent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry_after.status(), 503);
+    assert_eq!(retry_after.headers()["retry-after"], "1");
+    // Another tenant's request runs meanwhile (refused only for its tenant).
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &globex,
+        &payment("globex", "o1", "0.02", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The late body arrives: that request is answered, and the turn is free.
+    holding.write_all(rest.as_bytes()).unwrap();
+    let answer = read_response(&mut holding, GUARD);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &s.key("agent"),
+        &payment("demo", "t3", "0.02", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
 }

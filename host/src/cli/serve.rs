@@ -28,7 +28,68 @@ struct ServeFile {
     upload_limit_bytes: Option<usize>,
     webhook_backoff_ms: Option<u64>,
     webhook_max_attempts: Option<u32>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_timeout_ms: Option<u64>,
+    admission_per_tenant: Option<usize>,
+    admission_total: Option<usize>,
+    admission_wait_ms: Option<u64>,
+    auth_threads: Option<usize>,
+    blocking_threads: Option<usize>,
 }
+
+impl ServeFile {
+    /// The connection and admission bounds it sets, each refused by name
+    /// when zero: a zero timeout or limit would refuse every request.
+    fn bounds(&self, options: &mut ServeOptions) -> Result<()> {
+        let millis = |key: &str, value: Option<u64>, default: Duration| -> Result<Duration> {
+            match value {
+                None => Ok(default),
+                Some(0) => bail!("{key} = 0 would refuse every request: give milliseconds above 0"),
+                Some(ms) => Ok(Duration::from_millis(ms)),
+            }
+        };
+        let count = |key: &str, value: Option<usize>, default: usize| -> Result<usize> {
+            match value {
+                None => Ok(default),
+                Some(0) => bail!("{key} = 0 would refuse every request: give a number above 0"),
+                Some(n) => Ok(n),
+            }
+        };
+        let http = &mut options.http;
+        http.header_timeout = millis(
+            "header_timeout_ms",
+            self.header_timeout_ms,
+            http.header_timeout,
+        )?;
+        http.body_timeout = millis("body_timeout_ms", self.body_timeout_ms, http.body_timeout)?;
+        http.idle_timeout = millis("idle_timeout_ms", self.idle_timeout_ms, http.idle_timeout)?;
+        http.max_connections = count(
+            "max_connections",
+            self.max_connections,
+            http.max_connections,
+        )?;
+        // Zero is allowed here: stop at once, cutting requests in flight.
+        if let Some(ms) = self.shutdown_timeout_ms {
+            http.shutdown_timeout = Duration::from_millis(ms);
+        }
+        let admission = &mut options.admission;
+        admission.per_tenant = count(
+            "admission_per_tenant",
+            self.admission_per_tenant,
+            admission.per_tenant,
+        )?;
+        admission.total = count("admission_total", self.admission_total, admission.total)?;
+        admission.wait = millis("admission_wait_ms", self.admission_wait_ms, admission.wait)?;
+        options.auth_threads = count("auth_threads", self.auth_threads, options.auth_threads)?;
+        Ok(())
+    }
+}
+
+/// Tokio's blocking pool size when `blocking_threads` is not set.
+const BLOCKING_THREADS: usize = 512;
 
 fn data_dir_default() -> PathBuf {
     default_store()
@@ -46,11 +107,19 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         None => ServeFile::default(),
     };
+    let mut bounds = ServeOptions::new(PathBuf::new());
+    file.bounds(&mut bounds).with_context(|| {
+        let path = args.config.as_deref().unwrap_or(Path::new("settings"));
+        format!("{}", path.display())
+    })?;
     let data_dir = args
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(data_dir_default);
     let mut options = ServeOptions::new(&data_dir);
+    options.http = bounds.http;
+    options.admission = bounds.admission;
+    options.auth_threads = bounds.auth_threads;
     options.store = args
         .store
         .or(file.store)
@@ -75,8 +144,16 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if args.demo && !options.demo {
         bail!("--demo drives the demo tenant: drop --no-demo-tenant");
     }
+    let blocking_threads = match file.blocking_threads {
+        Some(0) => bail!(
+            "blocking_threads = 0 leaves no thread for the store and the policies: give a number above 0"
+        ),
+        Some(n) => n,
+        None => BLOCKING_THREADS,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking_threads)
         .build()?;
     let store = options.store.clone();
     runtime.block_on(async move {
