@@ -23,7 +23,6 @@ struct ServeFile {
     store: Option<PathBuf>,
     #[serde(default)]
     tenants: Vec<PathBuf>,
-    demo_tenant: Option<bool>,
     body_limit_bytes: Option<usize>,
     upload_limit_bytes: Option<usize>,
     webhook_backoff_ms: Option<u64>,
@@ -127,7 +126,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.listen = args.listen.or(file.listen).unwrap_or(options.listen);
     options.tenants = file.tenants;
     options.tenants.extend(args.tenant);
-    options.demo = !args.no_demo_tenant && file.demo_tenant.unwrap_or(true);
+    // Only when asked for: its keys are kept in the data directory.
+    options.demo = args.demo;
+    let _ = args.no_demo_tenant; // what it asks for is the default
     options.body_bytes = file.body_limit_bytes.unwrap_or(options.body_bytes);
     options.upload_bytes = file.upload_limit_bytes.unwrap_or(options.upload_bytes);
     options.sandbox = super::load::default_limits()?;
@@ -141,9 +142,6 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(n) = file.webhook_max_attempts {
         options.webhooks.max_attempts = n.max(1);
     }
-    if args.demo && !options.demo {
-        bail!("--demo drives the demo tenant: drop --no-demo-tenant");
-    }
     let blocking_threads = match file.blocking_threads {
         Some(0) => bail!(
             "blocking_threads = 0 leaves no thread for the store and the policies: give a number above 0"
@@ -156,6 +154,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .max_blocking_threads(blocking_threads)
         .build()?;
     let store = options.store.clone();
+    // The admin key is printed when it is made, never again.
+    let kept_admin = std::fs::read_to_string(data_dir.join("demo-keys.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<DemoKeys>(&text).ok())
+        .map(|keys| keys.admin);
     runtime.block_on(async move {
         let service = Service::start(options).await?;
         let base = format!("http://{}", service.addr);
@@ -167,9 +170,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             println!("  store           {store}");
         }
         if let Some(keys) = &service.demo_keys {
-            print_demo_keys(keys, &data_dir);
+            let admin_is_new = kept_admin.as_ref() != Some(&keys.admin);
+            print_demo_keys(keys, &data_dir, admin_is_new);
         }
-        if args.demo {
+        if args.demo && !args.no_drive {
             let keys = service.demo_keys.clone().expect("demo tenant is on");
             let base = base.clone();
             tokio::spawn(async move {
@@ -183,16 +187,24 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_demo_keys(keys: &DemoKeys, data_dir: &Path) {
+fn print_demo_keys(keys: &DemoKeys, data_dir: &Path, admin_is_new: bool) {
+    let file = data_dir.join("demo-keys.json");
     println!(
         "demo tenant `demo` (seed-tiers, the article's four tiers); keys kept in {}:",
-        data_dir.join("demo-keys.json").display()
+        file.display()
     );
     println!("  agent     {}", keys.agent);
     println!("  approver  {}  (alice@demo.example)", keys.approver);
     println!("  approver  {}  (bob@demo.example)", keys.second_approver);
     println!("  auditor   {}", keys.auditor);
-    println!("  admin     {}", keys.admin);
+    if admin_is_new {
+        println!("  admin     {}  (shown only now)", keys.admin);
+    } else {
+        println!(
+            "  admin     shown when it was created; it is in {}",
+            file.display()
+        );
+    }
 }
 
 pub fn demo(args: DemoArgs) -> Result<ExitCode> {
