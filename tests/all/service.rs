@@ -1705,3 +1705,98 @@ fn the_demo_tenant_exists_only_with_demo_and_its_admin_key_is_printed_only_when_
     );
     assert!(again.iter().any(|l| l.contains(agent)), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_the_json_error_body_and_the_document_states_what_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let auditor = s.key("auditor");
+    for (path, code, field) in [
+        (
+            "/v1/audit/records?nonsense=1",
+            "invalid_query",
+            Some("nonsense"),
+        ),
+        ("/v1/audit/records?format=", "invalid_query", Some("format")),
+        (
+            "/v1/authorizations?status=ready",
+            "invalid_query",
+            Some("status"),
+        ),
+        ("/v1/authorizations?limit=-1", "invalid_query", None),
+        (
+            "/v1/reports/daily?day=2026-02-30",
+            "invalid_query",
+            Some("day"),
+        ),
+    ] {
+        let r = get(&s, path, &auditor).await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (400, code),
+            "{path}: {}",
+            r.text
+        );
+        assert_eq!(
+            r.body["error"]["field"].as_str(),
+            field,
+            "{path}: {}",
+            r.text
+        );
+    }
+    // A method a path does not take: JSON too, saying which it takes.
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/audit/verify", s.base))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+
+    // The document says so: what is refused is outside what it allows,
+    // and every keyed operation states 401 and 503.
+    let doc = call("GET", &format!("{}/openapi.json", s.base), None, None, "")
+        .await
+        .body;
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} {name}"))
+            .clone()
+    };
+    assert_eq!(
+        param("/v1/audit/records", "format")["schema"]["enum"],
+        json!(["jsonl", "csv"])
+    );
+    let status = param("/v1/authorizations", "status");
+    let pattern = status["schema"]["pattern"].as_str().unwrap();
+    assert!(
+        pattern.contains("pending_veto") && !pattern.contains("ready"),
+        "{pattern}"
+    );
+    assert_eq!(param("/v1/reports/daily", "day")["required"], true);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if operation.get("security").is_some() {
+                for code in ["401", "503"] {
+                    assert!(
+                        operation["responses"].get(code).is_some(),
+                        "{method} {path}: {code}"
+                    );
+                }
+            }
+        }
+    }
+}
