@@ -270,12 +270,12 @@ fn transaction_values(doc: &mut Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::Value;
 
     #[test]
     fn every_keyed_operation_documents_the_refusals_of_keys_and_admission() {
         let api = super::super::openapi();
-        let doc = serde_json::to_value(&api).unwrap();
+        let doc: Value = serde_json::to_value(&api).unwrap();
         let mut checked = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
