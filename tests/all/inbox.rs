@@ -239,3 +239,74 @@ async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
     );
     c.close().await.unwrap();
 }
+
+/// The directives of a Content-Security-Policy header, by name.
+fn directives(csp: &str) -> std::collections::HashMap<String, Vec<String>> {
+    csp.split(';')
+        .filter_map(|d| {
+            let mut words = d.split_whitespace();
+            let name = words.next()?.to_string();
+            Some((name, words.map(str::to_string).collect()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_runs_no_inline_script_and_its_policy_allows_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let page = reqwest::get(format!("{}/inbox", s.base)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page
+        .headers()
+        .get("content-security-policy")
+        .expect("a Content-Security-Policy")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    let policy = directives(&csp);
+    assert_eq!(policy["default-src"], ["'none'"], "{csp}");
+    for directive in ["script-src", "style-src"] {
+        assert_eq!(policy[directive], ["'self'"], "{directive}: {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    // Every script and style is a file of the service's own, served with
+    // its type and no sniffing; the page carries no code of its own.
+    let lower = html.to_lowercase();
+    assert!(!lower.contains("<style"), "an inline style sheet");
+    assert!(
+        !lower.contains(" onclick=")
+            && !lower.contains(" onload=")
+            && !lower.contains("javascript:"),
+        "an inline handler"
+    );
+    let scripts: Vec<&str> = lower.split("<script").skip(1).collect();
+    assert_eq!(scripts.len(), 1, "{html}");
+    let (tag, body) = scripts[0].split_once('>').unwrap();
+    assert!(
+        body.starts_with("</script"),
+        "an inline script: {}",
+        &body[..body.len().min(80)]
+    );
+    let src = tag
+        .split("src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let sheet = lower
+        .split("rel=\"stylesheet\" href=\"")
+        .nth(1)
+        .expect("a style sheet link");
+    let sheet = sheet.split('"').next().unwrap();
+    for (path, kind) in [(src, "text/javascript"), (sheet, "text/css")] {
+        let r = reqwest::get(format!("{}{path}", s.base)).await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(content_type.starts_with(kind), "{path}: {content_type}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert!(!r.text().await.unwrap().is_empty(), "{path}");
+    }
+}

@@ -26,16 +26,40 @@ impl Drop for Served {
 }
 
 impl Served {
-    /// Starts the binary on a free port over `data`, with extra arguments.
+    /// Starts the binary on a free port over `data`, with extra arguments,
+    /// and the demo tenant unless they say `--no-demo-tenant`.
     pub(crate) fn start(data: &Path, extra: &[&str]) -> Served {
         Self::start_with_env(data, extra, &[])
     }
 
+    /// [`start`](Self::start) with a settings file of `settings` (TOML).
+    pub(crate) fn start_with_settings(data: &Path, extra: &[&str], settings: &str) -> Served {
+        std::fs::create_dir_all(data).unwrap();
+        let file = data.join("serve-settings.toml");
+        std::fs::write(&file, settings).unwrap();
+        let mut args = vec!["--config", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start_with_env(data, &args, &[])
+    }
+
+    /// The address it listens on, for raw sockets.
+    pub(crate) fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+
     /// [`start`](Self::start) with extra environment variables.
     pub(crate) fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+        // The demo tenant, with nothing driven through it: the tests say
+        // what is paid.
+        let demo: &[&str] = if extra.contains(&"--no-demo-tenant") {
+            &[]
+        } else {
+            &["--demo", "--no-drive"]
+        };
         let mut child = crate::tiergate_command()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .args(demo)
             .args(extra)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -512,33 +536,106 @@ async fn a_key_of_one_tenant_sees_nothing_of_another() {
     assert_eq!(theirs.status, 201, "{}", theirs.text);
     let theirs = theirs.body;
 
-    // Every endpoint, with every demo key: globex's payment does not exist.
+    // The demo tenant's own payment, dated today like globex's.
+    let ours = post(
+        &s,
+        "/v1/authorizations",
+        &s.key("agent"),
+        &payment("demo", "d1", "77.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(ours.body["status"], "awaiting_approval", "{}", ours.text);
+    let today = tiergate::store::utc_day(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64,
+    );
+    let ids = |r: &Response| -> Vec<String> {
+        r.body
+            .as_array()
+            .unwrap_or_else(|| panic!("a list: {}", r.text))
+            .iter()
+            .map(|a| a["transaction"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // Every endpoint, with every demo key: globex's payment does not exist,
+    // and each list is exactly the demo tenant's.
     for role in ["agent", "approver", "auditor", "admin"] {
         let key = s.key(role);
-        for path in ["/v1/authorizations/g1", "/v1/audit/transactions/g1"] {
-            let r = get(&s, path, &key).await;
-            assert!(
-                r.status == 404 || r.status == 403,
-                "{role} {path}: {}",
+        let reader = role == "auditor" || role == "admin";
+        let r = get(&s, "/v1/authorizations/g1", &key).await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (404, "not_found"),
+            "{role}: {}",
+            r.text
+        );
+        let r = get(&s, "/v1/audit/transactions/g1", &key).await;
+        let expected = if role == "agent" {
+            (403, "wrong_role")
+        } else {
+            (404, "not_found")
+        };
+        assert_eq!((r.status, error_code(&r)), expected, "{role}: {}", r.text);
+
+        let r = get(&s, "/v1/authorizations", &key).await;
+        assert_eq!(r.status, 200, "{role}: {}", r.text);
+        assert_eq!(ids(&r), ["d1"], "{role}");
+        let r = get(&s, "/v1/approvals", &key).await;
+        if role == "agent" {
+            assert_eq!(
+                (r.status, error_code(&r)),
+                (403, "wrong_role"),
+                "{}",
                 r.text
             );
-            assert!(!r.text.contains("89.00"), "{role} {path}: {}", r.text);
+        } else {
+            assert_eq!(r.status, 200, "{role}: {}", r.text);
+            assert_eq!(ids(&r), ["d1"], "{role}");
         }
-        for path in [
-            "/v1/authorizations",
-            "/v1/approvals",
-            "/v1/audit/records",
-            "/v1/reports/daily?day=2026-11-28",
-        ] {
-            let r = get(&s, path, &key).await;
-            assert!(
-                !r.text.contains("g1") && !r.text.contains("globex"),
-                "{role} {path}: {}",
+        let r = get(&s, "/v1/audit/records", &key).await;
+        let report = get(&s, &format!("/v1/reports/daily?day={today}"), &key).await;
+        if reader {
+            assert_eq!(r.status, 200, "{role}: {}", r.text);
+            let rows: Vec<Value> = r
+                .text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert_eq!(rows.len(), 1, "{role}: {}", r.text);
+            assert_eq!(rows[0]["transaction_id"], "d1", "{role}");
+            assert_eq!(report.status, 200, "{role}: {}", report.text);
+            assert_eq!(report.body["tenant"], "demo", "{role}");
+            let tally = &report.body["by_tier"]["collaborative"];
+            assert_eq!(
+                (tally["count"].as_u64(), tally["total"].as_str()),
+                (Some(1), Some("77.00")),
+                "only the demo tenant's payment of today: {}",
+                report.text
+            );
+        } else {
+            assert_eq!(
+                (r.status, error_code(&r)),
+                (403, "wrong_role"),
+                "{role}: {}",
                 r.text
+            );
+            assert_eq!(
+                (report.status, error_code(&report)),
+                (403, "wrong_role"),
+                "{role}: {}",
+                report.text
             );
         }
         let r = verdict(&s, &key, &theirs, "approve", "not mine").await;
-        assert!(r.status == 404 || r.status == 403, "{role}: {}", r.text);
+        let expected = if role == "approver" {
+            (404, "not_found")
+        } else {
+            (403, "wrong_role")
+        };
+        assert_eq!((r.status, error_code(&r)), expected, "{role}: {}", r.text);
     }
     // The demo agent cannot pay in globex's name; the demo admin cannot set its rules.
     let r = post(
@@ -964,48 +1061,89 @@ async fn the_openapi_document_is_served_and_matches_the_one_in_docs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_graceful_stop_answers_what_it_accepted_and_loses_nothing_it_answered() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     let dir = tempfile::tempdir().unwrap();
     let s = Served::start(dir.path(), &[]);
     let (base, agent) = (s.base.clone(), s.key("agent"));
-    let mut tasks = Vec::new();
-    for i in 0..60 {
-        let (base, agent) = (base.clone(), agent.clone());
-        tasks.push(tokio::spawn(async move {
-            let body = payment("demo", &format!("g{i}"), "0.02", "embeddings", "verified");
-            reqwest::Client::new()
-                .post(format!("{base}/v1/authorizations"))
-                .bearer_auth(agent)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
+    // Clients pay one after another on keep-alive connections until the
+    // service stops answering.
+    let answered_so_far = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..8 {
+        let (base, agent, counter) = (base.clone(), agent.clone(), answered_so_far.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut outcomes = Vec::new();
+            for i in 0..500 {
+                let id = format!("g{c}-{i}");
+                let body = payment("demo", &id, "0.02", "embeddings", "verified");
+                let sent = client
+                    .post(format!("{base}/v1/authorizations"))
+                    .bearer_auth(&agent)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                let stop = sent.is_err();
+                outcomes.push((id, sent.map(|r| r.status().as_u16())));
+                if stop {
+                    break;
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            outcomes
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Stop while payments are being answered.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered_so_far.load(Ordering::Relaxed) < 40 {
+        assert!(Instant::now() < deadline, "the clients got no answers");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = s.terminate();
     assert!(status.success(), "a graceful stop exits 0: {status:?}");
-    let mut answered = Vec::new();
-    for (i, t) in tasks.into_iter().enumerate() {
-        match t.await.unwrap() {
-            Ok(code) => {
-                assert_eq!(code, 201, "an accepted request is answered in full");
-                answered.push(format!("g{i}"));
+    let (mut answered, mut refused) = (Vec::new(), Vec::new());
+    for client in clients {
+        for (id, outcome) in client.await.unwrap() {
+            match outcome {
+                Ok(code) => {
+                    assert_eq!(code, 201, "{id}: an accepted request is answered in full");
+                    answered.push(id);
+                }
+                Err(e) => refused.push((id, e.to_string())),
             }
-            // Refused before it was accepted: nothing to answer.
-            Err(e) => assert!(e.is_connect() || e.is_request(), "{e}"),
         }
     }
+    assert!(answered.len() >= 40, "{} answered", answered.len());
+    assert_eq!(
+        refused.len(),
+        8,
+        "each client's last request found the service gone: {refused:?}"
+    );
+
     let s = Served::start(dir.path(), &[]);
+    let auditor = s.key("auditor");
     for id in &answered {
-        let r = get(&s, &format!("/v1/authorizations/{id}"), &s.key("auditor")).await;
+        let r = get(&s, &format!("/v1/authorizations/{id}"), &auditor).await;
         assert_eq!(
             r.body["status"], "executed",
             "{id} was answered, so it is kept: {}",
             r.text
         );
     }
-    let verified = get(&s, "/v1/audit/verify", &s.key("auditor")).await;
+    // A request that got no answer was not taken: nothing of it was
+    // recorded, so the agent's retry is the first of it.
+    for (id, error) in &refused {
+        let r = get(&s, &format!("/v1/authorizations/{id}"), &auditor).await;
+        assert_eq!(
+            r.status, 404,
+            "{id} got no answer ({error}) yet was recorded: {}",
+            r.text
+        );
+    }
+    let verified = get(&s, "/v1/audit/verify", &auditor).await;
     assert_eq!(verified.body["ok"], true, "{}", verified.text);
 }
 
@@ -1017,7 +1155,7 @@ fn settings_come_from_the_file_unless_a_flag_or_the_environment_says_otherwise()
     std::fs::write(
         &settings,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\ndemo_tenant = true\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\n",
             from_file.display()
         ),
     )
@@ -1087,4 +1225,578 @@ fn settings_come_from_the_file_unless_a_flag_or_the_environment_says_otherwise()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The cells of one CSV line (RFC 4180; no line breaks inside cells here).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let (mut quoted, mut chars) = (false, line.chars().peekable());
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cells.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_exports_neutralise_cells_a_spreadsheet_would_run_as_formulas() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let mut tx = payment("demo", "+tx-1", "89.00", "agent_hire", "known");
+    tx["agent"] = json!("=HYPERLINK(\"http://evil.example\",\"open\")");
+    tx["recipient"] = json!("@SUM(1+1)");
+    tx["network"] = json!("-2+3");
+    let r = post(&s, "/v1/authorizations", &s.key("agent"), &tx).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let api = get(&s, "/v1/audit/records?format=csv", &s.key("auditor")).await;
+    assert_eq!(api.status, 200, "{}", api.text);
+    let cli = crate::tiergate_command()
+        .args([
+            "audit", "export", "--format", "csv", "--tenant", "demo", "--store",
+        ])
+        .arg(s.data.join("tiergate.db"))
+        .output()
+        .unwrap();
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    for (source, text) in [
+        ("API", api.text),
+        ("CLI", String::from_utf8(cli.stdout).unwrap()),
+    ] {
+        let mut lines = text.lines();
+        let header = csv_cells(lines.next().unwrap());
+        let row = csv_cells(lines.next().unwrap());
+        assert_eq!(header.len(), row.len(), "{source}: {text}");
+        let cell = |name: &str| row[header.iter().position(|h| h == name).unwrap()].as_str();
+        // Each formula is text with a leading quote; the amount is untouched.
+        assert_eq!(
+            cell("agent"),
+            "'=HYPERLINK(\"http://evil.example\",\"open\")",
+            "{source}"
+        );
+        assert_eq!(cell("recipient"), "'@SUM(1+1)", "{source}");
+        assert_eq!(cell("network"), "'-2+3", "{source}");
+        assert_eq!(cell("transaction_id"), "'+tx-1", "{source}");
+        assert_eq!(cell("amount"), "89.00", "{source}");
+        // And no cell of the line starts with a formula character unquoted.
+        let line = text.lines().nth(1).unwrap();
+        for start in ["=", "+", "-", "@"] {
+            assert!(
+                !line.starts_with(start) && !line.contains(&format!(",{start}")),
+                "{source}: {line}"
+            );
+        }
+    }
+}
+
+/// Reads from `stream` until the service closes it, or fails the test when
+/// `guard` passes first (a hang, not a measurement: the bounds under test
+/// are a second, the guard half a minute). What was read, and whether the
+/// service closed it.
+fn read_until_closed(stream: &mut std::net::TcpStream, guard: Duration) -> (String, bool) {
+    use std::io::Read;
+    stream.set_read_timeout(Some(guard)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&got).into_owned(), true);
+            }
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+/// Reads one whole response (head and a `Content-Length` body) off a
+/// keep-alive connection.
+fn read_response(stream: &mut std::net::TcpStream, guard: Duration) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(guard)).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let n = stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("no whole answer ({e}); got {text:?}"));
+        assert!(n > 0, "closed mid-answer: {text:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+const GUARD: Duration = Duration::from_secs(30);
+
+/// Bounds of a second, and everything else far out of the way.
+const QUICK_BOUNDS: &str =
+    "header_timeout_ms = 1000\nbody_timeout_ms = 1000\nidle_timeout_ms = 600000\n";
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(dir.path(), &[], QUICK_BOUNDS);
+    // Half a header line, then nothing.
+    let mut slow = std::net::TcpStream::connect(s.addr()).unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        .unwrap();
+    let (got, closed) = read_until_closed(&mut slow, GUARD);
+    assert!(
+        closed,
+        "still open after {GUARD:?} without a whole head: {got:?}"
+    );
+    // A connection that says nothing at all is closed by the same bound.
+    let mut silent = std::net::TcpStream::connect(s.addr()).unwrap();
+    let (_, closed) = read_until_closed(&mut silent, GUARD);
+    assert!(closed, "a silent connection is still open after {GUARD:?}");
+    // Meanwhile a whole request is answered as ever.
+    let mut quick = std::net::TcpStream::connect(s.addr()).unwrap();
+    quick
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let answer = read_response(&mut quick, GUARD);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_request_body_that_does_not_arrive_in_time_is_refused_and_its_connection_closed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(dir.path(), &[], QUICK_BOUNDS);
+    let mut slow = std::net::TcpStream::connect(s.addr()).unwrap();
+    write!(
+        slow,
+        "POST /v1/authorizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"id\": ",
+        s.key("agent")
+    )
+    .unwrap();
+    let (got, closed) = read_until_closed(&mut slow, GUARD);
+    assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
+    assert!(got.contains(r#""code":"body_timeout""#), "{got:?}");
+    assert!(closed, "the connection stays open: {got:?}");
+}
+
+#[test]
+fn connections_beyond_the_limit_wait_for_a_free_one_while_the_others_are_served() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(
+        dir.path(),
+        &[],
+        "max_connections = 2\nheader_timeout_ms = 600000\nidle_timeout_ms = 600000\n",
+    );
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut open: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(s.addr()).unwrap();
+            c.write_all(request).unwrap();
+            assert!(read_response(&mut c, GUARD).starts_with("HTTP/1.1 200"));
+            c
+        })
+        .collect();
+    // A third connection is taken by the kernel, not by the service.
+    let mut third = std::net::TcpStream::connect(s.addr()).unwrap();
+    third.write_all(request).unwrap();
+    // The two open ones are served meanwhile...
+    for _ in 0..3 {
+        for c in &mut open {
+            c.write_all(request).unwrap();
+            assert!(read_response(c, GUARD).starts_with("HTTP/1.1 200"));
+        }
+    }
+    // ...and the third has no answer while they are open.
+    third.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let early = std::io::Read::read(&mut third, &mut byte);
+    assert!(
+        matches!(&early, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection beyond the limit was served: {early:?}"
+    );
+    third.set_nonblocking(false).unwrap();
+    // One closes; the third is served.
+    drop(open.pop());
+    let answer = read_response(&mut third, GUARD);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_stop_ends_within_its_timeout_even_with_a_client_stuck_mid_request() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start_with_settings(
+        dir.path(),
+        &[],
+        "shutdown_timeout_ms = 1000\nheader_timeout_ms = 600000\nbody_timeout_ms = 600000\nidle_timeout_ms = 600000\n",
+    );
+    // One client stuck in its request's head, one in its body.
+    let mut head = std::net::TcpStream::connect(s.addr()).unwrap();
+    head.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut body = std::net::TcpStream::connect(s.addr()).unwrap();
+    write!(
+        body,
+        "POST /v1/authorizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+        s.key("agent")
+    )
+    .unwrap();
+    // A request on a third connection shows the other two were taken in.
+    let mut probe = std::net::TcpStream::connect(s.addr()).unwrap();
+    probe
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut probe, GUARD).starts_with("HTTP/1.1 200"));
+
+    let pid = s.child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(s.terminate());
+    });
+    let status = rx.recv_timeout(GUARD).unwrap_or_else(|_| {
+        // SAFETY: killing our own child, which the test gave up on.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        panic!("still stopping after {GUARD:?}, against a 1 s shutdown timeout")
+    });
+    assert!(status.success(), "{status:?}");
+    for stuck in [&mut head, &mut body] {
+        let (_, closed) = read_until_closed(stuck, GUARD);
+        assert!(closed, "a stuck client's connection outlived the service");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_share_of_running_requests_is_told_to_retry_and_others_are_served() {
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().unwrap();
+    let globex_rules = tenant_file(dir.path(), "globex", &[]);
+    let s = Served::start_with_settings(
+        &dir.path().join("data"),
+        &["--tenant", globex_rules.to_str().unwrap()],
+        "admission_per_tenant = 1\nadmission_wait_ms = 200\nbody_timeout_ms = 600000\n",
+    );
+    let globex = create_key(&s.data, "globex", "agent", None);
+    // A demo request holds the demo tenant's one turn while its body is late.
+    let body = payment("demo", "t1", "0.02", "embeddings", "verified").to_string();
+    let (first, rest) = body.split_at(10);
+    let mut holding = std::net::TcpStream::connect(s.addr()).unwrap();
+    write!(
+        holding,
+        "POST /v1/authorizations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        s.key("agent"),
+        body.len()
+    )
+    .unwrap();
+    // Its next request waits its turn briefly, then is told to retry.
+    let deadline = Instant::now() + GUARD;
+    let mut attempt = 0;
+    let refused = loop {
+        attempt += 1;
+        let tx = payment(
+            "demo",
+            &format!("t2-{attempt}"),
+            "0.02",
+            "embeddings",
+            "verified",
+        );
+        let r = post(&s, "/v1/authorizations", &s.key("agent"), &tx).await;
+        // Until the late request is taken in, these may run.
+        if r.status != 201 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never refused: {}", r.text);
+    };
+    assert_eq!(
+        (refused.status, error_code(&refused)),
+        (503, "overloaded"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry"),
+        "{}",
+        refused.text
+    );
+    let retry_after = reqwest::Client::new()
+        .get(format!("{}/v1/authorizations/t1", s.base))
+        .bearer_auth(s.key("agent"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry_after.status(), 503);
+    assert_eq!(retry_after.headers()["retry-after"], "1");
+    // Another tenant's request runs meanwhile (refused only for its tenant).
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &globex,
+        &payment("globex", "o1", "0.02", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    // The late body arrives: that request is answered, and the turn is free.
+    holding.write_all(rest.as_bytes()).unwrap();
+    let answer = read_response(&mut holding, GUARD);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &s.key("agent"),
+        &payment("demo", "t3", "0.02", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn veto_windows_and_approval_timeouts_longer_than_thirty_days_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let demo = include_str!("../../host/src/server/demo-tenant.toml");
+    for (from, to, key) in [
+        (
+            r#"veto_window = "30s""#,
+            r#"veto_window = "200000000000d""#,
+            "tiers.supervised.veto_window",
+        ),
+        (
+            r#"veto_window = "30s""#,
+            r#"veto_window = "31d""#,
+            "tiers.supervised.veto_window",
+        ),
+        (
+            r#"timeout = "4h""#,
+            r#"timeout = "18446744073709551615ms""#,
+            "tiers.collaborative.timeout",
+        ),
+    ] {
+        assert!(demo.contains(from), "{from}");
+        let config = demo.replace(from, to);
+        for path in ["/v1/rules/check", "/v1/rules"] {
+            let r = post(
+                &s,
+                path,
+                &s.key("admin"),
+                &json!({"policy": "seed-tiers", "config": config}),
+            )
+            .await;
+            assert_eq!(
+                (r.status, error_code(&r)),
+                (422, "invalid_config"),
+                "{to} {path}: {}",
+                r.text
+            );
+            let message = r.body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(key) && message.contains("30 days"),
+                "{to}: {message}"
+            );
+        }
+    }
+    // Thirty days exactly is allowed.
+    let config = demo.replace(r#"veto_window = "30s""#, r#"veto_window = "30d""#);
+    let r = post(
+        &s,
+        "/v1/rules/check",
+        &s.key("admin"),
+        &json!({"policy": "seed-tiers", "config": config}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+/// The lines `tiergate serve` prints over `data` with `extra`, up to the
+/// first that `last` accepts; then it is stopped.
+fn serve_lines(data: &Path, extra: &[&str], last: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut child = crate::tiergate_command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    lines
+}
+
+#[test]
+fn the_demo_tenant_exists_only_with_demo_and_its_admin_key_is_printed_only_when_made() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without --demo: no demo tenant, no keys of it, none printed.
+    let plain = dir.path().join("plain");
+    let lines = serve_lines(&plain, &[], |l| l.starts_with("  data"));
+    assert!(lines.iter().all(|l| !l.contains("tg_")), "{lines:?}");
+    assert!(!plain.join("demo-keys.json").exists());
+    let listed = crate::tiergate_command()
+        .args(["keys", "list", "--tenant", "demo", "--store"])
+        .arg(plain.join("tiergate.db"))
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout),
+        "",
+        "the demo tenant has keys"
+    );
+
+    // With --demo: the admin key is printed when it is made...
+    let demo = dir.path().join("demo");
+    let is_admin = |l: &str| l.starts_with("  admin");
+    let first = serve_lines(&demo, &["--demo"], is_admin);
+    let keys: Value =
+        serde_json::from_str(&std::fs::read_to_string(demo.join("demo-keys.json")).unwrap())
+            .unwrap();
+    let (admin, agent) = (
+        keys["admin"].as_str().unwrap(),
+        keys["agent"].as_str().unwrap(),
+    );
+    assert!(first.last().unwrap().contains(admin), "{first:?}");
+    // ...and never again; the other keys are printed as before.
+    let again = serve_lines(&demo, &["--demo"], is_admin);
+    assert!(again.iter().all(|l| !l.contains(admin)), "{again:?}");
+    assert!(
+        again.last().unwrap().contains("shown when it was created"),
+        "{again:?}"
+    );
+    assert!(again.iter().any(|l| l.contains(agent)), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_is_the_json_error_body_and_the_document_states_what_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let auditor = s.key("auditor");
+    for (path, code, field) in [
+        (
+            "/v1/audit/records?nonsense=1",
+            "invalid_query",
+            Some("nonsense"),
+        ),
+        ("/v1/audit/records?format=", "invalid_query", Some("format")),
+        (
+            "/v1/authorizations?status=ready",
+            "invalid_query",
+            Some("status"),
+        ),
+        ("/v1/authorizations?limit=-1", "invalid_query", None),
+        (
+            "/v1/reports/daily?day=2026-02-30",
+            "invalid_query",
+            Some("day"),
+        ),
+    ] {
+        let r = get(&s, path, &auditor).await;
+        assert_eq!(
+            (r.status, error_code(&r)),
+            (400, code),
+            "{path}: {}",
+            r.text
+        );
+        assert_eq!(
+            r.body["error"]["field"].as_str(),
+            field,
+            "{path}: {}",
+            r.text
+        );
+    }
+    // A method a path does not take: JSON too, saying which it takes.
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/audit/verify", s.base))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET,HEAD");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let body: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+
+    // The document says so: what is refused is outside what it allows,
+    // and every keyed operation states 401 and 503.
+    let doc = call("GET", &format!("{}/openapi.json", s.base), None, None, "")
+        .await
+        .body;
+    let param = |path: &str, name: &str| -> Value {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{path} {name}"))
+            .clone()
+    };
+    assert_eq!(
+        param("/v1/audit/records", "format")["schema"]["enum"],
+        json!(["jsonl", "csv"])
+    );
+    let status = param("/v1/authorizations", "status");
+    let pattern = status["schema"]["pattern"].as_str().unwrap();
+    assert!(
+        pattern.contains("pending_veto") && !pattern.contains("ready"),
+        "{pattern}"
+    );
+    assert_eq!(param("/v1/reports/daily", "day")["required"], true);
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if operation.get("security").is_some() {
+                for code in ["401", "503"] {
+                    assert!(
+                        operation["responses"].get(code).is_some(),
+                        "{method} {path}: {code}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -235,8 +235,14 @@ impl ExportRow {
     }
 }
 
+/// One CSV cell. A cell a spreadsheet would run as a formula (one starting
+/// with `=`, `+`, `-`, `@`, tab or CR) is neutralised as OWASP advises: a
+/// single quote before it, and the cell quoted. Amounts are positive and
+/// times are digits, so a numeric cell is never changed.
 fn csv_field(f: &str) -> String {
-    if f.contains([',', '"', '\n', '\r']) {
+    if f.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("\"'{}\"", f.replace('"', "\"\""))
+    } else if f.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", f.replace('"', "\"\""))
     } else {
         f.to_string()
@@ -277,5 +283,27 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+    }
+
+    #[test]
+    fn csv_cells_that_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        // OWASP's rule: a leading single quote, and the cell quoted.
+        for (cell, written) in [
+            (
+                "=HYPERLINK(\"http://x.example\")",
+                "\"'=HYPERLINK(\"\"http://x.example\"\")\"",
+            ),
+            ("+1", "\"'+1\""),
+            ("-1", "\"'-1\""),
+            ("@SUM(A1)", "\"'@SUM(A1)\""),
+            ("\tcmd", "\"'\tcmd\""),
+            ("\rcmd", "\"'\rcmd\""),
+        ] {
+            assert_eq!(csv_field(cell), written, "{cell:?}");
+        }
+        // Anywhere but first, the same characters are plain text.
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field("89.00"), "89.00");
+        assert_eq!(csv_field(""), "");
     }
 }

@@ -65,7 +65,7 @@ enum Command {
     /// that would become looser.
     Simulate(SimulateArgs),
     /// Run the HTTP service: the API, the approval inbox, deadlines in the
-    /// background. Starts with a demo tenant and prints its keys.
+    /// background. With --demo, also a demo tenant, its keys printed.
     Serve(ServeArgs),
     /// Drive the article's day of transactions against a running service.
     Demo(DemoArgs),
@@ -234,8 +234,9 @@ enum AuditCommand {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// A settings file (TOML): listen, data_dir, store, tenants, demo_tenant,
-    /// body_limit_bytes, upload_limit_bytes. Flags and environment win.
+    /// A settings file (TOML): listen, data_dir, store, tenants,
+    /// body_limit_bytes, upload_limit_bytes, the connection and admission
+    /// bounds (docs/service.md). Flags and environment win.
     #[arg(long, value_name = "FILE.toml", env = "TIERGATE_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free one.
@@ -252,12 +253,18 @@ struct ServeArgs {
     /// A tenant configuration to activate on start (repeatable).
     #[arg(long, value_name = "CONFIG.toml")]
     tenant: Vec<PathBuf>,
-    /// Do not set up the demo tenant.
-    #[arg(long)]
-    no_demo_tenant: bool,
-    /// Also drive the article's day of transactions through the demo tenant once started.
+    /// Set up the demo tenant (seed-tiers with the article's four tiers)
+    /// and its keys, and drive the article's day of transactions through it
+    /// once started. Without it there is no demo tenant.
     #[arg(long)]
     demo: bool,
+    /// With --demo: set up the demo tenant but drive nothing through it.
+    #[arg(long, requires = "demo")]
+    no_drive: bool,
+    /// The default: no demo tenant without --demo. Kept so that scripts
+    /// written when the demo tenant was on by default still run.
+    #[arg(long, hide = true, conflicts_with = "demo")]
+    no_demo_tenant: bool,
 }
 
 #[derive(Args)]

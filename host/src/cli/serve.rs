@@ -23,12 +23,72 @@ struct ServeFile {
     store: Option<PathBuf>,
     #[serde(default)]
     tenants: Vec<PathBuf>,
-    demo_tenant: Option<bool>,
     body_limit_bytes: Option<usize>,
     upload_limit_bytes: Option<usize>,
     webhook_backoff_ms: Option<u64>,
     webhook_max_attempts: Option<u32>,
+    header_timeout_ms: Option<u64>,
+    body_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    shutdown_timeout_ms: Option<u64>,
+    admission_per_tenant: Option<usize>,
+    admission_total: Option<usize>,
+    admission_wait_ms: Option<u64>,
+    auth_threads: Option<usize>,
+    blocking_threads: Option<usize>,
 }
+
+impl ServeFile {
+    /// The connection and admission bounds it sets, each refused by name
+    /// when zero: a zero timeout or limit would refuse every request.
+    fn bounds(&self, options: &mut ServeOptions) -> Result<()> {
+        let millis = |key: &str, value: Option<u64>, default: Duration| -> Result<Duration> {
+            match value {
+                None => Ok(default),
+                Some(0) => bail!("{key} = 0 would refuse every request: give milliseconds above 0"),
+                Some(ms) => Ok(Duration::from_millis(ms)),
+            }
+        };
+        let count = |key: &str, value: Option<usize>, default: usize| -> Result<usize> {
+            match value {
+                None => Ok(default),
+                Some(0) => bail!("{key} = 0 would refuse every request: give a number above 0"),
+                Some(n) => Ok(n),
+            }
+        };
+        let http = &mut options.http;
+        http.header_timeout = millis(
+            "header_timeout_ms",
+            self.header_timeout_ms,
+            http.header_timeout,
+        )?;
+        http.body_timeout = millis("body_timeout_ms", self.body_timeout_ms, http.body_timeout)?;
+        http.idle_timeout = millis("idle_timeout_ms", self.idle_timeout_ms, http.idle_timeout)?;
+        http.max_connections = count(
+            "max_connections",
+            self.max_connections,
+            http.max_connections,
+        )?;
+        // Zero is allowed here: stop at once, cutting requests in flight.
+        if let Some(ms) = self.shutdown_timeout_ms {
+            http.shutdown_timeout = Duration::from_millis(ms);
+        }
+        let admission = &mut options.admission;
+        admission.per_tenant = count(
+            "admission_per_tenant",
+            self.admission_per_tenant,
+            admission.per_tenant,
+        )?;
+        admission.total = count("admission_total", self.admission_total, admission.total)?;
+        admission.wait = millis("admission_wait_ms", self.admission_wait_ms, admission.wait)?;
+        options.auth_threads = count("auth_threads", self.auth_threads, options.auth_threads)?;
+        Ok(())
+    }
+}
+
+/// Tokio's blocking pool size when `blocking_threads` is not set.
+const BLOCKING_THREADS: usize = 512;
 
 fn data_dir_default() -> PathBuf {
     default_store()
@@ -46,11 +106,19 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         }
         None => ServeFile::default(),
     };
+    let mut bounds = ServeOptions::new(PathBuf::new());
+    file.bounds(&mut bounds).with_context(|| {
+        let path = args.config.as_deref().unwrap_or(Path::new("settings"));
+        format!("{}", path.display())
+    })?;
     let data_dir = args
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(data_dir_default);
     let mut options = ServeOptions::new(&data_dir);
+    options.http = bounds.http;
+    options.admission = bounds.admission;
+    options.auth_threads = bounds.auth_threads;
     options.store = args
         .store
         .or(file.store)
@@ -58,7 +126,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.listen = args.listen.or(file.listen).unwrap_or(options.listen);
     options.tenants = file.tenants;
     options.tenants.extend(args.tenant);
-    options.demo = !args.no_demo_tenant && file.demo_tenant.unwrap_or(true);
+    // Only when asked for: its keys are kept in the data directory.
+    options.demo = args.demo;
+    let _ = args.no_demo_tenant; // what it asks for is the default
     options.body_bytes = file.body_limit_bytes.unwrap_or(options.body_bytes);
     options.upload_bytes = file.upload_limit_bytes.unwrap_or(options.upload_bytes);
     options.sandbox = super::load::default_limits()?;
@@ -72,13 +142,23 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(n) = file.webhook_max_attempts {
         options.webhooks.max_attempts = n.max(1);
     }
-    if args.demo && !options.demo {
-        bail!("--demo drives the demo tenant: drop --no-demo-tenant");
-    }
+    let blocking_threads = match file.blocking_threads {
+        Some(0) => bail!(
+            "blocking_threads = 0 leaves no thread for the store and the policies: give a number above 0"
+        ),
+        Some(n) => n,
+        None => BLOCKING_THREADS,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(blocking_threads)
         .build()?;
     let store = options.store.clone();
+    // The admin key is printed when it is made, never again.
+    let kept_admin = std::fs::read_to_string(data_dir.join("demo-keys.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<DemoKeys>(&text).ok())
+        .map(|keys| keys.admin);
     runtime.block_on(async move {
         let service = Service::start(options).await?;
         let base = format!("http://{}", service.addr);
@@ -90,9 +170,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             println!("  store           {store}");
         }
         if let Some(keys) = &service.demo_keys {
-            print_demo_keys(keys, &data_dir);
+            let admin_is_new = kept_admin.as_ref() != Some(&keys.admin);
+            print_demo_keys(keys, &data_dir, admin_is_new);
         }
-        if args.demo {
+        if args.demo && !args.no_drive {
             let keys = service.demo_keys.clone().expect("demo tenant is on");
             let base = base.clone();
             tokio::spawn(async move {
@@ -106,16 +187,24 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_demo_keys(keys: &DemoKeys, data_dir: &Path) {
+fn print_demo_keys(keys: &DemoKeys, data_dir: &Path, admin_is_new: bool) {
+    let file = data_dir.join("demo-keys.json");
     println!(
         "demo tenant `demo` (seed-tiers, the article's four tiers); keys kept in {}:",
-        data_dir.join("demo-keys.json").display()
+        file.display()
     );
     println!("  agent     {}", keys.agent);
     println!("  approver  {}  (alice@demo.example)", keys.approver);
     println!("  approver  {}  (bob@demo.example)", keys.second_approver);
     println!("  auditor   {}", keys.auditor);
-    println!("  admin     {}", keys.admin);
+    if admin_is_new {
+        println!("  admin     {}  (shown only now)", keys.admin);
+    } else {
+        println!(
+            "  admin     shown when it was created; it is in {}",
+            file.display()
+        );
+    }
 }
 
 pub fn demo(args: DemoArgs) -> Result<ExitCode> {

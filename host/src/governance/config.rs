@@ -443,8 +443,21 @@ fn validate_rule(tier: Tier, rule: &TierRule, owners: usize) -> Result<(), Strin
             "`{key}`: a veto window or timeout must be longer than zero"
         ));
     }
+    for (name, window) in [("veto_window", rule.veto_window), ("timeout", rule.timeout)] {
+        if let Some(w) = window
+            && w.as_millis() > MAX_WAIT.as_millis()
+        {
+            return Err(format!(
+                "`{key}.{name}` is {w}; at most 30 days ({MAX_WAIT}) is allowed: a longer wait would leave the payment undecided for good"
+            ));
+        }
+    }
     Ok(())
 }
+
+/// The longest veto window or approval timeout: deadlines stay far inside
+/// what a timestamp holds, so none overflows and falls due at once.
+pub const MAX_WAIT: Window = Window::days(30);
 
 fn validate_limit(key: &str, limit: &Limit) -> Result<(), String> {
     if limit.limit <= Decimal::ZERO {

@@ -53,8 +53,7 @@ fn random_hex(bytes: usize) -> std::io::Result<String> {
 /// Checks a bearer token against the store: the key, if the token is
 /// well-formed, known, unrevoked and its secret matches.
 pub fn authenticate(store: &dyn KeyStore, token: &str) -> Result<ApiKey, ApiError> {
-    let invalid =
-        || ApiError::unauthorized("the API key is not valid; ask your tenant's admin for one");
+    let invalid = invalid_key;
     let rest = token.strip_prefix("tg_").ok_or_else(invalid)?;
     let (key_id, secret) = rest.split_once('_').ok_or_else(invalid)?;
     let key = store.key(key_id)?.ok_or_else(invalid)?;
@@ -74,9 +73,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The authenticated caller of a request.
-#[derive(Debug, Clone)]
-pub struct Caller(pub ApiKey);
+/// The authenticated caller of a request, and its turn to run
+/// ([`super::admission`]), held while the handler runs.
+#[derive(Debug)]
+pub struct Caller(pub ApiKey, #[allow(dead_code)] super::admission::Turn);
 
 impl Caller {
     /// Refuses the request unless the key has one of `roles`.
@@ -122,11 +122,103 @@ impl FromRequestParts<AppState> for Caller {
             })?
             .trim()
             .to_string();
-        let store = state.store().clone();
-        let key = tokio::task::spawn_blocking(move || authenticate(store.as_ref(), &token))
-            .await
-            .map_err(ApiError::internal)??;
+        let wait = state.limits().admission.wait;
+        let key = state.keys().check(token, wait).await?;
         tracing::Span::current().record("key", key.key_id.as_str());
-        Ok(Caller(key))
+        let turn = state.admission().admit(&key.tenant).await?;
+        Ok(Caller(key, turn))
     }
+}
+
+/// Checks API keys on threads of its own. A key is read from the store on
+/// every request, so a revocation (by `tiergate keys revoke`, from any
+/// process or replica) stops the key at its next request; the threads are
+/// apart from the blocking pool, so however busy classifications, exports
+/// or slow clients keep that pool, keys are still checked.
+pub(super) struct KeyChecker {
+    jobs: tokio::sync::mpsc::Sender<Check>,
+}
+
+struct Check {
+    token: String,
+    answer: tokio::sync::oneshot::Sender<Result<ApiKey, ApiError>>,
+}
+
+/// Checks waiting for a thread; past this, a request waits to queue.
+const QUEUED_CHECKS: usize = 1024;
+
+impl KeyChecker {
+    /// Starts `threads` checking threads over `store`; they end when the
+    /// checker is dropped.
+    pub(super) fn start(store: std::sync::Arc<dyn crate::store::Backend>, threads: usize) -> Self {
+        let (jobs, queue) = tokio::sync::mpsc::channel::<Check>(QUEUED_CHECKS);
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for n in 0..threads.max(1) {
+            let (queue, store) = (queue.clone(), store.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("tiergate-keys-{n}"))
+                .spawn(move || {
+                    loop {
+                        let next = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .blocking_recv();
+                        let Some(check) = next else { return };
+                        // The caller may have stopped waiting.
+                        let _ = check
+                            .answer
+                            .send(authenticate(store.as_ref(), &check.token));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a key-checking thread");
+            }
+        }
+        KeyChecker { jobs }
+    }
+
+    /// The key `token` names, checked; waits at most `wait` for a thread.
+    pub(super) async fn check(
+        &self,
+        token: String,
+        wait: std::time::Duration,
+    ) -> Result<ApiKey, ApiError> {
+        // What cannot be a token never reaches the store.
+        if !well_formed(&token) {
+            return Err(invalid_key());
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let checked = tokio::time::timeout(wait, async {
+            self.jobs.send(Check { token, answer }).await.ok()?;
+            answered.await.ok()
+        })
+        .await;
+        match checked {
+            Ok(Some(result)) => result,
+            _ => Err(super::admission::overloaded(
+                "API keys could not be checked in time; nothing was done; retry after a second"
+                    .to_string(),
+            )),
+        }
+    }
+}
+
+/// `tg_<key id>_<secret>` as [`issue_key`] makes them: ASCII letters and
+/// digits, of a bounded length.
+fn well_formed(token: &str) -> bool {
+    token.len() <= 200
+        && token.strip_prefix("tg_").is_some_and(|rest| {
+            rest.split_once('_').is_some_and(|(id, secret)| {
+                !id.is_empty()
+                    && !secret.is_empty()
+                    && id
+                        .bytes()
+                        .chain(secret.bytes())
+                        .all(|b| b.is_ascii_alphanumeric())
+            })
+        })
+}
+
+fn invalid_key() -> ApiError {
+    ApiError::unauthorized("the API key is not valid; ask your tenant's admin for one")
 }

@@ -18,7 +18,7 @@ impl FromRequest<AppState> for JsonText {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         require_content_type(&req, "application/json")?;
-        let bytes = read_limited(req, state.limits().body_bytes).await?;
+        let bytes = read_limited(req, state.limits().body_bytes, state).await?;
         let text = String::from_utf8(bytes.to_vec())
             .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8 text"))?;
         Ok(JsonText(text))
@@ -58,7 +58,7 @@ impl FromRequest<AppState> for Upload {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         require_content_type(&req, "application/wasm")?;
         Ok(Upload(
-            read_limited(req, state.limits().upload_bytes).await?,
+            read_limited(req, state.limits().upload_bytes, state).await?,
         ))
     }
 }
@@ -84,14 +84,24 @@ fn require_content_type(req: &Request, expected: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(req.into_body(), limit)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the body is over the limit of {limit} bytes"),
-            )
-        })
+/// Reads the whole body, at most `limit` bytes and within the body timeout:
+/// a client that sends slowly holds a connection, never the service.
+async fn read_limited(req: Request, limit: usize, state: &AppState) -> Result<Bytes, ApiError> {
+    let timeout = state.limits().body_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over the limit of {limit} bytes"),
+        )),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within {} ms; send it at once",
+                timeout.as_millis()
+            ),
+        )),
+    }
 }

@@ -2,7 +2,9 @@
 //! says what to do, and the offending field when one is to blame.
 
 use axum::Json;
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -21,6 +23,9 @@ pub struct ApiError {
     pub message: String,
     /// The request field to blame, when one is.
     pub field: Option<String>,
+    /// When to try again (`Retry-After`), for a refusal that is not the
+    /// request's fault.
+    pub retry_after: Option<Duration>,
 }
 
 /// Every error answer: `{"error": {"code", "message", "field"}}`.
@@ -51,7 +56,20 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    /// 503: the service cannot take the request now; nothing was done;
+    /// retry after `retry_after`.
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after: Duration,
+    ) -> Self {
+        let mut err = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        err.retry_after = Some(retry_after);
+        err
     }
 
     /// Names the field to blame.
@@ -100,17 +118,33 @@ impl IntoResponse for ApiError {
                 field: self.field.as_deref(),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // What is left of the request may still arrive: no next one
+            // can be read from this connection.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+        }
+        if let Some(after) = self.retry_after {
+            // Whole seconds, at least one.
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.max(1).into());
+        }
+        response
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failed");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+        Self::unavailable(
             "store_unavailable",
             "the store could not be read or written; nothing was changed; retry later",
+            Duration::from_secs(1),
         )
     }
 }

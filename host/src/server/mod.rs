@@ -2,9 +2,11 @@
 //! layer over the library: handlers authenticate, parse and answer; every
 //! decision is the [`Governor`]'s.
 
+mod admission;
 mod auth;
 mod body;
 mod error;
+mod http;
 mod inbox;
 mod metrics;
 mod routes;
@@ -18,8 +20,10 @@ use std::time::Duration;
 
 use axum::Router;
 
+pub use admission::AdmissionLimits;
 pub use auth::{Caller, IssuedKey, authenticate, issue_key};
 pub use error::ApiError;
+pub use http::HttpLimits;
 pub use metrics::Metrics;
 pub use routes::openapi;
 pub use setup::{DemoKeys, Service};
@@ -49,6 +53,15 @@ pub struct ServeOptions {
     pub body_bytes: usize,
     /// Upload limit for policy components, in bytes.
     pub upload_bytes: usize,
+    /// Connection bounds: header, body and idle timeouts, how many at
+    /// once, how long a stop waits.
+    pub http: HttpLimits,
+    /// How many requests run at once, per tenant and in all, and how long
+    /// one waits for its turn before `503`.
+    pub admission: AdmissionLimits,
+    /// Threads that check API keys against the store, apart from every
+    /// other blocking task.
+    pub auth_threads: usize,
     /// How often deadlines are processed.
     pub deadline_interval: Duration,
     /// The policy sandbox's limits.
@@ -68,6 +81,9 @@ impl ServeOptions {
             demo: false,
             body_bytes: 64 * 1024,
             upload_bytes: 8 * 1024 * 1024,
+            http: HttpLimits::default(),
+            admission: AdmissionLimits::default(),
+            auth_threads: 2,
             deadline_interval: Duration::from_millis(500),
             sandbox: crate::SandboxLimits::default(),
             webhooks: WebhookOptions::default(),
@@ -75,13 +91,36 @@ impl ServeOptions {
     }
 }
 
-/// Request size limits.
+/// What handlers bound: request sizes, how long a body may take, and
+/// admission.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// JSON bodies.
     pub body_bytes: usize,
     /// Policy uploads.
     pub upload_bytes: usize,
+    /// Time to read a whole request body.
+    pub body_timeout: Duration,
+    /// An idle export's time: a client that takes nothing for this long is cut off.
+    pub idle_timeout: Duration,
+    /// Requests at once, per tenant and in all.
+    pub admission: AdmissionLimits,
+    /// Threads checking API keys.
+    pub auth_threads: usize,
+}
+
+impl Limits {
+    /// The limits `options` set.
+    pub fn from_options(options: &ServeOptions) -> Self {
+        Limits {
+            body_bytes: options.body_bytes,
+            upload_bytes: options.upload_bytes,
+            body_timeout: options.http.body_timeout,
+            idle_timeout: options.http.idle_timeout,
+            admission: options.admission,
+            auth_threads: options.auth_threads,
+        }
+    }
 }
 
 /// What every handler shares.
@@ -96,6 +135,8 @@ struct StateInner {
     runtime: Runtime,
     limits: Limits,
     metrics: Arc<Metrics>,
+    admission: admission::Admission,
+    keys: auth::KeyChecker,
 }
 
 impl AppState {
@@ -106,6 +147,7 @@ impl AppState {
         limits: Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let keys = auth::KeyChecker::start(store.clone(), limits.auth_threads);
         AppState {
             inner: Arc::new(StateInner {
                 governor,
@@ -113,6 +155,8 @@ impl AppState {
                 runtime,
                 limits,
                 metrics,
+                admission: admission::Admission::new(limits.admission),
+                keys,
             }),
         }
     }
@@ -140,6 +184,16 @@ impl AppState {
     /// Body limits.
     pub fn limits(&self) -> Limits {
         self.inner.limits
+    }
+
+    /// Who may run now.
+    fn admission(&self) -> &admission::Admission {
+        &self.inner.admission
+    }
+
+    /// The API keys' checker.
+    fn keys(&self) -> &auth::KeyChecker {
+        &self.inner.keys
     }
 }
 

@@ -53,6 +53,7 @@ impl Service {
     /// Opens the store, loads the tenants, binds the listener and starts
     /// serving in the background.
     pub async fn start(options: ServeOptions) -> Result<Service> {
+        let limits = Limits::from_options(&options);
         let location = options
             .store
             .clone()
@@ -90,10 +91,7 @@ impl Service {
             governor.clone(),
             backend.clone(),
             runtime.clone(),
-            Limits {
-                body_bytes: options.body_bytes,
-                upload_bytes: options.upload_bytes,
-            },
+            limits,
             metrics,
         );
         let listener = tokio::net::TcpListener::bind(options.listen)
@@ -102,14 +100,8 @@ impl Service {
         let addr = listener.local_addr()?;
         let (shutdown, mut stop) = watch::channel(false);
         let app = super::router(state);
-        let mut stop_server = shutdown.subscribe();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_server.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let stop_server = shutdown.subscribe();
+        let server = tokio::spawn(super::http::serve(listener, app, options.http, stop_server));
         let rules = tokio::spawn(follow_rules(
             governor.clone(),
             backend.clone(),

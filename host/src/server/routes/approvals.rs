@@ -26,8 +26,10 @@ pub(super) async fn pending(
     )?))
 }
 
+/// An owner's verdict on one request.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = VerdictRequest)]
 pub(super) struct Verdict {
     /// Why, in the owner's words.
     reason: String,

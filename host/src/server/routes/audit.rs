@@ -122,38 +122,8 @@ pub(super) async fn records(
             })
             .transpose()?,
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(16);
-    let store = state.store().clone();
-    let tenant = caller.tenant().to_string();
-    tokio::task::spawn_blocking(move || {
-        if csv {
-            let _ = tx.blocking_send(Ok(format!("{}\n", ExportRow::CSV_HEADER)));
-        }
-        let mut chunk = String::new();
-        for auth in crate::audit::matching(store.as_ref(), &tenant, &query) {
-            let auth = match auth {
-                Ok(a) => a,
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                    return;
-                }
-            };
-            let row = ExportRow::from(&auth);
-            if csv {
-                chunk.push_str(&row.csv());
-            } else {
-                chunk.push_str(&serde_json::to_string(&row).unwrap_or_default());
-            }
-            chunk.push('\n');
-            if chunk.len() > 64 * 1024 && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
-            {
-                return; // the client went away
-            }
-        }
-        if !chunk.is_empty() {
-            let _ = tx.blocking_send(Ok(chunk));
-        }
-    });
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(EXPORT_CHUNKS);
+    tokio::spawn(export(state, caller.tenant().to_string(), query, csv, tx));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -167,6 +137,127 @@ pub(super) async fn records(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// Rows an export reads from the store at a time, each page in a short
+/// blocking task of its own.
+const EXPORT_PAGE: usize = 500;
+
+/// Pages an export keeps ready for a slow client.
+const EXPORT_CHUNKS: usize = 2;
+
+/// Sends the export's rows to `tx`, a page at a time. No thread is held
+/// while the client is slow: a page is read in a short blocking task (on a
+/// turn of the tenant's, like any request), then sent while nothing runs;
+/// a client that takes nothing for the idle timeout is cut off.
+async fn export(
+    state: AppState,
+    tenant: String,
+    query: RecordQuery,
+    csv: bool,
+    tx: tokio::sync::mpsc::Sender<Result<String, std::io::Error>>,
+) {
+    let idle = state.limits().idle_timeout;
+    let send = |chunk| send_within(&tx, chunk, idle);
+    if csv && !send(Ok(format!("{}\n", ExportRow::CSV_HEADER))).await {
+        return;
+    }
+    let query = std::sync::Arc::new(query);
+    // Where the next page starts: just before `from` (after every id
+    // requested a millisecond earlier; no UTF-8 text sorts after U+10FFFF's).
+    let from = query.from_ms.unwrap_or(0);
+    let mut after: Option<(u64, String)> = (from > 0).then(|| (from - 1, char::MAX.to_string()));
+    loop {
+        let page = match state.admission().admit(&tenant).await {
+            Err(e) => Err(std::io::Error::other(e.message)),
+            Ok(_turn) => {
+                let (store, tenant, query, start) = (
+                    state.store().clone(),
+                    tenant.clone(),
+                    query.clone(),
+                    after.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    export_page(store.as_ref(), &tenant, &query, start)
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|page| page.map_err(|e| std::io::Error::other(e.to_string())))
+            }
+        };
+        let (rows, next) = match page {
+            Ok(page) => page,
+            Err(e) => {
+                send(Err(e)).await;
+                return;
+            }
+        };
+        let mut chunk = String::new();
+        for auth in rows.iter().filter(|a| query.matches(a)) {
+            let row = ExportRow::from(auth);
+            if csv {
+                chunk.push_str(&row.csv());
+            } else {
+                chunk.push_str(&serde_json::to_string(&row).unwrap_or_default());
+            }
+            chunk.push('\n');
+        }
+        if !chunk.is_empty() && !send(Ok(chunk)).await {
+            return;
+        }
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => return,
+        }
+    }
+}
+
+/// Hands `chunk` to the response, unless the client is gone or took
+/// nothing for `idle`: then false, and the export ends.
+async fn send_within(
+    tx: &tokio::sync::mpsc::Sender<Result<String, std::io::Error>>,
+    chunk: Result<String, std::io::Error>,
+    idle: std::time::Duration,
+) -> bool {
+    match tx.send_timeout(chunk, idle).await {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Timeout(_)) => {
+            tracing::info!("ending an export its client stopped reading");
+            false
+        }
+        Err(tokio::sync::mpsc::error::SendTimeoutError::Closed(_)) => false,
+    }
+}
+
+/// One page of the export from `after` on, and where the next one starts
+/// (none when this was the last).
+#[allow(clippy::type_complexity)]
+fn export_page(
+    store: &dyn crate::store::Backend,
+    tenant: &str,
+    query: &RecordQuery,
+    after: Option<(u64, String)>,
+) -> Result<(Vec<Authorization>, Option<(u64, String)>), crate::store::StoreError> {
+    if let Some(audit_id) = &query.audit_id {
+        // At most one payment has it.
+        let found = match store.tx_with_audit_id(tenant, audit_id)? {
+            Some(tx) => store.get(tenant, &tx)?,
+            None => None,
+        };
+        return Ok((found.into_iter().collect(), None));
+    }
+    let rows = store.authorizations_after(
+        tenant,
+        query.agent.as_deref(),
+        after.as_ref().map(|(at, id)| (*at, id.as_str())),
+        query.to_ms.unwrap_or(u64::MAX),
+        EXPORT_PAGE,
+    )?;
+    let next = (rows.len() == EXPORT_PAGE)
+        .then(|| rows.last())
+        .flatten()
+        .map(|a| (a.transaction.requested_at_ms, a.transaction.id.clone()));
+    Ok((rows, next))
 }
 
 /// A payment and its audit events.

@@ -7,6 +7,7 @@
 mod approvals;
 mod audit;
 mod authorizations;
+mod document;
 mod ops;
 mod rules;
 mod webhooks;
@@ -58,7 +59,7 @@ impl utoipa::Modify for BearerKey {
 
 /// The API routes and their OpenAPI document.
 fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(authorizations::create, authorizations::list))
         .routes(routes!(authorizations::get_one))
         .routes(routes!(approvals::pending))
@@ -73,8 +74,9 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
-        .routes(routes!(webhooks::deliveries))
-        .split_for_parts()
+        .routes(routes!(webhooks::deliveries));
+    let (router, api) = router.split_for_parts();
+    (router, document::completed(api))
 }
 
 /// The OpenAPI document of the service, as served at `/openapi.json`.
@@ -87,6 +89,8 @@ pub(super) fn router() -> Router<AppState> {
     let api = Arc::new(api);
     router
         .route("/inbox", get(super::inbox::page))
+        .route("/inbox.js", get(super::inbox::script))
+        .route("/inbox.css", get(super::inbox::style))
         .route(
             "/openapi.json",
             get(move || {
@@ -95,4 +99,62 @@ pub(super) fn router() -> Router<AppState> {
             }),
         )
         .fallback(ops::not_found)
+        .layer(axum::middleware::map_response(json_refusals))
+}
+
+/// Refusals that axum words itself (a query string or path it cannot read,
+/// a method a path does not take) as the JSON error body every other
+/// refusal has, with a code; the status and headers (`Allow`) are kept.
+async fn json_refusals(response: axum::response::Response) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (code, message): (&'static str, String) = if let Some(rest) =
+        text.strip_prefix("Failed to deserialize query string: ")
+    {
+        ("invalid_query", format!("invalid query string: {rest}"))
+    } else if text.starts_with("Failed to deserialize query string") {
+        ("invalid_query", format!("invalid query string: {text}"))
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        (
+            "method_not_allowed",
+            "this path does not take that method; see the Allow header and /openapi.json".into(),
+        )
+    } else if status == StatusCode::BAD_REQUEST {
+        ("invalid_path", format!("the path cannot be read: {text}"))
+    } else if status.is_server_error() {
+        (
+            "internal",
+            "the service failed to complete the request; retry later".into(),
+        )
+    } else {
+        ("invalid_request", text.clone())
+    };
+    let mut error = super::ApiError::new(status, code, message);
+    if let Some(field) = text
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    {
+        error = error.field(field);
+    }
+    let mut answer = axum::response::IntoResponse::into_response(error);
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
