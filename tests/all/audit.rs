@@ -547,6 +547,7 @@ async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
     let acme = tenant_file(dir.path(), "acme", &[]);
     let data = dir.path().join("data");
     let args = [
+        "--no-demo-tenant".to_string(),
         "--store".to_string(),
         store.arg(),
         "--tenant".into(),

@@ -33,10 +33,17 @@ impl Served {
 
     /// [`start`](Self::start) with extra environment variables.
     pub(crate) fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+        // The demo tenant, unless the test says it wants none.
+        let demo: &[&str] = if extra.contains(&"--no-demo-tenant") {
+            &[]
+        } else {
+            &["--demo-tenant"]
+        };
         let mut child = crate::tiergate_command()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
+            .args(demo)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -18,7 +18,7 @@ use crate::stores::{Kind, TestStore, on_both_stores};
 
 /// A service over a new store of `kind`, serving the tenants in `files`.
 fn serve_on(store: &TestStore, data: &Path, files: &[&Path], extra: &[&str]) -> Served {
-    let mut args = vec!["--store".to_string(), store.arg()];
+    let mut args = vec!["--no-demo-tenant".to_string(), "--store".to_string(), store.arg()];
     for f in files {
         args.push("--tenant".into());
         args.push(f.display().to_string());
@@ -179,7 +179,7 @@ async fn uploads_belong_to_their_tenant_and_count_against_its_quota(kind: Kind) 
 
     // A restart serves acme on its own upload.
     drop(s);
-    let s = serve_on(&store, &dir.path().join("data"), &[&acme, &globex], &[]);
+    let s = serve_on(&store, &dir.path().join("data"), &[], &[]);
     let rules = get(&s, "/v1/rules", &a_admin).await;
     assert_eq!(rules.body["rules"]["policy"], digest.as_str(), "{}", rules.text);
 }
@@ -399,6 +399,122 @@ async fn verdicts_and_key_changes_name_the_key(kind: Kind) {
     let verified = get(&s, "/v1/audit/verify", &auditor).await;
     assert_eq!(verified.body["ok"], true, "{}", verified.text);
 }
+
+fn uploads_are_kept_per_tenant_within_a_quota(kind: Kind) {
+    use tiergate::store::{DeletedPolicy, PutPolicy, UploadQuota, UploadedPolicy};
+    let held = TestStore::new(kind);
+    let store = held.open();
+    let upload = |digest: &str, bytes: u64| UploadedPolicy {
+        digest: digest.into(),
+        name: Some("p".into()),
+        version: Some("1".into()),
+        bytes,
+        uploaded_ms: 1,
+    };
+    let quota = Some(UploadQuota { count: 2, bytes: 10 });
+    let put = |tenant: &str, digest: &str, component: &[u8]| {
+        store
+            .put_policy(tenant, &upload(digest, component.len() as u64), component, quota)
+            .unwrap()
+    };
+    assert_eq!(put("acme", "sha256:a", b"aaaa"), PutPolicy::Stored);
+    assert_eq!(put("acme", "sha256:a", b"aaaa"), PutPolicy::AlreadyStored);
+    assert_eq!(put("acme", "sha256:b", b"bbbb"), PutPolicy::Stored);
+    assert_eq!(put("acme", "sha256:c", b"c"), PutPolicy::OverCount { limit: 2 });
+    assert_eq!(put("globex", "sha256:a", b"aaaaaa"), PutPolicy::Stored);
+    assert_eq!(
+        put("globex", "sha256:d", b"ddddd"),
+        PutPolicy::OverBytes { limit: 10, used: 6 }
+    );
+    // Each tenant reads its own.
+    assert_eq!(
+        store.policy_component("acme", "sha256:b").unwrap().as_deref(),
+        Some(&b"bbbb"[..])
+    );
+    assert_eq!(store.policy_component("globex", "sha256:b").unwrap(), None);
+    assert_eq!(
+        store.policy_component("globex", "sha256:a").unwrap().as_deref(),
+        Some(&b"aaaaaa"[..])
+    );
+    let listed: Vec<String> = store
+        .policies("acme")
+        .unwrap()
+        .into_iter()
+        .map(|p| p.digest)
+        .collect();
+    assert_eq!(listed, ["sha256:a", "sha256:b"]);
+    // The rules in force keep theirs; deleting makes room.
+    store.put_rules("acme", "sha256:a", "x", "admin", 2).unwrap();
+    assert_eq!(store.delete_policy("acme", "sha256:a").unwrap(), DeletedPolicy::InUse);
+    assert_eq!(store.delete_policy("globex", "sha256:b").unwrap(), DeletedPolicy::NotFound);
+    assert_eq!(store.delete_policy("acme", "sha256:b").unwrap(), DeletedPolicy::Deleted);
+    assert_eq!(put("acme", "sha256:c", b"c"), PutPolicy::Stored);
+    // The operator's own files have no quota.
+    assert_eq!(
+        store
+            .put_policy("acme", &upload("sha256:e", 20), &[0; 20], None)
+            .unwrap(),
+        PutPolicy::Stored
+    );
+}
+
+fn webhooks_are_kept_per_tenant_rotated_and_removed(kind: Kind) {
+    use tiergate::store::{AddedWebhook, StoredWebhook};
+    let held = TestStore::new(kind);
+    let store = held.open();
+    let hook = |tenant: &str, id: &str, url: &str| StoredWebhook {
+        tenant: tenant.into(),
+        id: id.into(),
+        url: url.into(),
+        secret: format!("whsec_{id}"),
+        previous_secret: None,
+        previous_expires_ms: None,
+        created_ms: 10,
+        rotated_ms: None,
+    };
+    let add = |h: &StoredWebhook| store.add_webhook(h, 2).unwrap();
+    assert_eq!(add(&hook("acme", "wh_1", "https://a.example/1")), AddedWebhook::Added);
+    assert_eq!(add(&hook("acme", "wh_2", "https://a.example/1")), AddedWebhook::UrlTaken);
+    assert_eq!(add(&hook("acme", "wh_2", "https://a.example/2")), AddedWebhook::Added);
+    assert_eq!(
+        add(&hook("acme", "wh_3", "https://a.example/3")),
+        AddedWebhook::OverLimit { limit: 2 }
+    );
+    assert_eq!(add(&hook("globex", "wh_4", "https://a.example/1")), AddedWebhook::Added);
+    assert_eq!(store.webhooks(Some("acme")).unwrap().len(), 2);
+    assert_eq!(store.webhooks(None).unwrap().len(), 3);
+
+    // Rotated with an overlap: the old secret signs until it ends.
+    let rotated = store
+        .rotate_webhook("acme", "wh_1", "whsec_new", Some(1_000), 20)
+        .unwrap()
+        .unwrap();
+    assert_eq!(rotated.secret, "whsec_new");
+    assert_eq!(rotated.previous_secret.as_deref(), Some("whsec_wh_1"));
+    assert_eq!(rotated.secrets_at(999), ["whsec_new", "whsec_wh_1"]);
+    assert_eq!(rotated.secrets_at(1_000), ["whsec_new"]);
+    let again = store
+        .rotate_webhook("acme", "wh_1", "whsec_newer", None, 30)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.previous_secret, None);
+    assert_eq!(again.secrets_at(31), ["whsec_newer"]);
+    assert_eq!(
+        store.rotate_webhook("globex", "wh_1", "x", None, 30).unwrap(),
+        None,
+        "another tenant's webhook"
+    );
+    assert_eq!(store.remove_webhook("globex", "wh_1", 40).unwrap(), None);
+    let removed = store.remove_webhook("acme", "wh_1", 40).unwrap().unwrap();
+    assert_eq!(removed.url, "https://a.example/1");
+    assert_eq!(store.webhooks(Some("acme")).unwrap().len(), 1);
+    assert_eq!(add(&hook("acme", "wh_5", "https://a.example/1")), AddedWebhook::Added);
+}
+
+on_both_stores!(
+    uploads_are_kept_per_tenant_within_a_quota,
+    webhooks_are_kept_per_tenant_rotated_and_removed,
+);
 
 on_both_stores!(async 2:
     uploads_belong_to_their_tenant_and_count_against_its_quota,

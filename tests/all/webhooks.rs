@@ -135,6 +135,7 @@ fn start(data: &Path, config: &Path, settings: &Path) -> Served {
 
 fn start_with(data: &Path, config: &Path, settings: &Path, extra: &[&str]) -> Served {
     let mut args = vec![
+        "--no-demo-tenant",
         "--tenant",
         config.to_str().unwrap(),
         "--config",
@@ -201,8 +202,17 @@ async fn owners_are_notified_by_a_signed_webhook_retried_until_it_lands() {
     assert_eq!(listed.body[0]["id"], id.as_str());
     assert_eq!(listed.body[0]["url"], r.url().as_str());
     assert!(!listed.text.contains(hex), "{}", listed.text);
-    let (_, other) = add_webhook_elsewhere(&s, &admin).await;
+    let (elsewhere, other) = add_webhook_elsewhere(&s, &admin).await;
     assert_ne!(secret, other, "each webhook has a secret of its own");
+    let removed = call(
+        "DELETE",
+        &format!("{}/v1/webhooks/{elsewhere}", s.base),
+        Some(&admin),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{}", removed.text);
 
     let a = post(
         &s,

@@ -11,6 +11,7 @@ mod load;
 mod report;
 mod serve;
 mod simulate;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,7 +66,7 @@ enum Command {
     /// that would become looser.
     Simulate(SimulateArgs),
     /// Run the HTTP service: the API, the approval inbox, deadlines in the
-    /// background. Starts with a demo tenant and prints its keys.
+    /// background. With `--demo`, a demo tenant whose keys it prints.
     Serve(ServeArgs),
     /// Drive the article's day of transactions against a running service.
     Demo(DemoArgs),
@@ -74,6 +75,9 @@ enum Command {
     /// Create, revoke and list the service's API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Add, rotate, remove and list a tenant's webhooks.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Reports over the audit trail.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -252,10 +256,15 @@ struct ServeArgs {
     /// A tenant configuration to activate on start (repeatable).
     #[arg(long, value_name = "CONFIG.toml")]
     tenant: Vec<PathBuf>,
-    /// Do not set up the demo tenant.
+    /// Set up the demo tenant (seed-tiers with the article's four tiers)
+    /// and its keys, without driving anything through it.
     #[arg(long)]
+    demo_tenant: bool,
+    /// No demo tenant (the default; kept for scripts that say so).
+    #[arg(long, hide = true)]
     no_demo_tenant: bool,
-    /// Also drive the article's day of transactions through the demo tenant once started.
+    /// Set up the demo tenant and drive the article's day of transactions
+    /// through it once started.
     #[arg(long)]
     demo: bool,
 }
@@ -496,6 +505,7 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(command) => serve::keys(command),
+        Command::Webhooks(command) => webhooks::run(command),
     };
     match result {
         Ok(code) => code,

@@ -18,10 +18,15 @@ mod sqlite;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-pub use deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
+pub use deliveries::{
+    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, StoredWebhook,
+    WebhookInfo,
+};
 pub use keys::{ApiKey, KeyStore, Role};
 pub use postgres::PostgresStore;
-pub use rules::{RulesStore, StoredRules};
+pub use rules::{
+    DeletedPolicy, PutPolicy, RulesStore, StoredRules, UploadQuota, UploadedPolicy,
+};
 pub use sqlite::{SqliteStore, utc_day};
 
 /// Everything the service keeps: the pipeline's state, keys, rules and

@@ -74,6 +74,11 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::remove))
+        .routes(routes!(rules::policies))
+        .routes(routes!(rules::delete_policy))
         .split_for_parts()
 }
 

@@ -174,6 +174,41 @@ CREATE INDEX audit_events_of_tenant ON audit_events (tenant, kind, seq) WHERE tx
 DROP INDEX authorizations_holding;
 DROP INDEX ledger_by_recipient;
 "#,
+    // Each tenant's webhooks with the secrets the service generated for
+    // them; uploads owned by the tenant that made them. Uploads named by a
+    // tenant's rules become that tenant's; the others, which no tenant can
+    // be shown to own, are kept apart and used by none.
+    r#"
+CREATE TABLE webhooks (
+    tenant              TEXT COLLATE "C" NOT NULL,
+    id                  TEXT COLLATE "C" NOT NULL,
+    url                 TEXT COLLATE "C" NOT NULL,
+    secret              TEXT   NOT NULL,
+    previous_secret     TEXT,
+    previous_expires_ms BIGINT,
+    created_ms          BIGINT NOT NULL,
+    rotated_ms          BIGINT,
+    PRIMARY KEY (tenant, id),
+    UNIQUE (tenant, url)
+);
+
+CREATE TABLE tenant_policies (
+    tenant      TEXT COLLATE "C" NOT NULL,
+    digest      TEXT COLLATE "C" NOT NULL,
+    name        TEXT,
+    version     TEXT,
+    bytes       BIGINT NOT NULL,
+    uploaded_ms BIGINT NOT NULL,
+    component   BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+INSERT INTO tenant_policies (tenant, digest, bytes, uploaded_ms, component)
+    SELECT r.tenant, p.digest, length(p.component), p.uploaded_ms, p.component
+    FROM policies p JOIN (SELECT DISTINCT tenant, policy FROM tenant_rules) r
+      ON r.policy = p.digest;
+DELETE FROM policies WHERE digest IN (SELECT policy FROM tenant_rules);
+ALTER TABLE policies RENAME TO unowned_policies;
+"#,
 ];
 
 /// Brings the schema up to date. Every replica runs this on start; the

@@ -226,6 +226,41 @@ DROP INDEX IF EXISTS authorizations_holding;
 -- Nothing looks the ledger up by recipient (`recipients` has the totals).
 DROP INDEX IF EXISTS ledger_by_recipient;
 "#,
+    // Each tenant's webhooks with the secrets the service generated for
+    // them; uploads owned by the tenant that made them. Uploads named by a
+    // tenant's rules become that tenant's; the others, which no tenant can
+    // be shown to own, are kept apart and used by none.
+    r#"
+CREATE TABLE webhooks (
+    tenant              TEXT    NOT NULL,
+    id                  TEXT    NOT NULL,
+    url                 TEXT    NOT NULL,
+    secret              TEXT    NOT NULL,
+    previous_secret     TEXT,
+    previous_expires_ms INTEGER,
+    created_ms          INTEGER NOT NULL,
+    rotated_ms          INTEGER,
+    PRIMARY KEY (tenant, id),
+    UNIQUE (tenant, url)
+);
+
+CREATE TABLE tenant_policies (
+    tenant      TEXT    NOT NULL,
+    digest      TEXT    NOT NULL,
+    name        TEXT,
+    version     TEXT,
+    bytes       INTEGER NOT NULL,
+    uploaded_ms INTEGER NOT NULL,
+    component   BLOB    NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+INSERT INTO tenant_policies (tenant, digest, bytes, uploaded_ms, component)
+    SELECT r.tenant, p.digest, length(p.component), p.uploaded_ms, p.component
+    FROM policies p JOIN (SELECT DISTINCT tenant, policy FROM tenant_rules) r
+      ON r.policy = p.digest;
+DELETE FROM policies WHERE digest IN (SELECT policy FROM tenant_rules);
+ALTER TABLE policies RENAME TO unowned_policies;
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
