@@ -160,7 +160,11 @@ fn export_round_trips_and_filters(kind: Kind) {
     let csv = tiergate(&[
         "audit", "export", "--store", &db, "--tenant", "acme", "--format", "csv",
     ]);
-    assert!(csv.status.success(), "{}", String::from_utf8_lossy(&csv.stderr));
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
     let text = String::from_utf8_lossy(&csv.stdout).into_owned();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -559,8 +563,10 @@ async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
     let s = Served::start(&data, &args);
     let key_of = |role: &str, subject: Option<&str>| {
         let mut cmd = crate::tiergate_command();
-        cmd.args(["keys", "create", "--tenant", "acme", "--role", role, "--store"])
-            .arg(store.arg());
+        cmd.args([
+            "keys", "create", "--tenant", "acme", "--role", role, "--store",
+        ])
+        .arg(store.arg());
         if let Some(s) = subject {
             cmd.args(["--subject", s]);
         }
@@ -588,13 +594,20 @@ async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
     let events = verified.body["events"].as_u64().unwrap();
     let log = data.join("checkpoints.jsonl");
     let lines = wait_for_checkpoint(&log, "acme", events).await;
-    assert!(lines.iter().all(|c| c["public_key"] == public.as_str()), "{lines:?}");
+    assert!(
+        lines.iter().all(|c| c["public_key"] == public.as_str()),
+        "{lines:?}"
+    );
     let verified = get(&s, "/v1/audit/verify", &auditor).await;
     assert_eq!(verified.body["ok"], true, "{}", verified.text);
     let checked = &verified.body["checkpoints"];
     assert!(checked["checked"].as_u64() >= Some(1), "{}", verified.text);
     assert_eq!(checked["public_key"], public.as_str(), "{}", verified.text);
-    assert!(checked["latest_events"].as_u64() >= Some(events), "{}", verified.text);
+    assert!(
+        checked["latest_events"].as_u64() >= Some(events),
+        "{}",
+        verified.text
+    );
     assert!(checked["broken"].is_null(), "{}", verified.text);
     drop(s);
 
@@ -618,7 +631,9 @@ async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
     let verified = get(&s, "/v1/audit/verify", &auditor).await;
     assert_eq!(verified.body["ok"], false, "{}", verified.text);
     assert_eq!(verified.body["events"], cut, "{}", verified.text);
-    let broken = verified.body["checkpoints"]["broken"].as_str().unwrap_or("");
+    let broken = verified.body["checkpoints"]["broken"]
+        .as_str()
+        .unwrap_or("");
     assert!(
         broken.contains("records were removed from its end"),
         "{}",

@@ -60,8 +60,12 @@ fn rules_are_versioned_per_tenant(kind: Kind) {
         bytes: 6,
         uploaded_ms: at,
     };
-    store.put_policy("acme", &upload(1), &component, None).unwrap();
-    store.put_policy("acme", &upload(2), b"other", None).unwrap();
+    store
+        .put_policy("acme", &upload(1), &component, None)
+        .unwrap();
+    store
+        .put_policy("acme", &upload(2), b"other", None)
+        .unwrap();
     assert_eq!(
         store.policy_component("acme", "sha256:aa").unwrap(),
         Some(component)

@@ -18,7 +18,11 @@ use crate::stores::{Kind, TestStore, on_both_stores};
 
 /// A service over a new store of `kind`, serving the tenants in `files`.
 fn serve_on(store: &TestStore, data: &Path, files: &[&Path], extra: &[&str]) -> Served {
-    let mut args = vec!["--no-demo-tenant".to_string(), "--store".to_string(), store.arg()];
+    let mut args = vec![
+        "--no-demo-tenant".to_string(),
+        "--store".to_string(),
+        store.arg(),
+    ];
     for f in files {
         args.push("--tenant".into());
         args.push(f.display().to_string());
@@ -31,8 +35,10 @@ fn serve_on(store: &TestStore, data: &Path, files: &[&Path], extra: &[&str]) -> 
 /// A key made with the CLI on `store`.
 fn key_on(store: &TestStore, tenant: &str, role: &str, subject: Option<&str>) -> String {
     let mut cmd = crate::tiergate_command();
-    cmd.args(["keys", "create", "--tenant", tenant, "--role", role, "--store"])
-        .arg(store.arg());
+    cmd.args([
+        "keys", "create", "--tenant", tenant, "--role", role, "--store",
+    ])
+    .arg(store.arg());
     if let Some(s) = subject {
         cmd.args(["--subject", s]);
     }
@@ -102,7 +108,12 @@ async fn uploads_belong_to_their_tenant_and_count_against_its_quota(kind: Kind) 
             &json!({"policy": digest, "config": g_config}),
         )
         .await;
-        assert_eq!((r.status, code(&r)), (422, "invalid_policy"), "{path}: {}", r.text);
+        assert_eq!(
+            (r.status, code(&r)),
+            (422, "invalid_policy"),
+            "{path}: {}",
+            r.text
+        );
         assert!(
             r.text.contains("no policy uploaded by tenant globex"),
             "{path}: {}",
@@ -181,7 +192,12 @@ async fn uploads_belong_to_their_tenant_and_count_against_its_quota(kind: Kind) 
     drop(s);
     let s = serve_on(&store, &dir.path().join("data"), &[], &[]);
     let rules = get(&s, "/v1/rules", &a_admin).await;
-    assert_eq!(rules.body["rules"]["policy"], digest.as_str(), "{}", rules.text);
+    assert_eq!(
+        rules.body["rules"]["policy"],
+        digest.as_str(),
+        "{}",
+        rules.text
+    );
 }
 
 async fn a_refused_activation_is_not_served_after_a_restart(kind: Kind) {
@@ -216,7 +232,12 @@ async fn a_refused_activation_is_not_served_after_a_restart(kind: Kind) {
     .await;
     assert_eq!(paid.status, 404, "{}", paid.text);
     assert!(
-        store.open().active_rules().unwrap().iter().all(|r| r.tenant != "newco"),
+        store
+            .open()
+            .active_rules()
+            .unwrap()
+            .iter()
+            .all(|r| r.tenant != "newco"),
         "the refused rules are not in the store"
     );
 }
@@ -231,7 +252,9 @@ async fn one_tenants_unloadable_rules_fail_it_closed_and_the_others_are_served(k
     let missing = format!("sha256:{}", "0".repeat(64));
     {
         let backend = store.open();
-        backend.put_rules("broken", &missing, &broken, "earlier", 1).unwrap();
+        backend
+            .put_rules("broken", &missing, &broken, "earlier", 1)
+            .unwrap();
         backend
             .put_rules("garbled", "seed-tiers", "tenant = ", "earlier", 1)
             .unwrap();
@@ -246,7 +269,12 @@ async fn one_tenants_unloadable_rules_fail_it_closed_and_the_others_are_served(k
         &payment("acme", "a1", "0.02", "embeddings", "verified"),
     )
     .await;
-    assert_eq!((r.status, r.body["status"].as_str()), (201, Some("executed")), "{}", r.text);
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (201, Some("executed")),
+        "{}",
+        r.text
+    );
     // The others answer that their rules cannot be loaded, and why.
     for tenant in ["broken", "garbled"] {
         let agent = key_on(&store, tenant, "agent", None);
@@ -257,7 +285,12 @@ async fn one_tenants_unloadable_rules_fail_it_closed_and_the_others_are_served(k
             &payment(tenant, "b1", "0.02", "embeddings", "verified"),
         )
         .await;
-        assert_eq!((r.status, code(&r)), (503, "rules_unavailable"), "{}", r.text);
+        assert_eq!(
+            (r.status, code(&r)),
+            (503, "rules_unavailable"),
+            "{}",
+            r.text
+        );
         let message = r.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(&format!("tenant {tenant}")), "{message}");
     }
@@ -269,12 +302,21 @@ async fn one_tenants_unloadable_rules_fail_it_closed_and_the_others_are_served(k
         &payment("broken", "b2", "0.02", "embeddings", "verified"),
     )
     .await;
-    assert!(r.text.contains(&missing), "names what cannot load: {}", r.text);
+    assert!(
+        r.text.contains(&missing),
+        "names what cannot load: {}",
+        r.text
+    );
     // Its admin sees the stored rules and why they do not load, and can
     // activate rules that do.
     let current = get(&s, "/v1/rules", &b_admin).await;
     assert_eq!(current.status, 200, "{}", current.text);
-    assert_eq!(current.body["rules"]["policy"], missing.as_str(), "{}", current.text);
+    assert_eq!(
+        current.body["rules"]["policy"],
+        missing.as_str(),
+        "{}",
+        current.text
+    );
     assert!(current.body["error"].as_str().is_some(), "{}", current.text);
     let r = post(
         &s,
@@ -307,9 +349,14 @@ async fn verdicts_and_key_changes_name_the_key(kind: Kind) {
     let pay = |id: &'static str, amount: &'static str, category: &'static str| {
         let (s, agent) = (&s, &agent);
         async move {
-            post(s, "/v1/authorizations", agent, &payment("acme", id, amount, category, "known"))
-                .await
-                .body
+            post(
+                s,
+                "/v1/authorizations",
+                agent,
+                &payment("acme", id, amount, category, "known"),
+            )
+            .await
+            .body
         }
     };
     let verdict = |key: &str, auth: &Value, act: &str| {
@@ -343,7 +390,10 @@ async fn verdicts_and_key_changes_name_the_key(kind: Kind) {
             .unwrap_or_else(|| panic!("{}", chain.text))
             .clone();
         assert_eq!(event["detail"]["key_id"], key_id(key), "{event}");
-        assert!(event["actor"].as_str().unwrap().ends_with("@acme.example"), "{event}");
+        assert!(
+            event["actor"].as_str().unwrap().ends_with("@acme.example"),
+            "{event}"
+        );
         // The payment's verdicts name it too.
         let r = get(&s, &format!("/v1/authorizations/{tx}"), &auditor).await;
         assert_eq!(r.body["verdicts"][0]["key_id"], key_id(key), "{}", r.text);
@@ -353,7 +403,13 @@ async fn verdicts_and_key_changes_name_the_key(kind: Kind) {
     let text = std::fs::read_to_string(&acme)
         .unwrap()
         .replace("veto_window = \"30s\"", "veto_window = \"60s\"");
-    let r = post(&s, "/v1/rules", &admin, &json!({"policy": "seed-tiers", "config": text})).await;
+    let r = post(
+        &s,
+        "/v1/rules",
+        &admin,
+        &json!({"policy": "seed-tiers", "config": text}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Creating and revoking keys are audit events of the tenant.
@@ -363,15 +419,17 @@ async fn verdicts_and_key_changes_name_the_key(kind: Kind) {
         .arg(key_id(&bob))
         .output()
         .unwrap();
-    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
     let events = store.open().events("acme", Some("")).unwrap();
     let of_kind = |kind: &str| -> Vec<Value> {
         events
             .iter()
             .filter(|e| e.event.kind == kind)
-            .map(|e| {
-                json!({"actor": e.event.actor, "detail": e.event.detail})
-            })
+            .map(|e| json!({"actor": e.event.actor, "detail": e.event.detail}))
             .collect()
     };
     let created = of_kind("key_created");
@@ -386,14 +444,20 @@ async fn verdicts_and_key_changes_name_the_key(kind: Kind) {
         .iter()
         .find(|e| e["detail"]["key_id"] == key_id(&alice))
         .unwrap();
-    assert_eq!(alice_created["detail"]["role"], "approver", "{alice_created}");
+    assert_eq!(
+        alice_created["detail"]["role"], "approver",
+        "{alice_created}"
+    );
     assert_eq!(alice_created["detail"]["subject"], "alice@acme.example");
     let revocations = of_kind("key_revoked");
     assert_eq!(revocations.len(), 1, "{revocations:?}");
     assert_eq!(revocations[0]["detail"]["key_id"], key_id(&bob));
     let activation = of_kind("policy_activated").pop().unwrap();
     assert!(
-        activation["actor"].as_str().unwrap().starts_with(key_id(&admin)),
+        activation["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with(key_id(&admin)),
         "{activation}"
     );
     let verified = get(&s, "/v1/audit/verify", &auditor).await;
@@ -411,16 +475,27 @@ fn uploads_are_kept_per_tenant_within_a_quota(kind: Kind) {
         bytes,
         uploaded_ms: 1,
     };
-    let quota = Some(UploadQuota { count: 2, bytes: 10 });
+    let quota = Some(UploadQuota {
+        count: 2,
+        bytes: 10,
+    });
     let put = |tenant: &str, digest: &str, component: &[u8]| {
         store
-            .put_policy(tenant, &upload(digest, component.len() as u64), component, quota)
+            .put_policy(
+                tenant,
+                &upload(digest, component.len() as u64),
+                component,
+                quota,
+            )
             .unwrap()
     };
     assert_eq!(put("acme", "sha256:a", b"aaaa"), PutPolicy::Stored);
     assert_eq!(put("acme", "sha256:a", b"aaaa"), PutPolicy::AlreadyStored);
     assert_eq!(put("acme", "sha256:b", b"bbbb"), PutPolicy::Stored);
-    assert_eq!(put("acme", "sha256:c", b"c"), PutPolicy::OverCount { limit: 2 });
+    assert_eq!(
+        put("acme", "sha256:c", b"c"),
+        PutPolicy::OverCount { limit: 2 }
+    );
     assert_eq!(put("globex", "sha256:a", b"aaaaaa"), PutPolicy::Stored);
     assert_eq!(
         put("globex", "sha256:d", b"ddddd"),
@@ -428,12 +503,18 @@ fn uploads_are_kept_per_tenant_within_a_quota(kind: Kind) {
     );
     // Each tenant reads its own.
     assert_eq!(
-        store.policy_component("acme", "sha256:b").unwrap().as_deref(),
+        store
+            .policy_component("acme", "sha256:b")
+            .unwrap()
+            .as_deref(),
         Some(&b"bbbb"[..])
     );
     assert_eq!(store.policy_component("globex", "sha256:b").unwrap(), None);
     assert_eq!(
-        store.policy_component("globex", "sha256:a").unwrap().as_deref(),
+        store
+            .policy_component("globex", "sha256:a")
+            .unwrap()
+            .as_deref(),
         Some(&b"aaaaaa"[..])
     );
     let listed: Vec<String> = store
@@ -444,10 +525,21 @@ fn uploads_are_kept_per_tenant_within_a_quota(kind: Kind) {
         .collect();
     assert_eq!(listed, ["sha256:a", "sha256:b"]);
     // The rules in force keep theirs; deleting makes room.
-    store.put_rules("acme", "sha256:a", "x", "admin", 2).unwrap();
-    assert_eq!(store.delete_policy("acme", "sha256:a").unwrap(), DeletedPolicy::InUse);
-    assert_eq!(store.delete_policy("globex", "sha256:b").unwrap(), DeletedPolicy::NotFound);
-    assert_eq!(store.delete_policy("acme", "sha256:b").unwrap(), DeletedPolicy::Deleted);
+    store
+        .put_rules("acme", "sha256:a", "x", "admin", 2)
+        .unwrap();
+    assert_eq!(
+        store.delete_policy("acme", "sha256:a").unwrap(),
+        DeletedPolicy::InUse
+    );
+    assert_eq!(
+        store.delete_policy("globex", "sha256:b").unwrap(),
+        DeletedPolicy::NotFound
+    );
+    assert_eq!(
+        store.delete_policy("acme", "sha256:b").unwrap(),
+        DeletedPolicy::Deleted
+    );
     assert_eq!(put("acme", "sha256:c", b"c"), PutPolicy::Stored);
     // The operator's own files have no quota.
     assert_eq!(
@@ -473,14 +565,26 @@ fn webhooks_are_kept_per_tenant_rotated_and_removed(kind: Kind) {
         rotated_ms: None,
     };
     let add = |h: &StoredWebhook| store.add_webhook(h, 2).unwrap();
-    assert_eq!(add(&hook("acme", "wh_1", "https://a.example/1")), AddedWebhook::Added);
-    assert_eq!(add(&hook("acme", "wh_2", "https://a.example/1")), AddedWebhook::UrlTaken);
-    assert_eq!(add(&hook("acme", "wh_2", "https://a.example/2")), AddedWebhook::Added);
+    assert_eq!(
+        add(&hook("acme", "wh_1", "https://a.example/1")),
+        AddedWebhook::Added
+    );
+    assert_eq!(
+        add(&hook("acme", "wh_2", "https://a.example/1")),
+        AddedWebhook::UrlTaken
+    );
+    assert_eq!(
+        add(&hook("acme", "wh_2", "https://a.example/2")),
+        AddedWebhook::Added
+    );
     assert_eq!(
         add(&hook("acme", "wh_3", "https://a.example/3")),
         AddedWebhook::OverLimit { limit: 2 }
     );
-    assert_eq!(add(&hook("globex", "wh_4", "https://a.example/1")), AddedWebhook::Added);
+    assert_eq!(
+        add(&hook("globex", "wh_4", "https://a.example/1")),
+        AddedWebhook::Added
+    );
     assert_eq!(store.webhooks(Some("acme")).unwrap().len(), 2);
     assert_eq!(store.webhooks(None).unwrap().len(), 3);
 
@@ -500,7 +604,9 @@ fn webhooks_are_kept_per_tenant_rotated_and_removed(kind: Kind) {
     assert_eq!(again.previous_secret, None);
     assert_eq!(again.secrets_at(31), ["whsec_newer"]);
     assert_eq!(
-        store.rotate_webhook("globex", "wh_1", "x", None, 30).unwrap(),
+        store
+            .rotate_webhook("globex", "wh_1", "x", None, 30)
+            .unwrap(),
         None,
         "another tenant's webhook"
     );
@@ -508,7 +614,10 @@ fn webhooks_are_kept_per_tenant_rotated_and_removed(kind: Kind) {
     let removed = store.remove_webhook("acme", "wh_1", 40).unwrap().unwrap();
     assert_eq!(removed.url, "https://a.example/1");
     assert_eq!(store.webhooks(Some("acme")).unwrap().len(), 1);
-    assert_eq!(add(&hook("acme", "wh_5", "https://a.example/1")), AddedWebhook::Added);
+    assert_eq!(
+        add(&hook("acme", "wh_5", "https://a.example/1")),
+        AddedWebhook::Added
+    );
 }
 
 on_both_stores!(
@@ -569,7 +678,11 @@ fn the_data_directory_and_its_files_are_the_service_users_alone() {
     let _ = child.wait();
     let found = modes(&data);
     for (path, mode) in &found {
-        let expected = if Path::new(path).is_dir() { 0o700 } else { 0o600 };
+        let expected = if Path::new(path).is_dir() {
+            0o700
+        } else {
+            0o600
+        };
         assert_eq!(*mode, expected, "{path} is {mode:o}: {found:?}");
     }
     for name in ["tiergate.db", "demo-keys.json", "compiled"] {
@@ -584,16 +697,39 @@ fn the_data_directory_and_its_files_are_the_service_users_alone() {
     // and the log says what changed.
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     for (path, _) in &found {
-        let open = if Path::new(path).is_dir() { 0o755 } else { 0o644 };
+        let open = if Path::new(path).is_dir() {
+            0o755
+        } else {
+            0o644
+        };
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(open)).unwrap();
     }
     let mut child = serve_logged(&data, &log, &["--demo-tenant"]);
     let _ = child.kill();
     let _ = child.wait();
     for (path, mode) in modes(&data) {
-        let expected = if Path::new(&path).is_dir() { 0o700 } else { 0o600 };
+        let expected = if Path::new(&path).is_dir() {
+            0o700
+        } else {
+            0o600
+        };
         assert_eq!(mode, expected, "{path} is {mode:o}");
     }
+    // A store the command line creates is private too.
+    let elsewhere = dir.path().join("elsewhere.db");
+    let out = crate::tiergate_command()
+        .args([
+            "keys", "create", "--tenant", "acme", "--role", "agent", "--store",
+        ])
+        .arg(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&elsewhere), 0o600);
     let logged = std::fs::read_to_string(&log).unwrap();
     for name in ["tiergate.db", "demo-keys.json"] {
         assert!(
@@ -661,15 +797,31 @@ fn the_demo_tenant_exists_only_when_asked_for_and_its_admin_key_is_printed_once(
 fn veto_windows_and_approval_timeouts_are_bounded_by_name() {
     let path = Path::new("acme.toml");
     for (from, to, key) in [
-        ("veto_window = \"30s\"", "veto_window = \"31d\"", "tiers.supervised.veto_window"),
+        (
+            "veto_window = \"30s\"",
+            "veto_window = \"31d\"",
+            "tiers.supervised.veto_window",
+        ),
         (
             "veto_window = \"30s\"",
             "veto_window = \"18446744073709551615ms\"",
             "tiers.supervised.veto_window",
         ),
-        ("timeout = \"4h\"", "timeout = \"721h\"", "tiers.collaborative.timeout"),
-        ("timeout = \"4h\"", "timeout = \"2592000001ms\"", "tiers.collaborative.timeout"),
-        ("timeout = \"4h\"", "timeout = \"213503982334d\"", "tiers.collaborative.timeout"),
+        (
+            "timeout = \"4h\"",
+            "timeout = \"721h\"",
+            "tiers.collaborative.timeout",
+        ),
+        (
+            "timeout = \"4h\"",
+            "timeout = \"2592000001ms\"",
+            "tiers.collaborative.timeout",
+        ),
+        (
+            "timeout = \"4h\"",
+            "timeout = \"213503982334d\"",
+            "tiers.collaborative.timeout",
+        ),
     ] {
         let text = ACME.replace(from, to);
         let err = TenantConfig::parse(&text, path).unwrap_err().to_string();
@@ -684,8 +836,11 @@ fn veto_windows_and_approval_timeouts_are_bounded_by_name() {
             .map(|e| e.to_string());
         assert_eq!(err, None, "{to} is the longest allowed");
     }
-    let err = TenantConfig::parse(&ACME.replace("veto_window = \"30s\"", "veto_window = \"31d\""), path)
-        .unwrap_err()
-        .to_string();
+    let err = TenantConfig::parse(
+        &ACME.replace("veto_window = \"30s\"", "veto_window = \"31d\""),
+        path,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("30 days"), "{err}");
 }

@@ -482,10 +482,7 @@ async fn a_tenant_admin_cannot_have_notices_signed_with_a_variable_of_the_servic
 async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
     let r = receiver(Some(0)).await;
     let dir = tempfile::tempdir().unwrap();
-    let (config, settings) = setup(
-        dir.path(),
-        &format!("{SETTINGS}webhooks_per_tenant = 2\n"),
-    );
+    let (config, settings) = setup(dir.path(), &format!("{SETTINGS}webhooks_per_tenant = 2\n"));
     let s = start(&dir.path().join("data"), &config, &settings);
     let agent = create_key(&s.data, "hooked", "agent", None);
     let admin = create_key(&s.data, "hooked", "admin", Some("ops@hooked.example"));
@@ -598,7 +595,12 @@ async fn a_rotated_secret_signs_beside_the_old_one_until_the_overlap_ends() {
     .await;
     assert_eq!(removed.status, 200, "{}", removed.text);
     let listed = get(&s, "/v1/webhooks", &admin).await;
-    assert_eq!(listed.body.as_array().map(Vec::len), Some(1), "{}", listed.text);
+    assert_eq!(
+        listed.body.as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        listed.text
+    );
     let gone = call(
         "DELETE",
         &format!("{}/v1/webhooks/{id}", s.base),
@@ -646,7 +648,11 @@ async fn webhooks_to_loopback_private_link_local_and_metadata_addresses_are_refu
         );
         assert_eq!(a.body["error"]["field"], "url", "{}", a.text);
     }
-    for url in ["ftp://ops.example/hook", "not a url", "https://u:p@ops.example/"] {
+    for url in [
+        "ftp://ops.example/hook",
+        "not a url",
+        "https://u:p@ops.example/",
+    ] {
         let a = post(&s, "/v1/webhooks", &admin, &json!({ "url": url })).await;
         assert_eq!(
             (a.status, a.body["error"]["code"].as_str()),
@@ -654,7 +660,11 @@ async fn webhooks_to_loopback_private_link_local_and_metadata_addresses_are_refu
             "{url}: {}",
             a.text
         );
-        assert!(!a.text.contains(":p@"), "a password is not echoed: {}", a.text);
+        assert!(
+            !a.text.contains(":p@"),
+            "a password is not echoed: {}",
+            a.text
+        );
     }
     let listed = get(&s, "/v1/webhooks", &admin).await;
     assert_eq!(listed.body, json!([]), "{}", listed.text);
@@ -678,7 +688,11 @@ async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
     // ...then delivered after it no longer does: every address the name
     // resolves to is checked where the connection is made.
     let strict = dir.path().join("strict.toml");
-    std::fs::write(&strict, "webhook_backoff_ms = 200\nwebhook_max_attempts = 2\n").unwrap();
+    std::fs::write(
+        &strict,
+        "webhook_backoff_ms = 200\nwebhook_max_attempts = 2\n",
+    )
+    .unwrap();
     let s = start(&data, &config, &strict);
     post(
         &s,
@@ -690,7 +704,8 @@ async fn a_name_resolving_to_loopback_is_refused_when_connecting() {
     let rows = wait_for_n(&s, &admin, "given_up", 2).await;
     for row in &rows {
         assert_eq!(
-            row["last_error"], "refused address: the receiver resolves only to addresses webhooks may not reach (loopback, private, link-local, shared or reserved)",
+            row["last_error"],
+            "refused address: the receiver resolves only to addresses webhooks may not reach (loopback, private, link-local, shared or reserved)",
             "{rows:?}"
         );
     }
@@ -904,10 +919,16 @@ async fn an_operator_keeps_a_receivers_secret_when_moving_it_off_the_configurati
         &[("KEPT_SECRET", kept)],
     );
     assert!(ok, "{err}");
-    assert!(!out.contains(kept), "a secret the operator gave is not printed: {out}");
+    assert!(
+        !out.contains(kept),
+        "a secret the operator gave is not printed: {out}"
+    );
     let (ok, listed, err) = webhooks(&["list", "--tenant", "hooked"], &[]);
     assert!(ok, "{err}");
-    assert!(listed.contains(&r.url()) && !listed.contains(kept), "{listed}");
+    assert!(
+        listed.contains(&r.url()) && !listed.contains(kept),
+        "{listed}"
+    );
     // A variable that is not set is refused by name.
     let (ok, _, err) = webhooks(
         &[
@@ -935,7 +956,13 @@ async fn an_operator_keeps_a_receivers_secret_when_moving_it_off_the_configurati
 
     // Created by the CLI without a secret given: one is generated and printed once.
     let (ok, out, err) = webhooks(
-        &["create", "--tenant", "hooked", "--url", "https://new.invalid/hook"],
+        &[
+            "create",
+            "--tenant",
+            "hooked",
+            "--url",
+            "https://new.invalid/hook",
+        ],
         &[],
     );
     assert!(ok, "{err}");
@@ -977,7 +1004,11 @@ fn two_hosts_claiming_at_once_take_each_delivery_once(kind: Kind) {
             got[0].len() + got[1].len(),
             "round {round}: a delivery claimed by both hosts: {got:?}"
         );
-        assert_eq!(ids.len(), 3, "round {round}: every due delivery is claimed: {got:?}");
+        assert_eq!(
+            ids.len(),
+            3,
+            "round {round}: every due delivery is claimed: {got:?}"
+        );
         for (host, g) in got.iter().enumerate() {
             claimed_by[host] += g.len();
             for id in g {

@@ -464,7 +464,15 @@ fn due_checkpoints(
     let mut signed = Vec::new();
     let mut refused = Vec::new();
     for tenant in store.tenants()? {
-        match sign_one(store, key, &ours, &tenant, latest.get(&tenant), schedule, now_ms) {
+        match sign_one(
+            store,
+            key,
+            &ours,
+            &tenant,
+            latest.get(&tenant),
+            schedule,
+            now_ms,
+        ) {
             Ok(Some(c)) => signed.push(c),
             Ok(None) => {}
             Err(SignError::Store(e)) => return Err(e.into()),
@@ -502,8 +510,7 @@ fn sign_one(
         c.check_head(chain_events, head.map(String::as_str), Some(ours))
             .map_err(|e| broken(Box::new(e)))?;
     }
-    let chain = match super::verify_stored(store, tenant, from, &Default::default(), &mut |_| {})
-    {
+    let chain = match super::verify_stored(store, tenant, from, &Default::default(), &mut |_| {}) {
         Ok(chain) => chain.report,
         Err(super::VerifyError::Store(e)) => return Err(e.into()),
         Err(super::VerifyError::Broken(e)) => return Err(broken(Box::new(e))),

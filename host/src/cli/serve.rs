@@ -83,7 +83,8 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(n) = file.webhook_max_attempts {
         options.webhooks.max_attempts = n.max(1);
     }
-    options.webhooks.egress = tiergate::server::egress::Egress::allowing(file.webhook_allow_networks);
+    options.webhooks.egress =
+        tiergate::server::egress::Egress::allowing(file.webhook_allow_networks);
     if let Some(n) = file.webhooks_per_tenant {
         options.webhooks.per_tenant = n;
     }
@@ -107,7 +108,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         || file.checkpoint_every_events.is_some()
         || file.checkpoint_interval_ms.is_some()
     {
-        bail!("the checkpoint settings need `checkpoint_key`: a key file from `tiergate audit keygen`");
+        bail!(
+            "the checkpoint settings need `checkpoint_key`: a key file from `tiergate audit keygen`"
+        );
     }
     if (args.demo || args.demo_tenant) && args.no_demo_tenant {
         bail!("--demo and --demo-tenant set up the demo tenant: drop --no-demo-tenant");
@@ -160,7 +163,10 @@ fn print_demo_keys(keys: &DemoKeys, created: bool, data_dir: &Path) {
     if created {
         println!("  admin     {}  (printed only now)", keys.admin);
     } else {
-        println!("  admin     (printed when it was made; kept in {})", file.display());
+        println!(
+            "  admin     (printed when it was made; kept in {})",
+            file.display()
+        );
     }
 }
 

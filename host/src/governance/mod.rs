@@ -23,9 +23,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit, PolicySection, Team,
-    MAX_APPROVAL_TIMEOUT, MAX_VETO_WINDOW, TenantConfig, TierRule, TierTable, WEBHOOKS_MOVED,
-    Webhook, toml_to_json,
+    ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit,
+    MAX_APPROVAL_TIMEOUT, MAX_VETO_WINDOW, PolicySection, Team, TenantConfig, TierRule, TierTable,
+    WEBHOOKS_MOVED, Webhook, toml_to_json,
 };
 pub use error::GovernError;
 pub use executor::{LedgerExecutor, PaymentExecutor};
@@ -653,10 +653,8 @@ impl Governor {
             reason.to_string(),
             content_hash.to_string(),
         );
-        blocking(move || {
-            this.rule(&tenant, &tx_id, act, &actor, Some(&key_id), &reason, &hash)
-        })
-        .await
+        blocking(move || this.rule(&tenant, &tx_id, act, &actor, Some(&key_id), &reason, &hash))
+            .await
     }
 
     /// [`decide`](Self::decide) on the calling thread.

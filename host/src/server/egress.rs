@@ -34,7 +34,8 @@ impl std::str::FromStr for Network {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("{text:?} is not a network such as 10.1.0.0/16 or fd00::/8: {why}");
+        let bad =
+            |why: &str| format!("{text:?} is not a network such as 10.1.0.0/16 or fd00::/8: {why}");
         let (address, prefix) = match text.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
@@ -72,9 +73,7 @@ fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
 /// A v4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -182,7 +181,11 @@ impl Egress {
     }
 
     fn check_ip(&self, ip: IpAddr) -> Result<(), Refused> {
-        if self.permits(ip) { Ok(()) } else { Err(Refused) }
+        if self.permits(ip) {
+            Ok(())
+        } else {
+            Err(Refused)
+        }
     }
 
     /// The HTTP client's resolver: only permitted addresses come out.
@@ -225,7 +228,9 @@ impl reqwest::dns::Resolve for Resolver {
             // The port is replaced by the URL's.
             let addrs = tokio::net::lookup_host((name.as_str(), 0))
                 .await
-                .map_err(|e| Box::new(NotResolved(e)) as Box<dyn std::error::Error + Send + Sync>)?;
+                .map_err(|e| {
+                    Box::new(NotResolved(e)) as Box<dyn std::error::Error + Send + Sync>
+                })?;
             let permitted: Vec<SocketAddr> = addrs.filter(|a| egress.permits(a.ip())).collect();
             if permitted.is_empty() {
                 return Err(Box::new(Refused) as Box<dyn std::error::Error + Send + Sync>);

@@ -123,10 +123,17 @@ mod tests {
         assert_eq!(mode(&data.join("compiled")), 0o700);
         assert_eq!(mode(&data.join("tiergate.db")), 0o600);
         assert_eq!(mode(&data.join("compiled/a.cwasm")), 0o600);
-        assert_eq!(mode(&outside), 0o644, "a link's target is not the service's");
+        assert_eq!(
+            mode(&outside),
+            0o644,
+            "a link's target is not the service's"
+        );
         // A stricter mode is kept as it is.
-        std::fs::set_permissions(&data.join("tiergate.db"), std::fs::Permissions::from_mode(0o400))
-            .unwrap();
+        std::fs::set_permissions(
+            data.join("tiergate.db"),
+            std::fs::Permissions::from_mode(0o400),
+        )
+        .unwrap();
         keep_private(&data, &Location::Sqlite(data.join("tiergate.db"))).unwrap();
         assert_eq!(mode(&data.join("tiergate.db")), 0o400);
     }

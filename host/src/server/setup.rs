@@ -80,7 +80,9 @@ impl Service {
         let checkpoints = options
             .checkpoints
             .as_ref()
-            .map(|c| super::checkpoints::load(c, &options.data_dir).map(|loaded| (c.clone(), loaded)))
+            .map(|c| {
+                super::checkpoints::load(c, &options.data_dir).map(|loaded| (c.clone(), loaded))
+            })
             .transpose()?;
         let metrics = Arc::new(super::Metrics::new());
         let mut builder = Governor::builder(runtime.clone(), store.clone() as Arc<dyn Store>)
@@ -122,7 +124,9 @@ impl Service {
             Tenancy {
                 webhooks: options.webhooks.clone(),
                 upload_quota: options.upload_quota,
-                checkpoints: checkpoints.as_ref().map(|(_, (_, trusted))| trusted.clone()),
+                checkpoints: checkpoints
+                    .as_ref()
+                    .map(|(_, (_, trusted))| trusted.clone()),
             },
         );
         let listener = tokio::net::TcpListener::bind(options.listen)
@@ -336,9 +340,9 @@ pub(super) fn compile_named(
     policy: &str,
 ) -> Result<CompiledPolicy> {
     if policy.starts_with("sha256:") {
-        let bytes = store
-            .policy_component(tenant, policy)?
-            .with_context(|| format!("no policy uploaded by tenant {tenant} has digest {policy}"))?;
+        let bytes = store.policy_component(tenant, policy)?.with_context(|| {
+            format!("no policy uploaded by tenant {tenant} has digest {policy}")
+        })?;
         return Ok(runtime.compile(&bytes)?);
     }
     let bytes = crate::governance::bundled(policy).with_context(|| {

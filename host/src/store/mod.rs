@@ -24,9 +24,7 @@ pub use deliveries::{
 };
 pub use keys::{ApiKey, KeyStore, Role};
 pub use postgres::PostgresStore;
-pub use rules::{
-    DeletedPolicy, PutPolicy, RulesStore, StoredRules, UploadQuota, UploadedPolicy,
-};
+pub use rules::{DeletedPolicy, PutPolicy, RulesStore, StoredRules, UploadQuota, UploadedPolicy};
 pub use sqlite::{SqliteStore, utc_day};
 
 /// Everything the service keeps: the pipeline's state, keys, rules and

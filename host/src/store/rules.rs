@@ -97,8 +97,7 @@ pub trait RulesStore: Send + Sync {
     ) -> Result<PutPolicy, StoreError>;
 
     /// A component `tenant` uploaded; another tenant's is not found.
-    fn policy_component(&self, tenant: &str, digest: &str)
-    -> Result<Option<Vec<u8>>, StoreError>;
+    fn policy_component(&self, tenant: &str, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// `tenant`'s uploads, oldest first.
     fn policies(&self, tenant: &str) -> Result<Vec<UploadedPolicy>, StoreError>;

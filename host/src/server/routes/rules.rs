@@ -30,7 +30,11 @@ fn over_quota(refused: PutPolicy) -> Option<ApiError> {
         ),
         PutPolicy::Stored | PutPolicy::AlreadyStored => return None,
     };
-    Some(ApiError::new(StatusCode::CONFLICT, "quota_exceeded", message))
+    Some(ApiError::new(
+        StatusCode::CONFLICT,
+        "quota_exceeded",
+        message,
+    ))
 }
 
 /// Upload a policy component (admin keys): checked (a component of the
@@ -221,16 +225,16 @@ async fn prepare(
     let compiled = tokio::task::spawn_blocking(move || {
         compile_named(store.as_ref(), &runtime, &tenant, &policy)
     })
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_policy",
-                    format!("{e:#}"),
-                )
-                .field("policy")
-            })?;
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_policy",
+            format!("{e:#}"),
+        )
+        .field("policy")
+    })?;
     let document = config.policy_config_json().map_err(|m| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", m).field("config")
     })?;

@@ -23,10 +23,12 @@ impl From<WebhookError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook", message)
                     .field("url")
             }
-            WebhookError::ForbiddenAddress { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "forbidden_address", message)
-                    .field("url")
-            }
+            WebhookError::ForbiddenAddress { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "forbidden_address",
+                message,
+            )
+            .field("url"),
             WebhookError::Exists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "webhook_exists", message).field("url")
             }
@@ -80,9 +82,13 @@ pub(super) async fn create(
     let request: NewWebhook = body.parse()?;
     let url = admin::webhook_url(&request.url)?;
     let options = state.webhooks();
-    options.egress.check_host(&url).await.map_err(|_| WebhookError::ForbiddenAddress {
-        host: url.host_str().unwrap_or_default().to_string(),
-    })?;
+    options
+        .egress
+        .check_host(&url)
+        .await
+        .map_err(|_| WebhookError::ForbiddenAddress {
+            host: url.host_str().unwrap_or_default().to_string(),
+        })?;
     let (store, tenant, actor, limit) = (
         state.store().clone(),
         caller.tenant().to_string(),

@@ -65,11 +65,7 @@ impl RulesStore for PostgresStore {
         Ok(PutPolicy::Stored)
     }
 
-    fn policy_component(
-        &self,
-        tenant: &str,
-        digest: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    fn policy_component(&self, tenant: &str, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn()?
             .query_opt(
                 "SELECT component FROM tenant_policies WHERE tenant = $1 AND digest = $2",
@@ -171,5 +167,72 @@ impl RulesStore for PostgresStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pool::Pool;
+    use super::super::schema::{MIGRATIONS, migrate};
+
+    #[test]
+    fn uploads_from_before_become_those_of_the_tenants_whose_rules_name_them() {
+        let url = tiergate_e2e::postgres::fresh_database();
+        let pool = Pool::open(&url, 1).unwrap();
+        let mut c = pool.get().unwrap();
+        // The store as it was before uploads belonged to tenants.
+        let owned = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE IF NOT EXISTS tenant_policies"))
+            .expect("the migration that gives uploads to tenants");
+        c.batch(
+            "CREATE TABLE tiergate_schema (
+                 version    INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .unwrap();
+        for (i, sql) in MIGRATIONS[..owned].iter().enumerate() {
+            c.batch(sql).unwrap();
+            c.execute(
+                "INSERT INTO tiergate_schema (version) VALUES ($1)",
+                &[&((i + 1) as i32)],
+            )
+            .unwrap();
+        }
+        c.batch(
+            "INSERT INTO policies (digest, component, uploaded_ms) VALUES
+                 ('sha256:a', '\\x0a', 1), ('sha256:b', '\\x0b0b', 2), ('sha256:c', '\\x0c', 3);
+             INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor) VALUES
+                 ('acme', 1, 'sha256:a', '', 1, 'x'), ('acme', 2, 'sha256:a', '', 2, 'x'),
+                 ('globex', 1, 'sha256:a', '', 1, 'x'), ('globex', 2, 'sha256:b', '', 3, 'x'),
+                 ('initech', 1, 'seed-tiers', '', 1, 'x');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let owned: Vec<(String, String, i64, Vec<u8>)> = c
+            .query(
+                "SELECT tenant, digest, bytes, component FROM tenant_policies ORDER BY tenant, digest",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(
+            owned,
+            [
+                ("acme".into(), "sha256:a".into(), 1, vec![0x0a]),
+                ("globex".into(), "sha256:a".into(), 1, vec![0x0a]),
+                ("globex".into(), "sha256:b".into(), 2, vec![0x0b, 0x0b]),
+            ]
+        );
+        let left: Vec<String> = c
+            .query("SELECT digest FROM policies", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(left, ["sha256:c"]);
     }
 }

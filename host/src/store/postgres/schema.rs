@@ -9,7 +9,7 @@ use super::pool::Conn;
 use crate::store::StoreError;
 
 /// Applied in order; `tiergate_schema` records each one applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE authorizations (
     tenant          TEXT COLLATE "C" NOT NULL,
@@ -177,9 +177,10 @@ DROP INDEX ledger_by_recipient;
     // Each tenant's webhooks with the secrets the service generated for
     // them; uploads owned by the tenant that made them. Uploads named by a
     // tenant's rules become that tenant's; the others, which no tenant can
-    // be shown to own, are kept apart and used by none.
+    // be shown to own, stay in `policies`, used by none. Running it again
+    // changes nothing.
     r#"
-CREATE TABLE webhooks (
+CREATE TABLE IF NOT EXISTS webhooks (
     tenant              TEXT COLLATE "C" NOT NULL,
     id                  TEXT COLLATE "C" NOT NULL,
     url                 TEXT COLLATE "C" NOT NULL,
@@ -192,7 +193,7 @@ CREATE TABLE webhooks (
     UNIQUE (tenant, url)
 );
 
-CREATE TABLE tenant_policies (
+CREATE TABLE IF NOT EXISTS tenant_policies (
     tenant      TEXT COLLATE "C" NOT NULL,
     digest      TEXT COLLATE "C" NOT NULL,
     name        TEXT,
@@ -205,9 +206,9 @@ CREATE TABLE tenant_policies (
 INSERT INTO tenant_policies (tenant, digest, bytes, uploaded_ms, component)
     SELECT r.tenant, p.digest, length(p.component), p.uploaded_ms, p.component
     FROM policies p JOIN (SELECT DISTINCT tenant, policy FROM tenant_rules) r
-      ON r.policy = p.digest;
+      ON r.policy = p.digest
+ON CONFLICT DO NOTHING;
 DELETE FROM policies WHERE digest IN (SELECT policy FROM tenant_rules);
-ALTER TABLE policies RENAME TO unowned_policies;
 "#,
 ];
 

@@ -67,11 +67,7 @@ impl RulesStore for SqliteStore {
         })
     }
 
-    fn policy_component(
-        &self,
-        tenant: &str,
-        digest: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    fn policy_component(&self, tenant: &str, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .lock()
             .query_row(
@@ -169,5 +165,73 @@ impl RulesStore for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::super::{MIGRATIONS, migrate};
+
+    /// The store as it was before uploads belonged to tenants: its
+    /// migrations up to that one.
+    fn before_tenant_uploads() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        let owned = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE IF NOT EXISTS tenant_policies"))
+            .expect("the migration that gives uploads to tenants");
+        for sql in &MIGRATIONS[..owned] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", owned as i64)
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn uploads_from_before_become_those_of_the_tenants_whose_rules_name_them() {
+        let conn = before_tenant_uploads();
+        conn.execute_batch(
+            "INSERT INTO policies (digest, component, uploaded_ms) VALUES
+                 ('sha256:a', x'0a', 1), ('sha256:b', x'0b0b', 2), ('sha256:c', x'0c', 3);
+             INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor) VALUES
+                 ('acme', 1, 'sha256:a', '', 1, 'x'), ('acme', 2, 'sha256:a', '', 2, 'x'),
+                 ('globex', 1, 'sha256:a', '', 1, 'x'), ('globex', 2, 'sha256:b', '', 3, 'x'),
+                 ('initech', 1, 'seed-tiers', '', 1, 'x');",
+        )
+        .unwrap();
+        migrate(&conn).unwrap();
+        let owned: Vec<(String, String, i64, Vec<u8>)> = conn
+            .prepare(
+                "SELECT tenant, digest, bytes, component FROM tenant_policies ORDER BY tenant, digest",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let owned: Vec<(&str, &str, i64, &[u8])> = owned
+            .iter()
+            .map(|(t, d, b, c)| (t.as_str(), d.as_str(), *b, c.as_slice()))
+            .collect();
+        assert_eq!(
+            owned,
+            [
+                ("acme", "sha256:a", 1, &[0x0a][..]),
+                ("globex", "sha256:a", 1, &[0x0a][..]),
+                ("globex", "sha256:b", 2, &[0x0b, 0x0b][..]),
+            ]
+        );
+        // The one no rules named is kept where it was, read by nothing.
+        let left: Vec<String> = conn
+            .prepare("SELECT digest FROM policies")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(left, ["sha256:c"]);
     }
 }
