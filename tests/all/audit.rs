@@ -560,6 +560,21 @@ async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
         settings.display().to_string(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A key others may read is refused: it would let them sign a rewritten trail.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = crate::tiergate_command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("chmod 600"), "{stderr}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let s = Served::start(&data, &args);
     let key_of = |role: &str, subject: Option<&str>| {
         let mut cmd = crate::tiergate_command();

@@ -258,6 +258,20 @@ async fn one_tenants_unloadable_rules_fail_it_closed_and_the_others_are_served(k
         backend
             .put_rules("garbled", "seed-tiers", "tenant = ", "earlier", 1)
             .unwrap();
+        // Rules an earlier version kept with a webhook named by `secret_env`
+        // still load; nothing is delivered there.
+        let legacy = std::fs::read_to_string(tenant_file(
+            dir.path(),
+            "legacy",
+            &[(
+                "[tiers.autonomous]",
+                "[[webhooks]]\nurl = \"https://ops.legacy.example/hook\"\nsecret_env = \"TIERGATE_STORE\"\n\n[tiers.autonomous]",
+            )],
+        ))
+        .unwrap();
+        backend
+            .put_rules("legacy", "seed-tiers", &legacy, "earlier", 1)
+            .unwrap();
     }
     let s = serve_on(&store, &dir.path().join("data"), &[&acme], &[]);
     // acme is served as usual.
@@ -275,6 +289,17 @@ async fn one_tenants_unloadable_rules_fail_it_closed_and_the_others_are_served(k
         "{}",
         r.text
     );
+    let l_agent = key_on(&store, "legacy", "agent", None);
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &l_agent,
+        &payment("legacy", "l1", "47.00", "compute", "known"),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let l_admin = key_on(&store, "legacy", "admin", Some("ops@legacy.example"));
+    assert_eq!(get(&s, "/v1/webhooks", &l_admin).await.body, json!([]));
     // The others answer that their rules cannot be loaded, and why.
     for tenant in ["broken", "garbled"] {
         let agent = key_on(&store, tenant, "agent", None);

@@ -969,6 +969,67 @@ async fn an_operator_keeps_a_receivers_secret_when_moving_it_off_the_configurati
     assert!(out.trim().starts_with("whsec_"), "{out}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_store_send_each_notice_once() {
+    let r = receiver(Some(0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = tiergate_e2e::postgres::fresh_database();
+    let (config, settings) = setup(dir.path(), SETTINGS);
+    let replicas: Vec<Served> = ["one", "two"]
+        .iter()
+        .map(|name| {
+            start_with(
+                &dir.path().join(name),
+                &config,
+                &settings,
+                &["--store", &url],
+            )
+        })
+        .collect();
+    let key = |role: &str, subject: Option<&str>| {
+        let mut cmd = crate::tiergate_command();
+        cmd.args([
+            "keys", "create", "--tenant", "hooked", "--role", role, "--store", &url,
+        ]);
+        if let Some(s) = subject {
+            cmd.args(["--subject", s]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let agent = key("agent", None);
+    let admin = key("admin", Some("ops@hooked.example"));
+    let (_, secret) = add_webhook(&replicas[0], &admin, &r.url()).await;
+    for i in 0..10 {
+        let a = post(
+            &replicas[i % 2],
+            "/v1/authorizations",
+            &agent,
+            &payment("hooked", &format!("p{i}"), "47.00", "compute", "known"),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    let delivered = wait_for_n(&replicas[1], &admin, "delivered", 10).await;
+    assert!(
+        delivered.iter().all(|d| d["attempts"] == 1),
+        "{delivered:?}"
+    );
+    let got = r.got();
+    let ids: HashSet<&str> = got.iter().map(|g| g.event_id.as_str()).collect();
+    assert_eq!(
+        (ids.len(), got.len()),
+        (10, 10),
+        "each notice sent once, by one replica: {got:?}"
+    );
+    assert!(got.iter().all(|g| g.signed_with(&secret)));
+}
+
 /// Two hosts claiming due deliveries at the same moment, over and over:
 /// each delivery goes to exactly one of them.
 fn two_hosts_claiming_at_once_take_each_delivery_once(kind: Kind) {

@@ -53,6 +53,19 @@ pub(super) struct Trusted {
 
 /// Reads the signing key and settles the log's place.
 pub(super) fn load(options: &CheckpointOptions, data_dir: &Path) -> Result<(SigningKey, Trusted)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&options.key)
+        .with_context(|| format!("cannot read the checkpoint key {}", options.key.display()))?
+        .permissions()
+        .mode();
+    // Whoever can read the key can sign checkpoints of a rewritten trail.
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the checkpoint key {} may be read by others (mode {:o}): make it the service user's alone (chmod 600)",
+            options.key.display(),
+            mode & 0o777
+        );
+    }
     let text = std::fs::read_to_string(&options.key)
         .with_context(|| format!("cannot read the checkpoint key {}", options.key.display()))?;
     let key = key_from_hex(&text).with_context(|| {
