@@ -200,7 +200,9 @@ pub struct EventDraft {
     /// What happened: `authorized`, `attempt_blocked`, `owner_notified`,
     /// `owner_alerted`, `agent_notified`, `vetoed`, `approved`, `rejected`,
     /// `veto_window_closed`, `expired`, `executing`, `executed`,
-    /// `execution_failed`; and for the tenant itself, `policy_activated`.
+    /// `execution_failed`; and for the tenant itself, `policy_activated`,
+    /// `key_created`, `key_revoked`, `webhook_created`,
+    /// `webhook_secret_rotated`, `webhook_removed`.
     pub kind: String,
     /// Who did it, when a person did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
