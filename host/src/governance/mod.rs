@@ -105,6 +105,8 @@ impl GovernorBuilder {
             }
             Err(e) => {
                 let tenant = config.tenant.clone();
+                tracing::error!(%tenant, error = %e,
+                    "the tenant's rules do not bind its policy; its requests are refused until rules that load are activated");
                 self.unavailable(&tenant, e.to_string())
             }
         }
@@ -370,12 +372,17 @@ impl Governor {
         config: &TenantConfig,
         compiled: &CompiledPolicy,
     ) -> Result<(), GovernError> {
-        let known = self.tenants().contains_key(&config.tenant)
-            || self.unavailable_reason(&config.tenant).is_some();
-        if !known {
-            return Err(GovernError::UnknownTenant(config.tenant.clone()));
-        }
+        self.known(&config.tenant)?;
         bind(config, compiled).map(|_| ())
+    }
+
+    /// Refuses a tenant this governor neither serves nor could not load.
+    fn known(&self, tenant: &str) -> Result<(), GovernError> {
+        if self.tenants().contains_key(tenant) || self.unavailable_reason(tenant).is_some() {
+            Ok(())
+        } else {
+            Err(GovernError::UnknownTenant(tenant.to_string()))
+        }
     }
 
     fn tenants(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Tenant>>> {
@@ -397,7 +404,7 @@ impl Governor {
         compiled: &CompiledPolicy,
         actor: &str,
     ) -> Result<Option<String>, GovernError> {
-        self.check_activation(&config, compiled)?;
+        self.known(&config.tenant)?;
         let policy = bind(&config, compiled)?;
         let tenant = Arc::new(Tenant { config, policy });
         // Recorded and swapped under the write lock, so two activations
