@@ -160,6 +160,11 @@ fn export_round_trips_and_filters(kind: Kind) {
     let csv = tiergate(&[
         "audit", "export", "--store", &db, "--tenant", "acme", "--format", "csv",
     ]);
+    assert!(
+        csv.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csv.stderr)
+    );
     let text = String::from_utf8_lossy(&csv.stdout).into_owned();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -182,6 +187,11 @@ fn export_round_trips_and_filters(kind: Kind) {
         "--tier",
         "prohibited",
     ]);
+    assert!(
+        filtered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&filtered.stderr)
+    );
     let ids: Vec<String> = String::from_utf8_lossy(&filtered.stdout)
         .lines()
         .map(|l| {
@@ -202,6 +212,12 @@ fn export_round_trips_and_filters(kind: Kind) {
         "--from",
         "2026-06-28",
     ]);
+    // Nothing on the next day: a command that succeeded and printed no row.
+    assert!(
+        other_day.status.success(),
+        "{}",
+        String::from_utf8_lossy(&other_day.stderr)
+    );
     assert!(other_day.stdout.is_empty());
     let that_day = tiergate(&[
         "audit",
@@ -215,6 +231,11 @@ fn export_round_trips_and_filters(kind: Kind) {
         "--to",
         "2026-06-28",
     ]);
+    assert!(
+        that_day.status.success(),
+        "{}",
+        String::from_utf8_lossy(&that_day.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&that_day.stdout).lines().count(), 3);
     // One payment by its audit id, found through the index; the other
     // filters still apply to it.
@@ -482,3 +503,157 @@ on_both_stores!(
     export_round_trips_and_filters,
     the_daily_report_adds_up_to_the_records,
 );
+
+/// Waits until the service's checkpoint log holds a checkpoint of `tenant`
+/// at `events` events or more, and returns the log's lines.
+async fn wait_for_checkpoint(log: &Path, tenant: &str, events: u64) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines
+            .iter()
+            .any(|c| c["tenant"] == tenant && c["events"].as_u64() >= Some(events))
+        {
+            return lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of {tenant} at {events} events: {lines:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `serve` signs checkpoints on its own schedule with the key its settings
+/// name, and `GET /v1/audit/verify` checks them: a tail cut off the chain,
+/// which leaves a chain that verifies, is caught.
+async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
+    use crate::service::{Served, get, payment, post, tenant_file};
+    let store = crate::stores::TestStore::new(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("checkpoint.key");
+    let public = tiergate(&["audit", "keygen", "--key", key.to_str().unwrap()]);
+    assert!(public.status.success());
+    let public = String::from_utf8_lossy(&public.stdout).trim().to_string();
+    let settings = dir.path().join("serve.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "checkpoint_key = {:?}\ncheckpoint_every_events = 1\ncheckpoint_interval_ms = 100\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let acme = tenant_file(dir.path(), "acme", &[]);
+    let data = dir.path().join("data");
+    let args = [
+        "--no-demo-tenant".to_string(),
+        "--store".to_string(),
+        store.arg(),
+        "--tenant".into(),
+        acme.display().to_string(),
+        "--config".into(),
+        settings.display().to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A key others may read is refused: it would let them sign a rewritten trail.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = crate::tiergate_command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("chmod 600"), "{stderr}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let s = Served::start(&data, &args);
+    let key_of = |role: &str, subject: Option<&str>| {
+        let mut cmd = crate::tiergate_command();
+        cmd.args([
+            "keys", "create", "--tenant", "acme", "--role", role, "--store",
+        ])
+        .arg(store.arg());
+        if let Some(s) = subject {
+            cmd.args(["--subject", s]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let agent = key_of("agent", None);
+    let auditor = key_of("auditor", Some("audit@acme.example"));
+    for (id, amount, category) in [
+        ("c1", "0.02", "embeddings"),
+        ("c2", "89.00", "agent_hire"),
+        ("c3", "25.00", "gambling"),
+    ] {
+        let r = post(
+            &s,
+            "/v1/authorizations",
+            &agent,
+            &payment("acme", id, amount, category, "known"),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let verified = get(&s, "/v1/audit/verify", &auditor).await;
+    let events = verified.body["events"].as_u64().unwrap();
+    let log = data.join("checkpoints.jsonl");
+    let lines = wait_for_checkpoint(&log, "acme", events).await;
+    assert!(
+        lines.iter().all(|c| c["public_key"] == public.as_str()),
+        "{lines:?}"
+    );
+    let verified = get(&s, "/v1/audit/verify", &auditor).await;
+    assert_eq!(verified.body["ok"], true, "{}", verified.text);
+    let checked = &verified.body["checkpoints"];
+    assert!(checked["checked"].as_u64() >= Some(1), "{}", verified.text);
+    assert_eq!(checked["public_key"], public.as_str(), "{}", verified.text);
+    assert!(
+        checked["latest_events"].as_u64() >= Some(events),
+        "{}",
+        verified.text
+    );
+    assert!(checked["broken"].is_null(), "{}", verified.text);
+    drop(s);
+
+    // Cut off the chain's tail: what remains still links up.
+    let cut = events - 2;
+    let sql = format!("DELETE FROM audit_events WHERE tenant = 'acme' AND seq > {cut}");
+    match kind {
+        Kind::Sqlite => rusqlite::Connection::open(store.arg())
+            .unwrap()
+            .execute_batch(&format!(
+                "DROP TRIGGER audit_events_append_only_delete; {sql}"
+            ))
+            .unwrap(),
+        Kind::Postgres => tiergate_e2e::postgres::run_sql(
+            &store.arg(),
+            &format!("ALTER TABLE audit_events DISABLE TRIGGER USER; {sql}"),
+        )
+        .unwrap(),
+    }
+    let s = Served::start(&data, &args);
+    let verified = get(&s, "/v1/audit/verify", &auditor).await;
+    assert_eq!(verified.body["ok"], false, "{}", verified.text);
+    assert_eq!(verified.body["events"], cut, "{}", verified.text);
+    let broken = verified.body["checkpoints"]["broken"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        broken.contains("records were removed from its end"),
+        "{}",
+        verified.text
+    );
+}
+
+on_both_stores!(async 2: the_service_signs_checkpoints_and_verify_checks_them);

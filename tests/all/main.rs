@@ -20,6 +20,7 @@ mod replicas;
 mod service;
 mod store;
 mod stores;
+mod tenancy;
 mod tiers;
 mod webhooks;
 

@@ -49,12 +49,11 @@ impl Served {
 
     /// [`start`](Self::start) with extra environment variables.
     pub(crate) fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
-        // The demo tenant, with nothing driven through it: the tests say
-        // what is paid.
+        // The demo tenant, unless the test says it wants none.
         let demo: &[&str] = if extra.contains(&"--no-demo-tenant") {
             &[]
         } else {
-            &["--demo", "--no-drive"]
+            &["--demo-tenant"]
         };
         let mut child = crate::tiergate_command()
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -1577,133 +1576,6 @@ async fn a_tenant_over_its_share_of_running_requests_is_told_to_retry_and_others
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn veto_windows_and_approval_timeouts_longer_than_thirty_days_are_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Served::start(dir.path(), &[]);
-    let demo = include_str!("../../host/src/server/demo-tenant.toml");
-    for (from, to, key) in [
-        (
-            r#"veto_window = "30s""#,
-            r#"veto_window = "200000000000d""#,
-            "tiers.supervised.veto_window",
-        ),
-        (
-            r#"veto_window = "30s""#,
-            r#"veto_window = "31d""#,
-            "tiers.supervised.veto_window",
-        ),
-        (
-            r#"timeout = "4h""#,
-            r#"timeout = "18446744073709551615ms""#,
-            "tiers.collaborative.timeout",
-        ),
-    ] {
-        assert!(demo.contains(from), "{from}");
-        let config = demo.replace(from, to);
-        for path in ["/v1/rules/check", "/v1/rules"] {
-            let r = post(
-                &s,
-                path,
-                &s.key("admin"),
-                &json!({"policy": "seed-tiers", "config": config}),
-            )
-            .await;
-            assert_eq!(
-                (r.status, error_code(&r)),
-                (422, "invalid_config"),
-                "{to} {path}: {}",
-                r.text
-            );
-            let message = r.body["error"]["message"].as_str().unwrap();
-            assert!(
-                message.contains(key) && message.contains("30 days"),
-                "{to}: {message}"
-            );
-        }
-    }
-    // Thirty days exactly is allowed.
-    let config = demo.replace(r#"veto_window = "30s""#, r#"veto_window = "30d""#);
-    let r = post(
-        &s,
-        "/v1/rules/check",
-        &s.key("admin"),
-        &json!({"policy": "seed-tiers", "config": config}),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-}
-
-/// The lines `tiergate serve` prints over `data` with `extra`, up to the
-/// first that `last` accepts; then it is stopped.
-fn serve_lines(data: &Path, extra: &[&str], last: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut child = crate::tiergate_command()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        let done = last(&line);
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    lines
-}
-
-#[test]
-fn the_demo_tenant_exists_only_with_demo_and_its_admin_key_is_printed_only_when_made() {
-    let dir = tempfile::tempdir().unwrap();
-    // Without --demo: no demo tenant, no keys of it, none printed.
-    let plain = dir.path().join("plain");
-    let lines = serve_lines(&plain, &[], |l| l.starts_with("  data"));
-    assert!(lines.iter().all(|l| !l.contains("tg_")), "{lines:?}");
-    assert!(!plain.join("demo-keys.json").exists());
-    let listed = crate::tiergate_command()
-        .args(["keys", "list", "--tenant", "demo", "--store"])
-        .arg(plain.join("tiergate.db"))
-        .output()
-        .unwrap();
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&listed.stdout),
-        "",
-        "the demo tenant has keys"
-    );
-
-    // With --demo: the admin key is printed when it is made...
-    let demo = dir.path().join("demo");
-    let is_admin = |l: &str| l.starts_with("  admin");
-    let first = serve_lines(&demo, &["--demo"], is_admin);
-    let keys: Value =
-        serde_json::from_str(&std::fs::read_to_string(demo.join("demo-keys.json")).unwrap())
-            .unwrap();
-    let (admin, agent) = (
-        keys["admin"].as_str().unwrap(),
-        keys["agent"].as_str().unwrap(),
-    );
-    assert!(first.last().unwrap().contains(admin), "{first:?}");
-    // ...and never again; the other keys are printed as before.
-    let again = serve_lines(&demo, &["--demo"], is_admin);
-    assert!(again.iter().all(|l| !l.contains(admin)), "{again:?}");
-    assert!(
-        again.last().unwrap().contains("shown when it was created"),
-        "{again:?}"
-    );
-    assert!(again.iter().any(|l| l.contains(agent)), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

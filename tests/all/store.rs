@@ -53,13 +53,24 @@ fn rules_are_versioned_per_tenant(kind: Kind) {
     let held = TestStore::new(kind);
     let store = held.open();
     let component = vec![0u8, 97, 115, 109, 255, 1];
-    store.put_policy("sha256:aa", &component, 1).unwrap();
-    store.put_policy("sha256:aa", b"other", 2).unwrap();
+    let upload = |at: u64| tiergate::store::UploadedPolicy {
+        digest: "sha256:aa".into(),
+        name: None,
+        version: None,
+        bytes: 6,
+        uploaded_ms: at,
+    };
+    store
+        .put_policy("acme", &upload(1), &component, None)
+        .unwrap();
+    store
+        .put_policy("acme", &upload(2), b"other", None)
+        .unwrap();
     assert_eq!(
-        store.policy_component("sha256:aa").unwrap(),
+        store.policy_component("acme", "sha256:aa").unwrap(),
         Some(component)
     );
-    assert_eq!(store.policy_component("sha256:bb").unwrap(), None);
+    assert_eq!(store.policy_component("acme", "sha256:bb").unwrap(), None);
     assert_eq!(
         store
             .put_rules("acme", "seed-tiers", "a", "admin", 10)
@@ -298,7 +309,7 @@ fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
         .expect("a newer schema is refused")
         .to_string();
     assert!(
-        refused.contains("schema version 99 is newer than this tiergate understands (3)"),
+        refused.contains("schema version 99 is newer than this tiergate understands (4)"),
         "{refused}"
     );
 }

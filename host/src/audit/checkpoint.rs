@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::{ChainBreak, ChainReport, verify_chain};
+use super::{ChainBreak, ChainReport, StoredChain, verify_chain};
 use crate::store::AuditEvent;
 
 /// A signed statement: "tenant T's chain had N events ending in hash H at time A".
@@ -262,12 +262,24 @@ impl CheckpointLog {
         Ok(latest)
     }
 
-    /// Appends checkpoints and syncs them to disk.
+    /// The checkpoints of `tenant` signed by `public_key` (hex), in order.
+    pub fn of(&self, tenant: &str, public_key: &str) -> Result<Vec<Checkpoint>, std::io::Error> {
+        Ok(self
+            .read()?
+            .into_iter()
+            .filter(|c| c.tenant == tenant && c.public_key == public_key)
+            .collect())
+    }
+
+    /// Appends checkpoints and syncs them to disk. A new log is readable by
+    /// its owner only.
     pub fn append(&self, checkpoints: &[Checkpoint]) -> Result<(), std::io::Error> {
         use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
+            .mode(0o600)
             .open(&self.path)?;
         for c in checkpoints {
             let line = serde_json::to_string(c).map_err(std::io::Error::other)?;
@@ -279,6 +291,51 @@ impl CheckpointLog {
     /// Where the log is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A tenant's chain checked against the checkpoints one key signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CheckpointsChecked {
+    /// The signing key trusted, hex.
+    pub public_key: String,
+    /// The tenant's checkpoints by that key that were checked.
+    pub checked: u64,
+    /// The chain length of the latest one.
+    pub latest_events: Option<u64>,
+    /// When the latest one was signed (ms since the epoch).
+    pub latest_at_ms: Option<u64>,
+    /// The first checkpoint that does not hold, and why.
+    pub broken: Option<String>,
+}
+
+/// The chain lengths `checkpoints` were signed at: what
+/// [`verify_stored`](super::verify_stored) must note heads at for
+/// [`check_checkpoints`].
+pub fn checkpoint_lengths(checkpoints: &[Checkpoint]) -> std::collections::BTreeSet<u64> {
+    checkpoints.iter().map(|c| c.events).collect()
+}
+
+/// Checks each of `checkpoints` (signed by `public_key`) against a chain
+/// verified with their lengths noted; the first that fails is named.
+pub fn check_checkpoints(
+    checkpoints: &[Checkpoint],
+    chain: &StoredChain,
+    public_key: &str,
+) -> CheckpointsChecked {
+    let broken = checkpoints.iter().find_map(|c| {
+        let head = chain.heads.get(&c.events).map(String::as_str);
+        c.check_head(chain.report.events, head, Some(public_key))
+            .err()
+            .map(|e| e.to_string())
+    });
+    let latest = checkpoints.iter().max_by_key(|c| (c.events, c.at_ms));
+    CheckpointsChecked {
+        public_key: public_key.to_string(),
+        checked: checkpoints.len() as u64,
+        latest_events: latest.map(|c| c.events),
+        latest_at_ms: latest.map(|c| c.at_ms),
+        broken,
     }
 }
 
@@ -345,7 +402,8 @@ pub enum SignError {
 ///
 /// A tenant's chain is verified from its latest checkpoint in the log
 /// signed with this key (or from the start), so a run costs the events
-/// added since. Returns the checkpoints written.
+/// added since. Returns the checkpoints written; when any tenant's chain
+/// does not verify, nothing is written and its error is returned.
 pub fn sign_due(
     store: &dyn crate::store::Store,
     key: &SigningKey,
@@ -353,6 +411,44 @@ pub fn sign_due(
     schedule: Option<&CheckpointSchedule>,
     now_ms: u64,
 ) -> Result<Vec<Checkpoint>, SignError> {
+    let (due, mut refused) = due_checkpoints(store, key, log, schedule, now_ms)?;
+    if !refused.is_empty() {
+        return Err(refused.swap_remove(0));
+    }
+    log.append(&due).map_err(|source| SignError::Log {
+        path: log.path().to_path_buf(),
+        source,
+    })?;
+    Ok(due)
+}
+
+/// [`sign_due`], tenant by tenant: the tenants whose chains verify are
+/// signed and appended, and each other tenant's error is returned beside
+/// them, so one broken chain stops no other tenant's checkpoints.
+pub fn sign_due_each(
+    store: &dyn crate::store::Store,
+    key: &SigningKey,
+    log: &CheckpointLog,
+    schedule: Option<&CheckpointSchedule>,
+    now_ms: u64,
+) -> Result<(Vec<Checkpoint>, Vec<SignError>), SignError> {
+    let (due, refused) = due_checkpoints(store, key, log, schedule, now_ms)?;
+    log.append(&due).map_err(|source| SignError::Log {
+        path: log.path().to_path_buf(),
+        source,
+    })?;
+    Ok((due, refused))
+}
+
+/// The checkpoints due, signed but not written, and the tenants refused.
+/// Only reading the log or the store fails the whole run.
+fn due_checkpoints(
+    store: &dyn crate::store::Store,
+    key: &SigningKey,
+    log: &CheckpointLog,
+    schedule: Option<&CheckpointSchedule>,
+    now_ms: u64,
+) -> Result<(Vec<Checkpoint>, Vec<SignError>), SignError> {
     let log_error = |source| SignError::Log {
         path: log.path().to_path_buf(),
         source,
@@ -366,40 +462,62 @@ pub fn sign_due(
         .map(|c| (c.tenant.clone(), c))
         .collect();
     let mut signed = Vec::new();
+    let mut refused = Vec::new();
     for tenant in store.tenants()? {
-        let last = latest.get(&tenant);
-        let from = last.map(|c| (c.events, c.head.as_str()));
-        let broken = |source: Box<dyn std::error::Error + Send + Sync>| SignError::Chain {
-            tenant: tenant.clone(),
-            source,
-        };
-        if let Some(c) = last {
-            c.check_signature(Some(&ours))
-                .map_err(|e| broken(Box::new(e)))?;
-            // Resuming is sound only if the signed head is still where it was.
-            let at = store.events_after(&tenant, c.events.saturating_sub(1), 1)?;
-            let head = at.first().filter(|e| e.seq == c.events).map(|e| &e.hash);
-            let chain_events = match head {
-                Some(_) => c.events,
-                None => store.events_after(&tenant, 0, usize::MAX)?.len() as u64,
-            };
-            c.check_head(chain_events, head.map(String::as_str), Some(&ours))
-                .map_err(|e| broken(Box::new(e)))?;
-        }
-        let chain =
-            match super::verify_stored(store, &tenant, from, &Default::default(), &mut |_| {}) {
-                Ok(chain) => chain.report,
-                Err(super::VerifyError::Store(e)) => return Err(e.into()),
-                Err(super::VerifyError::Broken(e)) => return Err(broken(Box::new(e))),
-            };
-        let due = match schedule {
-            Some(s) => checkpoint_due(last, chain.events, now_ms, s),
-            None => true,
-        };
-        if due {
-            signed.push(Checkpoint::sign_head(key, &tenant, &chain, now_ms));
+        match sign_one(
+            store,
+            key,
+            &ours,
+            &tenant,
+            latest.get(&tenant),
+            schedule,
+            now_ms,
+        ) {
+            Ok(Some(c)) => signed.push(c),
+            Ok(None) => {}
+            Err(SignError::Store(e)) => return Err(e.into()),
+            Err(e) => refused.push(e),
         }
     }
-    log.append(&signed).map_err(log_error)?;
-    Ok(signed)
+    Ok((signed, refused))
+}
+
+/// A tenant's checkpoint when one is due, resuming from its last one.
+fn sign_one(
+    store: &dyn crate::store::Store,
+    key: &SigningKey,
+    ours: &str,
+    tenant: &str,
+    last: Option<&Checkpoint>,
+    schedule: Option<&CheckpointSchedule>,
+    now_ms: u64,
+) -> Result<Option<Checkpoint>, SignError> {
+    let from = last.map(|c| (c.events, c.head.as_str()));
+    let broken = |source: Box<dyn std::error::Error + Send + Sync>| SignError::Chain {
+        tenant: tenant.to_string(),
+        source,
+    };
+    if let Some(c) = last {
+        c.check_signature(Some(ours))
+            .map_err(|e| broken(Box::new(e)))?;
+        // Resuming is sound only if the signed head is still where it was.
+        let at = store.events_after(tenant, c.events.saturating_sub(1), 1)?;
+        let head = at.first().filter(|e| e.seq == c.events).map(|e| &e.hash);
+        let chain_events = match head {
+            Some(_) => c.events,
+            None => store.events_after(tenant, 0, usize::MAX)?.len() as u64,
+        };
+        c.check_head(chain_events, head.map(String::as_str), Some(ours))
+            .map_err(|e| broken(Box::new(e)))?;
+    }
+    let chain = match super::verify_stored(store, tenant, from, &Default::default(), &mut |_| {}) {
+        Ok(chain) => chain.report,
+        Err(super::VerifyError::Store(e)) => return Err(e.into()),
+        Err(super::VerifyError::Broken(e)) => return Err(broken(Box::new(e))),
+    };
+    let due = match schedule {
+        Some(s) => checkpoint_due(last, chain.events, now_ms, s),
+        None => true,
+    };
+    Ok(due.then(|| Checkpoint::sign_head(key, tenant, &chain, now_ms)))
 }

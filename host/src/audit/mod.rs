@@ -12,8 +12,9 @@ pub use chain::{
     ChainBreak, ChainReport, ChainVerifier, StoredChain, VerifyError, verify_chain, verify_stored,
 };
 pub use checkpoint::{
-    Checkpoint, CheckpointError, CheckpointLog, CheckpointSchedule, SignError, checkpoint_due,
-    generate_key, key_from_hex, key_to_hex, sign_due,
+    Checkpoint, CheckpointError, CheckpointLog, CheckpointSchedule, CheckpointsChecked, SignError,
+    check_checkpoints, checkpoint_due, checkpoint_lengths, generate_key, key_from_hex, key_to_hex,
+    sign_due, sign_due_each,
 };
 pub use ed25519_dalek::SigningKey;
 pub use replay::{Replayed, replay, replay_event};

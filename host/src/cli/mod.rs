@@ -11,6 +11,7 @@ mod load;
 mod report;
 mod serve;
 mod simulate;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,7 +66,7 @@ enum Command {
     /// that would become looser.
     Simulate(SimulateArgs),
     /// Run the HTTP service: the API, the approval inbox, deadlines in the
-    /// background. With --demo, also a demo tenant, its keys printed.
+    /// background. With `--demo`, a demo tenant whose keys it prints.
     Serve(ServeArgs),
     /// Drive the article's day of transactions against a running service.
     Demo(DemoArgs),
@@ -74,6 +75,9 @@ enum Command {
     /// Create, revoke and list the service's API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Add, rotate, remove and list a tenant's webhooks.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Reports over the audit trail.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -254,17 +258,16 @@ struct ServeArgs {
     #[arg(long, value_name = "CONFIG.toml")]
     tenant: Vec<PathBuf>,
     /// Set up the demo tenant (seed-tiers with the article's four tiers)
-    /// and its keys, and drive the article's day of transactions through it
-    /// once started. Without it there is no demo tenant.
+    /// and its keys, without driving anything through it.
+    #[arg(long)]
+    demo_tenant: bool,
+    /// No demo tenant (the default; kept for scripts that say so).
+    #[arg(long, hide = true)]
+    no_demo_tenant: bool,
+    /// Set up the demo tenant and drive the article's day of transactions
+    /// through it once started.
     #[arg(long)]
     demo: bool,
-    /// With --demo: set up the demo tenant but drive nothing through it.
-    #[arg(long, requires = "demo")]
-    no_drive: bool,
-    /// The default: no demo tenant without --demo. Kept so that scripts
-    /// written when the demo tenant was on by default still run.
-    #[arg(long, hide = true, conflicts_with = "demo")]
-    no_demo_tenant: bool,
 }
 
 #[derive(Args)]
@@ -503,6 +506,7 @@ pub fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys(command) => serve::keys(command),
+        Command::Webhooks(command) => webhooks::run(command),
     };
     match result {
         Ok(code) => code,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use tiergate::server::{DemoKeys, ServeOptions, Service, issue_key};
+use tiergate::server::{CheckpointOptions, DemoKeys, ServeOptions, Service, admin};
 use tiergate::store::Role;
 
 use super::{DemoArgs, KeysCommand, ServeArgs, govern::default_store};
@@ -37,6 +37,15 @@ struct ServeFile {
     admission_wait_ms: Option<u64>,
     auth_threads: Option<usize>,
     blocking_threads: Option<usize>,
+    #[serde(default)]
+    webhook_allow_networks: Vec<tiergate::server::egress::Network>,
+    webhooks_per_tenant: Option<usize>,
+    policy_uploads_per_tenant: Option<usize>,
+    policy_upload_bytes_per_tenant: Option<u64>,
+    checkpoint_key: Option<PathBuf>,
+    checkpoint_log: Option<PathBuf>,
+    checkpoint_every_events: Option<u64>,
+    checkpoint_interval_ms: Option<u64>,
 }
 
 impl ServeFile {
@@ -127,8 +136,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.tenants = file.tenants;
     options.tenants.extend(args.tenant);
     // Only when asked for: its keys are kept in the data directory.
-    options.demo = args.demo;
-    let _ = args.no_demo_tenant; // what it asks for is the default
+    options.demo = args.demo || args.demo_tenant;
     options.body_bytes = file.body_limit_bytes.unwrap_or(options.body_bytes);
     options.upload_bytes = file.upload_limit_bytes.unwrap_or(options.upload_bytes);
     options.sandbox = super::load::default_limits()?;
@@ -149,16 +157,43 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         Some(n) => n,
         None => BLOCKING_THREADS,
     };
+    options.webhooks.egress =
+        tiergate::server::egress::Egress::allowing(file.webhook_allow_networks);
+    if let Some(n) = file.webhooks_per_tenant {
+        options.webhooks.per_tenant = n;
+    }
+    if let Some(n) = file.policy_uploads_per_tenant {
+        options.upload_quota.count = n;
+    }
+    if let Some(n) = file.policy_upload_bytes_per_tenant {
+        options.upload_quota.bytes = n;
+    }
+    if let Some(key) = file.checkpoint_key {
+        let mut checkpoints = CheckpointOptions::new(key);
+        checkpoints.log = file.checkpoint_log;
+        if let Some(n) = file.checkpoint_every_events {
+            checkpoints.schedule.every_events = n.max(1);
+        }
+        if let Some(ms) = file.checkpoint_interval_ms {
+            checkpoints.interval = Duration::from_millis(ms.max(10));
+        }
+        options.checkpoints = Some(checkpoints);
+    } else if file.checkpoint_log.is_some()
+        || file.checkpoint_every_events.is_some()
+        || file.checkpoint_interval_ms.is_some()
+    {
+        bail!(
+            "the checkpoint settings need `checkpoint_key`: a key file from `tiergate audit keygen`"
+        );
+    }
+    if (args.demo || args.demo_tenant) && args.no_demo_tenant {
+        bail!("--demo and --demo-tenant set up the demo tenant: drop --no-demo-tenant");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(blocking_threads)
         .build()?;
     let store = options.store.clone();
-    // The admin key is printed when it is made, never again.
-    let kept_admin = std::fs::read_to_string(data_dir.join("demo-keys.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<DemoKeys>(&text).ok())
-        .map(|keys| keys.admin);
     runtime.block_on(async move {
         let service = Service::start(options).await?;
         let base = format!("http://{}", service.addr);
@@ -170,10 +205,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             println!("  store           {store}");
         }
         if let Some(keys) = &service.demo_keys {
-            let admin_is_new = kept_admin.as_ref() != Some(&keys.admin);
-            print_demo_keys(keys, &data_dir, admin_is_new);
+            print_demo_keys(keys, service.demo_keys_created, &data_dir);
         }
-        if args.demo && !args.no_drive {
+        if args.demo {
             let keys = service.demo_keys.clone().expect("demo tenant is on");
             let base = base.clone();
             tokio::spawn(async move {
@@ -187,7 +221,11 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_demo_keys(keys: &DemoKeys, data_dir: &Path, admin_is_new: bool) {
+/// The demo tenant's keys. The admin key, which can change the tenant's
+/// rules and webhooks, is printed only by the start that made it: what a
+/// service prints tends to end up in logs that more people read. The others
+/// drive and watch the demo and are printed every time.
+fn print_demo_keys(keys: &DemoKeys, created: bool, data_dir: &Path) {
     let file = data_dir.join("demo-keys.json");
     println!(
         "demo tenant `demo` (seed-tiers, the article's four tiers); keys kept in {}:",
@@ -197,11 +235,11 @@ fn print_demo_keys(keys: &DemoKeys, data_dir: &Path, admin_is_new: bool) {
     println!("  approver  {}  (alice@demo.example)", keys.approver);
     println!("  approver  {}  (bob@demo.example)", keys.second_approver);
     println!("  auditor   {}", keys.auditor);
-    if admin_is_new {
-        println!("  admin     {}  (shown only now)", keys.admin);
+    if created {
+        println!("  admin     {}  (printed only now)", keys.admin);
     } else {
         println!(
-            "  admin     shown when it was created; it is in {}",
+            "  admin     (printed when it was made; kept in {})",
             file.display()
         );
     }
@@ -298,7 +336,7 @@ pub fn keys(command: KeysCommand) -> Result<ExitCode> {
             };
             let store = super::govern::open_store(store)?;
             let store = store.as_ref();
-            let issued = issue_key(store, &tenant, role, &subject, now)?;
+            let issued = admin::create_key(store, &tenant, role, &subject, "cli", now)?;
             eprintln!(
                 "created {role} key {} for tenant {tenant} ({subject}); the token is shown only now:",
                 issued.key.key_id
@@ -312,7 +350,7 @@ pub fn keys(command: KeysCommand) -> Result<ExitCode> {
         } => {
             let store = super::govern::open_store(store)?;
             let store = store.as_ref();
-            if !store.revoke_key(&tenant, &key_id, now)? {
+            if !admin::revoke_key(store, &tenant, &key_id, "cli", now)? {
                 bail!("tenant {tenant} has no key {key_id}");
             }
             println!("revoked {key_id}");

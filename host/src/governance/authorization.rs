@@ -84,6 +84,9 @@ impl std::str::FromStr for Status {
 pub struct Verdict {
     /// Who decided.
     pub actor: String,
+    /// The API key the verdict came with, when it came with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// What they decided.
     pub act: Act,
     /// Why, in their words.

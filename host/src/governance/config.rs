@@ -56,7 +56,10 @@ pub struct TenantConfig {
     /// Teams of agents with budgets of their own.
     #[serde(default)]
     pub teams: Vec<Team>,
-    /// Where the service delivers this tenant's notifications.
+    /// Webhooks as configurations once named them, by URL and the
+    /// environment variable holding the secret. Refused in new rules (the
+    /// service generates each webhook's secret: see [`WEBHOOKS_MOVED`]); in
+    /// rules stored before, kept so they still load, and never delivered to.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
     /// `sha256:` of the configuration text it was parsed from: which rules
@@ -117,9 +120,13 @@ impl TierTable {
 pub struct TierRule {
     /// The approval workflow.
     pub approval: ApprovalMode,
-    /// With `notify_with_veto`: how long the owner may veto.
+    /// With `notify_with_veto`: how long the owner may veto (at most
+    /// [`MAX_VETO_WINDOW`]).
+    #[serde(default, deserialize_with = "saturating_window")]
     pub veto_window: Option<Window>,
-    /// With `explicit_human`: when an unanswered request is auto-rejected.
+    /// With `explicit_human`: when an unanswered request is auto-rejected
+    /// (at most [`MAX_APPROVAL_TIMEOUT`]).
+    #[serde(default, deserialize_with = "saturating_window")]
     pub timeout: Option<Window>,
     /// With `explicit_human`: distinct owners who must approve (default 1).
     pub approvers: Option<u32>,
@@ -213,15 +220,56 @@ pub struct Team {
     pub daily_budget: Limit,
 }
 
-/// A URL the service posts the tenant's notifications to, signed.
+/// A webhook as configurations once named it. Only read from rules stored
+/// before webhooks were kept by the service; nothing is delivered to it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Webhook {
-    /// `http://` or `https://` URL.
+    /// The URL.
     pub url: String,
-    /// The environment variable holding the signing secret: secrets stay out
-    /// of configuration files.
+    /// The environment variable of the service that held the signing secret.
     pub secret_env: String,
+}
+
+/// The longest veto window a tier may set: 30 days. A payment in its window
+/// holds its budget, and a deadline far in the future is one an overflow
+/// could turn into "due at once".
+pub const MAX_VETO_WINDOW: Window = Window::days(30);
+
+/// The longest approval timeout a tier may set: 30 days, for the same reasons.
+pub const MAX_APPROVAL_TIMEOUT: Window = Window::days(30);
+
+/// Why `[[webhooks]]` is refused in a configuration, and what to do instead.
+pub const WEBHOOKS_MOVED: &str = "`webhooks` is no longer part of a tenant configuration: the service generates each webhook's signing secret and keeps it, so a configuration cannot name a secret. Remove `[[webhooks]]` and create each webhook with `POST /v1/webhooks` (an admin key) or `tiergate webhooks create --tenant <tenant> --url <URL>`, which show the new secret once; an operator who must keep a receiver's current secret runs `tiergate webhooks create --tenant <tenant> --url <URL> --secret-env <VARIABLE>`";
+
+/// A window as written, where one too long to count in milliseconds reads
+/// as the longest there is: the bounds check then names the key.
+fn saturating_window<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Window>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let per = match unit {
+        "d" => Window::days(1),
+        "h" => Window::hours(1),
+        "m" => Window::minutes(1),
+        "s" => Window::seconds(1),
+        "ms" => Window::millis(1),
+        _ => Window::millis(0),
+    };
+    if !digits.is_empty() && per.as_millis() > 0 && digits.parse::<u64>().is_err() {
+        return Ok(Some(Window::millis(u64::MAX)));
+    }
+    match text.parse::<Window>() {
+        Ok(w) => Ok(Some(w)),
+        Err(_) if !digits.is_empty() && per.as_millis() > 0 => Ok(Some(Window::millis(u64::MAX))),
+        Err(e) => Err(serde::de::Error::custom(e)),
+    }
 }
 
 impl TenantConfig {
@@ -235,6 +283,17 @@ impl TenantConfig {
     /// Parses and validates configuration text; `path` names it in errors
     /// and anchors a relative policy path.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config = Self::parse_stored(text, path)?;
+        if !config.webhooks.is_empty() {
+            return Err(ConfigError::at(path, WEBHOOKS_MOVED));
+        }
+        Ok(config)
+    }
+
+    /// [`parse`](Self::parse) for rules stored by an earlier version, which
+    /// may still name `[[webhooks]]`: they are kept in
+    /// [`webhooks`](Self::webhooks), and never delivered to.
+    pub fn parse_stored(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut config: TenantConfig =
             toml::from_str(text).map_err(|e| ConfigError::at(path, e.to_string()))?;
         config.validate().map_err(|m| ConfigError::at(path, m))?;
@@ -269,37 +328,6 @@ impl TenantConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        for (i, w) in self.webhooks.iter().enumerate() {
-            let url = reqwest::Url::parse(&w.url).map_err(|e| {
-                format!(
-                    "`webhooks[{i}].url` must be an http:// or https:// URL, not {:?}: {e}",
-                    w.url
-                )
-            })?;
-            if !["http", "https"].contains(&url.scheme()) || url.host().is_none() {
-                return Err(format!(
-                    "`webhooks[{i}].url` must be an http:// or https:// URL, not {:?}",
-                    w.url
-                ));
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                // Not echoed: it holds a password.
-                return Err(format!(
-                    "`webhooks[{i}].url` must not hold a user name or password: URLs show in the deliveries list and the logs, and the signature authenticates the service"
-                ));
-            }
-            let name_ok = !w.secret_env.is_empty()
-                && !w.secret_env.starts_with(|c: char| c.is_ascii_digit())
-                && w.secret_env
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-            if !name_ok {
-                return Err(format!(
-                    "`webhooks[{i}].secret_env` must name an environment variable such as ACME_WEBHOOK_SECRET, not {:?}",
-                    w.secret_env
-                ));
-            }
-        }
         let id_ok = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
         if !id_ok(&self.tenant) {
             return Err(format!(
@@ -443,21 +471,18 @@ fn validate_rule(tier: Tier, rule: &TierRule, owners: usize) -> Result<(), Strin
             "`{key}`: a veto window or timeout must be longer than zero"
         ));
     }
-    for (name, window) in [("veto_window", rule.veto_window), ("timeout", rule.timeout)] {
-        if let Some(w) = window
-            && w.as_millis() > MAX_WAIT.as_millis()
-        {
+    for (name, window, max) in [
+        ("veto_window", rule.veto_window, MAX_VETO_WINDOW),
+        ("timeout", rule.timeout, MAX_APPROVAL_TIMEOUT),
+    ] {
+        if window.is_some_and(|w| w > max) {
             return Err(format!(
-                "`{key}.{name}` is {w}; at most 30 days ({MAX_WAIT}) is allowed: a longer wait would leave the payment undecided for good"
+                "`{key}.{name}` is longer than 30 days ({max}), the longest allowed"
             ));
         }
     }
     Ok(())
 }
-
-/// The longest veto window or approval timeout: deadlines stay far inside
-/// what a timestamp holds, so none overflows and falls due at once.
-pub const MAX_WAIT: Window = Window::days(30);
 
 fn validate_limit(key: &str, limit: &Limit) -> Result<(), String> {
     if limit.limit <= Decimal::ZERO {

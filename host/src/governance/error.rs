@@ -13,6 +13,17 @@ pub enum GovernError {
     /// No tenant of that id is configured.
     #[error("unknown tenant `{0}`: load its configuration first")]
     UnknownTenant(String),
+    /// The tenant's stored rules could not be loaded: it fails closed on
+    /// its own while every other tenant is served.
+    #[error(
+        "tenant {tenant}'s rules cannot be loaded, so none of its payments is decided: {reason}; its admin can activate rules that load (POST /v1/rules)"
+    )]
+    RulesUnavailable {
+        /// The tenant.
+        tenant: String,
+        /// Why its rules do not load.
+        reason: String,
+    },
     /// The transaction failed its checks.
     #[error(transparent)]
     InvalidTransaction(#[from] InvalidTransaction),

@@ -23,8 +23,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit, PolicySection, Team,
-    TenantConfig, TierRule, TierTable, Webhook, toml_to_json,
+    ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit,
+    MAX_APPROVAL_TIMEOUT, MAX_VETO_WINDOW, PolicySection, Team, TenantConfig, TierRule, TierTable,
+    WEBHOOKS_MOVED, Webhook, toml_to_json,
 };
 pub use error::GovernError;
 pub use executor::{LedgerExecutor, PaymentExecutor};
@@ -57,6 +58,9 @@ struct Inner {
     // Swapped whole on activation; a request holds its tenant's Arc, so it
     // finishes on the rules it started with.
     tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
+    // Tenants whose rules could not be loaded, and why: they fail closed on
+    // their own until rules that load are activated.
+    unavailable: RwLock<BTreeMap<String, String>>,
 }
 
 struct Tenant {
@@ -73,9 +77,41 @@ pub struct GovernorBuilder {
     tenants: BTreeMap<String, Arc<Tenant>>,
     activated_by: Option<String>,
     observer: Arc<dyn Observer>,
+    unavailable: BTreeMap<String, String>,
 }
 
 impl GovernorBuilder {
+    /// Adds a tenant whose rules could not be loaded: its requests are
+    /// refused with [`GovernError::RulesUnavailable`] naming `reason`, and
+    /// every other tenant is served, until rules that load are activated.
+    pub fn unavailable(mut self, tenant: &str, reason: impl Into<String>) -> Self {
+        self.unavailable.insert(tenant.to_string(), reason.into());
+        self
+    }
+
+    /// [`tenant_with_policy`](Self::tenant_with_policy), or, when the rules
+    /// do not bind, the tenant [`unavailable`](Self::unavailable) with why.
+    pub fn tenant_or_unavailable(self, config: TenantConfig, compiled: &CompiledPolicy) -> Self {
+        match bind(&config, compiled) {
+            Ok(policy) if !self.tenants.contains_key(&config.tenant) => {
+                let mut this = self;
+                this.tenants
+                    .insert(config.tenant.clone(), Arc::new(Tenant { config, policy }));
+                this
+            }
+            Ok(_) => {
+                let tenant = config.tenant.clone();
+                self.unavailable(&tenant, "configured twice")
+            }
+            Err(e) => {
+                let tenant = config.tenant.clone();
+                tracing::error!(%tenant, error = %e,
+                    "the tenant's rules do not bind its policy; its requests are refused until rules that load are activated");
+                self.unavailable(&tenant, e.to_string())
+            }
+        }
+    }
+
     /// Who the tenants' policy activations are recorded as made by (the
     /// operator starting the host); unnamed by default.
     pub fn activated_by(mut self, actor: impl Into<String>) -> Self {
@@ -161,6 +197,7 @@ impl GovernorBuilder {
                 clock: self.clock,
                 observer: self.observer,
                 tenants: RwLock::new(self.tenants),
+                unavailable: RwLock::new(self.unavailable),
             }),
         })
     }
@@ -279,6 +316,7 @@ impl Governor {
             tenants: BTreeMap::new(),
             activated_by: None,
             observer: Arc::new(observer::Nobody),
+            unavailable: BTreeMap::new(),
         }
     }
 
@@ -303,10 +341,48 @@ impl Governor {
     }
 
     fn tenant(&self, tenant: &str) -> Result<Arc<Tenant>, GovernError> {
-        self.tenants()
+        if let Some(t) = self.tenants().get(tenant) {
+            return Ok(t.clone());
+        }
+        Err(match self.unavailable_reason(tenant) {
+            Some(reason) => GovernError::RulesUnavailable {
+                tenant: tenant.to_string(),
+                reason,
+            },
+            None => GovernError::UnknownTenant(tenant.to_string()),
+        })
+    }
+
+    /// Why a tenant's rules could not be loaded, when they could not: its
+    /// requests fail closed until rules that load are activated.
+    pub fn unavailable_reason(&self, tenant: &str) -> Option<String> {
+        self.inner
+            .unavailable
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(tenant)
             .cloned()
-            .ok_or_else(|| GovernError::UnknownTenant(tenant.to_string()))
+    }
+
+    /// Checks that [`activate`](Self::activate) would take these rules:
+    /// the tenant is one this governor serves (or could not load), and the
+    /// policy binds its configuration. Nothing changes.
+    pub fn check_activation(
+        &self,
+        config: &TenantConfig,
+        compiled: &CompiledPolicy,
+    ) -> Result<(), GovernError> {
+        self.known(&config.tenant)?;
+        bind(config, compiled).map(|_| ())
+    }
+
+    /// Refuses a tenant this governor neither serves nor could not load.
+    fn known(&self, tenant: &str) -> Result<(), GovernError> {
+        if self.tenants().contains_key(tenant) || self.unavailable_reason(tenant).is_some() {
+            Ok(())
+        } else {
+            Err(GovernError::UnknownTenant(tenant.to_string()))
+        }
     }
 
     fn tenants(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Tenant>>> {
@@ -328,7 +404,7 @@ impl Governor {
         compiled: &CompiledPolicy,
         actor: &str,
     ) -> Result<Option<String>, GovernError> {
-        self.tenant(&config.tenant)?;
+        self.known(&config.tenant)?;
         let policy = bind(&config, compiled)?;
         let tenant = Arc::new(Tenant { config, policy });
         // Recorded and swapped under the write lock, so two activations
@@ -344,6 +420,11 @@ impl Governor {
             Some(actor),
             self.inner.clock.now_ms(),
         )?;
+        self.inner
+            .unavailable
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tenant.config.tenant);
         tenants.insert(tenant.config.tenant.clone(), tenant);
         Ok(audit_id)
     }
@@ -556,6 +637,33 @@ impl Governor {
         }
     }
 
+    /// [`decide`](Self::decide) for a verdict that came with an API key:
+    /// the key's id is recorded beside the owner, on the verdict and its
+    /// audit event.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide_with_key(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        act: Act,
+        actor: &str,
+        key_id: &str,
+        reason: &str,
+        content_hash: &str,
+    ) -> Result<Authorization, GovernError> {
+        let (this, tenant, tx_id, actor, key_id, reason, hash) = (
+            self.clone(),
+            tenant.to_string(),
+            tx_id.to_string(),
+            actor.to_string(),
+            key_id.to_string(),
+            reason.to_string(),
+            content_hash.to_string(),
+        );
+        blocking(move || this.rule(&tenant, &tx_id, act, &actor, Some(&key_id), &reason, &hash))
+            .await
+    }
+
     /// [`decide`](Self::decide) on the calling thread.
     pub fn decide_blocking(
         &self,
@@ -566,10 +674,25 @@ impl Governor {
         reason: &str,
         content_hash: &str,
     ) -> Result<Authorization, GovernError> {
+        self.rule(tenant, tx_id, act, actor, None, reason, content_hash)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rule(
+        &self,
+        tenant: &str,
+        tx_id: &str,
+        act: Act,
+        actor: &str,
+        key_id: Option<&str>,
+        reason: &str,
+        content_hash: &str,
+    ) -> Result<Authorization, GovernError> {
         self.require_owner(tenant, actor)?;
         let ruling = plan::Ruling {
             act,
             actor,
+            key_id,
             reason,
             content_hash,
             now_ms: self.inner.clock.now_ms(),

@@ -276,6 +276,8 @@ fn beneficiary(t: &Transaction) -> serde_json::Value {
 pub(crate) struct Ruling<'a> {
     pub act: Act,
     pub actor: &'a str,
+    /// The API key the verdict came with, if any: recorded beside the actor.
+    pub key_id: Option<&'a str>,
     pub reason: &'a str,
     pub content_hash: &'a str,
     pub now_ms: u64,
@@ -320,6 +322,7 @@ pub(crate) fn rule_on(current: &Authorization, r: &Ruling<'_>) -> Result<Change,
     let mut next = current.clone();
     next.verdicts.push(Verdict {
         actor: r.actor.to_string(),
+        key_id: r.key_id.map(str::to_string),
         act: r.act,
         reason: r.reason.to_string(),
         at_ms: r.now_ms,
@@ -343,13 +346,17 @@ pub(crate) fn rule_on(current: &Authorization, r: &Ruling<'_>) -> Result<Change,
         Act::Reject => "rejected",
         Act::Veto => "vetoed",
     };
+    let mut detail = json!({
+        "reason": r.reason, "content_hash": r.content_hash,
+        "approvals": approvals, "approvals_required": current.approvals_required,
+    });
+    if let Some(key_id) = r.key_id {
+        detail["key_id"] = json!(key_id);
+    }
     let events = vec![EventDraft {
         kind: kind.into(),
         actor: Some(r.actor.to_string()),
-        detail: json!({
-            "reason": r.reason, "content_hash": r.content_hash,
-            "approvals": approvals, "approvals_required": current.approvals_required,
-        }),
+        detail,
     }];
     let mut notices = Vec::new();
     if matches!(next.status, Status::Vetoed | Status::Rejected) {

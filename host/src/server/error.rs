@@ -175,6 +175,9 @@ impl From<GovernError> for ApiError {
             }
             G::Conflict { .. } => Self::new(S::CONFLICT, "id_conflict", message).field("id"),
             G::NotFound { .. } | G::UnknownTenant(_) => Self::not_found(message),
+            G::RulesUnavailable { .. } => {
+                Self::new(S::SERVICE_UNAVAILABLE, "rules_unavailable", message)
+            }
             G::NotAnOwner { .. } => Self::forbidden("not_an_owner", message),
             G::OwnPayment { .. } => Self::forbidden("own_payment", message),
             G::HashMismatch { .. } => {

@@ -2,10 +2,14 @@
 //! layer over the library: handlers authenticate, parse and answer; every
 //! decision is the [`Governor`]'s.
 
+pub mod admin;
 mod admission;
 mod auth;
 mod body;
+mod checkpoints;
+pub mod egress;
 mod error;
+mod files;
 mod http;
 mod inbox;
 mod metrics;
@@ -22,6 +26,7 @@ use axum::Router;
 
 pub use admission::AdmissionLimits;
 pub use auth::{Caller, IssuedKey, authenticate, issue_key};
+pub use checkpoints::CheckpointOptions;
 pub use error::ApiError;
 pub use http::HttpLimits;
 pub use metrics::Metrics;
@@ -66,8 +71,14 @@ pub struct ServeOptions {
     pub deadline_interval: Duration,
     /// The policy sandbox's limits.
     pub sandbox: crate::SandboxLimits,
-    /// Webhook delivery pacing.
+    /// Webhook delivery pacing, where webhooks may go, how many a tenant
+    /// may have.
     pub webhooks: WebhookOptions,
+    /// What each tenant may keep uploaded.
+    pub upload_quota: crate::store::UploadQuota,
+    /// Signed audit checkpoints written on the service's own schedule, when
+    /// a signing key is given.
+    pub checkpoints: Option<CheckpointOptions>,
 }
 
 impl ServeOptions {
@@ -87,9 +98,18 @@ impl ServeOptions {
             deadline_interval: Duration::from_millis(500),
             sandbox: crate::SandboxLimits::default(),
             webhooks: WebhookOptions::default(),
+            upload_quota: DEFAULT_UPLOAD_QUOTA,
+            checkpoints: None,
         }
     }
 }
+
+/// What each tenant may keep uploaded by default: 20 policy components,
+/// 64 MiB together.
+pub const DEFAULT_UPLOAD_QUOTA: crate::store::UploadQuota = crate::store::UploadQuota {
+    count: 20,
+    bytes: 64 * 1024 * 1024,
+};
 
 /// What handlers bound: request sizes, how long a body may take, and
 /// admission.
@@ -137,6 +157,15 @@ struct StateInner {
     metrics: Arc<Metrics>,
     admission: admission::Admission,
     keys: auth::KeyChecker,
+    tenancy: Tenancy,
+}
+
+/// What bounds a tenant's admin beyond request sizes.
+#[derive(Clone)]
+struct Tenancy {
+    webhooks: WebhookOptions,
+    upload_quota: crate::store::UploadQuota,
+    checkpoints: Option<checkpoints::Trusted>,
 }
 
 impl AppState {
@@ -146,6 +175,7 @@ impl AppState {
         runtime: Runtime,
         limits: Limits,
         metrics: Arc<Metrics>,
+        tenancy: Tenancy,
     ) -> Self {
         let keys = auth::KeyChecker::start(store.clone(), limits.auth_threads);
         AppState {
@@ -157,8 +187,24 @@ impl AppState {
                 metrics,
                 admission: admission::Admission::new(limits.admission),
                 keys,
+                tenancy,
             }),
         }
+    }
+
+    /// Where webhooks may go and how many a tenant may have.
+    pub fn webhooks(&self) -> &WebhookOptions {
+        &self.inner.tenancy.webhooks
+    }
+
+    /// What each tenant may keep uploaded.
+    pub fn upload_quota(&self) -> crate::store::UploadQuota {
+        self.inner.tenancy.upload_quota
+    }
+
+    /// The checkpoints the service signs, to check the audit trail against.
+    fn checkpoints(&self) -> Option<&checkpoints::Trusted> {
+        self.inner.tenancy.checkpoints.as_ref()
     }
 
     /// The metrics.

@@ -1,8 +1,10 @@
-//! Starting the service: the store, the tenants' rules (as last activated,
-//! then any configuration files given), the demo tenant, the background
-//! deadline runner, and a graceful shutdown.
+//! Starting the service: a data directory only its user can read, the
+//! store, the tenants' rules (as last activated, then any configuration
+//! files given; a tenant whose rules cannot load fails closed on its own),
+//! the demo tenant, the background deadline runner, webhook deliveries and
+//! checkpoints, and a graceful shutdown.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,10 +14,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::{AppState, IssuedKey, Limits, ServeOptions, issue_key, now_ms};
+use super::{AppState, IssuedKey, Limits, ServeOptions, Tenancy, now_ms};
 use crate::governance::{Governor, TenantConfig};
 use crate::runtime::{CompiledPolicy, Runtime};
-use crate::store::{Backend, Location, Role, RulesStore, Store, StoredRules};
+use crate::store::{Backend, Location, Role, RulesStore, Store, StoredRules, UploadedPolicy};
 
 /// The demo tenant's configuration: the article's four tiers over seed-tiers.
 const DEMO_TENANT: &str = include_str!("demo-tenant.toml");
@@ -42,11 +44,15 @@ pub struct Service {
     pub addr: SocketAddr,
     /// The demo tenant's keys, when it runs the demo.
     pub demo_keys: Option<DemoKeys>,
+    /// Whether this start made the demo keys: the admin key is shown then
+    /// only (it stays in the data directory's `demo-keys.json`).
+    pub demo_keys_created: bool,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     deadlines: tokio::task::JoinHandle<()>,
     webhooks: tokio::task::JoinHandle<()>,
     rules: tokio::task::JoinHandle<()>,
+    checkpoints: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Service {
@@ -58,6 +64,7 @@ impl Service {
             .store
             .clone()
             .unwrap_or_else(|| Location::Sqlite(options.data_dir.join("tiergate.db")));
+        super::files::keep_private(&options.data_dir, &location)?;
         let store = location
             .open()
             .with_context(|| format!("cannot open the store {location}"))?;
@@ -71,20 +78,39 @@ impl Service {
         for path in &options.tenants {
             activate_file(store.as_ref(), &runtime, path)?;
         }
+        let checkpoints = options
+            .checkpoints
+            .as_ref()
+            .map(|c| {
+                super::checkpoints::load(c, &options.data_dir).map(|loaded| (c.clone(), loaded))
+            })
+            .transpose()?;
         let metrics = Arc::new(super::Metrics::new());
         let mut builder = Governor::builder(runtime.clone(), store.clone() as Arc<dyn Store>)
             .activated_by("service-start")
             .observer(metrics.clone());
         let mut followed = RulesFollowed::default();
-        for (config, compiled, version) in load_rules(store.as_ref(), &runtime)?.into_values() {
-            followed.versions.insert(config.tenant.clone(), version);
-            builder = builder.tenant_with_policy(config, &compiled)?;
+        for rules in store.active_rules()? {
+            followed
+                .versions
+                .insert(rules.tenant.clone(), rules.version);
+            // One tenant's rules that cannot load fail that tenant alone.
+            builder = match prepare_rules(store.as_ref(), &runtime, &rules) {
+                Ok((config, compiled)) => builder.tenant_or_unavailable(config, &compiled),
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    tracing::error!(tenant = %rules.tenant, version = rules.version, error = %reason,
+                        "cannot load the tenant's stored rules; its requests are refused until rules that load are activated");
+                    builder.unavailable(&rules.tenant, reason)
+                }
+            };
         }
         let governor = builder.build()?;
-        let demo_keys = if options.demo {
-            Some(demo_keys(store.as_ref(), &options.data_dir)?)
+        let (demo_keys, demo_keys_created) = if options.demo {
+            let (keys, created) = demo_keys(store.as_ref(), &options.data_dir)?;
+            (Some(keys), created)
         } else {
-            None
+            (None, false)
         };
         let backend = store.clone();
         let state = AppState::new(
@@ -93,6 +119,13 @@ impl Service {
             runtime.clone(),
             limits,
             metrics,
+            Tenancy {
+                webhooks: options.webhooks.clone(),
+                upload_quota: options.upload_quota,
+                checkpoints: checkpoints
+                    .as_ref()
+                    .map(|(_, (_, trusted))| trusted.clone()),
+            },
         );
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await
@@ -110,11 +143,19 @@ impl Service {
             shutdown.subscribe(),
         ));
         let webhooks = tokio::spawn(super::webhooks::run(
-            governor.clone(),
-            backend,
-            options.webhooks,
+            backend.clone(),
+            options.webhooks.clone(),
             shutdown.subscribe(),
         ));
+        let checkpoints = checkpoints.map(|(options, (key, trusted))| {
+            tokio::spawn(super::checkpoints::run(
+                backend.clone(),
+                key,
+                trusted,
+                options,
+                shutdown.subscribe(),
+            ))
+        });
         let interval = options.deadline_interval;
         let deadlines = tokio::spawn(async move {
             loop {
@@ -137,11 +178,13 @@ impl Service {
         Ok(Service {
             addr,
             demo_keys,
+            demo_keys_created,
             shutdown,
             server,
             deadlines,
             webhooks,
             rules,
+            checkpoints,
         })
     }
 
@@ -153,6 +196,9 @@ impl Service {
         let _ = self.deadlines.await;
         let _ = self.webhooks.await;
         let _ = self.rules.await;
+        if let Some(checkpoints) = self.checkpoints {
+            let _ = checkpoints.await;
+        }
         Ok(())
     }
 
@@ -181,28 +227,19 @@ async fn wait_for_signal() {
     }
 }
 
-/// Each tenant's rules from the store: the parsed configuration, the
-/// compiled policy it names, and the stored version.
-fn load_rules(
-    store: &dyn Backend,
-    runtime: &Runtime,
-) -> Result<BTreeMap<String, (TenantConfig, CompiledPolicy, u64)>> {
-    let mut out = BTreeMap::new();
-    for rules in store.active_rules()? {
-        let (config, compiled) = prepare_rules(store, runtime, &rules)?;
-        out.insert(rules.tenant.clone(), (config, compiled, rules.version));
-    }
-    Ok(out)
-}
-
+/// A tenant's stored rules, parsed and compiled.
 fn prepare_rules(
     store: &dyn Backend,
     runtime: &Runtime,
     rules: &StoredRules,
 ) -> Result<(TenantConfig, CompiledPolicy)> {
-    let config = TenantConfig::parse(&rules.config, Path::new(&rules.tenant))
+    let config = TenantConfig::parse_stored(&rules.config, Path::new(&rules.tenant))
         .with_context(|| format!("tenant {}'s stored configuration", rules.tenant))?;
-    let compiled = compile_named(store, runtime, &rules.policy)
+    if !config.webhooks.is_empty() {
+        tracing::warn!(tenant = %rules.tenant, webhooks = config.webhooks.len(),
+            "the tenant's stored rules name webhooks by `secret_env`, which is no longer read: nothing is delivered to them; an operator moves each with `tiergate webhooks create --tenant {} --url URL --secret-env VARIABLE`, or the tenant's admin adds webhooks with POST /v1/webhooks", rules.tenant);
+    }
+    let compiled = compile_named(store, runtime, &rules.tenant, &rules.policy)
         .with_context(|| format!("tenant {}'s stored policy {}", rules.tenant, rules.policy))?;
     Ok((config, compiled))
 }
@@ -286,16 +323,18 @@ fn newer_rules(
     Ok(())
 }
 
-/// Compiles a policy named by digest (an uploaded component) or by a bundled name.
+/// Compiles a policy named by digest (a component `tenant` uploaded) or by
+/// a bundled name.
 pub(super) fn compile_named(
     store: &dyn RulesStore,
     runtime: &Runtime,
+    tenant: &str,
     policy: &str,
 ) -> Result<CompiledPolicy> {
     if policy.starts_with("sha256:") {
-        let bytes = store
-            .policy_component(policy)?
-            .with_context(|| format!("no uploaded policy has digest {policy}"))?;
+        let bytes = store.policy_component(tenant, policy)?.with_context(|| {
+            format!("no policy uploaded by tenant {tenant} has digest {policy}")
+        })?;
         return Ok(runtime.compile(&bytes)?);
     }
     let bytes = crate::governance::bundled(policy).with_context(|| {
@@ -314,12 +353,20 @@ fn activate_file(store: &dyn Backend, runtime: &Runtime, path: &Path) -> Result<
     let policy = if location.exists() {
         let bytes = std::fs::read(&location)
             .with_context(|| format!("cannot read policy {}", location.display()))?;
-        runtime
+        let compiled = runtime
             .compile(&bytes)
             .with_context(|| format!("policy {}", location.display()))?;
-        let digest = crate::model::digest::sha256(&bytes);
-        store.put_policy(&digest, &bytes, now_ms())?;
-        digest
+        let info = compiled.info();
+        // The operator's own file: no tenant quota applies.
+        let policy = UploadedPolicy {
+            digest: info.digest.clone(),
+            name: Some(info.name.clone()),
+            version: Some(info.version.clone()),
+            bytes: bytes.len() as u64,
+            uploaded_ms: now_ms(),
+        };
+        store.put_policy(&config.tenant, &policy, &bytes, None)?;
+        info.digest.clone()
     } else {
         config.policy.path.clone()
     };
@@ -331,7 +378,7 @@ fn activate_file(store: &dyn Backend, runtime: &Runtime, path: &Path) -> Result<
         return Ok(());
     }
     // Check before recording: rules that do not load are never stored.
-    let compiled = compile_named(store, runtime, &policy)?;
+    let compiled = compile_named(store, runtime, &config.tenant, &policy)?;
     let document = config
         .policy_config_json()
         .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
@@ -355,7 +402,8 @@ fn ensure_demo_rules(store: &dyn Backend) -> Result<()> {
     Ok(())
 }
 
-fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<DemoKeys> {
+/// The demo tenant's keys, and whether they were made now.
+fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<(DemoKeys, bool)> {
     let path = data_dir.join("demo-keys.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let keys: DemoKeys = serde_json::from_str(&text)
@@ -371,7 +419,7 @@ fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<DemoKeys> {
             .iter()
             .all(|token| super::authenticate(store, token).is_ok())
         {
-            return Ok(keys);
+            return Ok((keys, false));
         }
         // A store started afresh beside an old key file: issue new keys.
         tracing::warn!(path = %path.display(), "demo keys do not match the store; issuing new ones");
@@ -380,7 +428,8 @@ fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<DemoKeys> {
     }
     let now = now_ms();
     let issue = |role: Role, subject: &str| -> Result<String> {
-        let IssuedKey { token, .. } = issue_key(store, "demo", role, subject, now)?;
+        let IssuedKey { token, .. } =
+            super::admin::create_key(store, "demo", role, subject, "demo-setup", now)?;
         Ok(token)
     };
     let keys = DemoKeys {
@@ -391,7 +440,7 @@ fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<DemoKeys> {
         admin: issue(Role::Admin, "admin@demo.example")?,
     };
     write_private(&path, &serde_json::to_string_pretty(&keys)?)?;
-    Ok(keys)
+    Ok((keys, true))
 }
 
 fn write_private(path: &Path, text: &str) -> Result<()> {

@@ -1,9 +1,11 @@
-//! Delivers the outbox to each tenant's webhook URLs: signed, retried with
-//! backoff from stored state, at least once, with a stable event id.
+//! Delivers the outbox to each tenant's webhooks: signed with the secrets
+//! the service generated, retried with backoff from stored state, at least
+//! once, with a stable event id, and only to addresses webhooks may reach.
 //!
 //! Signature: `Tiergate-Signature: v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`
 //! where `<t>` is the `Tiergate-Timestamp` header (Unix seconds) and
-//! `<body>` the exact request body.
+//! `<body>` the exact request body; while a rotated-out secret still signs,
+//! a second `,v1=...` follows, by that secret.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,12 +16,12 @@ use sha2::Sha256;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::egress::{Egress, NotResolved, Refused};
 use super::now_ms;
-use crate::governance::Governor;
-use crate::store::{Backend, Delivery, StoreError};
+use crate::store::{Backend, Delivery, StoreError, StoredWebhook};
 
-/// How deliveries are paced.
-#[derive(Debug, Clone, Copy)]
+/// How deliveries are paced, and where they may go.
+#[derive(Debug, Clone)]
 pub struct WebhookOptions {
     /// How often due deliveries are looked for.
     pub interval: Duration,
@@ -30,6 +32,11 @@ pub struct WebhookOptions {
     pub max_attempts: u32,
     /// How long one attempt may take.
     pub timeout: Duration,
+    /// The networks webhooks may reach besides public addresses (none by
+    /// default).
+    pub egress: Egress,
+    /// The most webhooks one tenant may have (10 by default).
+    pub per_tenant: usize,
 }
 
 impl Default for WebhookOptions {
@@ -39,6 +46,8 @@ impl Default for WebhookOptions {
             backoff: Duration::from_secs(1),
             max_attempts: 20,
             timeout: Duration::from_secs(10),
+            egress: Egress::default(),
+            per_tenant: 10,
         }
     }
 }
@@ -47,13 +56,24 @@ impl Default for WebhookOptions {
 const FIRST_SEEN_WINDOW_MS: u64 = 86_400_000;
 const MAX_BACKOFF_MS: u64 = 3_600_000;
 
-/// The signature header's value for a body sent at `timestamp`.
+/// The signature header's value for a body sent at `timestamp`, signed by
+/// one secret.
 pub fn signature(secret: &[u8], timestamp: u64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(format!("{timestamp}.{body}").as_bytes());
     let bytes = mac.finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("v1={hex}")
+}
+
+/// The signature header's value when several secrets sign: one `v1=` each,
+/// separated by commas, the newest secret's first.
+fn signatures(secrets: &[&str], timestamp: u64, body: &str) -> String {
+    let each: Vec<String> = secrets
+        .iter()
+        .map(|s| signature(s.as_bytes(), timestamp, body))
+        .collect();
+    each.join(",")
 }
 
 /// At most this many deliveries are attempted at once.
@@ -72,13 +92,72 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StoreError(e.to_string()))?
 }
 
+/// Why an attempt failed: the class of failure, which the tenant sees as
+/// the delivery's `last_error`, and the whole error, which only the log
+/// gets (a receiver's answer or a network's detail could tell a tenant
+/// about places it may not reach).
+#[derive(Debug)]
+struct Failure {
+    class: String,
+    detail: String,
+}
+
+impl Failure {
+    fn new(class: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        Failure {
+            class: class.into(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The class of a client error, found among its causes.
+    fn of(e: &reqwest::Error) -> Self {
+        let mut class = if e.is_timeout() {
+            "timeout"
+        } else if e.is_connect() {
+            "connection failed"
+        } else {
+            "request failed"
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(c) = cause {
+            if c.downcast_ref::<Refused>().is_some() {
+                return Failure::new(Refused.to_string(), e);
+            }
+            if c.downcast_ref::<NotResolved>().is_some() {
+                class = "name not resolved";
+            }
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => class = "connection refused",
+                    std::io::ErrorKind::ConnectionReset => class = "connection reset",
+                    std::io::ErrorKind::TimedOut => class = "timeout",
+                    _ => {}
+                }
+            }
+            cause = c.source();
+        }
+        // Any error below its own message, including a receiver's TLS alert.
+        Failure::new(class, format!("{e}: {}", causes(e)))
+    }
+}
+
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = Vec::new();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push(c.to_string());
+        cause = c.source();
+    }
+    out.join(": ")
+}
+
 /// Attempts under way: each delivery's outcome is recorded as it comes, so a
 /// slow or silent receiver holds up no other.
-type InFlight = JoinSet<(Delivery, Result<(), String>)>;
+type InFlight = JoinSet<(Delivery, Result<(), Failure>)>;
 
 /// Runs until `stop` turns true.
 pub(super) async fn run(
-    governor: Governor,
     store: Arc<dyn Backend>,
     options: WebhookOptions,
     mut stop: watch::Receiver<bool>,
@@ -88,6 +167,9 @@ pub(super) async fn run(
         .connect_timeout(options.timeout)
         // A redirect is not a delivery: the receiver answers 2xx itself.
         .redirect(reqwest::redirect::Policy::none())
+        // Connections go where the checked addresses say, never by a proxy.
+        .no_proxy()
+        .dns_resolver(options.egress.resolver())
         .user_agent(concat!("tiergate/", env!("CARGO_PKG_VERSION")))
         .build()
     {
@@ -97,24 +179,13 @@ pub(super) async fn run(
             return;
         }
     };
-    for tenant in governor.tenant_ids() {
-        let Ok(config) = governor.tenant_config(&tenant) else {
-            continue;
-        };
-        for hook in &config.webhooks {
-            if std::env::var_os(&hook.secret_env).is_none() {
-                tracing::warn!(tenant = %tenant, url = %hook.url, secret_env = %hook.secret_env,
-                    "the webhook's signing secret variable is not set; its deliveries will fail until it is");
-            }
-        }
-    }
     let mut inflight = InFlight::new();
     let mut open: HashSet<(u64, String)> = HashSet::new();
     let mut tick = tokio::time::Instant::now();
     loop {
         if tokio::time::Instant::now() >= tick {
             let room = IN_FLIGHT - inflight.len();
-            let claimed = match start_due(&governor, &store, &client, &options, room).await {
+            let claimed = match start_due(&store, &client, &options, room).await {
                 Ok(started) => started
                     .into_iter()
                     .map(|(key, task)| {
@@ -165,7 +236,6 @@ pub(super) async fn run(
 /// Queues new notices, then claims up to `room` due deliveries and returns
 /// their attempts, unstarted.
 async fn start_due(
-    governor: &Governor,
     store: &Arc<dyn Backend>,
     client: &reqwest::Client,
     options: &WebhookOptions,
@@ -173,21 +243,16 @@ async fn start_due(
 ) -> StoreResult<
     Vec<(
         (u64, String),
-        impl Future<Output = (Delivery, Result<(), String>)> + Send + 'static,
+        impl Future<Output = (Delivery, Result<(), Failure>)> + Send + 'static,
     )>,
 > {
     let now = now_ms();
-    let mut secrets = HashMap::new();
-    for tenant in governor.tenant_ids() {
-        let Ok(config) = governor.tenant_config(&tenant) else {
-            continue;
-        };
-        for hook in &config.webhooks {
-            let (t, url) = (tenant.clone(), hook.url.clone());
-            let since = now.saturating_sub(FIRST_SEEN_WINDOW_MS);
-            blocking(store, move |s| s.queue_deliveries(&t, &url, since)).await?;
-            secrets.insert((tenant.clone(), hook.url.clone()), hook.secret_env.clone());
-        }
+    let mut hooks = HashMap::new();
+    for hook in blocking(store, |s| s.webhooks(None)).await? {
+        let (t, url) = (hook.tenant.clone(), hook.url.clone());
+        let since = now.saturating_sub(FIRST_SEEN_WINDOW_MS);
+        blocking(store, move |s| s.queue_deliveries(&t, &url, since)).await?;
+        hooks.insert((hook.tenant.clone(), hook.url.clone()), hook);
     }
     if room == 0 {
         return Ok(Vec::new());
@@ -198,10 +263,10 @@ async fn start_due(
     Ok(due
         .into_iter()
         .map(|d| {
-            let secret_env = secrets.get(&(d.tenant.clone(), d.url.clone())).cloned();
-            let client = client.clone();
+            let hook = hooks.get(&(d.tenant.clone(), d.url.clone())).cloned();
+            let (client, egress) = (client.clone(), options.egress.clone());
             ((d.entry.id, d.url.clone()), async move {
-                let result = attempt(&client, &d, secret_env.as_deref()).await;
+                let result = attempt(&client, &egress, &d, hook.as_ref()).await;
                 (d, result)
             })
         })
@@ -214,22 +279,22 @@ async fn record(
     store: &Arc<dyn Backend>,
     options: &WebhookOptions,
     d: Delivery,
-    result: Result<(), String>,
+    result: Result<(), Failure>,
 ) -> StoreResult<()> {
     let now = now_ms();
     let attempts = d.attempts + 1;
     let (error, retry_at) = match result {
         Ok(()) => (None, None),
         Err(e) if attempts >= options.max_attempts => {
-            tracing::warn!(tenant = %d.tenant, url = %d.url, event = d.entry.id, error = %e,
-                attempts, "webhook delivery given up");
-            (Some(e), None)
+            tracing::warn!(tenant = %d.tenant, url = %d.url, event = d.entry.id,
+                error = %e.detail, attempts, "webhook delivery given up");
+            (Some(e.class), None)
         }
         Err(e) => {
             let delay = backoff_ms(options, d.attempts);
-            tracing::warn!(tenant = %d.tenant, url = %d.url, event = d.entry.id, error = %e,
-                attempts, retry_in_ms = delay, "webhook delivery failed; will retry");
-            (Some(e), Some(now + delay))
+            tracing::warn!(tenant = %d.tenant, url = %d.url, event = d.entry.id,
+                error = %e.detail, attempts, retry_in_ms = delay, "webhook delivery failed; will retry");
+            (Some(e.class), Some(now + delay))
         }
     };
     blocking(store, move |s| {
@@ -248,15 +313,21 @@ fn backoff_ms(options: &WebhookOptions, previous: u32) -> u64 {
 
 async fn attempt(
     client: &reqwest::Client,
+    egress: &Egress,
     d: &Delivery,
-    secret_env: Option<&str>,
-) -> Result<(), String> {
-    let Some(name) = secret_env else {
-        return Err("the tenant no longer has this webhook".into());
+    hook: Option<&StoredWebhook>,
+) -> Result<(), Failure> {
+    let Some(hook) = hook else {
+        return Err(Failure::new(
+            "webhook removed",
+            "the tenant no longer has this webhook",
+        ));
     };
-    let secret = std::env::var(name).map_err(|_| {
-        format!("the signing secret's environment variable {name} is not set on the service")
-    })?;
+    let url = reqwest::Url::parse(&d.url).map_err(|e| Failure::new("invalid URL", e))?;
+    // An address in the URL reaches no resolver: it is checked here.
+    egress
+        .check_literal(&url)
+        .map_err(|e| Failure::new(e.to_string(), format!("{e}: {}", d.url)))?;
     let event_id = format!("{}:{}", d.tenant, d.entry.id);
     let body = serde_json::json!({
         "id": event_id,
@@ -268,23 +339,28 @@ async fn attempt(
         "created_ms": d.entry.created_ms,
     })
     .to_string();
-    let timestamp = now_ms() / 1000;
+    let now = now_ms();
+    let timestamp = now / 1000;
     let response = client
-        .post(&d.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("tiergate-event-id", &event_id)
         .header("tiergate-timestamp", timestamp.to_string())
         .header(
             "tiergate-signature",
-            signature(secret.as_bytes(), timestamp, &body),
+            signatures(&hook.secrets_at(now), timestamp, &body),
         )
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("cannot reach {}: {e}", d.url))?;
-    if response.status().is_success() {
+        .map_err(|e| Failure::of(&e))?;
+    let status = response.status();
+    if status.is_success() {
         Ok(())
     } else {
-        Err(format!("{} answered {}", d.url, response.status()))
+        Err(Failure::new(
+            format!("status {}", status.as_u16()),
+            format!("{} answered {status}", d.url),
+        ))
     }
 }

@@ -1,9 +1,14 @@
-//! Webhook deliveries of the outbox: one row per notice and URL, retried
-//! from stored state so a restart resumes where it stopped.
+//! Tenants' webhooks and the deliveries of the outbox to them: one row per
+//! notice and URL, retried from stored state so a restart resumes where it
+//! stopped.
 
 use serde::Serialize;
 
 use super::{OutboxEntry, StoreError};
+
+/// A webhook row's columns, in the order both stores' row readers take them.
+pub(crate) const WEBHOOK_COLUMNS: &str =
+    "tenant, id, url, secret, previous_secret, previous_expires_ms, created_ms, rotated_ms";
 
 /// An outbox row's columns in the order each store's row reader takes them,
 /// first in a query's select list (the outbox aliased `o`).
@@ -60,8 +65,129 @@ pub struct DeliveryTrouble {
     pub given_up: u64,
 }
 
+/// A tenant's webhook: where its notices go, and the secrets that sign them.
+/// The secrets are kept as they are (a signature needs them), so the store
+/// is protected like the data directory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredWebhook {
+    /// The tenant.
+    pub tenant: String,
+    /// `wh_` and 16 hex digits.
+    pub id: String,
+    /// The `http://` or `https://` URL notices are posted to.
+    pub url: String,
+    /// The signing secret.
+    pub secret: String,
+    /// The secret before the last rotation, which also signs until
+    /// `previous_expires_ms`.
+    pub previous_secret: Option<String>,
+    /// When the previous secret stops signing.
+    pub previous_expires_ms: Option<u64>,
+    /// When the webhook was added.
+    pub created_ms: u64,
+    /// When its secret was last rotated.
+    pub rotated_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for StoredWebhook {
+    /// Without the secrets: this is printed in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredWebhook")
+            .field("tenant", &self.tenant)
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("previous_expires_ms", &self.previous_expires_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredWebhook {
+    /// The secrets that sign a notice sent at `now_ms`: the current one,
+    /// then the previous one while it has not expired.
+    pub fn secrets_at(&self, now_ms: u64) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_expires_ms)
+            && now_ms < until
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
+
+    /// The webhook as its tenant's keys see it: never its secrets.
+    pub fn info(&self) -> WebhookInfo {
+        WebhookInfo {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            created_ms: self.created_ms,
+            rotated_ms: self.rotated_ms,
+            previous_secret_expires_ms: self.previous_expires_ms,
+        }
+    }
+}
+
+/// A webhook as listed: where, since when, and whether a previous secret
+/// still signs. Its secrets are shown once, when made, and never again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct WebhookInfo {
+    /// `wh_` and 16 hex digits.
+    pub id: String,
+    /// Where notices are posted.
+    pub url: String,
+    /// When it was added.
+    pub created_ms: u64,
+    /// When its secret was last rotated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_ms: Option<u64>,
+    /// Until when the secret before the last rotation also signs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_ms: Option<u64>,
+}
+
+/// What became of adding a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddedWebhook {
+    /// Stored.
+    Added,
+    /// The tenant has a webhook to that URL already.
+    UrlTaken,
+    /// The tenant has `limit` webhooks already.
+    OverLimit {
+        /// The most a tenant may have.
+        limit: usize,
+    },
+}
+
 /// Where delivery state is kept.
 pub trait DeliveryStore: Send + Sync {
+    /// Adds a webhook, unless its tenant has one to the same URL or
+    /// `limit` webhooks already.
+    fn add_webhook(&self, hook: &StoredWebhook, limit: usize) -> Result<AddedWebhook, StoreError>;
+
+    /// Gives the tenant's webhook `id` a new secret; the current one keeps
+    /// signing until `previous_expires_ms` (not at all when that is `None`).
+    /// `None` when the tenant has no such webhook.
+    fn rotate_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        secret: &str,
+        previous_expires_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<StoredWebhook>, StoreError>;
+
+    /// Removes the tenant's webhook `id`; what it still had to deliver is
+    /// given up. `None` when the tenant has no such webhook.
+    fn remove_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredWebhook>, StoreError>;
+
+    /// The webhooks of `tenant`, or of every tenant, oldest first.
+    fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<StoredWebhook>, StoreError>;
+
     /// Queues the tenant's notices for `url` that it has not queued yet:
     /// for a URL seen for the first time, those written since `since_ms`.
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError>;
@@ -76,7 +202,8 @@ pub trait DeliveryStore: Send + Sync {
     ) -> Result<Vec<Delivery>, StoreError>;
 
     /// Records an attempt: delivered (`error` is `None`), or failed and due
-    /// again at `retry_at_ms` (given up when that is `None`).
+    /// again at `retry_at_ms` (given up when that is `None`). A delivery
+    /// given up meanwhile (its webhook was removed) stays given up.
     fn record_attempt(
         &self,
         outbox_id: u64,

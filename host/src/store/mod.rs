@@ -18,10 +18,13 @@ mod sqlite;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-pub use deliveries::{Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble};
+pub use deliveries::{
+    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, StoredWebhook,
+    WebhookInfo,
+};
 pub use keys::{ApiKey, KeyStore, Role};
 pub use postgres::PostgresStore;
-pub use rules::{RulesStore, StoredRules};
+pub use rules::{DeletedPolicy, PutPolicy, RulesStore, StoredRules, UploadQuota, UploadedPolicy};
 pub use sqlite::{SqliteStore, utc_day};
 
 /// Everything the service keeps: the pipeline's state, keys, rules and
@@ -197,7 +200,9 @@ pub struct EventDraft {
     /// What happened: `authorized`, `attempt_blocked`, `owner_notified`,
     /// `owner_alerted`, `agent_notified`, `vetoed`, `approved`, `rejected`,
     /// `veto_window_closed`, `expired`, `executing`, `executed`,
-    /// `execution_failed`; and for the tenant itself, `policy_activated`.
+    /// `execution_failed`; and for the tenant itself, `policy_activated`,
+    /// `key_created`, `key_revoked`, `webhook_created`,
+    /// `webhook_secret_rotated`, `webhook_removed`.
     pub kind: String,
     /// Who did it, when a person did.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -80,16 +80,17 @@ pub(super) async fn decide(
     }
     let auth = state
         .governor()
-        .decide(
+        .decide_with_key(
             caller.tenant(),
             &tx_id,
             act,
             &caller.0.subject,
+            &caller.0.key_id,
             &verdict.reason,
             &verdict.content_hash,
         )
         .await?;
     tracing::info!(%tx_id, audit_id = %auth.audit_id, actor = %caller.0.subject,
-        status = auth.status.as_str(), "verdict recorded");
+        key = %caller.0.key_id, status = auth.status.as_str(), "verdict recorded");
     Ok(Json(auth))
 }

@@ -2,8 +2,6 @@
 //! the daily report. Exports stream: rows are read a page at a time and
 //! sent as they are read.
 
-use std::collections::BTreeSet;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -11,10 +9,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{
-    DailyReport, ExportRow, Query as RecordQuery, VerifyError, daily_report, parse_day,
-    verify_stored,
-};
+use crate::audit::{DailyReport, ExportRow, Query as RecordQuery, daily_report, parse_day};
 use crate::governance::Authorization;
 use crate::server::error::Body as Error;
 use crate::server::{ApiError, AppState, Caller};
@@ -294,6 +289,10 @@ pub(super) struct Verified {
     events: u64,
     head: Option<String>,
     broken: Option<String>,
+    /// The service's signed checkpoints of this chain, checked: absent when
+    /// the service signs none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoints: Option<crate::audit::CheckpointsChecked>,
 }
 
 /// Recompute the tenant's audit hash chain and report the first broken link.
@@ -307,28 +306,30 @@ pub(super) async fn verify(
     caller.require(READERS)?;
     let store = state.store().clone();
     let tenant = caller.tenant().to_string();
-    let result = tokio::task::spawn_blocking(move || {
-        verify_stored(store.as_ref(), &tenant, None, &BTreeSet::new(), &mut |_| {})
+    let trusted = state.checkpoints().cloned();
+    let (chain, checkpoints) = tokio::task::spawn_blocking(move || {
+        crate::server::checkpoints::verify_tenant(store.as_ref(), &tenant, trusted.as_ref())
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::internal)??;
     let tenant = caller.tenant().to_string();
-    Ok(Json(match result {
+    Ok(Json(match chain {
         Ok(chain) => Verified {
             tenant,
-            ok: true,
+            ok: checkpoints.as_ref().is_none_or(|c| c.broken.is_none()),
             events: chain.report.events,
             head: Some(chain.report.head),
-            broken: None,
+            broken: checkpoints.as_ref().and_then(|c| c.broken.clone()),
+            checkpoints,
         },
-        Err(VerifyError::Broken(e)) => Verified {
+        Err(e) => Verified {
             tenant,
             ok: false,
             events: 0,
             head: None,
             broken: Some(e.to_string()),
+            checkpoints,
         },
-        Err(VerifyError::Store(e)) => return Err(e.into()),
     }))
 }
 

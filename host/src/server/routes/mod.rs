@@ -74,7 +74,12 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))
-        .routes(routes!(webhooks::deliveries));
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::remove))
+        .routes(routes!(rules::policies))
+        .routes(routes!(rules::delete_policy));
     let (router, api) = router.split_for_parts();
     (router, document::completed(api))
 }

@@ -1,11 +1,13 @@
 //! The admin's side: uploading a policy component, checking and activating
-//! rules. A rejected upload or activation changes nothing; an activation is
-//! swapped in atomically, and requests in flight finish on the old rules.
+//! rules. Uploads belong to the tenant that made them, within its quota. A
+//! rejected upload or activation changes nothing: rules are kept only once
+//! every check of the activation passed. An activation is swapped in
+//! atomically, and requests in flight finish on the old rules.
 
 use std::path::Path;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -15,17 +17,39 @@ use crate::server::body::{JsonText, Upload};
 use crate::server::error::Body as Error;
 use crate::server::setup::compile_named;
 use crate::server::{ApiError, AppState, Caller, now_ms};
-use crate::store::{Role, StoredRules};
+use crate::store::{DeletedPolicy, PutPolicy, Role, StoredRules, UploadedPolicy};
+
+/// An upload refused by the tenant's quota, naming the setting.
+fn over_quota(refused: PutPolicy) -> Option<ApiError> {
+    let message = match refused {
+        PutPolicy::OverCount { limit } => format!(
+            "this tenant keeps {limit} uploaded policies, the most it may (the service's `policy_uploads_per_tenant`); delete one it no longer uses (DELETE /v1/policies/{{digest}}) first"
+        ),
+        PutPolicy::OverBytes { limit, used } => format!(
+            "this tenant's uploads take {used} of the {limit} bytes it may keep (the service's `policy_upload_bytes_per_tenant`); delete one it no longer uses (DELETE /v1/policies/{{digest}}) first"
+        ),
+        PutPolicy::Stored | PutPolicy::AlreadyStored => return None,
+    };
+    Some(ApiError::new(
+        StatusCode::CONFLICT,
+        "quota_exceeded",
+        message,
+    ))
+}
 
 /// Upload a policy component (admin keys): checked (a component of the
 /// tiergate policy world, allowed imports only, it answers `info`) and kept
-/// under its digest. Activating it is a separate step; a refused upload
-/// changes nothing.
+/// under its digest as the key's tenant's, within the tenant's quota
+/// (`policy_uploads_per_tenant`, `policy_upload_bytes_per_tenant`): 201 when
+/// kept now, 200 when the tenant had uploaded it already. Activating it is
+/// a separate step; a refused upload changes nothing.
 #[utoipa::path(post, path = "/v1/policies", tag = "rules",
     request_body(content = Vec<u8>, content_type = "application/wasm"),
     responses(
         (status = 201, body = PolicyInfo),
+        (status = 200, description = "Uploaded by this tenant before", body = PolicyInfo),
         (status = 403, body = Error),
+        (status = 409, description = "Over the tenant's upload quota", body = Error),
         (status = 413, body = Error),
         (status = 415, body = Error),
         (status = 422, description = "Not a usable policy component", body = Error),
@@ -39,7 +63,22 @@ pub(super) async fn upload(
     caller.require(&[Role::Admin])?;
     let runtime = state.runtime().clone();
     let store = state.store().clone();
-    let info = tokio::task::spawn_blocking(move || {
+    let quota = state.upload_quota();
+    let tenant = caller.tenant().to_string();
+    let (info, outcome) = tokio::task::spawn_blocking(move || {
+        // A tenant over its quota gets no compile either.
+        let digest = crate::model::digest::sha256(&bytes);
+        let kept = store.policies(&tenant)?;
+        let known = kept.iter().any(|p| p.digest == digest);
+        if !known {
+            let used = kept.iter().map(|p| p.bytes).sum();
+            if let Some(refused) =
+                crate::store::rules::quota_outcome(quota, kept.len(), used, bytes.len())
+                    .and_then(over_quota)
+            {
+                return Err(refused);
+            }
+        }
         let compiled = runtime.compile(&bytes).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -48,13 +87,87 @@ pub(super) async fn upload(
             )
         })?;
         let info = compiled.info().clone();
-        store.put_policy(&info.digest, &bytes, now_ms())?;
-        Ok::<_, ApiError>(info)
+        let policy = UploadedPolicy {
+            digest: info.digest.clone(),
+            name: Some(info.name.clone()),
+            version: Some(info.version.clone()),
+            bytes: bytes.len() as u64,
+            uploaded_ms: now_ms(),
+        };
+        let outcome = store.put_policy(&tenant, &policy, &bytes, Some(quota))?;
+        if let Some(refused) = over_quota(outcome) {
+            return Err(refused);
+        }
+        Ok::<_, ApiError>((info, outcome))
     })
     .await
     .map_err(ApiError::internal)??;
-    tracing::info!(tenant = %caller.tenant(), digest = %info.digest, name = %info.name, "policy uploaded");
-    Ok((StatusCode::CREATED, Json(info)))
+    tracing::info!(tenant = %caller.tenant(), digest = %info.digest, name = %info.name,
+        key = %caller.0.key_id, "policy uploaded");
+    let status = match outcome {
+        PutPolicy::AlreadyStored => StatusCode::OK,
+        _ => StatusCode::CREATED,
+    };
+    Ok((status, Json(info)))
+}
+
+/// The policies the key's tenant uploaded, oldest first (admin and auditor
+/// keys).
+#[utoipa::path(get, path = "/v1/policies", tag = "rules",
+    responses((status = 200, body = Vec<UploadedPolicy>), (status = 403, body = Error)),
+    security(("api_key" = [])))]
+pub(super) async fn policies(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<UploadedPolicy>>, ApiError> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let (store, tenant) = (state.store().clone(), caller.tenant().to_string());
+    let kept = tokio::task::spawn_blocking(move || store.policies(&tenant))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(kept))
+}
+
+/// Delete an upload of the key's tenant (admin keys), unless the rules in
+/// force name it.
+#[utoipa::path(delete, path = "/v1/policies/{digest}", tag = "rules",
+    params(("digest" = String, Path, description = "The upload's `sha256:` digest")),
+    responses(
+        (status = 200, description = "Deleted"),
+        (status = 403, body = Error),
+        (status = 404, body = Error),
+        (status = 409, description = "The rules in force name it", body = Error),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn delete_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    UrlPath(digest): UrlPath<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let (store, tenant, d) = (
+        state.store().clone(),
+        caller.tenant().to_string(),
+        digest.clone(),
+    );
+    let outcome = tokio::task::spawn_blocking(move || store.delete_policy(&tenant, &d))
+        .await
+        .map_err(ApiError::internal)??;
+    match outcome {
+        DeletedPolicy::Deleted => {
+            tracing::info!(tenant = %caller.tenant(), %digest, key = %caller.0.key_id, "policy deleted");
+            Ok(Json(serde_json::json!({ "deleted": digest })))
+        }
+        DeletedPolicy::InUse => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "policy_in_use",
+            format!("the rules in force name {digest}: activate other rules first"),
+        )),
+        DeletedPolicy::NotFound => Err(ApiError::not_found(format!(
+            "tenant {} uploaded no policy {digest}",
+            caller.tenant()
+        ))),
+    }
 }
 
 /// Rules to check or activate.
@@ -103,23 +216,25 @@ async fn prepare(
     }
     // Never a path on this machine: only uploaded or bundled policies.
     config.policy.path = request.policy.clone();
-    let (runtime, store, policy) = (
+    let (runtime, store, policy, tenant) = (
         state.runtime().clone(),
         state.store().clone(),
         request.policy.clone(),
+        caller.tenant().to_string(),
     );
-    let compiled =
-        tokio::task::spawn_blocking(move || compile_named(store.as_ref(), &runtime, &policy))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_policy",
-                    format!("{e:#}"),
-                )
-                .field("policy")
-            })?;
+    let compiled = tokio::task::spawn_blocking(move || {
+        compile_named(store.as_ref(), &runtime, &tenant, &policy)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_policy",
+            format!("{e:#}"),
+        )
+        .field("policy")
+    })?;
     let document = config.policy_config_json().map_err(|m| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", m).field("config")
     })?;
@@ -131,6 +246,9 @@ async fn prepare(
         )
         .field("config")
     })?;
+    // Everything activating checks, so what is checked here is what would
+    // be kept.
+    state.governor().check_activation(&config, &compiled)?;
     Ok((request, config, compiled))
 }
 
@@ -179,7 +297,8 @@ pub(super) async fn activate(
     let (governor, store) = (state.governor().clone(), state.store().clone());
     let info = compiled.info().clone();
     let (rules, audit_id) = tokio::task::spawn_blocking(move || {
-        // Kept first, so a restart serves what is about to be in force.
+        // Kept once every check passed (in `prepare`), and before it is in
+        // force, so a restart serves what is about to be.
         let rules = store.put_rules(
             &config.tenant,
             &request.policy,
@@ -203,28 +322,41 @@ pub(super) async fn activate(
 /// The rules in force.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Current {
+    /// The latest rules kept for the tenant.
     rules: Option<StoredRules>,
-    policy: PolicyInfo,
+    /// The policy classifying its payments (absent while its rules cannot
+    /// be loaded).
+    policy: Option<PolicyInfo>,
+    /// Why the kept rules cannot be loaded, when they cannot: the tenant's
+    /// payments are refused until rules that load are activated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// The rules in force for the key's tenant.
 #[utoipa::path(get, path = "/v1/rules", tag = "rules",
-    responses((status = 200, body = Current), (status = 403, body = Error)),
+    responses((status = 200, body = Current), (status = 403, body = Error), (status = 404, body = Error)),
     security(("api_key" = [])))]
 pub(super) async fn current(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Current>, ApiError> {
     caller.require(&[Role::Admin, Role::Auditor])?;
-    let policy = state
-        .governor()
-        .tenant_policy(caller.tenant())?
-        .info()
-        .clone();
-    let rules = state
-        .store()
-        .active_rules()?
+    let governor = state.governor();
+    let error = governor.unavailable_reason(caller.tenant());
+    let policy = match &error {
+        Some(_) => None,
+        None => Some(governor.tenant_policy(caller.tenant())?.info().clone()),
+    };
+    let (store, tenant) = (state.store().clone(), caller.tenant().to_string());
+    let rules = tokio::task::spawn_blocking(move || store.active_rules())
+        .await
+        .map_err(ApiError::internal)??
         .into_iter()
-        .find(|r| r.tenant == caller.tenant());
-    Ok(Json(Current { rules, policy }))
+        .find(|r| r.tenant == tenant);
+    Ok(Json(Current {
+        rules,
+        policy,
+        error,
+    }))
 }

@@ -1,12 +1,200 @@
-//! What became of the tenant's webhook deliveries.
+//! The tenant's webhooks, and what became of their deliveries. An admin
+//! adds a webhook by URL and gets its signing secret once; the service
+//! keeps it, signs with it, and rotates it with an overlap.
+
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 
+use crate::server::admin::{self, WebhookError, WebhookSecret};
+use crate::server::body::JsonText;
 use crate::server::error::Body as Error;
-use crate::server::{ApiError, AppState, Caller};
-use crate::store::{DeliveryRecord, Role};
+use crate::server::{ApiError, AppState, Caller, now_ms};
+use crate::store::{DeliveryRecord, Role, WebhookInfo};
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        let message = e.to_string();
+        match e {
+            WebhookError::InvalidUrl(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_webhook", message)
+                    .field("url")
+            }
+            WebhookError::ForbiddenAddress { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "forbidden_address",
+                message,
+            )
+            .field("url"),
+            WebhookError::Exists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "webhook_exists", message).field("url")
+            }
+            WebhookError::OverLimit { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "quota_exceeded", message)
+            }
+            WebhookError::NotFound { .. } => ApiError::not_found(message),
+            WebhookError::Overlap(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_overlap", message)
+                    .field("overlap_s")
+            }
+            WebhookError::Store(e) => e.into(),
+            WebhookError::Entropy(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// Who made a change, as audit events name them.
+fn actor(caller: &Caller) -> String {
+    format!("{}:{}", caller.0.key_id, caller.0.subject)
+}
+
+/// A webhook to add.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewWebhook {
+    /// Where to post the tenant's notices: `http://` or `https://`, a
+    /// public address (unless the operator allows a network).
+    url: String,
+}
+
+/// Add a webhook (admin keys): 201 with its id and its signing secret,
+/// which is shown only in this answer. Refused for a URL the tenant has a
+/// webhook to already, beyond the service's `webhooks_per_tenant`, and for
+/// loopback, private, link-local, shared and reserved addresses.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "operations",
+    request_body(content = NewWebhook, content_type = "application/json"),
+    responses(
+        (status = 201, body = WebhookSecret),
+        (status = 403, body = Error),
+        (status = 409, description = "A webhook to that URL already, or as many webhooks as allowed", body = Error),
+        (status = 422, description = "Not a webhook URL, or an address webhooks may not reach", body = Error),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonText,
+) -> Result<(StatusCode, Json<WebhookSecret>), ApiError> {
+    caller.require(&[Role::Admin])?;
+    let request: NewWebhook = body.parse()?;
+    let url = admin::webhook_url(&request.url)?;
+    let options = state.webhooks();
+    options
+        .egress
+        .check_host(&url)
+        .await
+        .map_err(|_| WebhookError::ForbiddenAddress {
+            host: url.host_str().unwrap_or_default().to_string(),
+        })?;
+    let (store, tenant, actor, limit) = (
+        state.store().clone(),
+        caller.tenant().to_string(),
+        actor(&caller),
+        options.per_tenant,
+    );
+    let made = tokio::task::spawn_blocking(move || {
+        admin::add_webhook(store.as_ref(), &tenant, &url, None, limit, &actor, now_ms())
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    tracing::info!(tenant = %caller.tenant(), webhook = %made.webhook.id, url = %made.webhook.url,
+        key = %caller.0.key_id, "webhook added");
+    Ok((StatusCode::CREATED, Json(made)))
+}
+
+/// The tenant's webhooks, oldest first, without their secrets (admin and
+/// auditor keys).
+#[utoipa::path(get, path = "/v1/webhooks", tag = "operations",
+    responses((status = 200, body = Vec<WebhookInfo>), (status = 403, body = Error)),
+    security(("api_key" = [])))]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<WebhookInfo>>, ApiError> {
+    caller.require(&[Role::Admin, Role::Auditor])?;
+    let (store, tenant) = (state.store().clone(), caller.tenant().to_string());
+    let hooks = tokio::task::spawn_blocking(move || store.webhooks(Some(&tenant)))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(hooks.iter().map(|h| h.info()).collect()))
+}
+
+/// A rotation.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Rotation {
+    /// Seconds the current secret keeps signing beside the new one (default
+    /// 86400, at most 604800; 0 stops it at once).
+    overlap_s: Option<u64>,
+}
+
+/// Give a webhook a new signing secret (admin keys), shown only in this
+/// answer. During the overlap every notice carries two signatures, by the
+/// new secret and by the old one, so receivers can switch without losing one.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate", tag = "operations",
+    params(("id" = String, Path, description = "The webhook's id")),
+    request_body(content = Rotation, content_type = "application/json"),
+    responses(
+        (status = 200, body = WebhookSecret),
+        (status = 403, body = Error),
+        (status = 404, body = Error),
+        (status = 422, description = "An overlap over seven days", body = Error),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: JsonText,
+) -> Result<Json<WebhookSecret>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let request: Rotation = body.parse()?;
+    let overlap = request
+        .overlap_s
+        .map_or(admin::DEFAULT_ROTATION_OVERLAP, Duration::from_secs);
+    let (store, tenant, actor) = (
+        state.store().clone(),
+        caller.tenant().to_string(),
+        actor(&caller),
+    );
+    let rotated = tokio::task::spawn_blocking(move || {
+        admin::rotate_webhook(store.as_ref(), &tenant, &id, overlap, &actor, now_ms())
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    tracing::info!(tenant = %caller.tenant(), webhook = %rotated.webhook.id,
+        key = %caller.0.key_id, "webhook secret rotated");
+    Ok(Json(rotated))
+}
+
+/// Remove a webhook (admin keys); what it still had to deliver is given up.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "operations",
+    params(("id" = String, Path, description = "The webhook's id")),
+    responses((status = 200, body = WebhookInfo), (status = 403, body = Error), (status = 404, body = Error)),
+    security(("api_key" = [])))]
+pub(super) async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<WebhookInfo>, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let (store, tenant, actor) = (
+        state.store().clone(),
+        caller.tenant().to_string(),
+        actor(&caller),
+    );
+    let removed = tokio::task::spawn_blocking(move || {
+        admin::remove_webhook(store.as_ref(), &tenant, &id, &actor, now_ms())
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    tracing::info!(tenant = %caller.tenant(), webhook = %removed.id, key = %caller.0.key_id,
+        "webhook removed");
+    Ok(Json(removed))
+}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -2,7 +2,8 @@ use tokio_postgres::Row;
 
 use super::{PostgresStore, ms};
 use crate::store::deliveries::{
-    Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
+    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
+    StoredWebhook, WEBHOOK_COLUMNS,
 };
 use crate::store::{Notice, OutboxEntry, StoreError};
 
@@ -26,7 +27,136 @@ pub(super) fn outbox_entry(r: &Row) -> Result<OutboxEntry, tokio_postgres::Error
     })
 }
 
+/// A webhook row whose select list is [`WEBHOOK_COLUMNS`].
+fn webhook_row(r: &Row) -> Result<StoredWebhook, StoreError> {
+    Ok(StoredWebhook {
+        tenant: r.try_get(0)?,
+        id: r.try_get(1)?,
+        url: r.try_get(2)?,
+        secret: r.try_get(3)?,
+        previous_secret: r.try_get(4)?,
+        previous_expires_ms: r.try_get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        created_ms: r.try_get::<_, i64>(6)? as u64,
+        rotated_ms: r.try_get::<_, Option<i64>>(7)?.map(|v| v as u64),
+    })
+}
+
 impl DeliveryStore for PostgresStore {
+    fn add_webhook(&self, hook: &StoredWebhook, limit: usize) -> Result<AddedWebhook, StoreError> {
+        let mut c = self.conn()?;
+        // Under the tenant's lock two additions at once cannot both fit.
+        c.begin_locked(&hook.tenant)?;
+        let row = c.query_one(
+            "SELECT COUNT(*), COALESCE(BOOL_OR(url = $2), false) FROM webhooks WHERE tenant = $1",
+            &[&hook.tenant, &hook.url],
+        )?;
+        let (count, taken): (i64, bool) = (row.try_get(0)?, row.try_get(1)?);
+        let refused = if taken {
+            Some(AddedWebhook::UrlTaken)
+        } else if count as usize >= limit {
+            Some(AddedWebhook::OverLimit { limit })
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            c.rollback()?;
+            return Ok(refused);
+        }
+        c.execute(
+            &format!(
+                "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
+            &[
+                &hook.tenant,
+                &hook.id,
+                &hook.url,
+                &hook.secret,
+                &hook.previous_secret,
+                &hook.previous_expires_ms.map(ms),
+                &ms(hook.created_ms),
+                &hook.rotated_ms.map(ms),
+            ],
+        )?;
+        c.commit()?;
+        Ok(AddedWebhook::Added)
+    }
+
+    fn rotate_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        secret: &str,
+        previous_expires_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<StoredWebhook>, StoreError> {
+        self.conn()?
+            .query_opt(
+                &format!(
+                    "UPDATE webhooks SET
+                         previous_secret = CASE WHEN $4::bigint IS NULL THEN NULL ELSE secret END,
+                         previous_expires_ms = $4, secret = $3, rotated_ms = $5
+                     WHERE tenant = $1 AND id = $2
+                     RETURNING {WEBHOOK_COLUMNS}"
+                ),
+                &[
+                    &tenant,
+                    &id,
+                    &secret,
+                    &previous_expires_ms.map(ms),
+                    &ms(now_ms),
+                ],
+            )?
+            .as_ref()
+            .map(webhook_row)
+            .transpose()
+    }
+
+    fn remove_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredWebhook>, StoreError> {
+        let mut c = self.conn()?;
+        c.begin()?;
+        let Some(row) = c.query_opt(
+            &format!(
+                "DELETE FROM webhooks WHERE tenant = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"
+            ),
+            &[&tenant, &id],
+        )?
+        else {
+            c.rollback()?;
+            return Ok(None);
+        };
+        let hook = webhook_row(&row)?;
+        c.execute(
+            "UPDATE deliveries SET gave_up_ms = $3, last_error = 'webhook removed'
+             WHERE tenant = $1 AND url = $2 AND delivered_ms IS NULL AND gave_up_ms IS NULL",
+            &[&tenant, &hook.url, &ms(now_ms)],
+        )?;
+        c.execute(
+            "DELETE FROM delivery_cursors WHERE tenant = $1 AND url = $2",
+            &[&tenant, &hook.url],
+        )?;
+        c.commit()?;
+        Ok(Some(hook))
+    }
+
+    fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<StoredWebhook>, StoreError> {
+        self.conn()?
+            .query(
+                &format!(
+                    "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE $1::text IS NULL OR tenant = $1
+                     ORDER BY tenant, created_ms, id"
+                ),
+                &[&tenant],
+            )?
+            .iter()
+            .map(webhook_row)
+            .collect()
+    }
+
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
         let mut c = self.conn()?;
         // Nothing new since the URL's cursor: no write, no lock.
@@ -119,14 +249,14 @@ impl DeliveryStore for PostgresStore {
         match error {
             None => c.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, delivered_ms = $3, last_error = NULL
-                 WHERE outbox_id = $1 AND url = $2",
+                 WHERE outbox_id = $1 AND url = $2 AND gave_up_ms IS NULL",
                 &[&ms(outbox_id), &url, &ms(now_ms)],
             )?,
             Some(error) => c.execute(
                 "UPDATE deliveries SET attempts = attempts + 1, last_error = $3,
                         next_attempt_ms = COALESCE($4, next_attempt_ms),
                         gave_up_ms = CASE WHEN $4::bigint IS NULL THEN $5::bigint ELSE NULL END
-                 WHERE outbox_id = $1 AND url = $2",
+                 WHERE outbox_id = $1 AND url = $2 AND gave_up_ms IS NULL",
                 &[
                     &ms(outbox_id),
                     &url,

@@ -1,25 +1,119 @@
 use super::{PostgresStore, ms};
 use crate::store::StoreError;
-use crate::store::rules::{RulesStore, StoredRules};
+use crate::store::rules::{
+    DeletedPolicy, PutPolicy, RulesStore, StoredRules, UploadQuota, UploadedPolicy, quota_outcome,
+};
+
+const POLICY_COLUMNS: &str = "digest, name, version, bytes, uploaded_ms";
+
+fn policy_row(r: &tokio_postgres::Row) -> Result<UploadedPolicy, StoreError> {
+    Ok(UploadedPolicy {
+        digest: r.try_get(0)?,
+        name: r.try_get(1)?,
+        version: r.try_get(2)?,
+        bytes: r.try_get::<_, i64>(3)? as u64,
+        uploaded_ms: r.try_get::<_, i64>(4)? as u64,
+    })
+}
 
 impl RulesStore for PostgresStore {
-    fn put_policy(&self, digest: &str, component: &[u8], now_ms: u64) -> Result<(), StoreError> {
-        self.conn()?.execute(
-            "INSERT INTO policies (digest, component, uploaded_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (digest) DO NOTHING",
-            &[&digest, &component, &ms(now_ms)],
+    fn put_policy(
+        &self,
+        tenant: &str,
+        policy: &UploadedPolicy,
+        component: &[u8],
+        quota: Option<UploadQuota>,
+    ) -> Result<PutPolicy, StoreError> {
+        let mut c = self.conn()?;
+        // Under the tenant's lock, two uploads at once cannot both fit the
+        // room left for one.
+        c.begin_locked(tenant)?;
+        let row = c.query_one(
+            "SELECT EXISTS (SELECT 1 FROM tenant_policies WHERE tenant = $1 AND digest = $2),
+                    COUNT(*), COALESCE(SUM(bytes), 0)::BIGINT
+             FROM tenant_policies WHERE tenant = $1",
+            &[&tenant, &policy.digest],
         )?;
-        Ok(())
+        let (known, count, used): (bool, i64, i64) =
+            (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        if known {
+            c.rollback()?;
+            return Ok(PutPolicy::AlreadyStored);
+        }
+        if let Some(refused) =
+            quota.and_then(|q| quota_outcome(q, count as usize, used as u64, component.len()))
+        {
+            c.rollback()?;
+            return Ok(refused);
+        }
+        c.execute(
+            &format!(
+                "INSERT INTO tenant_policies (tenant, {POLICY_COLUMNS}, component)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            &[
+                &tenant,
+                &policy.digest,
+                &policy.name,
+                &policy.version,
+                &(component.len() as i64),
+                &ms(policy.uploaded_ms),
+                &component,
+            ],
+        )?;
+        c.commit()?;
+        Ok(PutPolicy::Stored)
     }
 
-    fn policy_component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn policy_component(&self, tenant: &str, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn()?
             .query_opt(
-                "SELECT component FROM policies WHERE digest = $1",
-                &[&digest],
+                "SELECT component FROM tenant_policies WHERE tenant = $1 AND digest = $2",
+                &[&tenant, &digest],
             )?
             .map(|r| Ok(r.try_get(0)?))
             .transpose()
+    }
+
+    fn policies(&self, tenant: &str) -> Result<Vec<UploadedPolicy>, StoreError> {
+        self.conn()?
+            .query(
+                &format!(
+                    "SELECT {POLICY_COLUMNS} FROM tenant_policies WHERE tenant = $1
+                     ORDER BY uploaded_ms, digest"
+                ),
+                &[&tenant],
+            )?
+            .iter()
+            .map(policy_row)
+            .collect()
+    }
+
+    fn delete_policy(&self, tenant: &str, digest: &str) -> Result<DeletedPolicy, StoreError> {
+        let mut c = self.conn()?;
+        // Under the tenant's lock no activation naming it commits meanwhile.
+        c.begin_locked(tenant)?;
+        let in_use: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM tenant_rules WHERE tenant = $1 AND policy = $2
+                   AND version = (SELECT MAX(version) FROM tenant_rules WHERE tenant = $1))",
+                &[&tenant, &digest],
+            )?
+            .try_get(0)?;
+        if in_use {
+            c.rollback()?;
+            return Ok(DeletedPolicy::InUse);
+        }
+        let deleted = c.execute(
+            "DELETE FROM tenant_policies WHERE tenant = $1 AND digest = $2",
+            &[&tenant, &digest],
+        )?;
+        c.commit()?;
+        Ok(if deleted == 1 {
+            DeletedPolicy::Deleted
+        } else {
+            DeletedPolicy::NotFound
+        })
     }
 
     fn put_rules(
@@ -73,5 +167,72 @@ impl RulesStore for PostgresStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pool::Pool;
+    use super::super::schema::{MIGRATIONS, migrate};
+
+    #[test]
+    fn uploads_from_before_become_those_of_the_tenants_whose_rules_name_them() {
+        let url = tiergate_e2e::postgres::fresh_database();
+        let pool = Pool::open(&url, 1).unwrap();
+        let mut c = pool.get().unwrap();
+        // The store as it was before uploads belonged to tenants.
+        let owned = MIGRATIONS
+            .iter()
+            .position(|m| m.contains("CREATE TABLE IF NOT EXISTS tenant_policies"))
+            .expect("the migration that gives uploads to tenants");
+        c.batch(
+            "CREATE TABLE tiergate_schema (
+                 version    INTEGER PRIMARY KEY,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+             )",
+        )
+        .unwrap();
+        for (i, sql) in MIGRATIONS[..owned].iter().enumerate() {
+            c.batch(sql).unwrap();
+            c.execute(
+                "INSERT INTO tiergate_schema (version) VALUES ($1)",
+                &[&((i + 1) as i32)],
+            )
+            .unwrap();
+        }
+        c.batch(
+            "INSERT INTO policies (digest, component, uploaded_ms) VALUES
+                 ('sha256:a', '\\x0a', 1), ('sha256:b', '\\x0b0b', 2), ('sha256:c', '\\x0c', 3);
+             INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor) VALUES
+                 ('acme', 1, 'sha256:a', '', 1, 'x'), ('acme', 2, 'sha256:a', '', 2, 'x'),
+                 ('globex', 1, 'sha256:a', '', 1, 'x'), ('globex', 2, 'sha256:b', '', 3, 'x'),
+                 ('initech', 1, 'seed-tiers', '', 1, 'x');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let owned: Vec<(String, String, i64, Vec<u8>)> = c
+            .query(
+                "SELECT tenant, digest, bytes, component FROM tenant_policies ORDER BY tenant, digest",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        assert_eq!(
+            owned,
+            [
+                ("acme".into(), "sha256:a".into(), 1, vec![0x0a]),
+                ("globex".into(), "sha256:a".into(), 1, vec![0x0a]),
+                ("globex".into(), "sha256:b".into(), 2, vec![0x0b, 0x0b]),
+            ]
+        );
+        let left: Vec<String> = c
+            .query("SELECT digest FROM policies", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(left, ["sha256:c"]);
     }
 }

@@ -9,7 +9,7 @@ use super::pool::Conn;
 use crate::store::StoreError;
 
 /// Applied in order; `tiergate_schema` records each one applied.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE authorizations (
     tenant          TEXT COLLATE "C" NOT NULL,
@@ -173,6 +173,42 @@ DROP INDEX audit_events_by_kind;
 CREATE INDEX audit_events_of_tenant ON audit_events (tenant, kind, seq) WHERE tx_id = '';
 DROP INDEX authorizations_holding;
 DROP INDEX ledger_by_recipient;
+"#,
+    // Each tenant's webhooks with the secrets the service generated for
+    // them; uploads owned by the tenant that made them. Uploads named by a
+    // tenant's rules become that tenant's; the others, which no tenant can
+    // be shown to own, stay in `policies`, used by none. Running it again
+    // changes nothing.
+    r#"
+CREATE TABLE IF NOT EXISTS webhooks (
+    tenant              TEXT COLLATE "C" NOT NULL,
+    id                  TEXT COLLATE "C" NOT NULL,
+    url                 TEXT COLLATE "C" NOT NULL,
+    secret              TEXT   NOT NULL,
+    previous_secret     TEXT,
+    previous_expires_ms BIGINT,
+    created_ms          BIGINT NOT NULL,
+    rotated_ms          BIGINT,
+    PRIMARY KEY (tenant, id),
+    UNIQUE (tenant, url)
+);
+
+CREATE TABLE IF NOT EXISTS tenant_policies (
+    tenant      TEXT COLLATE "C" NOT NULL,
+    digest      TEXT COLLATE "C" NOT NULL,
+    name        TEXT,
+    version     TEXT,
+    bytes       BIGINT NOT NULL,
+    uploaded_ms BIGINT NOT NULL,
+    component   BYTEA  NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+INSERT INTO tenant_policies (tenant, digest, bytes, uploaded_ms, component)
+    SELECT r.tenant, p.digest, length(p.component), p.uploaded_ms, p.component
+    FROM policies p JOIN (SELECT DISTINCT tenant, policy FROM tenant_rules) r
+      ON r.policy = p.digest
+ON CONFLICT DO NOTHING;
+DELETE FROM policies WHERE digest IN (SELECT policy FROM tenant_rules);
 "#,
 ];
 

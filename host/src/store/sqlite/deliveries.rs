@@ -1,8 +1,9 @@
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::store::deliveries::{
-    Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
+    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
+    StoredWebhook, WEBHOOK_COLUMNS,
 };
 use crate::store::{Notice, OutboxEntry, StoreError};
 
@@ -26,7 +27,141 @@ pub(super) fn outbox_entry(r: &rusqlite::Row) -> rusqlite::Result<OutboxEntry> {
     })
 }
 
+/// A webhook row whose select list is [`WEBHOOK_COLUMNS`].
+fn webhook_row(r: &rusqlite::Row) -> rusqlite::Result<StoredWebhook> {
+    Ok(StoredWebhook {
+        tenant: r.get(0)?,
+        id: r.get(1)?,
+        url: r.get(2)?,
+        secret: r.get(3)?,
+        previous_secret: r.get(4)?,
+        previous_expires_ms: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        created_ms: r.get::<_, i64>(6)? as u64,
+        rotated_ms: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+    })
+}
+
+fn webhook_in(
+    conn: &rusqlite::Connection,
+    tenant: &str,
+    id: &str,
+) -> Result<Option<StoredWebhook>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE tenant = ?1 AND id = ?2"),
+            params![tenant, id],
+            webhook_row,
+        )
+        .optional()?)
+}
+
 impl DeliveryStore for SqliteStore {
+    fn add_webhook(&self, hook: &StoredWebhook, limit: usize) -> Result<AddedWebhook, StoreError> {
+        self.write(|conn| {
+            let tx = conn.savepoint()?;
+            let (count, taken): (i64, bool) = tx.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(url = ?2), 0) > 0 FROM webhooks WHERE tenant = ?1",
+                params![hook.tenant, hook.url],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if taken {
+                return Ok(AddedWebhook::UrlTaken);
+            }
+            if count as usize >= limit {
+                return Ok(AddedWebhook::OverLimit { limit });
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO webhooks ({WEBHOOK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    hook.tenant,
+                    hook.id,
+                    hook.url,
+                    hook.secret,
+                    hook.previous_secret,
+                    hook.previous_expires_ms.map(|v| v as i64),
+                    hook.created_ms as i64,
+                    hook.rotated_ms.map(|v| v as i64)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(AddedWebhook::Added)
+        })
+    }
+
+    fn rotate_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        secret: &str,
+        previous_expires_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<Option<StoredWebhook>, StoreError> {
+        self.write(|conn| {
+            let tx = conn.savepoint()?;
+            let changed = tx.execute(
+                "UPDATE webhooks SET
+                     previous_secret = CASE WHEN ?4 IS NULL THEN NULL ELSE secret END,
+                     previous_expires_ms = ?4, secret = ?3, rotated_ms = ?5
+                 WHERE tenant = ?1 AND id = ?2",
+                params![
+                    tenant,
+                    id,
+                    secret,
+                    previous_expires_ms.map(|v| v as i64),
+                    now_ms as i64
+                ],
+            )?;
+            let hook = if changed == 1 {
+                webhook_in(&tx, tenant, id)?
+            } else {
+                None
+            };
+            tx.commit()?;
+            Ok(hook)
+        })
+    }
+
+    fn remove_webhook(
+        &self,
+        tenant: &str,
+        id: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredWebhook>, StoreError> {
+        self.write(|conn| {
+            let tx = conn.savepoint()?;
+            let Some(hook) = webhook_in(&tx, tenant, id)? else {
+                return Ok(None);
+            };
+            tx.execute(
+                "DELETE FROM webhooks WHERE tenant = ?1 AND id = ?2",
+                params![tenant, id],
+            )?;
+            tx.execute(
+                "UPDATE deliveries SET gave_up_ms = ?3, last_error = 'webhook removed'
+                 WHERE tenant = ?1 AND url = ?2 AND delivered_ms IS NULL AND gave_up_ms IS NULL",
+                params![tenant, hook.url, now_ms as i64],
+            )?;
+            tx.execute(
+                "DELETE FROM delivery_cursors WHERE tenant = ?1 AND url = ?2",
+                params![tenant, hook.url],
+            )?;
+            tx.commit()?;
+            Ok(Some(hook))
+        })
+    }
+
+    fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<StoredWebhook>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE ?1 IS NULL OR tenant = ?1
+             ORDER BY tenant, created_ms, id"
+        ))?;
+        let rows = stmt.query_map(params![tenant], webhook_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
         self.write(|conn| {
             // Nothing new since the URL's cursor: no write, no lock.
@@ -120,14 +255,14 @@ impl DeliveryStore for SqliteStore {
                 None => conn.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, delivered_ms = ?3,
                             last_error = NULL
-                     WHERE outbox_id = ?1 AND url = ?2",
+                     WHERE outbox_id = ?1 AND url = ?2 AND gave_up_ms IS NULL",
                     params![outbox_id as i64, url, now_ms as i64],
                 )?,
                 Some(error) => conn.execute(
                     "UPDATE deliveries SET attempts = attempts + 1, last_error = ?3,
                             next_attempt_ms = COALESCE(?4, next_attempt_ms),
                             gave_up_ms = CASE WHEN ?4 IS NULL THEN ?5 ELSE NULL END
-                     WHERE outbox_id = ?1 AND url = ?2",
+                     WHERE outbox_id = ?1 AND url = ?2 AND gave_up_ms IS NULL",
                     params![
                         outbox_id as i64,
                         url,

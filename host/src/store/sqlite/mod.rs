@@ -226,6 +226,41 @@ DROP INDEX IF EXISTS authorizations_holding;
 -- Nothing looks the ledger up by recipient (`recipients` has the totals).
 DROP INDEX IF EXISTS ledger_by_recipient;
 "#,
+    // Each tenant's webhooks with the secrets the service generated for
+    // them; uploads owned by the tenant that made them. Uploads named by a
+    // tenant's rules become that tenant's; the others, which no tenant can
+    // be shown to own, stay in `policies`, used by none. Running it again
+    // changes nothing.
+    r#"
+CREATE TABLE IF NOT EXISTS webhooks (
+    tenant              TEXT    NOT NULL,
+    id                  TEXT    NOT NULL,
+    url                 TEXT    NOT NULL,
+    secret              TEXT    NOT NULL,
+    previous_secret     TEXT,
+    previous_expires_ms INTEGER,
+    created_ms          INTEGER NOT NULL,
+    rotated_ms          INTEGER,
+    PRIMARY KEY (tenant, id),
+    UNIQUE (tenant, url)
+);
+
+CREATE TABLE IF NOT EXISTS tenant_policies (
+    tenant      TEXT    NOT NULL,
+    digest      TEXT    NOT NULL,
+    name        TEXT,
+    version     TEXT,
+    bytes       INTEGER NOT NULL,
+    uploaded_ms INTEGER NOT NULL,
+    component   BLOB    NOT NULL,
+    PRIMARY KEY (tenant, digest)
+);
+INSERT OR IGNORE INTO tenant_policies (tenant, digest, bytes, uploaded_ms, component)
+    SELECT r.tenant, p.digest, length(p.component), p.uploaded_ms, p.component
+    FROM policies p JOIN (SELECT DISTINCT tenant, policy FROM tenant_rules) r
+      ON r.policy = p.digest;
+DELETE FROM policies WHERE digest IN (SELECT policy FROM tenant_rules);
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
@@ -357,6 +392,7 @@ impl SqliteStore {
                 ))
             })?;
         }
+        create_private(path)?;
         log_writes::register().map_err(StoreError)?;
         let conn = Connection::open_with_flags_and_vfs(
             path,
@@ -521,6 +557,26 @@ fn plans_ignore_bound_values(conn: &Connection) -> Result<(), StoreError> {
         true,
     )?;
     Ok(())
+}
+
+/// Creates a new database file readable by its owner only: it holds every
+/// tenant's payments and key hashes. SQLite gives its `-wal` and `-shm` the
+/// database's mode.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError(format!(
+            "cannot create the store {}: {e}",
+            path.display()
+        ))),
+    }
 }
 
 /// Opens the batch transaction unless one is open already. IMMEDIATE takes
