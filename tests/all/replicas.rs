@@ -276,6 +276,63 @@ async fn every_replica_runs_deadlines_and_each_payment_moves_once_even_when_one_
     chain_verifies(&r.url, "quick");
 }
 
+/// Every replica runs deadlines, not only one: with the other paused
+/// (SIGSTOP), each replica in turn closes a batch of veto windows, and its
+/// own metrics count exactly its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_replica_runs_deadlines_itself() {
+    let r = Replicas::start(
+        2,
+        &[(
+            "quick",
+            &[(r#"veto_window = "30s""#, r#"veto_window = "1s""#)],
+        )],
+    );
+    let agent = r.key("quick", "agent", None);
+    let auditor = r.key("quick", "auditor", Some("audit@quick.example"));
+    let signal = |s: &Served, signal: i32| {
+        // SAFETY: signalling a child process this test started.
+        assert_eq!(unsafe { libc::kill(s.pid() as i32, signal) }, 0);
+    };
+    for (runner, paused) in [(0, 1), (1, 0)] {
+        signal(&r.served[paused], libc::SIGSTOP);
+        for i in 0..5 {
+            let body = paid_by(
+                "quick",
+                &format!("r{runner}-{i}"),
+                &format!("agent-{runner}-{i}"),
+                "data_access",
+                "4.99",
+            );
+            let answer = authorize(r.base(runner), agent.clone(), body).await;
+            assert_eq!(answer.body["status"], "pending_veto", "{}", answer.text);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting = get(&r.served[runner], "/v1/approvals", &auditor).await.body;
+            if waiting.as_array().is_some_and(Vec::is_empty) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still waiting: {waiting}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        signal(&r.served[paused], libc::SIGCONT);
+    }
+    for served in &r.served {
+        let scraped = call(
+            "GET",
+            &format!("{}/metrics", served.base),
+            Some(crate::service::METRICS_TOKEN),
+            None,
+            "",
+        )
+        .await;
+        let line = "tiergate_deadlines_processed_total{status=\"executed\"} 5";
+        assert!(scraped.text.contains(line), "{line}: {}", scraped.text);
+    }
+    chain_verifies(&r.url, "quick");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_on_one_replica_is_seen_by_all() {
     let r = Replicas::start(3, &[("acme", &[])]);

@@ -24,7 +24,7 @@ pub use admission::AdmissionLimits;
 pub use auth::{Caller, IssuedKey, authenticate, issue_key};
 pub use error::ApiError;
 pub use http::HttpLimits;
-pub use metrics::Metrics;
+pub use metrics::{METRICS_TOKEN_MIN_BYTES, Metrics, MetricsAccess};
 pub use routes::openapi;
 pub use setup::{DemoKeys, Service};
 pub use webhooks::{WebhookOptions, signature as webhook_signature};
@@ -68,6 +68,8 @@ pub struct ServeOptions {
     pub sandbox: crate::SandboxLimits,
     /// Webhook delivery pacing.
     pub webhooks: WebhookOptions,
+    /// Who may read `/metrics`: a token, a separate address, or nobody.
+    pub metrics: MetricsAccess,
 }
 
 impl ServeOptions {
@@ -87,6 +89,7 @@ impl ServeOptions {
             deadline_interval: Duration::from_millis(500),
             sandbox: crate::SandboxLimits::default(),
             webhooks: WebhookOptions::default(),
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -224,6 +227,13 @@ async fn count_requests(
         .metrics()
         .request(&route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// The separate metrics address's routes: `/metrics` alone.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(routes::metrics_address))
+        .with_state(state)
 }
 
 /// Milliseconds since the epoch, from the system clock.
