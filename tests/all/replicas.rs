@@ -62,15 +62,26 @@ impl Replicas {
     }
 }
 
+/// A payment, sent again (the same id: idempotent) while a replica answers
+/// `503` (overloaded: nothing was done), as a client told to retry would.
 async fn authorize(base: String, key: String, body: Value) -> Response {
-    call(
-        "POST",
-        &format!("{base}/v1/authorizations"),
-        Some(&key),
-        Some("application/json"),
-        body.to_string(),
-    )
-    .await
+    let mut tries = 0;
+    loop {
+        let answer = call(
+            "POST",
+            &format!("{base}/v1/authorizations"),
+            Some(&key),
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await;
+        tries += 1;
+        if answer.status != 503 || tries == 60 {
+            return answer;
+        }
+        // The answer's Retry-After: a second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn paid_by(tenant: &str, id: &str, agent: &str, category: &str, amount: &str) -> Value {
