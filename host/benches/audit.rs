@@ -245,7 +245,13 @@ fn fill_authorizations(path: &Path, count: u64) -> anyhow::Result<()> {
         governor.authorize_blocking(Transaction::from_json(line, START_MS)?)?;
     }
     let templates: Vec<Value> = template_store
-        .list("acme", &[])?
+        .list(
+            "acme",
+            &tiergate::store::Listing {
+                limit: 1000,
+                ..Default::default()
+            },
+        )?
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<_, _>>()?;

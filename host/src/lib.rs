@@ -40,11 +40,11 @@ pub mod server;
 pub mod store;
 
 pub use model::context::{
-    Activity, ActivityAnswer, ActivityFilter, ContextRead, ContextSource, RecipientHistory,
-    StaticContext,
+    Activity, ActivityAnswer, ActivityFilter, ActivityResult, ContextError, ContextRead,
+    ContextSource, MAX_WINDOW_MS, RecipientHistory, StaticContext,
 };
 pub use model::decision::{Decision, FailureKind, PolicyFailure, Reason};
-pub use model::money::{DecimalError, parse_decimal};
+pub use model::money::{DecimalError, ExactSum, MAX_AMOUNT, parse_decimal};
 pub use model::transaction::{InvalidTransaction, Transaction, limits as transaction_limits};
 pub use runtime::{
     ClassifyError, CompiledPolicy, LoadError, PolicyInfo, ReusedInstance, Runtime, RuntimeError,

@@ -137,7 +137,16 @@ fn tiergate(args: &[&str]) -> std::process::Output {
 fn export_round_trips_and_filters(kind: Kind) {
     let w = world_with_history_on(kind);
     let db = w.store_arg();
-    let stored = w.store().list("acme", &[]).unwrap();
+    let stored = w
+        .store()
+        .list(
+            "acme",
+            &tiergate::store::Listing {
+                limit: 100_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let jsonl = tiergate(&[
         "audit", "export", "--store", &db, "--tenant", "acme", "--format", "jsonl",
     ]);
@@ -269,9 +278,22 @@ fn the_daily_report_adds_up_to_the_records(kind: Kind) {
         tiergate::audit::parse_day("2026-06-27").unwrap(),
     )
     .unwrap();
-    let stored = w.store().list("acme", &[]).unwrap();
+    let stored = w
+        .store()
+        .list(
+            "acme",
+            &tiergate::store::Listing {
+                limit: 100_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let count: u64 = report.by_tier.values().map(|t| t.count).sum();
-    let total: tiergate::Decimal = report.by_tier.values().map(|t| t.total).sum();
+    let total: tiergate::Decimal = report
+        .by_tier
+        .values()
+        .map(|t| t.total.to_decimal().unwrap())
+        .sum();
     assert_eq!(count, stored.len() as u64);
     assert_eq!(total, stored.iter().map(|a| a.transaction.amount).sum());
     assert_eq!(report.by_tier["collaborative"].total.to_string(), "89.00");

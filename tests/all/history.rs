@@ -424,7 +424,15 @@ fn long_histories_are_read_page_by_page_in_order(kind: Kind) {
         .unwrap();
     assert_eq!(streamed, all);
 
-    let listed = store.list("acme", &[]).unwrap();
+    let listed = store
+        .list(
+            "acme",
+            &tiergate::store::Listing {
+                limit: 100_000,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     let mut paged = Vec::new();
     let mut cursor: Option<(u64, String)> = None;
     loop {

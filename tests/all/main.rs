@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod history;
 mod hostile;
 mod inbox;
+mod listings;
 mod loading;
 mod pipeline;
 mod properties;

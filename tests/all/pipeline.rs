@@ -56,6 +56,7 @@ pub(crate) struct World {
     executor: Arc<CountingExecutor>,
     governor: Governor,
     config: String,
+    policy: tiergate::CompiledPolicy,
 }
 
 impl World {
@@ -64,7 +65,21 @@ impl World {
         Self::with_executor(kind, config, CountingExecutor::default())
     }
 
+    /// A world whose tenant runs `policy` instead of seed-tiers.
+    pub(crate) fn on_policy(kind: Kind, config: &str, policy: tiergate::CompiledPolicy) -> World {
+        Self::with(kind, config, CountingExecutor::default(), policy)
+    }
+
     fn with_executor(kind: Kind, config: &str, executor: CountingExecutor) -> World {
+        Self::with(kind, config, executor, bundled("seed-tiers"))
+    }
+
+    fn with(
+        kind: Kind,
+        config: &str,
+        executor: CountingExecutor,
+        policy: tiergate::CompiledPolicy,
+    ) -> World {
         let test_store = TestStore::new(kind);
         let db = match test_store.location() {
             Location::Sqlite(path) => path.clone(),
@@ -72,7 +87,7 @@ impl World {
         };
         let clock = ManualClock::at(START_MS);
         let executor = Arc::new(executor);
-        let governor = governor(&test_store, config, &clock, executor.clone());
+        let governor = governor_with(&test_store, config, &clock, executor.clone(), &policy);
         World {
             kind,
             test_store,
@@ -81,16 +96,18 @@ impl World {
             executor,
             governor,
             config: config.to_string(),
+            policy,
         }
     }
 
     /// A new governor over the same store: a restarted host.
     pub(crate) fn restart(&mut self) {
-        self.governor = governor(
+        self.governor = governor_with(
             &self.test_store,
             &self.config,
             &self.clock,
             self.executor.clone(),
+            &self.policy,
         );
     }
 
@@ -102,6 +119,18 @@ impl World {
     /// The store as `--store` takes it: the SQLite path or the URL.
     pub(crate) fn store_arg(&self) -> String {
         self.test_store.arg()
+    }
+
+    /// Runs SQL on the store directly, as an operator or an older version
+    /// of tiergate could: `sqlite` on SQLite, `postgres` on PostgreSQL.
+    pub(crate) fn sql(&self, sqlite: &str, postgres: &str) {
+        match self.kind {
+            Kind::Sqlite => rusqlite::Connection::open(&self.db)
+                .unwrap()
+                .execute_batch(sqlite)
+                .unwrap(),
+            Kind::Postgres => tiergate_e2e::postgres::run_sql(&self.store_arg(), postgres).unwrap(),
+        }
     }
 
     pub(crate) fn tx(&self, id: &str, amount: &str, category: &str, trust: &str) -> Transaction {
@@ -156,11 +185,21 @@ fn governor(
     clock: &ManualClock,
     executor: Arc<CountingExecutor>,
 ) -> Governor {
+    governor_with(store, config, clock, executor, &bundled("seed-tiers"))
+}
+
+fn governor_with(
+    store: &TestStore,
+    config: &str,
+    clock: &ManualClock,
+    executor: Arc<CountingExecutor>,
+    policy: &tiergate::CompiledPolicy,
+) -> Governor {
     let config = TenantConfig::parse(config, Path::new("examples/tenants/acme.toml")).unwrap();
     Governor::builder(runtime().clone(), store.open() as Arc<dyn Store>)
         .clock(Arc::new(clock.clone()))
         .executor(executor)
-        .tenant_with_policy(config, &bundled("seed-tiers"))
+        .tenant_with_policy(config, policy)
         .unwrap()
         .build()
         .unwrap()
@@ -623,34 +662,40 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
         "35.00 held + 44.00 is within 80.00"
     );
 
-    if kind == Kind::Postgres {
-        return;
-    }
-    // A SQLite store from before the running totals (and the audit id
-    // column, and the tables rebuilt without rowids) gets them filled on
-    // opening, and keeps its ledger and its audit numbering.
+    // A populated store from an older version (SQLite: before the running
+    // totals, the audit id column, the tables rebuilt without rowids, the
+    // listing indexes and the waiting counts; PostgreSQL: its first schema)
+    // gets them filled on opening, and keeps its ledger, its waiting
+    // payments and its audit numbering.
     let paid = w.authorize("l1", "0.02", "embeddings", "verified");
     w.store().ledger_insert(&paid, 7).unwrap();
-    let ledger = |db: &std::path::Path| -> Vec<(String, String, String, i64)> {
-        let conn = rusqlite::Connection::open(db).unwrap();
-        let mut rows = conn
-            .prepare("SELECT tenant, tx_id, reference, executed_ms FROM ledger ORDER BY tx_id")
-            .unwrap();
-        rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .unwrap()
-            .map(Result::unwrap)
+    let ledger = |store: &dyn Store| -> Vec<String> {
+        tiergate::audit::authorizations(store, "acme")
+            .map(|a| a.unwrap())
+            .filter(|a| a.status == Status::Executed)
+            .map(|a| format!("{} {:?}", a.transaction.id, a.execution_ref))
             .collect()
     };
-    let ledger_before = ledger(&w.db);
+    let ledger_before = ledger(w.store().as_ref());
     assert_eq!(ledger_before.len(), 1);
-    let conn = rusqlite::Connection::open(&w.db).unwrap();
-    conn.execute_batch(
+    let waiting_before = w.backend().waiting().unwrap();
+    assert_eq!(waiting_before.pending_veto, 2, "e1 and e2");
+    w.sql(
         "DROP TABLE holdings; DROP TABLE recipients;
          DROP INDEX authorizations_by_audit_id; ALTER TABLE authorizations DROP COLUMN audit_id;
+         DROP TRIGGER audit_events_append_only_insert;
+         DROP INDEX authorizations_by_caller; DROP INDEX authorizations_by_status;
+         ALTER TABLE authorizations DROP COLUMN caller; DROP TABLE waiting;
          PRAGMA user_version = 6;",
-    )
-    .unwrap();
-    drop(conn);
+        "DROP TABLE waiting; DROP INDEX authorizations_by_caller; DROP INDEX authorizations_by_status;
+         ALTER TABLE authorizations DROP COLUMN caller;
+         DROP INDEX audit_events_of_tenant;
+         CREATE INDEX audit_events_by_kind ON audit_events (tenant, kind, seq);
+         CREATE INDEX authorizations_holding ON authorizations (tenant, holds, requested_at_ms);
+         CREATE INDEX ledger_by_recipient ON ledger (tenant, recipient);
+         DROP INDEX authorizations_by_audit_id; ALTER TABLE authorizations DROP COLUMN audit_id;
+         DELETE FROM tiergate_schema WHERE version > 1;",
+    );
     w.restart();
     let e2 = w.store().get("acme", "e2").unwrap().unwrap();
     assert_eq!(
@@ -659,9 +704,14 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
         "the audit id column is filled from the stored records"
     );
     assert_eq!(
-        ledger(&w.db),
+        ledger(w.store().as_ref()),
         ledger_before,
         "the ledger survives the upgrade"
+    );
+    assert_eq!(
+        w.backend().waiting().unwrap(),
+        waiting_before,
+        "the waiting payments are counted from the stored records"
     );
     // `aud-YYYY-MM-DD-NNN`: the day, and the number that day.
     let day_and_number = |audit_id: &str| {
@@ -794,7 +844,18 @@ fn bad_input_is_refused_by_name_and_nothing_is_stored(kind: Kind) {
         w.governor.authorize_blocking(negative),
         Err(GovernError::InvalidTransaction(_))
     ));
-    assert!(w.store().list("acme", &[]).unwrap().is_empty());
+    assert!(
+        w.store()
+            .list(
+                "acme",
+                &tiergate::store::Listing {
+                    limit: 100_000,
+                    ..Default::default()
+                }
+            )
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -881,9 +942,30 @@ fn audit_events_are_hash_chained_and_append_only(kind: Kind) {
         let refused = tamper(sql);
         assert!(refused.contains("append-only"), "{sql}: {refused}");
     }
-    if kind == Kind::Postgres {
-        let refused = tamper("TRUNCATE audit_events");
-        assert!(refused.contains("append-only"), "{refused}");
+    // A replace deletes the row it conflicts with: without a guard, SQLite
+    // does that without firing the delete trigger.
+    let columns = "tenant, seq, audit_id, tx_id, kind, actor, at_ms, detail, prev_hash, hash, retain_until_ms";
+    let forged =
+        "SELECT tenant, seq, audit_id, tx_id, 'nothing', actor, at_ms, detail, prev_hash, hash,
+         retain_until_ms FROM audit_events WHERE seq = 1";
+    let replaces = match kind {
+        Kind::Sqlite => vec![
+            format!("INSERT OR REPLACE INTO audit_events ({columns}) {forged}"),
+            format!("REPLACE INTO audit_events ({columns}) {forged}"),
+            format!(
+                "INSERT INTO audit_events ({columns}) {forged} ON CONFLICT (tenant, seq) DO UPDATE SET kind = 'nothing'"
+            ),
+        ],
+        Kind::Postgres => vec![
+            format!(
+                "INSERT INTO audit_events ({columns}) {forged} ON CONFLICT (tenant, seq) DO UPDATE SET kind = 'nothing'"
+            ),
+            "TRUNCATE audit_events".to_string(),
+        ],
+    };
+    for sql in &replaces {
+        let refused = tamper(sql);
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
     }
     assert_eq!(w.store().events("acme", None).unwrap(), events);
 }
@@ -980,7 +1062,11 @@ fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
                         }
                     }
                     let got = reads.activity(now - window, now, currency, filter).unwrap();
-                    assert_eq!(got, expected, "{filter:?} over {window} ms in {currency}");
+                    assert_eq!(
+                        got,
+                        Ok(expected),
+                        "{filter:?} over {window} ms in {currency}"
+                    );
                     compared += 1;
                 }
             }
@@ -1101,6 +1187,253 @@ fn every_audit_record_carries_a_retain_until_date(kind: Kind) {
     assert!(err.contains("`retention_years` = 2"), "{err}");
 }
 
+/// A payment whose deadline cannot be processed (here its stored row is
+/// unreadable) is logged, counted and tried again on the next pass: the
+/// payments due after it, another tenant's too, move on this pass.
+fn one_failing_deadline_does_not_stop_the_others(kind: Kind) {
+    let w = World::on(kind, ACME);
+    let config = |text: &str| TenantConfig::parse(text, Path::new("tenant.toml")).unwrap();
+    let both = Governor::builder(runtime().clone(), w.backend() as Arc<dyn Store>)
+        .clock(Arc::new(w.clock.clone()))
+        .tenant_with_policy(config(ACME), &bundled("seed-tiers"))
+        .unwrap()
+        .tenant_with_policy(
+            config(&ACME.replace("tenant = \"acme\"", "tenant = \"globex\"")),
+            &bundled("seed-tiers"),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(
+        w.authorize("a1", "4.99", "data_access", "known").status,
+        Status::PendingVeto
+    );
+    w.clock.advance(1_000);
+    let text = r#"{"id": "g1", "tenant": "globex", "agent": "a", "amount": "4.99", "currency": "USDC",
+        "category": "data_access", "recipient": "r", "recipient_trust": "known"}"#;
+    let g1 = both
+        .authorize_blocking(Transaction::from_json(text, 0).unwrap())
+        .unwrap();
+    assert_eq!(g1.status, Status::PendingVeto);
+    // acme's payment is due first, and its row can no longer be read.
+    let garble = "UPDATE authorizations SET body = body || ' garbled' WHERE tx_id = 'a1'";
+    w.sql(garble, garble);
+    w.clock.advance(60_000);
+    let moved = both
+        .run_deadlines_blocking()
+        .expect("one payment's failure is not the whole pass's");
+    let moved: Vec<(&str, Status)> = moved
+        .iter()
+        .map(|a| (a.transaction.id.as_str(), a.status))
+        .collect();
+    assert_eq!(moved, [("g1", Status::Executed)]);
+    // Readable again, it moves on the next pass.
+    let mend =
+        "UPDATE authorizations SET body = substr(body, 1, length(body) - 8) WHERE tx_id = 'a1'";
+    w.sql(mend, mend);
+    let moved = both.run_deadlines_blocking().unwrap();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(
+        (moved[0].transaction.id.as_str(), moved[0].status),
+        ("a1", Status::Executed)
+    );
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+/// acme's rules with the `misbehave` fixture asking `agent-activity` over
+/// `window_ms`, of everything, and answering with the count and total.
+fn asking_activity(window_ms: u64) -> String {
+    ACME.replace(
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+        &format!(r#"config = {{ mode = "activity", count = {window_ms} }}"#),
+    )
+}
+
+fn misbehave() -> tiergate::CompiledPolicy {
+    runtime()
+        .compile_file(tiergate_e2e::fixtures::MISBEHAVE.as_ref())
+        .expect("the fixture compiles")
+}
+
+/// A policy asking about the last 30 days of an agent that paid every day
+/// for 40 gets the exact count and total of those 30 days; one asking for
+/// more than the contract's maximum fails closed, naming it.
+fn a_policy_sees_the_whole_window_it_asks_for(kind: Kind) {
+    let w = World::on_policy(kind, &asking_activity(30 * DAY_MS), misbehave());
+    for day in 0..40 {
+        let paid = w.authorize(&format!("d{day}"), "1.10", "embeddings", "verified");
+        assert_eq!(paid.status, Status::Executed, "{paid:?}");
+        w.clock.advance(DAY_MS);
+    }
+    let asked = w.authorize("now", "1.10", "embeddings", "verified");
+    // Days 10 to 39: the window's start is included.
+    assert_eq!(asked.reasons[0].message, "30 33.00", "{asked:?}");
+
+    let longer = World::on_policy(kind, &asking_activity(32 * DAY_MS), misbehave());
+    let refused = longer.authorize("long", "1.10", "embeddings", "verified");
+    assert_eq!(refused.tier, Tier::Collaborative, "{refused:?}");
+    assert_eq!(
+        refused.reasons[0].code, "policy_context_window_too_long",
+        "{refused:?}"
+    );
+    let detail = &refused.policy_failure.as_ref().unwrap().detail;
+    assert!(detail.contains("31 days"), "{detail}");
+}
+
+/// An amount over the documented maximum, or the tenant's own lower one,
+/// is refused naming the field and the bound, and nothing is stored.
+fn amounts_beyond_the_bound_are_refused_by_name(kind: Kind) {
+    let w = World::on(
+        kind,
+        &ACME.replace(
+            "currency = \"USDC\"",
+            "currency = \"USDC\"\nmax_amount = \"10000.00\"",
+        ),
+    );
+    for (amount, bound) in [
+        ("79228162514264337593543950335", "1000000000000000"),
+        ("1000000000000000.01", "1000000000000000"),
+        ("10000.01", "10000.00"),
+    ] {
+        let mut big = w.tx("big", "1.00", "embeddings", "verified");
+        big.amount = tiergate::parse_decimal(amount).unwrap();
+        if bound != "10000.00" {
+            let mut text = serde_json::to_value(&big).unwrap();
+            text["amount"] = amount.into();
+            let read = Transaction::from_json(&text.to_string(), START_MS).unwrap_err();
+            assert_eq!(read.field.as_deref(), Some("amount"), "{read}");
+        }
+        let err = w.governor.authorize_blocking(big).unwrap_err();
+        assert!(
+            matches!(err, GovernError::InvalidTransaction(_)),
+            "{amount}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("`amount`") && message.contains(bound),
+            "{amount}: {message}"
+        );
+    }
+    assert_eq!(w.store().get("acme", "big").unwrap(), None);
+    let at_bound = w.authorize("ok", "10000.00", "compute", "known");
+    assert_eq!(at_bound.transaction.amount.to_string(), "10000.00");
+}
+
+/// Rows an older version stored with the largest amounts (and budget
+/// totals PostgreSQL summed past any exact decimal) never make a decision,
+/// report, export or simulation fail: a context answer that does not fit
+/// fails the classification closed by name, the report sums exactly.
+fn amounts_stored_before_the_bound_never_fail_a_decision_report_export_or_simulation(kind: Kind) {
+    const MAX: &str = "79228162514264337593543950335";
+    let config = ACME.replace(
+        r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+        r#"config = { autonomous = { max_amount = "1.00", categories = ["embeddings"], min_trust = "verified", max_per_window = 50, window = "1h" } }"#,
+    );
+    let w = World::on(kind, &config);
+    for i in 0..3 {
+        let paid = w.authorize(&format!("old{i}"), "0.10", "embeddings", "verified");
+        assert_eq!(paid.status, Status::Executed);
+    }
+    w.sql(
+        &format!(
+            "UPDATE authorizations SET amount = '{MAX}', body = json_set(body, '$.transaction.amount', '{MAX}')
+               WHERE tx_id LIKE 'old%';
+             UPDATE holdings SET amount = '237684487542793012780631851005';"
+        ),
+        &format!(
+            "UPDATE authorizations SET amount = '{MAX}',
+                 body = jsonb_set(body::jsonb, '{{transaction,amount}}', '\"{MAX}\"')::text
+               WHERE tx_id LIKE 'old%';
+             UPDATE holdings SET amount = '237684487542793012780631851005';"
+        ),
+    );
+    let next = w
+        .governor
+        .authorize_blocking(w.tx("next", "0.10", "embeddings", "verified"))
+        .expect("a decision, not an error");
+    assert_eq!(next.tier, Tier::Collaborative, "{next:?}");
+    let codes: Vec<&str> = next.reasons.iter().map(|r| r.code.as_str()).collect();
+    assert!(
+        codes.contains(&"policy_context_answer_too_large"),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&"guardrail_agent_daily_budget"), "{codes:?}");
+
+    let store = w.store().as_ref();
+    let report = tiergate::audit::daily_report(store, "acme", START_MS).unwrap();
+    assert_eq!(
+        report.by_tier["autonomous"].total.to_string(),
+        "237684487542793012780631851005"
+    );
+    assert_eq!(report.by_tier["collaborative"].total.to_string(), "0.10");
+    let exported: Vec<String> = tiergate::audit::matching(store, "acme", &Default::default())
+        .map(|a| tiergate::audit::ExportRow::from(&a.unwrap()).amount)
+        .collect();
+    assert_eq!(
+        exported,
+        ["0.10", MAX, MAX, MAX],
+        "`next` sorts first in its millisecond"
+    );
+    let seed = bundled("seed-tiers")
+        .configure(&serde_json::to_string(&serde_json::json!({"autonomous": {"max_amount": "1.00", "categories": ["embeddings"], "min_trust": "verified", "max_per_window": 50, "window": "1h"}})).unwrap())
+        .unwrap();
+    let simulated = tiergate::audit::simulate(store, "acme", &seed, 0, u64::MAX).unwrap();
+    assert_eq!(simulated.payments, 4);
+    assert!(simulated.policy_failures >= 1, "{simulated:?}");
+}
+
+/// Identifiers with format characters or bidi controls are refused by
+/// name; free text may not reorder what is shown around it; and two
+/// spellings that normalise alike (NFC) are one request.
+fn look_alike_identifiers_are_refused_and_one_spelling_is_one_request(kind: Kind) {
+    let w = World::on(kind, ACME);
+    for (field, bad) in [
+        ("recipient", "vendor\u{202e}elpmaxe"),
+        ("recipient", "vendor\u{2066}.example"),
+        ("agent", "procurement\u{200b}-agent"),
+        ("agent", "a\u{200d}b"),
+        ("id", "\u{feff}tx-1"),
+        ("category", "embeddings\u{e0041}"),
+        ("network", "base\u{2060}-mainnet"),
+        ("justification", "pay \u{202e}reversed"),
+    ] {
+        let mut v = serde_json::json!({
+            "id": "tx-1", "tenant": "acme", "agent": "procurement-agent-prod", "amount": "0.02",
+            "currency": "USDC", "category": "embeddings", "recipient": "vendor.example",
+            "recipient_trust": "verified"
+        });
+        v[field] = bad.into();
+        let err = Transaction::from_json(&v.to_string(), START_MS).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some(field), "{bad:?}: {err}");
+        assert!(err.to_string().contains("U+"), "{bad:?}: {err}");
+    }
+    let mut direct = w.tx("d1", "0.02", "embeddings", "verified");
+    direct.recipient = "vendor\u{202e}elpmaxe".into();
+    let err = w.governor.authorize_blocking(direct).unwrap_err();
+    assert!(err.to_string().contains("`recipient`"), "{err}");
+    assert_eq!(w.store().get("acme", "d1").unwrap(), None);
+
+    let mut composed = w.tx("caf\u{e9}-1", "0.02", "embeddings", "verified");
+    composed.agent = "caf\u{e9}-agent".into();
+    let first = w.governor.authorize_blocking(composed).unwrap();
+    let mut decomposed = w.tx("cafe\u{301}-1", "0.02", "embeddings", "verified");
+    decomposed.agent = "cafe\u{301}-agent".into();
+    let again = w.governor.authorize_blocking(decomposed).unwrap();
+    assert_eq!(again.audit_id, first.audit_id, "the same request");
+    assert_eq!(again.transaction.id, "caf\u{e9}-1");
+    assert_eq!(again.transaction.agent, "caf\u{e9}-agent");
+    let text = r#"{"id": "cafe\u0301-2", "tenant": "acme", "agent": "a", "amount": "0.02",
+        "currency": "USDC", "category": "embeddings", "recipient": "cafe\u0301.example",
+        "recipient_trust": "verified", "metadata": {"ke\u0301y": "cafe\u0301"}}"#;
+    let read = Transaction::from_json(text, START_MS).unwrap();
+    assert_eq!(
+        (read.id.as_str(), read.recipient.as_str()),
+        ("caf\u{e9}-2", "caf\u{e9}.example")
+    );
+    assert_eq!(read.metadata["k\u{e9}y"], "caf\u{e9}");
+}
+
 on_both_stores!(
     the_articles_day_and_the_89_dollar_hire,
     a_veto_inside_the_window_stops_the_payment_and_a_late_one_is_refused,
@@ -1121,6 +1454,11 @@ on_both_stores!(
     a_governor_moves_only_its_own_tenants_deadlines,
     every_audit_record_carries_a_retain_until_date,
     the_store_answers_context_questions_as_the_whole_history_does,
+    one_failing_deadline_does_not_stop_the_others,
+    a_policy_sees_the_whole_window_it_asks_for,
+    amounts_beyond_the_bound_are_refused_by_name,
+    amounts_stored_before_the_bound_never_fail_a_decision_report_export_or_simulation,
+    look_alike_identifiers_are_refused_and_one_spelling_is_one_request,
 );
 
 on_both_stores!(async 4:

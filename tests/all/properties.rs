@@ -11,17 +11,21 @@ use tiergate::governance::TenantConfig;
 const NOW: u64 = 1_782_518_400_000;
 
 /// A decimal amount as an agent might write it: digits, maybe a point and
-/// up to 8 decimals.
+/// up to 8 decimals; below 1; or up to the 28 digits a decimal holds.
 fn amount() -> impl Strategy<Value = String> {
-    (1u64..10_000_000_000, 0u32..9).prop_map(|(n, scale)| {
-        let digits = n.to_string();
-        if scale == 0 || (scale as usize) >= digits.len() {
-            digits
-        } else {
-            let (int, frac) = digits.split_at(digits.len() - scale as usize);
-            format!("{int}.{frac}")
-        }
-    })
+    prop_oneof![
+        (1u64..10_000_000_000, 0u32..9).prop_map(|(n, scale)| {
+            let digits = n.to_string();
+            if scale == 0 || (scale as usize) >= digits.len() {
+                digits
+            } else {
+                let (int, frac) = digits.split_at(digits.len() - scale as usize);
+                format!("{int}.{frac}")
+            }
+        }),
+        "0\\.[0-9]{0,26}[1-9]",
+        "[1-9][0-9]{0,14}\\.[0-9]{1,13}",
+    ]
 }
 
 fn word() -> impl Strategy<Value = String> {
@@ -39,31 +43,71 @@ proptest! {
         }
     }
 
-    /// JSON objects with plausible and implausible members.
+    /// A valid transaction with members dropped, replaced by plausible or
+    /// implausible values, or added: either a transaction whose every field
+    /// is what was sent, or an error naming one of the members touched.
     #[test]
     fn any_json_object_is_a_transaction_or_an_error_naming_what_is_wrong(
-        members in proptest::collection::btree_map(
+        dropped in proptest::collection::btree_set(0..PAYMENT_FIELDS.len(), 0..3),
+        changed in proptest::collection::btree_map(
             prop_oneof![
-                Just("id".to_string()), Just("tenant".to_string()), Just("agent".to_string()),
-                Just("amount".to_string()), Just("currency".to_string()), Just("category".to_string()),
-                Just("recipient".to_string()), Just("recipient_trust".to_string()),
-                Just("jurisdiction".to_string()), Just("metadata".to_string()), "[a-z]{1,8}",
+                (0..PAYMENT_FIELDS.len()).prop_map(|i| PAYMENT_FIELDS[i].to_string()),
+                "[a-z]{1,8}",
             ],
             prop_oneof![
                 any::<i64>().prop_map(|n| serde_json::json!(n)),
                 any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| serde_json::json!(f)),
                 ".{0,40}".prop_map(|s| serde_json::json!(s)),
+                word().prop_map(|s| serde_json::json!(s)),
+                amount().prop_map(|s| serde_json::json!(s)),
                 Just(serde_json::json!(null)),
                 Just(serde_json::json!({"k": "v"})),
                 Just(serde_json::json!(["x"])),
             ],
-            0..12,
+            0..4,
         )
     ) {
+        let mut members = serde_json::json!({
+            "id": "tx-1", "tenant": "acme", "agent": "procurement-agent", "amount": "89.00",
+            "currency": "USDC", "category": "agent_hire", "recipient": "analysis-agent.example",
+            "recipient_trust": "known", "justification": "a report",
+        });
+        let object = members.as_object_mut().unwrap();
+        let mut touched: Vec<String> = Vec::new();
+        for i in &dropped {
+            let name = PAYMENT_FIELDS[*i];
+            if object.remove(name).is_some() {
+                touched.push(name.to_string());
+            }
+        }
+        for (name, value) in &changed {
+            object.insert(name.clone(), value.clone());
+            touched.push(name.clone());
+        }
         let text = serde_json::to_string(&members).unwrap();
         match Transaction::from_json(&text, NOW) {
-            Ok(tx) => prop_assert!(tx.amount > rust_decimal::Decimal::ZERO),
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
+            Ok(tx) => {
+                prop_assert!(tx.amount > rust_decimal::Decimal::ZERO);
+                // What was accepted is what was sent.
+                let back = serde_json::to_value(&tx).unwrap();
+                use unicode_normalization::UnicodeNormalization;
+                for name in ["id", "tenant", "agent", "currency", "category", "recipient"] {
+                    let sent: Option<String> = members[name].as_str().map(|s| s.nfc().collect());
+                    prop_assert_eq!(back[name].as_str(), sent.as_deref(), "{}: {}", name, text);
+                }
+                if let Some(amount) = members["amount"].as_str() {
+                    prop_assert_eq!(back["amount"].as_str(), Some(amount));
+                }
+            }
+            Err(e) => {
+                prop_assert!(!touched.is_empty(), "the untouched transaction is valid: {}", e);
+                let field = e.field.clone().unwrap_or_default();
+                let root = field.split(['.', '[']).next().unwrap_or_default();
+                prop_assert!(
+                    touched.iter().any(|t| t == root) || (root == "metadata key" && touched.contains(&"metadata".to_string())),
+                    "{} names `{}`, not one of {:?}: {}", e, field, touched, text
+                );
+            }
         }
     }
 
@@ -255,3 +299,128 @@ fn any_payment_body_gets_a_decision_or_a_clear_error() {
         })
         .unwrap();
 }
+
+/// Amounts at the edges: the smallest, ones needing every digit, the
+/// largest allowed, just over it, and the largest a decimal holds.
+fn extreme_amount() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("0.0000000000000000000000000001".to_string()),
+        Just("0.0000000001".to_string()),
+        Just("999999999999999.9999999999999".to_string()),
+        Just("1000000000000000".to_string()),
+        Just("1000000000000000.0000000000001".to_string()),
+        Just("79228162514264337593543950335".to_string()),
+        "[1-9][0-9]{0,14}\\.[0-9]{1,13}",
+        "0\\.[0-9]{0,27}[1-9]",
+        amount(),
+    ]
+}
+
+/// The exact sum of non-negative decimal texts, with as many decimals as
+/// the longest, schoolbook style: the reference the report is checked
+/// against.
+fn exact_sum<'a>(amounts: impl IntoIterator<Item = &'a str>) -> String {
+    let amounts: Vec<(&str, &str)> = amounts
+        .into_iter()
+        .map(|a| a.split_once('.').unwrap_or((a, "")))
+        .collect();
+    let scale = amounts.iter().map(|(_, f)| f.len()).max().unwrap_or(0);
+    let width = amounts.iter().map(|(w, _)| w.len()).max().unwrap_or(1) + 4;
+    let mut digits = vec![0u32; width + scale];
+    for (whole, fraction) in amounts {
+        let text = format!("{whole:0>width$}{fraction:0<scale$}");
+        let mut carry = 0;
+        for (d, c) in digits.iter_mut().rev().zip(text.bytes().rev()) {
+            let sum = *d + u32::from(c - b'0') + carry;
+            *d = sum % 10;
+            carry = sum / 10;
+        }
+        assert_eq!(carry, 0);
+    }
+    let text: String = digits.iter().map(|d| char::from(b'0' + *d as u8)).collect();
+    let (whole, fraction) = text.split_at(width);
+    let whole = whole.trim_start_matches('0');
+    let whole = if whole.is_empty() { "0" } else { whole };
+    if scale == 0 {
+        whole.to_string()
+    } else {
+        format!("{whole}.{fraction}")
+    }
+}
+
+/// The largest amount a payment may have.
+const MAX_AMOUNT: &str = "1000000000000000";
+
+/// Extreme amounts through authorize, the daily report, the export and a
+/// simulation, on both stores: each amount is refused naming the field and
+/// the bound, or decided; the report's totals add up to the exact sum of
+/// what was accepted; every row exports as stored; nothing fails or panics.
+fn extreme_amounts_are_decided_reported_exported_and_simulated_exactly(kind: crate::stores::Kind) {
+    use crate::pipeline::{ACME, World};
+
+    let bound = tiergate::parse_decimal(MAX_AMOUNT).unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(6));
+    runner
+        .run(
+            &proptest::collection::vec(extreme_amount(), 1..6),
+            |amounts| {
+                let w = World::on(kind, ACME);
+                let mut accepted = Vec::new();
+                for (i, amount) in amounts.iter().enumerate() {
+                    let mut tx = w.tx(&format!("x{i}"), "1.00", "compute", "known");
+                    tx.amount = tiergate::parse_decimal(amount).unwrap();
+                    let over = tx.amount > bound;
+                    match w.governor().authorize_blocking(tx) {
+                        Ok(a) => {
+                            prop_assert!(!over, "{amount} was accepted: {a:?}");
+                            prop_assert_eq!(a.transaction.amount.to_string(), amount.clone());
+                            accepted.push(amount.as_str());
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
+                            prop_assert!(over, "{amount}: {message}");
+                            prop_assert!(
+                                message.contains("`amount`") && message.contains(MAX_AMOUNT),
+                                "{message}"
+                            );
+                        }
+                    }
+                }
+                let store = w.store().as_ref();
+                let report = tiergate::audit::daily_report(store, "acme", NOW).unwrap();
+                let totals: Vec<String> = report
+                    .by_tier
+                    .values()
+                    .map(|t| t.total.to_string())
+                    .collect();
+                let reported = exact_sum(totals.iter().map(String::as_str));
+                let expected = exact_sum(accepted.iter().copied());
+                let trim = |s: &str| {
+                    if s.contains('.') {
+                        s.trim_end_matches('0').trim_end_matches('.').to_string()
+                    } else {
+                        s.to_string()
+                    }
+                };
+                prop_assert_eq!(trim(&reported), trim(&expected));
+                let count: u64 = report.by_tier.values().map(|t| t.count).sum();
+                prop_assert_eq!(count, accepted.len() as u64);
+                let mut exported: Vec<String> =
+                    tiergate::audit::matching(store, "acme", &Default::default())
+                        .map(|a| tiergate::audit::ExportRow::from(&a.unwrap()).amount)
+                        .collect();
+                exported.sort();
+                let mut stored: Vec<String> = accepted.iter().map(|a| a.to_string()).collect();
+                stored.sort();
+                prop_assert_eq!(exported, stored);
+                let simulated =
+                    tiergate::audit::simulate(store, "acme", &crate::seed_tiers(), 0, u64::MAX)
+                        .unwrap();
+                prop_assert_eq!(simulated.payments, accepted.len() as u64);
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+crate::stores::on_both_stores!(extreme_amounts_are_decided_reported_exported_and_simulated_exactly);

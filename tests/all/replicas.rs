@@ -62,15 +62,26 @@ impl Replicas {
     }
 }
 
+/// A payment, sent again (the same id: idempotent) while a replica answers
+/// `503` (overloaded: nothing was done), as a client told to retry would.
 async fn authorize(base: String, key: String, body: Value) -> Response {
-    call(
-        "POST",
-        &format!("{base}/v1/authorizations"),
-        Some(&key),
-        Some("application/json"),
-        body.to_string(),
-    )
-    .await
+    let mut tries = 0;
+    loop {
+        let answer = call(
+            "POST",
+            &format!("{base}/v1/authorizations"),
+            Some(&key),
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await;
+        tries += 1;
+        if answer.status != 503 || tries == 60 {
+            return answer;
+        }
+        // The answer's Retry-After: a second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn paid_by(tenant: &str, id: &str, agent: &str, category: &str, amount: &str) -> Value {
@@ -272,6 +283,63 @@ async fn every_replica_runs_deadlines_and_each_payment_moves_once_even_when_one_
                 "v{i}: {kinds:?}"
             );
         }
+    }
+    chain_verifies(&r.url, "quick");
+}
+
+/// Every replica runs deadlines, not only one: with the other paused
+/// (SIGSTOP), each replica in turn closes a batch of veto windows, and its
+/// own metrics count exactly its batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_replica_runs_deadlines_itself() {
+    let r = Replicas::start(
+        2,
+        &[(
+            "quick",
+            &[(r#"veto_window = "30s""#, r#"veto_window = "1s""#)],
+        )],
+    );
+    let agent = r.key("quick", "agent", None);
+    let auditor = r.key("quick", "auditor", Some("audit@quick.example"));
+    let signal = |s: &Served, signal: i32| {
+        // SAFETY: signalling a child process this test started.
+        assert_eq!(unsafe { libc::kill(s.pid() as i32, signal) }, 0);
+    };
+    for (runner, paused) in [(0, 1), (1, 0)] {
+        signal(&r.served[paused], libc::SIGSTOP);
+        for i in 0..5 {
+            let body = paid_by(
+                "quick",
+                &format!("r{runner}-{i}"),
+                &format!("agent-{runner}-{i}"),
+                "data_access",
+                "4.99",
+            );
+            let answer = authorize(r.base(runner), agent.clone(), body).await;
+            assert_eq!(answer.body["status"], "pending_veto", "{}", answer.text);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let waiting = get(&r.served[runner], "/v1/approvals", &auditor).await.body;
+            if waiting.as_array().is_some_and(Vec::is_empty) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still waiting: {waiting}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        signal(&r.served[paused], libc::SIGCONT);
+    }
+    for served in &r.served {
+        let scraped = call(
+            "GET",
+            &format!("{}/metrics", served.base),
+            Some(crate::service::METRICS_TOKEN),
+            None,
+            "",
+        )
+        .await;
+        let line = "tiergate_deadlines_processed_total{status=\"executed\"} 5";
+        assert!(scraped.text.contains(line), "{line}: {}", scraped.text);
     }
     chain_verifies(&r.url, "quick");
 }

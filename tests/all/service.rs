@@ -25,6 +25,9 @@ impl Drop for Served {
     }
 }
 
+/// The metrics token every service in the tests is started with.
+pub(crate) const METRICS_TOKEN: &str = "metrics-token-of-the-tests";
+
 impl Served {
     /// Starts the binary on a free port over `data`, with extra arguments,
     /// and the demo tenant unless they say `--no-demo-tenant`.
@@ -60,6 +63,7 @@ impl Served {
             .arg(data)
             .args(demo)
             .args(extra)
+            .env("TIERGATE_METRICS_TOKEN", METRICS_TOKEN)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -86,6 +90,11 @@ impl Served {
             data: data.to_path_buf(),
             keys,
         }
+    }
+
+    /// The process id, to signal it.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub(crate) fn key(&self, role: &str) -> String {
@@ -340,7 +349,14 @@ async fn the_articles_day_over_http() {
         report.text
     );
 
-    let metrics = call("GET", &format!("{}/metrics", s.base), None, None, "").await;
+    let metrics = call(
+        "GET",
+        &format!("{}/metrics", s.base),
+        Some(METRICS_TOKEN),
+        None,
+        "",
+    )
+    .await;
     assert_eq!(metrics.status, 200);
     assert!(
         metrics

@@ -309,7 +309,7 @@ fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
         .expect("a newer schema is refused")
         .to_string();
     assert!(
-        refused.contains("schema version 99 is newer than this tiergate understands (4)"),
+        refused.contains("schema version 99 is newer than this tiergate understands ("),
         "{refused}"
     );
 }

@@ -272,14 +272,18 @@ async fn owners_are_notified_by_a_signed_webhook_retried_until_it_lands() {
     assert_eq!(delivered[0]["url"], r.url().as_str());
     assert!(delivered[0]["delivered_ms"].as_u64().is_some());
     assert!(delivered[0]["last_error"].is_null());
-    let metrics = call("GET", &format!("{}/metrics", s.base), None, None, "").await;
-    assert!(
-        metrics
-            .text
-            .contains(r#"tiergate_webhook_deliveries{state="given_up"} 0"#),
-        "{}",
-        metrics.text
-    );
+    let metrics = call(
+        "GET",
+        &format!("{}/metrics", s.base),
+        Some(crate::service::METRICS_TOKEN),
+        None,
+        "",
+    )
+    .await;
+    for state in ["failing", "given_up"] {
+        let line = format!(r#"tiergate_webhook_deliveries{{state="{state}"}} 0"#);
+        assert!(metrics.text.contains(&line), "{line}: {}", metrics.text);
+    }
 }
 
 /// A second webhook of the tenant, to a URL that never resolves.
@@ -327,7 +331,14 @@ async fn a_webhook_that_keeps_failing_is_given_up_visibly_and_deliveries_survive
     let got = r.got();
     assert_eq!(got.len(), 3, "three attempts across the restart, no more");
     assert!(got.iter().all(|g| g.event_id == got[0].event_id));
-    let metrics = call("GET", &format!("{}/metrics", s.base), None, None, "").await;
+    let metrics = call(
+        "GET",
+        &format!("{}/metrics", s.base),
+        Some(crate::service::METRICS_TOKEN),
+        None,
+        "",
+    )
+    .await;
     for line in [
         r#"tiergate_webhook_deliveries{state="given_up"} 1"#,
         r#"tiergate_webhook_deliveries{state="failing"} 0"#,

@@ -7,22 +7,25 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::governance::{Authorization, Status};
+use crate::model::money::ExactSum;
 use crate::store::{AuditEvent, Store, StoreError};
 
 /// Count and sum of a group of payments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tally {
     /// How many.
     pub count: u64,
-    /// Their total, in the tenant's currency.
+    /// Their exact total, in the tenant's currency: a decimal text, which
+    /// may have more digits than one decimal holds (amounts stored before
+    /// the amount bound).
     #[schema(value_type = String, example = "89.00")]
-    pub total: Decimal,
+    pub total: ExactSum,
 }
 
 impl Tally {
     fn add(&mut self, amount: Decimal) {
         self.count += 1;
-        self.total += amount;
+        self.total.add(amount);
     }
 }
 
@@ -148,11 +151,23 @@ pub fn daily_report(
 pub fn spend_chart_svg(report: &DailyReport) -> String {
     const TIERS: [&str; 4] = ["autonomous", "supervised", "collaborative", "prohibited"];
     const COLOURS: [&str; 4] = ["#4c9a2a", "#2a6f9a", "#c08a1e", "#b23b3b"];
-    let totals: Vec<Decimal> = TIERS
+    let totals: Vec<ExactSum> = TIERS
         .iter()
-        .map(|t| report.by_tier.get(*t).map(|x| x.total).unwrap_or_default())
+        .map(|t| {
+            report
+                .by_tier
+                .get(*t)
+                .map(|x| x.total.clone())
+                .unwrap_or_default()
+        })
         .collect();
-    let max = totals
+    // Bars are drawn from totals that fit one decimal; one that does not
+    // is drawn full.
+    let fits: Vec<Decimal> = totals
+        .iter()
+        .map(|t| t.to_decimal().unwrap_or(Decimal::MAX))
+        .collect();
+    let max = fits
         .iter()
         .copied()
         .max()
@@ -163,9 +178,13 @@ pub fn spend_chart_svg(report: &DailyReport) -> String {
          <text x=\"10\" y=\"20\" font-size=\"14\">Spend per tier, {} {}</text>\n",
         report.tenant, report.day
     );
-    for (i, (tier, total)) in TIERS.iter().zip(&totals).enumerate() {
+    for (i, ((tier, total), fit)) in TIERS.iter().zip(&totals).zip(&fits).enumerate() {
         // Bar widths are for the eye only; the labels carry the exact totals.
-        let width = (total * Decimal::from(300) / max).round().to_string();
+        let width = (*fit / max)
+            .checked_mul(Decimal::from(300))
+            .unwrap_or(Decimal::from(300))
+            .round()
+            .to_string();
         let y = 40 + i * 45;
         svg.push_str(&format!(
             "<text x=\"10\" y=\"{}\">{tier}</text><rect x=\"110\" y=\"{y}\" width=\"{width}\" height=\"28\" fill=\"{}\"/>\

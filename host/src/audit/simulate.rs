@@ -13,7 +13,7 @@ use crate::runtime::TenantPolicy;
 use crate::store::{History, PastPayment, Store, StoreError};
 
 /// How far back the candidate's context sees an agent's payments (as live).
-const CONTEXT_HORIZON_MS: u64 = 7 * 86_400_000;
+const CONTEXT_HORIZON_MS: u64 = crate::model::context::MAX_WINDOW_MS;
 
 /// A payment whose tier would change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,7 +59,7 @@ pub struct Simulation {
 ///
 /// Each payment is classified on its recorded transaction, with a context
 /// rebuilt from the recorded history before it (the agent's payments of the
-/// last seven days with their recorded tiers; the recipient's earlier
+/// last 31 days with their recorded tiers; the recipient's earlier
 /// executed payments). The host's guardrails are applied as they were
 /// recorded: a guardrail that escalated the payment escalates it again.
 pub fn simulate(

@@ -121,8 +121,23 @@ pub fn approvals(command: ApprovalsCommand) -> Result<ExitCode> {
     match command {
         ApprovalsCommand::List { store } => {
             let (governor, tenant) = governor(&store)?;
-            for auth in governor.list(&tenant, &[Status::PendingVeto, Status::AwaitingApproval])? {
-                println!("{}", serde_json::to_string(&auth)?);
+            // Page by page, oldest first.
+            let mut listing = tiergate::store::Listing {
+                statuses: &[Status::PendingVeto, Status::AwaitingApproval],
+                limit: 1000,
+                ..Default::default()
+            };
+            loop {
+                let page = governor.list(&tenant, &listing)?;
+                for auth in &page {
+                    println!("{}", serde_json::to_string(auth)?);
+                }
+                match page.last() {
+                    Some(last) if page.len() == listing.limit => {
+                        listing.after = Some(tiergate::store::ListCursor::after(last));
+                    }
+                    _ => break,
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

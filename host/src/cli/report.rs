@@ -62,7 +62,7 @@ fn print_report(r: &DailyReport) {
 fn table(title: &str, groups: &BTreeMap<String, Tally>) {
     println!("{title:<32} {:>7} {:>16}", "count", "total");
     for (name, t) in groups {
-        println!("  {name:<30} {:>7} {:>16}", t.count, t.total);
+        println!("  {name:<30} {:>7} {:>16}", t.count, t.total.to_string());
     }
     println!();
 }

@@ -46,6 +46,8 @@ struct ServeFile {
     checkpoint_log: Option<PathBuf>,
     checkpoint_every_events: Option<u64>,
     checkpoint_interval_ms: Option<u64>,
+    metrics_token: Option<String>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeFile {
@@ -189,6 +191,17 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     if (args.demo || args.demo_tenant) && args.no_demo_tenant {
         bail!("--demo and --demo-tenant set up the demo tenant: drop --no-demo-tenant");
     }
+    // Who may read `/metrics`; the environment wins over the file.
+    options.metrics.token = std::env::var("TIERGATE_METRICS_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or(file.metrics_token);
+    options.metrics.listen = match std::env::var("TIERGATE_METRICS_LISTEN") {
+        Ok(text) if !text.is_empty() => Some(text.parse().with_context(|| {
+            format!("TIERGATE_METRICS_LISTEN={text:?} is not an address such as 127.0.0.1:9090")
+        })?),
+        _ => file.metrics_listen,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(blocking_threads)
@@ -201,6 +214,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         println!("  approval inbox  {base}/inbox");
         println!("  API             {base}/v1 (described at {base}/openapi.json)");
         println!("  data            {}", data_dir.display());
+        if let Some(at) = service.metrics_addr {
+            println!("  metrics         http://{at}/metrics");
+        }
         if let Some(store) = &store {
             println!("  store           {store}");
         }

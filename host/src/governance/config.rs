@@ -41,6 +41,11 @@ pub struct TenantConfig {
     /// record-keeping period), up to 10 (seven on a regulator's request).
     #[serde(default = "five_years")]
     pub retention_years: u32,
+    /// The largest amount one payment may have, lower than the host's own
+    /// [`MAX_AMOUNT`](crate::model::money::MAX_AMOUNT); a larger one is
+    /// refused before any policy runs.
+    #[serde(default, with = "money::exact_option")]
+    pub max_amount: Option<Decimal>,
     /// Budget owners: the identities who may approve, reject and veto.
     pub owners: Vec<String>,
     /// The tier applied when the policy fails: collaborative or prohibited.
@@ -348,6 +353,14 @@ impl TenantConfig {
             return Err(format!(
                 "`retention_years` = {}: records are kept 5 to 10 years",
                 self.retention_years
+            ));
+        }
+        if let Some(max) = self.max_amount
+            && (max <= Decimal::ZERO || max > money::MAX_AMOUNT)
+        {
+            return Err(format!(
+                "`max_amount` = {max}: it must be above zero and at most {}",
+                money::MAX_AMOUNT
             ));
         }
         if self.owners.is_empty() {

@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::model::context::{
-    Activity, ActivityFilter, ContextRead, ContextSource, RecipientHistory,
+    Activity, ActivityFilter, ActivityResult, ContextRead, ContextSource, RecipientHistory,
+    check_window,
 };
 use crate::store::{History, HistoryReads, StoreError};
 
@@ -18,7 +19,8 @@ pub(crate) struct HistoryContext {
 }
 
 impl ContextSource for HistoryContext {
-    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> Activity {
+    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> ActivityResult {
+        check_window(window_ms)?;
         // Inclusive at both ends: a burst within one millisecond still counts.
         let since = self.at_ms.saturating_sub(window_ms);
         self.history
@@ -59,26 +61,28 @@ impl ReadsContext {
         self.failed.load(Ordering::Relaxed)
     }
 
-    fn or_fail<T: Default>(&self, read: Result<T, StoreError>) -> T {
+    fn or_fail<T>(&self, read: Result<T, StoreError>, otherwise: T) -> T {
         read.unwrap_or_else(|e| {
             tracing::warn!("cannot answer a policy's question before the write lock: {e}");
             self.failed.store(true, Ordering::Relaxed);
-            T::default()
+            otherwise
         })
     }
 }
 
 impl ContextSource for ReadsContext {
-    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> Activity {
+    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> ActivityResult {
+        check_window(window_ms)?;
         let since = self.at_ms.saturating_sub(window_ms);
         self.or_fail(
             self.reads
                 .activity(since, self.at_ms, &self.currency, filter),
+            Ok(Activity::default()),
         )
     }
 
     fn recipient(&self) -> RecipientHistory {
-        self.or_fail(self.reads.recipient())
+        self.or_fail(self.reads.recipient(), RecipientHistory::default())
     }
 }
 
@@ -100,7 +104,7 @@ pub(crate) fn same_answers(
                 answer,
             } => {
                 let since = at_ms.saturating_sub(window.as_millis());
-                history.activity(since, at_ms, currency, filter)? == *answer
+                history.activity(since, at_ms, currency, filter)? == Ok(*answer)
             }
             ContextRead::Recipient { answer } => history.recipient()? == *answer,
         };
@@ -147,7 +151,9 @@ mod tests {
             ContextRead::AgentActivity {
                 window: Window::hours(1),
                 filter: asked.clone(),
-                answer: early.agent_activity(Window::hours(1).as_millis(), &asked),
+                answer: early
+                    .agent_activity(Window::hours(1).as_millis(), &asked)
+                    .unwrap(),
             },
             ContextRead::Recipient {
                 answer: early.recipient(),

@@ -35,8 +35,9 @@ use crate::model::transaction::Transaction;
 use crate::runtime::{CompiledPolicy, Runtime, TenantPolicy};
 use crate::store::{NewEntry, Recorded, Snapshot, Store};
 
-/// How far back the policy's context can see an agent's payments.
-const CONTEXT_HORIZON_MS: u64 = 7 * 86_400_000;
+/// How far back the policy's context can see an agent's payments: the
+/// longest window the contract serves.
+const CONTEXT_HORIZON_MS: u64 = crate::model::context::MAX_WINDOW_MS;
 /// Budgets are rolling days.
 const BUDGET_WINDOW_MS: u64 = 86_400_000;
 
@@ -474,6 +475,7 @@ impl Governor {
         // The host stamps the request time: an agent that dated its own
         // request could slip out of its budget and velocity windows.
         tx.requested_at_ms = self.inner.clock.now_ms();
+        tx.normalize()?;
         tx.validate()?;
         if tx.currency != tenant.config.currency {
             return Err(GovernError::CurrencyMismatch {
@@ -482,6 +484,9 @@ impl Governor {
                 expected: tenant.config.currency.clone(),
                 got: tx.currency.clone(),
             });
+        }
+        if let Some(max) = tenant.config.max_amount {
+            tx.amount_at_most(max, &format!("tenant {}'s `max_amount`", tx.tenant))?;
         }
         let hash = content_hash(&tx);
         // A retry is answered by `record`, which finds the stored id before
@@ -719,6 +724,12 @@ impl Governor {
     /// Processes every deadline that has passed: closed veto windows execute,
     /// unanswered approvals expire. Each is processed exactly once, even with
     /// several runners or after a restart. Returns the payments it moved.
+    ///
+    /// A payment that cannot be processed (its row unreadable, the store
+    /// refusing its write, the executor's result unrecordable) is logged,
+    /// counted ([`Observer::deadline_failed`]) and left due for the next
+    /// pass: it never holds up the payments due after it. Only a failure to
+    /// read what is due fails the pass.
     pub async fn run_deadlines(&self) -> Result<Vec<Authorization>, GovernError> {
         let this = self.clone();
         blocking(move || this.run_deadlines_blocking()).await
@@ -734,17 +745,30 @@ impl Governor {
             .into_iter()
             .filter(|(t, _)| self.tenants().contains_key(t))
         {
-            match self
+            let processed = self
                 .inner
                 .store
                 .update(&tenant, &tx_id, now_ms, &mut |current| {
                     self.settled_in_ledger(plan::on_deadline(current, now_ms)?)
-                }) {
-                Ok(auth) if auth.status == Status::Executing => moved.push(self.execute(auth)?),
-                Ok(auth) => moved.push(auth),
+                })
+                .and_then(|auth| {
+                    if auth.status == Status::Executing {
+                        self.execute(auth)
+                    } else {
+                        Ok(auth)
+                    }
+                });
+            match processed {
+                Ok(auth) => {
+                    self.inner.observer.deadline_processed(&auth);
+                    moved.push(auth);
+                }
                 // Another runner took it first.
                 Err(GovernError::NotDue(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    tracing::error!(%tenant, %tx_id, "cannot process a passed deadline; it stays due and is tried again on the next pass: {e}");
+                    self.inner.observer.deadline_failed(&tenant, &tx_id);
+                }
             }
         }
         Ok(moved)
@@ -793,14 +817,14 @@ impl Governor {
         })
     }
 
-    /// Payments of a tenant in any of `statuses` (all when empty).
+    /// One page of a tenant's payments (see [`Listing`](crate::store::Listing)).
     pub fn list(
         &self,
         tenant: &str,
-        statuses: &[Status],
+        listing: &crate::store::Listing<'_>,
     ) -> Result<Vec<Authorization>, GovernError> {
         self.tenant(tenant)?;
-        Ok(self.inner.store.list(tenant, statuses)?)
+        Ok(self.inner.store.list(tenant, listing)?)
     }
 
     /// One payment's current state.

@@ -19,6 +19,14 @@ pub trait Observer: Send + Sync {
 
     /// A new authorization was recorded (and, when autonomous, executed).
     fn recorded(&self, _authorization: &Authorization) {}
+
+    /// A payment's passed deadline was processed here: its veto window
+    /// closed (and it executed) or its approval expired.
+    fn deadline_processed(&self, _authorization: &Authorization) {}
+
+    /// Processing a payment's passed deadline failed; it stays due and is
+    /// tried again on the next pass.
+    fn deadline_failed(&self, _tenant: &str, _tx_id: &str) {}
 }
 
 /// Watches nothing.

@@ -9,6 +9,7 @@ use tiergate_policy::Tier;
 use super::config::{ApprovalMode, AuditDepth, Limit, TenantConfig};
 use super::{Act, Authorization, Escalation, GovernError, Status, Verdict};
 use crate::model::decision::{Decision, Reason};
+use crate::model::money::exact_add;
 use crate::model::transaction::Transaction;
 use crate::runtime::PolicyInfo;
 use crate::store::{Change, EventDraft, Holdings, Notice};
@@ -38,10 +39,16 @@ pub(crate) fn escalations(
     let mut out = Vec::new();
     let mut check = |name: String, limit: &Option<Limit>, committed: Option<Decimal>| {
         if let Some(l) = limit {
-            let total = committed.unwrap_or_default() + amount;
-            if total > l.limit {
+            // A sum too large for an exact decimal is over any limit: the
+            // tier only gets stricter for it.
+            let total = exact_add(committed.unwrap_or_default(), amount);
+            if total.is_none_or(|total| total > l.limit) {
                 let detail = match committed {
                     None => format!("{amount} is over the limit of {} per transaction", l.limit),
+                    Some(c) if c == Decimal::MAX => format!(
+                        "more than can be summed exactly is committed in the last 24h, so {amount} more is over the limit of {}",
+                        l.limit
+                    ),
                     Some(c) => format!(
                         "{c} committed in the last 24h plus {amount} is over the limit of {}",
                         l.limit

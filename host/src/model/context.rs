@@ -38,6 +38,81 @@ pub struct RecipientHistory {
     pub payment_count: u64,
 }
 
+/// The longest window `agent-activity` serves: 31 days, so a monthly cap
+/// sees a whole month. The host reads that much of an agent's history; a
+/// policy asking for more fails closed ([`ContextError::WindowTooLong`]).
+pub const MAX_WINDOW_MS: u64 = 31 * 86_400_000;
+
+/// Why the host cannot answer a policy's context question. The
+/// classification fails closed on the tenant's failure tier, naming it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContextError {
+    /// The policy asked about a window longer than [`MAX_WINDOW_MS`].
+    #[error(
+        "the policy asked about the last {window_ms} ms of the agent's payments; the contract serves at most 31 days ({MAX_WINDOW_MS} ms)"
+    )]
+    WindowTooLong {
+        /// The window asked for.
+        window_ms: u64,
+    },
+    /// The exact total of the matching payments does not fit a decimal
+    /// (28 digits): amounts stored before [`MAX_AMOUNT`](super::money::MAX_AMOUNT)
+    /// existed can add up past it. Never a rounded or clamped answer.
+    #[error(
+        "the exact total of the agent's {count} matching payments, {total}, does not fit the contract's decimal (28 digits)"
+    )]
+    TotalTooLarge {
+        /// How many payments matched.
+        count: u64,
+        /// Their exact total.
+        total: String,
+    },
+}
+
+/// The answer to an `agent-activity` question, or why there is none.
+pub type ActivityResult = Result<Activity, ContextError>;
+
+/// Refuses a window longer than the contract serves.
+pub fn check_window(window_ms: u64) -> Result<(), ContextError> {
+    if window_ms > MAX_WINDOW_MS {
+        return Err(ContextError::WindowTooLong { window_ms });
+    }
+    Ok(())
+}
+
+/// Counts matching payments and sums their amounts exactly, into an
+/// [`Activity`] when the total fits.
+#[derive(Debug, Default)]
+pub struct ActivitySum {
+    count: u64,
+    total: money::ExactSum,
+}
+
+impl ActivitySum {
+    /// Counts one payment; `amount` is summed when it is in the asked
+    /// currency (others are counted, not summed).
+    pub fn add(&mut self, amount: Option<Decimal>) {
+        self.count += 1;
+        if let Some(amount) = amount {
+            self.total.add(amount);
+        }
+    }
+
+    /// The answer.
+    pub fn finish(self) -> ActivityResult {
+        match self.total.to_decimal() {
+            Some(total) => Ok(Activity {
+                count: self.count,
+                total,
+            }),
+            None => Err(ContextError::TotalTooLarge {
+                count: self.count,
+                total: self.total.to_string(),
+            }),
+        }
+    }
+}
+
 /// Answers a policy's context questions for one classification.
 ///
 /// Implementations answer from one snapshot taken before the classification
@@ -46,8 +121,10 @@ pub struct RecipientHistory {
 /// from its store; [`StaticContext`] answers from fixed values.
 pub trait ContextSource: Send + Sync {
     /// The agent's earlier transactions matching `filter` in the `window_ms`
-    /// milliseconds before the classified transaction.
-    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> Activity;
+    /// milliseconds before the classified transaction; an error (a window
+    /// over [`MAX_WINDOW_MS`], a total that does not fit) fails the
+    /// classification closed.
+    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> ActivityResult;
 
     /// History of the classified transaction's recipient.
     fn recipient(&self) -> RecipientHistory;
@@ -141,15 +218,17 @@ impl StaticContext {
 }
 
 impl ContextSource for StaticContext {
-    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> Activity {
-        self.activity
+    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> ActivityResult {
+        check_window(window_ms)?;
+        Ok(self
+            .activity
             .iter()
             .find(|a| a.window.as_millis() == window_ms && a.filter == *filter)
             .map(|a| Activity {
                 count: a.count,
                 total: a.total,
             })
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     fn recipient(&self) -> RecipientHistory {

@@ -86,6 +86,12 @@ pub enum FailureKind {
     /// The policy asked the context a question larger than any real one
     /// (a category longer than a transaction's can be).
     ContextQuestionOversized,
+    /// The policy asked about a longer window than the contract serves
+    /// (31 days).
+    ContextWindowTooLong,
+    /// The exact answer to the policy's context question does not fit the
+    /// contract's decimal (amounts stored before the amount bound).
+    ContextAnswerTooLarge,
     /// The host could not run the policy (for example, out of instance slots).
     Host,
 }
@@ -105,6 +111,8 @@ impl FailureKind {
             FailureKind::UndeclaredTier => "policy_undeclared_tier",
             FailureKind::TooManyContextReads => "policy_too_many_context_reads",
             FailureKind::ContextQuestionOversized => "policy_context_question_oversized",
+            FailureKind::ContextWindowTooLong => "policy_context_window_too_long",
+            FailureKind::ContextAnswerTooLarge => "policy_context_answer_too_large",
             FailureKind::Host => "host_error",
         }
     }

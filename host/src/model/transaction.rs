@@ -150,8 +150,69 @@ impl Transaction {
             let separator = if object.is_empty() { "" } else { "," };
             read(&format!("{{\"requested_at_ms\":{now_ms}{separator}{body}"))?
         };
+        let mut tx = tx;
+        tx.normalize()?;
         tx.validate()?;
         Ok(tx)
+    }
+
+    /// Writes every text field in Unicode's composed form (NFC), so two
+    /// spellings of one name (`é` as one code point or as `e` and a combining
+    /// accent) are one name, and one request: the id and the content hash
+    /// are taken of this form. Refuses metadata whose keys become the same.
+    pub fn normalize(&mut self) -> Result<(), InvalidTransaction> {
+        for field in [
+            &mut self.id,
+            &mut self.tenant,
+            &mut self.agent,
+            &mut self.currency,
+            &mut self.category,
+            &mut self.recipient,
+        ] {
+            nfc(field);
+        }
+        for field in [
+            &mut self.jurisdiction,
+            &mut self.justification,
+            &mut self.network,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            nfc(field);
+        }
+        if self
+            .metadata
+            .iter()
+            .any(|(k, v)| !unicode_normalization::is_nfc(k) || !unicode_normalization::is_nfc(v))
+        {
+            let mut normalized = BTreeMap::new();
+            for (mut k, mut v) in std::mem::take(&mut self.metadata) {
+                nfc(&mut k);
+                nfc(&mut v);
+                if normalized.contains_key(&k) {
+                    return Err(InvalidTransaction::field(
+                        "metadata",
+                        format!("has the key {k:?} twice, spelled two ways that are the same text"),
+                    ));
+                }
+                normalized.insert(k, v);
+            }
+            self.metadata = normalized;
+        }
+        Ok(())
+    }
+
+    /// Refuses an amount over `max`, which `what` names (a tenant's own
+    /// `max_amount`, say).
+    pub fn amount_at_most(&self, max: Decimal, what: &str) -> Result<(), InvalidTransaction> {
+        if self.amount > max {
+            return Err(InvalidTransaction::field(
+                "amount",
+                format!("is {}, more than {what}, {max}", self.amount),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks every field's bounds and format.
@@ -167,6 +228,7 @@ impl Transaction {
                 format!("must be greater than zero, not {}", self.amount),
             ));
         }
+        self.amount_at_most(money::MAX_AMOUNT, "the largest amount a payment may have")?;
         let c = &self.currency;
         if c.is_empty()
             || c.len() > limits::CURRENCY
@@ -222,20 +284,51 @@ fn without_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// A non-empty single-line identifier of at most `max` bytes.
+/// `value` in Unicode's composed form (NFC).
+fn nfc(value: &mut String) {
+    if !value.is_ascii() && !unicode_normalization::is_nfc(value) {
+        *value = unicode_normalization::UnicodeNormalization::nfc(value.as_str()).collect();
+    }
+}
+
+/// A non-empty single-line identifier of at most `max` bytes, without
+/// invisible format characters.
 fn text(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> {
     if value.is_empty() {
         return Err(InvalidTransaction::field(field, "must not be empty"));
     }
     // Printable ASCII, the common case, needs no decoding.
     let printable = |b: u8| (b'!'..=b'~').contains(&b);
-    if !value.bytes().all(printable) && value.chars().any(char::is_whitespace) {
-        return Err(InvalidTransaction::field(
-            field,
-            format!("must not contain whitespace: {value:?}"),
-        ));
+    if !value.bytes().all(printable) {
+        if value.chars().any(char::is_whitespace) {
+            return Err(InvalidTransaction::field(
+                field,
+                format!("must not contain whitespace: {value:?}"),
+            ));
+        }
+        // Zero-width spaces and joiners, byte-order marks, bidi controls and
+        // tag characters show nothing, so `agent\u{200b}` looks like `agent`.
+        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+        if let Some(c) = value
+            .chars()
+            .find(|c| c.general_category() == GeneralCategory::Format)
+        {
+            return Err(InvalidTransaction::field(
+                field,
+                format!(
+                    "must not contain U+{:04X}, an invisible format character (Unicode category Cf): it would make a name that looks like another",
+                    u32::from(c)
+                ),
+            ));
+        }
     }
     bounded(field, value, max)
+}
+
+/// Unicode's bidirectional controls: they reorder the text shown around
+/// them (U+202E shows `txt.exe` as `exe.txt`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Free text of at most `max` bytes without control characters other than newlines.
@@ -247,14 +340,25 @@ fn bounded(field: &str, value: &str, max: usize) -> Result<(), InvalidTransactio
         ));
     }
     let plain = |b: u8| (b' '..=b'~').contains(&b) || b == b'\n' || b == b'\t';
-    if !value.bytes().all(plain)
-        && value
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    if value.bytes().all(plain) {
+        return Ok(());
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
     {
         return Err(InvalidTransaction::field(
             field,
             "must not contain control characters",
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| is_bidi_control(*c)) {
+        return Err(InvalidTransaction::field(
+            field,
+            format!(
+                "must not contain U+{:04X}, a bidirectional control: it reorders the text shown around it",
+                u32::from(c)
+            ),
         ));
     }
     Ok(())

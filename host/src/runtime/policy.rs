@@ -587,6 +587,20 @@ fn failure_from_error(
             detail: too_many.to_string(),
         };
     }
+    if let Some(unanswerable) = error.downcast_ref::<crate::model::context::ContextError>() {
+        let kind = match unanswerable {
+            crate::model::context::ContextError::WindowTooLong { .. } => {
+                FailureKind::ContextWindowTooLong
+            }
+            crate::model::context::ContextError::TotalTooLarge { .. } => {
+                FailureKind::ContextAnswerTooLarge
+            }
+        };
+        return PolicyFailure {
+            kind,
+            detail: bounded(&unanswerable.to_string()),
+        };
+    }
     if let Some(oversized) = error.downcast_ref::<OversizedQuestion>() {
         return PolicyFailure {
             kind: FailureKind::ContextQuestionOversized,

@@ -138,7 +138,11 @@ impl context::Host for Sandbox {
             context::ActivityFilter::Category(c) => ActivityFilter::Category(c),
             context::ActivityFilter::Tier(t) => ActivityFilter::Tier(tier_from_wit(t)),
         };
-        let answer = self.context.agent_activity(window_ms, &filter);
+        // A question the host cannot answer exactly fails the policy closed.
+        let answer = self
+            .context
+            .agent_activity(window_ms, &filter)
+            .map_err(wasmtime::Error::new)?;
         self.record(ContextRead::AgentActivity {
             window: Window::millis(window_ms),
             filter,

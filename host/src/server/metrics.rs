@@ -16,8 +16,73 @@ use crate::model::decision::Decision;
 
 type Labels = Vec<(&'static str, String)>;
 
+/// Who may read `/metrics`: scrapers holding the metrics token, or anyone
+/// who reaches the separate metrics address. With neither set, `/metrics`
+/// is not served: its counts say how busy each tier is, which is no
+/// outsider's business.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// A scraper sends `Authorization: Bearer <token>` (at least 16 bytes).
+    pub token: Option<String>,
+    /// `/metrics` is served on this address alone (with the token too, when
+    /// one is set), never on the API's.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// Why a scrape is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not served on this address: configure access, or use the other one.
+    NotHere,
+    /// The token is missing or wrong.
+    BadToken,
+}
+
+/// The shortest metrics token accepted.
+pub const METRICS_TOKEN_MIN_BYTES: usize = 16;
+
+impl MetricsAccess {
+    /// Refuses a token too short to be a secret.
+    pub fn check(&self) -> Result<(), String> {
+        match &self.token {
+            Some(t) if t.len() < METRICS_TOKEN_MIN_BYTES => Err(format!(
+                "the metrics token has {} bytes; use at least {METRICS_TOKEN_MIN_BYTES} random ones",
+                t.len()
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a scrape with `authorization` (the header's value) is
+    /// served, on the metrics address (`on_metrics_address`) or the API's.
+    pub(crate) fn allows(
+        &self,
+        authorization: Option<&[u8]>,
+        on_metrics_address: bool,
+    ) -> Result<(), Refusal> {
+        if !on_metrics_address && (self.listen.is_some() || self.token.is_none()) {
+            return Err(Refusal::NotHere);
+        }
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let sent = authorization
+            .and_then(|h| h.strip_prefix(b"Bearer "))
+            .unwrap_or_default();
+        // Compared in constant time: the token is a secret.
+        let same = sent.len() == token.len()
+            && sent
+                .iter()
+                .zip(token.as_bytes())
+                .fold(0u8, |d, (a, b)| d | (a ^ b))
+                == 0;
+        if same { Ok(()) } else { Err(Refusal::BadToken) }
+    }
+}
+
 /// The service's metrics.
 pub struct Metrics {
+    access: MetricsAccess,
     registry: Registry,
     decisions: Family<Labels, Counter>,
     policy_seconds: Histogram,
@@ -27,6 +92,8 @@ pub struct Metrics {
     request_seconds: Family<Labels, Histogram>,
     pending: Family<Labels, Gauge>,
     deliveries: Family<Labels, Gauge>,
+    deadline_failures: Counter,
+    deadlines: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -90,8 +157,23 @@ impl Metrics {
             "Webhook deliveries in trouble: failing (will retry) and given up (read at each scrape)",
             deliveries.clone(),
         );
+        let deadline_failures = Counter::default();
+        registry.register(
+            "deadline_failures",
+            "Passed deadlines that could not be processed (each is tried again on the next pass)",
+            deadline_failures.clone(),
+        );
+        let deadlines = Family::<Labels, Counter>::default();
+        registry.register(
+            "deadlines_processed",
+            "Passed deadlines this process moved, by the status the payment reached",
+            deadlines.clone(),
+        );
         Metrics {
+            deadlines,
+            access: MetricsAccess::default(),
             registry,
+            deadline_failures,
             deliveries,
             decisions,
             policy_seconds,
@@ -101,6 +183,17 @@ impl Metrics {
             request_seconds,
             pending,
         }
+    }
+
+    /// Serves `/metrics` only as `access` says.
+    pub fn with_access(mut self, access: MetricsAccess) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Who may read the metrics.
+    pub fn access(&self) -> &MetricsAccess {
+        &self.access
     }
 
     /// Counts an HTTP request.
@@ -116,7 +209,8 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition, with the gauges read from `store` now.
+    /// The text exposition, with the gauges read from `store` now: counts
+    /// the store keeps as payments change, never a scan of payments.
     pub fn render(
         &self,
         store: &dyn crate::store::Backend,
@@ -128,18 +222,17 @@ impl Metrics {
         self.deliveries
             .get_or_create(&vec![("state", "given_up".to_string())])
             .set(trouble.given_up as i64);
-        let mut waiting = [0i64; 2];
-        for tenant in store.tenants()? {
-            for a in store.list(&tenant, &[Status::PendingVeto, Status::AwaitingApproval])? {
-                waiting[usize::from(a.status == Status::AwaitingApproval)] += 1;
-            }
-        }
+        let waiting = store.waiting()?;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.pending
-            .get_or_create(&vec![("status", "pending_veto".to_string())])
-            .set(waiting[0]);
+            .get_or_create(&vec![("status", Status::PendingVeto.as_str().to_string())])
+            .set(gauge(waiting.pending_veto));
         self.pending
-            .get_or_create(&vec![("status", "awaiting_approval".to_string())])
-            .set(waiting[1]);
+            .get_or_create(&vec![(
+                "status",
+                Status::AwaitingApproval.as_str().to_string(),
+            )])
+            .set(gauge(waiting.awaiting_approval));
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|e| crate::store::StoreError(e.to_string()))?;
         Ok(text)
@@ -160,6 +253,16 @@ impl Observer for Metrics {
         self.early_decisions
             .get_or_create(&vec![("kept", kept.to_string())])
             .inc();
+    }
+
+    fn deadline_processed(&self, a: &Authorization) {
+        self.deadlines
+            .get_or_create(&vec![("status", a.status.as_str().to_string())])
+            .inc();
+    }
+
+    fn deadline_failed(&self, _tenant: &str, _tx_id: &str) {
+        self.deadline_failures.inc();
     }
 
     fn recorded(&self, a: &Authorization) {

@@ -29,7 +29,7 @@ pub use auth::{Caller, IssuedKey, authenticate, issue_key};
 pub use checkpoints::CheckpointOptions;
 pub use error::ApiError;
 pub use http::HttpLimits;
-pub use metrics::Metrics;
+pub use metrics::{METRICS_TOKEN_MIN_BYTES, Metrics, MetricsAccess};
 pub use routes::openapi;
 pub use setup::{DemoKeys, Service};
 pub use webhooks::{WebhookOptions, signature as webhook_signature};
@@ -79,6 +79,8 @@ pub struct ServeOptions {
     /// Signed audit checkpoints written on the service's own schedule, when
     /// a signing key is given.
     pub checkpoints: Option<CheckpointOptions>,
+    /// Who may read `/metrics`: a token, a separate address, or nobody.
+    pub metrics: MetricsAccess,
 }
 
 impl ServeOptions {
@@ -100,6 +102,7 @@ impl ServeOptions {
             webhooks: WebhookOptions::default(),
             upload_quota: DEFAULT_UPLOAD_QUOTA,
             checkpoints: None,
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -270,6 +273,13 @@ async fn count_requests(
         .metrics()
         .request(&route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// The separate metrics address's routes: `/metrics` alone.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(routes::metrics_address))
+        .with_state(state)
 }
 
 /// Milliseconds since the epoch, from the system clock.

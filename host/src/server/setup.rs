@@ -42,6 +42,9 @@ pub struct DemoKeys {
 pub struct Service {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The separate metrics address, when one is set.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// The demo tenant's keys, when it runs the demo.
     pub demo_keys: Option<DemoKeys>,
     /// Whether this start made the demo keys: the admin key is shown then
@@ -85,7 +88,11 @@ impl Service {
                 super::checkpoints::load(c, &options.data_dir).map(|loaded| (c.clone(), loaded))
             })
             .transpose()?;
-        let metrics = Arc::new(super::Metrics::new());
+        options
+            .metrics
+            .check()
+            .map_err(|e| anyhow::anyhow!("metrics_token: {e}"))?;
+        let metrics = Arc::new(super::Metrics::new().with_access(options.metrics.clone()));
         let mut builder = Governor::builder(runtime.clone(), store.clone() as Arc<dyn Store>)
             .activated_by("service-start")
             .observer(metrics.clone());
@@ -132,6 +139,25 @@ impl Service {
             .with_context(|| format!("cannot listen on {}", options.listen))?;
         let addr = listener.local_addr()?;
         let (shutdown, mut stop) = watch::channel(false);
+        let metrics_server = match options.metrics.listen {
+            Some(at) => {
+                let listener = tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {at}"))?;
+                let bound = listener.local_addr()?;
+                let app = super::metrics_router(state.clone());
+                let mut stop = shutdown.subscribe();
+                let server = tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        })
+                        .await
+                });
+                Some((bound, server))
+            }
+            None => None,
+        };
         let app = super::router(state);
         let stop_server = shutdown.subscribe();
         let server = tokio::spawn(super::http::serve(listener, app, options.http, stop_server));
@@ -175,8 +201,11 @@ impl Service {
             }
         });
         tracing::info!(%addr, "tiergate serving");
+        let (metrics_addr, metrics_server) = metrics_server.unzip();
         Ok(Service {
             addr,
+            metrics_addr,
+            metrics_server,
             demo_keys,
             demo_keys_created,
             shutdown,
@@ -193,6 +222,9 @@ impl Service {
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         self.server.await??;
+        if let Some(metrics) = self.metrics_server {
+            metrics.await??;
+        }
         let _ = self.deadlines.await;
         let _ = self.webhooks.await;
         let _ = self.rules.await;

@@ -34,7 +34,7 @@ pub trait Backend: Store + KeyStore + RulesStore + DeliveryStore {}
 impl<T: Store + KeyStore + RulesStore + DeliveryStore> Backend for T {}
 
 use crate::governance::{Authorization, GovernError};
-use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
+use crate::model::context::{ActivityFilter, ActivityResult, ActivitySum, RecipientHistory};
 
 /// The `prev_hash` of a tenant's first audit event: the SHA-256 of nothing.
 pub const GENESIS_HASH: &str =
@@ -127,7 +127,9 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// Money already committed in the rolling window (held or spent), in the
-/// tenant's currency, not counting the payment being authorized.
+/// tenant's currency, not counting the payment being authorized. A sum too
+/// large for one decimal (amounts stored before the amount bound) is
+/// `Decimal::MAX`: beyond any limit, so guardrails escalate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Holdings {
     /// By this agent.
@@ -154,14 +156,15 @@ pub struct Snapshot<'a> {
 pub trait HistoryReads {
     /// The agent's payments requested from `since_ms` to `until_ms` (both
     /// included, and never before the entry's `history_since_ms`) that
-    /// match `filter`: how many, and the sum of those in `currency`.
+    /// match `filter`: how many, and the exact sum of those in `currency`
+    /// (or why that is no answer).
     fn activity(
         &self,
         since_ms: u64,
         until_ms: u64,
         currency: &str,
         filter: &ActivityFilter,
-    ) -> Result<Activity, StoreError>;
+    ) -> Result<ActivityResult, StoreError>;
 
     /// When the tenant first paid the entry's recipient, and how often.
     fn recipient(&self) -> Result<RecipientHistory, StoreError>;
@@ -315,6 +318,27 @@ pub struct History {
     pub recipient_payments: u64,
 }
 
+/// Sums of money committed, by agent, team and tenant, exact however large,
+/// while the stores read their budget buckets.
+#[derive(Default)]
+pub(crate) struct HoldingSums {
+    pub agent: crate::model::money::ExactSum,
+    pub team: crate::model::money::ExactSum,
+    pub tenant: crate::model::money::ExactSum,
+}
+
+impl HoldingSums {
+    /// The holdings, each `Decimal::MAX` when it does not fit one decimal.
+    pub fn holdings(&self) -> Holdings {
+        let fit = |sum: &crate::model::money::ExactSum| sum.to_decimal().unwrap_or(Decimal::MAX);
+        Holdings {
+            agent: fit(&self.agent),
+            team: fit(&self.team),
+            tenant: fit(&self.tenant),
+        }
+    }
+}
+
 /// The stored `category` or `tier` an activity filter selects on, for the
 /// stores' queries: `None` matches any.
 pub(crate) fn filter_columns(filter: &ActivityFilter) -> (Option<&str>, Option<&str>) {
@@ -327,15 +351,16 @@ pub(crate) fn filter_columns(filter: &ActivityFilter) -> (Option<&str>, Option<&
 
 impl History {
     /// How many of the payments requested from `since_ms` to `until_ms`
-    /// (both included) match `filter`, and the sum of those in `currency`.
+    /// (both included) match `filter`, and the exact sum of those in
+    /// `currency` (or why that is no answer).
     pub fn activity(
         &self,
         since_ms: u64,
         until_ms: u64,
         currency: &str,
         filter: &ActivityFilter,
-    ) -> Activity {
-        let mut activity = Activity::default();
+    ) -> ActivityResult {
+        let mut activity = ActivitySum::default();
         for p in &self.payments {
             let in_window = p.requested_at_ms >= since_ms && p.requested_at_ms <= until_ms;
             let matches = match filter {
@@ -344,13 +369,10 @@ impl History {
                 ActivityFilter::Tier(t) => p.tier == *t,
             };
             if in_window && matches {
-                activity.count += 1;
-                if p.currency == currency {
-                    activity.total += p.amount;
-                }
+                activity.add((p.currency == currency).then_some(p.amount));
             }
         }
-        activity
+        activity.finish()
     }
 
     /// The recipient's history.
@@ -370,7 +392,7 @@ impl HistoryReads for History {
         until_ms: u64,
         currency: &str,
         filter: &ActivityFilter,
-    ) -> Result<Activity, StoreError> {
+    ) -> Result<ActivityResult, StoreError> {
         Ok(History::activity(
             self, since_ms, until_ms, currency, filter,
         ))
@@ -383,6 +405,140 @@ impl HistoryReads for History {
     fn all(&self) -> Result<History, StoreError> {
         Ok(self.clone())
     }
+}
+
+/// One page of a tenant's authorizations: which ones, in which order, from
+/// where. Pages follow an index, so a page costs the same on the millionth
+/// payment as on the first, and runs beside the writers.
+#[derive(Debug, Clone, Default)]
+pub struct Listing<'a> {
+    /// Only these statuses; all when empty.
+    pub statuses: &'a [crate::governance::Status],
+    /// Only those submitted with this credential (an agent key's id).
+    pub caller: Option<&'a str>,
+    /// Newest first (by request time, then id); oldest first otherwise.
+    pub newest_first: bool,
+    /// Resume after this one: the last of the previous page.
+    pub after: Option<ListCursor>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// Where a listing resumes: the request time and id of the last payment of
+/// the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor {
+    /// Its request time.
+    pub requested_at_ms: u64,
+    /// Its transaction id.
+    pub tx_id: String,
+}
+
+impl ListCursor {
+    /// The cursor after `a`.
+    pub fn after(a: &Authorization) -> ListCursor {
+        ListCursor {
+            requested_at_ms: a.transaction.requested_at_ms,
+            tx_id: a.transaction.id.clone(),
+        }
+    }
+
+    /// Opaque text for a caller to send back: hex of the time and the id.
+    pub fn encode(&self) -> String {
+        let text = format!("{}.{}", self.requested_at_ms, self.tx_id);
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reads [`encode`](Self::encode)'s text back; `None` when it is not one.
+    pub fn decode(text: &str) -> Option<ListCursor> {
+        if !text.len().is_multiple_of(2) || text.len() > 512 {
+            return None;
+        }
+        let bytes: Option<Vec<u8>> = (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+            .collect();
+        let text = String::from_utf8(bytes?).ok()?;
+        let (at, id) = text.split_once('.')?;
+        let requested_at_ms = at.parse().ok()?;
+        (i64::try_from(requested_at_ms).is_ok() && !id.is_empty()).then(|| ListCursor {
+            requested_at_ms,
+            tx_id: id.to_string(),
+        })
+    }
+}
+
+/// Every status, for a listing of one caller's payments in any status.
+pub(crate) const ALL_STATUSES: [crate::governance::Status; 9] = {
+    use crate::governance::Status::*;
+    [
+        PendingVeto,
+        AwaitingApproval,
+        Executing,
+        Executed,
+        ExecutionFailed,
+        Vetoed,
+        Rejected,
+        Expired,
+        Blocked,
+    ]
+};
+
+/// A page's keys, `(requested_at_ms, tx_id)`, from per-status reads of an
+/// index: each read gives at most `limit` keys in the listing's order after
+/// its cursor; merged, the first `limit` are the page's.
+pub(crate) fn merge_keys(
+    listing: &Listing<'_>,
+    mut reads: Vec<Vec<(i64, String)>>,
+) -> Vec<(i64, String)> {
+    let mut keys: Vec<(i64, String)> = reads.drain(..).flatten().collect();
+    keys.sort();
+    if listing.newest_first {
+        keys.reverse();
+    }
+    keys.truncate(listing.limit);
+    keys
+}
+
+/// The bound a listing's index read seeks from: the cursor, or one that
+/// sorts before (after, newest first) every payment.
+pub(crate) fn listing_bound(listing: &Listing<'_>) -> (i64, String) {
+    match &listing.after {
+        Some(c) => (
+            i64::try_from(c.requested_at_ms).unwrap_or(i64::MAX),
+            c.tx_id.clone(),
+        ),
+        None if listing.newest_first => (i64::MAX, String::new()),
+        None => (i64::MIN, String::new()),
+    }
+}
+
+/// Pending payments by status, kept as the store changes: what `/metrics`
+/// reads, without counting rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Waiting {
+    /// In their veto window.
+    pub pending_veto: u64,
+    /// Waiting for approval.
+    pub awaiting_approval: u64,
+}
+
+/// How a payment moving from `before` to `now` changes the counts of
+/// payments waiting on an owner, by status.
+pub(crate) fn waiting_changes(
+    before: Option<crate::governance::Status>,
+    now: crate::governance::Status,
+) -> impl Iterator<Item = (crate::governance::Status, i64)> {
+    let waits = |s: crate::governance::Status| {
+        matches!(
+            s,
+            crate::governance::Status::PendingVeto | crate::governance::Status::AwaitingApproval
+        )
+    };
+    let moved = before != Some(now);
+    let left = before.filter(|b| moved && waits(*b)).map(|b| (b, -1));
+    let joined = (moved && waits(now)).then_some((now, 1));
+    left.into_iter().chain(joined)
 }
 
 /// Durable state behind the governance pipeline.
@@ -434,14 +590,16 @@ pub trait Store: Send + Sync {
     /// and that still wait: `(tenant, tx_id)`.
     fn due(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError>;
 
-    /// The tenant's authorizations in one of `statuses`, oldest first.
-    fn list(
-        &self,
-        tenant: &str,
-        statuses: &[crate::governance::Status],
-    ) -> Result<Vec<Authorization>, StoreError>;
+    /// One page of the tenant's authorizations (see [`Listing`]), read by
+    /// an index beside the writers: never under the SQLite writer's lock
+    /// or a PostgreSQL tenant lock.
+    fn list(&self, tenant: &str, listing: &Listing<'_>) -> Result<Vec<Authorization>, StoreError>;
 
-    /// Every tenant with audit events, sorted.
+    /// Payments waiting on an owner, across every tenant, from counts the
+    /// store keeps as payments start and stop waiting.
+    fn waiting(&self) -> Result<Waiting, StoreError>;
+
+    /// Every tenant with audit events, sorted: one index seek per tenant.
     fn tenants(&self) -> Result<Vec<String>, StoreError>;
 
     /// The tenant's audit events, optionally of one transaction, in order.
@@ -491,7 +649,30 @@ pub trait Store: Send + Sync {
 
 #[cfg(test)]
 mod tests {
-    use super::Location;
+    use super::{ListCursor, Location};
+
+    #[test]
+    fn a_cursor_reads_back_and_anything_else_is_refused() {
+        let cursor = ListCursor {
+            requested_at_ms: 1_782_518_400_000,
+            tx_id: "caf\u{e9}.1".into(),
+        };
+        assert_eq!(ListCursor::decode(&cursor.encode()), Some(cursor));
+        // Not hex, odd, no separator, a negative time, a time past i64, no id.
+        let long = "00".repeat(300);
+        for bad in [
+            "",
+            "zz",
+            "313",
+            "3132",
+            "2d312e61",
+            "31383434363734343037333730393535313631352e61",
+            "312e",
+            long.as_str(),
+        ] {
+            assert_eq!(ListCursor::decode(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn a_postgres_url_selects_postgres_and_anything_else_is_a_sqlite_path() {

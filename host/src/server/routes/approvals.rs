@@ -11,19 +11,26 @@ use crate::server::{ApiError, AppState, Caller};
 use crate::store::Role;
 
 /// Payments waiting on an owner: open veto windows and pending approvals,
-/// oldest first.
+/// oldest first, a page at a time (as `GET /v1/authorizations` pages).
 #[utoipa::path(get, path = "/v1/approvals", tag = "approvals",
-    responses((status = 200, body = Vec<Authorization>), (status = 403, body = Error)),
+    params(super::authorizations::PageQuery),
+    responses(
+        (status = 200, body = Vec<Authorization>, headers(
+            ("Tiergate-Next-Cursor" = String, description = "Where the next page starts, when this one is full: send it back as `cursor` (opaque)"),
+        )),
+        (status = 400, description = "A limit out of 1 to 1000, or a cursor this service did not give", body = Error),
+        (status = 403, body = Error),
+    ),
     security(("api_key" = [])))]
 pub(super) async fn pending(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<Authorization>>, ApiError> {
+    axum::extract::Query(q): axum::extract::Query<super::authorizations::PageQuery>,
+) -> Result<axum::response::Response, ApiError> {
     caller.require(&[Role::Approver, Role::Auditor, Role::Admin])?;
-    Ok(Json(state.governor().list(
-        caller.tenant(),
-        &[Status::PendingVeto, Status::AwaitingApproval],
-    )?))
+    let (limit, after) = super::authorizations::page_of(q.limit, q.cursor.as_deref())?;
+    let waiting = vec![Status::PendingVeto, Status::AwaitingApproval];
+    super::authorizations::listed(&state, caller.tenant(), waiting, None, false, after, limit).await
 }
 
 /// An owner's verdict on one request.

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::governance::{Authorization, Status};
@@ -10,7 +11,7 @@ use crate::model::transaction::Transaction;
 use crate::server::body::JsonText;
 use crate::server::error::Body as Error;
 use crate::server::{ApiError, AppState, Caller, now_ms};
-use crate::store::Role;
+use crate::store::{ListCursor, Listing, Role};
 
 /// Authorize a payment (agent keys).
 ///
@@ -106,24 +107,134 @@ pub(super) async fn get_one(
 pub(super) struct ListQuery {
     /// Comma-separated statuses; all when absent.
     status: Option<String>,
-    /// At most this many, newest first (default 100, at most 1000).
+    /// At most this many (1 to 1000; 100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// Where to go on: the `Tiergate-Next-Cursor` header of the previous
+    /// page, as it came (opaque).
+    cursor: Option<String>,
 }
 
-/// The tenant's payments, newest first (an agent key: the ones it submitted).
+/// A page of a listing without filters of its own.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageQuery {
+    /// At most this many (1 to 1000; 100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
+    pub(super) limit: Option<usize>,
+    /// Where to go on: the `Tiergate-Next-Cursor` header of the previous
+    /// page, as it came (opaque).
+    pub(super) cursor: Option<String>,
+}
+
+/// The page size when none is asked for.
+const DEFAULT_PAGE: usize = 100;
+/// The largest page.
+const MAX_PAGE: usize = 1000;
+/// The response header naming where the next page starts.
+pub(super) const NEXT_CURSOR: &str = "tiergate-next-cursor";
+
+/// A listing's page size and cursor, checked.
+pub(super) fn page_of(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+) -> Result<(usize, Option<ListCursor>), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "`limit` is {limit}: ask for 1 to {MAX_PAGE} at a time, and page on with `cursor`"
+            ),
+        )
+        .field("limit"));
+    }
+    let cursor = match cursor {
+        None => None,
+        Some(text) => Some(ListCursor::decode(text).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                "`cursor` is not one this service gave: send the `Tiergate-Next-Cursor` header of the previous page as it came",
+            )
+            .field("cursor")
+        })?),
+    };
+    Ok((limit, cursor))
+}
+
+/// Listings and scrapes at once, at most: one fewer than the cores (at
+/// least one). However many clients page or scrape in a loop, a core is
+/// left to payments; the others wait their turn without holding a thread.
+pub(in crate::server) fn heavy_reads() -> &'static tokio::sync::Semaphore {
+    static READS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    READS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+    })
+}
+
+/// One page of a listing as the response, read and written on the blocking
+/// pool under a [`heavy_reads`] permit.
+pub(super) async fn listed(
+    state: &AppState,
+    tenant: &str,
+    statuses: Vec<Status>,
+    caller: Option<String>,
+    newest_first: bool,
+    after: Option<ListCursor>,
+    limit: usize,
+) -> Result<Response, ApiError> {
+    let _permit = heavy_reads().acquire().await.map_err(ApiError::internal)?;
+    let (governor, tenant) = (state.governor().clone(), tenant.to_string());
+    let page = tokio::task::spawn_blocking(move || {
+        let listing = Listing {
+            statuses: &statuses,
+            caller: caller.as_deref(),
+            newest_first,
+            after,
+            limit,
+        };
+        governor
+            .list(&tenant, &listing)
+            .map(|page| paged(page, limit))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(page)
+}
+
+/// A page as JSON, with the cursor of the next one when the page is full.
+pub(super) fn paged(page: Vec<Authorization>, limit: usize) -> Response {
+    let next = (page.len() == limit)
+        .then(|| page.last().map(|last| ListCursor::after(last).encode()))
+        .flatten();
+    let mut response = Json(page).into_response();
+    if let Some(next) = next.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        response.headers_mut().insert(NEXT_CURSOR, next);
+    }
+    response
+}
+
+/// The tenant's payments, newest first, a page at a time (an agent key:
+/// only the ones it submitted). When the page is full, the
+/// `Tiergate-Next-Cursor` header says where the next one starts: send it
+/// back as `cursor`.
 #[utoipa::path(get, path = "/v1/authorizations", tag = "authorizations",
     params(ListQuery),
     responses(
-        (status = 200, body = Vec<Authorization>),
-        (status = 400, description = "An unknown status", body = Error),
+        (status = 200, body = Vec<Authorization>, headers(
+            ("Tiergate-Next-Cursor" = String, description = "Where the next page starts, when this one is full: send it back as `cursor` (opaque)"),
+        )),
+        (status = 400, description = "An unknown status, a limit out of 1 to 1000, or a cursor this service did not give", body = Error),
     ),
     security(("api_key" = [])))]
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<Authorization>>, ApiError> {
-    let statuses = match &q.status {
+) -> Result<Response, ApiError> {
+    let statuses: Vec<Status> = match &q.status {
         None => Vec::new(),
         Some(text) => text
             .split(',')
@@ -134,12 +245,10 @@ pub(super) async fn list(
             })
             .collect::<Result<_, _>>()?,
     };
-    let limit = q.limit.unwrap_or(100).min(1000);
-    let mut all = state.governor().list(caller.tenant(), &statuses)?;
-    all.retain(|a| visible_to(&caller, a));
-    all.reverse();
-    all.truncate(limit);
-    Ok(Json(all))
+    let (limit, after) = page_of(q.limit, q.cursor.as_deref())?;
+    // An agent key lists what it submitted, by the index of its own.
+    let own = (caller.0.role == Role::Agent).then(|| caller.0.key_id.clone());
+    listed(&state, caller.tenant(), statuses, own, true, after, limit).await
 }
 
 fn visible_to(caller: &Caller, auth: &Authorization) -> bool {

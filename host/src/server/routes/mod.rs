@@ -84,6 +84,8 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (router, document::completed(api))
 }
 
+pub(super) use ops::metrics_address;
+
 /// The OpenAPI document of the service, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().1

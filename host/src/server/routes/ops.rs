@@ -24,9 +24,63 @@ pub(super) async fn ready(State(state): State<AppState>) -> Result<Json<Value>, 
     Ok(Json(json!({ "status": "ready" })))
 }
 
-/// Prometheus metrics (OpenMetrics text).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
-pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// Prometheus metrics (OpenMetrics text), for a scraper with the metrics
+/// token (`Authorization: Bearer <metrics token>`); not served here when
+/// the operator set a separate metrics address, or no token.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, content_type = "application/openmetrics-text", body = String),
+    (status = 401, description = "No metrics token, or a wrong one", body = crate::server::error::Body),
+    (status = 404, description = "Metrics are not served on this address", body = crate::server::error::Body),
+))]
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    scrape(state, &headers, false).await
+}
+
+/// `/metrics` on the separate metrics address.
+pub(in crate::server) async fn metrics_address(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    scrape(state, &headers, true).await
+}
+
+async fn scrape(
+    state: AppState,
+    headers: &axum::http::HeaderMap,
+    on_metrics_address: bool,
+) -> Result<Response, ApiError> {
+    use crate::server::metrics::Refusal;
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match state
+        .metrics()
+        .access()
+        .allows(authorization, on_metrics_address)
+    {
+        Ok(()) => {}
+        Err(Refusal::NotHere) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "metrics are not served on this address: the operator sets a metrics token (`metrics_token`) or a metrics address (`metrics_listen`)",
+            ));
+        }
+        Err(Refusal::BadToken) => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send the metrics token: `Authorization: Bearer <metrics token>`",
+            ));
+        }
+    }
+    let _permit = super::authorizations::heavy_reads()
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     let store = state.store().clone();
     let metrics = state.metrics().clone();
     let text = tokio::task::spawn_blocking(move || metrics.render(store.as_ref()))

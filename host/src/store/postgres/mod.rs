@@ -28,12 +28,12 @@ use pool::{Conn, Pool, Sql};
 use tokio_postgres::Row;
 
 use super::{
-    AuditEvent, Chained, Change, EventDraft, History, HistoryReads, NewEntry, OutboxEntry,
-    PastPayment, Recorded, Snapshot, Store, StoreError, chain, filter_columns, retain_until,
-    utc_day,
+    ALL_STATUSES, AuditEvent, Chained, Change, EventDraft, History, HistoryReads, Listing,
+    NewEntry, OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, Waiting, chain,
+    filter_columns, listing_bound, merge_keys, retain_until, utc_day,
 };
 use crate::governance::{Authorization, GovernError, Status};
-use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
+use crate::model::context::{ActivityFilter, ActivityResult, ActivitySum, RecipientHistory};
 use crate::model::money::parse_decimal;
 use crate::model::transaction::Transaction;
 
@@ -97,8 +97,8 @@ fn chain_head(rows: &[Row]) -> Result<Option<(u64, String)>, StoreError> {
 
 const INSERT_AUTHORIZATION: &str = "INSERT INTO authorizations (tenant, tx_id, content_hash, agent,
          team, recipient, category, currency, amount, tier, requested_at_ms, status, holds,
-         deadline_ms, body, audit_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+         deadline_ms, body, audit_id, caller)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 const UPDATE_AUTHORIZATION: &str =
     "UPDATE authorizations SET status = $3, holds = $4, deadline_ms = $5, body = $6
@@ -172,6 +172,7 @@ fn apply(
                 &deadline,
                 &body,
                 &a.audit_id,
+                &a.caller,
             ],
         )
     } else {
@@ -301,7 +302,7 @@ impl HistoryReads for HistoryIn<'_, '_> {
         until_ms: u64,
         currency: &str,
         filter: &ActivityFilter,
-    ) -> Result<Activity, StoreError> {
+    ) -> Result<ActivityResult, StoreError> {
         let (category, tier) = filter_columns(filter);
         let since = since_ms.max(self.entry.history_since_ms);
         let rows = self.conn.borrow_mut().query(
@@ -317,15 +318,16 @@ impl HistoryReads for HistoryIn<'_, '_> {
                 &tier,
             ],
         )?;
-        let mut activity = Activity::default();
+        let mut activity = ActivitySum::default();
         for r in rows {
-            activity.count += 1;
-            if r.try_get::<_, &str>(1)? == currency {
-                activity.total +=
-                    parse_decimal(r.try_get(0)?).map_err(|e| StoreError(e.to_string()))?;
-            }
+            let amount = if r.try_get::<_, &str>(1)? == currency {
+                Some(parse_decimal(r.try_get(0)?).map_err(|e| StoreError(e.to_string()))?)
+            } else {
+                None
+            };
+            activity.add(amount);
         }
-        Ok(activity)
+        Ok(activity.finish())
     }
 
     fn recipient(&self) -> Result<RecipientHistory, StoreError> {
@@ -446,6 +448,78 @@ fn ledger_insert_in(c: &mut Conn, auth: &Authorization, now_ms: u64) -> Result<S
         &[&t.tenant, &t.id],
     )?
     .try_get(0)?)
+}
+
+/// One page of a listing: its keys from an index (per status, merged),
+/// then the payments by their primary key, in one round trip each.
+fn list_in(
+    c: &mut Conn,
+    tenant: &str,
+    listing: &Listing<'_>,
+) -> Result<Vec<Authorization>, StoreError> {
+    let (at, id) = listing_bound(listing);
+    let limit = listing.limit.min(i64::MAX as usize) as i64;
+    let (cmp, order) = if listing.newest_first {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let key = |r: &Row| -> Result<(i64, String), StoreError> { Ok((r.try_get(0)?, r.try_get(1)?)) };
+    let keys = if listing.statuses.is_empty() && listing.caller.is_none() {
+        let sql = format!(
+            "SELECT requested_at_ms, tx_id FROM authorizations
+             WHERE tenant = $1 AND (requested_at_ms, tx_id) {cmp} ($2, $3)
+             ORDER BY requested_at_ms {order}, tx_id {order} LIMIT $4"
+        );
+        c.query(&sql, &[&tenant, &at, &id, &limit])?
+            .iter()
+            .map(key)
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let statuses: Vec<&str> = if listing.statuses.is_empty() {
+            ALL_STATUSES.iter().map(|s| s.as_str()).collect()
+        } else {
+            listing.statuses.iter().map(|s| s.as_str()).collect()
+        };
+        let caller = listing.caller.map_or("", |_| "AND caller = $6");
+        let sql = format!(
+            "SELECT requested_at_ms, tx_id FROM authorizations
+             WHERE tenant = $1 {caller} AND status = $2 AND (requested_at_ms, tx_id) {cmp} ($3, $4)
+             ORDER BY requested_at_ms {order}, tx_id {order} LIMIT $5"
+        );
+        let mut pages = Vec::new();
+        for status in &statuses {
+            let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&tenant, status, &at, &id, &limit];
+            if let Some(caller) = &listing.caller {
+                params.push(caller);
+            }
+            pages.push(
+                c.query(&sql, &params)?
+                    .iter()
+                    .map(key)
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        merge_keys(listing, pages)
+    };
+    let ids: Vec<&str> = keys.iter().map(|(_, id)| id.as_str()).collect();
+    let rows = c.query(
+        "SELECT tx_id, body FROM authorizations WHERE tenant = $1 AND tx_id = ANY($2)",
+        &[&tenant, &ids],
+    )?;
+    let mut bodies = std::collections::HashMap::new();
+    for r in &rows {
+        bodies.insert(r.try_get::<_, &str>(0)?, r.try_get::<_, &str>(1)?);
+    }
+    ids.iter()
+        .map(|id| {
+            let body = bodies
+                .get(id)
+                .ok_or_else(|| StoreError(format!("payment {id} vanished from the listing")))?;
+            parse_body(body)
+        })
+        .collect()
 }
 
 impl Store for PostgresStore {
@@ -570,25 +644,42 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    fn list(&self, tenant: &str, statuses: &[Status]) -> Result<Vec<Authorization>, StoreError> {
+    fn list(&self, tenant: &str, listing: &Listing<'_>) -> Result<Vec<Authorization>, StoreError> {
+        let mut c = self.conn()?;
+        // One snapshot for the keys and the rows; no tenant lock.
+        c.batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        let page = list_in(&mut c, tenant, listing);
+        c.rollback()?;
+        page
+    }
+
+    fn waiting(&self) -> Result<Waiting, StoreError> {
         let rows = self.conn()?.query(
-            "SELECT body, status FROM authorizations WHERE tenant = $1
-             ORDER BY requested_at_ms, tx_id",
-            &[&tenant],
+            "SELECT status, SUM(n)::BIGINT FROM waiting GROUP BY status",
+            &[],
         )?;
-        let mut out = Vec::new();
+        let mut waiting = Waiting::default();
         for r in rows {
-            let status: &str = r.try_get(1)?;
-            if statuses.is_empty() || statuses.iter().any(|s| s.as_str() == status) {
-                out.push(parse_body(r.try_get(0)?)?);
+            let n = r.try_get::<_, i64>(1)?.max(0) as u64;
+            match r.try_get::<_, &str>(0)? {
+                "pending_veto" => waiting.pending_veto = n,
+                "awaiting_approval" => waiting.awaiting_approval = n,
+                _ => {}
             }
         }
-        Ok(out)
+        Ok(waiting)
     }
 
     fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        // One index seek per tenant: `SELECT DISTINCT` read every event.
         let rows = self.conn()?.query(
-            "SELECT DISTINCT tenant FROM audit_events ORDER BY tenant",
+            "WITH RECURSIVE t(name) AS (
+                 SELECT MIN(tenant) FROM audit_events
+                 UNION ALL
+                 SELECT (SELECT MIN(tenant) FROM audit_events WHERE tenant > t.name) FROM t
+                 WHERE t.name IS NOT NULL
+             )
+             SELECT name FROM t WHERE name IS NOT NULL",
             &[],
         )?;
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()

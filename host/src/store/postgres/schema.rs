@@ -210,6 +210,25 @@ INSERT INTO tenant_policies (tenant, digest, bytes, uploaded_ms, component)
 ON CONFLICT DO NOTHING;
 DELETE FROM policies WHERE digest IN (SELECT policy FROM tenant_rules);
 "#,
+    // Listings page through an index: by status, and an agent key's own
+    // payments by the key that submitted them. Payments waiting on an owner
+    // are counted as they start and stop waiting, for `/metrics`.
+    r#"
+ALTER TABLE authorizations ADD COLUMN caller TEXT COLLATE "C";
+UPDATE authorizations SET caller = body::jsonb ->> 'caller';
+CREATE INDEX authorizations_by_status ON authorizations (tenant, status, requested_at_ms, tx_id);
+CREATE INDEX authorizations_by_caller ON authorizations (tenant, caller, status, requested_at_ms, tx_id)
+    WHERE caller IS NOT NULL;
+CREATE TABLE waiting (
+    tenant TEXT COLLATE "C" NOT NULL,
+    status TEXT   NOT NULL,
+    n      BIGINT NOT NULL,
+    PRIMARY KEY (tenant, status)
+);
+INSERT INTO waiting (tenant, status, n)
+    SELECT tenant, status, COUNT(*) FROM authorizations
+    WHERE status IN ('pending_veto', 'awaiting_approval') GROUP BY tenant, status;
+"#,
 ];
 
 /// Brings the schema up to date. Every replica runs this on start; the

@@ -13,7 +13,7 @@ use super::pool::{Conn, Sql};
 use crate::governance::{Authorization, Status};
 use crate::model::money::parse_decimal;
 use crate::model::transaction::Transaction;
-use crate::store::{Holdings, NewEntry, StoreError};
+use crate::store::{HoldingSums, Holdings, NewEntry, StoreError};
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -25,6 +25,8 @@ pub(super) struct Tracked {
     /// The payment executed now: its recipient's totals count it.
     executed: bool,
     requested_at_ms: i64,
+    /// Changes to the counts of payments waiting on an owner.
+    waiting: Vec<(&'static str, i64)>,
 }
 
 pub(super) fn track(auth: &Authorization, before: Option<Status>) -> Tracked {
@@ -57,6 +59,9 @@ pub(super) fn track(auth: &Authorization, before: Option<Status>) -> Tracked {
         holdings,
         executed: auth.status == Status::Executed && before != Some(Status::Executed),
         requested_at_ms: ms(t.requested_at_ms),
+        waiting: crate::store::waiting_changes(before, auth.status)
+            .map(|(status, change)| (status.as_str(), change))
+            .collect(),
     }
 }
 
@@ -72,6 +77,13 @@ impl Tracked {
                  ON CONFLICT (tenant, scope, name, currency, hour) DO UPDATE
                  SET amount = trim_scale(holdings.amount::numeric + excluded.amount::numeric)::text",
                 vec![&t.tenant, scope, name, &t.currency, hour, change],
+            ));
+        }
+        for (status, change) in &self.waiting {
+            out.push((
+                "INSERT INTO waiting (tenant, status, n) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant, status) DO UPDATE SET n = waiting.n + excluded.n",
+                vec![&t.tenant, status, change],
             ));
         }
         if self.executed {
@@ -162,28 +174,30 @@ pub(super) fn holdings(
     buckets: &[Row],
     cut_hour: &[Row],
 ) -> Result<Holdings, StoreError> {
-    let mut holdings = Holdings::default();
+    let mut holdings = HoldingSums::default();
     for r in buckets {
-        let amount = decimal(r.try_get(1)?)?;
-        match r.try_get::<_, &str>(0)? {
-            "tenant" => holdings.tenant += amount,
-            "agent" => holdings.agent += amount,
-            _ => holdings.team += amount,
-        }
+        // PostgreSQL's `numeric` sums exactly past one decimal's range.
+        let sum = match r.try_get::<_, &str>(0)? {
+            "tenant" => &mut holdings.tenant,
+            "agent" => &mut holdings.agent,
+            _ => &mut holdings.team,
+        };
+        sum.add_text(r.try_get(1)?)
+            .map_err(|e| StoreError(format!("a stored total is unreadable: {e}")))?;
     }
     for r in cut_hour {
         let agent: &str = r.try_get(0)?;
         let team: Option<&str> = r.try_get(1)?;
         let amount = decimal(r.try_get(2)?)?;
-        holdings.tenant += amount;
+        holdings.tenant.add(amount);
         if agent == entry.agent {
-            holdings.agent += amount;
+            holdings.agent.add(amount);
         }
         if team.is_some() && team == entry.team {
-            holdings.team += amount;
+            holdings.team.add(amount);
         }
     }
-    Ok(holdings)
+    Ok(holdings.holdings())
 }
 
 fn decimal(text: &str) -> Result<Decimal, StoreError> {

@@ -22,6 +22,7 @@ pub(super) struct Gate {
     inside: Mutex<usize>,
     left: Condvar,
     limit: usize,
+    patience: Duration,
 }
 
 /// A caller's turn; the next one goes in when it is dropped.
@@ -33,21 +34,22 @@ impl Gate {
     /// A gate for this machine: one fewer than its cores, at least one.
     pub(super) fn for_this_machine() -> Arc<Gate> {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Gate::admitting(cores.saturating_sub(1).max(1))
+        Gate::admitting(cores.saturating_sub(1).max(1), PATIENCE)
     }
 
-    fn admitting(limit: usize) -> Arc<Gate> {
+    fn admitting(limit: usize, patience: Duration) -> Arc<Gate> {
         Arc::new(Gate {
             inside: Mutex::new(0),
             left: Condvar::new(),
             limit,
+            patience,
         })
     }
 
     /// Waits for a turn, or for [`PATIENCE`]; a caller let in after running
     /// out of patience is not counted.
     pub(super) fn enter(self: &Arc<Self>) -> Turn {
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + self.patience;
         let mut inside = self.inside.lock().unwrap_or_else(PoisonError::into_inner);
         while *inside >= self.limit {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -82,7 +84,9 @@ mod tests {
 
     #[test]
     fn a_turn_lets_the_next_caller_in_when_it_ends() {
-        let gate = Gate::admitting(1);
+        // Patience far longer than the test: a descheduled test thread
+        // must not look like a caller let in while the gate was full.
+        let gate = Gate::admitting(1, Duration::from_secs(600));
         let first = gate.enter();
         let (tx, rx) = std::sync::mpsc::channel();
         let waiter = {
@@ -107,7 +111,7 @@ mod tests {
 
     #[test]
     fn a_caller_holding_a_turn_is_never_stuck_asking_for_another() {
-        let gate = Gate::admitting(1);
+        let gate = Gate::admitting(1, PATIENCE);
         let _held = gate.enter();
         let second = gate.enter();
         assert!(second.gate.is_none(), "let in uncounted after its patience");

@@ -12,11 +12,12 @@ use gate::{Gate, Turn};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    AuditEvent, Change, EventDraft, History, HistoryReads, NewEntry, OutboxEntry, PastPayment,
-    Recorded, Snapshot, Store, StoreError, chain, filter_columns, retain_until,
+    ALL_STATUSES, AuditEvent, Change, EventDraft, History, HistoryReads, Listing, NewEntry,
+    OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, Waiting, chain,
+    filter_columns, listing_bound, merge_keys, retain_until,
 };
 use crate::governance::{Authorization, GovernError, Status};
-use crate::model::context::{Activity, ActivityFilter, RecipientHistory};
+use crate::model::context::{ActivityFilter, ActivityResult, ActivitySum, RecipientHistory};
 use crate::model::money::parse_decimal;
 
 /// Schema versions, applied in order; `PRAGMA user_version` says how many ran.
@@ -260,6 +261,34 @@ INSERT OR IGNORE INTO tenant_policies (tenant, digest, bytes, uploaded_ms, compo
     FROM policies p JOIN (SELECT DISTINCT tenant, policy FROM tenant_rules) r
       ON r.policy = p.digest;
 DELETE FROM policies WHERE digest IN (SELECT policy FROM tenant_rules);
+"#,
+    // A replace (`INSERT OR REPLACE`, `REPLACE INTO`) deletes the event it
+    // conflicts with, and SQLite fires no delete trigger for that unless the
+    // connection turned `recursive_triggers` on: refuse any insert whose
+    // place in the chain is taken, whatever the connection.
+    r#"
+CREATE TRIGGER audit_events_append_only_insert BEFORE INSERT ON audit_events
+    WHEN EXISTS (SELECT 1 FROM audit_events WHERE tenant = NEW.tenant AND seq = NEW.seq)
+    BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+"#,
+    // Listings page through an index: by status, and an agent key's own
+    // payments by the key that submitted them. Payments waiting on an owner
+    // are counted as they start and stop waiting, for `/metrics`.
+    r#"
+ALTER TABLE authorizations ADD COLUMN caller TEXT;
+UPDATE authorizations SET caller = json_extract(body, '$.caller');
+CREATE INDEX authorizations_by_status ON authorizations (tenant, status, requested_at_ms, tx_id);
+CREATE INDEX authorizations_by_caller ON authorizations (tenant, caller, status, requested_at_ms, tx_id)
+    WHERE caller IS NOT NULL;
+CREATE TABLE waiting (
+    tenant TEXT    NOT NULL,
+    status TEXT    NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, status)
+) WITHOUT ROWID;
+INSERT INTO waiting (tenant, status, n)
+    SELECT tenant, status, COUNT(*) FROM authorizations
+    WHERE status IN ('pending_veto', 'awaiting_approval') GROUP BY tenant, status;
 "#,
 ];
 
@@ -529,12 +558,34 @@ impl SqliteStore {
         (out, self.sync.note_write())
     }
 
-    /// Runs a read; before its rows are returned, waits until they are durable.
+    /// Runs a read on a reader of its own, in one read transaction, beside
+    /// the writer: it never waits for the writer's lock, nor the writer for it.
+    fn read_beside<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = self.readers.take()?;
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        let out = f(&conn);
+        // A reader that cannot end its transaction is closed, not reused.
+        if conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut c| c.execute([]))
+            .is_ok()
+        {
+            self.readers.give_back(conn);
+        }
+        out
+    }
+
+    /// Runs a read beside the writer; before its rows are returned, waits
+    /// until they are durable. A long read (an export's page, a chain being
+    /// verified) never holds up a payment.
     fn read<R>(
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let out = f(&self.lock())?;
+        let out = self.read_beside(f)?;
         self.durable()?;
         Ok(out)
     }
@@ -649,8 +700,8 @@ fn apply(tx: &Connection, change: &Change, now_ms: u64, insert: bool) -> Result<
     totals::track(tx, a, before)?;
     if insert {
         tx.prepare_cached("INSERT INTO authorizations (tenant, tx_id, content_hash, agent, team, recipient, category, currency,
-                 amount, tier, requested_at_ms, status, holds, deadline_ms, body, audit_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)")?.execute(
+                 amount, tier, requested_at_ms, status, holds, deadline_ms, body, audit_id, caller)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)")?.execute(
             params![
                 t.tenant,
                 t.id,
@@ -667,7 +718,8 @@ fn apply(tx: &Connection, change: &Change, now_ms: u64, insert: bool) -> Result<
                 a.status.holds_budget(),
                 a.deadline_ms.map(|d| d as i64),
                 body,
-                a.audit_id
+                a.audit_id,
+                a.caller
             ],
         )?;
     } else {
@@ -838,7 +890,7 @@ impl HistoryReads for HistoryIn<'_> {
         until_ms: u64,
         currency: &str,
         filter: &ActivityFilter,
-    ) -> Result<Activity, StoreError> {
+    ) -> Result<ActivityResult, StoreError> {
         let (category, tier) = filter_columns(filter);
         let since = since_ms.max(self.since_ms);
         // From the covering index alone; amounts summed exactly here.
@@ -855,15 +907,17 @@ impl HistoryReads for HistoryIn<'_> {
             category,
             tier
         ])?;
-        let mut activity = Activity::default();
+        let mut activity = ActivitySum::default();
         while let Some(row) = rows.next()? {
-            activity.count += 1;
-            if row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)? == currency {
+            let amount = if row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)? == currency {
                 let amount = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-                activity.total += parse_decimal(amount).map_err(|e| StoreError(e.to_string()))?;
-            }
+                Some(parse_decimal(amount).map_err(|e| StoreError(e.to_string()))?)
+            } else {
+                None
+            };
+            activity.add(amount);
         }
-        Ok(activity)
+        Ok(activity.finish())
     }
 
     fn recipient(&self) -> Result<RecipientHistory, StoreError> {
@@ -922,7 +976,7 @@ impl HistoryReads for Peeked {
         until_ms: u64,
         currency: &str,
         filter: &ActivityFilter,
-    ) -> Result<Activity, StoreError> {
+    ) -> Result<ActivityResult, StoreError> {
         self.read(|h| h.activity(since_ms, until_ms, currency, filter))
     }
 
@@ -965,7 +1019,7 @@ impl<R: HistoryReads> HistoryReads for Admitted<R> {
         until_ms: u64,
         currency: &str,
         filter: &ActivityFilter,
-    ) -> Result<Activity, StoreError> {
+    ) -> Result<ActivityResult, StoreError> {
         self.reads.activity(since_ms, until_ms, currency, filter)
     }
 
@@ -1121,7 +1175,7 @@ fn update_in(
 
 impl Store for SqliteStore {
     fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
-        let found = get_in(&self.lock(), tenant, tx_id)?;
+        let found = self.read_beside(|conn| get_in(conn, tenant, tx_id))?;
         if found.is_some() {
             self.durable()?;
         }
@@ -1129,11 +1183,14 @@ impl Store for SqliteStore {
     }
 
     fn tx_with_audit_id(&self, tenant: &str, audit_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .lock()
-            .prepare_cached("SELECT tx_id FROM authorizations WHERE tenant = ?1 AND audit_id = ?2")?
-            .query_row(params![tenant, audit_id], |r| r.get(0))
-            .optional()?)
+        self.read_beside(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT tx_id FROM authorizations WHERE tenant = ?1 AND audit_id = ?2",
+                )?
+                .query_row(params![tenant, audit_id], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     fn record(
@@ -1215,42 +1272,51 @@ impl Store for SqliteStore {
     }
 
     fn due(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT tenant, tx_id FROM authorizations
-             WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND status IN ('pending_veto', 'awaiting_approval')
-             ORDER BY deadline_ms",
-        )?;
-        let rows = stmt.query_map(params![now_ms as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        // Beside the writer: `update` decides again on the current state.
+        self.read_beside(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT tenant, tx_id FROM authorizations
+                 WHERE deadline_ms IS NOT NULL AND deadline_ms <= ?1 AND status IN ('pending_veto', 'awaiting_approval')
+                 ORDER BY deadline_ms",
+            )?;
+            let rows = stmt.query_map(params![now_ms as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
-    fn list(&self, tenant: &str, statuses: &[Status]) -> Result<Vec<Authorization>, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT body, status FROM authorizations
-                 WHERE tenant = ?1 ORDER BY requested_at_ms, tx_id",
-            )?;
-            let rows = stmt.query_map(params![tenant], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Vec::new();
+    fn list(&self, tenant: &str, listing: &Listing<'_>) -> Result<Vec<Authorization>, StoreError> {
+        let page = self.read_beside(|conn| list_in(conn, tenant, listing))?;
+        // A row read may be another writer's commit not yet on disk.
+        if !page.is_empty() {
+            self.durable()?;
+        }
+        Ok(page)
+    }
+
+    fn waiting(&self) -> Result<Waiting, StoreError> {
+        self.read_beside(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT status, SUM(n) FROM waiting GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let mut waiting = Waiting::default();
             for row in rows {
-                let (body, status) = row?;
-                if statuses.is_empty() || statuses.iter().any(|s| s.as_str() == status) {
-                    out.push(parse_body(&body)?);
+                let (status, n) = row?;
+                match status.as_str() {
+                    "pending_veto" => waiting.pending_veto = n.max(0) as u64,
+                    "awaiting_approval" => waiting.awaiting_approval = n.max(0) as u64,
+                    _ => {}
                 }
             }
-            Ok(out)
+            Ok(waiting)
         })
     }
 
     fn tenants(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT DISTINCT tenant FROM audit_events ORDER BY tenant")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read_beside(|conn| {
+            let mut stmt = conn.prepare_cached(TENANTS_SQL)?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn events(&self, tenant: &str, tx_id: Option<&str>) -> Result<Vec<AuditEvent>, StoreError> {
@@ -1370,6 +1436,91 @@ impl Store for SqliteStore {
     }
 }
 
+/// Every tenant with audit events, one seek per tenant on the chain's
+/// primary key: `SELECT DISTINCT` read every event.
+const TENANTS_SQL: &str = "WITH RECURSIVE t(name) AS (
+         SELECT MIN(tenant) FROM audit_events
+         UNION ALL
+         SELECT (SELECT MIN(tenant) FROM audit_events WHERE tenant > t.name) FROM t
+         WHERE t.name IS NOT NULL
+     )
+     SELECT name FROM t WHERE name IS NOT NULL";
+
+/// The keys of one status's page (an agent key's own with `?6`), newest
+/// first or oldest first after the cursor.
+const PAGE_KEYS_SQL: [[&str; 2]; 2] = [
+    [
+        "SELECT requested_at_ms, tx_id FROM authorizations
+         WHERE tenant = ?1 AND status = ?2 AND (requested_at_ms, tx_id) > (?3, ?4)
+         ORDER BY requested_at_ms, tx_id LIMIT ?5",
+        "SELECT requested_at_ms, tx_id FROM authorizations
+         WHERE tenant = ?1 AND status = ?2 AND (requested_at_ms, tx_id) < (?3, ?4)
+         ORDER BY requested_at_ms DESC, tx_id DESC LIMIT ?5",
+    ],
+    [
+        "SELECT requested_at_ms, tx_id FROM authorizations
+         WHERE tenant = ?1 AND caller = ?6 AND status = ?2 AND (requested_at_ms, tx_id) > (?3, ?4)
+         ORDER BY requested_at_ms, tx_id LIMIT ?5",
+        "SELECT requested_at_ms, tx_id FROM authorizations
+         WHERE tenant = ?1 AND caller = ?6 AND status = ?2 AND (requested_at_ms, tx_id) < (?3, ?4)
+         ORDER BY requested_at_ms DESC, tx_id DESC LIMIT ?5",
+    ],
+];
+
+/// The keys of a page of every status, on the request-order index.
+const PAGE_KEYS_ANY_SQL: [&str; 2] = [
+    "SELECT requested_at_ms, tx_id FROM authorizations
+     WHERE tenant = ?1 AND (requested_at_ms, tx_id) > (?2, ?3)
+     ORDER BY requested_at_ms, tx_id LIMIT ?4",
+    "SELECT requested_at_ms, tx_id FROM authorizations
+     WHERE tenant = ?1 AND (requested_at_ms, tx_id) < (?2, ?3)
+     ORDER BY requested_at_ms DESC, tx_id DESC LIMIT ?4",
+];
+
+/// One page of a listing, in one read transaction: its keys from an index
+/// (per status, merged), then each payment by its primary key.
+fn list_in(
+    conn: &Connection,
+    tenant: &str,
+    listing: &Listing<'_>,
+) -> Result<Vec<Authorization>, StoreError> {
+    let (at, id) = listing_bound(listing);
+    let limit = listing.limit.min(i64::MAX as usize) as i64;
+    let order = usize::from(listing.newest_first);
+    let key = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?));
+    let keys = if listing.statuses.is_empty() && listing.caller.is_none() {
+        conn.prepare_cached(PAGE_KEYS_ANY_SQL[order])?
+            .query_map(params![tenant, at, id, limit], key)?
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        let statuses = if listing.statuses.is_empty() {
+            &ALL_STATUSES[..]
+        } else {
+            listing.statuses
+        };
+        let sql = PAGE_KEYS_SQL[usize::from(listing.caller.is_some())][order];
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut reads = Vec::new();
+        for status in statuses {
+            let rows = match listing.caller {
+                Some(caller) => {
+                    stmt.query_map(params![tenant, status.as_str(), at, id, limit, caller], key)?
+                }
+                None => stmt.query_map(params![tenant, status.as_str(), at, id, limit], key)?,
+            };
+            reads.push(rows.collect::<Result<Vec<_>, _>>()?);
+        }
+        merge_keys(listing, reads)
+    };
+    let mut body =
+        conn.prepare_cached("SELECT body FROM authorizations WHERE tenant = ?1 AND tx_id = ?2")?;
+    keys.iter()
+        .map(|(_, tx_id)| {
+            parse_body(&body.query_row(params![tenant, tx_id], |r| r.get::<_, String>(0))?)
+        })
+        .collect()
+}
+
 /// The latest tenant-level event (one of no payment) of a kind.
 const LATEST_TENANT_EVENT_SQL: &str = "SELECT detail FROM audit_events
      WHERE tenant = ?1 AND tx_id = '' AND kind = ?2 ORDER BY seq DESC LIMIT 1";
@@ -1427,8 +1578,8 @@ mod tests {
     use rusqlite::StatementStatus;
 
     use super::{
-        HISTORY_SQL, LATEST_TENANT_EVENT_SQL, SqliteStore, StoreError, history_at_most, totals,
-        utc_day,
+        HISTORY_SQL, LATEST_TENANT_EVENT_SQL, PAGE_KEYS_ANY_SQL, PAGE_KEYS_SQL, SqliteStore,
+        StoreError, TENANTS_SQL, history_at_most, totals, utc_day,
     };
 
     #[test]
@@ -1516,6 +1667,49 @@ mod tests {
             );
             assert!(!steps.iter().any(|s| s.starts_with("SCAN")), "{steps:?}");
         }
+    }
+
+    #[test]
+    fn listings_and_scrapes_seek_an_index_and_never_sort_or_scan_payments() {
+        // A page costs its own rows, whatever the tenant holds.
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        let conn = store.lock();
+        let plan = |sql: &str| -> Vec<String> {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let mut rows = stmt.raw_query();
+            let mut steps = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                steps.push(row.get::<_, String>(3).unwrap());
+            }
+            steps
+        };
+        for (sql, index) in [
+            (PAGE_KEYS_SQL[0][0], "authorizations_by_status"),
+            (PAGE_KEYS_SQL[0][1], "authorizations_by_status"),
+            (PAGE_KEYS_SQL[1][0], "authorizations_by_caller"),
+            (PAGE_KEYS_SQL[1][1], "authorizations_by_caller"),
+            (PAGE_KEYS_ANY_SQL[0], "authorizations_in_order"),
+            (PAGE_KEYS_ANY_SQL[1], "authorizations_in_order"),
+        ] {
+            let steps = plan(sql);
+            let expected = format!("SEARCH authorizations USING COVERING INDEX {index}");
+            assert!(
+                steps.iter().any(|s| s.starts_with(&expected)),
+                "{sql}\nis planned as {steps:?}"
+            );
+            assert!(
+                !steps
+                    .iter()
+                    .any(|s| s.starts_with("SCAN") || s.contains("TEMP B-TREE")),
+                "{sql}\nis planned as {steps:?}"
+            );
+        }
+        let steps = plan(TENANTS_SQL);
+        assert!(
+            !steps.iter().any(|s| s.starts_with("SCAN audit_events")),
+            "{steps:?}"
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use rust_decimal::Decimal;
 
 use super::StoreError;
 use crate::governance::{Authorization, Status};
-use crate::model::money::parse_decimal;
-use crate::store::{Holdings, NewEntry};
+use crate::model::money::{ExactSum, parse_decimal};
+use crate::store::{HoldingSums, Holdings, NewEntry};
 
 const HOUR_MS: u64 = 3_600_000;
 
@@ -107,6 +107,13 @@ pub(super) fn track(
             },
         )?;
     }
+    for (status, change) in crate::store::waiting_changes(before, auth.status) {
+        conn.prepare_cached(
+            "INSERT INTO waiting (tenant, status, n) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, status) DO UPDATE SET n = n + excluded.n",
+        )?
+        .execute(params![t.tenant, status.as_str(), change])?;
+    }
     if auth.status == Status::Executed && before != Some(Status::Executed) {
         conn.prepare_cached(
             "INSERT INTO recipients (tenant, recipient, first_paid_ms, payments) VALUES (?1, ?2, ?3, 1)
@@ -145,24 +152,23 @@ pub(super) const CUT_HOUR_SQL: &str = "SELECT agent, team, amount FROM authoriza
 /// Money committed in the budget window, by agent, team and tenant.
 pub(super) fn holdings(conn: &Connection, entry: &NewEntry<'_>) -> Result<Holdings, StoreError> {
     let cut_hour = entry.window_start_ms / HOUR_MS;
-    let mut holdings = Holdings::default();
+    let mut holdings = HoldingSums::default();
     // The hours wholly inside the window, from the buckets.
     let mut buckets = conn.prepare_cached(BUCKETS_SQL)?;
-    let mut sum = |scope: &str, name: &str| -> Result<Decimal, StoreError> {
+    let mut sum = |scope: &str, name: &str, total: &mut ExactSum| -> Result<(), StoreError> {
         let rows = buckets.query_map(
             params![entry.tenant, scope, name, entry.currency, cut_hour as i64],
             |r| r.get::<_, String>(0),
         )?;
-        let mut total = Decimal::ZERO;
         for amount in rows {
-            total += decimal(&amount?)?;
+            add_text(total, &amount?)?;
         }
-        Ok(total)
+        Ok(())
     };
-    holdings.tenant = sum("tenant", "")?;
-    holdings.agent = sum("agent", entry.agent)?;
+    sum("tenant", "", &mut holdings.tenant)?;
+    sum("agent", entry.agent, &mut holdings.agent)?;
     if let Some(team) = entry.team {
-        holdings.team = sum("team", team)?;
+        sum("team", team, &mut holdings.team)?;
     }
     // The hour the window's start cuts, payment by payment.
     let mut rows = conn.prepare_cached(CUT_HOUR_SQL)?;
@@ -184,15 +190,15 @@ pub(super) fn holdings(conn: &Connection, entry: &NewEntry<'_>) -> Result<Holdin
     for row in rows {
         let (agent, team, amount) = row?;
         let amount = decimal(&amount)?;
-        holdings.tenant += amount;
+        holdings.tenant.add(amount);
         if agent == entry.agent {
-            holdings.agent += amount;
+            holdings.agent.add(amount);
         }
         if team.is_some() && team.as_deref() == entry.team {
-            holdings.team += amount;
+            holdings.team.add(amount);
         }
     }
-    Ok(holdings)
+    Ok(holdings.holdings())
 }
 
 /// One payment's contribution to the hourly holdings.
@@ -246,21 +252,19 @@ const ADD_AMOUNTS: &str = "tiergate_add_amounts";
 pub(super) fn register_functions(conn: &Connection) -> Result<(), StoreError> {
     use rusqlite::functions::{Context, FunctionFlags};
     let add = |ctx: &Context<'_>| -> rusqlite::Result<String> {
-        let term = |i: usize| -> rusqlite::Result<Decimal> {
+        // Exact however large: a bucket of amounts stored before the amount
+        // bound may not fit one decimal, and must not stop later payments.
+        let mut sum = ExactSum::default();
+        for i in 0..2 {
             let text = ctx.get_raw(i).as_str().map_err(|e| {
                 rusqlite::Error::UserFunctionError(
                     format!("{ADD_AMOUNTS}: argument {} is not text: {e}", i + 1).into(),
                 )
             })?;
-            decimal(text).map_err(|e| rusqlite::Error::UserFunctionError(e.0.into()))
-        };
-        let (a, b) = (term(0)?, term(1)?);
-        let sum = a.checked_add(b).ok_or_else(|| {
-            rusqlite::Error::UserFunctionError(
-                format!("{ADD_AMOUNTS}: {a} + {b} is beyond the range of an exact decimal").into(),
-            )
-        })?;
-        Ok(sum.normalize().to_string())
+            add_text(&mut sum, text).map_err(|e| rusqlite::Error::UserFunctionError(e.0.into()))?;
+        }
+        sum.normalize();
+        Ok(sum.to_string())
     };
     conn.create_scalar_function(
         ADD_AMOUNTS,
@@ -275,6 +279,12 @@ fn decimal(text: &str) -> Result<Decimal, StoreError> {
     parse_decimal(text).map_err(|e| StoreError(format!("a stored amount is unreadable: {e}")))
 }
 
+/// Adds a stored total, which may be longer than one decimal holds.
+fn add_text(sum: &mut ExactSum, text: &str) -> Result<(), StoreError> {
+    sum.add_text(text)
+        .map_err(|e| StoreError(format!("a stored total is unreadable: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
@@ -287,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn holdings_are_summed_as_exact_decimals_and_a_sum_out_of_range_is_refused() {
+    fn holdings_are_summed_as_exact_decimals_however_large() {
         let conn = Connection::open_in_memory().unwrap();
         register_functions(&conn).unwrap();
         // Floating point would give 0.30000000000000004.
@@ -297,8 +307,15 @@ mod tests {
             add(&conn, "7922816251426433759354395033.4", "0.1").unwrap(),
             "7922816251426433759354395033.5"
         );
-        let over = add(&conn, "79228162514264337593543950335", "1").unwrap_err();
-        assert!(over.contains("beyond the range"), "{over}");
+        // Past one decimal's range, still exact: later payments go on.
+        assert_eq!(
+            add(&conn, "79228162514264337593543950335", "1").unwrap(),
+            "79228162514264337593543950336"
+        );
+        assert_eq!(
+            add(&conn, "79228162514264337593543950336", "-1.00").unwrap(),
+            "79228162514264337593543950335"
+        );
         let unreadable = add(&conn, "12,50", "1").unwrap_err();
         assert!(unreadable.contains("unreadable"), "{unreadable}");
     }
