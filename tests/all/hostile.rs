@@ -227,6 +227,23 @@ const RANDOM: Import = Import {
     core_import: r#"(import "host" "random" (func $random (result i64)))"#,
 };
 
+/// `wasi:random/random.get-random-bytes` and its insecure twin: the host
+/// makes the bytes, then copies them into the policy's memory.
+const RANDOM_BYTES: Import = Import {
+    component: r#"(import "wasi:random/random@0.2.0" (instance $random_bytes
+      (export "get-random-bytes" (func (param "len" u64) (result (list u8))))))
+    (core func $random_bytes (canon lower (func $random_bytes "get-random-bytes")
+      (memory $mi "memory") (realloc (func $mi "realloc"))))
+    (import "wasi:random/insecure@0.2.0" (instance $insecure_bytes
+      (export "get-insecure-random-bytes" (func (param "len" u64) (result (list u8))))))
+    (core func $insecure_bytes (canon lower (func $insecure_bytes "get-insecure-random-bytes")
+      (memory $mi "memory") (realloc (func $mi "realloc"))))"#,
+    core_export: r#"(export "random_bytes" (func $random_bytes))
+      (export "insecure_bytes" (func $insecure_bytes))"#,
+    core_import: r#"(import "host" "random_bytes" (func $random_bytes (param i64 i32)))
+    (import "host" "insecure_bytes" (func $insecure_bytes (param i64 i32)))"#,
+};
+
 /// The contract's `context` interface: `recipient` and `agent-activity`.
 const CONTEXT: Import = Import {
     component: r#"(import "tiergate:policy/context@0.1.0" (instance $ctx
@@ -1159,20 +1176,40 @@ fn a_flood_of_context_questions_is_cut_off() {
     );
 
     // A question longer than any real category is refused at once: the
-    // host would otherwise copy it out of the sandbox and keep it on the
-    // decision (and so in the audit record).
-    let d = contained(
-        (kind, "wat: agent activity, 1 MiB category each"),
-        Limits::Suite,
+    // host would otherwise keep it on the decision (and so in the audit
+    // record). One longer than the host takes from a policy at once is
+    // refused before it is even copied out of the sandbox.
+    for (variant, len, expected) in [
+        (
+            "wat: agent activity, 1 KiB category each",
+            1 << 10,
+            FailureKind::ContextQuestionOversized,
+        ),
+        (
+            "wat: agent activity, 1 MiB category each",
+            1 << 20,
+            FailureKind::TransferOversized,
+        ),
+    ] {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &category_flood(len).policy(Limits::Suite),
+            expected,
+            Tier::Collaborative,
+        );
+        assert_eq!(
+            kept_category_bytes(&d),
+            0,
+            "{variant}: nothing of the question is kept"
+        );
+    }
+    let d = classify(
         &category_flood(1 << 20).policy(Limits::Suite),
-        FailureKind::ContextQuestionOversized,
-        Tier::Collaborative,
+        &tx("0.02", "embeddings", "verified"),
     );
-    assert_eq!(
-        kept_category_bytes(&d),
-        0,
-        "nothing of the question is kept"
-    );
+    let detail = &d.failure.as_ref().unwrap().detail;
+    assert!(detail.contains("262144 bytes"), "{detail}");
     eprintln!(
         "hostile |   the decision keeps {} bytes of category text from a {} byte sandbox",
         kept_category_bytes(&d),
@@ -1360,9 +1397,9 @@ fn answers_outside_the_contract_fail_closed() {
                  (i32.store (i32.const 0x30c) (i32.const 1044480))",
             )
             .memory("256"),
-            FailureKind::DecisionOversized,
+            FailureKind::TransferOversized,
             Tier::Collaborative,
-            "1044480 reasons".into(),
+            "more than 262144 bytes".into(),
         ),
         (
             "wat: a 12 MiB message",
@@ -1381,9 +1418,9 @@ fn answers_outside_the_contract_fail_closed() {
                  (i32.store (i32.const 0x314) (i32.const 0x10000)) (i32.store (i32.const 0x318) (i32.const {big}))"
             ))
             .memory("200"),
-            FailureKind::DecisionOversized,
+            FailureKind::TransferOversized,
             Tier::Collaborative,
-            "suggestion".into(),
+            "more than 262144 bytes".into(),
         ),
         (
             "wat: a 100 KiB reason code",
@@ -1404,9 +1441,40 @@ fn answers_outside_the_contract_fail_closed() {
                  (i32.store (i32.const 0x304) (i32.const 0x10000)) (i32.store (i32.const 0x308) (i32.const {big}))"
             ))
             .memory("200"),
+            FailureKind::TransferOversized,
+            Tier::Collaborative,
+            "more than 262144 bytes".into(),
+        ),
+        (
+            "wat: a 64 KiB error",
+            Wat::new(
+                "(memory.fill (i32.const 0x10000) (i32.const 0x65) (i32.const 0x10000))
+                 (i32.store8 (i32.const 0x300) (i32.const 1))
+                 (i32.store (i32.const 0x304) (i32.const 0x10000)) (i32.store (i32.const 0x308) (i32.const 0x10000))",
+            )
+            .memory("3"),
             FailureKind::PolicyError,
             Tier::Collaborative,
             "eeee".into(),
+        ),
+        (
+            "wat: a 2 KiB suggestion",
+            Wat::new(
+                "(memory.fill (i32.const 0x10000) (i32.const 0x73) (i32.const 2048))
+                 (i32.store8 (i32.const 0x310) (i32.const 1))
+                 (i32.store (i32.const 0x314) (i32.const 0x10000)) (i32.store (i32.const 0x318) (i32.const 2048))",
+            )
+            .memory("2"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "suggestion".into(),
+        ),
+        (
+            "wat: 17 reasons (one past the bound)",
+            Wat::new("(i32.store (i32.const 0x30c) (i32.const 17))"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "17 reasons".into(),
         ),
         (
             "wat: a reasons list claiming 4 GiB",
@@ -1523,6 +1591,101 @@ fn answers_outside_the_contract_fail_closed() {
         FailureKind::Trap,
         Tier::Prohibited,
     );
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// Limits that add up.
+
+#[test]
+fn the_memory_cap_holds_for_all_of_an_instances_memories_together() {
+    let kind = "memory";
+    let cap = sandbox(Limits::Suite).limits().memory_bytes;
+    // Two memories of 12 MiB each: each under the 16 MiB cap, together over.
+    let two = Wat::new(
+        "(if (i32.eq (memory.grow (i32.const 191)) (i32.const -1)) (then unreachable))
+         (if (i32.eq (memory.grow $two (i32.const 191)) (i32.const -1)) (then unreachable))",
+    )
+    .extra("(memory $two 1)");
+    let d = contained(
+        (kind, "wat: two memories of 12 MiB each"),
+        Limits::Suite,
+        &two.policy(Limits::Suite),
+        FailureKind::MemoryLimit,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    assert!(detail.contains(&format!("the limit is {cap}")), "{detail}");
+    // Two of 4 MiB each fit.
+    let small = Wat::new(
+        "(if (i32.eq (memory.grow (i32.const 63)) (i32.const -1)) (then unreachable))
+         (if (i32.eq (memory.grow $two (i32.const 63)) (i32.const -1)) (then unreachable))",
+    )
+    .extra("(memory $two 1)");
+    let d = classify(
+        &small.policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    host_is_up();
+}
+
+/// An answer of `count` reasons, all with the code `answered` and one
+/// message: `message_len` bytes at 64 KiB, in a memory of `pages` pages.
+fn aliased_reasons(count: u32, message_len: u32, pages: &'static str) -> Wat {
+    // Letters up to the size allowed, zeros after: filling megabytes would
+    // take more fuel than a policy has.
+    let filled = message_len.min(1024);
+    Wat::new(format!(
+        "(local.set $i (i32.const 0))
+         (loop $l
+           (local.set $at (i32.add (i32.const 0x4000) (i32.shl (local.get $i) (i32.const 4))))
+           (i32.store (local.get $at) (i32.const 0x380))
+           (i32.store offset=4 (local.get $at) (i32.const 8))
+           (i32.store offset=8 (local.get $at) (i32.const 0x10000))
+           (i32.store offset=12 (local.get $at) (i32.const {message_len}))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br_if $l (i32.lt_u (local.get $i) (i32.const {count}))))
+         (memory.fill (i32.const 0x10000) (i32.const 0x61) (i32.const {filled}))
+         (i32.store (i32.const 0x308) (i32.const 0x4000))
+         (i32.store (i32.const 0x30c) (i32.const {count}))"
+    ))
+    .locals("(local $i i32) (local $at i32)")
+    .memory(pages)
+}
+
+#[test]
+fn reading_an_answer_costs_no_more_than_the_contract_allows() {
+    let kind = "answer";
+    // Sixteen reasons (as many as allowed) all pointing at one 12 MiB
+    // message: copied out whole, that is 192 MiB of host memory.
+    let d = contained(
+        (kind, "wat: 16 reasons sharing one 12 MiB message"),
+        Limits::Suite,
+        &aliased_reasons(16, 0xc0_0000, "200").policy(Limits::Suite),
+        FailureKind::DecisionOversized,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    assert!(detail.contains("1024 bytes"), "{detail}");
+    // 2,000 reasons sharing one message of the largest size allowed.
+    let d = contained(
+        (kind, "wat: 2,000 reasons sharing one 1 KiB message"),
+        Limits::Suite,
+        &aliased_reasons(2000, 1024, "2").policy(Limits::Suite),
+        FailureKind::DecisionOversized,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    assert!(detail.contains("2000 reasons"), "{detail}");
+    // Sixteen of them are a proper answer.
+    let d = classify(
+        &aliased_reasons(16, 1024, "2").policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    assert_eq!(d.reasons.len(), 16);
+    assert!(d.reasons.iter().all(|r| r.message.len() == 1024));
     host_is_up();
 }
 
@@ -1958,6 +2121,45 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
 // limits, through the host.
 
 #[test]
+fn a_policy_cannot_make_the_host_generate_megabytes_of_randomness() {
+    // wasmtime-wasi would make any length up to 64 MiB in host memory,
+    // outside the sandbox's memory cap, in one call neither fuel nor the
+    // deadline interrupts; the host serves at most 4 KiB a call.
+    let kind = "host call";
+    for (variant, call) in [
+        ("wat: get-random-bytes of 64 MiB", "$random_bytes"),
+        ("wat: get-insecure-random-bytes of 64 MiB", "$insecure_bytes"),
+    ] {
+        let d = contained(
+            (kind, variant),
+            Limits::Defaults,
+            &Wat::new(format!("(call {call} (i64.const 0x4000000) (i32.const 0x900))"))
+                .import(RANDOM_BYTES)
+                .policy(Limits::Defaults),
+            FailureKind::Trap,
+            Tier::Collaborative,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(
+            detail.contains("67108864") && detail.contains("4096"),
+            "{variant}: the host refused the length before making the bytes: {detail}"
+        );
+    }
+    // Up to the bound a policy gets its bytes, the same every call.
+    let d = classify(
+        &Wat::new(
+            "(call $random_bytes (i64.const 4096) (i32.const 0x900))
+             (if (i32.ne (i32.load (i32.const 0x904)) (i32.const 4096)) (then unreachable))",
+        )
+        .import(RANDOM_BYTES)
+        .policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    host_is_up();
+}
+
+#[test]
 fn a_policy_cannot_sleep_in_a_host_call() {
     // `std::thread::sleep` becomes wasi:clocks `subscribe-duration` plus
     // `pollable.block`; served for real, it would hold the thread and its
@@ -1993,7 +2195,7 @@ fn context_questions_cannot_make_the_host_keep_more_than_a_category() {
         ("context flood", "wat: agent activity, 15 MiB category each"),
         Limits::Suite,
         &category_flood(15 << 20).policy(Limits::Suite),
-        FailureKind::ContextQuestionOversized,
+        FailureKind::TransferOversized,
         Tier::Collaborative,
     );
     assert_eq!(kept_category_bytes(&d), 0);

@@ -86,6 +86,9 @@ pub enum FailureKind {
     /// The policy asked the context a question larger than any real one
     /// (a category longer than a transaction's can be).
     ContextQuestionOversized,
+    /// The policy handed the host more at once than it takes from a policy
+    /// (256 KiB): in one host call's arguments, or in its answer.
+    TransferOversized,
     /// The host could not run the policy (for example, out of instance slots).
     Host,
 }
@@ -105,6 +108,7 @@ impl FailureKind {
             FailureKind::UndeclaredTier => "policy_undeclared_tier",
             FailureKind::TooManyContextReads => "policy_too_many_context_reads",
             FailureKind::ContextQuestionOversized => "policy_context_question_oversized",
+            FailureKind::TransferOversized => "policy_transfer_oversized",
             FailureKind::Host => "host_error",
         }
     }

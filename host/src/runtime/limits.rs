@@ -10,11 +10,16 @@ use std::time::Duration;
 /// |---|---|---|
 /// | `fuel` | 2,000,000 | `policy_fuel_exhausted`: deterministic, same every run |
 /// | `timeout` | 50 ms | `policy_timeout`: wall-clock backstop, including time in host calls and scheduler delays |
-/// | `memory_bytes` | 16 MiB | `policy_memory_limit` |
+/// | `memory_bytes` | 16 MiB, all of an instance's memories together | `policy_memory_limit` |
 /// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
 /// | `instance_slots` | 64 | callers wait for a free slot; nothing fails |
 /// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
+///
+/// Fixed bounds, the same for every runtime: 256 KiB handed to the host at
+/// once (one host call's arguments, or an answer's top level;
+/// `policy_transfer_oversized`), 4 KiB per `wasi:random` call and 1,000
+/// resource handles (`policy_trap`), 8 KiB of stderr kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxLimits {
     /// Fuel per call (about one unit per wasm instruction). The deterministic
@@ -26,7 +31,8 @@ pub struct SandboxLimits {
     /// milliseconds, and a sound policy must not fail closed for that.
     /// Calls made once at load (`info`, `check-config`) get at least 1 s.
     pub timeout: Duration,
-    /// Largest linear memory a policy instance may grow to.
+    /// Largest linear memory a policy instance may grow to, all its
+    /// memories together.
     pub memory_bytes: usize,
     /// Largest native stack a policy may use.
     pub stack_bytes: usize,
@@ -67,3 +73,19 @@ pub(crate) mod decision {
 
 /// Bytes of a policy's stderr kept for the failure detail (panic messages).
 pub(crate) const STDERR_BYTES: usize = 8 << 10;
+
+/// Most bytes one `wasi:random` call makes. The host makes them in its own
+/// memory, outside the policy's cap, in a call neither fuel nor the deadline
+/// interrupts; wasmtime-wasi's own bound is 64 MiB.
+pub(crate) const RANDOM_BYTES: u64 = 4 << 10;
+
+/// Most bytes a policy may hand the host at once: the arguments of one host
+/// call (a stream write, a context question), or the top level of one
+/// answer. Copying out of the sandbox happens outside its memory cap and
+/// after its deadline; wasmtime's own bound is 128 MiB. A stream write of
+/// the 64 KiB the sandbox's stdout accepts at once fits.
+pub(crate) const TRANSFER_BYTES: usize = 256 << 10;
+
+/// Most resource handles (streams, pollables) a policy may hold at once;
+/// each is an entry in host memory. The standard library holds a few.
+pub(crate) const HANDLES: usize = 1_000;

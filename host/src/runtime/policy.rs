@@ -8,12 +8,11 @@ use tiergate_policy::Tier;
 use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
-use super::limits::decision as bounds;
+use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
 use super::sandbox::Sandbox;
 use super::slots::Share;
 use super::v0_1_0::{
-    self, OversizedQuestion, PolicyExports, TierPolicy, TierPolicyIndices, TooManyReads,
-    WitDecision,
+    self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads,
 };
 use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
@@ -225,9 +224,7 @@ impl Compiled {
             Call::ClassifyFirst(share) => inner.slots.take_first(share),
             Call::Load => inner.slots.take(Share::LOADING),
         };
-        let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
-        let mut store = Store::new(&inner.engine, sandbox);
-        store.limiter(|s| &mut s.memory);
+        let mut store = new_store(&self.runtime, context);
         let timeout = match kind {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
             Call::Load => limits.timeout.max(LOAD_TIMEOUT),
@@ -367,13 +364,7 @@ impl TenantPolicy {
     pub fn reused_instance(&self) -> Result<ReusedInstance, LoadError> {
         let inner = &self.compiled.0.runtime.inner;
         let limits = &inner.limits;
-        let sandbox = Sandbox::new(
-            Arc::new(StaticContext::default()),
-            limits.memory_bytes,
-            limits.max_context_reads,
-        );
-        let mut store = Store::new(&inner.engine, sandbox);
-        store.limiter(|s| &mut s.memory);
+        let mut store = new_store(&self.compiled.0.runtime, Arc::new(StaticContext::default()));
         store.epoch_deadline_trap();
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(LOAD_TIMEOUT.as_millis() as u64);
@@ -381,7 +372,6 @@ impl TenantPolicy {
         let instance = compiled
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| compiled.bindings.load(&mut store, &instance))
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
         Ok(ReusedInstance {
             policy: self.clone(),
@@ -392,10 +382,21 @@ impl TenantPolicy {
 
     /// The decision for a sandboxed call's result: the policy's answer if it
     /// keeps the contract, otherwise the failure tier.
-    fn decision_from(&self, run: Run<Result<WitDecision, String>>) -> Decision {
+    fn decision_from(&self, run: Run<Answer>) -> Decision {
         let outcome = match run.result {
-            Ok(Ok(answer)) => self.check_answer(answer),
-            Ok(Err(message)) => Err((
+            Ok(Answer::Decided {
+                tier,
+                reasons,
+                suggestion,
+            }) => self.check_answer(tier, reasons, suggestion),
+            Ok(Answer::Oversized { tier, detail }) => Err((
+                PolicyFailure {
+                    kind: FailureKind::DecisionOversized,
+                    detail,
+                },
+                Some(tier),
+            )),
+            Ok(Answer::Error(message)) => Err((
                 PolicyFailure {
                     kind: FailureKind::PolicyError,
                     detail: bounded(&message),
@@ -417,15 +418,17 @@ impl TenantPolicy {
         }
     }
 
-    /// Checks a decision against the contract's bounds and the declared tiers.
-    /// On failure, also returns the tier the policy asked for, so a broken
-    /// answer can still make the result stricter.
+    /// Checks a decision, read within the contract's sizes, against the
+    /// rest of the contract and the declared tiers. On failure, also returns
+    /// the tier the policy asked for, so a broken answer can still make the
+    /// result stricter.
     #[allow(clippy::type_complexity)]
     fn check_answer(
         &self,
-        answer: WitDecision,
+        tier: Tier,
+        reasons: Vec<Reason>,
+        suggestion: Option<String>,
     ) -> Result<(Tier, Vec<Reason>, Option<String>), (PolicyFailure, Option<Tier>)> {
-        let (tier, reasons, suggestion) = v0_1_0::reasons_from_wit(answer);
         let fail = |kind, detail: String| {
             let detail = bounded(&detail);
             Err((PolicyFailure { kind, detail }, Some(tier)))
@@ -443,16 +446,6 @@ impl TenantPolicy {
                 "the decision has no reason".into(),
             );
         }
-        if reasons.len() > bounds::MAX_REASONS {
-            return fail(
-                FailureKind::DecisionOversized,
-                format!(
-                    "{} reasons; at most {} are allowed",
-                    reasons.len(),
-                    bounds::MAX_REASONS
-                ),
-            );
-        }
         for r in &reasons {
             let code_ok = r
                 .code
@@ -464,26 +457,6 @@ impl TenantPolicy {
                     format!("reason code {:?} is not snake_case", quoted_code(&r.code)),
                 );
             }
-            if r.code.len() > bounds::MAX_CODE_BYTES || r.message.len() > bounds::MAX_TEXT_BYTES {
-                return fail(
-                    FailureKind::DecisionOversized,
-                    format!(
-                        "reason {:?} exceeds {} bytes of code or {} of message",
-                        quoted_code(&r.code),
-                        bounds::MAX_CODE_BYTES,
-                        bounds::MAX_TEXT_BYTES
-                    ),
-                );
-            }
-        }
-        if suggestion
-            .as_ref()
-            .is_some_and(|s| s.len() > bounds::MAX_TEXT_BYTES)
-        {
-            return fail(
-                FailureKind::DecisionOversized,
-                format!("the suggestion exceeds {} bytes", bounds::MAX_TEXT_BYTES),
-            );
         }
         Ok((tier, reasons, suggestion))
     }
@@ -527,7 +500,7 @@ impl TenantPolicy {
 pub struct ReusedInstance {
     policy: TenantPolicy,
     store: Store<Sandbox>,
-    instance: TierPolicy,
+    instance: Instance,
 }
 
 impl ReusedInstance {
@@ -545,11 +518,13 @@ impl ReusedInstance {
         data.reads.clear();
         let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         self.store.set_epoch_deadline(ticks);
+        let exports = &self.policy.compiled.0.exports;
         let result = self.store.set_fuel(limits.fuel).and_then(|()| {
-            self.instance.tiergate_policy_policy().call_classify(
+            exports.call_classify(
                 &mut self.store,
+                &self.instance,
                 &self.policy.config,
-                wit_tx.get(),
+                &wit_tx.get(),
             )
         });
         let fuel_used = limits
@@ -564,6 +539,19 @@ impl ReusedInstance {
         };
         Ok(self.policy.decision_from(run))
     }
+}
+
+/// A fresh store for one call, with every bound that is not per call: the
+/// memory limiter, and how much the policy may hand the host at once.
+fn new_store(runtime: &Runtime, context: Arc<dyn ContextSource>) -> Store<Sandbox> {
+    let inner = &runtime.inner;
+    let limits = &inner.limits;
+    let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
+    let mut store = Store::new(&inner.engine, sandbox);
+    store.limiter(|s| &mut s.memory);
+    store.set_hostcall_fuel(TRANSFER_BYTES);
+    store.set_max_component_handles(HANDLES);
+    store
 }
 
 /// Names what went wrong in a sandboxed call.
@@ -593,6 +581,14 @@ fn failure_from_error(
             detail: oversized.to_string(),
         };
     }
+    if is_transfer_exhausted(error) {
+        return PolicyFailure {
+            kind: FailureKind::TransferOversized,
+            detail: with_output(format!(
+                "handed the host more than {TRANSFER_BYTES} bytes at once (one host call's arguments, or its answer)"
+            )),
+        };
+    }
     let trap = error.downcast_ref::<Trap>();
     let (kind, detail) = match (trap, sandbox.memory.refused) {
         (Some(Trap::OutOfFuel), _) => (
@@ -610,7 +606,7 @@ fn failure_from_error(
         (_, Some(wanted)) => (
             FailureKind::MemoryLimit,
             format!(
-                "tried to grow its memory to {wanted} bytes; the limit is {}",
+                "tried to grow its memory to {wanted} bytes in all; the limit is {}",
                 limits.memory_bytes
             ),
         ),
@@ -624,6 +620,12 @@ fn failure_from_error(
         kind,
         detail: with_output(detail),
     }
+}
+
+/// Whether the policy handed the host more than its host-call fuel allows
+/// at once. wasmtime's own error for it is private; its message marks it.
+pub(super) fn is_transfer_exhausted(error: &wasmtime::Error) -> bool {
+    root_message(error).contains("fuel allocated for hostcalls has been exhausted")
 }
 
 /// The innermost message of an error chain, without wasm backtraces.
