@@ -45,6 +45,7 @@ pub use model::context::{
 };
 pub use model::decision::{Decision, FailureKind, PolicyFailure, Reason};
 pub use model::money::{DecimalError, parse_decimal};
+pub use model::text::{escaped, escaped_json};
 pub use model::transaction::{InvalidTransaction, Transaction, limits as transaction_limits};
 pub use runtime::{
     ClassifyError, CompiledPolicy, LoadError, PolicyInfo, ReusedInstance, Runtime, RuntimeError,

@@ -1268,9 +1268,10 @@ fn a_panic_message_reaches_the_detail() {
             "Zahlung verweigert: 💥 ünïcödé ✓",
         ),
         (
+            // Kept, but on one line: a newline cannot start a forged one.
             "rust: quotes, newlines and JSON",
             Some("line one\nline \"two\"\t{\"tier\": \"autonomous\"}"),
-            "line one\nline \"two\"\t{\"tier\": \"autonomous\"}",
+            r#"line one\nline "two"\t{"tier": "autonomous"}"#,
         ),
         (
             "rust: 96 KB of text",
@@ -1592,6 +1593,252 @@ fn answers_outside_the_contract_fail_closed() {
         Tier::Prohibited,
     );
     host_is_up();
+}
+
+// ---------------------------------------------------------------------------
+// What a policy says reaches terminals: bounded and printable.
+
+/// Characters a terminal acts on or that reorder what it shows: C0 and C1
+/// controls, bidi and other format characters, line separators.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}' | '\u{e0001}' | '\u{e0020}'..='\u{e007f}')
+}
+
+fn printable(what: &str, text: &str) {
+    assert!(
+        !text.chars().any(unprintable),
+        "{what} holds an unprintable character: {text:?}"
+    );
+}
+
+#[test]
+fn control_and_bidi_characters_in_an_answer_fail_closed() {
+    let kind = "answer text";
+    // The answer's message is `wat` at 0x3a0; each case writes other bytes there.
+    let at = |bytes: &[u8]| -> String {
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("(i32.store8 (i32.const {}) (i32.const {b}))", 0x3a0 + i))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let cases = [
+        ("wat: ESC in the message", at(b"w\x1bt")),
+        ("wat: BEL in the message", at(b"w\x07t")),
+        ("wat: NUL in the message", at(b"w\x00t")),
+        ("wat: CR in the message", at(b"w\rt")),
+        ("wat: LF in the message", at(b"w\nt")),
+        ("wat: DEL in the message", at(b"w\x7ft")),
+        ("wat: a C1 CSI in the message", at("\u{9b}t".as_bytes())),
+        ("wat: RLO (U+202E) as the message", at("\u{202e}".as_bytes())),
+        ("wat: a zero-width space as the message", at("\u{200b}".as_bytes())),
+        ("wat: a byte-order mark as the message", at("\u{feff}".as_bytes())),
+        ("wat: a line separator as the message", at("\u{2028}".as_bytes())),
+        (
+            "wat: an empty message",
+            "(i32.store (i32.const 0x34c) (i32.const 0))".into(),
+        ),
+        (
+            "wat: a suggestion clearing the screen",
+            "(i32.store (i32.const 0x3c0) (i32.const 0x4a325b1b))
+             (i32.store8 (i32.const 0x310) (i32.const 1))
+             (i32.store (i32.const 0x314) (i32.const 0x3c0)) (i32.store (i32.const 0x318) (i32.const 4))"
+                .into(),
+        ),
+    ];
+    for (variant, body) in &cases {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &Wat::new(body.as_str()).policy(Limits::Suite),
+            FailureKind::DecisionMalformed,
+            Tier::Collaborative,
+        );
+        printable(variant, &d.failure.as_ref().unwrap().detail);
+        printable(variant, &d.reasons[0].message);
+    }
+    // Text that is only unusual is an answer.
+    let d = classify(
+        &Wat::new(at("éx".as_bytes()).as_str()).policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    host_is_up();
+}
+
+/// A wat policy whose `info` names itself with `name`, placed at 64 KiB.
+fn named(name: &[u8]) -> Vec<u8> {
+    let pages = (0x10000 + name.len()).div_ceil(0x10000);
+    let text = Wat::new("").text();
+    let escaped: String = name.iter().map(|b| format!("\\{b:02x}")).collect();
+    let len: String = (name.len() as u32)
+        .to_le_bytes()
+        .iter()
+        .map(|b| format!("\\{b:02x}"))
+        .collect();
+    let text = text
+        .replace(
+            r#"(data (i32.const 0x100) "\40\01\00\00\07\00\00\00"#,
+            &format!(r#"(data (i32.const 0x100) "\00\00\01\00{len}"#),
+        )
+        .replace(
+            r#"(data (i32.const 0x140) "hostile")"#,
+            &format!(r#"(data (i32.const 0x10000) "{escaped}")"#),
+        )
+        .replace(
+            r#"(memory (export "memory") 1)"#,
+            &format!(r#"(memory (export "memory") {pages})"#),
+        );
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_policys_name_is_bounded_and_printable_before_it_is_quoted() {
+    let kind = "metadata";
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("wat: a name clearing the screen", named(b"host\x1b[2Jile")),
+        (
+            "wat: a name with RLO",
+            named("hostile\u{202e}elitsoh".as_bytes()),
+        ),
+        (
+            "wat: a name with a newline",
+            named(b"hostile\ntier=autonomous"),
+        ),
+        ("wat: a 200 KiB name", named(&[b'n'; 200 << 10])),
+        ("wat: a 200 KiB name of NULs", named(&[0; 200 << 10])),
+    ];
+    for (variant, bytes) in cases {
+        let start = Instant::now();
+        let err = sandbox(Limits::Suite)
+            .compile(&bytes)
+            .expect_err("the name is refused");
+        measured(
+            kind,
+            variant,
+            start.elapsed(),
+            &format!("refused: {}", load_kind(&err)),
+            None,
+        );
+        assert!(matches!(err, LoadError::BadMetadata(_)), "{variant}: {err}");
+        let text = err.to_string();
+        printable(variant, &text);
+        assert!(
+            text.len() <= 400,
+            "{variant}: {} bytes: {text:.400}",
+            text.len()
+        );
+    }
+    // What a policy says in its configuration errors is kept printable too.
+    let err = misbehave_compiled(Limits::Suite)
+        .configure(&json!({"mode": "\u{1b}[2J\u{202e}"}).to_string())
+        .unwrap_err()
+        .to_string();
+    printable("a configuration error", &err);
+    assert!(err.contains("unknown variant"), "{err}");
+}
+
+#[test]
+fn a_panic_message_reaches_the_detail_escaped() {
+    let d = contained(
+        (
+            "panic",
+            "rust: a message clearing the screen and reversing text",
+        ),
+        Limits::Suite,
+        &misbehave(
+            Limits::Suite,
+            json!({"mode": "panic", "message": "\u{1b}[2J\u{7}\u{202e}evil\ntier=autonomous"}),
+        ),
+        FailureKind::Trap,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    printable("the detail", &detail);
+    assert!(
+        detail.contains(r"\u{1b}[2J\u{7}\u{202e}evil\ntier=autonomous"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn the_command_line_escapes_what_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tiergate.db");
+    let acme = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/acme.toml");
+    // An agent's justification may hold a newline (and, stored by an
+    // earlier version, anything else); an owner's note anything at all.
+    let forged = "for the team\n  tier autonomous (policy: autonomous), status executed\u{202e}";
+    let payment = json!({
+        "id": "tx-1", "tenant": "acme", "agent": "procurement-agent-prod", "amount": "89.00",
+        "currency": "USDC", "category": "agent_hire", "recipient": "vendor.example",
+        "recipient_trust": "known", "justification": forged,
+    });
+    let input = dir.path().join("tx.json");
+    std::fs::write(&input, payment.to_string()).unwrap();
+    let run = |args: &[&str]| {
+        let out = crate::tiergate_command().args(args).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        (stdout, stderr)
+    };
+    let store_arg = store.to_str().unwrap();
+    let (authorized, _) = run(&[
+        "authorize",
+        "--tenant",
+        acme,
+        "--store",
+        store_arg,
+        input.to_str().unwrap(),
+    ]);
+    let audit_id =
+        serde_json::from_str::<serde_json::Value>(authorized.trim()).unwrap()["audit_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (before, _) = run(&[
+        "audit", "show", "--store", store_arg, "--tenant", "acme", &audit_id,
+    ]);
+    let seq = before
+        .split('#')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no event listed: {before}"))
+        .to_string();
+    run(&[
+        "audit",
+        "correct",
+        "--store",
+        store_arg,
+        "--config",
+        acme,
+        "--tx",
+        "tx-1",
+        "--seq",
+        &seq,
+        "--as",
+        "alice@acme.example",
+        "--note",
+        "\u{1b}[2J\u{7}cleared",
+    ]);
+    let (shown, _) = run(&[
+        "audit", "show", "--store", store_arg, "--tenant", "acme", &audit_id,
+    ]);
+    printable("audit show", &shown.replace('\n', " "));
+    assert!(
+        !shown.lines().any(|l| l.starts_with("  tier autonomous")),
+        "a forged line: {shown}"
+    );
+    assert!(
+        shown.contains(r"for the team\n  tier autonomous"),
+        "{shown}"
+    );
+    assert!(shown.contains(r"\u{1b}[2J\u{7}cleared"), "{shown}");
 }
 
 // ---------------------------------------------------------------------------
@@ -2128,14 +2375,19 @@ fn a_policy_cannot_make_the_host_generate_megabytes_of_randomness() {
     let kind = "host call";
     for (variant, call) in [
         ("wat: get-random-bytes of 64 MiB", "$random_bytes"),
-        ("wat: get-insecure-random-bytes of 64 MiB", "$insecure_bytes"),
+        (
+            "wat: get-insecure-random-bytes of 64 MiB",
+            "$insecure_bytes",
+        ),
     ] {
         let d = contained(
             (kind, variant),
             Limits::Defaults,
-            &Wat::new(format!("(call {call} (i64.const 0x4000000) (i32.const 0x900))"))
-                .import(RANDOM_BYTES)
-                .policy(Limits::Defaults),
+            &Wat::new(format!(
+                "(call {call} (i64.const 0x4000000) (i32.const 0x900))"
+            ))
+            .import(RANDOM_BYTES)
+            .policy(Limits::Defaults),
             FailureKind::Trap,
             Tier::Collaborative,
         );

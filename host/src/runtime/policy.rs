@@ -12,12 +12,13 @@ use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
 use super::sandbox::Sandbox;
 use super::slots::Share;
 use super::v0_1_0::{
-    self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads,
+    self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads, prefix,
 };
 use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
 use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
 use crate::model::digest::sha256;
+use crate::model::text::{code_point, escaped, first_unprintable};
 use crate::model::transaction::Transaction;
 
 /// What a policy says about itself, plus what the host knows of it.
@@ -143,14 +144,28 @@ impl CompiledPolicy {
                 contract: contract.to_string(),
                 detail,
             })?;
-        let name_ok = |s: &str| !s.is_empty() && s.len() <= bounds::MAX_NAME_BYTES;
-        if !name_ok(&answer.name) || !name_ok(&answer.version) {
-            return Err(LoadError::BadMetadata(format!(
-                "name and version must be 1 to {} bytes, got {:?} and {:?}",
-                bounds::MAX_NAME_BYTES,
-                answer.name,
-                answer.version
-            )));
+        for (what, text) in [("name", &answer.name), ("version", &answer.version)] {
+            let problem = if text.is_empty() || text.len() > bounds::MAX_NAME_BYTES {
+                Some(format!(
+                    "must be 1 to {} bytes, not {}",
+                    bounds::MAX_NAME_BYTES,
+                    text.len()
+                ))
+            } else {
+                first_unprintable(text).map(|c| {
+                    format!(
+                        "must be printable text, but holds {}, a control or format character",
+                        code_point(c)
+                    )
+                })
+            };
+            if let Some(problem) = problem {
+                // Quoted cut and escaped: it is the policy's text, not ours.
+                return Err(LoadError::BadMetadata(format!(
+                    "the policy's {what} {problem}: \"{}\"",
+                    prefix(&escaped(text), QUOTED_BYTES)
+                )));
+            }
         }
         let mut tiers: Vec<Tier> = answer
             .tiers
@@ -446,7 +461,7 @@ impl TenantPolicy {
                 "the decision has no reason".into(),
             );
         }
-        for r in &reasons {
+        for (i, r) in reasons.iter().enumerate() {
             let code_ok = r
                 .code
                 .bytes()
@@ -454,9 +469,37 @@ impl TenantPolicy {
             if r.code.is_empty() || !code_ok {
                 return fail(
                     FailureKind::DecisionMalformed,
-                    format!("reason code {:?} is not snake_case", quoted_code(&r.code)),
+                    format!(
+                        "reason code \"{}\" is not snake_case",
+                        escaped(&quoted_code(&r.code))
+                    ),
                 );
             }
+            if r.message.trim().is_empty() {
+                return fail(
+                    FailureKind::DecisionMalformed,
+                    format!("reason {i} ({}) has an empty message", r.code),
+                );
+            }
+            if let Some(c) = first_unprintable(&r.message) {
+                return fail(
+                    FailureKind::DecisionMalformed,
+                    format!(
+                        "reason {i} ({})'s message holds {}, a control or format character",
+                        r.code,
+                        code_point(c)
+                    ),
+                );
+            }
+        }
+        if let Some(c) = suggestion.as_deref().and_then(first_unprintable) {
+            return fail(
+                FailureKind::DecisionMalformed,
+                format!(
+                    "the suggestion holds {}, a control or format character",
+                    code_point(c)
+                ),
+            );
         }
         Ok((tier, reasons, suggestion))
     }
@@ -651,14 +694,11 @@ fn quoted_code(code: &str) -> String {
     }
 }
 
-/// Caps text coming out of a policy at the contract's message size.
+/// Text coming out of a policy as the host keeps it: control and format
+/// characters escaped, cut at the contract's message size.
 fn bounded(text: &str) -> String {
-    if text.len() <= bounds::MAX_TEXT_BYTES {
-        return text.to_string();
-    }
-    let mut end = bounds::MAX_TEXT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    prefix(&escaped(text), bounds::MAX_TEXT_BYTES)
 }
+
+/// Bytes of a policy's name or version quoted in a load error.
+const QUOTED_BYTES: usize = 40;

@@ -189,11 +189,16 @@ fn read_answer(
         };
         let reason = match lifted {
             Some(Ok(reason)) => reason,
-            Some(Err(e)) if super::policy::is_transfer_exhausted(&e) => return oversized(too_long()),
+            Some(Err(e)) if super::policy::is_transfer_exhausted(&e) => {
+                return oversized(too_long());
+            }
             Some(Err(e)) => return Err(e),
             None => break,
         };
-        let (code, message) = (reason.code.to_str(&*store)?, reason.message.to_str(&*store)?);
+        let (code, message) = (
+            reason.code.to_str(&*store)?,
+            reason.message.to_str(&*store)?,
+        );
         if code.len() > bounds::MAX_CODE_BYTES || message.len() > bounds::MAX_TEXT_BYTES {
             return oversized(too_long());
         }
