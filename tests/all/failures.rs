@@ -3,9 +3,13 @@
 
 use std::time::Duration;
 
+use tiergate::audit::Replayed;
+use tiergate::governance::{Governor, TenantConfig};
 use tiergate::{FailureKind, LoadError, Runtime, SandboxLimits, StaticContext, TenantPolicy, Tier};
 use tiergate_e2e::fixtures;
 
+use crate::hostile::{CLOCK, Wat};
+use crate::stores::{Kind, TestStore, on_both_stores};
 use crate::{classify, runtime, seed_tiers, tx};
 
 fn misbehave(mode: &str) -> TenantPolicy {
@@ -197,3 +201,87 @@ fn a_policy_that_fails_while_checking_its_configuration_is_refused() {
         .to_string();
     assert!(err.contains("unknown variant `dance`"), "{err}");
 }
+
+/// A tenant `acme` whose policy is `policy_path`, governed as the example
+/// configuration says (collaborative decisions keep enhanced records).
+fn acme_with_policy(policy_path: &std::path::Path, config: &str) -> String {
+    crate::pipeline::ACME
+        .replace(
+            r#"path = "seed-tiers""#,
+            &format!("path = {:?}", policy_path.display().to_string()),
+        )
+        .replace(
+            r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+            &format!("config = {config}"),
+        )
+}
+
+fn a_decision_that_failed_by_deadline_replays_as_the_same_failure(kind: Kind) {
+    // Clock calls cost the host far more time than their fuel: this loop
+    // meets a 20 ms deadline long before 2,000,000 fuel, on any machine.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("clock-loop.wasm");
+    std::fs::write(
+        &wasm,
+        Wat::new("(loop $l (drop (call $now)) (br $l))")
+            .import(CLOCK)
+            .bytes(),
+    )
+    .unwrap();
+    let config_path = dir.path().join("acme.toml");
+    std::fs::write(&config_path, acme_with_policy(&wasm, "{}")).unwrap();
+    let config = TenantConfig::load(&config_path).unwrap();
+    let runtime = Runtime::with_limits(SandboxLimits {
+        timeout: Duration::from_millis(20),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let store = TestStore::new(kind);
+    let governor = Governor::builder(runtime.clone(), store.open())
+        .tenant(config.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    let a = governor
+        .authorize_blocking(tx("0.02", "embeddings", "verified"))
+        .unwrap();
+    assert_eq!(
+        a.policy_failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::Timeout),
+        "{a:?}"
+    );
+    assert_eq!(a.tier, Tier::Collaborative);
+
+    let policy = tiergate::governance::tenant_policy(&runtime, &config).unwrap();
+    let replayed = tiergate::audit::replay(&store.open().events("acme", None).unwrap(), &policy);
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert!(
+        matches!(
+            &replayed[0],
+            Replayed::SameFailure { audit_id, kind: FailureKind::Timeout, .. } if *audit_id == a.audit_id
+        ),
+        "{replayed:?}"
+    );
+    assert!(!replayed[0].is_problem());
+
+    // The command line says what it compared, and exits 0.
+    let out = crate::tiergate_command()
+        .env("TIERGATE_TIMEOUT_MS", "20")
+        .args(["audit", "replay", "--store", &store.arg(), "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 failed the same way again (policy_timeout: failure kind and tier compared; fuel at a deadline is not deterministic)"),
+        "{stdout}"
+    );
+}
+
+on_both_stores!(a_decision_that_failed_by_deadline_replays_as_the_same_failure);

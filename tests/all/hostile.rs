@@ -203,14 +203,14 @@ fn contained(
 /// with its `canon lower`, how the lowered function is handed to the core
 /// module, and how the core module imports it.
 #[derive(Clone, Copy)]
-struct Import {
+pub(crate) struct Import {
     component: &'static str,
     core_export: &'static str,
     core_import: &'static str,
 }
 
 /// `wasi:clocks/monotonic-clock.now`.
-const CLOCK: Import = Import {
+pub(crate) const CLOCK: Import = Import {
     component: r#"(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
       (export "now" (func (result u64)))))
     (core func $now (canon lower (func $clock "now")))"#,
@@ -277,7 +277,7 @@ const CONTEXT: Import = Import {
 ///
 /// `body` runs first and may change any of it, or never finish.
 #[derive(Clone)]
-struct Wat {
+pub(crate) struct Wat {
     /// The linear memory's limits in 64 KiB pages: `1`, or `1 4`.
     memory: &'static str,
     /// The tiers `info` declares, as discriminants.
@@ -296,7 +296,7 @@ struct Wat {
 }
 
 impl Wat {
-    fn new(body: impl Into<String>) -> Wat {
+    pub(crate) fn new(body: impl Into<String>) -> Wat {
         Wat {
             memory: "1",
             declares: &[0, 1, 2],
@@ -324,7 +324,7 @@ impl Wat {
         self
     }
 
-    fn import(mut self, import: Import) -> Wat {
+    pub(crate) fn import(mut self, import: Import) -> Wat {
         self.imports.push(import);
         self
     }
@@ -432,7 +432,7 @@ impl Wat {
         )
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         wat::parse_str(self.text()).unwrap_or_else(|e| panic!("{e}\n{}", self.text()))
     }
 

@@ -214,22 +214,23 @@ fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result
     let policy = tiergate::governance::tenant_policy(&super::load::default_runtime()?, &config)?;
     let store = super::govern::open_store(store)?;
     let store = store.as_ref();
-    let (mut matched, mut other, mut problems) = (0, 0, 0);
+    let (mut matched, mut same_failure, mut other, mut problems) = (0, 0, 0, 0);
     for event in tiergate::audit::events(store, &config.tenant) {
         match tiergate::audit::replay_event(&event?, &policy) {
             None => {}
             Some(Replayed::Matches { .. }) => matched += 1,
+            Some(Replayed::SameFailure { .. }) => same_failure += 1,
             Some(Replayed::OtherPolicy { .. }) => other += 1,
             Some(
                 Replayed::Differs { audit_id, detail } | Replayed::Unreadable { audit_id, detail },
             ) => {
                 problems += 1;
-                println!("DIFFERS  {audit_id}: {detail}");
+                println!("DIFFERS  {}: {}", escaped(&audit_id), escaped(&detail));
             }
         }
     }
     println!(
-        "{matched} match, {problems} differ or unreadable, {other} made by another policy or configuration"
+        "{matched} match (tier and fuel compared), {same_failure} failed the same way again (policy_timeout: failure kind and tier compared; fuel at a deadline is not deterministic), {problems} differ or unreadable, {other} made by another policy or configuration"
     );
     Ok(if problems == 0 {
         ExitCode::SUCCESS
