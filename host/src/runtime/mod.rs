@@ -101,10 +101,18 @@ impl Runtime {
 
     /// Keeps the machine code of compiled policies in `dir`, so the next
     /// process loads a policy it has seen in about a millisecond instead of
-    /// compiling it again. The files are native code that runs unchecked:
-    /// give the directory the same protection as the tiergate binary.
-    /// Set once; later calls are refused.
+    /// compiling it again. The files are native code, so each carries a MAC
+    /// under a key kept beside the directory, in `<dir>.key` (made on first
+    /// use, mode 0600): a file changed, cut or swapped for another's is
+    /// compiled again, never run. Keep the key where whoever can write `dir`
+    /// cannot read it; whoever can read it can forge files. Set once; later
+    /// calls are refused.
     pub fn cache_compiled_in(&self, dir: &Path) -> Result<(), RuntimeError> {
+        if self.inner.compiled_cache.get().is_some() {
+            return Err(RuntimeError(
+                "this runtime already has a compiled-policy cache".into(),
+            ));
+        }
         let cache = cache::CompiledCache::open(dir, &self.inner.engine)?;
         self.inner
             .compiled_cache

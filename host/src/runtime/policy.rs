@@ -89,11 +89,11 @@ impl CompiledPolicy {
         inspect::check_format(bytes)?;
         let engine = &runtime.inner.engine;
         let digest = sha256(bytes);
+        let compile =
+            || Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
         let component = match runtime.inner.compiled_cache.get() {
-            Some(cache) => cache.component(engine, bytes, &digest)?,
-            None => {
-                Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?
-            }
+            Some(cache) => cache.component(engine, &digest, compile)?,
+            None => compile()?,
         };
         let contract = inspect::check_interface(engine, &component, bytes)?;
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
