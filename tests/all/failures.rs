@@ -1,10 +1,12 @@
 //! A policy that misbehaves in any way lands on the failure tier, never a
 //! looser one, with a reason saying what happened; the host carries on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tiergate::audit::Replayed;
-use tiergate::governance::{Governor, TenantConfig};
+use tiergate::governance::{Authorization, Governor, ManualClock, Observer, TenantConfig};
 use tiergate::{FailureKind, LoadError, Runtime, SandboxLimits, StaticContext, TenantPolicy, Tier};
 use tiergate_e2e::fixtures;
 
@@ -285,3 +287,184 @@ fn a_decision_that_failed_by_deadline_replays_as_the_same_failure(kind: Kind) {
 }
 
 on_both_stores!(a_decision_that_failed_by_deadline_replays_as_the_same_failure);
+
+/// Counts the policy's runs in a sandbox, and those made under the store's
+/// write lock, where every other writer waits on them.
+#[derive(Default)]
+struct Runs {
+    all: AtomicU64,
+    under_lock: AtomicU64,
+}
+
+impl Observer for Runs {
+    fn policy_ran(&self, _tenant: &str, under_write_lock: bool) {
+        self.all.fetch_add(1, Ordering::SeqCst);
+        if under_write_lock {
+            self.under_lock.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Runs {
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.all.load(Ordering::SeqCst),
+            self.under_lock.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Tenant `acme` governed by the `misbehave` fixture in `panic_from` mode:
+/// it panics on amounts of 10 or more and answers autonomous below.
+struct Failing {
+    store: TestStore,
+    governor: Governor,
+    clock: ManualClock,
+    runs: Arc<Runs>,
+}
+
+impl Failing {
+    fn on(kind: Kind) -> Failing {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.toml");
+        std::fs::write(
+            &path,
+            acme_with_policy(
+                fixtures::MISBEHAVE.as_ref(),
+                r#"{ mode = "panic_from", count = 10 }"#,
+            ),
+        )
+        .unwrap();
+        let config = TenantConfig::load(&path).unwrap();
+        let store = TestStore::new(kind);
+        let clock = ManualClock::at(1_782_518_400_000);
+        let runs = Arc::new(Runs::default());
+        let governor = Governor::builder(runtime().clone(), store.open())
+            .clock(Arc::new(clock.clone()))
+            .observer(runs.clone())
+            .tenant(config)
+            .unwrap()
+            .build()
+            .unwrap();
+        Failing {
+            store,
+            governor,
+            clock,
+            runs,
+        }
+    }
+
+    fn pay(&self, id: &str, amount: &str) -> Authorization {
+        let mut t = tx(amount, "embeddings", "verified");
+        t.id = id.to_string();
+        self.governor.authorize_blocking(t).unwrap()
+    }
+
+    /// The kinds of the audit events recorded for payment `id`.
+    fn events(&self, id: &str) -> Vec<String> {
+        self.store
+            .open()
+            .events("acme", Some(id))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.kind)
+            .collect()
+    }
+}
+
+fn failure_kind(a: &Authorization) -> Option<FailureKind> {
+    a.policy_failure.as_ref().map(|f| f.kind)
+}
+
+fn a_failing_policy_runs_once_per_payment_never_under_the_write_lock(kind: Kind) {
+    let w = Failing::on(kind);
+    for i in 1..=3 {
+        let a = w.pay(&format!("p{i}"), "10.00");
+        assert_eq!(failure_kind(&a), Some(FailureKind::Trap), "{a:?}");
+        assert_eq!(a.tier, Tier::Collaborative);
+    }
+    assert_eq!(
+        w.runs.counts(),
+        (3, 0),
+        "(runs, runs under the write lock) for three failing payments"
+    );
+}
+
+fn a_policy_failing_again_and_again_is_suspended_then_tried_again(kind: Kind) {
+    let w = Failing::on(kind);
+    // Five failures in a row open the breaker; the fifth alerts the owners.
+    for i in 1..=5 {
+        let a = w.pay(&format!("p{i}"), "10.00");
+        assert_eq!(failure_kind(&a), Some(FailureKind::Trap), "p{i}: {a:?}");
+        let alerted = w
+            .events(&format!("p{i}"))
+            .contains(&"owner_alerted".to_string());
+        assert_eq!(alerted, i == 5, "p{i}: {:?}", w.events(&format!("p{i}")));
+    }
+    assert_eq!(w.runs.counts(), (5, 0));
+    // Suspended: the failure tier at once, the policy not run, even for a
+    // payment it would have answered; recorded as such, saying until when.
+    for id in ["p6", "p7"] {
+        let a = w.pay(id, "1.00");
+        assert_eq!(
+            failure_kind(&a),
+            Some(FailureKind::PolicySuspended),
+            "{a:?}"
+        );
+        assert_eq!(a.tier, Tier::Collaborative);
+        let detail = &a.policy_failure.as_ref().unwrap().detail;
+        assert!(
+            detail.contains("5 times in a row") && detail.contains("until 2026-06-27 00:00:30"),
+            "{detail}"
+        );
+        assert!(a.reasons[0].code == "policy_suspended", "{a:?}");
+        assert!(
+            !w.events(id).contains(&"owner_alerted".to_string()),
+            "alerted once per trip"
+        );
+    }
+    assert_eq!(w.runs.counts(), (5, 0), "no run while suspended");
+
+    // After the back-off the policy is tried again; failing, it is
+    // suspended again, for twice as long, without alerting again.
+    w.clock.advance(30_000);
+    let a = w.pay("p8", "10.00");
+    assert_eq!(failure_kind(&a), Some(FailureKind::Trap), "{a:?}");
+    assert_eq!(w.runs.counts(), (6, 0));
+    let a = w.pay("p9", "1.00");
+    assert_eq!(
+        failure_kind(&a),
+        Some(FailureKind::PolicySuspended),
+        "{a:?}"
+    );
+    assert!(
+        a.policy_failure
+            .unwrap()
+            .detail
+            .contains("until 2026-06-27 00:01:30"),
+        "twice the back-off"
+    );
+    assert!(!w.events("p8").contains(&"owner_alerted".to_string()));
+    assert_eq!(w.runs.counts(), (6, 0));
+
+    // Its next answer closes the breaker: payments are decided again.
+    w.clock.advance(60_000);
+    let a = w.pay("p10", "1.00");
+    assert_eq!(
+        (a.tier, failure_kind(&a)),
+        (Tier::Autonomous, None),
+        "{a:?}"
+    );
+    let a = w.pay("p11", "10.00");
+    assert_eq!(
+        failure_kind(&a),
+        Some(FailureKind::Trap),
+        "counted from one again"
+    );
+    assert_eq!(w.runs.counts(), (8, 0));
+}
+
+on_both_stores!(
+    a_failing_policy_runs_once_per_payment_never_under_the_write_lock,
+    a_policy_failing_again_and_again_is_suspended_then_tried_again,
+);

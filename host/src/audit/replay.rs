@@ -41,6 +41,14 @@ pub enum Replayed {
         /// The failure, recorded and replayed.
         kind: FailureKind,
     },
+    /// The host decided without running the policy (it was suspended, or
+    /// its tenant's CPU budget was spent): nothing of the policy's to replay.
+    NotRun {
+        /// The audit id.
+        audit_id: String,
+        /// Why the policy did not run.
+        kind: FailureKind,
+    },
     /// The record was made by another policy or configuration: not comparable.
     OtherPolicy {
         /// The audit id.
@@ -106,6 +114,9 @@ fn replay_one(e: &AuditEvent, policy: &TenantPolicy) -> Replayed {
     let failed: Option<FailureKind> = d
         .get("policy_failure")
         .and_then(|f| serde_json::from_value(f["kind"].clone()).ok());
+    if let Some(kind) = failed.filter(|k| k.decided_by_host()) {
+        return Replayed::NotRun { audit_id, kind };
+    }
     match policy.classify_blocking(&tx, Arc::new(StaticContext::replaying(&reads))) {
         Err(err) => unreadable(format!("the recorded transaction is invalid: {err}")),
         // Where a deadline stopped the policy, how far it got depends on the

@@ -220,7 +220,7 @@ fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result
             None => {}
             Some(Replayed::Matches { .. }) => matched += 1,
             Some(Replayed::SameFailure { .. }) => same_failure += 1,
-            Some(Replayed::OtherPolicy { .. }) => other += 1,
+            Some(Replayed::OtherPolicy { .. } | Replayed::NotRun { .. }) => other += 1,
             Some(
                 Replayed::Differs { audit_id, detail } | Replayed::Unreadable { audit_id, detail },
             ) => {
@@ -230,7 +230,7 @@ fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result
         }
     }
     println!(
-        "{matched} match (tier and fuel compared), {same_failure} failed the same way again (policy_timeout: failure kind and tier compared; fuel at a deadline is not deterministic), {problems} differ or unreadable, {other} made by another policy or configuration"
+        "{matched} match (tier and fuel compared), {same_failure} failed the same way again (policy_timeout: failure kind and tier compared; fuel at a deadline is not deterministic), {problems} differ or unreadable, {other} made by another policy or configuration or without running it"
     );
     Ok(if problems == 0 {
         ExitCode::SUCCESS

@@ -13,8 +13,9 @@ use std::time::Duration;
 /// | `memory_bytes` | 16 MiB, all of an instance's memories together | `policy_memory_limit` |
 /// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
-/// | `instance_slots` | 64 | callers wait for a free slot; nothing fails |
+/// | `instance_slots` | 64 | callers wait for a free slot, at most `slot_wait` |
 /// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
+/// | `slot_wait` | 2 s | no decision: `ClassifyError::SandboxBusy` (the service answers 503 with `Retry-After`, nothing recorded) |
 ///
 /// Fixed bounds, the same for every runtime: 256 KiB handed to the host at
 /// once (one host call's arguments, or an answer's top level;
@@ -45,6 +46,12 @@ pub struct SandboxLimits {
     /// tenants; this is what keeps a tenant whose policy loops from crowding
     /// out the rest. A freed slot goes to the waiting tenant holding fewest.
     pub slots_per_tenant: u32,
+    /// Longest a call waits for a sandbox slot. Past it the call ends
+    /// without running the policy: `ClassifyError::SandboxBusy` (and
+    /// `LoadError::SandboxBusy` for a load), an error, not a decision, so
+    /// nothing is recorded and the same request can be sent again. A bound,
+    /// so a burst of callers cannot hold every blocking thread waiting.
+    pub slot_wait: Duration,
 }
 
 impl Default for SandboxLimits {
@@ -59,6 +66,7 @@ impl Default for SandboxLimits {
             slots_per_tenant: std::thread::available_parallelism()
                 .map_or(2, |n| n.get() as u32)
                 .max(2),
+            slot_wait: Duration::from_secs(2),
         }
     }
 }

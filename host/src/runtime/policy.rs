@@ -10,7 +10,7 @@ use wasmtime::{Store, Trap};
 
 use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
 use super::sandbox::Sandbox;
-use super::slots::Share;
+use super::slots::{Share, Waited};
 use super::v0_1_0::{
     self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads, prefix,
 };
@@ -135,6 +135,7 @@ impl CompiledPolicy {
                     policy.tiergate_policy_policy().call_info(store).map(Ok)
                 },
             )
+            .map_err(LoadError::from)?
             .result
             .map_err(|f| {
                 LoadError::BadMetadata(format!("`info` failed ({}): {}", f.kind.code(), f.detail))
@@ -209,7 +210,7 @@ impl CompiledPolicy {
                     .tiergate_policy_policy()
                     .call_check_config(store, config)
             },
-        );
+        )?;
         match run.result {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
@@ -231,14 +232,15 @@ impl Compiled {
         context: Arc<dyn ContextSource>,
         kind: Call,
         call: impl FnOnce(&mut Store<Sandbox>, Instance) -> wasmtime::Result<R>,
-    ) -> Run<R> {
+    ) -> Result<Run<R>, Waited> {
         let inner = &self.runtime.inner;
         let limits = &inner.limits;
+        let wait = limits.slot_wait;
         let _slot = match kind {
-            Call::Classify(share) => inner.slots.take(share),
-            Call::ClassifyFirst(share) => inner.slots.take_first(share),
-            Call::Load => inner.slots.take(Share::LOADING),
-        };
+            Call::Classify(share) => inner.slots.take(share, wait),
+            Call::ClassifyFirst(share) => inner.slots.take_first(share, wait),
+            Call::Load => inner.slots.take(Share::LOADING, wait),
+        }?;
         let mut store = new_store(&self.runtime, context);
         let timeout = match kind {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
@@ -253,11 +255,11 @@ impl Compiled {
             .and_then(|instance| call(&mut store, instance));
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = result.map_err(|e| failure_from_error(&e, store.data(), limits, timeout));
-        Run {
+        Ok(Run {
             result,
             reads: std::mem::take(&mut store.data_mut().reads),
             fuel_used,
-        }
+        })
     }
 }
 
@@ -369,7 +371,7 @@ impl TenantPolicy {
             compiled
                 .exports
                 .call_classify(store, &instance, &self.config, &wit_tx.get())
-        });
+        })?;
         Ok(self.decision_from(run))
     }
 
@@ -502,6 +504,12 @@ impl TenantPolicy {
             );
         }
         Ok((tier, reasons, suggestion))
+    }
+
+    /// The failure tier for a failure the host found without running the
+    /// policy (suspended, out of CPU budget): no reads, no fuel.
+    pub(crate) fn failed_without_running(&self, kind: FailureKind, detail: String) -> Decision {
+        self.fail_closed(PolicyFailure { kind, detail }, None, Vec::new(), 0)
     }
 
     fn fail_closed(
