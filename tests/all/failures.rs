@@ -325,21 +325,27 @@ struct Failing {
 
 impl Failing {
     fn on(kind: Kind) -> Failing {
+        Self::with(
+            kind,
+            runtime().clone(),
+            r#"{ mode = "panic_from", count = 10 }"#,
+        )
+    }
+
+    /// Tenant `acme` governed by `misbehave` configured with `config`, on `runtime`.
+    fn with(kind: Kind, runtime: Runtime, config: &str) -> Failing {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("acme.toml");
         std::fs::write(
             &path,
-            acme_with_policy(
-                fixtures::MISBEHAVE.as_ref(),
-                r#"{ mode = "panic_from", count = 10 }"#,
-            ),
+            acme_with_policy(fixtures::MISBEHAVE.as_ref(), config),
         )
         .unwrap();
         let config = TenantConfig::load(&path).unwrap();
         let store = TestStore::new(kind);
         let clock = ManualClock::at(1_782_518_400_000);
         let runs = Arc::new(Runs::default());
-        let governor = Governor::builder(runtime().clone(), store.open())
+        let governor = Governor::builder(runtime, store.open())
             .clock(Arc::new(clock.clone()))
             .observer(runs.clone())
             .tenant(config)
@@ -464,7 +470,32 @@ fn a_policy_failing_again_and_again_is_suspended_then_tried_again(kind: Kind) {
     assert_eq!(w.runs.counts(), (8, 0));
 }
 
+fn owners_hear_once_that_a_tenants_cpu_budget_is_spent(kind: Kind) {
+    let runtime = Runtime::with_limits(SandboxLimits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(50),
+        cpu_burst: Duration::from_millis(5),
+        cpu_per_second: Duration::from_micros(1),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let w = Failing::with(kind, runtime, r#"{ mode = "loop" }"#);
+    let a = w.pay("p1", "1.00");
+    assert_eq!(failure_kind(&a), Some(FailureKind::Timeout), "{a:?}");
+    for id in ["p2", "p3", "p4"] {
+        let a = w.pay(id, "1.00");
+        assert_eq!(
+            (failure_kind(&a), a.tier),
+            (Some(FailureKind::CpuBudgetExhausted), Tier::Collaborative),
+            "{a:?}"
+        );
+        let alerted = w.events(id).contains(&"owner_alerted".to_string());
+        assert_eq!(alerted, id == "p2", "{id}: {:?}", w.events(id));
+    }
+}
+
 on_both_stores!(
+    owners_hear_once_that_a_tenants_cpu_budget_is_spent,
     a_failing_policy_runs_once_per_payment_never_under_the_write_lock,
     a_policy_failing_again_and_again_is_suspended_then_tried_again,
 );

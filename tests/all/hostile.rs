@@ -2490,3 +2490,71 @@ fn context_questions_cannot_make_the_host_keep_more_than_a_category() {
     assert_eq!(a.tier, Tier::Collaborative);
     assert!(grown < 256 << 10, "the store grew by {grown} bytes");
 }
+
+// ---------------------------------------------------------------------------
+// A looping neighbour: each tenant's CPU budget.
+
+#[test]
+fn a_tenant_past_its_cpu_budget_gets_its_failure_tier_without_running() {
+    // A budget that barely refills: 5 ms of CPU at once, then 1 µs a
+    // second. Fuel without end, so the loop burns CPU until its 100 ms
+    // deadline, far past the 5 ms.
+    let runtime = Runtime::with_limits(SandboxLimits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(100),
+        cpu_burst: Duration::from_millis(5),
+        cpu_per_second: Duration::from_micros(1),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let looping = runtime
+        .compile_file(fixtures::MISBEHAVE.as_ref())
+        .unwrap()
+        .configure(&json!({"mode": "loop"}).to_string())
+        .unwrap();
+    let healthy = runtime
+        .compile(tiergate::bundled::get("seed-tiers").unwrap())
+        .unwrap()
+        .configure("")
+        .unwrap();
+    let t = tx("0.02", "embeddings", "verified");
+    let first = classify(&looping, &t);
+    assert_eq!(first.failure.unwrap().kind, FailureKind::Timeout);
+    for _ in 0..3 {
+        let d = contained(
+            ("cpu budget", "rust: loop, after spending its budget"),
+            Limits::Suite,
+            &looping,
+            FailureKind::CpuBudgetExhausted,
+            Tier::Collaborative,
+        );
+        assert_eq!(d.fuel_used, 0, "it did not run");
+        assert!(d.context_reads.is_empty());
+        let detail = d.failure.unwrap().detail;
+        assert!(detail.contains("5 ms at once"), "{detail}");
+    }
+    // Another tenant's budget is its own.
+    for _ in 0..3 {
+        let d = classify(&healthy, &t);
+        assert_eq!((d.tier, d.failure), (Tier::Autonomous, None));
+    }
+    // A budget of zero is no budget.
+    let unbounded = Runtime::with_limits(SandboxLimits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(20),
+        cpu_per_second: Duration::ZERO,
+        cpu_burst: Duration::ZERO,
+        ..SandboxLimits::default()
+    })
+    .unwrap()
+    .compile_file(fixtures::MISBEHAVE.as_ref())
+    .unwrap()
+    .configure(&json!({"mode": "loop"}).to_string())
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            classify(&unbounded, &t).failure.unwrap().kind,
+            FailureKind::Timeout
+        );
+    }
+}

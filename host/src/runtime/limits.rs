@@ -15,6 +15,7 @@ use std::time::Duration;
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
 /// | `instance_slots` | 64 | callers wait for a free slot, at most `slot_wait` |
 /// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
+/// | `cpu_per_second`, `cpu_burst`, `cpu_free_per_call` | 50 ms a second, 250 ms at once, per tenant, of CPU beyond 500 µs a call | `policy_cpu_budget_exhausted`, without running, until the budget refills |
 /// | `slot_wait` | 2 s | no decision: `ClassifyError::SandboxBusy` (the service answers 503 with `Retry-After`, nothing recorded) |
 ///
 /// Fixed bounds, the same for every runtime: 256 KiB handed to the host at
@@ -52,6 +53,21 @@ pub struct SandboxLimits {
     /// nothing is recorded and the same request can be sent again. A bound,
     /// so a burst of callers cannot hold every blocking thread waiting.
     pub slot_wait: Duration,
+    /// CPU time one configured policy (one tenant) may spend per second of
+    /// wall time beyond `cpu_free_per_call` in each call, measured as the
+    /// thread CPU time of its sandbox calls, with fuel or without. A tenant
+    /// past its budget gets its failure tier at once, without running
+    /// (`policy_cpu_budget_exhausted`), until the budget refills. Zero turns
+    /// the budget off.
+    pub cpu_per_second: Duration,
+    /// CPU time a tenant may spend at once before its budget runs out: what
+    /// an idle tenant has saved up.
+    pub cpu_burst: Duration,
+    /// CPU time of each call that is not charged to the budget. A decision
+    /// of the example policies takes 10 to 20 µs, so a tenant however busy
+    /// is never charged; a policy that loops until its fuel or deadline
+    /// runs out (milliseconds a call) is, and soon runs out of budget.
+    pub cpu_free_per_call: Duration,
 }
 
 impl Default for SandboxLimits {
@@ -67,6 +83,9 @@ impl Default for SandboxLimits {
                 .map_or(2, |n| n.get() as u32)
                 .max(2),
             slot_wait: Duration::from_secs(2),
+            cpu_per_second: Duration::from_millis(50),
+            cpu_burst: Duration::from_millis(250),
+            cpu_free_per_call: Duration::from_micros(500),
         }
     }
 }

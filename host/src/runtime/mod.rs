@@ -6,6 +6,7 @@
 //! trap, loop, overgrow) into a [`Decision`](crate::Decision) that never
 //! loosens the tenant's failure tier.
 
+mod budget;
 mod cache;
 mod error;
 mod inspect;

@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tiergate_policy::Tier;
 use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
+use super::budget::{CpuBudget, thread_cpu_time};
 use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
 use super::sandbox::Sandbox;
 use super::slots::{Share, Waited};
@@ -82,6 +84,8 @@ struct Run<R> {
     result: Result<R, PolicyFailure>,
     reads: Vec<ContextRead>,
     fuel_used: u64,
+    /// CPU time the calling thread spent in the sandbox.
+    cpu_used: Duration,
 }
 
 impl CompiledPolicy {
@@ -215,6 +219,11 @@ impl CompiledPolicy {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
                 share: Share::new(),
+                budget: Arc::new(CpuBudget::new(
+                    self.0.runtime.inner.limits.cpu_per_second,
+                    self.0.runtime.inner.limits.cpu_burst,
+                    Instant::now(),
+                )),
                 config: config.into(),
                 config_digest: sha256(config.as_bytes()),
                 failure_tier: Tier::Collaborative,
@@ -241,6 +250,7 @@ impl Compiled {
             Call::ClassifyFirst(share) => inner.slots.take_first(share, wait),
             Call::Load => inner.slots.take(Share::LOADING, wait),
         }?;
+        let cpu_start = thread_cpu_time();
         let mut store = new_store(&self.runtime, context);
         let timeout = match kind {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
@@ -255,10 +265,13 @@ impl Compiled {
             .and_then(|instance| call(&mut store, instance));
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = result.map_err(|e| failure_from_error(&e, store.data(), limits, timeout));
+        let reads = std::mem::take(&mut store.data_mut().reads);
+        drop(store);
         Ok(Run {
             result,
-            reads: std::mem::take(&mut store.data_mut().reads),
+            reads,
             fuel_used,
+            cpu_used: thread_cpu_time().saturating_sub(cpu_start),
         })
     }
 }
@@ -270,6 +283,9 @@ pub struct TenantPolicy {
     /// Whose line its calls wait in for a slot: one per configuration, and
     /// so one per tenant.
     share: Share,
+    /// The CPU time its calls may use: one per configuration, shared by
+    /// its clones.
+    budget: Arc<CpuBudget>,
     config: Arc<str>,
     config_digest: String,
     failure_tier: Tier,
@@ -365,6 +381,16 @@ impl TenantPolicy {
         context: Arc<dyn ContextSource>,
     ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
+        if let Err(spent) = self.budget.admit(Instant::now()) {
+            return Ok(self.failed_without_running(
+                FailureKind::CpuBudgetExhausted,
+                format!(
+                    "its tenant's policy used all the CPU time its budget allows ({}); it is not run until the budget refills, in about {} ms",
+                    self.budget.describe(),
+                    spent.refills_in.as_millis().max(1)
+                ),
+            ));
+        }
         let wit_tx = v0_1_0::WitTransaction::new(tx);
         let compiled = &self.compiled.0;
         let run = compiled.run(context, call, |store, instance| {
@@ -372,6 +398,11 @@ impl TenantPolicy {
                 .exports
                 .call_classify(store, &instance, &self.config, &wit_tx.get())
         })?;
+        let limits = &compiled.runtime.inner.limits;
+        self.budget.charge(
+            run.cpu_used.saturating_sub(limits.cpu_free_per_call),
+            Instant::now(),
+        );
         Ok(self.decision_from(run))
     }
 
@@ -520,14 +551,18 @@ impl TenantPolicy {
         fuel_used: u64,
     ) -> Decision {
         let tier = asked.map_or(self.failure_tier, |t| t.max(self.failure_tier));
-        tracing::warn!(
-            policy = %self.info().name,
-            digest = %self.info().digest,
-            failure = failure.kind.code(),
-            detail = %failure.detail,
-            %tier,
-            "policy failed; failure tier applied"
-        );
+        // A tenant out of CPU budget is refused at once on every call: one
+        // line each would flood the log (the owners are alerted instead).
+        if failure.kind != FailureKind::CpuBudgetExhausted {
+            tracing::warn!(
+                policy = %self.info().name,
+                digest = %self.info().digest,
+                failure = failure.kind.code(),
+                detail = %failure.detail,
+                %tier,
+                "policy failed; failure tier applied"
+            );
+        }
         let reason = Reason::new(
             failure.kind.code(),
             format!(
@@ -587,6 +622,7 @@ impl ReusedInstance {
             result,
             reads: std::mem::take(&mut self.store.data_mut().reads),
             fuel_used,
+            cpu_used: Duration::ZERO,
         };
         Ok(self.policy.decision_from(run))
     }
