@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tiergate::{
-    ActivityFilter, CompiledPolicy, ContextRead, Decision, FailureKind, LoadError, Runtime,
-    SandboxLimits, TenantPolicy, Tier,
+    ActivityFilter, CompileLimits, CompiledPolicy, ContextRead, Decision, FailureKind, LoadError,
+    Runtime, SandboxLimits, TenantPolicy, Tier,
 };
 use tiergate_e2e::fixtures;
 
@@ -2043,6 +2043,9 @@ fn load_kind(e: &LoadError) -> &'static str {
         LoadError::InvalidConfig(_) => "InvalidConfig",
         LoadError::ConfigCheckFailed(_) => "ConfigCheckFailed",
         LoadError::FailureTierTooLoose(_) => "FailureTierTooLoose",
+        LoadError::OverCompileBound { .. } => "OverCompileBound",
+        LoadError::CompileFailed(_) => "CompileFailed",
+        LoadError::SandboxBusy { .. } => "SandboxBusy",
         _ => "other",
     }
 }
@@ -2557,4 +2560,229 @@ fn a_tenant_past_its_cpu_budget_gets_its_failure_tier_without_running() {
             FailureKind::Timeout
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Compile bombs: whatever a tenant uploads, the host survives compiling it.
+
+/// One function with `locals` locals, all read and written across
+/// `blocks` blocks: what makes a compiler's register allocation blow up.
+fn locals_bomb(locals: usize, blocks: usize) -> Wat {
+    let mut body = String::with_capacity(blocks * 64);
+    for b in 0..blocks {
+        let (x, y, z) = (b % locals, (b * 7 + 1) % locals, (b * 13 + 2) % locals);
+        body.push_str(&format!(
+            "(block (local.set {x} (i64.add (local.get {y}) (local.get {z}))))\n"
+        ));
+    }
+    let locals = "i64 ".repeat(locals);
+    let extra = format!("(func $bomb (local {locals}) {body})");
+    Wat::new("").extra(Box::leak(extra.into_boxed_str()))
+}
+
+/// `count` small functions.
+fn functions_bomb(count: usize) -> Wat {
+    Wat::new("").extra(Box::leak("(func)\n".repeat(count).into_boxed_str()))
+}
+
+/// The two compile bombs, each with the setting of the bound it breaks.
+fn compile_bombs() -> &'static [(&'static str, Vec<u8>, &'static str)] {
+    static BOMBS: OnceLock<Vec<(&'static str, Vec<u8>, &'static str)>> = OnceLock::new();
+    BOMBS.get_or_init(|| {
+        vec![
+            (
+                "one function, 4,000 locals across 20,000 blocks",
+                locals_bomb(4_000, 20_000).bytes(),
+                "max_locals_blocks",
+            ),
+            (
+                "200,000 small functions",
+                functions_bomb(200_000).bytes(),
+                "max_functions",
+            ),
+        ]
+    })
+}
+
+#[test]
+fn a_compile_bomb_is_refused_before_it_is_compiled_naming_the_bound() {
+    for (variant, bytes, bound) in compile_bombs() {
+        let start = Instant::now();
+        let err = sandbox(Limits::Suite)
+            .compile(bytes)
+            .expect_err("a compile bomb is refused");
+        measured(
+            "compile bomb",
+            variant,
+            start.elapsed(),
+            &format!("refused: {}", load_kind(&err)),
+            None,
+        );
+        let text = err.to_string();
+        assert!(
+            matches!(err, LoadError::OverCompileBound { .. }),
+            "{variant}: {text}"
+        );
+        assert!(text.contains(bound), "{variant}: {text}");
+    }
+    // Within the bounds, the same shapes compile.
+    sandbox(Limits::Suite)
+        .compile(&locals_bomb(100, 1_000).bytes())
+        .expect("a small function with many locals compiles");
+    host_is_up();
+}
+
+#[test]
+fn a_compile_bomb_as_a_tenants_policy_is_refused_naming_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for (variant, bytes, bound) in compile_bombs() {
+        let wasm = dir.path().join("bomb.wasm");
+        std::fs::write(&wasm, bytes).unwrap();
+        let config = tiergate::governance::TenantConfig::parse(
+            &crate::pipeline::ACME.replace(
+                r#"path = "seed-tiers""#,
+                &format!("path = {:?}", wasm.display().to_string()),
+            ),
+            std::path::Path::new("acme.toml"),
+        )
+        .unwrap();
+        let err = tiergate::governance::Governor::builder(
+            crate::runtime().clone(),
+            std::sync::Arc::new(
+                tiergate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap(),
+            ),
+        )
+        .tenant(config)
+        .err()
+        .unwrap_or_else(|| panic!("{variant}: the tenant was set up"))
+        .to_string();
+        assert!(err.contains(bound), "{variant}: {err}");
+        // The command line says the same and exits 2 (a refused policy),
+        // not a crash.
+        let out = crate::tiergate_command()
+            .args(["eval", "--policy"])
+            .arg(&wasm)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/article-day.jsonl"
+            ))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{variant}: {stderr}");
+        assert!(stderr.contains(bound), "{variant}: {stderr}");
+    }
+}
+
+#[test]
+fn compiling_in_a_child_process_is_bounded_in_memory_and_time() {
+    let child = |compile: CompileLimits| {
+        Runtime::with_limits(SandboxLimits {
+            compile: CompileLimits {
+                child: Some(env!("CARGO_BIN_EXE_tiergate").into()),
+                ..compile
+            },
+            ..SandboxLimits::default()
+        })
+        .unwrap()
+    };
+    let seed = tiergate::bundled::get("seed-tiers").unwrap();
+    // Compiled by the child, the policy decides as one compiled here.
+    let compiled = child(CompileLimits::default())
+        .compile(seed)
+        .expect("the child compiles seed-tiers");
+    let d = classify(
+        &compiled.configure("").unwrap(),
+        &tx("89.00", "agent_hire", "known"),
+    );
+    assert_eq!((d.tier, d.failure), (Tier::Collaborative, None));
+    // A child out of memory or time fails the load, naming the bound; the
+    // host carries on.
+    for (variant, limits, says) in [
+        (
+            "compiling seed-tiers in 32 MiB",
+            CompileLimits {
+                memory_bytes: 32 << 20,
+                ..CompileLimits::default()
+            },
+            "memory_bytes",
+        ),
+        (
+            "compiling seed-tiers in 1 ms",
+            CompileLimits {
+                time: Duration::from_millis(1),
+                ..CompileLimits::default()
+            },
+            "1 ms",
+        ),
+    ] {
+        let start = Instant::now();
+        let err = child(limits).compile(seed).expect_err(variant).to_string();
+        measured("compile bomb", variant, start.elapsed(), "refused", None);
+        eprintln!("hostile |   {err}");
+        assert!(err.contains(says), "{variant}: {err}");
+    }
+    // A bomb the static bounds let through (here raised out of its way)
+    // ends its child, not the host.
+    let (variant, bomb, _) = &compile_bombs()[1];
+    let start = Instant::now();
+    let err = child(CompileLimits {
+        max_functions: u32::MAX,
+        time: Duration::from_secs(2),
+        ..CompileLimits::default()
+    })
+    .compile(bomb)
+    .expect_err("the child runs out of time")
+    .to_string();
+    measured(
+        "compile bomb",
+        &format!("{variant}, past raised static bounds, in a child"),
+        start.elapsed(),
+        "refused",
+        None,
+    );
+    assert!(err.contains("`compile.time`"), "{err}");
+    host_is_up();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_compile_bomb_is_refused_and_the_service_keeps_answering() {
+    use crate::service::{Served, get, payment, post, try_call};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let (admin, agent) = (s.key("admin"), s.key("agent"));
+    let url = format!("{}/v1/policies", s.base);
+    for (variant, bytes, bound) in compile_bombs() {
+        let r = try_call(
+            "POST",
+            &url,
+            Some(&admin),
+            Some("application/wasm"),
+            bytes.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{variant}: the service did not answer: {e}"));
+        assert_eq!(r.status, 422, "{variant}: {}", r.text);
+        assert!(r.text.contains(bound), "{variant}: {}", r.text);
+        let r = post(
+            &s,
+            "/v1/authorizations",
+            &agent,
+            &payment(
+                "demo",
+                &format!("after-{bound}"),
+                "0.02",
+                "embeddings",
+                "verified",
+            ),
+        )
+        .await;
+        assert_eq!(
+            (r.status, &r.body["tier"]),
+            (201, &json!("autonomous")),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(get(&s, "/v1/rules", &admin).await.status, 200);
 }

@@ -55,6 +55,23 @@ pub enum LoadError {
     /// The component failed to validate or compile.
     #[error("the component is invalid: {0}")]
     Invalid(String),
+    /// The component is past a bound on what compiling it may cost, checked
+    /// before any compiler saw it.
+    #[error(
+        "the component {what}, over the bound of {limit} (`compile.{setting}`): compiling it could take the host's memory and time, so it was refused before compiling; split the policy, or raise the bound for a policy this large"
+    )]
+    OverCompileBound {
+        /// What the component has.
+        what: String,
+        /// The bound.
+        limit: String,
+        /// The setting of [`CompileLimits`](super::CompileLimits) that holds it.
+        setting: &'static str,
+    },
+    /// Compiling in a child process failed: it ran out of its memory or
+    /// time, or could not run.
+    #[error("compiling the component {0}")]
+    CompileFailed(String),
     /// The component targets a contract version this host does not serve.
     #[error(
         "the policy was built against contract tiergate:policy@{found}, which this host does not serve (it serves {supported}): rebuild it with a tiergate-policy SDK for one of those"

@@ -16,6 +16,7 @@ use std::time::Duration;
 /// | `instance_slots` | 64 | callers wait for a free slot, at most `slot_wait` |
 /// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
 /// | `cpu_per_second`, `cpu_burst`, `cpu_free_per_call` | 50 ms a second, 250 ms at once, per tenant, of CPU beyond 500 µs a call | `policy_cpu_budget_exhausted`, without running, until the budget refills |
+/// | `compile` | see [`CompileLimits`](super::CompileLimits) | `LoadError::OverCompileBound` (naming the bound) before compiling; `LoadError::CompileFailed` when the child compiling runs out of memory or time |
 /// | `slot_wait` | 2 s | no decision: `ClassifyError::SandboxBusy` (the service answers 503 with `Retry-After`, nothing recorded) |
 ///
 /// Fixed bounds, the same for every runtime: 256 KiB handed to the host at
@@ -68,6 +69,9 @@ pub struct SandboxLimits {
     /// is never charged; a policy that loops until its fuel or deadline
     /// runs out (milliseconds a call) is, and soon runs out of budget.
     pub cpu_free_per_call: Duration,
+    /// Bounds on compiling a policy: checked before the compiler sees it,
+    /// and the memory and time of the child process that compiles it.
+    pub compile: super::CompileLimits,
 }
 
 impl Default for SandboxLimits {
@@ -86,6 +90,7 @@ impl Default for SandboxLimits {
             cpu_per_second: Duration::from_millis(50),
             cpu_burst: Duration::from_millis(250),
             cpu_free_per_call: Duration::from_micros(500),
+            compile: super::CompileLimits::default(),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod budget;
 mod cache;
+mod compile;
 mod error;
 mod inspect;
 mod limits;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use compile::{COMPILE_SUBCOMMAND, CompileLimits, compile_child_main};
 pub use error::{ClassifyError, LoadError, RuntimeError};
 pub use limits::SandboxLimits;
 pub use policy::{CompiledPolicy, PolicyInfo, ReusedInstance, TenantPolicy};
@@ -129,9 +131,13 @@ impl Runtime {
     /// Checks and compiles a policy component.
     ///
     /// Refuses, before running anything, bytes that are not a binary
-    /// component, a precompiled native artifact, a component of another
-    /// contract version or world, and a component importing anything outside
-    /// the sandbox's allow-list. Then asks the policy for its metadata.
+    /// component, a precompiled native artifact, a component past a bound on
+    /// what compiling it may cost ([`CompileLimits`], checked before the
+    /// compiler sees it), a component of another contract version or world,
+    /// and a component importing anything outside the sandbox's allow-list.
+    /// Compiles in the child process `compile.child` names, when it names
+    /// one, under its memory and time limits. Then asks the policy for its
+    /// metadata.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
         CompiledPolicy::compile(self.clone(), bytes)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tiergate_policy::Tier;
-use wasmtime::component::{Component, Instance, InstancePre};
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
 use super::budget::{CpuBudget, thread_cpu_time};
@@ -16,7 +16,7 @@ use super::slots::{Share, Waited};
 use super::v0_1_0::{
     self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads, prefix,
 };
-use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
+use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, compile, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
 use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
 use crate::model::digest::sha256;
@@ -91,10 +91,11 @@ struct Run<R> {
 impl CompiledPolicy {
     pub(super) fn compile(runtime: Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
         inspect::check_format(bytes)?;
+        let limits = &runtime.inner.limits;
+        compile::check_bounds(bytes, &limits.compile)?;
         let engine = &runtime.inner.engine;
         let digest = sha256(bytes);
-        let compile =
-            || Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
+        let compile = || compile::compile(engine, limits, bytes);
         let component = match runtime.inner.compiled_cache.get() {
             Some(cache) => cache.component(engine, &digest, compile)?,
             None => compile()?,
