@@ -156,11 +156,38 @@ fn the_native_stack_limit_stops_deep_recursion() {
 
 #[test]
 fn fuel_use_is_deterministic() {
-    let p = misbehave("loop");
-    let t = tx("0.02", "embeddings", "verified");
-    let (a, b) = (classify(&p, &t), classify(&p, &t));
-    assert_eq!(a.fuel_used, runtime().limits().fuel);
-    assert_eq!(a, b);
+    // Work whose fuel depends on the input: seed-tiers on different
+    // payments. Each uses the same fuel every time, in this runtime and in
+    // a new one, and the payments do not all use the same.
+    let payments = [
+        tx("0.02", "embeddings", "verified"),
+        tx("47.00", "compute", "known"),
+        tx("89.00", "agent_hire", "known"),
+        tx("1.00", "gambling", "verified"),
+        tx("0.0200000000000000001", "embeddings", "unknown"),
+    ];
+    let fresh = Runtime::with_limits(SandboxLimits {
+        timeout: Duration::from_secs(2),
+        ..SandboxLimits::default()
+    })
+    .unwrap()
+    .compile(tiergate::bundled::get("seed-tiers").unwrap())
+    .unwrap()
+    .configure("")
+    .unwrap();
+    let mut used = Vec::new();
+    for t in &payments {
+        let first = classify(&seed_tiers(), t);
+        assert!(first.failure.is_none(), "{first:?}");
+        assert!(first.fuel_used > 0 && first.fuel_used < runtime().limits().fuel);
+        for again in [classify(&seed_tiers(), t), classify(&fresh, t)] {
+            assert_eq!(again, first, "{}", t.amount);
+        }
+        used.push(first.fuel_used);
+    }
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 3, "fuel that varies with the input: {used:?}");
 }
 
 #[test]
@@ -180,6 +207,48 @@ fn the_sandbox_shows_no_clock_environment_files_or_entropy() {
 
 fn classify_in_fresh_context(p: &TenantPolicy, t: &tiergate::Transaction) -> tiergate::Decision {
     crate::classify_in(p, t, StaticContext::default())
+}
+
+#[test]
+fn the_sandbox_shows_no_entropy_across_processes_either() {
+    // A generator seeded once per process would give the same numbers to
+    // every call in it; two processes show whether it is fixed.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("observe.json");
+    std::fs::write(&config, r#"{"mode": "observe"}"#).unwrap();
+    let input = dir.path().join("tx.json");
+    std::fs::write(
+        &input,
+        serde_json::to_string(&tx("0.02", "embeddings", "verified")).unwrap(),
+    )
+    .unwrap();
+    let seen = || {
+        let out = crate::tiergate_command()
+            .args(["eval", "--policy", fixtures::MISBEHAVE, "--config"])
+            .arg(&config)
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let reasons = &line["reasons"];
+        assert_eq!(reasons[1]["code"], "hash_seed", "{line}");
+        (
+            reasons[0]["message"].as_str().unwrap().to_string(),
+            reasons[1]["message"].as_str().unwrap().to_string(),
+        )
+    };
+    let (first, second) = (seen(), seen());
+    assert_eq!(first.0, "clock_ms=0 env=0 args=0 files=denied");
+    assert_eq!(first, second, "two processes saw different entropy");
+    // And the same as a call in this process.
+    let here =
+        classify_in_fresh_context(&misbehave("observe"), &tx("0.02", "embeddings", "verified"));
+    assert_eq!(here.reasons[1].message, first.1);
 }
 
 #[test]
