@@ -94,7 +94,7 @@ fn pair(
 }
 
 fn main() -> anyhow::Result<()> {
-    let quick = std::env::var_os("TIERGATE_BENCH_QUICK").is_some_and(|v| v == "1");
+    let quick = report::quick();
     let length = if quick { Length::Quick } else { Length::Timed };
     let txs: Vec<Transaction> = ARTICLE_DAY
         .lines()
