@@ -275,8 +275,8 @@ fn main() -> anyhow::Result<()> {
          default limits ({fuel} fuel, {timeout} ms deadline) fuel ends the loop; the rows \"fuel \
          without end\" put both tenants on a runtime whose fuel is without end, so only the deadline \
          does. Each row has its own runtime; \"no CPU budget\" sets `cpu_per_second` to zero, \
-         \"CPU budget\" keeps the default: {budget} a second of CPU beyond {free} a call, {burst} at \
-         once, per tenant.\n\n\
+         \"CPU budget\" keeps the default: {budget} a second of CPU beyond {free} a call that \
+         answers (a failed call is charged whole), {burst} at once, per tenant.\n\n\
          | healthy tenant | decisions per second (share of alone) | p50 | p99 | × alone (p50 / p99) | hostile calls: how they ended, longest |\n\
          |---|---:|---:|---:|---:|---|\n\
          {rows}\n\

@@ -6,8 +6,8 @@
 //! The bucket holds up to `burst` of CPU time and refills at `per_second`
 //! of CPU time per second of wall time. Each call is charged the CPU time
 //! its thread spent in the sandbox (`CLOCK_THREAD_CPUTIME_ID`) beyond a free
-//! allowance per call, after the call: a long one may leave the bucket in
-//! debt. While the bucket is empty or in debt, the tenant's calls get its
+//! allowance per call that answers (a call that fails is charged whole),
+//! after the call: a long one may leave the bucket in debt. While the bucket is empty or in debt, the tenant's calls get its
 //! failure tier at once, without running.
 //!
 //! The allowance is what lets a busy honest tenant use the machine: its
@@ -15,7 +15,9 @@
 //! makes (the slot queue shares the sandboxes fairly among busy tenants).
 //! What takes a machine from its other tenants is calls that hold a core
 //! for milliseconds, looping until their fuel or deadline runs out, and
-//! those are charged.
+//! those are charged in full. A policy that answers just inside the
+//! allowance on every call is charged nothing: it is as busy as an honest
+//! tenant may be, and shares the slots like one.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};

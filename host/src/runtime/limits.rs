@@ -15,7 +15,7 @@ use std::time::Duration;
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
 /// | `instance_slots` | 64 | callers wait for a free slot, at most `slot_wait` |
 /// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
-/// | `cpu_per_second`, `cpu_burst`, `cpu_free_per_call` | 50 ms a second, 250 ms at once, per tenant, of CPU beyond 500 µs a call | `policy_cpu_budget_exhausted`, without running, until the budget refills |
+/// | `cpu_per_second`, `cpu_burst`, `cpu_free_per_call` | 50 ms a second, 250 ms at once, per tenant, of CPU beyond 500 µs a call that answers (a failed call is charged whole) | `policy_cpu_budget_exhausted`, without running, until the budget refills |
 /// | `compile` | see [`CompileLimits`](super::CompileLimits) | `LoadError::OverCompileBound` (naming the bound) before compiling; `LoadError::CompileFailed` when the child compiling runs out of memory or time |
 /// | `slot_wait` | 2 s | no decision: `ClassifyError::SandboxBusy` (the service answers 503 with `Retry-After`, nothing recorded) |
 ///
@@ -64,10 +64,11 @@ pub struct SandboxLimits {
     /// CPU time a tenant may spend at once before its budget runs out: what
     /// an idle tenant has saved up.
     pub cpu_burst: Duration,
-    /// CPU time of each call that is not charged to the budget. A decision
-    /// of the example policies takes 10 to 20 µs, so a tenant however busy
-    /// is never charged; a policy that loops until its fuel or deadline
-    /// runs out (milliseconds a call) is, and soon runs out of budget.
+    /// CPU time of each call that answers that is not charged to the
+    /// budget. A decision of the example policies takes 10 to 20 µs, so a
+    /// tenant however busy is never charged; a call that fails (a policy
+    /// looping until its fuel or deadline runs out) is charged whole, and
+    /// such a tenant soon runs out of budget.
     pub cpu_free_per_call: Duration,
     /// Bounds on compiling a policy: checked before the compiler sees it,
     /// and the memory and time of the child process that compiles it.

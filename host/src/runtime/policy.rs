@@ -399,12 +399,17 @@ impl TenantPolicy {
                 .exports
                 .call_classify(store, &instance, &self.config, &wit_tx.get())
         })?;
-        let limits = &compiled.runtime.inner.limits;
-        self.budget.charge(
-            run.cpu_used.saturating_sub(limits.cpu_free_per_call),
-            Instant::now(),
-        );
-        Ok(self.decision_from(run))
+        let cpu_used = run.cpu_used;
+        let decision = self.decision_from(run);
+        // The allowance is for answers: a call that failed (looped until its
+        // fuel or deadline ran out, say) is charged whole.
+        let free = match decision.failure {
+            None => compiled.runtime.inner.limits.cpu_free_per_call,
+            Some(_) => Duration::ZERO,
+        };
+        self.budget
+            .charge(cpu_used.saturating_sub(free), Instant::now());
+        Ok(decision)
     }
 
     /// One instance kept across calls, under the same limits, for measuring
