@@ -216,6 +216,12 @@ fn a_tampered_compiled_policy_is_compiled_again_never_run() {
     second.cache_compiled_in(&other).unwrap();
     second.compile(flat).unwrap();
     let flat_code = std::fs::read(only_file(&other)).unwrap();
+    // Machine code and its key are this user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    for file in [seed_file.clone(), cache.with_extension("key")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
     std::fs::write(&seed_file, &flat_code).unwrap();
 
     let third = tiergate::Runtime::new().unwrap();

@@ -20,6 +20,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -130,8 +131,15 @@ impl CompiledCache {
         file.extend_from_slice(&tag);
         // Written whole under another name, then renamed: a reader never
         // sees half a file.
+        // Readable by this user only: machine code and tenants' policies.
         let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        std::fs::write(&partial, file)
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .and_then(|mut f| f.write_all(&file))
             .and_then(|()| std::fs::rename(&partial, path))
             .map_err(|e| e.to_string())
     }
@@ -140,7 +148,6 @@ impl CompiledCache {
 /// The cache's key, from `<dir>.key` beside the directory, made (mode 0600)
 /// on first use.
 fn key_for(dir: &Path) -> Result<[u8; KEY_BYTES], RuntimeError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.with_extension("key");
     let failed = |what: &str, e: std::io::Error| {
         RuntimeError(format!(
