@@ -31,8 +31,9 @@ pub struct Reason {
 /// ```
 ///
 /// The host rejects (and treats as a policy failure) a decision with no
-/// reason, more than 16 reasons, a code over 64 bytes, or a message or
-/// suggestion over 1024 bytes.
+/// reason, more than 16 reasons, a code over 64 bytes, a message or
+/// suggestion over 1024 bytes, an empty message, or a message or suggestion
+/// holding a control or format character (a newline, ESC, a bidi override).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct Decision {

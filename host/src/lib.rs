@@ -45,10 +45,11 @@ pub use model::context::{
 };
 pub use model::decision::{Decision, FailureKind, PolicyFailure, Reason};
 pub use model::money::{DecimalError, ExactSum, MAX_AMOUNT, parse_decimal};
+pub use model::text::{escaped, escaped_json};
 pub use model::transaction::{InvalidTransaction, Transaction, limits as transaction_limits};
 pub use runtime::{
-    ClassifyError, CompiledPolicy, LoadError, PolicyInfo, ReusedInstance, Runtime, RuntimeError,
-    SandboxLimits, TenantPolicy,
+    COMPILE_SUBCOMMAND, ClassifyError, CompileLimits, CompiledPolicy, LoadError, PolicyInfo,
+    ReusedInstance, Runtime, RuntimeError, SandboxLimits, TenantPolicy, compile_child_main,
 };
 pub use tiergate_policy::{RecipientTrust, Tier, Window};
 

@@ -13,5 +13,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // A host compiling a tenant's policy in a child process runs this
+    // binary again to do it (see `tiergate::CompileLimits::child`).
+    if std::env::args_os().nth(1).as_deref() == Some(tiergate::COMPILE_SUBCOMMAND.as_ref()) {
+        return tiergate::compile_child_main();
+    }
     cli::main()
 }

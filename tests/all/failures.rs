@@ -1,11 +1,17 @@
 //! A policy that misbehaves in any way lands on the failure tier, never a
 //! looser one, with a reason saying what happened; the host carries on.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tiergate::audit::Replayed;
+use tiergate::governance::{Authorization, Governor, ManualClock, Observer, TenantConfig};
 use tiergate::{FailureKind, LoadError, Runtime, SandboxLimits, StaticContext, TenantPolicy, Tier};
 use tiergate_e2e::fixtures;
 
+use crate::hostile::{CLOCK, Wat};
+use crate::stores::{Kind, TestStore, on_both_stores};
 use crate::{classify, runtime, seed_tiers, tx};
 
 fn misbehave(mode: &str) -> TenantPolicy {
@@ -150,11 +156,38 @@ fn the_native_stack_limit_stops_deep_recursion() {
 
 #[test]
 fn fuel_use_is_deterministic() {
-    let p = misbehave("loop");
-    let t = tx("0.02", "embeddings", "verified");
-    let (a, b) = (classify(&p, &t), classify(&p, &t));
-    assert_eq!(a.fuel_used, runtime().limits().fuel);
-    assert_eq!(a, b);
+    // Work whose fuel depends on the input: seed-tiers on different
+    // payments. Each uses the same fuel every time, in this runtime and in
+    // a new one, and the payments do not all use the same.
+    let payments = [
+        tx("0.02", "embeddings", "verified"),
+        tx("47.00", "compute", "known"),
+        tx("89.00", "agent_hire", "known"),
+        tx("1.00", "gambling", "verified"),
+        tx("0.0200000000000000001", "embeddings", "unknown"),
+    ];
+    let fresh = Runtime::with_limits(SandboxLimits {
+        timeout: Duration::from_secs(2),
+        ..SandboxLimits::default()
+    })
+    .unwrap()
+    .compile(tiergate::bundled::get("seed-tiers").unwrap())
+    .unwrap()
+    .configure("")
+    .unwrap();
+    let mut used = Vec::new();
+    for t in &payments {
+        let first = classify(&seed_tiers(), t);
+        assert!(first.failure.is_none(), "{first:?}");
+        assert!(first.fuel_used > 0 && first.fuel_used < runtime().limits().fuel);
+        for again in [classify(&seed_tiers(), t), classify(&fresh, t)] {
+            assert_eq!(again, first, "{}", t.amount);
+        }
+        used.push(first.fuel_used);
+    }
+    used.sort_unstable();
+    used.dedup();
+    assert!(used.len() >= 3, "fuel that varies with the input: {used:?}");
 }
 
 #[test]
@@ -174,6 +207,48 @@ fn the_sandbox_shows_no_clock_environment_files_or_entropy() {
 
 fn classify_in_fresh_context(p: &TenantPolicy, t: &tiergate::Transaction) -> tiergate::Decision {
     crate::classify_in(p, t, StaticContext::default())
+}
+
+#[test]
+fn the_sandbox_shows_no_entropy_across_processes_either() {
+    // A generator seeded once per process would give the same numbers to
+    // every call in it; two processes show whether it is fixed.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("observe.json");
+    std::fs::write(&config, r#"{"mode": "observe"}"#).unwrap();
+    let input = dir.path().join("tx.json");
+    std::fs::write(
+        &input,
+        serde_json::to_string(&tx("0.02", "embeddings", "verified")).unwrap(),
+    )
+    .unwrap();
+    let seen = || {
+        let out = crate::tiergate_command()
+            .args(["eval", "--policy", fixtures::MISBEHAVE, "--config"])
+            .arg(&config)
+            .arg(&input)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let reasons = &line["reasons"];
+        assert_eq!(reasons[1]["code"], "hash_seed", "{line}");
+        (
+            reasons[0]["message"].as_str().unwrap().to_string(),
+            reasons[1]["message"].as_str().unwrap().to_string(),
+        )
+    };
+    let (first, second) = (seen(), seen());
+    assert_eq!(first.0, "clock_ms=0 env=0 args=0 files=denied");
+    assert_eq!(first, second, "two processes saw different entropy");
+    // And the same as a call in this process.
+    let here =
+        classify_in_fresh_context(&misbehave("observe"), &tx("0.02", "embeddings", "verified"));
+    assert_eq!(here.reasons[1].message, first.1);
 }
 
 #[test]
@@ -197,3 +272,299 @@ fn a_policy_that_fails_while_checking_its_configuration_is_refused() {
         .to_string();
     assert!(err.contains("unknown variant `dance`"), "{err}");
 }
+
+/// A tenant `acme` whose policy is `policy_path`, governed as the example
+/// configuration says (collaborative decisions keep enhanced records).
+fn acme_with_policy(policy_path: &std::path::Path, config: &str) -> String {
+    crate::pipeline::ACME
+        .replace(
+            r#"path = "seed-tiers""#,
+            &format!("path = {:?}", policy_path.display().to_string()),
+        )
+        .replace(
+            r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
+            &format!("config = {config}"),
+        )
+}
+
+fn a_decision_that_failed_by_deadline_replays_as_the_same_failure(kind: Kind) {
+    // Clock calls cost the host far more time than their fuel: this loop
+    // meets a 20 ms deadline long before 2,000,000 fuel, on any machine.
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("clock-loop.wasm");
+    std::fs::write(
+        &wasm,
+        Wat::new("(loop $l (drop (call $now)) (br $l))")
+            .import(CLOCK)
+            .bytes(),
+    )
+    .unwrap();
+    let config_path = dir.path().join("acme.toml");
+    std::fs::write(&config_path, acme_with_policy(&wasm, "{}")).unwrap();
+    let config = TenantConfig::load(&config_path).unwrap();
+    let runtime = Runtime::with_limits(SandboxLimits {
+        timeout: Duration::from_millis(20),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let store = TestStore::new(kind);
+    let governor = Governor::builder(runtime.clone(), store.open())
+        .tenant(config.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    let a = governor
+        .authorize_blocking(tx("0.02", "embeddings", "verified"))
+        .unwrap();
+    assert_eq!(
+        a.policy_failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::Timeout),
+        "{a:?}"
+    );
+    assert_eq!(a.tier, Tier::Collaborative);
+
+    let policy = tiergate::governance::tenant_policy(&runtime, &config).unwrap();
+    let replayed = tiergate::audit::replay(&store.open().events("acme", None).unwrap(), &policy);
+    assert_eq!(replayed.len(), 1, "{replayed:?}");
+    assert!(
+        matches!(
+            &replayed[0],
+            Replayed::SameFailure { audit_id, kind: FailureKind::Timeout, .. } if *audit_id == a.audit_id
+        ),
+        "{replayed:?}"
+    );
+    assert!(!replayed[0].is_problem());
+
+    // The command line says what it compared, and exits 0.
+    let out = crate::tiergate_command()
+        .env("TIERGATE_TIMEOUT_MS", "20")
+        .args(["audit", "replay", "--store", &store.arg(), "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 failed the same way again (policy_timeout: failure kind and tier compared; fuel at a deadline is not deterministic)"),
+        "{stdout}"
+    );
+}
+
+on_both_stores!(a_decision_that_failed_by_deadline_replays_as_the_same_failure);
+
+/// Counts the policy's runs in a sandbox, and those made under the store's
+/// write lock, where every other writer waits on them.
+#[derive(Default)]
+struct Runs {
+    all: AtomicU64,
+    under_lock: AtomicU64,
+}
+
+impl Observer for Runs {
+    fn policy_ran(&self, _tenant: &str, under_write_lock: bool) {
+        self.all.fetch_add(1, Ordering::SeqCst);
+        if under_write_lock {
+            self.under_lock.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Runs {
+    fn counts(&self) -> (u64, u64) {
+        (
+            self.all.load(Ordering::SeqCst),
+            self.under_lock.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// Tenant `acme` governed by the `misbehave` fixture in `panic_from` mode:
+/// it panics on amounts of 10 or more and answers autonomous below.
+struct Failing {
+    store: TestStore,
+    governor: Governor,
+    clock: ManualClock,
+    runs: Arc<Runs>,
+}
+
+impl Failing {
+    fn on(kind: Kind) -> Failing {
+        Self::with(
+            kind,
+            runtime().clone(),
+            r#"{ mode = "panic_from", count = 10 }"#,
+        )
+    }
+
+    /// Tenant `acme` governed by `misbehave` configured with `config`, on `runtime`.
+    fn with(kind: Kind, runtime: Runtime, config: &str) -> Failing {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.toml");
+        std::fs::write(
+            &path,
+            acme_with_policy(fixtures::MISBEHAVE.as_ref(), config),
+        )
+        .unwrap();
+        let config = TenantConfig::load(&path).unwrap();
+        let store = TestStore::new(kind);
+        let clock = ManualClock::at(1_782_518_400_000);
+        let runs = Arc::new(Runs::default());
+        let governor = Governor::builder(runtime, store.open())
+            .clock(Arc::new(clock.clone()))
+            .observer(runs.clone())
+            .tenant(config)
+            .unwrap()
+            .build()
+            .unwrap();
+        Failing {
+            store,
+            governor,
+            clock,
+            runs,
+        }
+    }
+
+    fn pay(&self, id: &str, amount: &str) -> Authorization {
+        let mut t = tx(amount, "embeddings", "verified");
+        t.id = id.to_string();
+        self.governor.authorize_blocking(t).unwrap()
+    }
+
+    /// The kinds of the audit events recorded for payment `id`.
+    fn events(&self, id: &str) -> Vec<String> {
+        self.store
+            .open()
+            .events("acme", Some(id))
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event.kind)
+            .collect()
+    }
+}
+
+fn failure_kind(a: &Authorization) -> Option<FailureKind> {
+    a.policy_failure.as_ref().map(|f| f.kind)
+}
+
+fn a_failing_policy_runs_once_per_payment_never_under_the_write_lock(kind: Kind) {
+    let w = Failing::on(kind);
+    for i in 1..=3 {
+        let a = w.pay(&format!("p{i}"), "10.00");
+        assert_eq!(failure_kind(&a), Some(FailureKind::Trap), "{a:?}");
+        assert_eq!(a.tier, Tier::Collaborative);
+    }
+    assert_eq!(
+        w.runs.counts(),
+        (3, 0),
+        "(runs, runs under the write lock) for three failing payments"
+    );
+}
+
+fn a_policy_failing_again_and_again_is_suspended_then_tried_again(kind: Kind) {
+    let w = Failing::on(kind);
+    // Five failures in a row open the breaker; the fifth alerts the owners.
+    for i in 1..=5 {
+        let a = w.pay(&format!("p{i}"), "10.00");
+        assert_eq!(failure_kind(&a), Some(FailureKind::Trap), "p{i}: {a:?}");
+        let alerted = w
+            .events(&format!("p{i}"))
+            .contains(&"owner_alerted".to_string());
+        assert_eq!(alerted, i == 5, "p{i}: {:?}", w.events(&format!("p{i}")));
+    }
+    assert_eq!(w.runs.counts(), (5, 0));
+    // Suspended: the failure tier at once, the policy not run, even for a
+    // payment it would have answered; recorded as such, saying until when.
+    for id in ["p6", "p7"] {
+        let a = w.pay(id, "1.00");
+        assert_eq!(
+            failure_kind(&a),
+            Some(FailureKind::PolicySuspended),
+            "{a:?}"
+        );
+        assert_eq!(a.tier, Tier::Collaborative);
+        let detail = &a.policy_failure.as_ref().unwrap().detail;
+        assert!(
+            detail.contains("5 times in a row") && detail.contains("until 2026-06-27 00:00:30"),
+            "{detail}"
+        );
+        assert!(a.reasons[0].code == "policy_suspended", "{a:?}");
+        assert!(
+            !w.events(id).contains(&"owner_alerted".to_string()),
+            "alerted once per trip"
+        );
+    }
+    assert_eq!(w.runs.counts(), (5, 0), "no run while suspended");
+
+    // After the back-off the policy is tried again; failing, it is
+    // suspended again, for twice as long, without alerting again.
+    w.clock.advance(30_000);
+    let a = w.pay("p8", "10.00");
+    assert_eq!(failure_kind(&a), Some(FailureKind::Trap), "{a:?}");
+    assert_eq!(w.runs.counts(), (6, 0));
+    let a = w.pay("p9", "1.00");
+    assert_eq!(
+        failure_kind(&a),
+        Some(FailureKind::PolicySuspended),
+        "{a:?}"
+    );
+    assert!(
+        a.policy_failure
+            .unwrap()
+            .detail
+            .contains("until 2026-06-27 00:01:30"),
+        "twice the back-off"
+    );
+    assert!(!w.events("p8").contains(&"owner_alerted".to_string()));
+    assert_eq!(w.runs.counts(), (6, 0));
+
+    // Its next answer closes the breaker: payments are decided again.
+    w.clock.advance(60_000);
+    let a = w.pay("p10", "1.00");
+    assert_eq!(
+        (a.tier, failure_kind(&a)),
+        (Tier::Autonomous, None),
+        "{a:?}"
+    );
+    let a = w.pay("p11", "10.00");
+    assert_eq!(
+        failure_kind(&a),
+        Some(FailureKind::Trap),
+        "counted from one again"
+    );
+    assert_eq!(w.runs.counts(), (8, 0));
+}
+
+fn owners_hear_once_that_a_tenants_cpu_budget_is_spent(kind: Kind) {
+    let runtime = Runtime::with_limits(SandboxLimits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(50),
+        cpu_burst: Duration::from_millis(5),
+        cpu_per_second: Duration::from_micros(1),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let w = Failing::with(kind, runtime, r#"{ mode = "loop" }"#);
+    let a = w.pay("p1", "1.00");
+    assert_eq!(failure_kind(&a), Some(FailureKind::Timeout), "{a:?}");
+    for id in ["p2", "p3", "p4"] {
+        let a = w.pay(id, "1.00");
+        assert_eq!(
+            (failure_kind(&a), a.tier),
+            (Some(FailureKind::CpuBudgetExhausted), Tier::Collaborative),
+            "{a:?}"
+        );
+        let alerted = w.events(id).contains(&"owner_alerted".to_string());
+        assert_eq!(alerted, id == "p2", "{id}: {:?}", w.events(id));
+    }
+}
+
+on_both_stores!(
+    owners_hear_once_that_a_tenants_cpu_budget_is_spent,
+    a_failing_policy_runs_once_per_payment_never_under_the_write_lock,
+    a_policy_failing_again_and_again_is_suspended_then_tried_again,
+);

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tiergate::{
-    ActivityFilter, CompiledPolicy, ContextRead, Decision, FailureKind, LoadError, Runtime,
-    SandboxLimits, TenantPolicy, Tier,
+    ActivityFilter, CompileLimits, CompiledPolicy, ContextRead, Decision, FailureKind, LoadError,
+    Runtime, SandboxLimits, TenantPolicy, Tier,
 };
 use tiergate_e2e::fixtures;
 
@@ -203,14 +203,14 @@ fn contained(
 /// with its `canon lower`, how the lowered function is handed to the core
 /// module, and how the core module imports it.
 #[derive(Clone, Copy)]
-struct Import {
+pub(crate) struct Import {
     component: &'static str,
     core_export: &'static str,
     core_import: &'static str,
 }
 
 /// `wasi:clocks/monotonic-clock.now`.
-const CLOCK: Import = Import {
+pub(crate) const CLOCK: Import = Import {
     component: r#"(import "wasi:clocks/monotonic-clock@0.2.0" (instance $clock
       (export "now" (func (result u64)))))
     (core func $now (canon lower (func $clock "now")))"#,
@@ -225,6 +225,23 @@ const RANDOM: Import = Import {
     (core func $random (canon lower (func $random "get-random-u64")))"#,
     core_export: r#"(export "random" (func $random))"#,
     core_import: r#"(import "host" "random" (func $random (result i64)))"#,
+};
+
+/// `wasi:random/random.get-random-bytes` and its insecure twin: the host
+/// makes the bytes, then copies them into the policy's memory.
+const RANDOM_BYTES: Import = Import {
+    component: r#"(import "wasi:random/random@0.2.0" (instance $random_bytes
+      (export "get-random-bytes" (func (param "len" u64) (result (list u8))))))
+    (core func $random_bytes (canon lower (func $random_bytes "get-random-bytes")
+      (memory $mi "memory") (realloc (func $mi "realloc"))))
+    (import "wasi:random/insecure@0.2.0" (instance $insecure_bytes
+      (export "get-insecure-random-bytes" (func (param "len" u64) (result (list u8))))))
+    (core func $insecure_bytes (canon lower (func $insecure_bytes "get-insecure-random-bytes")
+      (memory $mi "memory") (realloc (func $mi "realloc"))))"#,
+    core_export: r#"(export "random_bytes" (func $random_bytes))
+      (export "insecure_bytes" (func $insecure_bytes))"#,
+    core_import: r#"(import "host" "random_bytes" (func $random_bytes (param i64 i32)))
+    (import "host" "insecure_bytes" (func $insecure_bytes (param i64 i32)))"#,
 };
 
 /// The contract's `context` interface: `recipient` and `agent-activity`.
@@ -260,7 +277,7 @@ const CONTEXT: Import = Import {
 ///
 /// `body` runs first and may change any of it, or never finish.
 #[derive(Clone)]
-struct Wat {
+pub(crate) struct Wat {
     /// The linear memory's limits in 64 KiB pages: `1`, or `1 4`.
     memory: &'static str,
     /// The tiers `info` declares, as discriminants.
@@ -279,7 +296,7 @@ struct Wat {
 }
 
 impl Wat {
-    fn new(body: impl Into<String>) -> Wat {
+    pub(crate) fn new(body: impl Into<String>) -> Wat {
         Wat {
             memory: "1",
             declares: &[0, 1, 2],
@@ -307,7 +324,7 @@ impl Wat {
         self
     }
 
-    fn import(mut self, import: Import) -> Wat {
+    pub(crate) fn import(mut self, import: Import) -> Wat {
         self.imports.push(import);
         self
     }
@@ -415,7 +432,7 @@ impl Wat {
         )
     }
 
-    fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         wat::parse_str(self.text()).unwrap_or_else(|e| panic!("{e}\n{}", self.text()))
     }
 
@@ -1159,20 +1176,40 @@ fn a_flood_of_context_questions_is_cut_off() {
     );
 
     // A question longer than any real category is refused at once: the
-    // host would otherwise copy it out of the sandbox and keep it on the
-    // decision (and so in the audit record).
-    let d = contained(
-        (kind, "wat: agent activity, 1 MiB category each"),
-        Limits::Suite,
+    // host would otherwise keep it on the decision (and so in the audit
+    // record). One longer than the host takes from a policy at once is
+    // refused before it is even copied out of the sandbox.
+    for (variant, len, expected) in [
+        (
+            "wat: agent activity, 1 KiB category each",
+            1 << 10,
+            FailureKind::ContextQuestionOversized,
+        ),
+        (
+            "wat: agent activity, 1 MiB category each",
+            1 << 20,
+            FailureKind::TransferOversized,
+        ),
+    ] {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &category_flood(len).policy(Limits::Suite),
+            expected,
+            Tier::Collaborative,
+        );
+        assert_eq!(
+            kept_category_bytes(&d),
+            0,
+            "{variant}: nothing of the question is kept"
+        );
+    }
+    let d = classify(
         &category_flood(1 << 20).policy(Limits::Suite),
-        FailureKind::ContextQuestionOversized,
-        Tier::Collaborative,
+        &tx("0.02", "embeddings", "verified"),
     );
-    assert_eq!(
-        kept_category_bytes(&d),
-        0,
-        "nothing of the question is kept"
-    );
+    let detail = &d.failure.as_ref().unwrap().detail;
+    assert!(detail.contains("262144 bytes"), "{detail}");
     eprintln!(
         "hostile |   the decision keeps {} bytes of category text from a {} byte sandbox",
         kept_category_bytes(&d),
@@ -1231,9 +1268,10 @@ fn a_panic_message_reaches_the_detail() {
             "Zahlung verweigert: 💥 ünïcödé ✓",
         ),
         (
+            // Kept, but on one line: a newline cannot start a forged one.
             "rust: quotes, newlines and JSON",
             Some("line one\nline \"two\"\t{\"tier\": \"autonomous\"}"),
-            "line one\nline \"two\"\t{\"tier\": \"autonomous\"}",
+            r#"line one\nline "two"\t{"tier": "autonomous"}"#,
         ),
         (
             "rust: 96 KB of text",
@@ -1360,9 +1398,9 @@ fn answers_outside_the_contract_fail_closed() {
                  (i32.store (i32.const 0x30c) (i32.const 1044480))",
             )
             .memory("256"),
-            FailureKind::DecisionOversized,
+            FailureKind::TransferOversized,
             Tier::Collaborative,
-            "1044480 reasons".into(),
+            "more than 262144 bytes".into(),
         ),
         (
             "wat: a 12 MiB message",
@@ -1381,9 +1419,9 @@ fn answers_outside_the_contract_fail_closed() {
                  (i32.store (i32.const 0x314) (i32.const 0x10000)) (i32.store (i32.const 0x318) (i32.const {big}))"
             ))
             .memory("200"),
-            FailureKind::DecisionOversized,
+            FailureKind::TransferOversized,
             Tier::Collaborative,
-            "suggestion".into(),
+            "more than 262144 bytes".into(),
         ),
         (
             "wat: a 100 KiB reason code",
@@ -1404,9 +1442,40 @@ fn answers_outside_the_contract_fail_closed() {
                  (i32.store (i32.const 0x304) (i32.const 0x10000)) (i32.store (i32.const 0x308) (i32.const {big}))"
             ))
             .memory("200"),
+            FailureKind::TransferOversized,
+            Tier::Collaborative,
+            "more than 262144 bytes".into(),
+        ),
+        (
+            "wat: a 64 KiB error",
+            Wat::new(
+                "(memory.fill (i32.const 0x10000) (i32.const 0x65) (i32.const 0x10000))
+                 (i32.store8 (i32.const 0x300) (i32.const 1))
+                 (i32.store (i32.const 0x304) (i32.const 0x10000)) (i32.store (i32.const 0x308) (i32.const 0x10000))",
+            )
+            .memory("3"),
             FailureKind::PolicyError,
             Tier::Collaborative,
             "eeee".into(),
+        ),
+        (
+            "wat: a 2 KiB suggestion",
+            Wat::new(
+                "(memory.fill (i32.const 0x10000) (i32.const 0x73) (i32.const 2048))
+                 (i32.store8 (i32.const 0x310) (i32.const 1))
+                 (i32.store (i32.const 0x314) (i32.const 0x10000)) (i32.store (i32.const 0x318) (i32.const 2048))",
+            )
+            .memory("2"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "suggestion".into(),
+        ),
+        (
+            "wat: 17 reasons (one past the bound)",
+            Wat::new("(i32.store (i32.const 0x30c) (i32.const 17))"),
+            FailureKind::DecisionOversized,
+            Tier::Collaborative,
+            "17 reasons".into(),
         ),
         (
             "wat: a reasons list claiming 4 GiB",
@@ -1527,6 +1596,347 @@ fn answers_outside_the_contract_fail_closed() {
 }
 
 // ---------------------------------------------------------------------------
+// What a policy says reaches terminals: bounded and printable.
+
+/// Characters a terminal acts on or that reorder what it shows: C0 and C1
+/// controls, bidi and other format characters, line separators.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}' | '\u{e0001}' | '\u{e0020}'..='\u{e007f}')
+}
+
+fn printable(what: &str, text: &str) {
+    assert!(
+        !text.chars().any(unprintable),
+        "{what} holds an unprintable character: {text:?}"
+    );
+}
+
+#[test]
+fn control_and_bidi_characters_in_an_answer_fail_closed() {
+    let kind = "answer text";
+    // The answer's message is `wat` at 0x3a0; each case writes other bytes there.
+    let at = |bytes: &[u8]| -> String {
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| format!("(i32.store8 (i32.const {}) (i32.const {b}))", 0x3a0 + i))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let cases = [
+        ("wat: ESC in the message", at(b"w\x1bt")),
+        ("wat: BEL in the message", at(b"w\x07t")),
+        ("wat: NUL in the message", at(b"w\x00t")),
+        ("wat: CR in the message", at(b"w\rt")),
+        ("wat: LF in the message", at(b"w\nt")),
+        ("wat: DEL in the message", at(b"w\x7ft")),
+        ("wat: a C1 CSI in the message", at("\u{9b}t".as_bytes())),
+        ("wat: RLO (U+202E) as the message", at("\u{202e}".as_bytes())),
+        ("wat: a zero-width space as the message", at("\u{200b}".as_bytes())),
+        ("wat: a byte-order mark as the message", at("\u{feff}".as_bytes())),
+        ("wat: a line separator as the message", at("\u{2028}".as_bytes())),
+        (
+            "wat: an empty message",
+            "(i32.store (i32.const 0x34c) (i32.const 0))".into(),
+        ),
+        (
+            "wat: a suggestion clearing the screen",
+            "(i32.store (i32.const 0x3c0) (i32.const 0x4a325b1b))
+             (i32.store8 (i32.const 0x310) (i32.const 1))
+             (i32.store (i32.const 0x314) (i32.const 0x3c0)) (i32.store (i32.const 0x318) (i32.const 4))"
+                .into(),
+        ),
+    ];
+    for (variant, body) in &cases {
+        let d = contained(
+            (kind, variant),
+            Limits::Suite,
+            &Wat::new(body.as_str()).policy(Limits::Suite),
+            FailureKind::DecisionMalformed,
+            Tier::Collaborative,
+        );
+        printable(variant, &d.failure.as_ref().unwrap().detail);
+        printable(variant, &d.reasons[0].message);
+    }
+    // Text that is only unusual is an answer.
+    let d = classify(
+        &Wat::new(at("éx".as_bytes()).as_str()).policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    host_is_up();
+}
+
+/// A wat policy whose `info` names itself with `name`, placed at 64 KiB.
+fn named(name: &[u8]) -> Vec<u8> {
+    let pages = (0x10000 + name.len()).div_ceil(0x10000);
+    let text = Wat::new("").text();
+    let escaped: String = name.iter().map(|b| format!("\\{b:02x}")).collect();
+    let len: String = (name.len() as u32)
+        .to_le_bytes()
+        .iter()
+        .map(|b| format!("\\{b:02x}"))
+        .collect();
+    let text = text
+        .replace(
+            r#"(data (i32.const 0x100) "\40\01\00\00\07\00\00\00"#,
+            &format!(r#"(data (i32.const 0x100) "\00\00\01\00{len}"#),
+        )
+        .replace(
+            r#"(data (i32.const 0x140) "hostile")"#,
+            &format!(r#"(data (i32.const 0x10000) "{escaped}")"#),
+        )
+        .replace(
+            r#"(memory (export "memory") 1)"#,
+            &format!(r#"(memory (export "memory") {pages})"#),
+        );
+    wat::parse_str(&text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_policys_name_is_bounded_and_printable_before_it_is_quoted() {
+    let kind = "metadata";
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("wat: a name clearing the screen", named(b"host\x1b[2Jile")),
+        (
+            "wat: a name with RLO",
+            named("hostile\u{202e}elitsoh".as_bytes()),
+        ),
+        (
+            "wat: a name with a newline",
+            named(b"hostile\ntier=autonomous"),
+        ),
+        ("wat: a 200 KiB name", named(&[b'n'; 200 << 10])),
+        ("wat: a 200 KiB name of NULs", named(&[0; 200 << 10])),
+    ];
+    for (variant, bytes) in cases {
+        let start = Instant::now();
+        let err = sandbox(Limits::Suite)
+            .compile(&bytes)
+            .expect_err("the name is refused");
+        measured(
+            kind,
+            variant,
+            start.elapsed(),
+            &format!("refused: {}", load_kind(&err)),
+            None,
+        );
+        assert!(matches!(err, LoadError::BadMetadata(_)), "{variant}: {err}");
+        let text = err.to_string();
+        printable(variant, &text);
+        assert!(
+            text.len() <= 400,
+            "{variant}: {} bytes: {text:.400}",
+            text.len()
+        );
+    }
+    // What a policy says in its configuration errors is kept printable too.
+    let err = misbehave_compiled(Limits::Suite)
+        .configure(&json!({"mode": "\u{1b}[2J\u{202e}"}).to_string())
+        .unwrap_err()
+        .to_string();
+    printable("a configuration error", &err);
+    assert!(err.contains("unknown variant"), "{err}");
+}
+
+#[test]
+fn a_panic_message_reaches_the_detail_escaped() {
+    let d = contained(
+        (
+            "panic",
+            "rust: a message clearing the screen and reversing text",
+        ),
+        Limits::Suite,
+        &misbehave(
+            Limits::Suite,
+            json!({"mode": "panic", "message": "\u{1b}[2J\u{7}\u{202e}evil\ntier=autonomous"}),
+        ),
+        FailureKind::Trap,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    printable("the detail", &detail);
+    assert!(
+        detail.contains(r"\u{1b}[2J\u{7}\u{202e}evil\ntier=autonomous"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn the_command_line_escapes_what_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("tiergate.db");
+    let acme = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/acme.toml");
+    // An agent's justification may hold a newline (and, stored by an
+    // earlier version, anything else); an owner's note anything at all.
+    let forged = "for the team\n  tier autonomous (policy: autonomous), status executed\u{202e}";
+    let payment = json!({
+        "id": "tx-1", "tenant": "acme", "agent": "procurement-agent-prod", "amount": "89.00",
+        "currency": "USDC", "category": "agent_hire", "recipient": "vendor.example",
+        "recipient_trust": "known", "justification": forged,
+    });
+    let input = dir.path().join("tx.json");
+    std::fs::write(&input, payment.to_string()).unwrap();
+    let run = |args: &[&str]| {
+        let out = crate::tiergate_command().args(args).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        (stdout, stderr)
+    };
+    let store_arg = store.to_str().unwrap();
+    let (authorized, _) = run(&[
+        "authorize",
+        "--tenant",
+        acme,
+        "--store",
+        store_arg,
+        input.to_str().unwrap(),
+    ]);
+    let audit_id =
+        serde_json::from_str::<serde_json::Value>(authorized.trim()).unwrap()["audit_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let (before, _) = run(&[
+        "audit", "show", "--store", store_arg, "--tenant", "acme", &audit_id,
+    ]);
+    let seq = before
+        .split('#')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no event listed: {before}"))
+        .to_string();
+    run(&[
+        "audit",
+        "correct",
+        "--store",
+        store_arg,
+        "--config",
+        acme,
+        "--tx",
+        "tx-1",
+        "--seq",
+        &seq,
+        "--as",
+        "alice@acme.example",
+        "--note",
+        "\u{1b}[2J\u{7}cleared",
+    ]);
+    let (shown, _) = run(&[
+        "audit", "show", "--store", store_arg, "--tenant", "acme", &audit_id,
+    ]);
+    printable("audit show", &shown.replace('\n', " "));
+    assert!(
+        !shown.lines().any(|l| l.starts_with("  tier autonomous")),
+        "a forged line: {shown}"
+    );
+    assert!(
+        shown.contains(r"for the team\n  tier autonomous"),
+        "{shown}"
+    );
+    assert!(shown.contains(r"\u{1b}[2J\u{7}cleared"), "{shown}");
+}
+
+// ---------------------------------------------------------------------------
+// Limits that add up.
+
+#[test]
+fn the_memory_cap_holds_for_all_of_an_instances_memories_together() {
+    let kind = "memory";
+    let cap = sandbox(Limits::Suite).limits().memory_bytes;
+    // Two memories of 12 MiB each: each under the 16 MiB cap, together over.
+    let two = Wat::new(
+        "(if (i32.eq (memory.grow (i32.const 191)) (i32.const -1)) (then unreachable))
+         (if (i32.eq (memory.grow $two (i32.const 191)) (i32.const -1)) (then unreachable))",
+    )
+    .extra("(memory $two 1)");
+    let d = contained(
+        (kind, "wat: two memories of 12 MiB each"),
+        Limits::Suite,
+        &two.policy(Limits::Suite),
+        FailureKind::MemoryLimit,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    assert!(detail.contains(&format!("the limit is {cap}")), "{detail}");
+    // Two of 4 MiB each fit.
+    let small = Wat::new(
+        "(if (i32.eq (memory.grow (i32.const 63)) (i32.const -1)) (then unreachable))
+         (if (i32.eq (memory.grow $two (i32.const 63)) (i32.const -1)) (then unreachable))",
+    )
+    .extra("(memory $two 1)");
+    let d = classify(
+        &small.policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    host_is_up();
+}
+
+/// An answer of `count` reasons, all with the code `answered` and one
+/// message: `message_len` bytes at 64 KiB, in a memory of `pages` pages.
+fn aliased_reasons(count: u32, message_len: u32, pages: &'static str) -> Wat {
+    // Letters up to the size allowed, zeros after: filling megabytes would
+    // take more fuel than a policy has.
+    let filled = message_len.min(1024);
+    Wat::new(format!(
+        "(local.set $i (i32.const 0))
+         (loop $l
+           (local.set $at (i32.add (i32.const 0x4000) (i32.shl (local.get $i) (i32.const 4))))
+           (i32.store (local.get $at) (i32.const 0x380))
+           (i32.store offset=4 (local.get $at) (i32.const 8))
+           (i32.store offset=8 (local.get $at) (i32.const 0x10000))
+           (i32.store offset=12 (local.get $at) (i32.const {message_len}))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br_if $l (i32.lt_u (local.get $i) (i32.const {count}))))
+         (memory.fill (i32.const 0x10000) (i32.const 0x61) (i32.const {filled}))
+         (i32.store (i32.const 0x308) (i32.const 0x4000))
+         (i32.store (i32.const 0x30c) (i32.const {count}))"
+    ))
+    .locals("(local $i i32) (local $at i32)")
+    .memory(pages)
+}
+
+#[test]
+fn reading_an_answer_costs_no_more_than_the_contract_allows() {
+    let kind = "answer";
+    // Sixteen reasons (as many as allowed) all pointing at one 12 MiB
+    // message: copied out whole, that is 192 MiB of host memory.
+    let d = contained(
+        (kind, "wat: 16 reasons sharing one 12 MiB message"),
+        Limits::Suite,
+        &aliased_reasons(16, 0xc0_0000, "200").policy(Limits::Suite),
+        FailureKind::DecisionOversized,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    assert!(detail.contains("1024 bytes"), "{detail}");
+    // 2,000 reasons sharing one message of the largest size allowed.
+    let d = contained(
+        (kind, "wat: 2,000 reasons sharing one 1 KiB message"),
+        Limits::Suite,
+        &aliased_reasons(2000, 1024, "2").policy(Limits::Suite),
+        FailureKind::DecisionOversized,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    assert!(detail.contains("2000 reasons"), "{detail}");
+    // Sixteen of them are a proper answer.
+    let d = classify(
+        &aliased_reasons(16, 1024, "2").policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    assert_eq!(d.reasons.len(), 16);
+    assert!(d.reasons.iter().all(|r| r.message.len() == 1024));
+    host_is_up();
+}
+
+// ---------------------------------------------------------------------------
 // 9. Different answers for the same input.
 
 #[test]
@@ -1633,6 +2043,9 @@ fn load_kind(e: &LoadError) -> &'static str {
         LoadError::InvalidConfig(_) => "InvalidConfig",
         LoadError::ConfigCheckFailed(_) => "ConfigCheckFailed",
         LoadError::FailureTierTooLoose(_) => "FailureTierTooLoose",
+        LoadError::OverCompileBound { .. } => "OverCompileBound",
+        LoadError::CompileFailed(_) => "CompileFailed",
+        LoadError::SandboxBusy { .. } => "SandboxBusy",
         _ => "other",
     }
 }
@@ -1958,6 +2371,50 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
 // limits, through the host.
 
 #[test]
+fn a_policy_cannot_make_the_host_generate_megabytes_of_randomness() {
+    // wasmtime-wasi would make any length up to 64 MiB in host memory,
+    // outside the sandbox's memory cap, in one call neither fuel nor the
+    // deadline interrupts; the host serves at most 4 KiB a call.
+    let kind = "host call";
+    for (variant, call) in [
+        ("wat: get-random-bytes of 64 MiB", "$random_bytes"),
+        (
+            "wat: get-insecure-random-bytes of 64 MiB",
+            "$insecure_bytes",
+        ),
+    ] {
+        let d = contained(
+            (kind, variant),
+            Limits::Defaults,
+            &Wat::new(format!(
+                "(call {call} (i64.const 0x4000000) (i32.const 0x900))"
+            ))
+            .import(RANDOM_BYTES)
+            .policy(Limits::Defaults),
+            FailureKind::Trap,
+            Tier::Collaborative,
+        );
+        let detail = d.failure.unwrap().detail;
+        assert!(
+            detail.contains("67108864") && detail.contains("4096"),
+            "{variant}: the host refused the length before making the bytes: {detail}"
+        );
+    }
+    // Up to the bound a policy gets its bytes, the same every call.
+    let d = classify(
+        &Wat::new(
+            "(call $random_bytes (i64.const 4096) (i32.const 0x900))
+             (if (i32.ne (i32.load (i32.const 0x904)) (i32.const 4096)) (then unreachable))",
+        )
+        .import(RANDOM_BYTES)
+        .policy(Limits::Suite),
+        &tx("0.02", "embeddings", "verified"),
+    );
+    assert!(d.failure.is_none(), "{d:?}");
+    host_is_up();
+}
+
+#[test]
 fn a_policy_cannot_sleep_in_a_host_call() {
     // `std::thread::sleep` becomes wasi:clocks `subscribe-duration` plus
     // `pollable.block`; served for real, it would hold the thread and its
@@ -1993,7 +2450,7 @@ fn context_questions_cannot_make_the_host_keep_more_than_a_category() {
         ("context flood", "wat: agent activity, 15 MiB category each"),
         Limits::Suite,
         &category_flood(15 << 20).policy(Limits::Suite),
-        FailureKind::ContextQuestionOversized,
+        FailureKind::TransferOversized,
         Tier::Collaborative,
     );
     assert_eq!(kept_category_bytes(&d), 0);
@@ -2035,4 +2492,297 @@ fn context_questions_cannot_make_the_host_keep_more_than_a_category() {
     );
     assert_eq!(a.tier, Tier::Collaborative);
     assert!(grown < 256 << 10, "the store grew by {grown} bytes");
+}
+
+// ---------------------------------------------------------------------------
+// A looping neighbour: each tenant's CPU budget.
+
+#[test]
+fn a_tenant_past_its_cpu_budget_gets_its_failure_tier_without_running() {
+    // A budget that barely refills: 5 ms of CPU at once, then 1 µs a
+    // second. Fuel without end, so the loop burns CPU until its 100 ms
+    // deadline, far past the 5 ms.
+    let runtime = Runtime::with_limits(SandboxLimits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(100),
+        cpu_burst: Duration::from_millis(5),
+        cpu_per_second: Duration::from_micros(1),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let looping = runtime
+        .compile_file(fixtures::MISBEHAVE.as_ref())
+        .unwrap()
+        .configure(&json!({"mode": "loop"}).to_string())
+        .unwrap();
+    let healthy = runtime
+        .compile(tiergate::bundled::get("seed-tiers").unwrap())
+        .unwrap()
+        .configure("")
+        .unwrap();
+    let t = tx("0.02", "embeddings", "verified");
+    let first = classify(&looping, &t);
+    assert_eq!(first.failure.unwrap().kind, FailureKind::Timeout);
+    for _ in 0..3 {
+        let d = contained(
+            ("cpu budget", "rust: loop, after spending its budget"),
+            Limits::Suite,
+            &looping,
+            FailureKind::CpuBudgetExhausted,
+            Tier::Collaborative,
+        );
+        assert_eq!(d.fuel_used, 0, "it did not run");
+        assert!(d.context_reads.is_empty());
+        let detail = d.failure.unwrap().detail;
+        assert!(detail.contains("5 ms at once"), "{detail}");
+    }
+    // Another tenant's budget is its own.
+    for _ in 0..3 {
+        let d = classify(&healthy, &t);
+        assert_eq!((d.tier, d.failure), (Tier::Autonomous, None));
+    }
+    // A budget of zero is no budget.
+    let unbounded = Runtime::with_limits(SandboxLimits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(20),
+        cpu_per_second: Duration::ZERO,
+        cpu_burst: Duration::ZERO,
+        ..SandboxLimits::default()
+    })
+    .unwrap()
+    .compile_file(fixtures::MISBEHAVE.as_ref())
+    .unwrap()
+    .configure(&json!({"mode": "loop"}).to_string())
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(
+            classify(&unbounded, &t).failure.unwrap().kind,
+            FailureKind::Timeout
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compile bombs: whatever a tenant uploads, the host survives compiling it.
+
+/// One function with `locals` locals, all read and written across
+/// `blocks` blocks: what makes a compiler's register allocation blow up.
+fn locals_bomb(locals: usize, blocks: usize) -> Wat {
+    let mut body = String::with_capacity(blocks * 64);
+    for b in 0..blocks {
+        let (x, y, z) = (b % locals, (b * 7 + 1) % locals, (b * 13 + 2) % locals);
+        body.push_str(&format!(
+            "(block (local.set {x} (i64.add (local.get {y}) (local.get {z}))))\n"
+        ));
+    }
+    let locals = "i64 ".repeat(locals);
+    let extra = format!("(func $bomb (local {locals}) {body})");
+    Wat::new("").extra(Box::leak(extra.into_boxed_str()))
+}
+
+/// `count` small functions.
+fn functions_bomb(count: usize) -> Wat {
+    Wat::new("").extra(Box::leak("(func)\n".repeat(count).into_boxed_str()))
+}
+
+/// The two compile bombs, each with the setting of the bound it breaks.
+fn compile_bombs() -> &'static [(&'static str, Vec<u8>, &'static str)] {
+    static BOMBS: OnceLock<Vec<(&'static str, Vec<u8>, &'static str)>> = OnceLock::new();
+    BOMBS.get_or_init(|| {
+        vec![
+            (
+                "one function, 4,000 locals across 20,000 blocks",
+                locals_bomb(4_000, 20_000).bytes(),
+                "max_locals_blocks",
+            ),
+            (
+                "200,000 small functions",
+                functions_bomb(200_000).bytes(),
+                "max_functions",
+            ),
+        ]
+    })
+}
+
+#[test]
+fn a_compile_bomb_is_refused_before_it_is_compiled_naming_the_bound() {
+    for (variant, bytes, bound) in compile_bombs() {
+        let start = Instant::now();
+        let err = sandbox(Limits::Suite)
+            .compile(bytes)
+            .expect_err("a compile bomb is refused");
+        measured(
+            "compile bomb",
+            variant,
+            start.elapsed(),
+            &format!("refused: {}", load_kind(&err)),
+            None,
+        );
+        let text = err.to_string();
+        assert!(
+            matches!(err, LoadError::OverCompileBound { .. }),
+            "{variant}: {text}"
+        );
+        assert!(text.contains(bound), "{variant}: {text}");
+    }
+    // Within the bounds, the same shapes compile.
+    sandbox(Limits::Suite)
+        .compile(&locals_bomb(100, 1_000).bytes())
+        .expect("a small function with many locals compiles");
+    host_is_up();
+}
+
+#[test]
+fn a_compile_bomb_as_a_tenants_policy_is_refused_naming_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for (variant, bytes, bound) in compile_bombs() {
+        let wasm = dir.path().join("bomb.wasm");
+        std::fs::write(&wasm, bytes).unwrap();
+        let config = tiergate::governance::TenantConfig::parse(
+            &crate::pipeline::ACME.replace(
+                r#"path = "seed-tiers""#,
+                &format!("path = {:?}", wasm.display().to_string()),
+            ),
+            std::path::Path::new("acme.toml"),
+        )
+        .unwrap();
+        let err = tiergate::governance::Governor::builder(
+            crate::runtime().clone(),
+            std::sync::Arc::new(
+                tiergate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap(),
+            ),
+        )
+        .tenant(config)
+        .err()
+        .unwrap_or_else(|| panic!("{variant}: the tenant was set up"))
+        .to_string();
+        assert!(err.contains(bound), "{variant}: {err}");
+        // The command line says the same and exits 2 (a refused policy),
+        // not a crash.
+        let out = crate::tiergate_command()
+            .args(["eval", "--policy"])
+            .arg(&wasm)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../examples/article-day.jsonl"
+            ))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{variant}: {stderr}");
+        assert!(stderr.contains(bound), "{variant}: {stderr}");
+    }
+}
+
+#[test]
+fn compiling_in_a_child_process_is_bounded_in_memory_and_time() {
+    let child = |compile: CompileLimits| {
+        Runtime::with_limits(SandboxLimits {
+            compile: CompileLimits {
+                child: Some(env!("CARGO_BIN_EXE_tiergate").into()),
+                ..compile
+            },
+            ..SandboxLimits::default()
+        })
+        .unwrap()
+    };
+    let seed = tiergate::bundled::get("seed-tiers").unwrap();
+    // Compiled by the child, the policy decides as one compiled here.
+    let compiled = child(CompileLimits::default())
+        .compile(seed)
+        .expect("the child compiles seed-tiers");
+    let d = classify(
+        &compiled.configure("").unwrap(),
+        &tx("89.00", "agent_hire", "known"),
+    );
+    assert_eq!((d.tier, d.failure), (Tier::Collaborative, None));
+    // A child out of memory or time fails the load, naming the bound; the
+    // host carries on.
+    for (variant, limits, says) in [
+        (
+            "compiling seed-tiers in 32 MiB",
+            CompileLimits {
+                memory_bytes: 32 << 20,
+                ..CompileLimits::default()
+            },
+            "memory_bytes",
+        ),
+        (
+            "compiling seed-tiers in 1 ms",
+            CompileLimits {
+                time: Duration::from_millis(1),
+                ..CompileLimits::default()
+            },
+            "1 ms",
+        ),
+    ] {
+        let start = Instant::now();
+        let err = child(limits).compile(seed).expect_err(variant).to_string();
+        measured("compile bomb", variant, start.elapsed(), "refused", None);
+        eprintln!("hostile |   {err}");
+        assert!(err.contains(says), "{variant}: {err}");
+    }
+    // A bomb the static bounds let through (here raised out of its way)
+    // ends its child, not the host.
+    let (variant, bomb, _) = &compile_bombs()[1];
+    let start = Instant::now();
+    let err = child(CompileLimits {
+        max_functions: u32::MAX,
+        time: Duration::from_secs(2),
+        ..CompileLimits::default()
+    })
+    .compile(bomb)
+    .expect_err("the child runs out of time")
+    .to_string();
+    measured(
+        "compile bomb",
+        &format!("{variant}, past raised static bounds, in a child"),
+        start.elapsed(),
+        "refused",
+        None,
+    );
+    assert!(err.contains("`compile.time`"), "{err}");
+    host_is_up();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_compile_bomb_is_refused_and_the_service_keeps_answering() {
+    use crate::service::{Served, get, payment, post, try_call};
+    let dir = tempfile::tempdir().unwrap();
+    let s = Served::start(dir.path(), &[]);
+    let (admin, agent) = (s.key("admin"), s.key("agent"));
+    let url = format!("{}/v1/policies", s.base);
+    for (variant, bytes, bound) in compile_bombs() {
+        let r = try_call(
+            "POST",
+            &url,
+            Some(&admin),
+            Some("application/wasm"),
+            bytes.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{variant}: the service did not answer: {e}"));
+        assert_eq!(r.status, 422, "{variant}: {}", r.text);
+        assert!(r.text.contains(bound), "{variant}: {}", r.text);
+        let r = post(
+            &s,
+            "/v1/authorizations",
+            &agent,
+            &payment(
+                "demo",
+                &format!("after-{bound}"),
+                "0.02",
+                "embeddings",
+                "verified",
+            ),
+        )
+        .await;
+        assert_eq!(
+            (r.status, &r.body["tier"]),
+            (201, &json!("autonomous")),
+            "{}",
+            r.text
+        );
+    }
+    assert_eq!(get(&s, "/v1/rules", &admin).await.status, 200);
 }

@@ -198,3 +198,67 @@ fn a_cached_compiled_policy_loads_again_and_decides_the_same() {
     assert_eq!(third.compile(bytes).unwrap().info(), compiled.info());
     assert_eq!(std::fs::read(&path).unwrap().len(), whole.len());
 }
+
+#[test]
+fn a_tampered_compiled_policy_is_compiled_again_never_run() {
+    // Whoever can write the cache directory swaps one policy's machine code
+    // for another's: a file that loads fine, but is not what was compiled.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
+    let seed = tiergate::bundled::get("seed-tiers").unwrap();
+    let flat = tiergate::bundled::get("flat-limit").unwrap();
+    let first = tiergate::Runtime::new().unwrap();
+    first.cache_compiled_in(&cache).unwrap();
+    first.compile(seed).unwrap();
+    let seed_file = only_file(&cache);
+    let other = dir.path().join("other");
+    let second = tiergate::Runtime::new().unwrap();
+    second.cache_compiled_in(&other).unwrap();
+    second.compile(flat).unwrap();
+    let flat_code = std::fs::read(only_file(&other)).unwrap();
+    // Machine code and its key are this user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    for file in [seed_file.clone(), cache.with_extension("key")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    std::fs::write(&seed_file, &flat_code).unwrap();
+
+    let third = tiergate::Runtime::new().unwrap();
+    third.cache_compiled_in(&cache).unwrap();
+    let policy = third.compile(seed).unwrap().configure("").unwrap();
+    let hire = tiergate::Transaction::from_json(
+        r#"{"id":"t1","tenant":"acme","agent":"a","amount":"89.00","currency":"USDC","category":"agent_hire","recipient":"r","recipient_trust":"known"}"#,
+        1_782_518_400_000,
+    )
+    .unwrap();
+    let d = policy
+        .classify_blocking(
+            &hire,
+            std::sync::Arc::new(tiergate::StaticContext::default()),
+        )
+        .unwrap();
+    assert_eq!(
+        (d.tier, d.reasons[0].code.as_str()),
+        (
+            tiergate::Tier::Collaborative,
+            "collaborative_conditions_met"
+        ),
+        "seed-tiers decides, not the code swapped in: {d:?}"
+    );
+    assert_ne!(
+        std::fs::read(&seed_file).unwrap(),
+        flat_code,
+        "the swapped file was replaced"
+    );
+}
+
+fn only_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}

@@ -1,6 +1,8 @@
 //! Replaying recorded decisions: policies are deterministic, so the recorded
 //! policy version on the recorded input and context must give the recorded
-//! answer. A difference means tampering or non-determinism.
+//! answer, tier and fuel. A difference means tampering or non-determinism.
+//! The one exception is the wall-clock deadline: where it stopped a policy,
+//! the failure kind and the tier are compared, not the fuel.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use serde::Serialize;
 use tiergate_policy::Tier;
 
 use crate::model::context::{ContextRead, StaticContext};
+use crate::model::decision::FailureKind;
 use crate::model::transaction::Transaction;
 use crate::runtime::TenantPolicy;
 use crate::store::AuditEvent;
@@ -27,6 +30,24 @@ pub enum Replayed {
         audit_id: String,
         /// What differs.
         detail: String,
+    },
+    /// The record is of a failure that depends on the clock (a deadline),
+    /// and the replay failed the same way: the failure kind and the tier
+    /// applied are what is compared, since fuel at a deadline is not
+    /// deterministic.
+    SameFailure {
+        /// The audit id.
+        audit_id: String,
+        /// The failure, recorded and replayed.
+        kind: FailureKind,
+    },
+    /// The host decided without running the policy (it was suspended, or
+    /// its tenant's CPU budget was spent): nothing of the policy's to replay.
+    NotRun {
+        /// The audit id.
+        audit_id: String,
+        /// Why the policy did not run.
+        kind: FailureKind,
     },
     /// The record was made by another policy or configuration: not comparable.
     OtherPolicy {
@@ -90,8 +111,34 @@ fn replay_one(e: &AuditEvent, policy: &TenantPolicy) -> Replayed {
     ) else {
         return unreadable("policy_tier or fuel_used missing".into());
     };
+    let failed: Option<FailureKind> = d
+        .get("policy_failure")
+        .and_then(|f| serde_json::from_value(f["kind"].clone()).ok());
+    if let Some(kind) = failed.filter(|k| k.decided_by_host()) {
+        return Replayed::NotRun { audit_id, kind };
+    }
     match policy.classify_blocking(&tx, Arc::new(StaticContext::replaying(&reads))) {
         Err(err) => unreadable(format!("the recorded transaction is invalid: {err}")),
+        // Where a deadline stopped the policy, how far it got depends on the
+        // machine: the failure and the tier are what replays.
+        Ok(now) if failed == Some(FailureKind::Timeout) => {
+            let again = now.failure.as_ref().map(|f| f.kind);
+            if again == Some(FailureKind::Timeout) && now.tier == tier {
+                Replayed::SameFailure {
+                    audit_id,
+                    kind: FailureKind::Timeout,
+                }
+            } else {
+                Replayed::Differs {
+                    audit_id,
+                    detail: format!(
+                        "recorded {tier} after policy_timeout; replay gives {} ({}); a deadline depends on the machine's load, so replay with the recorded limits on a quiet machine",
+                        now.tier,
+                        again.map_or("no failure", FailureKind::code)
+                    ),
+                }
+            }
+        }
         Ok(now) if now.tier != tier || now.fuel_used != fuel => Replayed::Differs {
             audit_id,
             detail: format!(

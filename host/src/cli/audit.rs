@@ -7,6 +7,8 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeSet;
 
+use tiergate::{escaped, escaped_json};
+
 use tiergate::audit::{
     Checkpoint, CheckpointLog, ExportRow, Query, Replayed, VerifyError, generate_key, key_from_hex,
     key_to_hex, sign_due, utc_time, verify_stored,
@@ -48,92 +50,121 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             store,
             tenant,
             audit_id,
-        } => {
-            let store = super::govern::open_store(store)?;
-            let store = store.as_ref();
-            // A payment's records by its own index; a tenant-level record
-            // (such as a policy activation) is among the few with no payment.
-            let tx_id = store.tx_with_audit_id(&tenant, &audit_id)?;
-            let events = store.events(&tenant, Some(tx_id.as_deref().unwrap_or("")))?;
-            let Some(first) = events.iter().find(|e| e.audit_id == audit_id) else {
-                bail!("tenant {tenant} has no audit record {audit_id}");
-            };
-            if first.tx_id.is_empty() {
-                // A record about the tenant itself, such as a policy activation.
-                println!(
-                    "{audit_id}  tenant {tenant}  {} at {}{}",
-                    first.event.kind,
-                    utc_time(first.at_ms),
-                    first
-                        .event
-                        .actor
-                        .as_ref()
-                        .map(|a| format!(" by {a}"))
-                        .unwrap_or_default()
-                );
-                println!("{}", serde_json::to_string_pretty(&first.event.detail)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let tx_id = first.tx_id.clone();
-            let Some(auth) = store.get(&tenant, &tx_id)? else {
-                bail!(
-                    "audit record {audit_id} names transaction {tx_id}, which the store does not hold"
-                );
-            };
-            let t = &auth.transaction;
-            println!("{audit_id}  tenant {tenant}  transaction {}", t.id);
-            println!(
-                "  {} {} {} from {} to {} (trust {})",
-                t.amount, t.currency, t.category, t.agent, t.recipient, t.recipient_trust
-            );
-            if let Some(j) = &t.justification {
-                println!("  justification: {j}");
-            }
-            println!(
-                "  tier {} (policy: {}), status {}{}",
-                auth.tier,
-                auth.policy_tier,
-                auth.status.as_str(),
-                auth.execution_ref
-                    .as_ref()
-                    .map(|r| format!(", executed as {r}"))
-                    .unwrap_or_default()
-            );
-            for r in &auth.reasons {
-                println!("    {}: {}", r.code, r.message);
-            }
-            for e in &auth.escalations {
-                println!(
-                    "    escalated to {} by {}: {}",
-                    e.tier, e.guardrail, e.detail
-                );
-            }
-            println!("  history (content hash {}):", auth.content_hash);
-            for e in events.iter().filter(|e| e.tx_id == tx_id) {
-                let who = e
-                    .event
-                    .actor
-                    .as_ref()
-                    .map(|a| format!(" by {a}"))
-                    .unwrap_or_default();
-                let d = &e.event.detail;
-                let why = match (d.get("reason"), d.get("note")) {
-                    (Some(r), _) => format!(": {}", r),
-                    (None, Some(note)) => {
-                        format!(" of #{}: {}", d["corrects"]["seq"], note)
-                    }
-                    (None, None) => String::new(),
-                };
-                println!(
-                    "    {}  #{:<5} {}{who}{why}",
-                    utc_time(e.at_ms),
-                    e.seq,
-                    e.event.kind
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => show(store, &tenant, &audit_id),
     }
+}
+
+/// `audit show`: one record's story. Everything printed that the host did
+/// not write itself (an agent's request, a policy's reasons, an owner's
+/// note, and whatever an earlier version stored) is escaped, so no stored
+/// text can move the cursor, clear the screen or forge a line.
+fn show(store: Option<std::path::PathBuf>, tenant: &str, audit_id: &str) -> Result<ExitCode> {
+    let store = super::govern::open_store(store)?;
+    let store = store.as_ref();
+    // A payment's records by its own index; a tenant-level record (such as
+    // a policy activation) is among the few with no payment.
+    let tx_id = store.tx_with_audit_id(tenant, audit_id)?;
+    let events = store.events(tenant, Some(tx_id.as_deref().unwrap_or("")))?;
+    let Some(first) = events.iter().find(|e| e.audit_id == audit_id) else {
+        bail!(
+            "tenant {} has no audit record {}",
+            escaped(tenant),
+            escaped(audit_id)
+        );
+    };
+    let who = |actor: &Option<String>| {
+        actor
+            .as_ref()
+            .map(|a| format!(" by {}", escaped(a)))
+            .unwrap_or_default()
+    };
+    if first.tx_id.is_empty() {
+        // A record about the tenant itself, such as a policy activation.
+        println!(
+            "{}  tenant {}  {} at {}{}",
+            escaped(audit_id),
+            escaped(tenant),
+            escaped(&first.event.kind),
+            utc_time(first.at_ms),
+            who(&first.event.actor)
+        );
+        println!(
+            "{}",
+            escaped_json(&serde_json::to_string_pretty(&first.event.detail)?)
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let tx_id = first.tx_id.clone();
+    let Some(auth) = store.get(tenant, &tx_id)? else {
+        bail!(
+            "audit record {} names transaction {}, which the store does not hold",
+            escaped(audit_id),
+            escaped(&tx_id)
+        );
+    };
+    let t = &auth.transaction;
+    println!(
+        "{}  tenant {}  transaction {}",
+        escaped(audit_id),
+        escaped(tenant),
+        escaped(&t.id)
+    );
+    println!(
+        "  {} {} {} from {} to {} (trust {})",
+        t.amount,
+        escaped(&t.currency),
+        escaped(&t.category),
+        escaped(&t.agent),
+        escaped(&t.recipient),
+        t.recipient_trust
+    );
+    if let Some(j) = &t.justification {
+        println!("  justification: {}", escaped(j));
+    }
+    println!(
+        "  tier {} (policy: {}), status {}{}",
+        auth.tier,
+        auth.policy_tier,
+        auth.status.as_str(),
+        auth.execution_ref
+            .as_ref()
+            .map(|r| format!(", executed as {}", escaped(r)))
+            .unwrap_or_default()
+    );
+    for r in &auth.reasons {
+        println!("    {}: {}", escaped(&r.code), escaped(&r.message));
+    }
+    for e in &auth.escalations {
+        println!(
+            "    escalated to {} by {}: {}",
+            e.tier,
+            escaped(&e.guardrail),
+            escaped(&e.detail)
+        );
+    }
+    println!("  history (content hash {}):", escaped(&auth.content_hash));
+    for e in events.iter().filter(|e| e.tx_id == tx_id) {
+        let d = &e.event.detail;
+        let text = |v: &serde_json::Value| match v.as_str() {
+            Some(s) => format!("\"{}\"", escaped(s)),
+            None => escaped_json(&v.to_string()).into_owned(),
+        };
+        let why = match (d.get("reason"), d.get("note")) {
+            (Some(r), _) => format!(": {}", text(r)),
+            (None, Some(note)) => {
+                format!(" of #{}: {}", d["corrects"]["seq"], text(note))
+            }
+            (None, None) => String::new(),
+        };
+        println!(
+            "    {}  #{:<5} {}{}{why}",
+            utc_time(e.at_ms),
+            e.seq,
+            escaped(&e.event.kind),
+            who(&e.event.actor)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(args: QueryArgs, format: &str) -> Result<ExitCode> {
@@ -183,22 +214,23 @@ fn replay(store: Option<std::path::PathBuf>, config: &std::path::Path) -> Result
     let policy = tiergate::governance::tenant_policy(&super::load::default_runtime()?, &config)?;
     let store = super::govern::open_store(store)?;
     let store = store.as_ref();
-    let (mut matched, mut other, mut problems) = (0, 0, 0);
+    let (mut matched, mut same_failure, mut other, mut problems) = (0, 0, 0, 0);
     for event in tiergate::audit::events(store, &config.tenant) {
         match tiergate::audit::replay_event(&event?, &policy) {
             None => {}
             Some(Replayed::Matches { .. }) => matched += 1,
-            Some(Replayed::OtherPolicy { .. }) => other += 1,
+            Some(Replayed::SameFailure { .. }) => same_failure += 1,
+            Some(Replayed::OtherPolicy { .. } | Replayed::NotRun { .. }) => other += 1,
             Some(
                 Replayed::Differs { audit_id, detail } | Replayed::Unreadable { audit_id, detail },
             ) => {
                 problems += 1;
-                println!("DIFFERS  {audit_id}: {detail}");
+                println!("DIFFERS  {}: {}", escaped(&audit_id), escaped(&detail));
             }
         }
     }
     println!(
-        "{matched} match, {problems} differ or unreadable, {other} made by another policy or configuration"
+        "{matched} match (tier and fuel compared), {same_failure} failed the same way again (policy_timeout: failure kind and tier compared; fuel at a deadline is not deterministic), {problems} differ or unreadable, {other} made by another policy or configuration or without running it"
     );
     Ok(if problems == 0 {
         ExitCode::SUCCESS

@@ -104,5 +104,8 @@ fn classify(
             config_digest: policy.config_digest(),
         },
     };
-    Ok(serde_json::to_string(&output)?)
+    // The policy's text is checked or escaped where it comes in; this also
+    // escapes what JSON leaves raw (bidi and other format characters), in
+    // case anything slips past.
+    Ok(tiergate::escaped_json(&serde_json::to_string(&output)?).into_owned())
 }

@@ -13,6 +13,10 @@ use super::{PolicyArgs, TenantArgs};
 /// for machines so loaded that the default backstop is too short).
 pub fn default_limits() -> Result<SandboxLimits> {
     let mut limits = SandboxLimits::default();
+    // Policies compile in a child process, this binary run again: a
+    // component that makes the compiler run out of memory ends that child,
+    // not the service.
+    limits.compile.child = std::env::current_exe().ok();
     if let Some(text) = std::env::var_os("TIERGATE_TIMEOUT_MS") {
         let ms: u64 = text
             .to_str()

@@ -157,6 +157,16 @@ pub enum GovernError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Every policy sandbox stayed busy for the whole wait: nothing was
+    /// decided or recorded, and the same request may be sent again.
+    #[error(
+        "every policy sandbox stayed busy for {} ms, so nothing was decided or recorded; retry shortly with the same request",
+        .waited.as_millis()
+    )]
+    SandboxBusy {
+        /// How long the request waited for a sandbox.
+        waited: std::time::Duration,
+    },
     /// Classification could not run (not a policy failure: those yield the failure tier).
     #[error("cannot classify: {0}")]
     Classify(String),

@@ -8,6 +8,7 @@
 //! event for every step.
 
 mod authorization;
+mod breaker;
 mod clock;
 mod config;
 mod error;
@@ -21,6 +22,7 @@ use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
 pub use authorization::{Act, Authorization, Escalation, Status, Verdict};
+pub use breaker::BreakerSettings;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit,
@@ -31,6 +33,7 @@ pub use error::GovernError;
 pub use executor::{LedgerExecutor, PaymentExecutor};
 pub use observer::Observer;
 
+use crate::model::decision::FailureKind;
 use crate::model::transaction::Transaction;
 use crate::runtime::{CompiledPolicy, Runtime, TenantPolicy};
 use crate::store::{NewEntry, Recorded, Snapshot, Store};
@@ -56,6 +59,7 @@ struct Inner {
     ledger_executes: bool,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
+    breakers: breaker::Breakers,
     // Swapped whole on activation; a request holds its tenant's Arc, so it
     // finishes on the rules it started with.
     tenants: RwLock<BTreeMap<String, Arc<Tenant>>>,
@@ -79,9 +83,17 @@ pub struct GovernorBuilder {
     activated_by: Option<String>,
     observer: Arc<dyn Observer>,
     unavailable: BTreeMap<String, String>,
+    breaker: BreakerSettings,
 }
 
 impl GovernorBuilder {
+    /// When a tenant's failing policy is suspended, and for how long
+    /// ([`BreakerSettings::default`] unless set).
+    pub fn breaker(mut self, settings: BreakerSettings) -> Self {
+        self.breaker = settings;
+        self
+    }
+
     /// Adds a tenant whose rules could not be loaded: its requests are
     /// refused with [`GovernError::RulesUnavailable`] naming `reason`, and
     /// every other tenant is served, until rules that load are activated.
@@ -197,6 +209,7 @@ impl GovernorBuilder {
                 ledger_executes,
                 clock: self.clock,
                 observer: self.observer,
+                breakers: breaker::Breakers::new(self.breaker),
                 tenants: RwLock::new(self.tenants),
                 unavailable: RwLock::new(self.unavailable),
             }),
@@ -318,6 +331,7 @@ impl Governor {
             activated_by: None,
             observer: Arc::new(observer::Nobody),
             unavailable: BTreeMap::new(),
+            breaker: BreakerSettings::default(),
         }
     }
 
@@ -426,6 +440,9 @@ impl Governor {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&tenant.config.tenant);
+        // New rules start with a clean slate: the old policy's failures
+        // say nothing about the new one.
+        self.inner.breakers.reset(&tenant.config.tenant);
         tenants.insert(tenant.config.tenant.clone(), tenant);
         Ok(audit_id)
     }
@@ -511,35 +528,81 @@ impl Governor {
         // the policy asked the same way: a policy sees nothing else, so it
         // would decide the same again. Otherwise it runs again on the exact
         // snapshot, and velocity counts stay as exact as budgets.
-        let peeked = store.peek(&entry).unwrap_or_else(|e| {
-            // Only a head start is lost: the policy runs inside instead.
-            tracing::warn!(tenant = %tx.tenant, "cannot read the history before the write lock: {e}");
-            None
-        });
-        let mut early = match peeked {
-            Some(reads) => {
-                let started = std::time::Instant::now();
-                let context = Arc::new(history::ReadsContext::new(
-                    reads,
-                    tx.requested_at_ms,
-                    &tx.currency,
-                ));
-                // A failed classification runs again inside: a deadline
-                // missed under load should not decide for the exact snapshot.
-                let decision = tenant
-                    .policy
-                    .classify_blocking(&tx, context.clone())
-                    .ok()
-                    .filter(|d| d.failure.is_none() && !context.failed())
-                    .map(|d| (d, started.elapsed()));
-                // Its reader goes back to the pool before the write lock.
-                drop(context);
-                decision
+        //
+        // A failed classification stands whatever the answers: it is the
+        // failure tier, which lands with a human and is never looser than
+        // what the policy could have said, and running a failing policy
+        // again under the write lock would let one tenant's broken policy
+        // hold up every writer. Its context reads say what it saw, so it
+        // replays.
+        let now_ms = entry.now_ms;
+        let mut early = match self.inner.breakers.admit(&tx.tenant, now_ms) {
+            breaker::Admission::Suspended { failures, until_ms } => Some((
+                tenant.policy.failed_without_running(
+                    FailureKind::PolicySuspended,
+                    format!(
+                        "it failed {failures} times in a row, so it is not run until {} UTC",
+                        crate::audit::utc_time(until_ms)
+                    ),
+                ),
+                std::time::Duration::ZERO,
+            )),
+            breaker::Admission::Run => {
+                let peeked = store.peek(&entry).unwrap_or_else(|e| {
+                    // Only a head start is lost: the policy runs inside instead.
+                    tracing::warn!(tenant = %tx.tenant, "cannot read the history before the write lock: {e}");
+                    None
+                });
+                match peeked {
+                    Some(reads) => {
+                        let started = std::time::Instant::now();
+                        let context = Arc::new(history::ReadsContext::new(
+                            reads,
+                            tx.requested_at_ms,
+                            &tx.currency,
+                        ));
+                        self.inner.observer.policy_ran(&tx.tenant, false);
+                        let decision = match tenant.policy.classify_blocking(&tx, context.clone()) {
+                            Ok(d) => d,
+                            // No sandbox came free in time: nothing decided,
+                            // nothing recorded; the caller may send it again.
+                            Err(crate::ClassifyError::SandboxBusy { waited }) => {
+                                return Err(GovernError::SandboxBusy { waited });
+                            }
+                            Err(e) => return Err(GovernError::Classify(e.to_string())),
+                        };
+                        // A history that could not be read answers nothing:
+                        // such a decision is made again inside.
+                        let kept = (!context.failed()).then(|| (decision, started.elapsed()));
+                        // Its reader goes back to the pool before the write lock.
+                        drop(context);
+                        kept
+                    }
+                    None => None,
+                }
             }
-            None => None,
+        };
+        let describe_trip = |failures: u32, until_ms: u64| {
+            let info = tenant.policy.info();
+            format!(
+                "the policy of tenant {} ({} {}) failed {failures} times in a row; it is not run until {} UTC, and its failure tier, {}, applies to every payment meanwhile",
+                tx.tenant,
+                info.name,
+                info.version,
+                crate::audit::utc_time(until_ms),
+                tenant.policy.failure_tier()
+            )
+        };
+        let describe_budget = || {
+            format!(
+                "the policy of tenant {} used all the CPU time its budget allows; until the budget refills it is not run, and its failure tier, {}, applies to every payment meanwhile",
+                tx.tenant,
+                tenant.policy.failure_tier()
+            )
         };
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
             let still = match early.take() {
+                Some((d, took)) if d.failure.is_some() => Some((d, took)),
                 Some((d, took)) => {
                     let kept = history::same_answers(
                         snapshot.history,
@@ -561,14 +624,30 @@ impl Governor {
                         currency: tx.currency.clone(),
                     });
                     let started = std::time::Instant::now();
-                    let decision = tenant
-                        .policy
-                        .classify_first(&tx, context)
-                        .map_err(|e| GovernError::Classify(e.to_string()))?;
+                    self.inner.observer.policy_ran(&tx.tenant, true);
+                    let decision =
+                        tenant
+                            .policy
+                            .classify_first(&tx, context)
+                            .map_err(|e| match e {
+                                crate::ClassifyError::SandboxBusy { waited } => {
+                                    GovernError::SandboxBusy { waited }
+                                }
+                                e => GovernError::Classify(e.to_string()),
+                            })?;
                     (decision, started.elapsed())
                 }
             };
             self.inner.observer.classified(&tx.tenant, &decision, took);
+            // Under the tenant's write lock: counted in the order recorded.
+            let alert = self.inner.breakers.count(
+                &tx.tenant,
+                &tx.id,
+                &decision,
+                now_ms,
+                describe_trip,
+                describe_budget,
+            );
             let request = plan::Request {
                 config: &tenant.config,
                 tx: &tx,
@@ -578,10 +657,15 @@ impl Governor {
                 config_digest: tenant.policy.config_digest(),
                 caller,
                 now_ms: entry.now_ms,
+                alert: alert.as_deref(),
             };
             self.settled_in_ledger(plan::authorize(&request, &snapshot.holdings, audit_id))
         };
-        let auth = match store.record(&entry, &mut decide)? {
+        let recorded = store.record(&entry, &mut decide);
+        self.inner
+            .breakers
+            .recorded(&tx.tenant, &tx.id, matches!(recorded, Ok(Recorded::New(_))));
+        let auth = match recorded? {
             // An earlier request with this id, or another one that won the race.
             Recorded::Existing(existing) => {
                 return Ok(Answered {

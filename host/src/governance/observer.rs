@@ -17,6 +17,10 @@ pub trait Observer: Send + Sync {
     /// run again inside because one of its context answers had changed.
     fn early_decision(&self, _tenant: &str, _kept: bool) {}
 
+    /// The tenant's policy ran in a sandbox for a payment: before the
+    /// store's write lock, or `under_write_lock` (every other writer waiting).
+    fn policy_ran(&self, _tenant: &str, _under_write_lock: bool) {}
+
     /// A new authorization was recorded (and, when autonomous, executed).
     fn recorded(&self, _authorization: &Authorization) {}
 

@@ -26,6 +26,9 @@ pub(crate) struct Request<'a> {
     /// The credential that submitted the request, when known.
     pub caller: Option<&'a str>,
     pub now_ms: u64,
+    /// What the owners are to be told about the tenant's policy (suspended,
+    /// out of CPU budget), carried once by this payment's record.
+    pub alert: Option<&'a str>,
 }
 
 /// Every guardrail the payment exceeds, with the tier each demands (which
@@ -203,6 +206,13 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
                 tx.agent,
                 status.as_str()
             ),
+        });
+    }
+    if let Some(message) = req.alert {
+        notices.push(Notice {
+            kind: "owner_alerted".into(),
+            to: "owners".into(),
+            message: format!("{message} [{audit_id}]"),
         });
     }
     events.extend(notices.iter().map(|n| EventDraft {

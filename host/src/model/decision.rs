@@ -92,11 +92,30 @@ pub enum FailureKind {
     /// The exact answer to the policy's context question does not fit the
     /// contract's decimal (amounts stored before the amount bound).
     ContextAnswerTooLarge,
+    /// The policy handed the host more at once than it takes from a policy
+    /// (256 KiB): in one host call's arguments, or in its answer.
+    TransferOversized,
+    /// The policy was not run: it failed too many times in a row, and the
+    /// host suspended it for a while (its failure breaker is open).
+    PolicySuspended,
+    /// The policy was not run: its tenant's CPU budget for policies is
+    /// spent for now (a looping policy cannot take the machine).
+    CpuBudgetExhausted,
     /// The host could not run the policy (for example, out of instance slots).
     Host,
 }
 
 impl FailureKind {
+    /// Whether the host decided this without the policy running to its end
+    /// (suspended, out of CPU budget, the host's own fault): nothing the
+    /// policy did, so no replay can reproduce it.
+    pub fn decided_by_host(self) -> bool {
+        matches!(
+            self,
+            FailureKind::PolicySuspended | FailureKind::CpuBudgetExhausted | FailureKind::Host
+        )
+    }
+
     /// The reason code this failure puts on the decision.
     pub fn code(self) -> &'static str {
         match self {
@@ -113,6 +132,9 @@ impl FailureKind {
             FailureKind::ContextQuestionOversized => "policy_context_question_oversized",
             FailureKind::ContextWindowTooLong => "policy_context_window_too_long",
             FailureKind::ContextAnswerTooLarge => "policy_context_answer_too_large",
+            FailureKind::TransferOversized => "policy_transfer_oversized",
+            FailureKind::PolicySuspended => "policy_suspended",
+            FailureKind::CpuBudgetExhausted => "policy_cpu_budget_exhausted",
             FailureKind::Host => "host_error",
         }
     }

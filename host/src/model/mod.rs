@@ -6,4 +6,5 @@ pub mod decision;
 pub mod digest;
 pub mod money;
 pub mod schema;
+pub mod text;
 pub mod transaction;

@@ -1,9 +1,11 @@
 //! Errors of the runtime, each naming the stage that failed and what to do.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tiergate_policy::Tier;
 
+use super::slots::Waited;
 use crate::model::decision::PolicyFailure;
 use crate::model::transaction::InvalidTransaction;
 
@@ -53,6 +55,23 @@ pub enum LoadError {
     /// The component failed to validate or compile.
     #[error("the component is invalid: {0}")]
     Invalid(String),
+    /// The component is past a bound on what compiling it may cost, checked
+    /// before any compiler saw it.
+    #[error(
+        "the component {what}, over the bound of {limit} (`compile.{setting}`): compiling it could take the host's memory and time, so it was refused before compiling; split the policy, or raise the bound for a policy this large"
+    )]
+    OverCompileBound {
+        /// What the component has.
+        what: String,
+        /// The bound.
+        limit: String,
+        /// The setting of [`CompileLimits`](super::CompileLimits) that holds it.
+        setting: &'static str,
+    },
+    /// Compiling in a child process failed: it ran out of its memory or
+    /// time, or could not run.
+    #[error("compiling the component {0}")]
+    CompileFailed(String),
     /// The component targets a contract version this host does not serve.
     #[error(
         "the policy was built against contract tiergate:policy@{found}, which this host does not serve (it serves {supported}): rebuild it with a tiergate-policy SDK for one of those"
@@ -105,6 +124,15 @@ pub enum LoadError {
     /// The policy failed while checking its configuration.
     #[error("the policy failed while checking its configuration ({}): {}", .0.kind.code(), .0.detail)]
     ConfigCheckFailed(PolicyFailure),
+    /// Every sandbox stayed busy for the whole wait: the policy did not run.
+    #[error(
+        "every policy sandbox stayed busy for {} ms, so the policy could not be loaded; retry shortly",
+        .waited.as_millis()
+    )]
+    SandboxBusy {
+        /// How long the load waited for a sandbox.
+        waited: Duration,
+    },
     /// The failure tier would let a failing policy's payments through.
     #[error(
         "failure tier `{0}` is too loose: a failing policy must land with a human, so use collaborative or prohibited"
@@ -120,6 +148,29 @@ pub enum ClassifyError {
     /// The transaction failed its checks; no policy ran.
     #[error(transparent)]
     InvalidTransaction(#[from] InvalidTransaction),
+    /// Every sandbox stayed busy for the whole wait (`SandboxLimits::slot_wait`):
+    /// the policy did not run and nothing was decided. The host's load, not
+    /// the policy's doing; the same request may be sent again.
+    #[error(
+        "every policy sandbox stayed busy for {} ms, so nothing was decided; retry shortly (the same request is idempotent)",
+        .waited.as_millis()
+    )]
+    SandboxBusy {
+        /// How long the call waited for a sandbox.
+        waited: Duration,
+    },
+}
+
+impl From<Waited> for ClassifyError {
+    fn from(w: Waited) -> Self {
+        ClassifyError::SandboxBusy { waited: w.waited }
+    }
+}
+
+impl From<Waited> for LoadError {
+    fn from(w: Waited) -> Self {
+        LoadError::SandboxBusy { waited: w.waited }
+    }
 }
 
 /// The runtime could not be set up.

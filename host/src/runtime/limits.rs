@@ -10,11 +10,19 @@ use std::time::Duration;
 /// |---|---|---|
 /// | `fuel` | 2,000,000 | `policy_fuel_exhausted`: deterministic, same every run |
 /// | `timeout` | 50 ms | `policy_timeout`: wall-clock backstop, including time in host calls and scheduler delays |
-/// | `memory_bytes` | 16 MiB | `policy_memory_limit` |
+/// | `memory_bytes` | 16 MiB, all of an instance's memories together | `policy_memory_limit` |
 /// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
-/// | `instance_slots` | 64 | callers wait for a free slot; nothing fails |
+/// | `instance_slots` | 64 | callers wait for a free slot, at most `slot_wait` |
 /// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
+/// | `cpu_per_second`, `cpu_burst`, `cpu_free_per_call` | 50 ms a second, 250 ms at once, per tenant, of CPU beyond 500 µs a call that answers (a failed call is charged whole) | `policy_cpu_budget_exhausted`, without running, until the budget refills |
+/// | `compile` | see [`CompileLimits`](super::CompileLimits) | `LoadError::OverCompileBound` (naming the bound) before compiling; `LoadError::CompileFailed` when the child compiling runs out of memory or time |
+/// | `slot_wait` | 2 s | no decision: `ClassifyError::SandboxBusy` (the service answers 503 with `Retry-After`, nothing recorded) |
+///
+/// Fixed bounds, the same for every runtime: 256 KiB handed to the host at
+/// once (one host call's arguments, or an answer's top level;
+/// `policy_transfer_oversized`), 4 KiB per `wasi:random` call and 1,000
+/// resource handles (`policy_trap`), 8 KiB of stderr kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxLimits {
     /// Fuel per call (about one unit per wasm instruction). The deterministic
@@ -26,7 +34,8 @@ pub struct SandboxLimits {
     /// milliseconds, and a sound policy must not fail closed for that.
     /// Calls made once at load (`info`, `check-config`) get at least 1 s.
     pub timeout: Duration,
-    /// Largest linear memory a policy instance may grow to.
+    /// Largest linear memory a policy instance may grow to, all its
+    /// memories together.
     pub memory_bytes: usize,
     /// Largest native stack a policy may use.
     pub stack_bytes: usize,
@@ -39,6 +48,31 @@ pub struct SandboxLimits {
     /// tenants; this is what keeps a tenant whose policy loops from crowding
     /// out the rest. A freed slot goes to the waiting tenant holding fewest.
     pub slots_per_tenant: u32,
+    /// Longest a call waits for a sandbox slot. Past it the call ends
+    /// without running the policy: `ClassifyError::SandboxBusy` (and
+    /// `LoadError::SandboxBusy` for a load), an error, not a decision, so
+    /// nothing is recorded and the same request can be sent again. A bound,
+    /// so a burst of callers cannot hold every blocking thread waiting.
+    pub slot_wait: Duration,
+    /// CPU time one configured policy (one tenant) may spend per second of
+    /// wall time beyond `cpu_free_per_call` in each call, measured as the
+    /// thread CPU time of its sandbox calls, with fuel or without. A tenant
+    /// past its budget gets its failure tier at once, without running
+    /// (`policy_cpu_budget_exhausted`), until the budget refills. Zero turns
+    /// the budget off.
+    pub cpu_per_second: Duration,
+    /// CPU time a tenant may spend at once before its budget runs out: what
+    /// an idle tenant has saved up.
+    pub cpu_burst: Duration,
+    /// CPU time of each call that answers that is not charged to the
+    /// budget. A decision of the example policies takes 10 to 20 µs, so a
+    /// tenant however busy is never charged; a call that fails (a policy
+    /// looping until its fuel or deadline runs out) is charged whole, and
+    /// such a tenant soon runs out of budget.
+    pub cpu_free_per_call: Duration,
+    /// Bounds on compiling a policy: checked before the compiler sees it,
+    /// and the memory and time of the child process that compiles it.
+    pub compile: super::CompileLimits,
 }
 
 impl Default for SandboxLimits {
@@ -53,6 +87,11 @@ impl Default for SandboxLimits {
             slots_per_tenant: std::thread::available_parallelism()
                 .map_or(2, |n| n.get() as u32)
                 .max(2),
+            slot_wait: Duration::from_secs(2),
+            cpu_per_second: Duration::from_millis(50),
+            cpu_burst: Duration::from_millis(250),
+            cpu_free_per_call: Duration::from_micros(500),
+            compile: super::CompileLimits::default(),
         }
     }
 }
@@ -67,3 +106,19 @@ pub(crate) mod decision {
 
 /// Bytes of a policy's stderr kept for the failure detail (panic messages).
 pub(crate) const STDERR_BYTES: usize = 8 << 10;
+
+/// Most bytes one `wasi:random` call makes. The host makes them in its own
+/// memory, outside the policy's cap, in a call neither fuel nor the deadline
+/// interrupts; wasmtime-wasi's own bound is 64 MiB.
+pub(crate) const RANDOM_BYTES: u64 = 4 << 10;
+
+/// Most bytes a policy may hand the host at once: the arguments of one host
+/// call (a stream write, a context question), or the top level of one
+/// answer. Copying out of the sandbox happens outside its memory cap and
+/// after its deadline; wasmtime's own bound is 128 MiB. A stream write of
+/// the 64 KiB the sandbox's stdout accepts at once fits.
+pub(crate) const TRANSFER_BYTES: usize = 256 << 10;
+
+/// Most resource handles (streams, pollables) a policy may hold at once;
+/// each is an entry in host memory. The standard library holds a few.
+pub(crate) const HANDLES: usize = 1_000;

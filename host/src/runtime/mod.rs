@@ -6,7 +6,9 @@
 //! trap, loop, overgrow) into a [`Decision`](crate::Decision) that never
 //! loosens the tenant's failure tier.
 
+mod budget;
 mod cache;
+mod compile;
 mod error;
 mod inspect;
 mod limits;
@@ -24,6 +26,7 @@ use std::time::Duration;
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use compile::{COMPILE_SUBCOMMAND, CompileLimits, compile_child_main};
 pub use error::{ClassifyError, LoadError, RuntimeError};
 pub use limits::SandboxLimits;
 pub use policy::{CompiledPolicy, PolicyInfo, ReusedInstance, TenantPolicy};
@@ -101,10 +104,18 @@ impl Runtime {
 
     /// Keeps the machine code of compiled policies in `dir`, so the next
     /// process loads a policy it has seen in about a millisecond instead of
-    /// compiling it again. The files are native code that runs unchecked:
-    /// give the directory the same protection as the tiergate binary.
-    /// Set once; later calls are refused.
+    /// compiling it again. The files are native code, so each carries a MAC
+    /// under a key kept beside the directory, in `<dir>.key` (made on first
+    /// use, mode 0600): a file changed, cut or swapped for another's is
+    /// compiled again, never run. Keep the key where whoever can write `dir`
+    /// cannot read it; whoever can read it can forge files. Set once; later
+    /// calls are refused.
     pub fn cache_compiled_in(&self, dir: &Path) -> Result<(), RuntimeError> {
+        if self.inner.compiled_cache.get().is_some() {
+            return Err(RuntimeError(
+                "this runtime already has a compiled-policy cache".into(),
+            ));
+        }
         let cache = cache::CompiledCache::open(dir, &self.inner.engine)?;
         self.inner
             .compiled_cache
@@ -120,9 +131,13 @@ impl Runtime {
     /// Checks and compiles a policy component.
     ///
     /// Refuses, before running anything, bytes that are not a binary
-    /// component, a precompiled native artifact, a component of another
-    /// contract version or world, and a component importing anything outside
-    /// the sandbox's allow-list. Then asks the policy for its metadata.
+    /// component, a precompiled native artifact, a component past a bound on
+    /// what compiling it may cost ([`CompileLimits`], checked before the
+    /// compiler sees it), a component of another contract version or world,
+    /// and a component importing anything outside the sandbox's allow-list.
+    /// Compiles in the child process `compile.child` names, when it names
+    /// one, under its memory and time limits. Then asks the policy for its
+    /// metadata.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
         CompiledPolicy::compile(self.clone(), bytes)
     }

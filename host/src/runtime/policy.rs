@@ -3,22 +3,24 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tiergate_policy::Tier;
-use wasmtime::component::{Component, Instance, InstancePre};
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap};
 
-use super::limits::decision as bounds;
+use super::budget::{CpuBudget, thread_cpu_time};
+use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
 use super::sandbox::Sandbox;
-use super::slots::Share;
+use super::slots::{Share, Waited};
 use super::v0_1_0::{
-    self, OversizedQuestion, PolicyExports, TierPolicy, TierPolicyIndices, TooManyReads,
-    WitDecision,
+    self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads, prefix,
 };
-use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, inspect};
+use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, compile, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
 use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
 use crate::model::digest::sha256;
+use crate::model::text::{code_point, escaped, first_unprintable};
 use crate::model::transaction::Transaction;
 
 /// What a policy says about itself, plus what the host knows of it.
@@ -82,18 +84,21 @@ struct Run<R> {
     result: Result<R, PolicyFailure>,
     reads: Vec<ContextRead>,
     fuel_used: u64,
+    /// CPU time the calling thread spent in the sandbox.
+    cpu_used: Duration,
 }
 
 impl CompiledPolicy {
     pub(super) fn compile(runtime: Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
         inspect::check_format(bytes)?;
+        let limits = &runtime.inner.limits;
+        compile::check_bounds(bytes, &limits.compile)?;
         let engine = &runtime.inner.engine;
         let digest = sha256(bytes);
+        let compile = || compile::compile(engine, limits, bytes);
         let component = match runtime.inner.compiled_cache.get() {
-            Some(cache) => cache.component(engine, bytes, &digest)?,
-            None => {
-                Component::new(engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?
-            }
+            Some(cache) => cache.component(engine, &digest, compile)?,
+            None => compile()?,
         };
         let contract = inspect::check_interface(engine, &component, bytes)?;
         let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
@@ -135,6 +140,7 @@ impl CompiledPolicy {
                     policy.tiergate_policy_policy().call_info(store).map(Ok)
                 },
             )
+            .map_err(LoadError::from)?
             .result
             .map_err(|f| {
                 LoadError::BadMetadata(format!("`info` failed ({}): {}", f.kind.code(), f.detail))
@@ -144,14 +150,28 @@ impl CompiledPolicy {
                 contract: contract.to_string(),
                 detail,
             })?;
-        let name_ok = |s: &str| !s.is_empty() && s.len() <= bounds::MAX_NAME_BYTES;
-        if !name_ok(&answer.name) || !name_ok(&answer.version) {
-            return Err(LoadError::BadMetadata(format!(
-                "name and version must be 1 to {} bytes, got {:?} and {:?}",
-                bounds::MAX_NAME_BYTES,
-                answer.name,
-                answer.version
-            )));
+        for (what, text) in [("name", &answer.name), ("version", &answer.version)] {
+            let problem = if text.is_empty() || text.len() > bounds::MAX_NAME_BYTES {
+                Some(format!(
+                    "must be 1 to {} bytes, not {}",
+                    bounds::MAX_NAME_BYTES,
+                    text.len()
+                ))
+            } else {
+                first_unprintable(text).map(|c| {
+                    format!(
+                        "must be printable text, but holds {}, a control or format character",
+                        code_point(c)
+                    )
+                })
+            };
+            if let Some(problem) = problem {
+                // Quoted cut and escaped: it is the policy's text, not ours.
+                return Err(LoadError::BadMetadata(format!(
+                    "the policy's {what} {problem}: \"{}\"",
+                    prefix(&escaped(text), QUOTED_BYTES)
+                )));
+            }
         }
         let mut tiers: Vec<Tier> = answer
             .tiers
@@ -195,11 +215,16 @@ impl CompiledPolicy {
                     .tiergate_policy_policy()
                     .call_check_config(store, config)
             },
-        );
+        )?;
         match run.result {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
                 share: Share::new(),
+                budget: Arc::new(CpuBudget::new(
+                    self.0.runtime.inner.limits.cpu_per_second,
+                    self.0.runtime.inner.limits.cpu_burst,
+                    Instant::now(),
+                )),
                 config: config.into(),
                 config_digest: sha256(config.as_bytes()),
                 failure_tier: Tier::Collaborative,
@@ -217,17 +242,17 @@ impl Compiled {
         context: Arc<dyn ContextSource>,
         kind: Call,
         call: impl FnOnce(&mut Store<Sandbox>, Instance) -> wasmtime::Result<R>,
-    ) -> Run<R> {
+    ) -> Result<Run<R>, Waited> {
         let inner = &self.runtime.inner;
         let limits = &inner.limits;
+        let wait = limits.slot_wait;
         let _slot = match kind {
-            Call::Classify(share) => inner.slots.take(share),
-            Call::ClassifyFirst(share) => inner.slots.take_first(share),
-            Call::Load => inner.slots.take(Share::LOADING),
-        };
-        let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
-        let mut store = Store::new(&inner.engine, sandbox);
-        store.limiter(|s| &mut s.memory);
+            Call::Classify(share) => inner.slots.take(share, wait),
+            Call::ClassifyFirst(share) => inner.slots.take_first(share, wait),
+            Call::Load => inner.slots.take(Share::LOADING, wait),
+        }?;
+        let cpu_start = thread_cpu_time();
+        let mut store = new_store(&self.runtime, context);
         let timeout = match kind {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
             Call::Load => limits.timeout.max(LOAD_TIMEOUT),
@@ -241,11 +266,14 @@ impl Compiled {
             .and_then(|instance| call(&mut store, instance));
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let result = result.map_err(|e| failure_from_error(&e, store.data(), limits, timeout));
-        Run {
+        let reads = std::mem::take(&mut store.data_mut().reads);
+        drop(store);
+        Ok(Run {
             result,
-            reads: std::mem::take(&mut store.data_mut().reads),
+            reads,
             fuel_used,
-        }
+            cpu_used: thread_cpu_time().saturating_sub(cpu_start),
+        })
     }
 }
 
@@ -256,6 +284,9 @@ pub struct TenantPolicy {
     /// Whose line its calls wait in for a slot: one per configuration, and
     /// so one per tenant.
     share: Share,
+    /// The CPU time its calls may use: one per configuration, shared by
+    /// its clones.
+    budget: Arc<CpuBudget>,
     config: Arc<str>,
     config_digest: String,
     failure_tier: Tier,
@@ -351,14 +382,34 @@ impl TenantPolicy {
         context: Arc<dyn ContextSource>,
     ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
+        if let Err(spent) = self.budget.admit(Instant::now()) {
+            return Ok(self.failed_without_running(
+                FailureKind::CpuBudgetExhausted,
+                format!(
+                    "its tenant's policy used all the CPU time its budget allows ({}); it is not run until the budget refills, in about {} ms",
+                    self.budget.describe(),
+                    spent.refills_in.as_millis().max(1)
+                ),
+            ));
+        }
         let wit_tx = v0_1_0::WitTransaction::new(tx);
         let compiled = &self.compiled.0;
         let run = compiled.run(context, call, |store, instance| {
             compiled
                 .exports
                 .call_classify(store, &instance, &self.config, &wit_tx.get())
-        });
-        Ok(self.decision_from(run))
+        })?;
+        let cpu_used = run.cpu_used;
+        let decision = self.decision_from(run);
+        // The allowance is for answers: a call that failed (looped until its
+        // fuel or deadline ran out, say) is charged whole.
+        let free = match decision.failure {
+            None => compiled.runtime.inner.limits.cpu_free_per_call,
+            Some(_) => Duration::ZERO,
+        };
+        self.budget
+            .charge(cpu_used.saturating_sub(free), Instant::now());
+        Ok(decision)
     }
 
     /// One instance kept across calls, under the same limits, for measuring
@@ -367,13 +418,7 @@ impl TenantPolicy {
     pub fn reused_instance(&self) -> Result<ReusedInstance, LoadError> {
         let inner = &self.compiled.0.runtime.inner;
         let limits = &inner.limits;
-        let sandbox = Sandbox::new(
-            Arc::new(StaticContext::default()),
-            limits.memory_bytes,
-            limits.max_context_reads,
-        );
-        let mut store = Store::new(&inner.engine, sandbox);
-        store.limiter(|s| &mut s.memory);
+        let mut store = new_store(&self.compiled.0.runtime, Arc::new(StaticContext::default()));
         store.epoch_deadline_trap();
         let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(LOAD_TIMEOUT.as_millis() as u64);
@@ -381,7 +426,6 @@ impl TenantPolicy {
         let instance = compiled
             .pre
             .instantiate(&mut store)
-            .and_then(|instance| compiled.bindings.load(&mut store, &instance))
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
         Ok(ReusedInstance {
             policy: self.clone(),
@@ -392,10 +436,21 @@ impl TenantPolicy {
 
     /// The decision for a sandboxed call's result: the policy's answer if it
     /// keeps the contract, otherwise the failure tier.
-    fn decision_from(&self, run: Run<Result<WitDecision, String>>) -> Decision {
+    fn decision_from(&self, run: Run<Answer>) -> Decision {
         let outcome = match run.result {
-            Ok(Ok(answer)) => self.check_answer(answer),
-            Ok(Err(message)) => Err((
+            Ok(Answer::Decided {
+                tier,
+                reasons,
+                suggestion,
+            }) => self.check_answer(tier, reasons, suggestion),
+            Ok(Answer::Oversized { tier, detail }) => Err((
+                PolicyFailure {
+                    kind: FailureKind::DecisionOversized,
+                    detail,
+                },
+                Some(tier),
+            )),
+            Ok(Answer::Error(message)) => Err((
                 PolicyFailure {
                     kind: FailureKind::PolicyError,
                     detail: bounded(&message),
@@ -417,15 +472,17 @@ impl TenantPolicy {
         }
     }
 
-    /// Checks a decision against the contract's bounds and the declared tiers.
-    /// On failure, also returns the tier the policy asked for, so a broken
-    /// answer can still make the result stricter.
+    /// Checks a decision, read within the contract's sizes, against the
+    /// rest of the contract and the declared tiers. On failure, also returns
+    /// the tier the policy asked for, so a broken answer can still make the
+    /// result stricter.
     #[allow(clippy::type_complexity)]
     fn check_answer(
         &self,
-        answer: WitDecision,
+        tier: Tier,
+        reasons: Vec<Reason>,
+        suggestion: Option<String>,
     ) -> Result<(Tier, Vec<Reason>, Option<String>), (PolicyFailure, Option<Tier>)> {
-        let (tier, reasons, suggestion) = v0_1_0::reasons_from_wit(answer);
         let fail = |kind, detail: String| {
             let detail = bounded(&detail);
             Err((PolicyFailure { kind, detail }, Some(tier)))
@@ -443,17 +500,7 @@ impl TenantPolicy {
                 "the decision has no reason".into(),
             );
         }
-        if reasons.len() > bounds::MAX_REASONS {
-            return fail(
-                FailureKind::DecisionOversized,
-                format!(
-                    "{} reasons; at most {} are allowed",
-                    reasons.len(),
-                    bounds::MAX_REASONS
-                ),
-            );
-        }
-        for r in &reasons {
+        for (i, r) in reasons.iter().enumerate() {
             let code_ok = r
                 .code
                 .bytes()
@@ -461,31 +508,45 @@ impl TenantPolicy {
             if r.code.is_empty() || !code_ok {
                 return fail(
                     FailureKind::DecisionMalformed,
-                    format!("reason code {:?} is not snake_case", quoted_code(&r.code)),
+                    format!(
+                        "reason code \"{}\" is not snake_case",
+                        escaped(&quoted_code(&r.code))
+                    ),
                 );
             }
-            if r.code.len() > bounds::MAX_CODE_BYTES || r.message.len() > bounds::MAX_TEXT_BYTES {
+            if r.message.trim().is_empty() {
                 return fail(
-                    FailureKind::DecisionOversized,
+                    FailureKind::DecisionMalformed,
+                    format!("reason {i} ({}) has an empty message", r.code),
+                );
+            }
+            if let Some(c) = first_unprintable(&r.message) {
+                return fail(
+                    FailureKind::DecisionMalformed,
                     format!(
-                        "reason {:?} exceeds {} bytes of code or {} of message",
-                        quoted_code(&r.code),
-                        bounds::MAX_CODE_BYTES,
-                        bounds::MAX_TEXT_BYTES
+                        "reason {i} ({})'s message holds {}, a control or format character",
+                        r.code,
+                        code_point(c)
                     ),
                 );
             }
         }
-        if suggestion
-            .as_ref()
-            .is_some_and(|s| s.len() > bounds::MAX_TEXT_BYTES)
-        {
+        if let Some(c) = suggestion.as_deref().and_then(first_unprintable) {
             return fail(
-                FailureKind::DecisionOversized,
-                format!("the suggestion exceeds {} bytes", bounds::MAX_TEXT_BYTES),
+                FailureKind::DecisionMalformed,
+                format!(
+                    "the suggestion holds {}, a control or format character",
+                    code_point(c)
+                ),
             );
         }
         Ok((tier, reasons, suggestion))
+    }
+
+    /// The failure tier for a failure the host found without running the
+    /// policy (suspended, out of CPU budget): no reads, no fuel.
+    pub(crate) fn failed_without_running(&self, kind: FailureKind, detail: String) -> Decision {
+        self.fail_closed(PolicyFailure { kind, detail }, None, Vec::new(), 0)
     }
 
     fn fail_closed(
@@ -496,14 +557,18 @@ impl TenantPolicy {
         fuel_used: u64,
     ) -> Decision {
         let tier = asked.map_or(self.failure_tier, |t| t.max(self.failure_tier));
-        tracing::warn!(
-            policy = %self.info().name,
-            digest = %self.info().digest,
-            failure = failure.kind.code(),
-            detail = %failure.detail,
-            %tier,
-            "policy failed; failure tier applied"
-        );
+        // A tenant out of CPU budget is refused at once on every call: one
+        // line each would flood the log (the owners are alerted instead).
+        if failure.kind != FailureKind::CpuBudgetExhausted {
+            tracing::warn!(
+                policy = %self.info().name,
+                digest = %self.info().digest,
+                failure = failure.kind.code(),
+                detail = %failure.detail,
+                %tier,
+                "policy failed; failure tier applied"
+            );
+        }
         let reason = Reason::new(
             failure.kind.code(),
             format!(
@@ -527,7 +592,7 @@ impl TenantPolicy {
 pub struct ReusedInstance {
     policy: TenantPolicy,
     store: Store<Sandbox>,
-    instance: TierPolicy,
+    instance: Instance,
 }
 
 impl ReusedInstance {
@@ -545,11 +610,13 @@ impl ReusedInstance {
         data.reads.clear();
         let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
         self.store.set_epoch_deadline(ticks);
+        let exports = &self.policy.compiled.0.exports;
         let result = self.store.set_fuel(limits.fuel).and_then(|()| {
-            self.instance.tiergate_policy_policy().call_classify(
+            exports.call_classify(
                 &mut self.store,
+                &self.instance,
                 &self.policy.config,
-                wit_tx.get(),
+                &wit_tx.get(),
             )
         });
         let fuel_used = limits
@@ -561,9 +628,23 @@ impl ReusedInstance {
             result,
             reads: std::mem::take(&mut self.store.data_mut().reads),
             fuel_used,
+            cpu_used: Duration::ZERO,
         };
         Ok(self.policy.decision_from(run))
     }
+}
+
+/// A fresh store for one call, with every bound that is not per call: the
+/// memory limiter, and how much the policy may hand the host at once.
+fn new_store(runtime: &Runtime, context: Arc<dyn ContextSource>) -> Store<Sandbox> {
+    let inner = &runtime.inner;
+    let limits = &inner.limits;
+    let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
+    let mut store = Store::new(&inner.engine, sandbox);
+    store.limiter(|s| &mut s.memory);
+    store.set_hostcall_fuel(TRANSFER_BYTES);
+    store.set_max_component_handles(HANDLES);
+    store
 }
 
 /// Names what went wrong in a sandboxed call.
@@ -607,6 +688,14 @@ fn failure_from_error(
             detail: oversized.to_string(),
         };
     }
+    if is_transfer_exhausted(error) {
+        return PolicyFailure {
+            kind: FailureKind::TransferOversized,
+            detail: with_output(format!(
+                "handed the host more than {TRANSFER_BYTES} bytes at once (one host call's arguments, or its answer)"
+            )),
+        };
+    }
     let trap = error.downcast_ref::<Trap>();
     let (kind, detail) = match (trap, sandbox.memory.refused) {
         (Some(Trap::OutOfFuel), _) => (
@@ -624,7 +713,7 @@ fn failure_from_error(
         (_, Some(wanted)) => (
             FailureKind::MemoryLimit,
             format!(
-                "tried to grow its memory to {wanted} bytes; the limit is {}",
+                "tried to grow its memory to {wanted} bytes in all; the limit is {}",
                 limits.memory_bytes
             ),
         ),
@@ -638,6 +727,12 @@ fn failure_from_error(
         kind,
         detail: with_output(detail),
     }
+}
+
+/// Whether the policy handed the host more than its host-call fuel allows
+/// at once. wasmtime's own error for it is private; its message marks it.
+pub(super) fn is_transfer_exhausted(error: &wasmtime::Error) -> bool {
+    root_message(error).contains("fuel allocated for hostcalls has been exhausted")
 }
 
 /// The innermost message of an error chain, without wasm backtraces.
@@ -663,14 +758,11 @@ fn quoted_code(code: &str) -> String {
     }
 }
 
-/// Caps text coming out of a policy at the contract's message size.
+/// Text coming out of a policy as the host keeps it: control and format
+/// characters escaped, cut at the contract's message size.
 fn bounded(text: &str) -> String {
-    if text.len() <= bounds::MAX_TEXT_BYTES {
-        return text.to_string();
-    }
-    let mut end = bounds::MAX_TEXT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    prefix(&escaped(text), bounds::MAX_TEXT_BYTES)
 }
+
+/// Bytes of a policy's name or version quoted in a load error.
+const QUOTED_BYTES: usize = 40;

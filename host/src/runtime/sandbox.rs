@@ -13,7 +13,7 @@
 //! | stderr | kept (up to 8 KiB) for the failure detail, so a panic message reaches the author |
 //! | filesystem | no preopened directories: nothing to open |
 //! | wall and monotonic clocks | frozen at 0: use the transaction's `requested-at-ms` |
-//! | random, insecure random | a fixed-seed generator: the same bytes every call |
+//! | random, insecure random | a fixed-seed generator: the same bytes every call, at most 4 KiB a call |
 //! | sleeping, waiting on a timer | a trap: time does not pass in the sandbox, and a thread blocked in the host would outlive every deadline |
 //! | sockets, HTTP | not importable: the component is refused at load |
 
@@ -31,7 +31,7 @@ use wasmtime_wasi::{
     HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
 };
 
-use super::limits::STDERR_BYTES;
+use super::limits::{HANDLES, RANDOM_BYTES, STDERR_BYTES};
 use crate::model::context::{ContextRead, ContextSource};
 
 /// Everything a store holds while one policy call runs.
@@ -53,12 +53,15 @@ impl Sandbox {
         memory_bytes: usize,
         max_reads: usize,
     ) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(HANDLES);
         Sandbox {
             wasi: None,
-            table: ResourceTable::new(),
+            table,
             stderr: MemoryOutputPipe::new(STDERR_BYTES),
             memory: MemoryLimiter {
                 max_bytes: memory_bytes,
+                total: 0,
                 refused: None,
             },
             context,
@@ -85,6 +88,7 @@ impl WasiView for Sandbox {
                 .secure_random(StdRng::seed_from_u64(0))
                 .insecure_random(StdRng::seed_from_u64(0))
                 .insecure_random_seed(0)
+                .max_random_size(RANDOM_BYTES)
                 .allow_tcp(false)
                 .allow_udp(false)
                 .allow_ip_name_lookup(false)
@@ -97,24 +101,32 @@ impl WasiView for Sandbox {
     }
 }
 
-/// Caps linear memory and remembers a refusal, so the resulting trap (the
-/// guest's allocator aborts) can be reported as a memory limit.
+/// Caps the linear memory of the whole instance, all its memories together
+/// (a component may have more than one), and remembers a refusal, so the
+/// resulting trap (the guest's allocator aborts) can be reported as a
+/// memory limit.
 pub(crate) struct MemoryLimiter {
     max_bytes: usize,
+    /// Bytes of every memory of the instance so far.
+    total: usize,
     pub(crate) refused: Option<usize>,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.refused = Some(desired);
+        // A new memory grows from 0; a grow that fails after this approved
+        // it stays counted, which only makes the cap stricter.
+        let total = (self.total - current.min(self.total)).saturating_add(desired);
+        if total > self.max_bytes {
+            self.refused = Some(total);
             return Ok(false);
         }
+        self.total = total;
         Ok(true)
     }
 

@@ -13,10 +13,15 @@
 //! A caller that must not wait behind anyone (a classification inside the
 //! store's write transaction, which every other writer waits on) goes first:
 //! it takes the next free slot whatever its share holds.
+//!
+//! No caller waits without end: one not given a slot within its bound
+//! leaves the line and is told so, so a burst of callers cannot pile up
+//! blocked threads behind a saturated pool.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Whose line a caller waits in: one per configured policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,24 +83,25 @@ impl Slots {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Blocks until `share` is given a slot, and takes it.
-    pub(crate) fn take(&self, share: Share) -> Slot<'_> {
-        self.take_as(share, false)
+    /// Blocks until `share` is given a slot, and takes it; or, after
+    /// waiting `wait` without one, leaves the line and says so.
+    pub(crate) fn take(&self, share: Share, wait: Duration) -> Result<Slot<'_>, Waited> {
+        self.take_as(share, false, wait)
     }
 
     /// Takes the next free slot before every caller that is not going first,
-    /// and whatever `share` holds already.
-    pub(crate) fn take_first(&self, share: Share) -> Slot<'_> {
-        self.take_as(share, true)
+    /// and whatever `share` holds already; waits at most `wait` all the same.
+    pub(crate) fn take_first(&self, share: Share, wait: Duration) -> Result<Slot<'_>, Waited> {
+        self.take_as(share, true, wait)
     }
 
-    fn take_as(&self, share: Share, first: bool) -> Slot<'_> {
+    fn take_as(&self, share: Share, first: bool, wait: Duration) -> Result<Slot<'_>, Waited> {
         let mut state = self.lock();
         let held = state.held.get(&share).copied().unwrap_or(0);
         let ahead = state.waiting.iter().any(|w| w.2 || !first);
         if state.free > 0 && !ahead && (first || held < self.per_share) {
             state.grant(share);
-            return Slot { slots: self, share };
+            return Ok(Slot { slots: self, share });
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
@@ -103,14 +109,30 @@ impl Slots {
         if state.dispatch(self.per_share) {
             self.granted.notify_all();
         }
+        let deadline = Instant::now() + wait;
         while !state.granted.remove(&ticket) {
+            let now = Instant::now();
+            if now >= deadline {
+                // Not given a slot in time: out of the line, so no slot is
+                // ever granted to a caller who has gone.
+                state.waiting.retain(|w| w.0 != ticket);
+                return Err(Waited { waited: wait });
+            }
             state = self
                 .granted
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        Slot { slots: self, share }
+        Ok(Slot { slots: self, share })
     }
+}
+
+/// A caller waited its whole bound for a slot without being given one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waited {
+    /// How long it waited.
+    pub(crate) waited: Duration,
 }
 
 impl State {
@@ -167,7 +189,10 @@ mod tests {
     use std::sync::Arc;
     use std::sync::mpsc;
     use std::thread;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
+
+    /// Long enough that no test waits this long unless something is wrong.
+    const PATIENT: Duration = Duration::from_secs(60);
 
     /// Starts a thread that takes a slot for `share`, reports `name` when it
     /// has one, and holds it until told to let go.
@@ -180,7 +205,7 @@ mod tests {
         let (release, hold) = mpsc::channel::<()>();
         let (slots, got) = (slots.clone(), got.clone());
         thread::spawn(move || {
-            let _slot = slots.take(share);
+            let _slot = slots.take(share, PATIENT).expect("a slot in time");
             got.send(name).unwrap();
             let _ = hold.recv();
         });
@@ -188,13 +213,24 @@ mod tests {
     }
 
     fn next(got: &mpsc::Receiver<&'static str>) -> &'static str {
-        got.recv_timeout(Duration::from_secs(10))
+        got.recv_timeout(PATIENT)
             .expect("a waiting caller was given a slot")
     }
 
+    /// Waits until `n` callers are queued: the state itself, not a guess at
+    /// how long threads take to get there.
+    fn until_waiting(slots: &Slots, n: usize) {
+        let start = Instant::now();
+        while slots.lock().waiting.len() != n {
+            assert!(start.elapsed() < PATIENT, "never {n} callers waiting");
+            thread::yield_now();
+        }
+    }
+
+    /// Nobody was given a slot: every caller that could have one is queued.
     fn none_yet(got: &mpsc::Receiver<&'static str>) {
         assert!(
-            got.recv_timeout(Duration::from_millis(100)).is_err(),
+            got.try_recv().is_err(),
             "a caller got a slot it should still be waiting for"
         );
     }
@@ -211,8 +247,9 @@ mod tests {
         assert_eq!(first, ["a", "b"]);
         // Two slots are free, but the share already holds its two.
         let c = caller(&slots, noisy, "c", &tx);
-        none_yet(&got);
+        until_waiting(&slots, 1);
         let d = caller(&slots, noisy, "d", &tx);
+        until_waiting(&slots, 2);
         none_yet(&got);
         drop(a);
         assert_eq!(next(&got), "c");
@@ -235,8 +272,9 @@ mod tests {
         let queued: Vec<_> = (0..8)
             .map(|_| caller(&slots, crowd, "crowd", &tx))
             .collect();
-        thread::sleep(Duration::from_millis(50));
+        until_waiting(&slots, 8);
         let healthy = caller(&slots, Share::new(), "healthy", &tx);
+        until_waiting(&slots, 9);
         none_yet(&got);
         let [first, second] = holders;
         drop(first);
@@ -257,16 +295,17 @@ mod tests {
         first.sort();
         assert_eq!(first, ["a", "b"]);
         let queued = caller(&slots, other, "queued", &tx);
-        thread::sleep(Duration::from_millis(50));
+        until_waiting(&slots, 1);
         // `busy` holds its one slot, yet its caller going first is served
         // before the one queued earlier.
         let (release, hold) = mpsc::channel::<()>();
         let (s2, t2) = (slots.clone(), tx.clone());
         thread::spawn(move || {
-            let _slot = s2.take_first(busy);
+            let _slot = s2.take_first(busy, PATIENT).expect("a slot in time");
             t2.send("first").unwrap();
             let _ = hold.recv();
         });
+        until_waiting(&slots, 2);
         none_yet(&got);
         drop(b);
         assert_eq!(next(&got), "first");
@@ -280,26 +319,57 @@ mod tests {
         let slots = Arc::new(Slots::new(3, 2));
         let shares = [Share::new(), Share::new(), Share::new()];
         let (tx, got) = mpsc::channel();
+        let mut threads = Vec::new();
         for i in 0..30 {
             let (slots, tx, share) = (slots.clone(), tx.clone(), shares[i % 3]);
-            thread::spawn(move || {
-                let _slot = slots.take(share);
-                thread::sleep(Duration::from_millis(2));
+            threads.push(thread::spawn(move || {
+                let _slot = slots.take(share, PATIENT).expect("a slot in time");
                 tx.send(i).unwrap();
-            });
+            }));
         }
         let mut served: Vec<usize> = (0..30)
-            .map(|_| {
-                got.recv_timeout(Duration::from_secs(10))
-                    .expect("every caller is served")
-            })
+            .map(|_| got.recv_timeout(PATIENT).expect("every caller is served"))
             .collect();
         served.sort();
         assert_eq!(served, (0..30).collect::<Vec<_>>());
-        // The last holder lets go just after it reports.
-        thread::sleep(Duration::from_millis(50));
+        // Every holder has let go once its thread has ended.
+        for t in threads {
+            t.join().unwrap();
+        }
         let state = slots.lock();
         assert_eq!(state.free, 3);
         assert!(state.held.is_empty() && state.waiting.is_empty() && state.granted.is_empty());
+    }
+
+    #[test]
+    fn a_caller_waits_no_longer_than_its_bound_and_leaves_the_line() {
+        let slots = Arc::new(Slots::new(1, 1));
+        let (tx, got) = mpsc::channel();
+        let holder = caller(&slots, Share::new(), "holder", &tx);
+        assert_eq!(next(&got), "holder");
+        // Nothing comes free: the wait ends at its bound, as an error.
+        let late = slots
+            .take(Share::new(), Duration::from_millis(10))
+            .err()
+            .expect("the wait ends unserved");
+        assert_eq!(late.waited, Duration::from_millis(10));
+        let first = slots
+            .take_first(Share::new(), Duration::from_millis(10))
+            .err()
+            .expect("going first does not wait without end either");
+        assert_eq!(first.waited, Duration::from_millis(10));
+        {
+            let state = slots.lock();
+            assert!(
+                state.waiting.is_empty() && state.granted.is_empty(),
+                "it left the line"
+            );
+        }
+        // The slot, once free, goes to the next caller, not to one who left.
+        let after = caller(&slots, Share::new(), "after", &tx);
+        until_waiting(&slots, 1);
+        drop(holder);
+        assert_eq!(next(&got), "after");
+        drop(after);
     }
 }

@@ -5,8 +5,11 @@
 use tiergate_policy::{RecipientTrust, Tier, Window};
 
 use wasmtime::Store;
-use wasmtime::component::{Component, ComponentExportIndex, Instance, TypedFunc};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentType, Instance, Lift, TypedFunc, WasmList, WasmStr,
+};
 
+use super::limits::decision as bounds;
 use super::sandbox::Sandbox;
 use crate::model::context::{ActivityFilter, ContextRead};
 use crate::model::decision::Reason;
@@ -19,7 +22,6 @@ wasmtime::component::bindgen!({
     ownership: Borrowing { duplicate_if_necessary: true },
 });
 
-pub(crate) use self::exports::tiergate::policy::policy::Decision as WitDecision;
 use self::tiergate::policy::{context, types};
 
 /// The policy interface's exports, found once per compiled policy. The
@@ -34,7 +36,40 @@ pub(crate) struct PolicyExports {
 }
 
 type ClassifyFunc<'a> =
-    TypedFunc<(&'a str, &'a types::Transaction<'a>), (Result<WitDecision, String>,)>;
+    TypedFunc<(&'a str, &'a types::Transaction<'a>), (Result<LazyDecision, WasmStr>,)>;
+
+/// A `decision` left in the policy's memory: lifting it copies nothing, so
+/// its sizes can be checked before anything is read out.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct LazyDecision {
+    tier: types::Tier,
+    reasons: WasmList<LazyReason>,
+    suggestion: Option<WasmStr>,
+}
+
+/// A `reason` left in the policy's memory.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct LazyReason {
+    code: WasmStr,
+    message: WasmStr,
+}
+
+/// What `classify` answered, read out of the sandbox within the contract's
+/// sizes: nothing past a size the contract allows is copied.
+pub(crate) enum Answer {
+    /// A decision whose every text is within the contract's sizes.
+    Decided {
+        tier: Tier,
+        reasons: Vec<Reason>,
+        suggestion: Option<String>,
+    },
+    /// A decision over a size the contract allows, and which.
+    Oversized { tier: Tier, detail: String },
+    /// `classify` returned an error: its text, cut at the contract's size.
+    Error(String),
+}
 
 impl PolicyExports {
     /// `None` when an export is missing (the load has refused such a
@@ -69,7 +104,7 @@ impl PolicyExports {
             return Some(("check-config", differs(e)));
         }
         if let Err(e) = classify
-            .typed::<(&str, &types::Transaction<'_>), (Result<WitDecision, String>,)>(&*store)
+            .typed::<(&str, &types::Transaction<'_>), (Result<LazyDecision, WasmStr>,)>(&*store)
         {
             return Some(("classify", differs(e)));
         }
@@ -77,14 +112,15 @@ impl PolicyExports {
     }
 
     /// Calls `classify` on an instance of the component the exports were
-    /// found in, once [`mistyped`](Self::mistyped) has passed them.
+    /// found in, once [`mistyped`](Self::mistyped) has passed them, and reads
+    /// its answer out of the sandbox.
     pub(crate) fn call_classify(
         &self,
         store: &mut Store<Sandbox>,
         instance: &Instance,
         config: &str,
         tx: &types::Transaction,
-    ) -> wasmtime::Result<Result<WitDecision, String>> {
+    ) -> wasmtime::Result<Answer> {
         let func = instance
             .get_func(&mut *store, self.classify)
             .ok_or_else(|| wasmtime::Error::msg("the instance has no `classify` export"))?;
@@ -94,8 +130,98 @@ impl PolicyExports {
         // promise after their `load`).
         let classify: ClassifyFunc<'_> = unsafe { TypedFunc::new_unchecked(func) };
         let (answer,) = classify.call(&mut *store, (config, tx))?;
-        Ok(answer)
+        read_answer(store, answer)
     }
+}
+
+/// Reads an answer out of the sandbox, checking each size before copying:
+/// at most the contract's count of reasons, each read on its own under the
+/// contract's bytes for a code and a message, so reasons that share one
+/// huge message cost no more than the contract allows.
+fn read_answer(
+    store: &mut Store<Sandbox>,
+    answer: Result<LazyDecision, WasmStr>,
+) -> wasmtime::Result<Answer> {
+    let decision = match answer {
+        Ok(decision) => decision,
+        Err(message) => {
+            let text = message.to_str(&*store)?;
+            return Ok(Answer::Error(prefix(&text, bounds::MAX_TEXT_BYTES)));
+        }
+    };
+    let tier = tier_from_wit(decision.tier);
+    let oversized = |detail: String| Ok(Answer::Oversized { tier, detail });
+    if decision.reasons.len() > bounds::MAX_REASONS {
+        return oversized(format!(
+            "{} reasons; at most {} are allowed",
+            decision.reasons.len(),
+            bounds::MAX_REASONS
+        ));
+    }
+    let suggestion = match &decision.suggestion {
+        None => None,
+        Some(s) => {
+            let text = s.to_str(&*store)?;
+            if text.len() > bounds::MAX_TEXT_BYTES {
+                return oversized(format!(
+                    "the suggestion exceeds {} bytes",
+                    bounds::MAX_TEXT_BYTES
+                ));
+            }
+            Some(text.into_owned())
+        }
+    };
+    let mut reasons = Vec::with_capacity(decision.reasons.len());
+    let transfer = store.hostcall_fuel();
+    for i in 0..decision.reasons.len() {
+        // Lifting a reason's texts charges their bytes to the host-call fuel:
+        // with a code's and a message's worth, a longer one fails here,
+        // before anything of it is read.
+        store.set_hostcall_fuel(bounds::MAX_CODE_BYTES + bounds::MAX_TEXT_BYTES);
+        let lifted = decision.reasons.get(&mut *store, i);
+        store.set_hostcall_fuel(transfer);
+        let too_long = || {
+            format!(
+                "reason {i} exceeds {} bytes of code or {} bytes of message",
+                bounds::MAX_CODE_BYTES,
+                bounds::MAX_TEXT_BYTES
+            )
+        };
+        let reason = match lifted {
+            Some(Ok(reason)) => reason,
+            Some(Err(e)) if super::policy::is_transfer_exhausted(&e) => {
+                return oversized(too_long());
+            }
+            Some(Err(e)) => return Err(e),
+            None => break,
+        };
+        let (code, message) = (
+            reason.code.to_str(&*store)?,
+            reason.message.to_str(&*store)?,
+        );
+        if code.len() > bounds::MAX_CODE_BYTES || message.len() > bounds::MAX_TEXT_BYTES {
+            return oversized(too_long());
+        }
+        reasons.push(Reason::new(code.into_owned(), message.into_owned()));
+    }
+    Ok(Answer::Decided {
+        tier,
+        reasons,
+        suggestion,
+    })
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary, with an
+/// ellipsis when cut.
+pub(crate) fn prefix(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// A policy asked the context more questions than the limit allows.
@@ -216,13 +342,4 @@ pub(crate) fn tier_from_wit(t: types::Tier) -> Tier {
         types::Tier::Collaborative => Tier::Collaborative,
         types::Tier::Prohibited => Tier::Prohibited,
     }
-}
-
-pub(crate) fn reasons_from_wit(d: WitDecision) -> (Tier, Vec<Reason>, Option<String>) {
-    let reasons = d
-        .reasons
-        .into_iter()
-        .map(|r| Reason::new(r.code, r.message))
-        .collect();
-    (tier_from_wit(d.tier), reasons, d.suggestion)
 }

@@ -198,7 +198,27 @@ impl From<GovernError> for ApiError {
                 Self::new(S::UNPROCESSABLE_ENTITY, "invalid_policy", message).field("policy")
             }
             G::Store(inner) => inner.into(),
+            // The sandboxes are busy: nothing was recorded, and the same
+            // request, sent again, is decided once.
+            G::SandboxBusy { .. } => {
+                Self::unavailable("sandbox_busy", message, Duration::from_secs(1))
+            }
             other => Self::internal(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_sandboxes_are_a_503_with_retry_after() {
+        let response = ApiError::from(GovernError::SandboxBusy {
+            waited: std::time::Duration::from_secs(2),
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "1");
     }
 }

@@ -95,7 +95,7 @@ fn answers(operation: &mut Value) {
             error("`wrong_role` and the like: the key may not do this"),
         );
         let mut busy = error(
-            "`overloaded` (too many requests of the tenant, or in all, are running) or `store_unavailable`: nothing was done; retry after `Retry-After` seconds",
+            "`overloaded` (too many requests of the tenant, or in all, are running), `sandbox_busy` (every policy sandbox stayed busy for the whole wait) or `store_unavailable`: nothing was done; retry after `Retry-After` seconds",
         );
         busy["headers"] = json!({"Retry-After": {
             "description": "Seconds to wait before sending the request again.",
