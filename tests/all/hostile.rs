@@ -1770,9 +1770,10 @@ fn the_command_line_escapes_what_it_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("tiergate.db");
     let acme = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/acme.toml");
-    // An agent's justification may hold a newline (and, stored by an
-    // earlier version, anything else); an owner's note anything at all.
-    let forged = "for the team\n  tier autonomous (policy: autonomous), status executed\u{202e}";
+    // An agent's justification may hold a newline (bidi controls are
+    // refused, but an earlier version stored anything); an owner's note
+    // anything at all.
+    let forged = "for the team\n  tier autonomous (policy: autonomous), status executed";
     let payment = json!({
         "id": "tx-1", "tenant": "acme", "agent": "procurement-agent-prod", "amount": "89.00",
         "currency": "USDC", "category": "agent_hire", "recipient": "vendor.example",

@@ -127,6 +127,11 @@ const STATUSES: &[&str] = &[
 
 const TIERS: &[&str] = &["autonomous", "supervised", "collaborative", "prohibited"];
 
+/// A listing's cursor as the service writes one (`ListCursor::encode`): the
+/// hex of a request time, a `.` and a transaction id. The document allows
+/// only printable ASCII ids in it, so every cursor it allows decodes.
+const LIST_CURSOR: &str = "^(3[0-9]){1,18}2e([2-7][0-9a-e]){1,200}$";
+
 /// An exact decimal, as amounts are written.
 const DECIMAL: &str = "^[0-9]{1,12}(\\.[0-9]{1,8})?$";
 
@@ -142,9 +147,10 @@ fn parameter_values(path: &str, method: &str, operation: &mut Value) {
                 "type": "string",
                 "pattern": format!("^({statuses})(,({statuses}))*$"),
             })),
-            (_, _, "limit") => Some(json!({
-                "type": "integer", "minimum": 0u64, "maximum": u64::MAX,
-            })),
+            (_, _, "limit") => Some(json!({"type": "integer", "minimum": 1, "maximum": 1000})),
+            ("/v1/authorizations" | "/v1/approvals", "get", "cursor") => {
+                Some(json!({"type": "string", "pattern": LIST_CURSOR}))
+            }
             ("/v1/audit/records", "get", "status") => {
                 Some(json!({"type": "string", "enum": STATUSES}))
             }

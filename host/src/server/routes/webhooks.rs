@@ -128,7 +128,29 @@ pub(super) async fn list(
 pub(super) struct Rotation {
     /// Seconds the current secret keeps signing beside the new one (default
     /// 86400, at most 604800; 0 stops it at once).
+    #[serde(default, deserialize_with = "whole_seconds")]
+    #[schema(maximum = 604800)]
     overlap_s: Option<u64>,
+}
+
+/// A whole number of seconds as JSON may write one: `1208` or `1208.0`, the
+/// same number to JSON and to the document's `integer`.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::de::Error as _;
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let text = number.to_string();
+    let whole = match text.split_once('.') {
+        Some((whole, fraction)) if fraction.bytes().all(|b| b == b'0') => whole,
+        Some(_) => text.as_str(),
+        None => text.as_str(),
+    };
+    whole.parse().map(Some).map_err(|_| {
+        D::Error::custom(format!(
+            "{text} is not a whole number of seconds from 0 to 604800"
+        ))
+    })
 }
 
 /// Give a webhook a new signing secret (admin keys), shown only in this
