@@ -44,7 +44,9 @@ pub struct RecipientHistory {
 /// [`testing::TestContext`](crate::testing::TestContext).
 pub trait Context {
     /// The agent's earlier transactions matching `filter` whose request time
-    /// lies in the `window` before this transaction's.
+    /// lies in the `window` before this transaction's, at most
+    /// [`Window::LONGEST`] (31 days): asking about a longer one fails the
+    /// classification closed (the tenant's failure tier applies).
     fn activity(&self, window: Window, filter: ActivityFilter) -> Activity;
 
     /// History of the transaction's recipient.

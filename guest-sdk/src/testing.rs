@@ -180,6 +180,13 @@ impl TestContext {
 
 impl Context for TestContext {
     fn activity(&self, window: Window, filter: ActivityFilter) -> Activity {
+        // The host fails such a classification closed; a test must see it.
+        assert!(
+            window <= Window::LONGEST,
+            "the policy asked about the last {window} of activity; the host answers at most \
+             {} and fails the classification closed beyond it",
+            Window::LONGEST
+        );
         self.activity
             .iter()
             .find(|(w, f, _)| *w == window && *f == filter)
@@ -189,5 +196,23 @@ impl Context for TestContext {
 
     fn recipient_history(&self) -> RecipientHistory {
         self.recipient
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_window_the_host_answers_for_is_answered() {
+        let ctx =
+            TestContext::new().with_activity(Window::LONGEST, ActivityFilter::All, 3, Decimal::ONE);
+        assert_eq!(ctx.activity(Window::LONGEST, ActivityFilter::All).count, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "fails the classification closed beyond it")]
+    fn a_longer_window_panics_as_the_host_fails_it_closed() {
+        TestContext::new().activity(Window::days(32), ActivityFilter::All);
     }
 }

@@ -22,6 +22,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct Window(u64);
 
 impl Window {
+    /// The longest window the host answers [`Context::activity`] for: 31
+    /// days, so a monthly cap sees a whole month. Asking about a longer one
+    /// fails the classification closed (the tenant's failure tier applies);
+    /// [`TestContext`] panics instead, so a native test shows it.
+    ///
+    /// [`Context::activity`]: crate::Context::activity
+    /// [`TestContext`]: crate::testing::TestContext
+    pub const LONGEST: Window = Window::days(31);
+
     /// A window of `ms` milliseconds.
     pub const fn millis(ms: u64) -> Self {
         Window(ms)
@@ -45,6 +54,26 @@ impl Window {
     /// The window's length in milliseconds.
     pub const fn as_millis(self) -> u64 {
         self.0
+    }
+
+    /// Refuses a window of a policy's configuration (named `key`) that is
+    /// longer than the host answers for ([`Window::LONGEST`]), so the tenant
+    /// hears it when activating the rules, not on every payment.
+    ///
+    /// ```
+    /// use tiergate_policy::Window;
+    /// assert!(Window::days(30).within_host_limit("window").is_ok());
+    /// assert!(Window::days(60).within_host_limit("window").is_err());
+    /// ```
+    pub fn within_host_limit(self, key: &str) -> Result<(), String> {
+        if self <= Window::LONGEST {
+            Ok(())
+        } else {
+            Err(format!(
+                "{key} is {self}, longer than the {} the host answers for",
+                Window::LONGEST
+            ))
+        }
     }
 }
 

@@ -41,7 +41,7 @@ pub struct RecipientHistory {
 /// The longest window `agent-activity` serves: 31 days, so a monthly cap
 /// sees a whole month. The host reads that much of an agent's history; a
 /// policy asking for more fails closed ([`ContextError::WindowTooLong`]).
-pub const MAX_WINDOW_MS: u64 = 31 * 86_400_000;
+pub const MAX_WINDOW_MS: u64 = tiergate_policy::Window::LONGEST.as_millis();
 
 /// Why the host cannot answer a policy's context question. The
 /// classification fails closed on the tenant's failure tier, naming it.

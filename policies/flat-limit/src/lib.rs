@@ -42,7 +42,7 @@ impl Policy for FlatLimit {
         if self.limit <= Decimal::ZERO {
             return Err(format!("limit must be positive, not {}", self.limit));
         }
-        Ok(())
+        self.window.within_host_limit("window")
     }
 
     fn classify(&self, tx: &Transaction, ctx: &dyn Context) -> Decision {
@@ -216,5 +216,17 @@ mod tests {
         let tx = transaction("1.00", "compute").build();
         let err = classify::<FlatLimit>(r#"{"limt": "5"}"#, &tx, &TestContext::new()).unwrap_err();
         assert!(err.contains("`limt`"), "{err}");
+    }
+
+    #[test]
+    fn a_window_longer_than_the_host_answers_for_is_refused_at_configuration() {
+        let tx = transaction("1.00", "api_calls").build();
+        let err =
+            classify::<FlatLimit>(r#"{"window": "32d"}"#, &tx, &TestContext::new()).unwrap_err();
+        assert!(
+            err.contains("window is 32d, longer than the 31d the host answers for"),
+            "{err}"
+        );
+        decide(r#"{"window": "31d"}"#, &tx, &TestContext::new());
     }
 }

@@ -123,6 +123,13 @@ impl Policy for SeedTiers {
         if let Some(r) = rules.iter().find(|r| r.max_amount <= Decimal::ZERO) {
             return Err(format!("max_amount must be positive, not {}", r.max_amount));
         }
+        for (name, rule) in [
+            ("autonomous", &self.autonomous),
+            ("supervised", &self.supervised),
+            ("collaborative", &self.collaborative),
+        ] {
+            rule.window.within_host_limit(&format!("{name}.window"))?;
+        }
         Ok(())
     }
 
@@ -709,5 +716,20 @@ mod tests {
                 assert!(d.suggestion.is_some(), "{d:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_window_longer_than_the_host_answers_for_is_refused_at_configuration() {
+        let tx = transaction("1.00", "api_calls").build();
+        let err = classify::<SeedTiers>(
+            r#"{"collaborative": {"max_amount": "5000.00", "min_trust": "unknown", "max_per_window": 5, "window": "60d"}}"#,
+            &tx,
+            &TestContext::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("collaborative.window is 60d, longer than the 31d the host answers for"),
+            "{err}"
+        );
     }
 }

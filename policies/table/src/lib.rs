@@ -100,6 +100,10 @@ impl Policy for Table {
                     row.tier
                 ));
             }
+            if let Some(f) = &row.frequency {
+                f.per
+                    .within_host_limit(&format!("frequency.per of the {} row", row.tier))?;
+            }
             if let Some(m) = row.max_amount.filter(|m| *m <= Decimal::ZERO) {
                 return Err(format!(
                     "max_amount of the {} row must be positive, not {m}",
@@ -552,5 +556,16 @@ mod tests {
         assert!(err.contains("1 hour"), "{err}");
         let err = error(r#"{"tiers": [{"tier": "autonomous", "recipient_trust": "trusted"}]}"#);
         assert!(err.contains("trusted"), "{err}");
+    }
+
+    #[test]
+    fn a_window_longer_than_the_host_answers_for_is_refused_at_configuration() {
+        let err = error(
+            r#"{"tiers": [{"tier": "autonomous", "max_amount": "1.00", "frequency": {"max": 5, "per": "90d"}}]}"#,
+        );
+        assert!(
+            err.contains("frequency.per of the autonomous row is 90d, longer than the 31d the host answers for"),
+            "{err}"
+        );
     }
 }
