@@ -2,16 +2,10 @@ use tokio_postgres::Row;
 
 use super::{PostgresStore, ms};
 use crate::store::deliveries::{
-    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
-    StoredWebhook, WEBHOOK_COLUMNS,
+    AddedWebhook, Delivery, DeliveryCursor, DeliveryRecord, DeliveryState, DeliveryStore,
+    DeliveryTrouble, OUTBOX_COLUMNS, StoredWebhook, WEBHOOK_COLUMNS,
 };
 use crate::store::{Notice, OutboxEntry, StoreError};
-
-/// The state of a row, as SQL.
-const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
-                          WHEN d.gave_up_ms IS NOT NULL THEN 'given_up'
-                          WHEN d.attempts > 0 THEN 'failing'
-                          ELSE 'pending' END";
 
 /// An outbox row whose select list starts with [`OUTBOX_COLUMNS`].
 pub(super) fn outbox_entry(r: &Row) -> Result<OutboxEntry, tokio_postgres::Error> {
@@ -281,25 +275,30 @@ impl DeliveryStore for PostgresStore {
     fn deliveries(
         &self,
         tenant: &str,
-        state: Option<&str>,
+        state: Option<DeliveryState>,
+        after: Option<&DeliveryCursor>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let rows = self.conn()?.query(
-            &format!(
-                "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, {STATE}, d.last_error,
-                        d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
-                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
-                 WHERE d.tenant = $1 AND ($2::text IS NULL OR {STATE} = $2)
-                 ORDER BY d.outbox_id DESC, d.url LIMIT $3"
-            ),
-            &[&tenant, &state, &(limit.min(i64::MAX as usize) as i64)],
-        )?;
+        let (outbox_id, url) = after.map_or((i64::MAX, ""), |c| (ms(c.outbox_id), &c.url));
+        let limit = limit.min(i64::MAX as usize) as i64;
+        // One statement on its own snapshot; no tenant lock.
+        let rows = match state {
+            Some(state) => self.conn()?.query(
+                DELIVERY_PAGE_SQL,
+                &[&tenant, &outbox_id, &url, &limit, &state.as_str()],
+            )?,
+            None => self
+                .conn()?
+                .query(DELIVERY_PAGE_ANY_SQL, &[&tenant, &outbox_id, &url, &limit])?,
+        };
         rows.iter()
             .map(|r| {
+                let outbox_id = r.try_get::<_, i64>(0)? as u64;
                 let state: String = r.try_get(5)?;
                 let waiting = state == "pending" || state == "failing";
                 Ok(DeliveryRecord {
-                    event_id: format!("{tenant}:{}", r.try_get::<_, i64>(0)?),
+                    outbox_id,
+                    event_id: format!("{tenant}:{outbox_id}"),
                     kind: r.try_get(1)?,
                     tx_id: r.try_get(2)?,
                     url: r.try_get(3)?,
@@ -321,15 +320,32 @@ impl DeliveryStore for PostgresStore {
 
     fn delivery_trouble(&self) -> Result<DeliveryTrouble, StoreError> {
         let row = self.conn()?.query_one(
-            "SELECT
-                COUNT(*) FILTER (WHERE delivered_ms IS NULL AND gave_up_ms IS NULL AND attempts > 0),
-                COUNT(*) FILTER (WHERE gave_up_ms IS NOT NULL)
-             FROM deliveries",
+            "SELECT COALESCE(SUM(n) FILTER (WHERE state = 'failing'), 0)::BIGINT,
+                    COALESCE(SUM(n) FILTER (WHERE state = 'given_up'), 0)::BIGINT
+             FROM delivery_trouble",
             &[],
         )?;
         Ok(DeliveryTrouble {
-            failing: row.try_get::<_, i64>(0)? as u64,
-            given_up: row.try_get::<_, i64>(1)? as u64,
+            failing: row.try_get::<_, i64>(0)?.max(0) as u64,
+            given_up: row.try_get::<_, i64>(1)?.max(0) as u64,
         })
     }
 }
+
+/// A page of one state's deliveries, newest first after the cursor, by
+/// `deliveries_by_state`.
+pub(super) const DELIVERY_PAGE_SQL: &str =
+    "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, d.state, d.last_error,
+            d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
+     FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+     WHERE d.tenant = $1 AND d.state = $5 AND (d.outbox_id, d.url) < ($2, $3)
+     ORDER BY d.outbox_id DESC, d.url DESC LIMIT $4";
+
+/// A page of every delivery, newest first after the cursor, by
+/// `deliveries_in_order`.
+pub(super) const DELIVERY_PAGE_ANY_SQL: &str =
+    "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, d.state, d.last_error,
+            d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
+     FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+     WHERE d.tenant = $1 AND (d.outbox_id, d.url) < ($2, $3)
+     ORDER BY d.outbox_id DESC, d.url DESC LIMIT $4";
