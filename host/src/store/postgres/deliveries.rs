@@ -349,3 +349,62 @@ pub(super) const DELIVERY_PAGE_ANY_SQL: &str =
      FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
      WHERE d.tenant = $1 AND (d.outbox_id, d.url) < ($2, $3)
      ORDER BY d.outbox_id DESC, d.url DESC LIMIT $4";
+
+#[cfg(test)]
+mod tests {
+    use super::super::pool::Pool;
+    use super::super::schema::migrate;
+    use super::{DELIVERY_PAGE_ANY_SQL, DELIVERY_PAGE_SQL};
+
+    #[test]
+    fn a_page_of_deliveries_seeks_an_index_and_never_sorts() {
+        let url = tiergate_e2e::postgres::fresh_database();
+        let pool = Pool::open(&url, 1).unwrap();
+        let mut c = pool.get().unwrap();
+        migrate(&mut c).unwrap();
+        // A small tenant beside a large one, their deliveries nearly all
+        // delivered, as the planner's statistics see them.
+        c.batch(
+            "INSERT INTO outbox (id, tenant, tx_id, kind, recipient, message, created_ms)
+                 SELECT i, CASE WHEN i % 50 = 0 THEN 'acme' ELSE 'globex' END,
+                        'tx', 'notice', 'ops', '', i
+                 FROM generate_series(1, 40000) i;
+             INSERT INTO deliveries (outbox_id, url, tenant, attempts, next_attempt_ms, delivered_ms)
+                 SELECT id, 'u', tenant, 1, id, CASE WHEN id % 1000 = 0 THEN NULL ELSE id END
+                 FROM outbox;
+             ANALYZE outbox; ANALYZE deliveries;",
+        )
+        .unwrap();
+        for (sql, index, params) in [
+            (
+                DELIVERY_PAGE_SQL,
+                "deliveries_by_state",
+                "'acme', 50000, 'u', 10, 'failing'",
+            ),
+            (
+                DELIVERY_PAGE_ANY_SQL,
+                "deliveries_in_order",
+                "'acme', 50000, 'u', 10",
+            ),
+        ] {
+            c.batch(&format!("PREPARE page AS {sql}")).unwrap();
+            let steps: Vec<String> = c
+                .query(&format!("EXPLAIN EXECUTE page({params})"), &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            c.batch("DEALLOCATE page").unwrap();
+            assert!(
+                steps.iter().any(
+                    |s| s.contains(&format!("Index Scan Backward using {index} on deliveries"))
+                ),
+                "{sql}\nis planned as {steps:#?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.contains("Sort")),
+                "{sql}\nis planned as {steps:#?}"
+            );
+        }
+    }
+}

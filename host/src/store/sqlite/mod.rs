@@ -1751,6 +1751,30 @@ mod tests {
             !steps.iter().any(|s| s.starts_with("SCAN audit_events")),
             "{steps:?}"
         );
+        // A page of deliveries seeks its own rows; the counts of those in
+        // trouble read one row per tenant and state, never the deliveries.
+        for (sql, index) in [
+            (super::deliveries::DELIVERY_PAGE_SQL, "deliveries_by_state"),
+            (
+                super::deliveries::DELIVERY_PAGE_ANY_SQL,
+                "deliveries_in_order",
+            ),
+        ] {
+            let steps = plan(sql);
+            let expected = format!("SEARCH d USING INDEX {index} (tenant=? AND ");
+            assert!(
+                steps.iter().any(|s| s.starts_with(&expected)),
+                "{sql}\nis planned as {steps:?}"
+            );
+            assert!(
+                !steps
+                    .iter()
+                    .any(|s| s.starts_with("SCAN") || s.contains("TEMP B-TREE")),
+                "{sql}\nis planned as {steps:?}"
+            );
+        }
+        let steps = plan(super::deliveries::TROUBLE_SQL);
+        assert_eq!(steps, ["SCAN delivery_trouble"]);
     }
 
     #[test]
