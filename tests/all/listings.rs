@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tiergate::governance::{Clock, GovernError, Status};
-use tiergate::store::{Backend, ListCursor, Listing, NewEntry, Waiting};
+use tiergate::store::{
+    AddedWebhook, Backend, DeliveryCursor, DeliveryState, ListCursor, Listing, NewEntry,
+    PageCursor, StoredWebhook, Waiting,
+};
 
 use crate::pipeline::{ACME, World};
 use crate::service::{METRICS_TOKEN, Served, call, create_key, get, payment, post};
@@ -192,8 +195,207 @@ fn listings_follow_an_index_beside_the_writer(kind: Kind) {
 
 on_both_stores!(listings_follow_an_index_beside_the_writer);
 
+/// Every page of the tenant's deliveries in `state`, following the cursor:
+/// each page's `(outbox id, URL, state)`.
+fn delivery_pages(
+    store: &dyn Backend,
+    state: Option<DeliveryState>,
+    limit: usize,
+) -> Vec<Vec<(u64, String, String)>> {
+    let (mut pages, mut after) = (Vec::new(), None::<DeliveryCursor>);
+    loop {
+        let page = store
+            .deliveries("acme", state, after.as_ref(), limit)
+            .unwrap();
+        assert!(page.len() <= limit);
+        assert!(pages.len() < 1000, "the cursor never ran out: {pages:?}");
+        pages.push(
+            page.iter()
+                .map(|d| (d.outbox_id, d.url.clone(), d.state.clone()))
+                .collect(),
+        );
+        match page.last() {
+            // Through the text a caller sends back.
+            Some(last) if page.len() == limit => {
+                after = DeliveryCursor::decode(&DeliveryCursor::after(last).encode())
+            }
+            _ => return pages,
+        }
+    }
+}
+
+/// The deliveries page in order (newest notice first, then URL), whole or
+/// one state at a time, each page full but the last; the counts of those in
+/// trouble follow them through failing, given up (by attempts or by the
+/// webhook's removal) and delivered, on any handle and after a restart; and
+/// neither read waits for a writer: both finish while a decision holds the
+/// SQLite writer, or the tenant's PostgreSQL lock.
+fn deliveries_follow_an_index_beside_the_writer(kind: Kind) {
+    let mut w = World::on(kind, ACME);
+    for i in 0..6 {
+        // Supervised: each notifies the owners.
+        w.authorize(&format!("s{i}"), "47.00", "compute", "known");
+    }
+    let store = w.backend();
+    let (kept, removed) = ("http://127.0.0.1:9/kept", "http://127.0.0.1:9/removed");
+    let hook = StoredWebhook {
+        tenant: "acme".into(),
+        id: "wh_0000000000000001".into(),
+        url: removed.into(),
+        secret: "whsec_test".into(),
+        previous_secret: None,
+        previous_expires_ms: None,
+        created_ms: 0,
+        rotated_ms: None,
+    };
+    assert!(matches!(
+        store.add_webhook(&hook, 10).unwrap(),
+        AddedWebhook::Added
+    ));
+    let notices = store.queue_deliveries("acme", kept, 0).unwrap();
+    assert!(notices >= 6, "{notices}");
+    assert_eq!(store.queue_deliveries("acme", removed, 0).unwrap(), notices);
+    let count = |state: &str| -> u64 {
+        delivery_pages(store.as_ref(), None, 1000)
+            .concat()
+            .iter()
+            .filter(|d| d.2 == state)
+            .count() as u64
+    };
+    let trouble = |store: &dyn Backend| {
+        let t = store.delivery_trouble().unwrap();
+        (t.failing, t.given_up)
+    };
+    assert_eq!(trouble(store.as_ref()), (0, 0));
+
+    // Of the kept URL's: two failing, one given up, one delivered.
+    let now = w.clock.now_ms();
+    let due: Vec<_> = store
+        .claim_deliveries(now, 60_000, 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.url == kept)
+        .collect();
+    let retry = Some(now + 10);
+    store
+        .record_attempt(due[0].entry.id, kept, now, Some("HTTP 500"), retry)
+        .unwrap();
+    store
+        .record_attempt(due[1].entry.id, kept, now, Some("HTTP 503"), retry)
+        .unwrap();
+    // Failing twice is still one failing delivery.
+    store
+        .record_attempt(due[1].entry.id, kept, now, Some("HTTP 503"), retry)
+        .unwrap();
+    store
+        .record_attempt(due[2].entry.id, kept, now, Some("HTTP 410"), None)
+        .unwrap();
+    store
+        .record_attempt(due[3].entry.id, kept, now, None, None)
+        .unwrap();
+    // One of the removed URL's fails before its webhook is removed.
+    store
+        .record_attempt(due[0].entry.id, removed, now, Some("HTTP 500"), retry)
+        .unwrap();
+    assert_eq!(trouble(store.as_ref()), (3, 1));
+    assert_eq!(
+        (count("failing"), count("given_up"), count("delivered")),
+        (3, 1, 1)
+    );
+
+    let whole = delivery_pages(store.as_ref(), None, 1000).concat();
+    assert_eq!(whole.len() as u64, 2 * notices);
+    let mut expected = whole.clone();
+    expected.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+    assert_eq!(whole, expected, "newest notice first, then URL");
+    let paged = delivery_pages(store.as_ref(), None, 5);
+    assert!(
+        paged.iter().rev().skip(1).all(|p| p.len() == 5),
+        "{paged:?}"
+    );
+    assert_eq!(paged.concat(), whole);
+    for state in DeliveryState::ALL {
+        let paged = delivery_pages(store.as_ref(), Some(state), 2);
+        assert!(
+            paged.iter().rev().skip(1).all(|p| p.len() == 2),
+            "{paged:?}"
+        );
+        let expected: Vec<_> = whole
+            .iter()
+            .filter(|d| d.2 == state.as_str())
+            .cloned()
+            .collect();
+        assert_eq!(paged.concat(), expected, "{}", state.as_str());
+    }
+
+    // The webhook goes: its deliveries not delivered are given up.
+    store
+        .remove_webhook("acme", &hook.id, now + 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(trouble(store.as_ref()), (2, notices + 1));
+    // A failing one is delivered at last, another given up.
+    store
+        .record_attempt(due[0].entry.id, kept, now + 10, None, None)
+        .unwrap();
+    store
+        .record_attempt(due[1].entry.id, kept, now + 10, Some("HTTP 410"), None)
+        .unwrap();
+    assert_eq!(trouble(store.as_ref()), (0, notices + 2));
+    assert_eq!(
+        (count("failing"), count("given_up")),
+        (0, notices + 2),
+        "the counts are the deliveries' states"
+    );
+    w.restart();
+    assert_eq!(trouble(w.backend().as_ref()), (0, notices + 2));
+
+    // While a decision holds the writer (or the tenant's lock), a page of
+    // deliveries and their counts are still read, on the same handle.
+    let reader = store.clone();
+    let now = w.clock.now_ms();
+    let entry = NewEntry {
+        tenant: "acme",
+        tx_id: "held",
+        agent: "procurement-agent-prod",
+        recipient: "vendor.example",
+        history_since_ms: 0,
+        team: None,
+        currency: "USDC",
+        window_start_ms: now - 86_400_000,
+        now_ms: now,
+    };
+    let held = store.record(&entry, &mut |_, _| {
+        let reader = reader.clone();
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            let read = (
+                reader
+                    .deliveries("acme", Some(DeliveryState::GivenUp), None, 1000)
+                    .map(|p| p.len() as u64),
+                reader.delivery_trouble().map(|t| (t.failing, t.given_up)),
+            );
+            let _ = done.send(read);
+        });
+        // A deadlock guard, not a measurement: a read that waits for this
+        // writer never finishes while it holds on.
+        let read = finished
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a delivery listing or count waited for the writer");
+        assert_eq!(read.0.unwrap(), notices + 2);
+        assert_eq!(read.1.unwrap(), (0, notices + 2));
+        Err(GovernError::Classify("a probe: nothing to write".into()))
+    });
+    assert!(matches!(held, Err(GovernError::Classify(_))), "{held:?}");
+}
+
+on_both_stores!(deliveries_follow_an_index_beside_the_writer);
+
 /// A GET with the response's headers.
-async fn get_with_headers(url: &str, key: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+pub(crate) async fn get_with_headers(
+    url: &str,
+    key: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
     let response = reqwest::Client::new()
         .get(url)
         .bearer_auth(key)

@@ -664,9 +664,10 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
 
     // A populated store from an older version (SQLite: before the running
     // totals, the audit id column, the tables rebuilt without rowids, the
-    // listing indexes and the waiting counts; PostgreSQL: its first schema)
-    // gets them filled on opening, and keeps its ledger, its waiting
-    // payments and its audit numbering.
+    // listing indexes, the waiting counts and the delivery counts;
+    // PostgreSQL: its first schema) gets them filled on opening, and keeps
+    // its ledger, its waiting payments, its deliveries in trouble and its
+    // audit numbering.
     let paid = w.authorize("l1", "0.02", "embeddings", "verified");
     w.store().ledger_insert(&paid, 7).unwrap();
     let ledger = |store: &dyn Store| -> Vec<String> {
@@ -680,12 +681,34 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
     assert_eq!(ledger_before.len(), 1);
     let waiting_before = w.backend().waiting().unwrap();
     assert_eq!(waiting_before.pending_veto, 2, "e1 and e2");
+    // Webhook deliveries of the notices so far: one failing, one given up,
+    // one delivered, the rest pending.
+    let hooks = w.backend();
+    let url = "http://127.0.0.1:9/hook";
+    assert!(hooks.queue_deliveries("acme", url, 0).unwrap() >= 3);
+    let now = w.clock.now_ms();
+    let due = hooks.claim_deliveries(now, 60_000, 3).unwrap();
+    hooks
+        .record_attempt(due[0].entry.id, url, now, Some("HTTP 500"), Some(now + 10))
+        .unwrap();
+    hooks
+        .record_attempt(due[1].entry.id, url, now, Some("HTTP 410"), None)
+        .unwrap();
+    hooks
+        .record_attempt(due[2].entry.id, url, now, None, None)
+        .unwrap();
+    let trouble_before = hooks.delivery_trouble().unwrap();
+    assert_eq!((trouble_before.failing, trouble_before.given_up), (1, 1));
     w.sql(
         "DROP TABLE holdings; DROP TABLE recipients;
          DROP INDEX authorizations_by_audit_id; ALTER TABLE authorizations DROP COLUMN audit_id;
          DROP TRIGGER audit_events_append_only_insert;
          DROP INDEX authorizations_by_caller; DROP INDEX authorizations_by_status;
          ALTER TABLE authorizations DROP COLUMN caller; DROP TABLE waiting;
+         DROP TRIGGER deliveries_trouble_insert; DROP TRIGGER deliveries_trouble_update;
+         DROP TRIGGER deliveries_trouble_delete; DROP TABLE delivery_trouble;
+         DROP INDEX deliveries_by_state; DROP INDEX deliveries_in_order;
+         ALTER TABLE deliveries DROP COLUMN state;
          PRAGMA user_version = 6;",
         "DROP TABLE waiting; DROP INDEX authorizations_by_caller; DROP INDEX authorizations_by_status;
          ALTER TABLE authorizations DROP COLUMN caller;
@@ -694,6 +717,11 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
          CREATE INDEX authorizations_holding ON authorizations (tenant, holds, requested_at_ms);
          CREATE INDEX ledger_by_recipient ON ledger (tenant, recipient);
          DROP INDEX authorizations_by_audit_id; ALTER TABLE authorizations DROP COLUMN audit_id;
+         DROP TABLE delivery_trouble; DROP TRIGGER deliveries_trouble_insert ON deliveries;
+         DROP TRIGGER deliveries_trouble_update ON deliveries;
+         DROP TRIGGER deliveries_trouble_delete ON deliveries;
+         DROP FUNCTION deliveries_count_trouble(); DROP INDEX deliveries_in_order;
+         ALTER TABLE deliveries DROP COLUMN state;
          DELETE FROM tiergate_schema WHERE version > 1;",
     );
     w.restart();
@@ -712,6 +740,11 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
         w.backend().waiting().unwrap(),
         waiting_before,
         "the waiting payments are counted from the stored records"
+    );
+    assert_eq!(
+        w.backend().delivery_trouble().unwrap(),
+        trouble_before,
+        "the deliveries in trouble are counted from the stored deliveries"
     );
     // `aud-YYYY-MM-DD-NNN`: the day, and the number that day.
     let day_and_number = |audit_id: &str| {

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use tiergate::governance::Status;
-use tiergate::store::{ApiKey, EventDraft, Role};
+use tiergate::store::{ApiKey, DeliveryState, EventDraft, Role};
 
 use crate::pipeline::{ACME, World};
 use crate::stores::{Kind, TestStore, on_both_stores};
@@ -259,12 +259,16 @@ fn deliveries_are_claimed_once_across_hosts_and_retried_from_state(kind: Kind) {
     one.release_delivery(a[3].entry.id, url, now).unwrap();
     let trouble = two.delivery_trouble().unwrap();
     assert_eq!((trouble.failing, trouble.given_up), (1, 1));
-    let failing = two.deliveries("acme", Some("failing"), 10).unwrap();
+    let failing = two
+        .deliveries("acme", Some(DeliveryState::Failing), None, 10)
+        .unwrap();
     assert_eq!(failing.len(), 1);
     assert_eq!(failing[0].last_error.as_deref(), Some("HTTP 500"));
     assert_eq!(failing[0].next_attempt_ms, Some(now + 10));
     assert_eq!(
-        two.deliveries("acme", Some("delivered"), 10).unwrap()[0].event_id,
+        two.deliveries("acme", Some(DeliveryState::Delivered), None, 10)
+            .unwrap()[0]
+            .event_id,
         format!("acme:{}", second.entry.id)
     );
     let again: Vec<u64> = one
@@ -276,7 +280,7 @@ fn deliveries_are_claimed_once_across_hosts_and_retried_from_state(kind: Kind) {
     assert!(again.contains(&first.entry.id) && again.contains(&a[3].entry.id));
     assert_eq!(again.len(), 2, "the released one and the one due again");
     assert_eq!(
-        one.deliveries("acme", None, 100).unwrap().len() as u64,
+        one.deliveries("acme", None, None, 100).unwrap().len() as u64,
         notices
     );
 }

@@ -1093,3 +1093,107 @@ fn two_hosts_claiming_at_once_take_each_delivery_once(kind: Kind) {
 }
 
 on_both_stores!(two_hosts_claiming_at_once_take_each_delivery_once);
+
+/// Every page of the deliveries at `query` for `key`, following the
+/// `Tiergate-Next-Cursor` header: each page's `(event_id, url, state)`.
+async fn delivery_pages(s: &Served, query: &str, key: &str) -> Vec<Vec<(String, String, String)>> {
+    let mut pages = Vec::new();
+    let mut url = format!("{}/v1/webhooks/deliveries?{query}", s.base);
+    while pages.len() < 100 {
+        let (status, headers, body) = crate::listings::get_with_headers(&url, key).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        pages.push(
+            body.as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    let text = |f: &str| d[f].as_str().unwrap().to_string();
+                    (text("event_id"), text("url"), text("state"))
+                })
+                .collect(),
+        );
+        match headers.get("tiergate-next-cursor") {
+            Some(next) => {
+                url = format!(
+                    "{}/v1/webhooks/deliveries?{query}&cursor={}",
+                    s.base,
+                    next.to_str().unwrap()
+                )
+            }
+            None => return pages,
+        }
+    }
+    panic!("the cursor never ran out: {pages:?}")
+}
+
+/// The deliveries come a page at a time, newest first, with a cursor to the
+/// next page, whole or of one state; a limit outside 1 to 1000 or a cursor
+/// the service did not give is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_come_a_page_at_a_time_with_a_cursor_and_a_state() {
+    // Accepts everything; the second webhook's name never resolves.
+    let r = receiver(Some(0)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, settings) = setup(dir.path(), SETTINGS);
+    let s = start(&dir.path().join("data"), &config, &settings);
+    let agent = create_key(&s.data, "hooked", "agent", None);
+    let admin = create_key(&s.data, "hooked", "admin", Some("ops@hooked.example"));
+    let auditor = create_key(&s.data, "hooked", "auditor", Some("audit@hooked.example"));
+    add_webhook(&s, &admin, &r.url()).await;
+    add_webhook_elsewhere(&s, &admin).await;
+    for i in 0..5 {
+        // Supervised: each notifies the owners once.
+        let a = post(
+            &s,
+            "/v1/authorizations",
+            &agent,
+            &payment("hooked", &format!("d{i}"), "47.00", "compute", "known"),
+        )
+        .await;
+        assert_eq!(a.status, 201, "{}", a.text);
+    }
+    wait_for_n(&s, &auditor, "delivered", 5).await;
+    wait_for_n(&s, &auditor, "given_up", 5).await;
+
+    let whole = delivery_pages(&s, "limit=1000", &auditor).await;
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    let whole = whole.concat();
+    assert_eq!(whole.len(), 10, "{whole:?}");
+    let paged = delivery_pages(&s, "limit=3", &auditor).await;
+    assert_eq!(
+        paged.iter().map(Vec::len).collect::<Vec<_>>(),
+        [3, 3, 3, 1],
+        "{paged:?}"
+    );
+    assert_eq!(paged.concat(), whole, "the pages are the listing, in order");
+    for state in ["delivered", "given_up"] {
+        let paged = delivery_pages(&s, &format!("state={state}&limit=2"), &auditor).await;
+        assert_eq!(
+            paged.iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 2, 1],
+            "{state}: {paged:?}"
+        );
+        let expected: Vec<_> = whole.iter().filter(|d| d.2 == state).cloned().collect();
+        assert_eq!(paged.concat(), expected, "{state}");
+    }
+    // A full last page has a cursor to an empty one.
+    let exact = delivery_pages(&s, "state=delivered&limit=5", &auditor).await;
+    assert_eq!(exact.iter().map(Vec::len).collect::<Vec<_>>(), [5, 0]);
+
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("cursor=zz", "cursor"),
+        ("cursor=3132", "cursor"),
+        ("state=lost", "state"),
+    ] {
+        let refused = get(&s, &format!("/v1/webhooks/deliveries?{query}"), &auditor).await;
+        assert_eq!(refused.status, 400, "{query}: {}", refused.text);
+        assert_eq!(
+            refused.body["error"]["code"], "invalid_query",
+            "{}",
+            refused.text
+        );
+        assert_eq!(refused.body["error"]["field"], field, "{}", refused.text);
+    }
+}

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{OutboxEntry, StoreError};
+use super::{OutboxEntry, PageCursor, StoreError};
 
 /// A webhook row's columns, in the order both stores' row readers take them.
 pub(crate) const WEBHOOK_COLUMNS: &str =
@@ -31,6 +31,9 @@ pub struct Delivery {
 /// A delivery's state, as the tenant's admin sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DeliveryRecord {
+    /// The notice's place in the outbox (the event id's number).
+    #[serde(skip)]
+    pub outbox_id: u64,
     /// The event id receivers deduplicate on: `<tenant>:<outbox id>`.
     pub event_id: String,
     /// The notice's kind.
@@ -54,6 +57,84 @@ pub struct DeliveryRecord {
     pub gave_up_ms: Option<u64>,
     /// When the notice was written.
     pub created_ms: u64,
+}
+
+/// What became of a delivery so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// Not tried yet.
+    Pending,
+    /// Tried and failed; it will be tried again.
+    Failing,
+    /// Failed too often, or its webhook was removed; nothing retries it.
+    GivenUp,
+    /// Delivered.
+    Delivered,
+}
+
+impl DeliveryState {
+    /// Every state.
+    pub const ALL: [DeliveryState; 4] = [
+        DeliveryState::Pending,
+        DeliveryState::Failing,
+        DeliveryState::GivenUp,
+        DeliveryState::Delivered,
+    ];
+
+    /// As the API and the stores spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Failing => "failing",
+            DeliveryState::GivenUp => "given_up",
+            DeliveryState::Delivered => "delivered",
+        }
+    }
+}
+
+impl std::str::FromStr for DeliveryState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeliveryState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("state {s:?}: use pending, failing, given_up or delivered"))
+    }
+}
+
+/// Where a listing of deliveries resumes: the notice and URL of the last
+/// delivery of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryCursor {
+    /// Its notice's place in the outbox.
+    pub outbox_id: u64,
+    /// Where it goes.
+    pub url: String,
+}
+
+impl DeliveryCursor {
+    /// The cursor after `d`.
+    pub fn after(d: &DeliveryRecord) -> DeliveryCursor {
+        DeliveryCursor {
+            outbox_id: d.outbox_id,
+            url: d.url.clone(),
+        }
+    }
+}
+
+impl PageCursor for DeliveryCursor {
+    /// Room for any URL a webhook may have had, four times the longest
+    /// one accepted today.
+    const MAX_TEXT_BYTES: usize = 8_192 + 21;
+
+    fn parts(&self) -> (u64, &str) {
+        (self.outbox_id, &self.url)
+    }
+
+    fn from_parts(outbox_id: u64, url: String) -> Self {
+        DeliveryCursor { outbox_id, url }
+    }
 }
 
 /// How many deliveries are in trouble, across tenants.
@@ -217,14 +298,20 @@ pub trait DeliveryStore: Send + Sync {
     /// service is stopping): due again at `now_ms`, its attempts unchanged.
     fn release_delivery(&self, outbox_id: u64, url: &str, now_ms: u64) -> Result<(), StoreError>;
 
-    /// The tenant's deliveries in `state` (all when `None`), newest first.
+    /// One page of the tenant's deliveries in `state` (all when `None`),
+    /// newest first (by notice, then URL, both descending), after `after`:
+    /// at most `limit`, read by an index beside the writers, never under
+    /// the SQLite writer's lock or a PostgreSQL tenant lock.
     fn deliveries(
         &self,
         tenant: &str,
-        state: Option<&str>,
+        state: Option<DeliveryState>,
+        after: Option<&DeliveryCursor>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
 
-    /// Deliveries failing or given up, across tenants.
+    /// Deliveries failing or given up, across tenants, from counts the
+    /// store keeps as deliveries change state: one row per tenant and
+    /// state is read, never the deliveries.
     fn delivery_trouble(&self) -> Result<DeliveryTrouble, StoreError>;
 }

@@ -19,8 +19,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 pub use deliveries::{
-    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, StoredWebhook,
-    WebhookInfo,
+    AddedWebhook, Delivery, DeliveryCursor, DeliveryRecord, DeliveryState, DeliveryStore,
+    DeliveryTrouble, StoredWebhook, WebhookInfo,
 };
 pub use keys::{ApiKey, KeyStore, Role};
 pub use postgres::PostgresStore;
@@ -442,16 +442,46 @@ impl ListCursor {
             tx_id: a.transaction.id.clone(),
         }
     }
+}
 
-    /// Opaque text for a caller to send back: hex of the time and the id.
-    pub fn encode(&self) -> String {
-        let text = format!("{}.{}", self.requested_at_ms, self.tx_id);
+impl PageCursor for ListCursor {
+    const MAX_TEXT_BYTES: usize = 256;
+
+    fn parts(&self) -> (u64, &str) {
+        (self.requested_at_ms, &self.tx_id)
+    }
+
+    fn from_parts(requested_at_ms: u64, tx_id: String) -> Self {
+        ListCursor {
+            requested_at_ms,
+            tx_id,
+        }
+    }
+}
+
+/// A listing's place as callers see it: opaque text, the hex of
+/// `<number>.<id>`, read back only when it is one this encoding made. Every
+/// listing's cursor is one of these, so they are checked alike.
+pub trait PageCursor: Sized {
+    /// The longest `<number>.<id>` a cursor of this listing carries.
+    const MAX_TEXT_BYTES: usize;
+
+    /// The number and the id it is made of.
+    fn parts(&self) -> (u64, &str);
+
+    /// The cursor made of `number` and `id`.
+    fn from_parts(number: u64, id: String) -> Self;
+
+    /// Opaque text for a caller to send back.
+    fn encode(&self) -> String {
+        let (number, id) = self.parts();
+        let text = format!("{number}.{id}");
         text.bytes().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Reads [`encode`](Self::encode)'s text back; `None` when it is not one.
-    pub fn decode(text: &str) -> Option<ListCursor> {
-        if !text.len().is_multiple_of(2) || text.len() > 512 {
+    fn decode(text: &str) -> Option<Self> {
+        if !text.len().is_multiple_of(2) || text.len() > 2 * Self::MAX_TEXT_BYTES {
             return None;
         }
         let bytes: Option<Vec<u8>> = (0..text.len())
@@ -459,12 +489,10 @@ impl ListCursor {
             .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
             .collect();
         let text = String::from_utf8(bytes?).ok()?;
-        let (at, id) = text.split_once('.')?;
-        let requested_at_ms = at.parse().ok()?;
-        (i64::try_from(requested_at_ms).is_ok() && !id.is_empty()).then(|| ListCursor {
-            requested_at_ms,
-            tx_id: id.to_string(),
-        })
+        let (number, id) = text.split_once('.')?;
+        let number = number.parse().ok()?;
+        (i64::try_from(number).is_ok() && !id.is_empty())
+            .then(|| Self::from_parts(number, id.to_string()))
     }
 }
 
@@ -649,7 +677,7 @@ pub trait Store: Send + Sync {
 
 #[cfg(test)]
 mod tests {
-    use super::{ListCursor, Location};
+    use super::{ListCursor, Location, PageCursor};
 
     #[test]
     fn a_cursor_reads_back_and_anything_else_is_refused() {

@@ -11,7 +11,7 @@ use crate::model::transaction::Transaction;
 use crate::server::body::JsonText;
 use crate::server::error::Body as Error;
 use crate::server::{ApiError, AppState, Caller, now_ms};
-use crate::store::{ListCursor, Listing, Role};
+use crate::store::{ListCursor, Listing, PageCursor, Role};
 
 /// Authorize a payment (agent keys).
 ///
@@ -136,10 +136,10 @@ const MAX_PAGE: usize = 1000;
 pub(super) const NEXT_CURSOR: &str = "tiergate-next-cursor";
 
 /// A listing's page size and cursor, checked.
-pub(super) fn page_of(
+pub(super) fn page_of<C: PageCursor>(
     limit: Option<usize>,
     cursor: Option<&str>,
-) -> Result<(usize, Option<ListCursor>), ApiError> {
+) -> Result<(usize, Option<C>), ApiError> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -152,7 +152,7 @@ pub(super) fn page_of(
     }
     let cursor = match cursor {
         None => None,
-        Some(text) => Some(ListCursor::decode(text).ok_or_else(|| {
+        Some(text) => Some(C::decode(text).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_query",
                 "`cursor` is not one this service gave: send the `Tiergate-Next-Cursor` header of the previous page as it came",

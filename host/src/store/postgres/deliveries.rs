@@ -2,16 +2,10 @@ use tokio_postgres::Row;
 
 use super::{PostgresStore, ms};
 use crate::store::deliveries::{
-    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
-    StoredWebhook, WEBHOOK_COLUMNS,
+    AddedWebhook, Delivery, DeliveryCursor, DeliveryRecord, DeliveryState, DeliveryStore,
+    DeliveryTrouble, OUTBOX_COLUMNS, StoredWebhook, WEBHOOK_COLUMNS,
 };
 use crate::store::{Notice, OutboxEntry, StoreError};
-
-/// The state of a row, as SQL.
-const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
-                          WHEN d.gave_up_ms IS NOT NULL THEN 'given_up'
-                          WHEN d.attempts > 0 THEN 'failing'
-                          ELSE 'pending' END";
 
 /// An outbox row whose select list starts with [`OUTBOX_COLUMNS`].
 pub(super) fn outbox_entry(r: &Row) -> Result<OutboxEntry, tokio_postgres::Error> {
@@ -281,25 +275,30 @@ impl DeliveryStore for PostgresStore {
     fn deliveries(
         &self,
         tenant: &str,
-        state: Option<&str>,
+        state: Option<DeliveryState>,
+        after: Option<&DeliveryCursor>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let rows = self.conn()?.query(
-            &format!(
-                "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, {STATE}, d.last_error,
-                        d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
-                 FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
-                 WHERE d.tenant = $1 AND ($2::text IS NULL OR {STATE} = $2)
-                 ORDER BY d.outbox_id DESC, d.url LIMIT $3"
-            ),
-            &[&tenant, &state, &(limit.min(i64::MAX as usize) as i64)],
-        )?;
+        let (outbox_id, url) = after.map_or((i64::MAX, ""), |c| (ms(c.outbox_id), &c.url));
+        let limit = limit.min(i64::MAX as usize) as i64;
+        // One statement on its own snapshot; no tenant lock.
+        let rows = match state {
+            Some(state) => self.conn()?.query(
+                DELIVERY_PAGE_SQL,
+                &[&tenant, &outbox_id, &url, &limit, &state.as_str()],
+            )?,
+            None => self
+                .conn()?
+                .query(DELIVERY_PAGE_ANY_SQL, &[&tenant, &outbox_id, &url, &limit])?,
+        };
         rows.iter()
             .map(|r| {
+                let outbox_id = r.try_get::<_, i64>(0)? as u64;
                 let state: String = r.try_get(5)?;
                 let waiting = state == "pending" || state == "failing";
                 Ok(DeliveryRecord {
-                    event_id: format!("{tenant}:{}", r.try_get::<_, i64>(0)?),
+                    outbox_id,
+                    event_id: format!("{tenant}:{outbox_id}"),
                     kind: r.try_get(1)?,
                     tx_id: r.try_get(2)?,
                     url: r.try_get(3)?,
@@ -321,15 +320,91 @@ impl DeliveryStore for PostgresStore {
 
     fn delivery_trouble(&self) -> Result<DeliveryTrouble, StoreError> {
         let row = self.conn()?.query_one(
-            "SELECT
-                COUNT(*) FILTER (WHERE delivered_ms IS NULL AND gave_up_ms IS NULL AND attempts > 0),
-                COUNT(*) FILTER (WHERE gave_up_ms IS NOT NULL)
-             FROM deliveries",
+            "SELECT COALESCE(SUM(n) FILTER (WHERE state = 'failing'), 0)::BIGINT,
+                    COALESCE(SUM(n) FILTER (WHERE state = 'given_up'), 0)::BIGINT
+             FROM delivery_trouble",
             &[],
         )?;
         Ok(DeliveryTrouble {
-            failing: row.try_get::<_, i64>(0)? as u64,
-            given_up: row.try_get::<_, i64>(1)? as u64,
+            failing: row.try_get::<_, i64>(0)?.max(0) as u64,
+            given_up: row.try_get::<_, i64>(1)?.max(0) as u64,
         })
+    }
+}
+
+/// A page of one state's deliveries, newest first after the cursor, by
+/// `deliveries_by_state`.
+pub(super) const DELIVERY_PAGE_SQL: &str =
+    "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, d.state, d.last_error,
+            d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
+     FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+     WHERE d.tenant = $1 AND d.state = $5 AND (d.outbox_id, d.url) < ($2, $3)
+     ORDER BY d.outbox_id DESC, d.url DESC LIMIT $4";
+
+/// A page of every delivery, newest first after the cursor, by
+/// `deliveries_in_order`.
+pub(super) const DELIVERY_PAGE_ANY_SQL: &str =
+    "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, d.state, d.last_error,
+            d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
+     FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+     WHERE d.tenant = $1 AND (d.outbox_id, d.url) < ($2, $3)
+     ORDER BY d.outbox_id DESC, d.url DESC LIMIT $4";
+
+#[cfg(test)]
+mod tests {
+    use super::super::pool::Pool;
+    use super::super::schema::migrate;
+    use super::{DELIVERY_PAGE_ANY_SQL, DELIVERY_PAGE_SQL};
+
+    #[test]
+    fn a_page_of_deliveries_seeks_an_index_and_never_sorts() {
+        let url = tiergate_e2e::postgres::fresh_database();
+        let pool = Pool::open(&url, 1).unwrap();
+        let mut c = pool.get().unwrap();
+        migrate(&mut c).unwrap();
+        // A small tenant beside a large one, their deliveries nearly all
+        // delivered, as the planner's statistics see them.
+        c.batch(
+            "INSERT INTO outbox (id, tenant, tx_id, kind, recipient, message, created_ms)
+                 SELECT i, CASE WHEN i % 50 = 0 THEN 'acme' ELSE 'globex' END,
+                        'tx', 'notice', 'ops', '', i
+                 FROM generate_series(1, 40000) i;
+             INSERT INTO deliveries (outbox_id, url, tenant, attempts, next_attempt_ms, delivered_ms)
+                 SELECT id, 'u', tenant, 1, id, CASE WHEN id % 1000 = 0 THEN NULL ELSE id END
+                 FROM outbox;
+             ANALYZE outbox; ANALYZE deliveries;",
+        )
+        .unwrap();
+        for (sql, index, params) in [
+            (
+                DELIVERY_PAGE_SQL,
+                "deliveries_by_state",
+                "'acme', 50000, 'u', 10, 'failing'",
+            ),
+            (
+                DELIVERY_PAGE_ANY_SQL,
+                "deliveries_in_order",
+                "'acme', 50000, 'u', 10",
+            ),
+        ] {
+            c.batch(&format!("PREPARE page AS {sql}")).unwrap();
+            let steps: Vec<String> = c
+                .query(&format!("EXPLAIN EXECUTE page({params})"), &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            c.batch("DEALLOCATE page").unwrap();
+            assert!(
+                steps.iter().any(
+                    |s| s.contains(&format!("Index Scan Backward using {index} on deliveries"))
+                ),
+                "{sql}\nis planned as {steps:#?}"
+            );
+            assert!(
+                !steps.iter().any(|s| s.contains("Sort")),
+                "{sql}\nis planned as {steps:#?}"
+            );
+        }
     }
 }

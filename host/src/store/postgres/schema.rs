@@ -229,6 +229,66 @@ INSERT INTO waiting (tenant, status, n)
     SELECT tenant, status, COUNT(*) FROM authorizations
     WHERE status IN ('pending_veto', 'awaiting_approval') GROUP BY tenant, status;
 "#,
+    // Deliveries page through an index, in order or by state (a column
+    // PostgreSQL computes from the row, so every write keeps it). Those in
+    // trouble are counted per tenant as they change state, in the statement
+    // that changes it, for `/metrics`; existing ones are counted here. A
+    // statement's changes are summed first and applied in key order, so two
+    // statements never take the counts' row locks in opposite orders.
+    r#"
+ALTER TABLE deliveries ADD COLUMN state TEXT COLLATE "C" GENERATED ALWAYS AS (
+    CASE WHEN delivered_ms IS NOT NULL THEN 'delivered'
+         WHEN gave_up_ms IS NOT NULL THEN 'given_up'
+         WHEN attempts > 0 THEN 'failing'
+         ELSE 'pending' END) STORED;
+CREATE INDEX deliveries_by_state ON deliveries (tenant, state, outbox_id, url);
+CREATE INDEX deliveries_in_order ON deliveries (tenant, outbox_id, url);
+CREATE TABLE delivery_trouble (
+    tenant TEXT COLLATE "C" NOT NULL,
+    state  TEXT   NOT NULL,
+    n      BIGINT NOT NULL,
+    PRIMARY KEY (tenant, state)
+);
+INSERT INTO delivery_trouble (tenant, state, n)
+    SELECT tenant, state, COUNT(*) FROM deliveries
+    WHERE state IN ('failing', 'given_up') GROUP BY tenant, state;
+CREATE FUNCTION deliveries_count_trouble() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO delivery_trouble (tenant, state, n)
+            SELECT tenant, state, COUNT(*) FROM new_rows
+            WHERE state IN ('failing', 'given_up')
+            GROUP BY tenant, state ORDER BY tenant, state
+            ON CONFLICT (tenant, state) DO UPDATE SET n = delivery_trouble.n + EXCLUDED.n;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO delivery_trouble (tenant, state, n)
+            SELECT tenant, state, SUM(change) FROM (
+                SELECT tenant, state, 1 AS change FROM new_rows
+                UNION ALL
+                SELECT tenant, state, -1 AS change FROM old_rows
+            ) c
+            WHERE state IN ('failing', 'given_up')
+            GROUP BY tenant, state HAVING SUM(change) <> 0 ORDER BY tenant, state
+            ON CONFLICT (tenant, state) DO UPDATE SET n = delivery_trouble.n + EXCLUDED.n;
+    ELSE
+        INSERT INTO delivery_trouble (tenant, state, n)
+            SELECT tenant, state, -COUNT(*) FROM old_rows
+            WHERE state IN ('failing', 'given_up')
+            GROUP BY tenant, state ORDER BY tenant, state
+            ON CONFLICT (tenant, state) DO UPDATE SET n = delivery_trouble.n + EXCLUDED.n;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER deliveries_trouble_insert AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_count_trouble();
+CREATE TRIGGER deliveries_trouble_update AFTER UPDATE ON deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_count_trouble();
+CREATE TRIGGER deliveries_trouble_delete AFTER DELETE ON deliveries
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_count_trouble();
+"#,
 ];
 
 /// Brings the schema up to date. Every replica runs this on start; the

@@ -2,16 +2,10 @@ use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::store::deliveries::{
-    AddedWebhook, Delivery, DeliveryRecord, DeliveryStore, DeliveryTrouble, OUTBOX_COLUMNS,
-    StoredWebhook, WEBHOOK_COLUMNS,
+    AddedWebhook, Delivery, DeliveryCursor, DeliveryRecord, DeliveryState, DeliveryStore,
+    DeliveryTrouble, OUTBOX_COLUMNS, StoredWebhook, WEBHOOK_COLUMNS,
 };
 use crate::store::{Notice, OutboxEntry, StoreError};
-
-/// The state of a row, as SQL.
-const STATE: &str = "CASE WHEN d.delivered_ms IS NOT NULL THEN 'delivered'
-                          WHEN d.gave_up_ms IS NOT NULL THEN 'given_up'
-                          WHEN d.attempts > 0 THEN 'failing'
-                          ELSE 'pending' END";
 
 /// An outbox row whose select list starts with [`OUTBOX_COLUMNS`].
 pub(super) fn outbox_entry(r: &rusqlite::Row) -> rusqlite::Result<OutboxEntry> {
@@ -291,52 +285,93 @@ impl DeliveryStore for SqliteStore {
     fn deliveries(
         &self,
         tenant: &str,
-        state: Option<&str>,
+        state: Option<DeliveryState>,
+        after: Option<&DeliveryCursor>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, {STATE}, d.last_error,
-                    d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
-             FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
-             WHERE d.tenant = ?1 AND (?2 IS NULL OR {STATE} = ?2)
-             ORDER BY d.outbox_id DESC, d.url LIMIT ?3"
-        ))?;
-        let rows = stmt.query_map(params![tenant, state, limit as i64], |r| {
-            let state: String = r.get(5)?;
-            let waiting = state == "pending" || state == "failing";
-            Ok(DeliveryRecord {
-                event_id: format!("{tenant}:{}", r.get::<_, i64>(0)?),
-                kind: r.get(1)?,
-                tx_id: r.get(2)?,
-                url: r.get(3)?,
-                attempts: r.get::<_, i64>(4)? as u32,
-                state,
-                last_error: r.get(6)?,
-                next_attempt_ms: waiting
-                    .then(|| r.get::<_, i64>(7).map(|v| v as u64))
-                    .transpose()?,
-                delivered_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-                gave_up_ms: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
-                created_ms: r.get::<_, i64>(10)? as u64,
+        let (outbox_id, url) = after.map_or((i64::MAX, ""), |c| {
+            (i64::try_from(c.outbox_id).unwrap_or(i64::MAX), &c.url)
+        });
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let page = self.read_beside(|conn| {
+            let record = |r: &rusqlite::Row<'_>| delivery_record(tenant, r);
+            Ok(match state {
+                Some(state) => conn
+                    .prepare_cached(DELIVERY_PAGE_SQL)?
+                    .query_map(
+                        params![tenant, outbox_id, url, limit, state.as_str()],
+                        record,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => conn
+                    .prepare_cached(DELIVERY_PAGE_ANY_SQL)?
+                    .query_map(params![tenant, outbox_id, url, limit], record)?
+                    .collect::<Result<Vec<_>, _>>()?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        // A row read may be another writer's commit not yet on disk.
+        if !page.is_empty() {
+            self.durable()?;
+        }
+        Ok(page)
     }
 
     fn delivery_trouble(&self) -> Result<DeliveryTrouble, StoreError> {
-        let conn = self.lock();
-        let (failing, given_up): (i64, i64) = conn.query_row(
-            "SELECT
-                COALESCE(SUM(delivered_ms IS NULL AND gave_up_ms IS NULL AND attempts > 0), 0),
-                COALESCE(SUM(gave_up_ms IS NOT NULL), 0)
-             FROM deliveries",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(DeliveryTrouble {
-            failing: failing as u64,
-            given_up: given_up as u64,
+        self.read_beside(|conn| {
+            let (failing, given_up): (i64, i64) = conn
+                .prepare_cached(TROUBLE_SQL)?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(DeliveryTrouble {
+                failing: failing.max(0) as u64,
+                given_up: given_up.max(0) as u64,
+            })
         })
     }
+}
+
+/// A page of one state's deliveries, newest first after the cursor, by
+/// `deliveries_by_state`.
+pub(super) const DELIVERY_PAGE_SQL: &str =
+    "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, d.state, d.last_error,
+            d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
+     FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+     WHERE d.tenant = ?1 AND d.state = ?5 AND (d.outbox_id, d.url) < (?2, ?3)
+     ORDER BY d.outbox_id DESC, d.url DESC LIMIT ?4";
+
+/// A page of every delivery, newest first after the cursor, by
+/// `deliveries_in_order`.
+pub(super) const DELIVERY_PAGE_ANY_SQL: &str =
+    "SELECT d.outbox_id, o.kind, o.tx_id, d.url, d.attempts, d.state, d.last_error,
+            d.next_attempt_ms, d.delivered_ms, d.gave_up_ms, o.created_ms
+     FROM deliveries d JOIN outbox o ON o.id = d.outbox_id
+     WHERE d.tenant = ?1 AND (d.outbox_id, d.url) < (?2, ?3)
+     ORDER BY d.outbox_id DESC, d.url DESC LIMIT ?4";
+
+/// The deliveries in trouble, from one count per tenant and state.
+pub(super) const TROUBLE_SQL: &str =
+    "SELECT COALESCE(SUM(CASE WHEN state = 'failing' THEN n END), 0),
+            COALESCE(SUM(CASE WHEN state = 'given_up' THEN n END), 0)
+     FROM delivery_trouble";
+
+/// A row of [`DELIVERY_PAGE_SQL`] or [`DELIVERY_PAGE_ANY_SQL`].
+fn delivery_record(tenant: &str, r: &rusqlite::Row) -> rusqlite::Result<DeliveryRecord> {
+    let outbox_id = r.get::<_, i64>(0)? as u64;
+    let state: String = r.get(5)?;
+    let waiting = state == "pending" || state == "failing";
+    Ok(DeliveryRecord {
+        outbox_id,
+        event_id: format!("{tenant}:{outbox_id}"),
+        kind: r.get(1)?,
+        tx_id: r.get(2)?,
+        url: r.get(3)?,
+        attempts: r.get::<_, i64>(4)? as u32,
+        state,
+        last_error: r.get(6)?,
+        next_attempt_ms: waiting
+            .then(|| r.get::<_, i64>(7).map(|v| v as u64))
+            .transpose()?,
+        delivered_ms: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+        gave_up_ms: r.get::<_, Option<i64>>(9)?.map(|v| v as u64),
+        created_ms: r.get::<_, i64>(10)? as u64,
+    })
 }

@@ -290,6 +290,47 @@ INSERT INTO waiting (tenant, status, n)
     SELECT tenant, status, COUNT(*) FROM authorizations
     WHERE status IN ('pending_veto', 'awaiting_approval') GROUP BY tenant, status;
 "#,
+    // Deliveries page through an index, in order or by state (a column
+    // SQLite computes from the row, so every write keeps it). Those in
+    // trouble are counted per tenant as they change state, in the write
+    // that changes it, for `/metrics`; existing ones are counted here.
+    r#"
+ALTER TABLE deliveries ADD COLUMN state TEXT GENERATED ALWAYS AS (
+    CASE WHEN delivered_ms IS NOT NULL THEN 'delivered'
+         WHEN gave_up_ms IS NOT NULL THEN 'given_up'
+         WHEN attempts > 0 THEN 'failing'
+         ELSE 'pending' END) VIRTUAL;
+CREATE INDEX deliveries_by_state ON deliveries (tenant, state, outbox_id, url);
+CREATE INDEX deliveries_in_order ON deliveries (tenant, outbox_id, url);
+CREATE TABLE delivery_trouble (
+    tenant TEXT    NOT NULL,
+    state  TEXT    NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, state)
+) WITHOUT ROWID;
+INSERT INTO delivery_trouble (tenant, state, n)
+    SELECT tenant, state, COUNT(*) FROM deliveries
+    WHERE state IN ('failing', 'given_up') GROUP BY tenant, state;
+CREATE TRIGGER deliveries_trouble_insert AFTER INSERT ON deliveries
+    WHEN NEW.state IN ('failing', 'given_up')
+    BEGIN
+        INSERT INTO delivery_trouble (tenant, state, n) VALUES (NEW.tenant, NEW.state, 1)
+            ON CONFLICT (tenant, state) DO UPDATE SET n = n + 1;
+    END;
+CREATE TRIGGER deliveries_trouble_update AFTER UPDATE ON deliveries
+    WHEN OLD.state IS NOT NEW.state OR OLD.tenant IS NOT NEW.tenant
+    BEGIN
+        UPDATE delivery_trouble SET n = n - 1 WHERE tenant = OLD.tenant AND state = OLD.state;
+        INSERT INTO delivery_trouble (tenant, state, n)
+            SELECT NEW.tenant, NEW.state, 1 WHERE NEW.state IN ('failing', 'given_up')
+            ON CONFLICT (tenant, state) DO UPDATE SET n = n + 1;
+    END;
+CREATE TRIGGER deliveries_trouble_delete AFTER DELETE ON deliveries
+    WHEN OLD.state IN ('failing', 'given_up')
+    BEGIN
+        UPDATE delivery_trouble SET n = n - 1 WHERE tenant = OLD.tenant AND state = OLD.state;
+    END;
+"#,
 ];
 
 /// The SQLite store. One process may share it across threads; several
@@ -1710,6 +1751,30 @@ mod tests {
             !steps.iter().any(|s| s.starts_with("SCAN audit_events")),
             "{steps:?}"
         );
+        // A page of deliveries seeks its own rows; the counts of those in
+        // trouble read one row per tenant and state, never the deliveries.
+        for (sql, index) in [
+            (super::deliveries::DELIVERY_PAGE_SQL, "deliveries_by_state"),
+            (
+                super::deliveries::DELIVERY_PAGE_ANY_SQL,
+                "deliveries_in_order",
+            ),
+        ] {
+            let steps = plan(sql);
+            let expected = format!("SEARCH d USING INDEX {index} (tenant=? AND ");
+            assert!(
+                steps.iter().any(|s| s.starts_with(&expected)),
+                "{sql}\nis planned as {steps:?}"
+            );
+            assert!(
+                !steps
+                    .iter()
+                    .any(|s| s.starts_with("SCAN") || s.contains("TEMP B-TREE")),
+                "{sql}\nis planned as {steps:?}"
+            );
+        }
+        let steps = plan(super::deliveries::TROUBLE_SQL);
+        assert_eq!(steps, ["SCAN delivery_trouble"]);
     }
 
     #[test]
