@@ -127,9 +127,10 @@ const STATUSES: &[&str] = &[
 
 const TIERS: &[&str] = &["autonomous", "supervised", "collaborative", "prohibited"];
 
-/// A listing's cursor as the service writes one (`ListCursor::encode`): the
-/// hex of a request time, a `.` and a transaction id. The document allows
-/// only printable ASCII ids in it, so every cursor it allows decodes.
+/// A listing's cursor as the service writes one (`PageCursor::encode`): the
+/// hex of a number (a request time, a notice's id), a `.` and a text (a
+/// transaction id, a webhook's URL). The document allows only printable
+/// ASCII text in it, so every cursor it allows decodes.
 const LIST_CURSOR: &str = "^(3[0-9]){1,18}2e([2-7][0-9a-e]){1,200}$";
 
 /// An exact decimal, as amounts are written.
@@ -148,9 +149,11 @@ fn parameter_values(path: &str, method: &str, operation: &mut Value) {
                 "pattern": format!("^({statuses})(,({statuses}))*$"),
             })),
             (_, _, "limit") => Some(json!({"type": "integer", "minimum": 1, "maximum": 1000})),
-            ("/v1/authorizations" | "/v1/approvals", "get", "cursor") => {
-                Some(json!({"type": "string", "pattern": LIST_CURSOR}))
-            }
+            (
+                "/v1/authorizations" | "/v1/approvals" | "/v1/webhooks/deliveries",
+                "get",
+                "cursor",
+            ) => Some(json!({"type": "string", "pattern": LIST_CURSOR})),
             ("/v1/audit/records", "get", "status") => {
                 Some(json!({"type": "string", "enum": STATUSES}))
             }
