@@ -19,6 +19,7 @@ mod properties;
 mod races;
 mod replicas;
 mod service;
+mod settings;
 mod store;
 mod stores;
 mod tenancy;

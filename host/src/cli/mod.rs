@@ -10,6 +10,7 @@ mod input;
 mod load;
 mod report;
 mod serve;
+mod settings;
 mod simulate;
 mod webhooks;
 
