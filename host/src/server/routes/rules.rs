@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::governance::TenantConfig;
-use crate::runtime::{CompiledPolicy, PolicyInfo};
+use crate::runtime::{CompiledPolicy, LoadError, PolicyInfo};
 use crate::server::body::{JsonText, Upload};
 use crate::server::error::Body as Error;
 use crate::server::setup::compile_named;
@@ -53,6 +53,7 @@ fn over_quota(refused: PutPolicy) -> Option<ApiError> {
         (status = 413, body = Error),
         (status = 415, body = Error),
         (status = 422, description = "Not a usable policy component", body = Error),
+        (status = 503, description = "Every policy sandbox stayed busy (`sandbox_busy`): nothing was stored; retry after `Retry-After`", body = Error),
     ),
     security(("api_key" = [])))]
 pub(super) async fn upload(
@@ -79,12 +80,14 @@ pub(super) async fn upload(
                 return Err(refused);
             }
         }
-        let compiled = runtime.compile(&bytes).map_err(|e| {
-            ApiError::new(
+        let compiled = runtime.compile(&bytes).map_err(|e| match e {
+            // Nothing is wrong with the upload: no sandbox was free to check it.
+            LoadError::SandboxBusy { .. } => ApiError::sandbox_busy(e.to_string()),
+            e => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_policy",
                 format!("the upload is not a usable policy: {e}"),
-            )
+            ),
         })?;
         let info = compiled.info().clone();
         let policy = UploadedPolicy {
@@ -227,24 +230,26 @@ async fn prepare(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| {
-        ApiError::new(
+    .map_err(|e| match e.downcast_ref::<LoadError>() {
+        Some(busy @ LoadError::SandboxBusy { .. }) => ApiError::sandbox_busy(busy.to_string()),
+        _ => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_policy",
             format!("{e:#}"),
         )
-        .field("policy")
+        .field("policy"),
     })?;
     let document = config.policy_config_json().map_err(|m| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", m).field("config")
     })?;
-    compiled.configure(&document).map_err(|e| {
-        ApiError::new(
+    compiled.configure(&document).map_err(|e| match e {
+        LoadError::SandboxBusy { .. } => ApiError::sandbox_busy(e.to_string()),
+        e => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",
             format!("the policy refuses its configuration: {e}"),
         )
-        .field("config")
+        .field("config"),
     })?;
     // Everything activating checks, so what is checked here is what would
     // be kept.
@@ -255,7 +260,8 @@ async fn prepare(
 /// Check rules without activating them: would they load?
 #[utoipa::path(post, path = "/v1/rules/check", tag = "rules",
     request_body(content = RulesRequest, content_type = "application/json"),
-    responses((status = 200, body = Checked), (status = 403, body = Error), (status = 422, body = Error)),
+    responses((status = 200, body = Checked), (status = 403, body = Error), (status = 422, body = Error),
+        (status = 503, description = "Every policy sandbox stayed busy (`sandbox_busy`): nothing changed; retry after `Retry-After`", body = Error)),
     security(("api_key" = [])))]
 pub(super) async fn check(
     State(state): State<AppState>,
@@ -284,7 +290,8 @@ pub(super) struct Activated {
 /// requests in flight finish on the old rules.
 #[utoipa::path(post, path = "/v1/rules", tag = "rules",
     request_body(content = RulesRequest, content_type = "application/json"),
-    responses((status = 200, body = Activated), (status = 403, body = Error), (status = 422, body = Error)),
+    responses((status = 200, body = Activated), (status = 403, body = Error), (status = 422, body = Error),
+        (status = 503, description = "Every policy sandbox stayed busy (`sandbox_busy`): nothing changed; retry after `Retry-After`", body = Error)),
     security(("api_key" = [])))]
 pub(super) async fn activate(
     State(state): State<AppState>,
