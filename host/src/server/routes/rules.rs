@@ -53,7 +53,6 @@ fn over_quota(refused: PutPolicy) -> Option<ApiError> {
         (status = 413, body = Error),
         (status = 415, body = Error),
         (status = 422, description = "Not a usable policy component", body = Error),
-        (status = 503, description = "Every policy sandbox stayed busy (`sandbox_busy`): nothing was stored; retry after `Retry-After`", body = Error),
     ),
     security(("api_key" = [])))]
 pub(super) async fn upload(
@@ -260,8 +259,7 @@ async fn prepare(
 /// Check rules without activating them: would they load?
 #[utoipa::path(post, path = "/v1/rules/check", tag = "rules",
     request_body(content = RulesRequest, content_type = "application/json"),
-    responses((status = 200, body = Checked), (status = 403, body = Error), (status = 422, body = Error),
-        (status = 503, description = "Every policy sandbox stayed busy (`sandbox_busy`): nothing changed; retry after `Retry-After`", body = Error)),
+    responses((status = 200, body = Checked), (status = 403, body = Error), (status = 422, body = Error)),
     security(("api_key" = [])))]
 pub(super) async fn check(
     State(state): State<AppState>,
@@ -290,8 +288,7 @@ pub(super) struct Activated {
 /// requests in flight finish on the old rules.
 #[utoipa::path(post, path = "/v1/rules", tag = "rules",
     request_body(content = RulesRequest, content_type = "application/json"),
-    responses((status = 200, body = Activated), (status = 403, body = Error), (status = 422, body = Error),
-        (status = 503, description = "Every policy sandbox stayed busy (`sandbox_busy`): nothing changed; retry after `Retry-After`", body = Error)),
+    responses((status = 200, body = Activated), (status = 403, body = Error), (status = 422, body = Error)),
     security(("api_key" = [])))]
 pub(super) async fn activate(
     State(state): State<AppState>,
