@@ -14,6 +14,7 @@ mod hostile;
 mod inbox;
 mod listings;
 mod loading;
+mod lookalikes;
 mod pipeline;
 mod properties;
 mod races;

@@ -195,6 +195,9 @@ impl From<GovernError> for ApiError {
             G::DeadlinePassed { .. } => Self::new(S::CONFLICT, "deadline_passed", message),
             G::NotDue(_) => Self::new(S::CONFLICT, "not_due", message),
             G::NoSuchRecord { .. } => Self::not_found(message).field("seq"),
+            G::InvalidText { field, .. } => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_text", message).field(field)
+            }
             G::EmptyCorrection => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "empty_note", message).field("note")
             }
