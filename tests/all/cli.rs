@@ -421,3 +421,95 @@ fn authorize_the_articles_day_then_the_owner_approves_the_hire_once() {
     assert_eq!(first_again["audit_id"], answers[0]["audit_id"]);
     assert_eq!(first_again["execution_ref"], answers[0]["execution_ref"]);
 }
+
+/// Starts `serve` on `data`, a directory an earlier version left readable
+/// by all (0755), which it tightens with a warning; its stderr goes to
+/// `stderr`. Returns once it serves, the warning written.
+fn serve_warning_of_open_data(
+    data: &Path,
+    stderr: Stdio,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = crate::tiergate_command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-demo-tenant"])
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let first = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("tiergate serving on"), "{first}");
+    child
+}
+
+/// The line of `log` that warns of the tightened directory.
+fn warning_line(log: &str) -> &str {
+    log.lines()
+        .find(|l| l.contains("WARN") && l.contains("tightened the permissions"))
+        .unwrap_or_else(|| panic!("no warning in {log:?}"))
+}
+
+#[test]
+fn logs_carry_no_colour_codes_unless_stderr_is_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Into a pipe (a log file, a journal): plain text.
+    let mut child = serve_warning_of_open_data(&dir.path().join("piped"), Stdio::piped(), &[]);
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = warning_line(&log);
+    assert!(!line.contains('\u{1b}'), "{line:?}");
+
+    // Into a terminal: coloured, unless NO_COLOR says otherwise.
+    for (env, coloured) in [(&[][..], true), (&[("NO_COLOR", "1")][..], false)] {
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty writes two new descriptors into the integers given.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened and are owned here alone.
+        let (master, slave) = unsafe {
+            use std::os::fd::FromRawFd;
+            (
+                std::fs::File::from_raw_fd(master),
+                std::os::fd::OwnedFd::from_raw_fd(slave),
+            )
+        };
+        let data = dir.path().join(format!("terminal-{coloured}"));
+        let mut child = serve_warning_of_open_data(&data, Stdio::from(slave), env);
+        let _ = child.kill();
+        let _ = child.wait();
+        // The terminal keeps what was written after its last writer ends;
+        // reading past it fails (EIO), which ends the text.
+        let mut log = Vec::new();
+        let mut master = master;
+        let mut buf = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut master, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => log.extend_from_slice(&buf[..n]),
+            }
+        }
+        let log = String::from_utf8_lossy(&log);
+        let line = warning_line(&log);
+        assert_eq!(line.contains('\u{1b}'), coloured, "{env:?}: {line:?}");
+    }
+}

@@ -1770,9 +1770,10 @@ fn the_command_line_escapes_what_it_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("tiergate.db");
     let acme = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/acme.toml");
-    // An agent's justification may hold a newline (bidi controls are
-    // refused, but an earlier version stored anything); an owner's note
-    // anything at all.
+    // An agent's justification may hold a newline (and, stored by an
+    // earlier version, anything else; a bidi control is refused now); an
+    // owner's note newlines and invisible characters, though no control
+    // that acts on a terminal.
     let forged = "for the team\n  tier autonomous (policy: autonomous), status executed";
     let payment = json!({
         "id": "tx-1", "tenant": "acme", "agent": "procurement-agent-prod", "amount": "89.00",
@@ -1811,22 +1812,26 @@ fn the_command_line_escapes_what_it_did_not_write() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no event listed: {before}"))
         .to_string();
-    run(&[
-        "audit",
-        "correct",
-        "--store",
-        store_arg,
-        "--config",
-        acme,
-        "--tx",
-        "tx-1",
-        "--seq",
-        &seq,
-        "--as",
-        "alice@acme.example",
-        "--note",
-        "\u{1b}[2J\u{7}cleared",
-    ]);
+    let correct = |note: &str| {
+        crate::tiergate_command()
+            .args(["audit", "correct", "--store", store_arg, "--config", acme])
+            .args(["--tx", "tx-1", "--seq", &seq, "--as", "alice@acme.example"])
+            .args(["--note", note])
+            .output()
+            .unwrap()
+    };
+    // A note that would clear the screen is refused, naming what it holds.
+    let refused = correct("\u{1b}[2J\u{7}cleared");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("U+001B"), "{stderr}");
+    printable("the refusal", &stderr.replace('\n', " "));
+    let kept = correct("cleared\n  tier autonomous\u{200b}");
+    assert!(
+        kept.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
     let (shown, _) = run(&[
         "audit", "show", "--store", store_arg, "--tenant", "acme", &audit_id,
     ]);
@@ -1839,7 +1844,10 @@ fn the_command_line_escapes_what_it_did_not_write() {
         shown.contains(r"for the team\n  tier autonomous"),
         "{shown}"
     );
-    assert!(shown.contains(r"\u{1b}[2J\u{7}cleared"), "{shown}");
+    assert!(
+        shown.contains(r"cleared\n  tier autonomous\u{200b}"),
+        "{shown}"
+    );
 }
 
 // ---------------------------------------------------------------------------

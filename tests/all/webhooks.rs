@@ -761,6 +761,31 @@ async fn last_error_names_the_class_of_failure() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_is_cut_off_at_the_attempt_timeout_and_shown_as_one() {
+    // The receiver takes every request and never answers; each attempt
+    // ends at `webhook_timeout_ms`, not at the default 10 s.
+    let silent = receiver(Some(0)).await;
+    silent.hang.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let (config, settings) = setup(dir.path(), &format!("{SETTINGS}webhook_timeout_ms = 300\n"));
+    let s = start(&dir.path().join("data"), &config, &settings);
+    let agent = create_key(&s.data, "hooked", "agent", None);
+    let admin = create_key(&s.data, "hooked", "admin", Some("ops@hooked.example"));
+    add_webhook(&s, &admin, &silent.url()).await;
+    post(
+        &s,
+        "/v1/authorizations",
+        &agent,
+        &payment("hooked", "t1", "47.00", "compute", "known"),
+    )
+    .await;
+    let rows = wait_for_state(&s, &admin, "given_up").await;
+    assert_eq!(rows[0]["last_error"], json!("timeout"), "{rows:?}");
+    // Each of the three attempts reached the receiver, and was cut off.
+    assert_eq!(silent.got().len(), 3, "{:?}", silent.got());
+}
+
 #[test]
 fn a_webhook_in_a_tenant_configuration_is_refused_with_what_to_do() {
     let with = |hook: &str| {

@@ -13,6 +13,13 @@ use super::{PolicyArgs, TenantArgs};
 /// for machines so loaded that the default backstop is too short).
 pub fn default_limits() -> Result<SandboxLimits> {
     let mut limits = SandboxLimits::default();
+    apply_environment(&mut limits)?;
+    Ok(limits)
+}
+
+/// Sets over `limits` what the environment decides: the program policies
+/// compile in (this binary), and `TIERGATE_TIMEOUT_MS` when set.
+pub fn apply_environment(limits: &mut SandboxLimits) -> Result<()> {
     // Policies compile in a child process, this binary run again: a
     // component that makes the compiler run out of memory ends that child,
     // not the service.
@@ -26,7 +33,7 @@ pub fn default_limits() -> Result<SandboxLimits> {
             })?;
         limits.timeout = Duration::from_millis(ms);
     }
-    Ok(limits)
+    Ok(())
 }
 
 /// A runtime with [`default_limits`].

@@ -10,6 +10,7 @@ mod input;
 mod load;
 mod report;
 mod serve;
+mod settings;
 mod simulate;
 mod webhooks;
 
@@ -467,6 +468,15 @@ struct TestArgs {
     cases: PathBuf,
 }
 
+/// Whether log lines may carry colour codes: only for a person at a
+/// terminal, and not when they asked for none (`NO_COLOR`, any value but
+/// empty). In a log file, a pipe or a journal the codes are noise, and a
+/// line is searched for its text.
+fn colour_logs() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -474,6 +484,7 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour_logs())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -48,11 +48,19 @@ struct ServeFile {
     checkpoint_interval_ms: Option<u64>,
     metrics_token: Option<String>,
     metrics_listen: Option<SocketAddr>,
+    webhook_timeout_ms: Option<u64>,
+    #[serde(default)]
+    sandbox: super::settings::SandboxFile,
+    #[serde(default)]
+    compile: super::settings::CompileFile,
+    #[serde(default)]
+    breaker: super::settings::BreakerFile,
 }
 
 impl ServeFile {
-    /// The connection and admission bounds it sets, each refused by name
-    /// when zero: a zero timeout or limit would refuse every request.
+    /// The connection, admission, webhook and sandbox bounds it sets, each
+    /// refused by name when it makes no sense (a zero timeout or limit
+    /// would refuse every request).
     fn bounds(&self, options: &mut ServeOptions) -> Result<()> {
         let millis = |key: &str, value: Option<u64>, default: Duration| -> Result<Duration> {
             match value {
@@ -94,6 +102,21 @@ impl ServeFile {
         admission.total = count("admission_total", self.admission_total, admission.total)?;
         admission.wait = millis("admission_wait_ms", self.admission_wait_ms, admission.wait)?;
         options.auth_threads = count("auth_threads", self.auth_threads, options.auth_threads)?;
+        if let Some(ms) = self.webhook_timeout_ms {
+            if ms == 0 || ms > 86_400_000 {
+                bail!(
+                    "webhook_timeout_ms = {ms}: give milliseconds above 0 and at most a day (86400000); 0 would fail every delivery"
+                );
+            }
+            options.webhooks.timeout = Duration::from_millis(ms);
+        }
+        // The sandbox's limits: the file's, then the environment's.
+        let mut sandbox = tiergate::SandboxLimits::default();
+        self.sandbox.apply(&mut sandbox)?;
+        self.compile.apply(&mut sandbox)?;
+        super::load::apply_environment(&mut sandbox)?;
+        options.sandbox = sandbox;
+        options.breaker = self.breaker.settings()?;
         Ok(())
     }
 }
@@ -130,6 +153,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.http = bounds.http;
     options.admission = bounds.admission;
     options.auth_threads = bounds.auth_threads;
+    options.webhooks.timeout = bounds.webhooks.timeout;
+    options.sandbox = bounds.sandbox;
+    options.breaker = bounds.breaker;
     options.store = args
         .store
         .or(file.store)
@@ -141,7 +167,6 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.demo = args.demo || args.demo_tenant;
     options.body_bytes = file.body_limit_bytes.unwrap_or(options.body_bytes);
     options.upload_bytes = file.upload_limit_bytes.unwrap_or(options.upload_bytes);
-    options.sandbox = super::load::default_limits()?;
     if let Some(ms) = file.webhook_backoff_ms {
         options.webhooks.backoff = Duration::from_millis(ms);
         options.webhooks.interval = options

@@ -292,6 +292,9 @@ impl TenantConfig {
         if !config.webhooks.is_empty() {
             return Err(ConfigError::at(path, WEBHOOKS_MOVED));
         }
+        config
+            .refuse_lookalikes()
+            .map_err(|m| ConfigError::at(path, m))?;
         Ok(config)
     }
 
@@ -301,6 +304,7 @@ impl TenantConfig {
     pub fn parse_stored(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut config: TenantConfig =
             toml::from_str(text).map_err(|e| ConfigError::at(path, e.to_string()))?;
+        config.normalize();
         config.validate().map_err(|m| ConfigError::at(path, m))?;
         config.digest = crate::model::digest::sha256(text.as_bytes());
         let relative = Path::new(&config.policy.path);
@@ -330,6 +334,39 @@ impl TenantConfig {
     /// Where the policy lives: a file path or a bundled policy's name.
     pub fn policy_location(&self) -> PathBuf {
         PathBuf::from(&self.policy.path)
+    }
+
+    /// The names people read and match (the tenant, owners, teams and
+    /// their agents) in NFC, so two spellings of the same text are one name.
+    fn normalize(&mut self) {
+        use crate::model::text::nfc;
+        nfc(&mut self.tenant);
+        self.owners.iter_mut().for_each(nfc);
+        for team in &mut self.teams {
+            nfc(&mut team.name);
+            team.agents.iter_mut().for_each(nfc);
+        }
+    }
+
+    /// Refuses a name with a character that would make it look like
+    /// another or act on the screen showing it (controls, format and bidi
+    /// characters). Only for new rules: rules stored before still load.
+    fn refuse_lookalikes(&self) -> Result<(), String> {
+        use crate::model::text::check_name;
+        let check = |key: &str, name: &str| {
+            check_name(name).map_err(|refused| format!("`{key}` holds {name:?}, which {refused}"))
+        };
+        check("tenant", &self.tenant)?;
+        for owner in &self.owners {
+            check("owners", owner)?;
+        }
+        for (i, team) in self.teams.iter().enumerate() {
+            check(&format!("teams[{i}].name"), &team.name)?;
+            for agent in &team.agents {
+                check(&format!("teams[{i}].agents"), agent)?;
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), String> {

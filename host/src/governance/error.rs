@@ -79,6 +79,15 @@ pub enum GovernError {
         /// The sequence number named.
         seq: u64,
     },
+    /// An owner's reason or note holds a character that would act on the
+    /// screen showing it or reorder what it shows; nothing was recorded.
+    #[error("the {field} {refused}; write it without")]
+    InvalidText {
+        /// What was written: `reason` or `note`.
+        field: &'static str,
+        /// The character refused, and why.
+        refused: crate::model::text::Refused,
+    },
     /// A correction without a note saying what was wrong.
     #[error("a correction must say what was wrong and what is right: the note is empty")]
     EmptyCorrection,

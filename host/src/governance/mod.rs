@@ -310,6 +310,17 @@ pub(crate) fn bundled(_name: &str) -> Option<&'static [u8]> {
     None
 }
 
+/// An owner's free text (a verdict's reason, a correction's note) as it is
+/// kept: in NFC, or refused naming `field` when it holds a character that
+/// would act on a screen or reorder what the inbox and exports show.
+fn owners_text(field: &'static str, text: &str) -> Result<String, GovernError> {
+    crate::model::text::check_free_text(text)
+        .map_err(|refused| GovernError::InvalidText { field, refused })?;
+    let mut text = text.to_string();
+    crate::model::text::nfc(&mut text);
+    Ok(text)
+}
+
 /// `sha256:` of a request's content: the transaction without the host's
 /// request time, so a retry of the same request hashes the same.
 pub fn content_hash(tx: &Transaction) -> String {
@@ -708,15 +719,12 @@ impl Governor {
         blocking(move || this.decide_blocking(&tenant, &tx_id, act, &actor, &reason, &hash)).await
     }
 
-    /// Refuses `actor` unless it is one of the tenant's budget owners.
+    /// Refuses `actor` unless it is one of the tenant's budget owners (as
+    /// the configuration spells it, in NFC).
     fn require_owner(&self, tenant: &str, actor: &str) -> Result<(), GovernError> {
-        if self
-            .tenant(tenant)?
-            .config
-            .owners
-            .iter()
-            .any(|o| o == actor)
-        {
+        let mut actor_nfc = actor.to_string();
+        crate::model::text::nfc(&mut actor_nfc);
+        if self.tenant(tenant)?.config.owners.contains(&actor_nfc) {
             Ok(())
         } else {
             Err(GovernError::NotAnOwner {
@@ -778,6 +786,7 @@ impl Governor {
         content_hash: &str,
     ) -> Result<Authorization, GovernError> {
         self.require_owner(tenant, actor)?;
+        let reason = &owners_text("reason", reason)?;
         let ruling = plan::Ruling {
             act,
             actor,
@@ -874,6 +883,7 @@ impl Governor {
         if note.trim().is_empty() {
             return Err(GovernError::EmptyCorrection);
         }
+        let note = &owners_text("note", note)?;
         let store = &self.inner.store;
         let corrected = store
             .events(tenant, Some(tx_id))?

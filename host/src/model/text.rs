@@ -22,6 +22,83 @@ pub(crate) fn unprintable(c: char) -> bool {
         )
 }
 
+/// Unicode's bidirectional controls: they reorder the text shown around
+/// them (U+202E shows `txt.exe` as `exe.txt`). All are format characters.
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// An invisible format character (category Cf): zero-width spaces and
+/// joiners, the byte-order mark, tags, the bidi controls.
+pub(crate) fn is_format(c: char) -> bool {
+    c.general_category() == GeneralCategory::Format
+}
+
+/// A character refused in text people read, and why: it names the code
+/// point and what the character would do, as in `must not contain U+202E,
+/// a bidirectional control: it reorders the text shown around it`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The first character refused.
+    pub char: char,
+    what: &'static str,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "must not contain {}, {}",
+            code_point(self.char),
+            self.what
+        )
+    }
+}
+
+impl Refused {
+    fn of(c: char) -> Self {
+        let what = if c.is_control() {
+            "a control character: it acts on a terminal or starts another line"
+        } else if is_bidi_control(c) {
+            "a bidirectional control: it reorders the text shown around it"
+        } else if is_format(c) {
+            "an invisible format character (Unicode category Cf): it would make a name that looks like another"
+        } else {
+            "a line or paragraph separator: it starts another line"
+        };
+        Refused { char: c, what }
+    }
+}
+
+/// Checks a name people read and match (a budget owner, a team, a key's
+/// subject): no character [`unprintable`] refuses, so no name can look
+/// like another or act on the screen showing it.
+pub(crate) fn check_name(value: &str) -> Result<(), Refused> {
+    first_unprintable(value).map_or(Ok(()), |c| Err(Refused::of(c)))
+}
+
+/// Checks free text people read (an owner's reason or note): newlines and
+/// tabs are kept, as is any script; control characters and the bidi
+/// controls, which act on a terminal or reorder what is shown, are refused.
+pub(crate) fn check_free_text(value: &str) -> Result<(), Refused> {
+    let plain = |b: u8| (b' '..=b'~').contains(&b) || b == b'\n' || b == b'\t';
+    if value.bytes().all(plain) {
+        return Ok(());
+    }
+    value
+        .chars()
+        .find(|&c| (c.is_control() && c != '\n' && c != '\t') || is_bidi_control(c))
+        .map_or(Ok(()), |c| Err(Refused::of(c)))
+}
+
+/// `value` in Unicode's composed form (NFC), so text that looks the same
+/// is kept, compared and hashed the same.
+pub(crate) fn nfc(value: &mut String) {
+    if !value.is_ascii() && !unicode_normalization::is_nfc(value) {
+        *value = unicode_normalization::UnicodeNormalization::nfc(value.as_str()).collect();
+    }
+}
+
 /// The first character of `text` that [`unprintable`] refuses.
 pub(crate) fn first_unprintable(text: &str) -> Option<char> {
     text.chars().find(|&c| unprintable(c))
@@ -88,6 +165,41 @@ mod tests {
         assert_eq!(first_unprintable("tag\u{e0041}"), Some('\u{e0041}'));
         assert_eq!(first_unprintable("no break\u{a0}space"), None);
         assert_eq!(code_point('\u{1b}'), "U+001B");
+    }
+
+    #[test]
+    fn names_refuse_what_free_text_keeps_and_both_refuse_controls_and_bidi() {
+        let name = |t: &str| check_name(t).map_err(|r| r.to_string());
+        let free = |t: &str| check_free_text(t).map_err(|r| r.to_string());
+        assert_eq!(name("Zoë Müller"), Ok(()));
+        assert_eq!(free("ok\n\tcafé, \u{200d}👍"), Ok(()));
+        for bad in [
+            "a\u{200b}b",
+            "a\u{feff}",
+            "a\u{e0041}",
+            "a\u{2028}b",
+            "a\nb",
+        ] {
+            assert!(name(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            free("a\u{200b}b").is_ok(),
+            "free text may join or break words"
+        );
+        for (bad, shown) in [
+            ("a\u{202e}b", "U+202E, a bidirectional control"),
+            ("a\u{2066}b", "U+2066, a bidirectional control"),
+            ("a\u{1b}[2J", "U+001B, a control character"),
+            ("a\rb", "U+000D, a control character"),
+            ("a\u{85}", "U+0085, a control character"),
+        ] {
+            assert!(name(bad).unwrap_err().contains(shown), "{bad:?}");
+            assert!(free(bad).unwrap_err().contains(shown), "{bad:?}");
+        }
+        assert!(name("a\u{200b}").unwrap_err().contains("Cf"));
+        let mut composed = String::from("cafe\u{301}");
+        nfc(&mut composed);
+        assert_eq!(composed, "caf\u{e9}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tiergate_policy::RecipientTrust;
 
 use super::money;
+use super::text::{is_bidi_control, is_format, nfc};
 
 /// A payment an agent asks to make.
 ///
@@ -284,13 +285,6 @@ fn without_position(e: &serde_json::Error) -> String {
     }
 }
 
-/// `value` in Unicode's composed form (NFC).
-fn nfc(value: &mut String) {
-    if !value.is_ascii() && !unicode_normalization::is_nfc(value) {
-        *value = unicode_normalization::UnicodeNormalization::nfc(value.as_str()).collect();
-    }
-}
-
 /// A non-empty single-line identifier of at most `max` bytes, without
 /// invisible format characters.
 fn text(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> {
@@ -308,11 +302,7 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> 
         }
         // Zero-width spaces and joiners, byte-order marks, bidi controls and
         // tag characters show nothing, so `agent\u{200b}` looks like `agent`.
-        use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
-        if let Some(c) = value
-            .chars()
-            .find(|c| c.general_category() == GeneralCategory::Format)
-        {
+        if let Some(c) = value.chars().find(|&c| is_format(c)) {
             return Err(InvalidTransaction::field(
                 field,
                 format!(
@@ -323,12 +313,6 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), InvalidTransaction> 
         }
     }
     bounded(field, value, max)
-}
-
-/// Unicode's bidirectional controls: they reorder the text shown around
-/// them (U+202E shows `txt.exe` as `exe.txt`).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Free text of at most `max` bytes without control characters other than newlines.

@@ -232,6 +232,16 @@ pub fn create_key(
     actor: &str,
     now_ms: u64,
 ) -> Result<IssuedKey, anyhow::Error> {
+    // The subject is matched against the owners and shown in the inbox
+    // and the trail: no name that looks like another, kept in NFC.
+    crate::model::text::check_name(subject).map_err(|refused| {
+        anyhow::anyhow!(
+            "the key's subject {subject:?} {refused}; give it as the owner or person is named"
+        )
+    })?;
+    let mut subject = subject.to_string();
+    crate::model::text::nfc(&mut subject);
+    let subject = subject.as_str();
     let issued = issue_key(store, tenant, role, subject, now_ms)?;
     let recorded = record(
         store,

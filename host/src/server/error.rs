@@ -72,6 +72,13 @@ impl ApiError {
         err
     }
 
+    /// 503 `sandbox_busy`: every policy sandbox stayed busy for the whole
+    /// wait, so the policy did not run and nothing was done or recorded;
+    /// the same request may be sent again shortly.
+    pub fn sandbox_busy(message: impl Into<String>) -> Self {
+        Self::unavailable("sandbox_busy", message, Duration::from_secs(1))
+    }
+
     /// Names the field to blame.
     pub fn field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
@@ -188,21 +195,26 @@ impl From<GovernError> for ApiError {
             G::DeadlinePassed { .. } => Self::new(S::CONFLICT, "deadline_passed", message),
             G::NotDue(_) => Self::new(S::CONFLICT, "not_due", message),
             G::NoSuchRecord { .. } => Self::not_found(message).field("seq"),
+            G::InvalidText { field, .. } => {
+                Self::new(S::UNPROCESSABLE_ENTITY, "invalid_text", message).field(field)
+            }
             G::EmptyCorrection => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "empty_note", message).field("note")
             }
             G::Config(_) | G::Setup { .. } => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "invalid_config", message).field("config")
             }
+            G::Policy {
+                source: crate::LoadError::SandboxBusy { .. },
+                ..
+            } => Self::sandbox_busy(message),
             G::Policy { .. } => {
                 Self::new(S::UNPROCESSABLE_ENTITY, "invalid_policy", message).field("policy")
             }
             G::Store(inner) => inner.into(),
             // The sandboxes are busy: nothing was recorded, and the same
             // request, sent again, is decided once.
-            G::SandboxBusy { .. } => {
-                Self::unavailable("sandbox_busy", message, Duration::from_secs(1))
-            }
+            G::SandboxBusy { .. } => Self::sandbox_busy(message),
             other => Self::internal(other),
         }
     }

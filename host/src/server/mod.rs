@@ -71,6 +71,8 @@ pub struct ServeOptions {
     pub deadline_interval: Duration,
     /// The policy sandbox's limits.
     pub sandbox: crate::SandboxLimits,
+    /// When a tenant's failing policy is suspended, and for how long.
+    pub breaker: crate::governance::BreakerSettings,
     /// Webhook delivery pacing, where webhooks may go, how many a tenant
     /// may have.
     pub webhooks: WebhookOptions,
@@ -99,6 +101,7 @@ impl ServeOptions {
             auth_threads: 2,
             deadline_interval: Duration::from_millis(500),
             sandbox: crate::SandboxLimits::default(),
+            breaker: crate::governance::BreakerSettings::default(),
             webhooks: WebhookOptions::default(),
             upload_quota: DEFAULT_UPLOAD_QUOTA,
             checkpoints: None,

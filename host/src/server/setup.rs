@@ -95,6 +95,7 @@ impl Service {
         let metrics = Arc::new(super::Metrics::new().with_access(options.metrics.clone()));
         let mut builder = Governor::builder(runtime.clone(), store.clone() as Arc<dyn Store>)
             .activated_by("service-start")
+            .breaker(options.breaker)
             .observer(metrics.clone());
         let mut followed = RulesFollowed::default();
         for rules in store.active_rules()? {

@@ -60,6 +60,7 @@ pub(super) struct Verdict {
         (status = 403, description = "Not an approver, not an owner, or the owner's own payment", body = Error),
         (status = 404, body = Error),
         (status = 409, description = "Wrong status, decided already, deadline passed, or another request's hash", body = Error),
+        (status = 422, description = "The reason holds a control or bidi character (`invalid_text`)", body = Error),
     ),
     security(("api_key" = [])))]
 pub(super) async fn decide(

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::governance::TenantConfig;
-use crate::runtime::{CompiledPolicy, PolicyInfo};
+use crate::runtime::{CompiledPolicy, LoadError, PolicyInfo};
 use crate::server::body::{JsonText, Upload};
 use crate::server::error::Body as Error;
 use crate::server::setup::compile_named;
@@ -79,12 +79,14 @@ pub(super) async fn upload(
                 return Err(refused);
             }
         }
-        let compiled = runtime.compile(&bytes).map_err(|e| {
-            ApiError::new(
+        let compiled = runtime.compile(&bytes).map_err(|e| match e {
+            // Nothing is wrong with the upload: no sandbox was free to check it.
+            LoadError::SandboxBusy { .. } => ApiError::sandbox_busy(e.to_string()),
+            e => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_policy",
                 format!("the upload is not a usable policy: {e}"),
-            )
+            ),
         })?;
         let info = compiled.info().clone();
         let policy = UploadedPolicy {
@@ -227,24 +229,26 @@ async fn prepare(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| {
-        ApiError::new(
+    .map_err(|e| match e.downcast_ref::<LoadError>() {
+        Some(busy @ LoadError::SandboxBusy { .. }) => ApiError::sandbox_busy(busy.to_string()),
+        _ => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_policy",
             format!("{e:#}"),
         )
-        .field("policy")
+        .field("policy"),
     })?;
     let document = config.policy_config_json().map_err(|m| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", m).field("config")
     })?;
-    compiled.configure(&document).map_err(|e| {
-        ApiError::new(
+    compiled.configure(&document).map_err(|e| match e {
+        LoadError::SandboxBusy { .. } => ApiError::sandbox_busy(e.to_string()),
+        e => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_config",
             format!("the policy refuses its configuration: {e}"),
         )
-        .field("config")
+        .field("config"),
     })?;
     // Everything activating checks, so what is checked here is what would
     // be kept.
