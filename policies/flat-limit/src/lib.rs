@@ -227,6 +227,7 @@ mod tests {
             err.contains("window is 32d, longer than the 31d the host answers for"),
             "{err}"
         );
-        decide(r#"{"window": "31d"}"#, &tx, &TestContext::new());
+        let longest = decide(r#"{"window": "31d"}"#, &tx, &TestContext::new());
+        assert_eq!(longest.tier, Tier::Autonomous);
     }
 }
