@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use tiergate::audit::Replayed;
 use tiergate::governance::{Authorization, Governor, ManualClock, Observer, TenantConfig};
-use tiergate::{FailureKind, LoadError, Runtime, SandboxLimits, StaticContext, TenantPolicy, Tier};
+use tiergate::{
+    ActivityFilter, ActivityResult, ContextSource, FailureKind, LoadError, RecipientHistory,
+    Runtime, SandboxLimits, StaticContext, TenantPolicy, Tier,
+};
 use tiergate_e2e::fixtures;
 
 use crate::hostile::{CLOCK, Wat};
@@ -117,7 +120,7 @@ fn a_broken_answer_keeps_the_stricter_tier_it_asked_for() {
 }
 
 #[test]
-fn a_wall_clock_deadline_stops_a_policy_with_fuel_to_spare() {
+fn a_deadline_stops_a_looping_policy_with_fuel_to_spare() {
     let runtime = Runtime::with_limits(SandboxLimits {
         fuel: u64::MAX / 2,
         timeout: Duration::from_millis(20),
@@ -130,6 +133,50 @@ fn a_wall_clock_deadline_stops_a_policy_with_fuel_to_spare() {
     );
     assert_eq!(d.failure.unwrap().kind, FailureKind::Timeout);
     assert_eq!(d.tier, Tier::Collaborative);
+}
+
+/// A context whose answers take wall time and no CPU time, as a call
+/// waiting for a core, or for a slow store, would.
+struct SlowContext(Duration);
+
+impl ContextSource for SlowContext {
+    fn agent_activity(&self, window_ms: u64, filter: &ActivityFilter) -> ActivityResult {
+        std::thread::sleep(self.0);
+        StaticContext::default().agent_activity(window_ms, filter)
+    }
+
+    fn recipient(&self) -> RecipientHistory {
+        StaticContext::default().recipient()
+    }
+}
+
+#[test]
+fn the_deadline_counts_the_calls_own_cpu_time_and_four_times_it_in_wall_time() {
+    let runtime = Runtime::with_limits(SandboxLimits {
+        timeout: Duration::from_millis(50),
+        ..SandboxLimits::default()
+    })
+    .unwrap();
+    let policy = runtime
+        .compile(tiergate::bundled::get("seed-tiers").unwrap())
+        .unwrap()
+        .configure("")
+        .unwrap();
+    let t = tx("0.02", "embeddings", "verified");
+    // Kept waiting 1.4 times its deadline without working (a busy machine
+    // gave its core to others): a sound policy still answers.
+    let waited = policy
+        .classify_blocking(&t, Arc::new(SlowContext(Duration::from_millis(70))))
+        .unwrap();
+    assert_eq!(waited.failure, None, "{waited:?}");
+    assert_eq!(waited.tier, Tier::Autonomous);
+    assert_eq!(waited.context_reads.len(), 1, "one slow answer: {waited:?}");
+    // Past four times its deadline in all, it is stopped whatever it spent.
+    let stuck = policy
+        .classify_blocking(&t, Arc::new(SlowContext(Duration::from_millis(250))))
+        .unwrap();
+    assert_eq!(stuck.failure.unwrap().kind, FailureKind::Timeout);
+    assert_eq!(stuck.tier, Tier::Collaborative);
 }
 
 #[test]

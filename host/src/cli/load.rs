@@ -8,7 +8,7 @@ use tiergate::{CompiledPolicy, Runtime, SandboxLimits, TenantPolicy};
 
 use super::{PolicyArgs, TenantArgs};
 
-/// The sandbox limits, with the wall-clock deadline taken from
+/// The sandbox limits, with the deadline taken from
 /// `TIERGATE_TIMEOUT_MS` when set (for commands without `--timeout-ms`, and
 /// for machines so loaded that the default backstop is too short).
 pub fn default_limits() -> Result<SandboxLimits> {

@@ -430,7 +430,7 @@ struct PolicyArgs {
     /// Fuel per classification (deterministic CPU bound).
     #[arg(long, value_name = "UNITS")]
     fuel: Option<u64>,
-    /// Wall-clock deadline per classification, in milliseconds.
+    /// Deadline per classification, in milliseconds of its CPU time (at most 4 times it of wall time).
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
 }

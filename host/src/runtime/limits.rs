@@ -9,7 +9,7 @@ use std::time::Duration;
 /// | knob | default | what happens when a policy hits it |
 /// |---|---|---|
 /// | `fuel` | 2,000,000 | `policy_fuel_exhausted`: deterministic, same every run |
-/// | `timeout` | 50 ms | `policy_timeout`: wall-clock backstop, including time in host calls and scheduler delays |
+/// | `timeout` | 50 ms | `policy_timeout`: the call's own CPU time, and at most 4 times it in wall time (host calls and scheduler delays included) |
 /// | `memory_bytes` | 16 MiB, all of an instance's memories together | `policy_memory_limit` |
 /// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
@@ -28,11 +28,14 @@ pub struct SandboxLimits {
     /// Fuel per call (about one unit per wasm instruction). The deterministic
     /// CPU bound: the same policy and inputs use the same fuel every time.
     pub fuel: u64,
-    /// Wall-clock deadline per call, measured in 1 ms epoch ticks. Fuel is
-    /// the CPU bound (the default is about 1 to 2 ms of work); this backstop
-    /// is longer because on a busy machine a thread can be descheduled for
-    /// milliseconds, and a sound policy must not fail closed for that.
-    /// Calls made once at load (`info`, `check-config`) get at least 1 s.
+    /// Deadline per call: the call is stopped once its thread has spent
+    /// this much CPU time in it, or after 4 times this of wall time whatever
+    /// it spent (checked at 1 ms epoch ticks). Fuel is the deterministic CPU
+    /// bound (the default is about 1 to 2 ms of work); this backstop counts
+    /// the call's own CPU time because on a busy machine a thread can wait
+    /// for a core for milliseconds, and a sound policy must not fail closed
+    /// for that. Calls made once at load (`info`, `check-config`) get at
+    /// least 1 s.
     pub timeout: Duration,
     /// Largest linear memory a policy instance may grow to, all its
     /// memories together.

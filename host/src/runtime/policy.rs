@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tiergate_policy::Tier;
 use wasmtime::component::{Instance, InstancePre};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::budget::{CpuBudget, thread_cpu_time};
 use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
@@ -257,9 +257,7 @@ impl Compiled {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
             Call::Load => limits.timeout.max(LOAD_TIMEOUT),
         };
-        let ticks = timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        set_deadline(&mut store, timeout);
         let result = store
             .set_fuel(limits.fuel)
             .and_then(|()| self.pre.instantiate(&mut store))
@@ -419,9 +417,8 @@ impl TenantPolicy {
         let inner = &self.compiled.0.runtime.inner;
         let limits = &inner.limits;
         let mut store = new_store(&self.compiled.0.runtime, Arc::new(StaticContext::default()));
-        store.epoch_deadline_trap();
         let _ = store.set_fuel(limits.fuel);
-        store.set_epoch_deadline(LOAD_TIMEOUT.as_millis() as u64);
+        set_deadline(&mut store, LOAD_TIMEOUT);
         let compiled = &self.compiled.0;
         let instance = compiled
             .pre
@@ -608,8 +605,7 @@ impl ReusedInstance {
         let data = self.store.data_mut();
         data.context = context;
         data.reads.clear();
-        let ticks = limits.timeout.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
-        self.store.set_epoch_deadline(ticks);
+        set_deadline(&mut self.store, limits.timeout);
         let exports = &self.policy.compiled.0.exports;
         let result = self.store.set_fuel(limits.fuel).and_then(|()| {
             exports.call_classify(
@@ -632,6 +628,34 @@ impl ReusedInstance {
         };
         Ok(self.policy.decision_from(run))
     }
+}
+
+/// How many times its deadline a call may last in wall time while its
+/// thread waits for a core (or for a host call) rather than working.
+pub(crate) const WALL_SLACK: u32 = 4;
+
+/// Sets a call's deadline: the call is stopped once its thread has spent
+/// `timeout` of CPU time in it, or after [`WALL_SLACK`] times `timeout` of
+/// wall time whatever it spent. Counting the call's own CPU time keeps a
+/// sound policy from failing closed because the machine ran other threads
+/// (a looping neighbour's, say) while it waited to be scheduled; a policy
+/// that loops is stopped as soon as it has looped for `timeout`. The epoch
+/// ticks only tell when to look.
+fn set_deadline(store: &mut Store<Sandbox>, timeout: Duration) {
+    let ticks = |d: Duration| d.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
+    let cpu_start = thread_cpu_time();
+    let wall_end = Instant::now() + timeout * WALL_SLACK;
+    store.set_epoch_deadline(ticks(timeout));
+    // The callback runs on the thread running the policy, whose CPU time
+    // `thread_cpu_time` reads.
+    store.epoch_deadline_callback(move |_| {
+        let spent = thread_cpu_time().saturating_sub(cpu_start);
+        if spent >= timeout || Instant::now() >= wall_end {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(ticks(timeout - spent)))
+        }
+    });
 }
 
 /// A fresh store for one call, with every bound that is not per call: the
