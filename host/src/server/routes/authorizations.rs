@@ -174,8 +174,38 @@ pub(in crate::server) fn heavy_reads() -> &'static tokio::sync::Semaphore {
     })
 }
 
-/// One page of a listing as the response, read and written on the blocking
-/// pool under a [`heavy_reads`] permit.
+/// Runs a listing's or a scrape's work under a [`heavy_reads`] permit, on
+/// a thread of its own at a lower scheduling priority (nice 10 on Linux):
+/// when the cores are busy, payments get them first, and a payment does not
+/// wait for a listing to give its core back.
+pub(in crate::server) async fn heavy_read<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, ApiError> {
+    let _permit = heavy_reads().acquire().await.map_err(ApiError::internal)?;
+    let (done, answer) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tiergate-heavy-read".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = done.send(work());
+        })
+        .map_err(ApiError::internal)?;
+    answer.await.map_err(ApiError::internal)
+}
+
+/// Makes the calling thread yield to the service's other threads.
+fn lower_priority() {
+    // On Linux a thread's nice value is its own; raising it needs no
+    // privilege. Elsewhere listings run at the usual priority.
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority with this thread's id changes only its nice value.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+}
+
+/// One page of a listing as the response, read and written by
+/// [`heavy_read`].
 pub(super) async fn listed(
     state: &AppState,
     tenant: &str,
@@ -185,9 +215,8 @@ pub(super) async fn listed(
     after: Option<ListCursor>,
     limit: usize,
 ) -> Result<Response, ApiError> {
-    let _permit = heavy_reads().acquire().await.map_err(ApiError::internal)?;
     let (governor, tenant) = (state.governor().clone(), tenant.to_string());
-    let page = tokio::task::spawn_blocking(move || {
+    let page = heavy_read(move || {
         let listing = Listing {
             statuses: &statuses,
             caller: caller.as_deref(),
@@ -199,8 +228,7 @@ pub(super) async fn listed(
             .list(&tenant, &listing)
             .map(|page| paged(page, limit))
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await??;
     Ok(page)
 }
 

@@ -77,15 +77,9 @@ async fn scrape(
             ));
         }
     }
-    let _permit = super::authorizations::heavy_reads()
-        .acquire()
-        .await
-        .map_err(ApiError::internal)?;
     let store = state.store().clone();
     let metrics = state.metrics().clone();
-    let text = tokio::task::spawn_blocking(move || metrics.render(store.as_ref()))
-        .await
-        .map_err(ApiError::internal)??;
+    let text = super::authorizations::heavy_read(move || metrics.render(store.as_ref())).await??;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

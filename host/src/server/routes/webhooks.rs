@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::authorizations::{NEXT_CURSOR, heavy_reads, page_of};
+use super::authorizations::{NEXT_CURSOR, heavy_read, page_of};
 use crate::server::admin::{self, WebhookError, WebhookSecret};
 use crate::server::body::JsonText;
 use crate::server::error::Body as Error;
@@ -261,13 +261,9 @@ pub(super) async fn deliveries(
         .map_err(|m| ApiError::bad_request("invalid_query", m).field("state"))?;
     let (limit, after) = page_of::<DeliveryCursor>(q.limit, q.cursor.as_deref())?;
     // Admitted as the other listings are: a core is left to payments.
-    let _permit = heavy_reads().acquire().await.map_err(ApiError::internal)?;
     let (store, tenant) = (state.store().clone(), caller.tenant().to_string());
-    let page = tokio::task::spawn_blocking(move || {
-        store.deliveries(&tenant, wanted, after.as_ref(), limit)
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let page =
+        heavy_read(move || store.deliveries(&tenant, wanted, after.as_ref(), limit)).await??;
     let next = (page.len() == limit)
         .then(|| page.last().map(|last| DeliveryCursor::after(last).encode()))
         .flatten();
