@@ -168,29 +168,62 @@ pub(super) fn page_of<C: PageCursor>(
 /// left to payments; the others wait their turn without holding a thread.
 pub(in crate::server) fn heavy_reads() -> &'static tokio::sync::Semaphore {
     static READS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    READS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
-    })
+    READS.get_or_init(|| tokio::sync::Semaphore::new(heavy_read_threads()))
+}
+
+fn heavy_read_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores.saturating_sub(1).max(1)
 }
 
 /// Runs a listing's or a scrape's work under a [`heavy_reads`] permit, on
-/// a thread of its own at a lower scheduling priority (nice 10 on Linux):
-/// when the cores are busy, payments get them first, and a payment does not
-/// wait for a listing to give its core back.
+/// a thread of lower scheduling priority (nice 10 on Linux): when the cores
+/// are busy, payments get them first, and a payment does not wait for a
+/// listing to give its core back.
 pub(in crate::server) async fn heavy_read<R: Send + 'static>(
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, ApiError> {
     let _permit = heavy_reads().acquire().await.map_err(ApiError::internal)?;
     let (done, answer) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("tiergate-heavy-read".into())
-        .spawn(move || {
-            lower_priority();
+    background()
+        .send(Box::new(move || {
             let _ = done.send(work());
-        })
+        }))
         .map_err(ApiError::internal)?;
+    // A job that panicked drops `done`: the request fails, the thread lives.
     answer.await.map_err(ApiError::internal)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads heavy reads run on, as many as [`heavy_reads`] admits at
+/// once (so a job never waits for one), started on first use.
+fn background() -> &'static std::sync::mpsc::Sender<Job> {
+    static JOBS: std::sync::OnceLock<std::sync::mpsc::Sender<Job>> = std::sync::OnceLock::new();
+    JOBS.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        for _ in 0..heavy_read_threads() {
+            let queue = queue.clone();
+            let started = std::thread::Builder::new()
+                .name("tiergate-heavy-read".into())
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let next = queue
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(job) = next else { return };
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = started {
+                tracing::error!(error = %e, "cannot start a thread for listings and scrapes");
+            }
+        }
+        jobs
+    })
 }
 
 /// Makes the calling thread yield to the service's other threads.
