@@ -210,9 +210,14 @@ fn text_schema(bytes: usize, nullable: bool) -> Value {
     json!({
         "type": kind,
         "maxLength": bytes / 4,
-        "pattern": "^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f]*$",
+        "pattern": format!("^[^{REFUSED_IN_TEXT}]*$"),
     })
 }
+
+/// What free text may not hold (`model::text::check_free_text`): control
+/// characters but newline and tab, and bidi controls.
+const REFUSED_IN_TEXT: &str =
+    "\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069";
 
 /// The transaction's fields as the service checks them
 /// (`Transaction::validate`).
@@ -264,10 +269,13 @@ fn transaction_values(doc: &mut Value) {
             "additionalProperties": text_schema(limits::METADATA_VALUE, false),
         }),
     );
-    // A verdict's reason says why: something other than blanks.
+    // A verdict's reason says why, in free text: something other than
+    // blanks.
     let reason = &mut doc["components"]["schemas"]["VerdictRequest"]["properties"]["reason"];
     if reason.is_object() {
-        reason["pattern"] = json!("\\S");
+        reason["pattern"] = json!(format!(
+            "^[^{REFUSED_IN_TEXT}]*[^\\s{REFUSED_IN_TEXT}][^{REFUSED_IN_TEXT}]*$"
+        ));
     }
     // A policy upload is the component's bytes.
     let upload =
