@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use tiergate::server::{CheckpointOptions, DemoKeys, ServeOptions, Service, admin};
+use tiergate::server::{CheckpointOptions, DemoKeys, ServeOptions, Service, StopSignals, admin};
 use tiergate::store::Role;
 
 use super::{DemoArgs, KeysCommand, ServeArgs, govern::default_store};
@@ -233,6 +233,9 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         .build()?;
     let store = options.store.clone();
     runtime.block_on(async move {
+        // Listening before the first line says the service is up: a stop
+        // sent at once after it still stops the service gracefully.
+        let stop = StopSignals::listen();
         let service = Service::start(options).await?;
         let base = format!("http://{}", service.addr);
         println!("tiergate serving on {base}");
@@ -257,7 +260,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
                 }
             });
         }
-        service.run_until_signal().await
+        service.run_until(stop).await
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -31,7 +31,7 @@ pub use error::ApiError;
 pub use http::HttpLimits;
 pub use metrics::{METRICS_TOKEN_MIN_BYTES, Metrics, MetricsAccess};
 pub use routes::openapi;
-pub use setup::{DemoKeys, Service};
+pub use setup::{DemoKeys, Service, StopSignals};
 pub use webhooks::{WebhookOptions, signature as webhook_signature};
 
 use crate::governance::Governor;

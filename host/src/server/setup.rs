@@ -237,26 +237,63 @@ impl Service {
 
     /// Runs until the process gets Ctrl-C or SIGTERM, then shuts down gracefully.
     pub async fn run_until_signal(self) -> Result<()> {
-        wait_for_signal().await;
+        self.run_until(StopSignals::listen()).await
+    }
+
+    /// Runs until one of `stop`'s signals comes, then shuts down gracefully.
+    pub async fn run_until(self, stop: StopSignals) -> Result<()> {
+        stop.wait().await;
         tracing::info!("shutting down: finishing requests in flight");
         self.shutdown().await
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Ctrl-C and SIGTERM, listened for from the moment this is made. Made
+/// before the service says it is serving, a stop sent right after is never
+/// left to the signal's default action, which ends the process at once
+/// instead of stopping it gracefully.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    /// Starts listening; call it within a Tokio runtime.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
+            }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn next(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.term) => {}
+                _ = next(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
