@@ -1673,6 +1673,18 @@ mod tests {
         }
     }
 
+    /// The steps SQLite plans for `sql` (unbound parameters are NULL to the
+    /// planner).
+    fn query_plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut rows = stmt.raw_query();
+        let mut steps = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            steps.push(row.get::<_, String>(3).unwrap());
+        }
+        steps
+    }
+
     #[test]
     fn budget_and_tenant_event_reads_search_an_index_instead_of_scanning() {
         // Each runs on every authorization or activation; a scan would grow
@@ -1680,16 +1692,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
         let conn = store.lock();
-        let plan = |sql: &str| -> Vec<String> {
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            // Unbound parameters are NULL to the planner.
-            let mut rows = stmt.raw_query();
-            let mut steps = Vec::new();
-            while let Some(row) = rows.next().unwrap() {
-                steps.push(row.get::<_, String>(3).unwrap());
-            }
-            steps
-        };
+        let plan = |sql: &str| query_plan(&conn, sql);
         for (sql, expected) in [
             (totals::BUCKETS_SQL, "SEARCH holdings USING PRIMARY KEY"),
             (
@@ -1716,15 +1719,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
         let conn = store.lock();
-        let plan = |sql: &str| -> Vec<String> {
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let mut rows = stmt.raw_query();
-            let mut steps = Vec::new();
-            while let Some(row) = rows.next().unwrap() {
-                steps.push(row.get::<_, String>(3).unwrap());
-            }
-            steps
-        };
+        let plan = |sql: &str| query_plan(&conn, sql);
         for (sql, index) in [
             (PAGE_KEYS_SQL[0][0], "authorizations_by_status"),
             (PAGE_KEYS_SQL[0][1], "authorizations_by_status"),
