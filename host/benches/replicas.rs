@@ -18,7 +18,15 @@ use std::time::{Duration, Instant};
 use report::{percentile, show};
 use tiergate_e2e::postgres::{ClusterOptions, run_sql, start_cluster, with_database};
 
-const ACME: &str = include_str!("../../examples/tenants/acme.toml");
+/// acme's rules. The bench pays as many agents the rules do not list:
+/// they are served like listed ones, so every payment takes the path a
+/// listed agent's does.
+static ACME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    include_str!("../../examples/tenants/acme.toml").replace(
+        r#"unlisted_agents = "collaborative""#,
+        r#"unlisted_agents = "allow""#,
+    )
+});
 const PER_RUN: usize = 4_000;
 const CLIENTS: usize = 48;
 
@@ -60,10 +68,19 @@ fn start_replica(data: &std::path::Path, url: &str, tenants: &[std::path::PathBu
     Replica { child, base }
 }
 
-fn agent_key(url: &str, tenant: &str) -> String {
+fn platform_key(url: &str, tenant: &str) -> String {
     let out = tiergate()
         .args([
-            "keys", "create", "--role", "agent", "--tenant", tenant, "--store", url,
+            "keys",
+            "create",
+            "--role",
+            "platform",
+            "--subject",
+            "platform@bench.example",
+            "--tenant",
+            tenant,
+            "--store",
+            url,
         ])
         .output()
         .expect("tiergate keys runs");
@@ -166,7 +183,7 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             let bases: Vec<String> = started.iter().map(|r| r.base.clone()).collect();
             let keys: Vec<(String, String)> = (0..tenants)
-                .map(|t| (format!("t{t}"), agent_key(&url, &format!("t{t}"))))
+                .map(|t| (format!("t{t}"), platform_key(&url, &format!("t{t}"))))
                 .collect();
             let measured = runtime.block_on(async {
                 drive(&bases, &keys, "warm", warm).await;

@@ -223,12 +223,120 @@ pub fn check(config: &TenantConfig, policy: &TenantPolicy) -> Result<Report, Cla
         passed: human_tiers.contains(&procurement) || procurement == Tier::Prohibited,
         evidence: format!("999.99 service_procurement to a known recipient: {procurement}"),
     });
+    checks.extend(declarations(config, policy)?);
     Ok(Report {
         tenant: config.tenant.clone(),
         checks,
         grid,
         disclaimer: DISCLAIMER,
     })
+}
+
+/// The recipients the declaration probes pay: up to this many of the
+/// registry's, and one it does not list.
+const PROBED_RECIPIENTS: usize = 16;
+
+/// Whether what a request declares can lower its tier: where trust comes
+/// from, whether agents are known, and, probed in the sandbox, whether
+/// declaring a trust or a jurisdiction ever gets a payment a looser tier
+/// than declaring nothing.
+fn declarations(config: &TenantConfig, policy: &TenantPolicy) -> Result<Vec<Check>, ClassifyError> {
+    use crate::governance::{TrustSource, UnlistedAgents};
+    let mut checks = Vec::new();
+    let from_host = config.trust.source == TrustSource::Host;
+    checks.push(Check {
+        name: "attributes_from_host",
+        question: "Do recipient trust and jurisdiction come from the tenant's registry and history, not the request?",
+        passed: from_host,
+        evidence: if from_host {
+            format!(
+                "`[trust] source = \"host\"`: {} registered recipients; others are known after {} executed payments",
+                config.recipients.len(),
+                config.trust.known_after
+            )
+        } else {
+            "`[trust] source = \"caller\"`: a request that declares its recipient verified is treated as verified".into()
+        },
+    });
+    checks.push(Check {
+        name: "agents_known",
+        question: "Is a payment by an agent the tenant does not list refused or escalated?",
+        passed: config.trust.unlisted_agents != UnlistedAgents::Allow,
+        evidence: match config.trust.unlisted_agents {
+            UnlistedAgents::Allow => "`unlisted_agents = \"allow\"`: a new agent name starts with fresh per-agent budgets and caps".into(),
+            UnlistedAgents::AtLeast(tier) => format!(
+                "unlisted agents get at least {tier}; {} agents listed",
+                config.agents.len()
+                    + config.teams.iter().map(|t| t.agents.len()).sum::<usize>()
+            ),
+        },
+    });
+    let context = Arc::new(StaticContext::default());
+    let agent = config
+        .agents
+        .first()
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| "proportionality-probe".into());
+    let mut recipients: Vec<String> = config
+        .recipients
+        .iter()
+        .take(PROBED_RECIPIENTS)
+        .map(|r| r.id.clone())
+        .collect();
+    recipients.push("unlisted.probe.example".into());
+    // The tier the host's own knowledge gives is the baseline: the
+    // registry's trust and jurisdiction, or none for a recipient never paid.
+    let mut host_view = config.clone();
+    host_view.trust.source = TrustSource::Host;
+    let tier_of = |config: &TenantConfig, tx: &Transaction| -> Result<Tier, ClassifyError> {
+        let resolved = crate::governance::resolve_for_probe(config, tx);
+        let decided = policy.classify_blocking(&resolved.0, context.clone())?.tier;
+        Ok(resolved.1.into_iter().fold(decided, Tier::max))
+    };
+    let mut looser = Vec::new();
+    let mut probes = 0;
+    'probing: for recipient in &recipients {
+        for amount in PROBE_AMOUNTS {
+            for category in PROBE_CATEGORIES {
+                let mut tx = probe_tx(config, probes, amount, category, RecipientTrust::Verified);
+                tx.agent = agent.clone();
+                tx.recipient = recipient.clone();
+                let baseline = tier_of(&host_view, &tx)?;
+                for (trust, jurisdiction) in TRUSTS
+                    .iter()
+                    .flat_map(|t| [None, Some("US")].map(move |j| (*t, j)))
+                {
+                    probes += 1;
+                    tx.recipient_trust = trust;
+                    tx.jurisdiction = jurisdiction.map(str::to_string);
+                    let got = tier_of(config, &tx)?;
+                    if got < baseline {
+                        looser.push(format!(
+                            "{amount} {category} to {recipient} declared {trust}{}: {got}, not {baseline}",
+                            jurisdiction.map(|j| format!(" in {j}")).unwrap_or_default()
+                        ));
+                        if looser.len() >= 3 {
+                            break 'probing;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    checks.push(Check {
+        name: "no_looser_by_declaration",
+        question: "Is no payment's tier lowered by the trust or jurisdiction its request declares?",
+        passed: looser.is_empty(),
+        evidence: if looser.is_empty() {
+            format!(
+                "{probes} declarations over {} recipients: none got a looser tier than the host's own trust and jurisdiction give",
+                recipients.len()
+            )
+        } else {
+            format!("looser by declaration: {}", looser.join("; "))
+        },
+    });
+    Ok(checks)
 }
 
 fn names(tiers: &BTreeSet<Tier>) -> String {

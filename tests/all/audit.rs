@@ -611,7 +611,7 @@ async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let agent = key_of("agent", None);
+    let agent = key_of("platform", Some("platform@acme.example"));
     let auditor = key_of("auditor", Some("audit@acme.example"));
     for (id, amount, category) in [
         ("c1", "0.02", "embeddings"),

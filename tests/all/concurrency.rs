@@ -69,7 +69,11 @@ fn a_payment_not_given_a_sandbox_in_time_is_refused_and_nothing_recorded(kind: K
         .unwrap()
         .configure(r#"{"mode": "loop"}"#)
         .unwrap();
-    let config = TenantConfig::parse(crate::pipeline::ACME, Path::new("acme.toml")).unwrap();
+    let config = TenantConfig::parse(
+        &format!("{}{}", crate::pipeline::ACME, crate::pipeline::TEST_VENDOR),
+        Path::new("acme.toml"),
+    )
+    .unwrap();
     let store = TestStore::new(kind);
     let governor = Governor::builder(runtime.clone(), store.open())
         .tenant_with_policy(

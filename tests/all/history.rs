@@ -22,8 +22,10 @@ fn loose() -> String {
     )
 }
 
+/// Rules as [`World`] activates them: with its registered test vendor.
 fn config(text: &str) -> TenantConfig {
-    TenantConfig::parse(text, Path::new("acme.toml")).unwrap()
+    let text = format!("{text}{}", crate::pipeline::TEST_VENDOR);
+    TenantConfig::parse(&text, Path::new("acme.toml")).unwrap()
 }
 
 fn activations(w: &World) -> Vec<AuditEvent> {
@@ -165,7 +167,14 @@ fn records_carry_originator_and_beneficiary_for_a_travel_rule_review(kind: Kind)
     assert_eq!(d["originator"]["caller"], "key-7f3a");
     assert_eq!(d["beneficiary"]["recipient"], "vendor.example");
     assert_eq!(d["beneficiary"]["self_hosted_wallet"], true);
-    assert_eq!(d["beneficiary"]["jurisdiction"], "DE");
+    // The registry's jurisdiction, with what the request declared beside it.
+    assert_eq!(d["beneficiary"]["jurisdiction"], "US");
+    assert_eq!(d["provenance"]["jurisdiction_from"], "registry");
+    assert_eq!(d["provenance"]["declared_jurisdiction"], "DE");
+    assert_eq!(d["beneficiary"]["trust"], "known");
+    // The registry verifies vendor.example; the request declared less,
+    // which the host honours.
+    assert_eq!(d["provenance"]["trust_from"], "caller");
     assert_eq!(d["transaction"]["network"], "base-mainnet");
     assert_eq!(d["policy"]["name"], "seed-tiers");
     assert!(

@@ -172,7 +172,14 @@ fn owners_and_team_names_refuse_look_alikes_by_name_and_are_kept_in_nfc() {
             owners,
             "owners = [\"cafe\u{301}@acme.example\", \"bob@acme.example\"]",
         )
-        .replace(team, "name = \"cafe\u{301}-team\"");
+        .replace(team, "name = \"cafe\u{301}-team\"")
+        .replace("team = \"procurement\"", "team = \"caf\u{e9}-team\"")
+        .replace(
+            "owner = \"alice@acme.example\"",
+            "owner = \"caf\u{e9}@acme.example\"",
+        );
+    // Names are matched in NFC: the agent's team and owner, written
+    // composed, are the ones written decomposed above.
     let config = TenantConfig::parse(&text, path).unwrap();
     assert_eq!(config.owners[0], "caf\u{e9}@acme.example");
     assert_eq!(config.teams[0].name, "caf\u{e9}-team");

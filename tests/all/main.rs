@@ -25,6 +25,7 @@ mod store;
 mod stores;
 mod tenancy;
 mod tiers;
+mod trust;
 mod webhooks;
 
 use std::sync::{Arc, OnceLock};

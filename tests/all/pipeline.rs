@@ -18,6 +18,15 @@ use crate::{bundled, runtime};
 const START_MS: u64 = 1_782_518_400_000;
 pub(crate) const ACME: &str = include_str!("../../examples/tenants/acme.toml");
 
+/// The recipient [`World::tx`] pays, registered as verified in the US: the
+/// trust a test declares (never more than verified) is what the policy sees.
+pub(crate) const TEST_VENDOR: &str = r#"
+[[recipients]]
+id = "vendor.example"
+trust = "verified"
+jurisdiction = "US"
+"#;
+
 /// Counts executions per transaction, and can be told to fail.
 #[derive(Default)]
 struct CountingExecutor {
@@ -195,7 +204,8 @@ fn governor_with(
     executor: Arc<CountingExecutor>,
     policy: &tiergate::CompiledPolicy,
 ) -> Governor {
-    let config = TenantConfig::parse(config, Path::new("examples/tenants/acme.toml")).unwrap();
+    let config = format!("{config}{TEST_VENDOR}");
+    let config = TenantConfig::parse(&config, Path::new("examples/tenants/acme.toml")).unwrap();
     Governor::builder(runtime().clone(), store.open() as Arc<dyn Store>)
         .clock(Arc::new(clock.clone()))
         .executor(executor)
@@ -1175,8 +1185,8 @@ fn a_governor_moves_only_its_own_tenants_deadlines(kind: Kind) {
         &w.clock,
         w.executor.clone(),
     );
-    let text = r#"{"id": "g1", "tenant": "globex", "agent": "a", "amount": "47.00", "currency": "USDC",
-        "category": "compute", "recipient": "r", "recipient_trust": "known"}"#;
+    let text = r#"{"id": "g1", "tenant": "globex", "agent": "procurement-agent-prod", "amount": "47.00",
+        "currency": "USDC", "category": "compute", "recipient": "vendor.example", "recipient_trust": "known"}"#;
     globex
         .authorize_blocking(Transaction::from_json(text, START_MS).unwrap())
         .unwrap();
@@ -1225,7 +1235,9 @@ fn every_audit_record_carries_a_retain_until_date(kind: Kind) {
 /// payments due after it, another tenant's too, move on this pass.
 fn one_failing_deadline_does_not_stop_the_others(kind: Kind) {
     let w = World::on(kind, ACME);
-    let config = |text: &str| TenantConfig::parse(text, Path::new("tenant.toml")).unwrap();
+    let config = |text: &str| {
+        TenantConfig::parse(&format!("{text}{TEST_VENDOR}"), Path::new("tenant.toml")).unwrap()
+    };
     let both = Governor::builder(runtime().clone(), w.backend() as Arc<dyn Store>)
         .clock(Arc::new(w.clock.clone()))
         .tenant_with_policy(config(ACME), &bundled("seed-tiers"))
@@ -1242,8 +1254,8 @@ fn one_failing_deadline_does_not_stop_the_others(kind: Kind) {
         Status::PendingVeto
     );
     w.clock.advance(1_000);
-    let text = r#"{"id": "g1", "tenant": "globex", "agent": "a", "amount": "4.99", "currency": "USDC",
-        "category": "data_access", "recipient": "r", "recipient_trust": "known"}"#;
+    let text = r#"{"id": "g1", "tenant": "globex", "agent": "procurement-agent-prod", "amount": "4.99",
+        "currency": "USDC", "category": "data_access", "recipient": "vendor.example", "recipient_trust": "known"}"#;
     let g1 = both
         .authorize_blocking(Transaction::from_json(text, 0).unwrap())
         .unwrap();
@@ -1509,7 +1521,11 @@ fn a_write_failing_part_way_loses_its_batch_but_nothing_acknowledged() {
     let w = World::on(Kind::Sqlite, ACME);
     // The built-in ledger, so a payment is recorded and executed in one
     // write (a payment executor of one's own takes two, by design).
-    let config = TenantConfig::parse(ACME, Path::new("examples/tenants/acme.toml")).unwrap();
+    let config = TenantConfig::parse(
+        &format!("{ACME}{TEST_VENDOR}"),
+        Path::new("examples/tenants/acme.toml"),
+    )
+    .unwrap();
     let governor = Governor::builder(runtime().clone(), w.test_store.open() as Arc<dyn Store>)
         .clock(Arc::new(w.clock.clone()))
         .tenant_with_policy(config, &bundled("seed-tiers"))

@@ -26,8 +26,19 @@ impl Replicas {
             "--no-demo-tenant".into(),
         ];
         for (tenant, edits) in tenants {
+            // These tests pay as many agents, which the tenants do not
+            // list: they are served like listed ones.
+            let mut edits = edits.to_vec();
+            edits.push((
+                r#"unlisted_agents = "collaborative""#,
+                r#"unlisted_agents = "allow""#,
+            ));
             args.push("--tenant".into());
-            args.push(tenant_file(dir.path(), tenant, edits).display().to_string());
+            args.push(
+                tenant_file(dir.path(), tenant, &edits)
+                    .display()
+                    .to_string(),
+            );
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         // One after the other: the first applies the schema and the rules.
@@ -42,6 +53,13 @@ impl Replicas {
     }
 
     fn key(&self, tenant: &str, role: &str, subject: Option<&str>) -> String {
+        // An agent key is bound to one agent; one for any agent is a platform key.
+        let role = match (role, subject) {
+            ("agent", None) => "platform",
+            _ => role,
+        };
+        let platform = format!("platform@{tenant}.example");
+        let subject = subject.or((role == "platform").then_some(platform.as_str()));
         let mut cmd = crate::tiergate_command();
         cmd.args(["keys", "create", "--tenant", tenant, "--role", role])
             .args(["--store", &self.url]);

@@ -119,6 +119,13 @@ impl Served {
 
 /// Creates a key with the CLI against the service's store.
 pub(crate) fn create_key(data: &Path, tenant: &str, role: &str, subject: Option<&str>) -> String {
+    // An agent key is bound to one agent; one for any agent is a platform key.
+    let role = match (role, subject) {
+        ("agent", None) => "platform",
+        _ => role,
+    };
+    let platform = format!("platform@{tenant}.example");
+    let subject = subject.or((role == "platform").then_some(platform.as_str()));
     let mut cmd = crate::tiergate_command();
     cmd.args([
         "keys", "create", "--tenant", tenant, "--role", role, "--store",
@@ -209,9 +216,22 @@ pub(crate) async fn post(s: &Served, path: &str, key: &str, body: &Value) -> Res
 pub(crate) fn payment(tenant: &str, id: &str, amount: &str, category: &str, trust: &str) -> Value {
     json!({
         "id": id, "tenant": tenant, "agent": "procurement-agent-prod", "amount": amount,
-        "currency": "USDC", "category": category, "recipient": format!("{category}.vendor.example"),
+        "currency": "USDC", "category": category, "recipient": vendor_of(category),
         "recipient_trust": trust, "justification": "EURC liquidity analysis for MiCA compliance report",
     })
+}
+
+/// The recipient acme's and the demo tenant's registry lists for a
+/// category (the article's vendors), or an unregistered one.
+pub(crate) fn vendor_of(category: &str) -> String {
+    match category {
+        "embeddings" => "embeddings.vendor.example".into(),
+        "search" => "search.vendor.example".into(),
+        "data_access" => "data.vendor.example".into(),
+        "compute" => "cloud.vendor.example".into(),
+        "agent_hire" => "analysis-agent-beta.example".into(),
+        other => format!("{other}.vendor.example"),
+    }
 }
 
 async fn verdict(s: &Served, key: &str, auth: &Value, act: &str, reason: &str) -> Response {
@@ -498,7 +518,9 @@ async fn each_role_may_do_its_part_and_nothing_else() {
     // An owner never decides a payment they requested.
     let mut own = payment("demo", "r4", "89.00", "agent_hire", "known");
     own["agent"] = json!("alice@demo.example");
-    let own = post(&s, "/v1/authorizations", &agent, &own).await.body;
+    let own = post(&s, "/v1/authorizations", &s.key("platform"), &own)
+        .await
+        .body;
     let r = verdict(&s, &approver, &own, "approve", "mine").await;
     assert_eq!(
         (r.status, error_code(&r)),
@@ -691,7 +713,7 @@ async fn a_key_of_one_tenant_sees_nothing_of_another() {
 async fn bad_requests_get_clear_errors_and_amounts_stay_exact() {
     let dir = tempfile::tempdir().unwrap();
     let s = Served::start(dir.path(), &[]);
-    let agent = s.key("agent");
+    let agent = s.key("platform");
     let url = format!("{}/v1/authorizations", s.base);
     let check = |r: &Response, status: u16, code: &str| {
         assert_eq!(r.status, status, "{}", r.text);
@@ -1268,7 +1290,7 @@ async fn csv_exports_neutralise_cells_a_spreadsheet_would_run_as_formulas() {
     tx["agent"] = json!("=HYPERLINK(\"http://evil.example\",\"open\")");
     tx["recipient"] = json!("@SUM(1+1)");
     tx["network"] = json!("-2+3");
-    let r = post(&s, "/v1/authorizations", &s.key("agent"), &tx).await;
+    let r = post(&s, "/v1/authorizations", &s.key("platform"), &tx).await;
     assert_eq!(r.status, 201, "{}", r.text);
 
     let api = get(&s, "/v1/audit/records?format=csv", &s.key("auditor")).await;

@@ -17,7 +17,7 @@ use crate::service::{Response, Served, call, get, payment, post, tenant_file};
 use crate::stores::{Kind, TestStore, on_both_stores};
 
 /// A service over a new store of `kind`, serving the tenants in `files`.
-fn serve_on(store: &TestStore, data: &Path, files: &[&Path], extra: &[&str]) -> Served {
+pub(crate) fn serve_on(store: &TestStore, data: &Path, files: &[&Path], extra: &[&str]) -> Served {
     let mut args = vec![
         "--no-demo-tenant".to_string(),
         "--store".to_string(),
@@ -33,7 +33,14 @@ fn serve_on(store: &TestStore, data: &Path, files: &[&Path], extra: &[&str]) -> 
 }
 
 /// A key made with the CLI on `store`.
-fn key_on(store: &TestStore, tenant: &str, role: &str, subject: Option<&str>) -> String {
+pub(crate) fn key_on(store: &TestStore, tenant: &str, role: &str, subject: Option<&str>) -> String {
+    // An agent key is bound to one agent; one for any agent is a platform key.
+    let role = match (role, subject) {
+        ("agent", None) => "platform",
+        _ => role,
+    };
+    let platform = format!("platform@{tenant}.example");
+    let subject = subject.or((role == "platform").then_some(platform.as_str()));
     let mut cmd = crate::tiergate_command();
     cmd.args([
         "keys", "create", "--tenant", tenant, "--role", role, "--store",
@@ -744,7 +751,15 @@ fn the_data_directory_and_its_files_are_the_service_users_alone() {
     let elsewhere = dir.path().join("elsewhere.db");
     let out = crate::tiergate_command()
         .args([
-            "keys", "create", "--tenant", "acme", "--role", "agent", "--store",
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--role",
+            "agent",
+            "--subject",
+            "procurement-agent-prod",
+            "--store",
         ])
         .arg(&elsewhere)
         .output()

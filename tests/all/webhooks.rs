@@ -1038,7 +1038,7 @@ async fn two_replicas_on_one_store_send_each_notice_once() {
         );
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    let agent = key("agent", None);
+    let agent = key("agent", Some("procurement-agent-prod"));
     let admin = key("admin", Some("ops@hooked.example"));
     let (_, secret) = add_webhook(&replicas[0], &admin, &r.url()).await;
     for i in 0..10 {

@@ -294,11 +294,11 @@ enum KeysCommand {
         /// The tenant (by id).
         #[arg(long, value_name = "ID")]
         tenant: String,
-        /// agent, approver, auditor or admin.
+        /// agent, platform, approver, auditor or admin.
         #[arg(long)]
         role: String,
-        /// Whom it speaks for: an agent id (agents; `*` for any, the default),
-        /// the owner identity (approvers), a name (auditors, admins).
+        /// Whom it speaks for: the one agent an agent key pays as, the
+        /// owner identity (approvers), a name (platforms, auditors, admins).
         #[arg(long)]
         subject: Option<String>,
     },

@@ -275,7 +275,14 @@ fn print_demo_keys(keys: &DemoKeys, created: bool, data_dir: &Path) {
         "demo tenant `demo` (seed-tiers, the article's four tiers); keys kept in {}:",
         file.display()
     );
-    println!("  agent     {}", keys.agent);
+    println!(
+        "  agent     {}  (pays as procurement-agent-prod)",
+        keys.agent
+    );
+    println!(
+        "  platform  {}  (pays as any of the tenant's agents)",
+        keys.platform
+    );
     println!("  approver  {}  (alice@demo.example)", keys.approver);
     println!("  approver  {}  (bob@demo.example)", keys.second_approver);
     println!("  auditor   {}", keys.auditor);
@@ -373,9 +380,11 @@ pub fn keys(command: KeysCommand) -> Result<ExitCode> {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
             let subject = match (role, subject) {
                 (_, Some(s)) => s,
-                (Role::Agent, None) => "*".to_string(),
+                (Role::Agent, None) => bail!(
+                    "--subject is required for an agent key: the one agent it pays as (a key that pays as any of the tenant's agents is `--role platform`)"
+                ),
                 (_, None) => bail!(
-                    "--subject is required for a {role} key: the owner or person it speaks for"
+                    "--subject is required for a {role} key: the owner, platform or person it speaks for"
                 ),
             };
             let store = super::govern::open_store(store)?;

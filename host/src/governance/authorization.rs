@@ -111,7 +111,10 @@ pub enum Act {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Escalation {
     /// Which guardrail: `max_per_transaction`, `agent_daily_budget`,
-    /// `team_daily_budget:<team>`, `tenant_daily_budget`.
+    /// `team_daily_budget:<team>`, `tenant_daily_budget`; or what the
+    /// registry demands: `unlisted_agent`, `category_mismatch`,
+    /// `jurisdiction_mismatch`, `without_jurisdiction`,
+    /// `recipient_max_per_payment`.
     pub guardrail: String,
     /// The tier it demanded.
     #[schema(value_type = crate::model::schema::TierName)]
@@ -124,7 +127,9 @@ pub struct Escalation {
 /// The answer to an authorization request, and the payment's current state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Authorization {
-    /// The payment as requested (with the host's request time).
+    /// The payment as governed: as requested, with the host's request time
+    /// and the recipient trust and jurisdiction the policy saw (see
+    /// `provenance` for what the request declared).
     pub transaction: Transaction,
     /// The audit id of the authorization record: `aud-YYYY-MM-DD-NNN`.
     pub audit_id: String,
@@ -175,6 +180,10 @@ pub struct Authorization {
     /// when the host knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// Where the recipient's trust and jurisdiction came from and what the
+    /// request declared; absent on payments recorded before the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<super::Provenance>,
 }
 
 fn five() -> u32 {
@@ -186,6 +195,42 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Authorization {
+    /// The payment as a key that asks to pay may see it: what other agents
+    /// committed (a team's or the tenant's budget used) is left out of the
+    /// reasons and escalations; owners and auditors see it all.
+    pub fn for_requester(mut self) -> Self {
+        let shared =
+            |name: &str| name == "tenant_daily_budget" || name.starts_with("team_daily_budget");
+        let said = |name: &str, tier: Tier| {
+            let whose = if name == "tenant_daily_budget" {
+                "the tenant's agents together"
+            } else {
+                "the agent's team together"
+            };
+            format!(
+                "with this payment {whose} would commit more than their budget allows in 24 hours (escalated to {tier})"
+            )
+        };
+        for e in &mut self.escalations {
+            if shared(&e.guardrail) {
+                e.detail = said(&e.guardrail, e.tier);
+            }
+        }
+        for r in &mut self.reasons {
+            if let Some(name) = r.code.strip_prefix("guardrail_")
+                && shared(name)
+            {
+                let tier = self
+                    .escalations
+                    .iter()
+                    .find(|e| e.guardrail.starts_with(name))
+                    .map_or(self.tier, |e| e.tier);
+                r.message = said(name, tier);
+            }
+        }
+        self
+    }
+
     /// The amount, for budget sums.
     pub fn amount(&self) -> Decimal {
         self.transaction.amount

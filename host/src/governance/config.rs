@@ -9,6 +9,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use tiergate_policy::{Tier, Window};
 
+use super::registry::{Agent, Recipient, TrustSettings, normalize_recipient};
 use crate::model::money;
 
 /// A tenant configuration file that cannot be used.
@@ -61,6 +62,16 @@ pub struct TenantConfig {
     /// Teams of agents with budgets of their own.
     #[serde(default)]
     pub teams: Vec<Team>,
+    /// Where recipient trust, jurisdiction and agents come from, and how
+    /// strict the host is where it cannot vouch for them.
+    #[serde(default)]
+    pub trust: TrustSettings,
+    /// The recipients the tenant knows, sorted by their normalised id.
+    #[serde(default)]
+    pub recipients: Vec<Recipient>,
+    /// The agents the tenant knows (agents named in a team are known too).
+    #[serde(default)]
+    pub agents: Vec<Agent>,
     /// Webhooks as configurations once named them, by URL and the
     /// environment variable holding the secret. Refused in new rules (the
     /// service generates each webhook's secret: see [`WEBHOOKS_MOVED`]); in
@@ -288,13 +299,10 @@ impl TenantConfig {
     /// Parses and validates configuration text; `path` names it in errors
     /// and anchors a relative policy path.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config = Self::parse_stored(text, path)?;
+        let config = Self::read(text, path, true)?;
         if !config.webhooks.is_empty() {
             return Err(ConfigError::at(path, WEBHOOKS_MOVED));
         }
-        config
-            .refuse_lookalikes()
-            .map_err(|m| ConfigError::at(path, m))?;
         Ok(config)
     }
 
@@ -302,10 +310,23 @@ impl TenantConfig {
     /// may still name `[[webhooks]]`: they are kept in
     /// [`webhooks`](Self::webhooks), and never delivered to.
     pub fn parse_stored(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::read(text, path, false)
+    }
+
+    /// Parses, normalises and validates; `new_rules` refuses look-alike
+    /// names first, so the error names the look-alike rather than what
+    /// it fails to match.
+    fn read(text: &str, path: &Path, new_rules: bool) -> Result<Self, ConfigError> {
         let mut config: TenantConfig =
             toml::from_str(text).map_err(|e| ConfigError::at(path, e.to_string()))?;
         config.normalize();
+        if new_rules {
+            config
+                .refuse_lookalikes()
+                .map_err(|m| ConfigError::at(path, m))?;
+        }
         config.validate().map_err(|m| ConfigError::at(path, m))?;
+        config.join_teams().map_err(|m| ConfigError::at(path, m))?;
         config.digest = crate::model::digest::sha256(text.as_bytes());
         let relative = Path::new(&config.policy.path);
         if relative.extension().is_some_and(|e| e == "wasm") && relative.is_relative() {
@@ -331,6 +352,20 @@ impl TenantConfig {
             .find(|t| t.agents.iter().any(|a| a == agent))
     }
 
+    /// The registry's entry for `recipient`, matched on its normalised id.
+    pub fn recipient(&self, recipient: &str) -> Option<&Recipient> {
+        let id = normalize_recipient(recipient);
+        self.recipients
+            .binary_search_by(|r| r.id.as_str().cmp(&id))
+            .ok()
+            .map(|i| &self.recipients[i])
+    }
+
+    /// Whether the tenant lists `agent`, in `[[agents]]` or a team.
+    pub fn agent_listed(&self, agent: &str) -> bool {
+        self.agents.iter().any(|a| a.name == agent) || self.team_of(agent).is_some()
+    }
+
     /// Where the policy lives: a file path or a bundled policy's name.
     pub fn policy_location(&self) -> PathBuf {
         PathBuf::from(&self.policy.path)
@@ -346,6 +381,45 @@ impl TenantConfig {
             nfc(&mut team.name);
             team.agents.iter_mut().for_each(nfc);
         }
+        for agent in &mut self.agents {
+            nfc(&mut agent.name);
+            agent
+                .team
+                .iter_mut()
+                .chain(agent.owner.iter_mut())
+                .for_each(nfc);
+        }
+        for recipient in &mut self.recipients {
+            recipient.id = normalize_recipient(&recipient.id);
+            recipient.categories.iter_mut().flatten().for_each(nfc);
+        }
+        self.recipients.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+
+    /// Puts each `[[agents]]` entry that names a team into that team, so
+    /// its budget counts the agent; refuses one that contradicts a team's
+    /// own list or names no team.
+    fn join_teams(&mut self) -> Result<(), String> {
+        for (i, agent) in self.agents.iter().enumerate() {
+            let Some(wanted) = &agent.team else { continue };
+            if let Some(current) = self.team_of(&agent.name)
+                && &current.name != wanted
+            {
+                return Err(format!(
+                    "`agents[{i}].team` puts {:?} in team {wanted:?}, but team {:?} lists it; an agent has one team",
+                    agent.name, current.name
+                ));
+            }
+            let Some(team) = self.teams.iter_mut().find(|t| &t.name == wanted) else {
+                return Err(format!(
+                    "`agents[{i}].team` names {wanted:?}, which no `[[teams]]` entry is"
+                ));
+            };
+            if !team.agents.contains(&agent.name) {
+                team.agents.push(agent.name.clone());
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a name with a character that would make it look like
@@ -365,6 +439,15 @@ impl TenantConfig {
             for agent in &team.agents {
                 check(&format!("teams[{i}].agents"), agent)?;
             }
+        }
+        for (i, agent) in self.agents.iter().enumerate() {
+            check(&format!("agents[{i}].name"), &agent.name)?;
+            if let Some(owner) = &agent.owner {
+                check(&format!("agents[{i}].owner"), owner)?;
+            }
+        }
+        for (i, recipient) in self.recipients.iter().enumerate() {
+            check(&format!("recipients[{i}].id"), &recipient.id)?;
         }
         Ok(())
     }
@@ -464,6 +547,87 @@ impl TenantConfig {
                         team.name
                     ));
                 }
+            }
+        }
+        self.validate_registry()
+    }
+
+    /// `[trust]`, `[[recipients]]` and `[[agents]]`.
+    fn validate_registry(&self) -> Result<(), String> {
+        let trust = &self.trust;
+        if trust.known_after == 0 {
+            return Err(
+                "`trust.known_after` must be at least 1: a recipient never paid is not known"
+                    .into(),
+            );
+        }
+        if trust.mismatch == Tier::Autonomous {
+            return Err("`trust.mismatch` must be stricter than autonomous: a payment that contradicts the registry lands with a human or is refused".into());
+        }
+        if trust.without_jurisdiction.above < Decimal::ZERO {
+            return Err(format!(
+                "`trust.without_jurisdiction.above` = {}: write 0 or more",
+                trust.without_jurisdiction.above
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, r) in self.recipients.iter().enumerate() {
+            let key = format!("recipients[{i}]");
+            if r.id.is_empty() || r.id.len() > crate::model::transaction::limits::RECIPIENT {
+                return Err(format!(
+                    "`{key}.id` must be 1 to {} bytes",
+                    crate::model::transaction::limits::RECIPIENT
+                ));
+            }
+            if !ids.insert(r.id.as_str()) {
+                return Err(format!(
+                    "`{key}.id` {:?} is listed twice (ids are compared after normalising: domains and EVM addresses in lower case)",
+                    r.id
+                ));
+            }
+            if let Some(j) = &r.jurisdiction
+                && !(j.len() == 2 && j.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(format!(
+                    "`{key}.jurisdiction` = {j:?}: write an ISO 3166-1 alpha-2 code in capitals, such as \"DE\""
+                ));
+            }
+            if let Some(categories) = &r.categories
+                && (categories.is_empty()
+                    || categories
+                        .iter()
+                        .any(|c| c.is_empty() || c.len() > crate::model::transaction::limits::NAME))
+            {
+                return Err(format!(
+                    "`{key}.categories` must name at least one category, each 1 to {} bytes (leave it out to allow any)",
+                    crate::model::transaction::limits::NAME
+                ));
+            }
+            if let Some(limit) = &r.max_per_payment {
+                validate_limit(&format!("{key}.max_per_payment"), limit)?;
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, agent) in self.agents.iter().enumerate() {
+            let name = &agent.name;
+            if name.is_empty()
+                || name.len() > crate::model::transaction::limits::ID
+                || name.chars().any(char::is_whitespace)
+            {
+                return Err(format!(
+                    "`agents[{i}].name` must be 1 to {} bytes without whitespace, not {name:?}",
+                    crate::model::transaction::limits::ID
+                ));
+            }
+            if !names.insert(name) {
+                return Err(format!("`agents[{i}].name` {name:?} is listed twice"));
+            }
+            if let Some(owner) = &agent.owner
+                && !self.owners.contains(owner)
+            {
+                return Err(format!(
+                    "`agents[{i}].owner` = {owner:?} is not one of `owners`: an agent answers to one of the tenant's budget owners"
+                ));
             }
         }
         Ok(())

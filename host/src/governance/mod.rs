@@ -16,6 +16,7 @@ mod executor;
 pub(crate) mod history;
 mod observer;
 mod plan;
+mod registry;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,6 +33,10 @@ pub use config::{
 pub use error::GovernError;
 pub use executor::{LedgerExecutor, PaymentExecutor};
 pub use observer::Observer;
+pub use registry::{
+    Agent, JurisdictionFloor, Provenance, Recipient, Source, TrustSettings, TrustSource,
+    UnlistedAgents, normalize_recipient,
+};
 
 use crate::model::decision::FailureKind;
 use crate::model::transaction::Transaction;
@@ -43,6 +48,33 @@ use crate::store::{NewEntry, Recorded, Snapshot, Store};
 const CONTEXT_HORIZON_MS: u64 = crate::model::context::MAX_WINDOW_MS;
 /// Budgets are rolling days.
 const BUDGET_WINDOW_MS: u64 = 86_400_000;
+
+/// Says, loudly, when a tenant's rules let the requester choose its own
+/// tier: kept only while a tenant migrates to the registry.
+fn warn_if_declared(config: &TenantConfig) {
+    if config.trust.source == TrustSource::Caller {
+        tracing::warn!(tenant = %config.tenant,
+            "recipient trust and jurisdiction are taken from the request (`[trust] source = \"caller\"`): an agent can lower its own tier by declaring its recipient verified; list the tenant's recipients in `[[recipients]]` and remove the setting");
+    }
+    if config.trust.unlisted_agents == UnlistedAgents::Allow {
+        tracing::warn!(tenant = %config.tenant,
+            "payments by agents the tenant does not list are served (`unlisted_agents = \"allow\"`): a new agent name starts with fresh budgets and caps; list the tenant's agents in `[[agents]]` and remove the setting");
+    }
+}
+
+/// What the policy would see of `declared` (the host's trust and
+/// jurisdiction, for a recipient never paid) and the tiers the registry
+/// demands of it: for `tiergate check`'s probes.
+pub(crate) fn resolve_for_probe(
+    config: &TenantConfig,
+    declared: &Transaction,
+) -> (Transaction, Vec<tiergate_policy::Tier>) {
+    let resolved = registry::resolve(config, declared, 0);
+    (
+        resolved.tx,
+        resolved.floors.into_iter().map(|f| f.tier).collect(),
+    )
+}
 
 /// The governance pipeline over a store, for any number of tenants.
 /// Cheap to clone; share one per process.
@@ -175,6 +207,7 @@ impl GovernorBuilder {
                 message: "configured twice".into(),
             });
         }
+        warn_if_declared(&config);
         self.tenants
             .insert(tenant, Arc::new(Tenant { config, policy }));
         Ok(self)
@@ -432,6 +465,7 @@ impl Governor {
     ) -> Result<Option<String>, GovernError> {
         self.known(&config.tenant)?;
         let policy = bind(&config, compiled)?;
+        warn_if_declared(&config);
         let tenant = Arc::new(Tenant { config, policy });
         // Recorded and swapped under the write lock, so two activations
         // cannot be recorded in one order and applied in the other.
@@ -557,6 +591,7 @@ impl Governor {
                     ),
                 ),
                 std::time::Duration::ZERO,
+                None,
             )),
             breaker::Admission::Run => {
                 let peeked = store.peek(&entry).unwrap_or_else(|e| {
@@ -564,8 +599,18 @@ impl Governor {
                     tracing::warn!(tenant = %tx.tenant, "cannot read the history before the write lock: {e}");
                     None
                 });
+                // The attributes the host vouches for, on the same history.
+                let peeked = peeked.and_then(|reads| match reads.recipient() {
+                    Ok(paid) => {
+                        Some((registry::resolve(&tenant.config, &tx, paid.payment_count), reads))
+                    }
+                    Err(e) => {
+                        tracing::warn!(tenant = %tx.tenant, "cannot read the recipient's history before the write lock: {e}");
+                        None
+                    }
+                });
                 match peeked {
-                    Some(reads) => {
+                    Some((resolved, reads)) => {
                         let started = std::time::Instant::now();
                         let context = Arc::new(history::ReadsContext::new(
                             reads,
@@ -573,7 +618,10 @@ impl Governor {
                             &tx.currency,
                         ));
                         self.inner.observer.policy_ran(&tx.tenant, false);
-                        let decision = match tenant.policy.classify_blocking(&tx, context.clone()) {
+                        let decision = match tenant
+                            .policy
+                            .classify_blocking(&resolved.tx, context.clone())
+                        {
                             Ok(d) => d,
                             // No sandbox came free in time: nothing decided,
                             // nothing recorded; the caller may send it again.
@@ -584,7 +632,8 @@ impl Governor {
                         };
                         // A history that could not be read answers nothing:
                         // such a decision is made again inside.
-                        let kept = (!context.failed()).then(|| (decision, started.elapsed()));
+                        let kept = (!context.failed())
+                            .then(|| (decision, started.elapsed(), Some(resolved.tx)));
                         // Its reader goes back to the pool before the write lock.
                         drop(context);
                         kept
@@ -612,15 +661,20 @@ impl Governor {
             )
         };
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
+            // The attributes as the exact snapshot gives them; an early
+            // decision on other ones is made again.
+            let paid = snapshot.history.recipient()?.payment_count;
+            let resolved = registry::resolve(&tenant.config, &tx, paid);
             let still = match early.take() {
-                Some((d, took)) if d.failure.is_some() => Some((d, took)),
-                Some((d, took)) => {
-                    let kept = history::same_answers(
-                        snapshot.history,
-                        tx.requested_at_ms,
-                        &tx.currency,
-                        &d.context_reads,
-                    )?;
+                Some((d, took, _)) if d.failure.is_some() => Some((d, took)),
+                Some((d, took, seen)) => {
+                    let kept = seen.as_ref() == Some(&resolved.tx)
+                        && history::same_answers(
+                            snapshot.history,
+                            tx.requested_at_ms,
+                            &tx.currency,
+                            &d.context_reads,
+                        )?;
                     self.inner.observer.early_decision(&tx.tenant, kept);
                     kept.then_some((d, took))
                 }
@@ -636,16 +690,15 @@ impl Governor {
                     });
                     let started = std::time::Instant::now();
                     self.inner.observer.policy_ran(&tx.tenant, true);
-                    let decision =
-                        tenant
-                            .policy
-                            .classify_first(&tx, context)
-                            .map_err(|e| match e {
-                                crate::ClassifyError::SandboxBusy { waited } => {
-                                    GovernError::SandboxBusy { waited }
-                                }
-                                e => GovernError::Classify(e.to_string()),
-                            })?;
+                    let decision = tenant
+                        .policy
+                        .classify_first(&resolved.tx, context)
+                        .map_err(|e| match e {
+                            crate::ClassifyError::SandboxBusy { waited } => {
+                                GovernError::SandboxBusy { waited }
+                            }
+                            e => GovernError::Classify(e.to_string()),
+                        })?;
                     (decision, started.elapsed())
                 }
             };
@@ -661,7 +714,7 @@ impl Governor {
             );
             let request = plan::Request {
                 config: &tenant.config,
-                tx: &tx,
+                tx: &resolved.tx,
                 content_hash: &hash,
                 decision: &decision,
                 policy: tenant.policy.info(),
@@ -669,6 +722,8 @@ impl Governor {
                 caller,
                 now_ms: entry.now_ms,
                 alert: alert.as_deref(),
+                provenance: &resolved.provenance,
+                floors: &resolved.floors,
             };
             self.settled_in_ledger(plan::authorize(&request, &snapshot.holdings, audit_id))
         };

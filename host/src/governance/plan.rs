@@ -29,11 +29,15 @@ pub(crate) struct Request<'a> {
     /// What the owners are to be told about the tenant's policy (suspended,
     /// out of CPU budget), carried once by this payment's record.
     pub alert: Option<&'a str>,
+    /// What the request declared and where the policy's values came from.
+    pub provenance: &'a super::Provenance,
+    /// The tiers the registry demands.
+    pub floors: &'a [Escalation],
 }
 
 /// Every guardrail the payment exceeds, with the tier each demands (which
 /// may be no stricter than the policy's own).
-pub(crate) fn escalations(
+pub(crate) fn escalations_of_guardrails(
     config: &TenantConfig,
     tx: &Transaction,
     held: &Holdings,
@@ -98,7 +102,8 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         decision,
         ..
     } = *req;
-    let escalations = escalations(config, tx, held);
+    let mut escalations = req.floors.to_vec();
+    escalations.extend(escalations_of_guardrails(config, tx, held));
     let tier = escalations
         .iter()
         .map(|e| e.tier)
@@ -155,6 +160,7 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         team: config.team_of(&tx.agent).map(|t| t.name.clone()),
         retention_years: config.retention_years,
         caller: req.caller.map(str::to_string),
+        provenance: Some(req.provenance.clone()),
     };
 
     let mut events = vec![EventDraft {
@@ -245,21 +251,30 @@ pub(crate) fn executed_in_ledger(mut change: Change) -> Result<Change, GovernErr
 fn record_detail(depth: AuditDepth, a: &Authorization, req: &Request<'_>) -> serde_json::Value {
     let t = &a.transaction;
     let codes: Vec<&str> = a.reasons.iter().map(|r| r.code.as_str()).collect();
-    let minimal = json!({
+    let mut minimal = json!({
         "agent": t.agent, "amount": t.amount.to_string(), "currency": t.currency,
         "category": t.category, "tier": a.tier, "requested_at_ms": t.requested_at_ms,
     });
+    if let Some(caller) = &a.caller {
+        minimal["caller"] = json!(caller);
+    }
+    // A claim the host set aside shows even in the lightest record.
+    if req.provenance.claimed_looser {
+        minimal["provenance"] = json!(req.provenance);
+    }
     match depth {
         AuditDepth::BatchDaily => minimal,
         AuditDepth::AttemptLogged => json!({
             "summary": minimal, "recipient": t.recipient, "reasons": a.reasons,
             "suggestion": a.suggestion, "escalations": a.escalations,
+            "provenance": req.provenance, "originator": originator(a),
         }),
         AuditDepth::PerTransaction => json!({
             "summary": minimal, "recipient": t.recipient, "status": a.status, "policy_tier": a.policy_tier,
             "reason_codes": codes, "escalations": a.escalations, "deadline_ms": a.deadline_ms,
             "policy_digest": req.policy.digest, "originator": originator(a),
             "beneficiary": beneficiary(t), "network": t.network, "content_hash": a.content_hash,
+            "provenance": req.provenance,
         }),
         AuditDepth::PerTransactionEnhanced => json!({
             "transaction": t, "content_hash": a.content_hash, "status": a.status,
@@ -270,7 +285,7 @@ fn record_detail(depth: AuditDepth, a: &Authorization, req: &Request<'_>) -> ser
             "config_digest": req.config_digest, "tenant_config_digest": req.config.digest,
             "deadline_ms": a.deadline_ms, "approvals_required": a.approvals_required,
             "originator": originator(a), "beneficiary": beneficiary(t),
-            "retention_years": a.retention_years,
+            "retention_years": a.retention_years, "provenance": req.provenance,
         }),
     }
 }

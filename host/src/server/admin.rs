@@ -239,6 +239,11 @@ pub fn create_key(
             "the key's subject {subject:?} {refused}; give it as the owner or person is named"
         )
     })?;
+    if role == Role::Agent && subject == "*" {
+        anyhow::bail!(
+            "an agent key pays as one agent: name it as the key's subject (a key that pays as any of the tenant's agents has the platform role)"
+        );
+    }
     let mut subject = subject.to_string();
     crate::model::text::nfc(&mut subject);
     let subject = subject.as_str();

@@ -52,6 +52,19 @@ function tickCountdowns() {
   for (const node of document.querySelectorAll(".countdown")) node.textContent = remaining(Number(node.dataset.deadline));
 }
 
+// What the request declared that the host set aside: a claim of more trust
+// than the host gives the recipient, or another jurisdiction than the
+// registry's. The owner sees it before deciding.
+function declaredLooser(a) {
+  const p = a.provenance;
+  if (!p) return "";
+  const t = a.transaction;
+  const said = [];
+  if (p.claimed_looser) said.push("the request declared the recipient " + p.declared_trust + "; the host gives " + t.recipient_trust + " (" + p.trust_from + ")");
+  if (p.declared_jurisdiction && p.jurisdiction_from === "registry" && p.declared_jurisdiction !== t.jurisdiction) said.push("it declared jurisdiction " + p.declared_jurisdiction + "; the registry says " + t.jurisdiction);
+  return said.join("; ");
+}
+
 function paymentCard(a) {
   const t = a.transaction;
   const veto = a.status === "pending_veto";
@@ -69,6 +82,8 @@ function paymentCard(a) {
     ),
   );
   if (t.justification) card.append(el("p", {}, el("strong", {}, "Justification: "), t.justification));
+  const claim = declaredLooser(a);
+  if (claim) card.append(el("p", { class: "claim" }, el("strong", {}, "Claimed: "), claim));
   const reasons = el("ul", { class: "reasons" });
   for (const r of a.reasons || []) reasons.append(el("li", {}, r.message + " ", el("span", { class: "muted" }, "(" + r.code + ")")));
   // Guardrails that made the tier stricter than the policy's.

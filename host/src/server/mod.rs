@@ -13,6 +13,7 @@ mod files;
 mod http;
 mod inbox;
 mod metrics;
+mod priority;
 mod routes;
 mod setup;
 mod webhooks;

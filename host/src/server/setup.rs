@@ -21,6 +21,8 @@ use crate::store::{Backend, Location, Role, RulesStore, Store, StoredRules, Uplo
 
 /// The demo tenant's configuration: the article's four tiers over seed-tiers.
 const DEMO_TENANT: &str = include_str!("demo-tenant.toml");
+/// The demo tenant's agent, which its agent key pays as.
+const DEMO_AGENT: &str = "procurement-agent-prod";
 
 /// The demo tenant's keys, generated on first start and kept in the data
 /// directory (readable only by its owner) so later starts can show them.
@@ -28,6 +30,9 @@ const DEMO_TENANT: &str = include_str!("demo-tenant.toml");
 pub struct DemoKeys {
     /// Authorizes payments as `procurement-agent-prod`.
     pub agent: String,
+    /// Authorizes payments as any of the demo tenant's agents.
+    #[serde(default)]
+    pub platform: String,
     /// Decides held payments as `alice@demo.example`.
     pub approver: String,
     /// A second owner, for four-eyes approvals.
@@ -44,7 +49,7 @@ pub struct Service {
     pub addr: SocketAddr,
     /// The separate metrics address, when one is set.
     pub metrics_addr: Option<SocketAddr>,
-    metrics_server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    metrics_server: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
     /// The demo tenant's keys, when it runs the demo.
     pub demo_keys: Option<DemoKeys>,
     /// Whether this start made the demo keys: the admin key is shown then
@@ -148,13 +153,31 @@ impl Service {
                 let bound = listener.local_addr()?;
                 let app = super::metrics_router(state.clone());
                 let mut stop = shutdown.subscribe();
-                let server = tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        })
-                        .await
-                });
+                let listener = listener.into_std()?;
+                let (done, server) = tokio::sync::oneshot::channel();
+                // Scrapes are served on a thread of their own that yields
+                // the cores to everything else: however often they come,
+                // payments do not wait behind them.
+                std::thread::Builder::new()
+                    .name("tiergate-metrics".into())
+                    .spawn(move || {
+                        super::priority::lowest();
+                        let served = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .and_then(|runtime| {
+                                runtime.block_on(async move {
+                                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                                    axum::serve(listener, app)
+                                        .with_graceful_shutdown(async move {
+                                            let _ = stop.wait_for(|s| *s).await;
+                                        })
+                                        .await
+                                })
+                            });
+                        let _ = done.send(served);
+                    })
+                    .context("cannot start the metrics thread")?;
                 Some((bound, server))
             }
             None => None,
@@ -224,7 +247,9 @@ impl Service {
         let _ = self.shutdown.send(true);
         self.server.await??;
         if let Some(metrics) = self.metrics_server {
-            metrics.await??;
+            metrics
+                .await
+                .context("the metrics thread ended without a word")??;
         }
         let _ = self.deadlines.await;
         let _ = self.webhooks.await;
@@ -466,7 +491,12 @@ fn activate_file(store: &dyn Backend, runtime: &Runtime, path: &Path) -> Result<
 }
 
 fn ensure_demo_rules(store: &dyn Backend) -> Result<()> {
-    if !store.active_rules()?.iter().any(|r| r.tenant == "demo") {
+    let active = store.active_rules()?;
+    let demo = active.iter().find(|r| r.tenant == "demo");
+    // The demo's own rules from an earlier version are brought up to
+    // date; rules an admin activated for the demo tenant are kept.
+    let outdated = demo.is_some_and(|r| r.actor == "demo-setup" && r.config != DEMO_TENANT);
+    if demo.is_none() || outdated {
         store.put_rules("demo", "seed-tiers", DEMO_TENANT, "demo-setup", now_ms())?;
     }
     Ok(())
@@ -480,6 +510,7 @@ fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<(DemoKeys, bool)> {
             .with_context(|| format!("{} is not a demo key file", path.display()))?;
         let all = [
             &keys.agent,
+            &keys.platform,
             &keys.approver,
             &keys.second_approver,
             &keys.auditor,
@@ -503,7 +534,8 @@ fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<(DemoKeys, bool)> {
         Ok(token)
     };
     let keys = DemoKeys {
-        agent: issue(Role::Agent, "*")?,
+        agent: issue(Role::Agent, DEMO_AGENT)?,
+        platform: issue(Role::Platform, "platform@demo.example")?,
         approver: issue(Role::Approver, "alice@demo.example")?,
         second_approver: issue(Role::Approver, "bob@demo.example")?,
         auditor: issue(Role::Auditor, "auditor@demo.example")?,

@@ -8,8 +8,12 @@ use super::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
-    /// Authorize payments and read the ones it submitted.
+    /// Authorize payments as the one agent it is bound to, and read the
+    /// ones it submitted.
     Agent,
+    /// Authorize payments as any of the tenant's agents (a platform that
+    /// runs them), and read the ones it submitted.
+    Platform,
     /// Decide the tenant's held payments (never one its subject requested).
     Approver,
     /// Read the audit trail and reports.
@@ -20,12 +24,25 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 4] = [Role::Agent, Role::Approver, Role::Auditor, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Agent,
+        Role::Platform,
+        Role::Approver,
+        Role::Auditor,
+        Role::Admin,
+    ];
+
+    /// Whether the key asks to pay rather than governs: it sees only what
+    /// it submitted, and nothing tenant-wide.
+    pub fn requests_payments(self) -> bool {
+        matches!(self, Role::Agent | Role::Platform)
+    }
 
     /// The role's name as stored and written.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Agent => "agent",
+            Role::Platform => "platform",
             Role::Approver => "approver",
             Role::Auditor => "auditor",
             Role::Admin => "admin",
@@ -47,7 +64,7 @@ impl std::str::FromStr for Role {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown role `{s}`: expected agent, approver, auditor or admin")
+                format!("unknown role `{s}`: expected agent, platform, approver, auditor or admin")
             })
     }
 }
@@ -61,9 +78,8 @@ pub struct ApiKey {
     pub tenant: String,
     /// What it may do.
     pub role: Role,
-    /// Whom it speaks for: the agent id of an agent key (`*` for any of the
-    /// tenant's agents), the owner identity of an approver key, a name for
-    /// the others.
+    /// Whom it speaks for: the agent of an agent key, the owner identity
+    /// of an approver key, a name for the others.
     pub subject: String,
     /// `sha256:` of the secret.
     pub secret_hash: String,

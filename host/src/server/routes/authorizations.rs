@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::governance::{Authorization, Status};
+use crate::governance::{Authorization, GovernError, Status};
 use crate::model::transaction::Transaction;
 use crate::server::body::JsonText;
 use crate::server::error::Body as Error;
@@ -38,7 +38,7 @@ pub(super) async fn create(
     caller: Caller,
     body: JsonText,
 ) -> Result<(StatusCode, Json<Authorization>), ApiError> {
-    caller.require(&[Role::Agent])?;
+    caller.require(&[Role::Agent, Role::Platform])?;
     let tx = Transaction::from_json(&body.0, now_ms())?;
     if tx.tenant != caller.tenant() {
         return Err(ApiError::forbidden(
@@ -51,7 +51,8 @@ pub(super) async fn create(
         )
         .field("tenant"));
     }
-    if caller.0.subject != "*" && tx.agent != caller.0.subject {
+    // An agent key pays as its own agent only; a platform key as any.
+    if caller.0.role == Role::Agent && tx.agent != caller.0.subject {
         return Err(ApiError::forbidden(
             "agent_mismatch",
             format!(
@@ -63,11 +64,24 @@ pub(super) async fn create(
     }
     // The store says whether this request recorded the payment, so of
     // concurrent first requests with one id exactly one gets 201.
-    let answered = state
+    let answered = match state
         .governor()
         .authorize_from(tx, caller.0.key_id.clone())
-        .await?;
-    let auth = answered.authorization;
+        .await
+    {
+        // Whose payment holds the id, and its hash, are not the asking
+        // agent's to learn: the answer is the same whoever holds it.
+        Err(GovernError::Conflict { tx_id, .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "id_conflict",
+                format!("transaction id {tx_id} is already used in this tenant for a different request; send a new payment with a new id"),
+            )
+            .field("id"));
+        }
+        answered => answered?,
+    };
+    let auth = answered.authorization.for_requester();
     tracing::info!(tx_id = %auth.transaction.id, audit_id = %auth.audit_id, tier = %auth.tier,
         status = auth.status.as_str(), new = answered.new, "authorized");
     let status = if answered.new {
@@ -97,6 +111,9 @@ pub(super) async fn get_one(
             "tenant {} has no transaction {tx_id}",
             caller.tenant()
         )));
+    }
+    if caller.0.role.requests_payments() {
+        return Ok(Json(auth.for_requester()));
     }
     Ok(Json(auth))
 }
@@ -177,9 +194,9 @@ fn heavy_read_threads() -> usize {
 }
 
 /// Runs a listing's or a scrape's work under a [`heavy_reads`] permit, on
-/// a thread of lower scheduling priority (nice 10 on Linux): when the cores
-/// are busy, payments get them first, and a payment does not wait for a
-/// listing to give its core back.
+/// a thread that yields the cores ([`lowest`](crate::server::priority::lowest)):
+/// when the cores are busy, payments get them first, and a payment does not
+/// wait for a listing to give its core back.
 pub(in crate::server) async fn heavy_read<R: Send + 'static>(
     work: impl FnOnce() -> R + Send + 'static,
 ) -> Result<R, ApiError> {
@@ -208,7 +225,7 @@ fn background() -> &'static std::sync::mpsc::Sender<Job> {
             let started = std::thread::Builder::new()
                 .name("tiergate-heavy-read".into())
                 .spawn(move || {
-                    lower_priority();
+                    crate::server::priority::lowest();
                     loop {
                         let next = queue
                             .lock()
@@ -224,17 +241,6 @@ fn background() -> &'static std::sync::mpsc::Sender<Job> {
         }
         jobs
     })
-}
-
-/// Makes the calling thread yield to the service's other threads.
-fn lower_priority() {
-    // On Linux a thread's nice value is its own; raising it needs no
-    // privilege. Elsewhere listings run at the usual priority.
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority with this thread's id changes only its nice value.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
-    }
 }
 
 /// One page of a listing as the response, read and written by
@@ -257,9 +263,17 @@ pub(super) async fn listed(
             after,
             limit,
         };
-        governor
-            .list(&tenant, &listing)
-            .map(|page| paged(page, limit))
+        let requester = listing.caller.is_some();
+        governor.list(&tenant, &listing).map(|page| {
+            // A key that asks to pay lists only its own payments, and
+            // without what other agents committed.
+            let page = if requester {
+                page.into_iter().map(Authorization::for_requester).collect()
+            } else {
+                page
+            };
+            paged(page, limit)
+        })
     })
     .await??;
     Ok(page)
@@ -308,10 +322,14 @@ pub(super) async fn list(
     };
     let (limit, after) = page_of(q.limit, q.cursor.as_deref())?;
     // An agent key lists what it submitted, by the index of its own.
-    let own = (caller.0.role == Role::Agent).then(|| caller.0.key_id.clone());
+    let own = caller
+        .0
+        .role
+        .requests_payments()
+        .then(|| caller.0.key_id.clone());
     listed(&state, caller.tenant(), statuses, own, true, after, limit).await
 }
 
 fn visible_to(caller: &Caller, auth: &Authorization) -> bool {
-    caller.0.role != Role::Agent || auth.caller.as_deref() == Some(caller.0.key_id.as_str())
+    !caller.0.role.requests_payments() || auth.caller.as_deref() == Some(caller.0.key_id.as_str())
 }

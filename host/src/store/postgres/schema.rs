@@ -289,6 +289,9 @@ CREATE TRIGGER deliveries_trouble_delete AFTER DELETE ON deliveries
     REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION deliveries_count_trouble();
 "#,
+    // An agent key that could pay as any agent (`*`) is a platform key:
+    // agent keys are bound to one agent.
+    "UPDATE api_keys SET role = 'platform' WHERE role = 'agent' AND subject = '*'",
 ];
 
 /// Brings the schema up to date. Every replica runs this on start; the

@@ -331,6 +331,9 @@ CREATE TRIGGER deliveries_trouble_delete AFTER DELETE ON deliveries
         UPDATE delivery_trouble SET n = n - 1 WHERE tenant = OLD.tenant AND state = OLD.state;
     END;
 "#,
+    // An agent key that could pay as any agent (`*`) is a platform key:
+    // agent keys are bound to one agent.
+    "UPDATE api_keys SET role = 'platform' WHERE role = 'agent' AND subject = '*'",
 ];
 
 /// The SQLite store. One process may share it across threads; several
