@@ -1,8 +1,8 @@
 //! Whether listings and metrics scrapes stall other tenants' payments: a
 //! `tiergate serve` on a SQLite store of 100,000 payments of one tenant,
 //! and a healthy tenant's authorize latency alone, then while 40 clients
-//! scrape `/metrics` and 8 page through the big tenant's payments in a
-//! loop.
+//! scrape `/metrics` (on the metrics address) and 8 page through the big
+//! tenant's payments in a loop.
 //!
 //! Run: `cargo bench -p tiergate --bench listings`. `TIERGATE_BENCH_QUICK=1`
 //! runs its correctness checks once on a small store, times nothing, and
@@ -418,8 +418,8 @@ fn main() -> Result<()> {
          checks without timing). One run on {cpu}, {date}. One `tiergate serve` on a SQLite \
          store holding {stored} payments of tenant `big` (about 1.3 KB each; one in 50 waiting \
          in a veto window); a healthy tenant's agent authorizes {measured} payments of 0.02, \
-         one at a time, first alone, then while {scrapers} clients scrape `/metrics` and \
-         {listers} clients list `big`'s newest 1000 payments, each in a loop ({noise} scrapes \
+         one at a time, first alone, then while {scrapers} clients scrape `/metrics` on the \
+         service's metrics address and {listers} clients list `big`'s newest 1000 payments, each in a loop ({noise} scrapes \
          and listings during the loaded run). The target is the loaded p99 within 1.2 times \
          the p99 alone.\n\n\
          | healthy tenant's authorize | p50 | p99 |\n|---|---:|---:|\n\
@@ -428,10 +428,13 @@ fn main() -> Result<()> {
          Loaded p99 / alone p99: **{ratio:.2}**. A listing reads its page's keys from an \
          index and its rows by primary key on a read-only connection beside the writer, and a \
          scrape reads counts the store keeps; neither waits for the writer, nor the writer for \
-         them. At most one fewer than the cores run at once, each on a thread of lower \
-         scheduling priority (nice 10), so payments get the cores first. The clients share the \
-         two cores with the service (the noise on an async runtime of its own): what is left is \
-         the cores' time the noise's requests take, on both sides.\n",
+         them. At most one fewer than the cores run at once, each on a thread that runs only \
+         when nothing else wants its core (`SCHED_IDLE`), as does the metrics address's \
+         server, so a payment that wakes takes the core at once. The clients share the two \
+         cores with the service; the noise's clients run on an async runtime of their own, \
+         also at `SCHED_IDLE`, standing in for clients on other machines. What is left is \
+         the listings' HTTP work on the service's async workers (parsing, checking the key, \
+         writing 1.3 MB answers to the socket), which runs at the payments' priority.\n",
         cpu = report::cpu_model(),
         date = report::today(),
         measured = measured,

@@ -467,3 +467,144 @@ fn an_agent_key_for_any_agent_becomes_a_platform_key(kind: Kind) {
 on_both_stores!(an_agent_key_for_any_agent_becomes_a_platform_key);
 
 on_both_stores!(async 2: agent_keys_pay_as_their_agent_and_learn_nothing_of_others);
+
+async fn an_admin_changes_the_registry_and_each_change_is_activated_rules(kind: Kind) {
+    use crate::service::{call, get, payment, post};
+    use crate::tenancy::{key_on, serve_on};
+    let store = crate::stores::TestStore::new(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::service::tenant_file(dir.path(), "acme", &[]);
+    let s = serve_on(&store, &dir.path().join("data"), &[&file], &[]);
+    let admin = key_on(&store, "acme", "admin", Some("ops@acme.example"));
+    let auditor = key_on(&store, "acme", "auditor", Some("audit@acme.example"));
+    let platform = key_on(&store, "acme", "platform", Some("runner@acme.example"));
+    let put = |path: &str, key: &str, body: Value| {
+        let url = format!("{}{path}", s.base);
+        let key = key.to_string();
+        async move {
+            call(
+                "PUT",
+                &url,
+                Some(&key),
+                Some("application/json"),
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let to_new = |id: &str| {
+        let mut p = payment("acme", id, "0.02", "embeddings", "verified");
+        p["recipient"] = json!("NEW.Vendor.Example");
+        p
+    };
+    let before = post(&s, "/v1/authorizations", &platform, &to_new("n1")).await;
+    assert_eq!(before.body["status"], "blocked", "{}", before.text);
+
+    // Only an admin changes it; a change that would not load changes nothing.
+    let entry = json!({"trust": "verified", "jurisdiction": "US", "categories": ["embeddings"]});
+    let r = put(
+        "/v1/registry/recipients/new.vendor.example",
+        &auditor,
+        entry.clone(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    let r = put(
+        "/v1/registry/recipients/new.vendor.example",
+        &admin,
+        json!({"trust": "verified", "jurisdiction": "us"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("invalid_config")),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("jurisdiction"), "{}", r.text);
+    let listed = get(&s, "/v1/registry", &auditor).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    assert!(
+        !listed.text.contains("new.vendor.example"),
+        "{}",
+        listed.text
+    );
+
+    let r = put("/v1/registry/recipients/new.vendor.example", &admin, entry).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.body["audit_id"].as_str().unwrap().starts_with("cfg-"),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.body["rules"]["actor"]
+            .as_str()
+            .unwrap()
+            .ends_with(":ops@acme.example")
+    );
+    let listed = get(&s, "/v1/registry", &auditor).await;
+    let ids: Vec<&str> = listed.body["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"new.vendor.example"), "{}", listed.text);
+    let after = post(&s, "/v1/authorizations", &platform, &to_new("n2")).await;
+    assert_eq!(after.body["status"], "executed", "{}", after.text);
+    assert_eq!(after.body["provenance"]["trust_from"], "registry");
+
+    // An agent listed by the API is served as listed.
+    let mut by_new = payment("acme", "a1", "0.02", "embeddings", "verified");
+    by_new["agent"] = json!("research-agent");
+    let r = post(&s, "/v1/authorizations", &platform, &by_new).await;
+    assert_eq!(r.body["tier"], "collaborative", "{}", r.text);
+    // An entry is an object: not fields read from an array.
+    let r = put(
+        "/v1/registry/agents/research-agent",
+        &admin,
+        json!([null, null]),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{}",
+        r.text
+    );
+    let r = put(
+        "/v1/registry/agents/research-agent",
+        &admin,
+        json!({"owner": "alice@acme.example"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    by_new["id"] = json!("a2");
+    let r = post(&s, "/v1/authorizations", &platform, &by_new).await;
+    assert_eq!(r.body["tier"], "autonomous", "{}", r.text);
+
+    // Taken off again: unknown once more.
+    let r = call(
+        "DELETE",
+        &format!("{}/v1/registry/recipients/New.Vendor.Example", s.base),
+        Some(&admin),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let gone = post(&s, "/v1/authorizations", &platform, &to_new("n3")).await;
+    assert_eq!(gone.body["status"], "blocked", "{}", gone.text);
+    let r = call(
+        "DELETE",
+        &format!("{}/v1/registry/recipients/new.vendor.example", s.base),
+        Some(&admin),
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
+on_both_stores!(async 2: an_admin_changes_the_registry_and_each_change_is_activated_rules);

@@ -212,7 +212,7 @@ pub struct Guardrails {
 }
 
 /// A limit and the tier a payment over it is escalated to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     /// The limit, in the tenant's currency.

@@ -19,7 +19,7 @@ use crate::model::transaction::Transaction;
 
 /// `[trust]`: where recipient trust, jurisdiction and agents come from,
 /// and how strict the host is when it cannot vouch for them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSettings {
     /// Who decides a recipient's trust and jurisdiction.
@@ -79,7 +79,7 @@ pub enum TrustSource {
 
 /// The least tier of a payment above `above` whose recipient's jurisdiction
 /// the host does not know (the registry does not give one).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JurisdictionFloor {
     /// Payments above this amount get the floor (100.00 unless set; 0 for
@@ -121,6 +121,15 @@ impl Default for UnlistedAgents {
     }
 }
 
+impl Serialize for UnlistedAgents {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            UnlistedAgents::Allow => s.serialize_str("allow"),
+            UnlistedAgents::AtLeast(tier) => s.serialize_str(tier.as_str()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for UnlistedAgents {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -137,7 +146,7 @@ impl<'de> Deserialize<'de> for UnlistedAgents {
 }
 
 /// `[[recipients]]`: one recipient the tenant knows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipient {
     /// Its identifier as payments name it: an address on a network, a
@@ -157,7 +166,7 @@ pub struct Recipient {
 }
 
 /// `[[agents]]`: one agent the tenant knows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
     /// The agent's name, as payments and keys name it.

@@ -28,6 +28,14 @@ impl FromRequest<AppState> for JsonText {
 impl JsonText {
     /// Parses the text into `T`, naming the field at fault.
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        // Every body this API reads is an object: serde would read a
+        // struct from an array too (`[null, null]` as two absent fields).
+        if !self.0.trim_start().starts_with('{') {
+            return Err(ApiError::bad_request(
+                "invalid_json",
+                "invalid request body: expected a JSON object",
+            ));
+        }
         let de = &mut serde_json::Deserializer::from_str(&self.0);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();

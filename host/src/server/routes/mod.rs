@@ -9,6 +9,7 @@ mod audit;
 mod authorizations;
 mod document;
 mod ops;
+mod registry;
 mod rules;
 mod webhooks;
 
@@ -71,6 +72,9 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(rules::upload))
         .routes(routes!(rules::current, rules::activate))
         .routes(routes!(rules::check))
+        .routes(routes!(registry::show))
+        .routes(routes!(registry::put_recipient, registry::remove_recipient))
+        .routes(routes!(registry::put_agent, registry::remove_agent))
         .routes(routes!(ops::health))
         .routes(routes!(ops::ready))
         .routes(routes!(ops::metrics))

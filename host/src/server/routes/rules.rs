@@ -196,7 +196,15 @@ async fn prepare(
     caller: &Caller,
     body: &JsonText,
 ) -> Result<(RulesRequest, TenantConfig, CompiledPolicy), ApiError> {
-    let request: RulesRequest = body.parse()?;
+    prepare_rules(state, caller, body.parse()?).await
+}
+
+/// [`prepare`] for rules already read.
+async fn prepare_rules(
+    state: &AppState,
+    caller: &Caller,
+    request: RulesRequest,
+) -> Result<(RulesRequest, TenantConfig, CompiledPolicy), ApiError> {
     let mut config = TenantConfig::parse(&request.config, Path::new("config")).map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -276,7 +284,7 @@ pub(super) async fn check(
 
 /// Activated rules.
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct Activated {
+pub(in crate::server) struct Activated {
     rules: StoredRules,
     policy: PolicyInfo,
     /// The `policy_activated` audit record, when the rules changed.
@@ -296,7 +304,49 @@ pub(super) async fn activate(
     body: JsonText,
 ) -> Result<Json<Activated>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let (request, config, compiled) = prepare(&state, &caller, &body).await?;
+    let prepared = prepare(&state, &caller, &body).await?;
+    Ok(Json(put_in_force(&state, &caller, prepared).await?))
+}
+
+/// Activates the tenant's rules with `config` as its configuration and
+/// its policy unchanged: how a change to the registry takes effect, as
+/// audited as any activation.
+pub(super) async fn activate_config(
+    state: &AppState,
+    caller: &Caller,
+    config: String,
+) -> Result<Activated, ApiError> {
+    let current = in_force(state, caller.tenant()).await?;
+    let request = RulesRequest {
+        policy: current.policy,
+        config,
+    };
+    let prepared = prepare_rules(state, caller, request).await?;
+    put_in_force(state, caller, prepared).await
+}
+
+/// The rules kept for `tenant`, which an edit starts from.
+pub(super) async fn in_force(state: &AppState, tenant: &str) -> Result<StoredRules, ApiError> {
+    let (store, wanted) = (state.store().clone(), tenant.to_string());
+    tokio::task::spawn_blocking(move || store.active_rules())
+        .await
+        .map_err(ApiError::internal)??
+        .into_iter()
+        .find(|r| r.tenant == wanted)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "tenant {tenant} has no rules kept by the service to change; activate rules with POST /v1/rules first"
+            ))
+        })
+}
+
+/// Keeps checked rules and puts them in force, recorded as a
+/// `policy_activated` event naming the key.
+async fn put_in_force(
+    state: &AppState,
+    caller: &Caller,
+    (request, config, compiled): (RulesRequest, TenantConfig, CompiledPolicy),
+) -> Result<Activated, ApiError> {
     let actor = format!("{}:{}", caller.0.key_id, caller.0.subject);
     let (governor, store) = (state.governor().clone(), state.store().clone());
     let info = compiled.info().clone();
@@ -316,11 +366,11 @@ pub(super) async fn activate(
     .await
     .map_err(ApiError::internal)??;
     tracing::info!(tenant = %caller.tenant(), version = rules.version, policy = %info.digest, "rules activated");
-    Ok(Json(Activated {
+    Ok(Activated {
         rules,
         policy: info,
         audit_id,
-    }))
+    })
 }
 
 /// The rules in force.
