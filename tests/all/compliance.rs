@@ -70,3 +70,21 @@ fn the_cli_exit_status_says_whether_checks_pass() {
     assert_eq!(flat.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&flat.stdout).contains("FAIL  nature"));
 }
+
+#[test]
+fn caller_declared_trust_and_unlisted_agents_fail_the_check() {
+    let acme = crate::pipeline::ACME;
+    let declared = acme.replace("[trust]\n", "[trust]\nsource = \"caller\"\n");
+    assert_ne!(declared, acme);
+    let failed = failed_checks(&declared);
+    assert!(
+        failed.contains(&"attributes_from_host") && failed.contains(&"no_looser_by_declaration"),
+        "{failed:?}"
+    );
+    let open_door = acme.replace(
+        r#"unlisted_agents = "collaborative""#,
+        r#"unlisted_agents = "allow""#,
+    );
+    assert_ne!(open_door, acme);
+    assert_eq!(failed_checks(&open_door), ["agents_known"]);
+}

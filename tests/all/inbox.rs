@@ -154,7 +154,8 @@ async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
         &s,
         "/v1/authorizations",
         &agent,
-        &payment("demo", "hire-1", "89.00", "agent_hire", "known"),
+        // The registry knows the recipient as `known`; the agent claims more.
+        &payment("demo", "hire-1", "89.00", "agent_hire", "verified"),
     )
     .await;
     assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
@@ -172,6 +173,10 @@ async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
     );
     assert!(card.contains("left"), "a countdown: {card}");
     assert!(card.to_lowercase().contains("collaborative"), "{card}");
+    assert!(
+        card.contains("declared the recipient verified; the host gives known (registry)"),
+        "the claim the host set aside: {card}"
+    );
 
     decide(
         &c,
@@ -200,6 +205,7 @@ async fn an_owner_approves_the_hire_and_vetoes_a_payment_in_the_browser() {
     let card = wait_for_text(&c, "article[data-tx='burst-1']", "47.00 USDC").await;
     assert!(card.contains("left"), "a countdown: {card}");
     assert!(card.to_lowercase().contains("supervised"), "{card}");
+    assert!(!card.contains("Claimed"), "nothing claimed: {card}");
     decide(&c, "burst-1", "veto", "we have spare capacity").await;
     wait_for_text(&c, "#recent tr[data-tx='burst-1']", "vetoed").await;
     let stored = get(&s, "/v1/authorizations/burst-1", &s.key("auditor")).await;

@@ -3,7 +3,9 @@
 //! Writers do not commit. Each runs its unit of work inside one open batch
 //! transaction on the connection (as a savepoint, except on the hot path,
 //! which decides before it writes), releases the connection with the unit's
-//! number, and waits here for that unit. Whoever arrives while no flush is running becomes the leader: it
+//! number, and waits here for that unit. Whoever arrives while no flush is
+//! running becomes the leader (a read that must see its rows durable first
+//! leaves that to the writers for a moment: see [`READ_PATIENCE`]): it
 //! commits the batch (SQLite writes each changed page to the write-ahead log
 //! once, however many writers changed it) and, with the connection free
 //! again, fsyncs the log. Everyone whose work was in that batch is then
@@ -24,10 +26,15 @@
 
 use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
 use crate::store::StoreError;
+
+/// How long a read waits for a writer to flush what it saw before it
+/// flushes itself (see [`GroupSync::wait`]).
+const READ_PATIENCE: Duration = Duration::from_millis(20);
 
 pub(super) struct GroupSync {
     /// The database file; its write-ahead log is this path plus `-wal`.
@@ -126,6 +133,7 @@ impl GroupSync {
         reads_from: Option<usize>,
         conn: &Mutex<Connection>,
     ) -> Result<(), StoreError> {
+        let patience = reads_from.map(|_| Instant::now() + READ_PATIENCE);
         let mut state = self.state();
         loop {
             let lost = match reads_from {
@@ -142,6 +150,22 @@ impl GroupSync {
             }
             if state.synced >= needed {
                 return Ok(());
+            }
+            // A read leaves the flush to the writers, which flush their own
+            // units at once: listings run on threads that yield the cores,
+            // and one of them leading the flush would make the payments
+            // waiting on it wait for a thread nothing hurries. It leads
+            // only when no writer has for a while.
+            if !state.flushing
+                && let Some(left) =
+                    patience.and_then(|until| until.checked_duration_since(Instant::now()))
+            {
+                state = self
+                    .finished
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
             }
             if !state.flushing {
                 state.flushing = true;
@@ -205,5 +229,39 @@ impl GroupSync {
                 self.wal_path.display()
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Listings read on threads that yield the cores. A reader leading the
+    /// flush would hold the writer's connection at that priority, and the
+    /// payments waiting on the flush would wait for it.
+    #[test]
+    fn a_read_leaves_the_flush_to_the_writer_that_is_about_to_do_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let conn = Arc::new(Mutex::new(Connection::open(&db).unwrap()));
+        let sync = Arc::new(GroupSync::new(db));
+        // A writer has written unit 1 and still holds the connection.
+        let unit = sync.note_write();
+        let held = conn.lock().unwrap();
+        let reader = {
+            let (sync, conn) = (sync.clone(), conn.clone());
+            std::thread::spawn(move || sync.wait_all(&conn))
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            !sync.state().flushing,
+            "the reader took the flush while the writer had it to do"
+        );
+        drop(held);
+        sync.wait_for(unit, &conn).unwrap();
+        reader.join().unwrap().unwrap();
+        assert_eq!(sync.state().synced, 1);
     }
 }
