@@ -267,6 +267,26 @@ fn noise(
     done: &Arc<AtomicU64>,
 ) -> Vec<tokio::task::JoinHandle<Result<()>>> {
     let mut tasks = Vec::new();
+    if std::env::var("TIERGATE_BENCH_CONTROL").is_ok_and(|v| v == "1") {
+        // The control: no requests at all, only a busy loop per core at
+        // the lowest priority, in this process. What it costs the healthy
+        // tenant is what the machine charges for having its cores busy,
+        // whatever the service does.
+        for _ in 0..2 {
+            let stop = stop.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                lowest_priority();
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(
+                        x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                    );
+                }
+                Ok(())
+            }));
+        }
+        return tasks;
+    }
     for _ in 0..SCRAPERS {
         let (client, metrics, stop, done) = (
             client.clone(),
@@ -328,9 +348,12 @@ fn lowest_priority() {
 fn main() -> Result<()> {
     let quick = std::env::var("TIERGATE_BENCH_QUICK").is_ok_and(|v| v == "1");
     // `TIERGATE_BENCH_STORED=20000 TIERGATE_BENCH_PAYMENTS=200` makes a
-    // shorter run; its report is printed, not written.
+    // shorter run, and `TIERGATE_BENCH_CONTROL=1` the control (a busy loop
+    // per core instead of the scrapers and listers); their reports are
+    // printed, not written.
     let shorter = std::env::var("TIERGATE_BENCH_STORED").is_ok()
-        || std::env::var("TIERGATE_BENCH_PAYMENTS").is_ok();
+        || std::env::var("TIERGATE_BENCH_PAYMENTS").is_ok()
+        || std::env::var("TIERGATE_BENCH_CONTROL").is_ok();
     let stored = match std::env::var("TIERGATE_BENCH_STORED") {
         Ok(n) => n.parse()?,
         Err(_) if quick => 2_500,
@@ -424,7 +447,7 @@ fn main() -> Result<()> {
          the p99 alone.\n\n\
          | healthy tenant's authorize | p50 | p99 |\n|---|---:|---:|\n\
          | alone | {a50} | {a99} |\n\
-         | with {scrapers} scrapers and {listers} listers | {l50} | {l99} |\n\n\
+         | {loaded} | {l50} | {l99} |\n\n\
          Loaded p99 / alone p99: **{ratio:.2}**. A listing reads its page's keys from an \
          index and its rows by primary key on a read-only connection beside the writer, and a \
          scrape reads counts the store keeps; neither waits for the writer, nor the writer for \
@@ -443,6 +466,12 @@ fn main() -> Result<()> {
         noise = noise_done,
         a50 = show(p50_alone),
         a99 = show(p99_alone),
+        loaded = if std::env::var("TIERGATE_BENCH_CONTROL").is_ok_and(|v| v == "1") {
+            "with a busy loop per core at the lowest priority, and no requests (the control)"
+                .to_string()
+        } else {
+            format!("with {SCRAPERS} scrapers and {LISTERS} listers")
+        },
         l50 = show(p50_loaded),
         l99 = show(p99_loaded),
     );
