@@ -513,3 +513,41 @@ fn logs_carry_no_colour_codes_unless_stderr_is_a_terminal() {
         assert_eq!(line.contains('\u{1b}'), coloured, "{env:?}: {line:?}");
     }
 }
+
+#[test]
+fn rules_that_take_trust_from_the_request_are_warned_about_and_still_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    let acme = std::fs::read_to_string(examples("tenants/acme.toml")).unwrap();
+    let tenant = dir.path().join("acme.toml");
+    let declared = acme
+        .replace("[trust]\n", "[trust]\nsource = \"caller\"\n")
+        .replace(
+            r#"unlisted_agents = "collaborative""#,
+            r#"unlisted_agents = "allow""#,
+        );
+    std::fs::write(&tenant, declared).unwrap();
+    let payment = r#"{"id": "w1", "tenant": "acme", "agent": "anyone", "amount": "0.02", "currency": "USDC",
+        "category": "embeddings", "recipient": "nobody.example", "recipient_trust": "verified"}"#;
+    let out = tiergate_with_stdin(
+        &[
+            "authorize",
+            "--tenant",
+            tenant.to_str().unwrap(),
+            "--store",
+            store.to_str().unwrap(),
+        ],
+        payment,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(log.contains("taken from the request"), "{log}");
+    assert!(
+        log.contains("agents the tenant does not list are served"),
+        "{log}"
+    );
+    // The old behaviour, as the setting asks: the claim is believed.
+    let answer: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(answer["tier"], "autonomous", "{answer}");
+    assert_eq!(answer["provenance"]["trust_from"], "caller");
+}
