@@ -129,20 +129,7 @@ pub(super) async fn put_recipient(
         }
         table["max_per_payment"] = toml_edit::value(inline);
     }
-    let wanted = normalize_recipient(&id);
-    let edited = edit(
-        &state,
-        &caller,
-        "recipients",
-        |entry| {
-            entry
-                .get("id")
-                .and_then(|v| v.as_str())
-                .is_some_and(|other| normalize_recipient(other) == wanted)
-        },
-        Some(table),
-    )
-    .await?;
+    let edited = edit(&state, &caller, "recipients", recipient(&id), Some(table)).await?;
     Ok(Json(edited))
 }
 
@@ -161,20 +148,7 @@ pub(super) async fn remove_recipient(
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<Activated>, ApiError> {
     caller.require(&[Role::Admin])?;
-    let wanted = normalize_recipient(&id);
-    let edited = edit(
-        &state,
-        &caller,
-        "recipients",
-        |entry| {
-            entry
-                .get("id")
-                .and_then(|v| v.as_str())
-                .is_some_and(|other| normalize_recipient(other) == wanted)
-        },
-        None,
-    )
-    .await?;
+    let edited = edit(&state, &caller, "recipients", recipient(&id), None).await?;
     Ok(Json(edited))
 }
 
@@ -245,6 +219,18 @@ pub(super) async fn remove_agent(
     )
     .await?;
     Ok(Json(edited))
+}
+
+/// Picks the registry's entry for the recipient `id`, as payments are
+/// matched to it: on the normalised identifier.
+fn recipient(id: &str) -> impl Fn(&toml_edit::Table) -> bool {
+    let wanted = normalize_recipient(id);
+    move |entry| {
+        entry
+            .get("id")
+            .and_then(|v| v.as_str())
+            .is_some_and(|other| normalize_recipient(other) == wanted)
+    }
 }
 
 /// Puts `entry` in place of the first of the `key` array's tables that
