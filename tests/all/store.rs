@@ -86,8 +86,21 @@ fn rules_are_versioned_per_tenant(kind: Kind) {
         .unwrap();
     assert_eq!(second.version, 2);
     let active = store.active_rules().unwrap();
-    assert_eq!(active, vec![second, active[1].clone()]);
+    assert_eq!(active, vec![second.clone(), active[1].clone()]);
     assert_eq!(active[1].tenant, "globex");
+    // An edit of version 1 is not kept over version 2; one of version 2 is.
+    assert_eq!(
+        store
+            .put_rules_after("acme", 1, "sha256:aa", "edited 1", "admin", 13)
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.active_rules().unwrap()[0], second);
+    let third = store
+        .put_rules_after("acme", 2, "sha256:aa", "edited 2", "admin", 14)
+        .unwrap()
+        .unwrap();
+    assert_eq!((third.version, third.config.as_str()), (3, "edited 2"));
 }
 
 fn tenant_events_chain_and_skip_repeats(kind: Kind) {

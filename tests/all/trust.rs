@@ -608,3 +608,49 @@ async fn an_admin_changes_the_registry_and_each_change_is_activated_rules(kind: 
 }
 
 on_both_stores!(async 2: an_admin_changes_the_registry_and_each_change_is_activated_rules);
+
+async fn concurrent_registry_edits_keep_every_entry(kind: Kind) {
+    use crate::service::{call, get};
+    use crate::tenancy::{key_on, serve_on};
+    let store = crate::stores::TestStore::new(kind);
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::service::tenant_file(dir.path(), "acme", &[]);
+    let s = serve_on(&store, &dir.path().join("data"), &[&file], &[]);
+    let admin = key_on(&store, "acme", "admin", Some("ops@acme.example"));
+    let edits = (0..8).map(|i| {
+        let url = format!("{}/v1/registry/recipients/vendor-{i}.example", s.base);
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            call(
+                "PUT",
+                &url,
+                Some(&admin),
+                Some("application/json"),
+                json!({"trust": "known"}).to_string(),
+            )
+            .await
+        })
+    });
+    let mut versions = Vec::new();
+    for edit in edits.collect::<Vec<_>>() {
+        let r = edit.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        versions.push(r.body["rules"]["version"].as_u64().unwrap());
+    }
+    versions.sort();
+    assert_eq!(
+        versions,
+        (2..10).collect::<Vec<u64>>(),
+        "one version per edit"
+    );
+    let listed = get(&s, "/v1/registry", &admin).await;
+    for i in 0..8 {
+        assert!(
+            listed.text.contains(&format!("vendor-{i}.example")),
+            "vendor-{i} was kept: {}",
+            listed.text
+        );
+    }
+}
+
+on_both_stores!(async 2: concurrent_registry_edits_keep_every_entry);

@@ -115,6 +115,19 @@ pub trait RulesStore: Send + Sync {
         now_ms: u64,
     ) -> Result<StoredRules, StoreError>;
 
+    /// [`put_rules`](Self::put_rules) only while `after` is still the
+    /// tenant's latest version: `None`, and nothing kept, when another
+    /// activation came first. For an edit made to the rules of `after`.
+    fn put_rules_after(
+        &self,
+        tenant: &str,
+        after: u64,
+        policy: &str,
+        config: &str,
+        actor: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredRules>, StoreError>;
+
     /// The latest rules of every tenant, by tenant.
     fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError>;
 }

@@ -10,7 +10,7 @@ use axum::extract::{Path as UrlPath, State};
 use serde::{Deserialize, Serialize};
 use tiergate_policy::{RecipientTrust, Tier};
 
-use super::rules::{Activated, activate_config, in_force};
+use super::rules::{Activated, activate_edited};
 use crate::governance::{Agent, Recipient, TrustSettings, normalize_recipient};
 use crate::server::body::JsonText;
 use crate::server::error::Body as Error;
@@ -96,6 +96,7 @@ pub(super) struct AgentEntry {
         (status = 200, body = Activated),
         (status = 400, description = "Not JSON, or a field an entry does not have", body = Error),
         (status = 403, body = Error),
+        (status = 409, description = "Other activations kept coming while the edit was made; nothing of it was kept", body = Error),
         (status = 404, description = "The tenant has no rules kept by the service", body = Error),
         (status = 413, description = "Body over the limit", body = Error),
         (status = 415, description = "Not application/json", body = Error),
@@ -139,6 +140,7 @@ pub(super) async fn put_recipient(
     responses(
         (status = 200, body = Activated),
         (status = 403, body = Error),
+        (status = 409, description = "Other activations kept coming while the edit was made; nothing of it was kept", body = Error),
         (status = 404, description = "Not listed", body = Error),
     ),
     security(("api_key" = [])))]
@@ -160,6 +162,7 @@ pub(super) async fn remove_recipient(
         (status = 200, body = Activated),
         (status = 400, description = "Not JSON, or a field an entry does not have", body = Error),
         (status = 403, body = Error),
+        (status = 409, description = "Other activations kept coming while the edit was made; nothing of it was kept", body = Error),
         (status = 404, description = "The tenant has no rules kept by the service", body = Error),
         (status = 413, description = "Body over the limit", body = Error),
         (status = 415, description = "Not application/json", body = Error),
@@ -201,6 +204,7 @@ pub(super) async fn put_agent(
     responses(
         (status = 200, body = Activated),
         (status = 403, body = Error),
+        (status = 409, description = "Other activations kept coming while the edit was made; nothing of it was kept", body = Error),
         (status = 404, description = "Not listed", body = Error),
     ),
     security(("api_key" = [])))]
@@ -243,42 +247,42 @@ async fn edit(
     same: impl Fn(&toml_edit::Table) -> bool,
     entry: Option<toml_edit::Table>,
 ) -> Result<Activated, ApiError> {
-    let current = in_force(state, caller.tenant()).await?;
-    let mut doc: toml_edit::DocumentMut = current.config.parse().map_err(|e| {
-        ApiError::internal(format!("the rules in force do not read back as TOML: {e}"))
-    })?;
-    let item = doc.entry(key).or_insert(toml_edit::Item::ArrayOfTables(
-        toml_edit::ArrayOfTables::new(),
-    ));
-    let Some(list) = item.as_array_of_tables_mut() else {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_config",
-            format!(
-                "`{key}` in the rules in force is not a list of tables ([[{key}]]): change it with POST /v1/rules"
-            ),
-        ));
-    };
-    let found = list.iter().position(&same);
-    match (entry, found) {
-        (Some(entry), Some(i)) => {
-            if let Some(slot) = list.get_mut(i) {
-                *slot = entry;
+    let tenant = caller.tenant().to_string();
+    activate_edited(state, caller, |config| {
+        let mut doc: toml_edit::DocumentMut = config.parse().map_err(|e| {
+            ApiError::internal(format!("the rules in force do not read back as TOML: {e}"))
+        })?;
+        let item = doc
+            .entry(key)
+            .or_insert(toml_edit::Item::ArrayOfTables(toml_edit::ArrayOfTables::new()));
+        let Some(list) = item.as_array_of_tables_mut() else {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                format!("`{key}` in the rules in force is not a list of tables ([[{key}]]): change it with POST /v1/rules"),
+            ));
+        };
+        let found = list.iter().position(&same);
+        match (entry.clone(), found) {
+            (Some(entry), Some(i)) => {
+                if let Some(slot) = list.get_mut(i) {
+                    *slot = entry;
+                }
+            }
+            (Some(entry), None) => list.push(entry),
+            (None, Some(i)) => {
+                list.remove(i);
+            }
+            (None, None) => {
+                return Err(ApiError::not_found(format!(
+                    "tenant {tenant}'s registry lists no such entry in `{key}`"
+                )));
             }
         }
-        (Some(entry), None) => list.push(entry),
-        (None, Some(i)) => {
-            list.remove(i);
+        if list.is_empty() {
+            doc.remove(key);
         }
-        (None, None) => {
-            return Err(ApiError::not_found(format!(
-                "tenant {}'s registry lists no such entry in `{key}`",
-                caller.tenant()
-            )));
-        }
-    }
-    if list.is_empty() {
-        doc.remove(key);
-    }
-    activate_config(state, caller, doc.to_string()).await
+        Ok(doc.to_string())
+    })
+    .await
 }

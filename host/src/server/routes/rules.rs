@@ -305,24 +305,47 @@ pub(super) async fn activate(
 ) -> Result<Json<Activated>, ApiError> {
     caller.require(&[Role::Admin])?;
     let prepared = prepare(&state, &caller, &body).await?;
-    Ok(Json(put_in_force(&state, &caller, prepared).await?))
+    let activated = put_in_force(&state, &caller, prepared, None).await?;
+    activated
+        .map(Json)
+        .ok_or_else(|| ApiError::internal("rules were kept without a version to follow"))
 }
 
-/// Activates the tenant's rules with `config` as its configuration and
-/// its policy unchanged: how a change to the registry takes effect, as
-/// audited as any activation.
-pub(super) async fn activate_config(
+/// How many times an edit of the rules is made again when another
+/// activation (from another replica) came between reading the rules and
+/// keeping the edited ones.
+const EDIT_TRIES: usize = 3;
+
+/// Activates the tenant's rules with `edit` applied to their
+/// configuration and the policy unchanged: how a change to the registry
+/// takes effect, as audited as any activation. Edits run one at a time in
+/// this process, and are kept only on the version they were made to, so
+/// two admins' edits never undo each other.
+pub(super) async fn activate_edited(
     state: &AppState,
     caller: &Caller,
-    config: String,
+    edit: impl Fn(&str) -> Result<String, ApiError>,
 ) -> Result<Activated, ApiError> {
-    let current = in_force(state, caller.tenant()).await?;
-    let request = RulesRequest {
-        policy: current.policy,
-        config,
-    };
-    let prepared = prepare_rules(state, caller, request).await?;
-    put_in_force(state, caller, prepared).await
+    static EDITS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = EDITS.lock().await;
+    for _ in 0..EDIT_TRIES {
+        let current = in_force(state, caller.tenant()).await?;
+        let request = RulesRequest {
+            policy: current.policy.clone(),
+            config: edit(&current.config)?,
+        };
+        let prepared = prepare_rules(state, caller, request).await?;
+        if let Some(done) = put_in_force(state, caller, prepared, Some(current.version)).await? {
+            return Ok(done);
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "rules_changed",
+        format!(
+            "the tenant's rules changed {EDIT_TRIES} times while this edit was made; nothing of it was kept: send it again"
+        ),
+    ))
 }
 
 /// The rules kept for `tenant`, which an edit starts from.
@@ -342,35 +365,42 @@ pub(super) async fn in_force(state: &AppState, tenant: &str) -> Result<StoredRul
 
 /// Keeps checked rules and puts them in force, recorded as a
 /// `policy_activated` event naming the key.
+/// With `after`, only while that is still the latest version: `None`, and
+/// nothing kept, when another activation came first.
 async fn put_in_force(
     state: &AppState,
     caller: &Caller,
     (request, config, compiled): (RulesRequest, TenantConfig, CompiledPolicy),
-) -> Result<Activated, ApiError> {
+    after: Option<u64>,
+) -> Result<Option<Activated>, ApiError> {
     let actor = format!("{}:{}", caller.0.key_id, caller.0.subject);
     let (governor, store) = (state.governor().clone(), state.store().clone());
     let info = compiled.info().clone();
-    let (rules, audit_id) = tokio::task::spawn_blocking(move || {
+    let kept = tokio::task::spawn_blocking(move || {
         // Kept once every check passed (in `prepare`), and before it is in
         // force, so a restart serves what is about to be.
-        let rules = store.put_rules(
-            &config.tenant,
-            &request.policy,
-            &request.config,
-            &actor,
-            now_ms(),
-        )?;
+        let (tenant, policy, text, now) =
+            (&config.tenant, &request.policy, &request.config, now_ms());
+        let rules = match after {
+            None => store.put_rules(tenant, policy, text, &actor, now)?,
+            Some(after) => match store.put_rules_after(tenant, after, policy, text, &actor, now)? {
+                Some(rules) => rules,
+                None => return Ok(None),
+            },
+        };
         let audit_id = governor.activate(config, &compiled, &actor)?;
-        Ok::<_, ApiError>((rules, audit_id))
+        Ok::<_, ApiError>(Some((rules, audit_id)))
     })
     .await
     .map_err(ApiError::internal)??;
-    tracing::info!(tenant = %caller.tenant(), version = rules.version, policy = %info.digest, "rules activated");
-    Ok(Activated {
-        rules,
-        policy: info,
-        audit_id,
-    })
+    Ok(kept.map(|(rules, audit_id)| {
+        tracing::info!(tenant = %caller.tenant(), version = rules.version, policy = %info.digest, "rules activated");
+        Activated {
+            rules,
+            policy: info,
+            audit_id,
+        }
+    }))
 }
 
 /// The rules in force.

@@ -124,29 +124,20 @@ impl RulesStore for PostgresStore {
         actor: &str,
         now_ms: u64,
     ) -> Result<StoredRules, StoreError> {
-        let mut c = self.conn()?;
-        // Two replicas activating at once get consecutive versions.
-        c.begin_locked(tenant)?;
-        let version: i64 = c
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM tenant_rules WHERE tenant = $1",
-                &[&tenant],
-            )?
-            .try_get(0)?;
-        c.execute(
-            "INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&tenant, &version, &policy, &config, &ms(now_ms), &actor],
-        )?;
-        c.commit()?;
-        Ok(StoredRules {
-            tenant: tenant.to_string(),
-            version: version as u64,
-            policy: policy.to_string(),
-            config: config.to_string(),
-            activated_ms: now_ms,
-            actor: actor.to_string(),
-        })
+        let kept = self.insert_rules(tenant, None, policy, config, actor, now_ms)?;
+        kept.ok_or_else(|| StoreError("rules were kept without a version to follow".into()))
+    }
+
+    fn put_rules_after(
+        &self,
+        tenant: &str,
+        after: u64,
+        policy: &str,
+        config: &str,
+        actor: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredRules>, StoreError> {
+        self.insert_rules(tenant, Some(after), policy, config, actor, now_ms)
     }
 
     fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
@@ -167,6 +158,49 @@ impl RulesStore for PostgresStore {
                 })
             })
             .collect()
+    }
+}
+
+impl PostgresStore {
+    /// Keeps `tenant`'s next rules version; with `after`, only while that
+    /// is its latest version.
+    fn insert_rules(
+        &self,
+        tenant: &str,
+        after: Option<u64>,
+        policy: &str,
+        config: &str,
+        actor: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredRules>, StoreError> {
+        let mut c = self.conn()?;
+        // Two replicas activating at once get consecutive versions.
+        c.begin_locked(tenant)?;
+        let latest: i64 = c
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM tenant_rules WHERE tenant = $1",
+                &[&tenant],
+            )?
+            .try_get(0)?;
+        if after.is_some_and(|after| after != latest as u64) {
+            c.commit()?;
+            return Ok(None);
+        }
+        let version = latest + 1;
+        c.execute(
+            "INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&tenant, &version, &policy, &config, &ms(now_ms), &actor],
+        )?;
+        c.commit()?;
+        Ok(Some(StoredRules {
+            tenant: tenant.to_string(),
+            version: version as u64,
+            policy: policy.to_string(),
+            config: config.to_string(),
+            activated_ms: now_ms,
+            actor: actor.to_string(),
+        }))
     }
 }
 

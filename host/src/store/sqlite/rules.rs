@@ -121,28 +121,20 @@ impl RulesStore for SqliteStore {
         actor: &str,
         now_ms: u64,
     ) -> Result<StoredRules, StoreError> {
-        self.write(|conn| {
-            let tx = conn.savepoint()?;
-            let version: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM tenant_rules WHERE tenant = ?1",
-                params![tenant],
-                |r| r.get(0),
-            )?;
-            tx.execute(
-                "INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![tenant, version, policy, config, now_ms as i64, actor],
-            )?;
-            tx.commit()?;
-            Ok(StoredRules {
-                tenant: tenant.to_string(),
-                version: version as u64,
-                policy: policy.to_string(),
-                config: config.to_string(),
-                activated_ms: now_ms,
-                actor: actor.to_string(),
-            })
-        })
+        let kept = self.insert_rules(tenant, None, policy, config, actor, now_ms)?;
+        kept.ok_or_else(|| StoreError("rules were kept without a version to follow".into()))
+    }
+
+    fn put_rules_after(
+        &self,
+        tenant: &str,
+        after: u64,
+        policy: &str,
+        config: &str,
+        actor: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredRules>, StoreError> {
+        self.insert_rules(tenant, Some(after), policy, config, actor, now_ms)
     }
 
     fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
@@ -165,6 +157,47 @@ impl RulesStore for SqliteStore {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl SqliteStore {
+    /// Keeps `tenant`'s next rules version; with `after`, only while that
+    /// is its latest version.
+    fn insert_rules(
+        &self,
+        tenant: &str,
+        after: Option<u64>,
+        policy: &str,
+        config: &str,
+        actor: &str,
+        now_ms: u64,
+    ) -> Result<Option<StoredRules>, StoreError> {
+        self.write(|conn| {
+            let tx = conn.savepoint()?;
+            let latest: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM tenant_rules WHERE tenant = ?1",
+                params![tenant],
+                |r| r.get(0),
+            )?;
+            if after.is_some_and(|after| after != latest as u64) {
+                return Ok(None);
+            }
+            let version = latest + 1;
+            tx.execute(
+                "INSERT INTO tenant_rules (tenant, version, policy, config, activated_ms, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![tenant, version, policy, config, now_ms as i64, actor],
+            )?;
+            tx.commit()?;
+            Ok(Some(StoredRules {
+                tenant: tenant.to_string(),
+                version: version as u64,
+                policy: policy.to_string(),
+                config: config.to_string(),
+                activated_ms: now_ms,
+                actor: actor.to_string(),
+            }))
+        })
     }
 }
 
