@@ -1467,7 +1467,12 @@ impl Store for SqliteStore {
         retention_years: u32,
         event: &EventDraft,
     ) -> Result<Option<String>, StoreError> {
-        let mut conn = self.lock_write();
+        // In the batch, which holds the write lock from its start: a
+        // transaction that reads the chain's head before it writes could
+        // not take the lock once another process wrote meanwhile, and
+        // SQLite refuses that at once ("database is locked"), without
+        // waiting.
+        let mut conn = self.lock_batch()?;
         let recorded = tenant_event_in(&mut conn, tenant, now_ms, retention_years, event);
         let unit = conn.finish();
         let recorded = recorded?;
