@@ -91,13 +91,13 @@ fn rules_are_versioned_per_tenant(kind: Kind) {
     // An edit of version 1 is not kept over version 2; one of version 2 is.
     assert_eq!(
         store
-            .put_rules_after("acme", 1, "sha256:aa", "edited 1", "admin", 13)
+            .put_rules_after("acme", Some(1), "sha256:aa", "edited 1", "admin", 13)
             .unwrap(),
         None
     );
     assert_eq!(store.active_rules().unwrap()[0], second);
     let third = store
-        .put_rules_after("acme", 2, "sha256:aa", "edited 2", "admin", 14)
+        .put_rules_after("acme", Some(2), "sha256:aa", "edited 2", "admin", 14)
         .unwrap()
         .unwrap();
     assert_eq!((third.version, third.config.as_str()), (3, "edited 2"));

@@ -654,3 +654,96 @@ async fn concurrent_registry_edits_keep_every_entry(kind: Kind) {
 }
 
 on_both_stores!(async 2: concurrent_registry_edits_keep_every_entry);
+
+/// Registry and trust settings that cannot be used are refused at load,
+/// naming the key and what to write instead.
+#[test]
+fn a_registry_that_cannot_be_used_is_refused_naming_the_key() {
+    let path = std::path::Path::new("acme.toml");
+    let refused = |extra: &str, from: &str, to: &str| {
+        let text = format!("{}{extra}", ACME.replace(from, to));
+        tiergate::governance::TenantConfig::parse(&text, path)
+            .unwrap_err()
+            .to_string()
+    };
+    let cases = [
+        (
+            "[[recipients]]\nid = \"Cloud.Vendor.Example.\"\ntrust = \"verified\"\n",
+            "",
+            "",
+            "`recipients[",
+            "listed twice",
+        ),
+        (
+            "[[recipients]]\nid = \"x.example\"\ntrust = \"verified\"\njurisdiction = \"de\"\n",
+            "",
+            "",
+            ".jurisdiction`",
+            "capitals",
+        ),
+        (
+            "[[recipients]]\nid = \"x.example\"\ntrust = \"verified\"\ncategories = []\n",
+            "",
+            "",
+            ".categories`",
+            "at least one",
+        ),
+        (
+            "[[recipients]]\nid = \"x.example\"\ntrust = \"trusted\"\n",
+            "",
+            "",
+            "trust",
+            "trusted",
+        ),
+        (
+            "",
+            "known_after = 3",
+            "known_after = 0",
+            "`trust.known_after`",
+            "at least 1",
+        ),
+        (
+            "",
+            r#"mismatch = "collaborative""#,
+            r#"mismatch = "autonomous""#,
+            "`trust.mismatch`",
+            "stricter",
+        ),
+        (
+            "",
+            r#"unlisted_agents = "collaborative""#,
+            r#"unlisted_agents = "maybe""#,
+            "unlisted_agents",
+            "allow",
+        ),
+        (
+            "[[agents]]\nname = \"x-agent\"\nteam = \"nobody\"\n",
+            "",
+            "",
+            "`agents[1].team`",
+            "no `[[teams]]`",
+        ),
+        (
+            "[[agents]]\nname = \"x-agent\"\nowner = \"mallory@acme.example\"\n",
+            "",
+            "",
+            "`agents[1].owner`",
+            "not one of `owners`",
+        ),
+        (
+            "[[agents]]\nname = \"procurement-agent-prod\"\n",
+            "",
+            "",
+            "`agents[1].name`",
+            "listed twice",
+        ),
+    ];
+    for (extra, from, to, key, says) in cases {
+        assert!(ACME.contains(from), "{from}");
+        let err = refused(extra, from, to);
+        assert!(
+            err.contains(key) && err.contains(says),
+            "{extra}{to}: {err}"
+        );
+    }
+}

@@ -69,7 +69,8 @@ pub(crate) fn resolve_for_probe(
     config: &TenantConfig,
     declared: &Transaction,
 ) -> (Transaction, Vec<tiergate_policy::Tier>) {
-    let resolved = registry::resolve(config, declared, 0);
+    let never_paid = || Ok::<_, std::convert::Infallible>(0);
+    let Ok(resolved) = registry::resolve(config, declared, never_paid);
     (
         resolved.tx,
         resolved.floors.into_iter().map(|f| f.tier).collect(),
@@ -600,13 +601,14 @@ impl Governor {
                     None
                 });
                 // The attributes the host vouches for, on the same history.
-                let peeked = peeked.and_then(|reads| match reads.recipient() {
-                    Ok(paid) => {
-                        Some((registry::resolve(&tenant.config, &tx, paid.payment_count), reads))
-                    }
-                    Err(e) => {
-                        tracing::warn!(tenant = %tx.tenant, "cannot read the recipient's history before the write lock: {e}");
-                        None
+                let peeked = peeked.and_then(|reads| {
+                    let paid = || reads.recipient().map(|r| r.payment_count);
+                    match registry::resolve(&tenant.config, &tx, paid) {
+                        Ok(resolved) => Some((resolved, reads)),
+                        Err(e) => {
+                            tracing::warn!(tenant = %tx.tenant, "cannot read the recipient's history before the write lock: {e}");
+                            None
+                        }
                     }
                 });
                 match peeked {
@@ -663,8 +665,8 @@ impl Governor {
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
             // The attributes as the exact snapshot gives them; an early
             // decision on other ones is made again.
-            let paid = snapshot.history.recipient()?.payment_count;
-            let resolved = registry::resolve(&tenant.config, &tx, paid);
+            let paid = || snapshot.history.recipient().map(|r| r.payment_count);
+            let resolved = registry::resolve(&tenant.config, &tx, paid)?;
             let still = match early.take() {
                 Some((d, took, _)) if d.failure.is_some() => Some((d, took)),
                 Some((d, took, seen)) => {

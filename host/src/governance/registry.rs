@@ -265,13 +265,15 @@ pub(crate) struct Resolved {
 }
 
 /// Decides the attributes of `declared` the host vouches for.
-/// `recipient_payments` is how many of the tenant's payments to the
-/// recipient executed (as the store counts them).
-pub(crate) fn resolve(
+/// `recipient_payments` reads how many of the tenant's payments to the
+/// recipient executed (as the store counts them); it is called only when
+/// the registry does not list the recipient, so a registered recipient
+/// costs no read under the write lock.
+pub(crate) fn resolve<E>(
     config: &TenantConfig,
     declared: &Transaction,
-    recipient_payments: u64,
-) -> Resolved {
+    recipient_payments: impl FnOnce() -> Result<u64, E>,
+) -> Result<Resolved, E> {
     let settings = &config.trust;
     let agent_listed = config.agent_listed(&declared.agent);
     let mut floors = Vec::new();
@@ -299,16 +301,16 @@ pub(crate) fn resolve(
             claimed_looser: false,
             agent_listed,
         };
-        return Resolved {
+        return Ok(Resolved {
             tx,
             provenance,
             floors,
-        };
+        });
     }
     let listed = config.recipient(&declared.recipient);
     let (host_trust, trust_from) = match listed {
         Some(r) => (r.trust, Source::Registry),
-        None if recipient_payments >= settings.known_after => {
+        None if recipient_payments()? >= settings.known_after => {
             (RecipientTrust::Known, Source::History)
         }
         None => (RecipientTrust::Unknown, Source::None),
@@ -387,11 +389,11 @@ pub(crate) fn resolve(
         claimed_looser: declared.recipient_trust > host_trust,
         agent_listed,
     };
-    Resolved {
+    Ok(Resolved {
         tx,
         provenance,
         floors,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -480,7 +482,10 @@ mod tests {
             ),
         ];
         for (recipient, paid, declared, seen, from, looser) in cases {
-            let r = resolve(&config, &tx(recipient, declared), paid);
+            let r = resolve(&config, &tx(recipient, declared), || {
+                Ok::<_, std::convert::Infallible>(paid)
+            })
+            .unwrap();
             assert_eq!(
                 (
                     r.tx.recipient_trust,

@@ -113,15 +113,19 @@ pub trait RulesStore: Send + Sync {
         config: &str,
         actor: &str,
         now_ms: u64,
-    ) -> Result<StoredRules, StoreError>;
+    ) -> Result<StoredRules, StoreError> {
+        self.put_rules_after(tenant, None, policy, config, actor, now_ms)?
+            .ok_or_else(|| StoreError("rules were kept without a version to follow".into()))
+    }
 
-    /// [`put_rules`](Self::put_rules) only while `after` is still the
-    /// tenant's latest version: `None`, and nothing kept, when another
-    /// activation came first. For an edit made to the rules of `after`.
+    /// [`put_rules`](Self::put_rules); with `after`, only while that is
+    /// still the tenant's latest version: `None`, and nothing kept, when
+    /// another activation came first. For an edit made to the rules of
+    /// `after`.
     fn put_rules_after(
         &self,
         tenant: &str,
-        after: u64,
+        after: Option<u64>,
         policy: &str,
         config: &str,
         actor: &str,

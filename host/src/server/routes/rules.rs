@@ -381,12 +381,8 @@ async fn put_in_force(
         // force, so a restart serves what is about to be.
         let (tenant, policy, text, now) =
             (&config.tenant, &request.policy, &request.config, now_ms());
-        let rules = match after {
-            None => store.put_rules(tenant, policy, text, &actor, now)?,
-            Some(after) => match store.put_rules_after(tenant, after, policy, text, &actor, now)? {
-                Some(rules) => rules,
-                None => return Ok(None),
-            },
+        let Some(rules) = store.put_rules_after(tenant, after, policy, text, &actor, now)? else {
+            return Ok(None);
         };
         let audit_id = governor.activate(config, &compiled, &actor)?;
         Ok::<_, ApiError>(Some((rules, audit_id)))

@@ -116,55 +116,7 @@ impl RulesStore for PostgresStore {
         })
     }
 
-    fn put_rules(
-        &self,
-        tenant: &str,
-        policy: &str,
-        config: &str,
-        actor: &str,
-        now_ms: u64,
-    ) -> Result<StoredRules, StoreError> {
-        let kept = self.insert_rules(tenant, None, policy, config, actor, now_ms)?;
-        kept.ok_or_else(|| StoreError("rules were kept without a version to follow".into()))
-    }
-
     fn put_rules_after(
-        &self,
-        tenant: &str,
-        after: u64,
-        policy: &str,
-        config: &str,
-        actor: &str,
-        now_ms: u64,
-    ) -> Result<Option<StoredRules>, StoreError> {
-        self.insert_rules(tenant, Some(after), policy, config, actor, now_ms)
-    }
-
-    fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
-        let rows = self.conn()?.query(
-            "SELECT DISTINCT ON (tenant) tenant, version, policy, config, activated_ms, actor
-             FROM tenant_rules ORDER BY tenant, version DESC",
-            &[],
-        )?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRules {
-                    tenant: r.try_get(0)?,
-                    version: r.try_get::<_, i64>(1)? as u64,
-                    policy: r.try_get(2)?,
-                    config: r.try_get(3)?,
-                    activated_ms: r.try_get::<_, i64>(4)? as u64,
-                    actor: r.try_get(5)?,
-                })
-            })
-            .collect()
-    }
-}
-
-impl PostgresStore {
-    /// Keeps `tenant`'s next rules version; with `after`, only while that
-    /// is its latest version.
-    fn insert_rules(
         &self,
         tenant: &str,
         after: Option<u64>,
@@ -201,6 +153,26 @@ impl PostgresStore {
             activated_ms: now_ms,
             actor: actor.to_string(),
         }))
+    }
+
+    fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
+        let rows = self.conn()?.query(
+            "SELECT DISTINCT ON (tenant) tenant, version, policy, config, activated_ms, actor
+             FROM tenant_rules ORDER BY tenant, version DESC",
+            &[],
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRules {
+                    tenant: r.try_get(0)?,
+                    version: r.try_get::<_, i64>(1)? as u64,
+                    policy: r.try_get(2)?,
+                    config: r.try_get(3)?,
+                    activated_ms: r.try_get::<_, i64>(4)? as u64,
+                    actor: r.try_get(5)?,
+                })
+            })
+            .collect()
     }
 }
 

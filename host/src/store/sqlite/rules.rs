@@ -113,57 +113,7 @@ impl RulesStore for SqliteStore {
         })
     }
 
-    fn put_rules(
-        &self,
-        tenant: &str,
-        policy: &str,
-        config: &str,
-        actor: &str,
-        now_ms: u64,
-    ) -> Result<StoredRules, StoreError> {
-        let kept = self.insert_rules(tenant, None, policy, config, actor, now_ms)?;
-        kept.ok_or_else(|| StoreError("rules were kept without a version to follow".into()))
-    }
-
     fn put_rules_after(
-        &self,
-        tenant: &str,
-        after: u64,
-        policy: &str,
-        config: &str,
-        actor: &str,
-        now_ms: u64,
-    ) -> Result<Option<StoredRules>, StoreError> {
-        self.insert_rules(tenant, Some(after), policy, config, actor, now_ms)
-    }
-
-    fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT r.tenant, r.version, r.policy, r.config, r.activated_ms, r.actor
-             FROM tenant_rules r
-             JOIN (SELECT tenant, MAX(version) AS version FROM tenant_rules GROUP BY tenant) latest
-               ON latest.tenant = r.tenant AND latest.version = r.version
-             ORDER BY r.tenant",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StoredRules {
-                tenant: r.get(0)?,
-                version: r.get::<_, i64>(1)? as u64,
-                policy: r.get(2)?,
-                config: r.get(3)?,
-                activated_ms: r.get::<_, i64>(4)? as u64,
-                actor: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-}
-
-impl SqliteStore {
-    /// Keeps `tenant`'s next rules version; with `after`, only while that
-    /// is its latest version.
-    fn insert_rules(
         &self,
         tenant: &str,
         after: Option<u64>,
@@ -198,6 +148,28 @@ impl SqliteStore {
                 actor: actor.to_string(),
             }))
         })
+    }
+
+    fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.tenant, r.version, r.policy, r.config, r.activated_ms, r.actor
+             FROM tenant_rules r
+             JOIN (SELECT tenant, MAX(version) AS version FROM tenant_rules GROUP BY tenant) latest
+               ON latest.tenant = r.tenant AND latest.version = r.version
+             ORDER BY r.tenant",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredRules {
+                tenant: r.get(0)?,
+                version: r.get::<_, i64>(1)? as u64,
+                policy: r.get(2)?,
+                config: r.get(3)?,
+                activated_ms: r.get::<_, i64>(4)? as u64,
+                actor: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
