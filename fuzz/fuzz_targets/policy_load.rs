@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use tiergate::Runtime;
+use tiergate_runtime::Runtime;
 
 // One runtime for the whole run, as a server keeps one: it owns the engine,
 // the instance pool and the epoch thread.

@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
-use tiergate::governance::{ApprovalMode, TenantConfig};
-use tiergate::{Decimal, Runtime, SandboxLimits, StaticContext, Tier, Transaction};
+use tiergate_core::governance::{ApprovalMode, TenantConfig};
+use tiergate_runtime::{Decimal, Runtime, SandboxLimits, StaticContext, Tier, Transaction};
 
 /// The CLI's reader of JSON documents, JSON Lines and arrays (a private
 /// module of the binary), taken as it is so the fuzzer drives the real code.
 #[allow(dead_code)]
-#[path = "../../host/src/cli/input.rs"]
+#[path = "../../host/cli/src/cli/input.rs"]
 mod cli_input;
 
 /// The host's clock for transactions without `requested_at_ms`.
@@ -81,7 +81,7 @@ fn one_transaction(text: &str) -> bool {
         Ok(quoted) => quoted,
         Err(_) => raw.to_string(),
     };
-    let exact = tiergate::parse_decimal(&written)
+    let exact = tiergate_runtime::parse_decimal(&written)
         .unwrap_or_else(|e| panic!("accepted amount {raw} is not in the grammar: {e}"));
     assert_eq!(exact, tx.amount, "amount {raw}");
     assert_eq!(exact.scale(), tx.amount.scale(), "scale of amount {raw}");

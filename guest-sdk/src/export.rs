@@ -17,7 +17,9 @@ use crate::{
 
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        // A copy of the workspace's `wit/v0.1.0`, so the published crate carries
+        // its contract; a test fails if the two differ.
+        path: "wit/v0.1.0",
         world: "tier-policy",
         pub_export_macro: true,
         export_macro_name: "__tiergate_export_tier_policy",

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use tiergate::audit::{ChainBreak, verify_chain};
+use tiergate_core::audit::{ChainBreak, verify_chain};
 
 use crate::pipeline::{ACME, World};
 use crate::stores::{Kind, on_both_stores};
@@ -141,7 +141,7 @@ fn export_round_trips_and_filters(kind: Kind) {
         .store()
         .list(
             "acme",
-            &tiergate::store::Listing {
+            &tiergate_core::store::Listing {
                 limit: 100_000,
                 ..Default::default()
             },
@@ -272,24 +272,24 @@ fn export_round_trips_and_filters(kind: Kind) {
 
 fn the_daily_report_adds_up_to_the_records(kind: Kind) {
     let w = world_with_history_on(kind);
-    let report = tiergate::audit::daily_report(
+    let report = tiergate_core::audit::daily_report(
         w.store().as_ref(),
         "acme",
-        tiergate::audit::parse_day("2026-06-27").unwrap(),
+        tiergate_core::audit::parse_day("2026-06-27").unwrap(),
     )
     .unwrap();
     let stored = w
         .store()
         .list(
             "acme",
-            &tiergate::store::Listing {
+            &tiergate_core::store::Listing {
                 limit: 100_000,
                 ..Default::default()
             },
         )
         .unwrap();
     let count: u64 = report.by_tier.values().map(|t| t.count).sum();
-    let total: tiergate::Decimal = report
+    let total: tiergate_runtime::Decimal = report
         .by_tier
         .values()
         .map(|t| t.total.to_decimal().unwrap())
@@ -299,7 +299,7 @@ fn the_daily_report_adds_up_to_the_records(kind: Kind) {
     assert_eq!(report.by_tier["collaborative"].total.to_string(), "89.00");
     assert_eq!(report.blocked, 1);
     assert_eq!(report.alerts, 1);
-    let svg = tiergate::audit::spend_chart_svg(&report);
+    let svg = tiergate_core::audit::spend_chart_svg(&report);
     assert!(svg.starts_with("<svg") && svg.contains("89.00"));
 
     let db = w.store_arg();
@@ -325,9 +325,15 @@ fn replay_matches_an_honest_history_and_flags_a_doctored_one() {
     let w = world_with_history();
     w.authorize("a4", "1200.00", "service_procurement", "known");
     let config =
-        tiergate::governance::TenantConfig::parse(ACME, std::path::Path::new("acme.toml")).unwrap();
-    let policy = tiergate::governance::tenant_policy(crate::runtime(), &config).unwrap();
-    let honest = tiergate::audit::replay(&w.store().events("acme", None).unwrap(), &policy);
+        tiergate_core::governance::TenantConfig::parse(ACME, std::path::Path::new("acme.toml"))
+            .unwrap();
+    let policy = tiergate_core::governance::compile_tenant_policy(
+        crate::runtime(),
+        &config,
+        &tiergate_cli::named_policies(),
+    )
+    .unwrap();
+    let honest = tiergate_core::audit::replay(&w.store().events("acme", None).unwrap(), &policy);
     assert_eq!(
         honest.len(),
         2,
@@ -336,7 +342,7 @@ fn replay_matches_an_honest_history_and_flags_a_doctored_one() {
     assert!(
         honest
             .iter()
-            .all(|o| matches!(o, tiergate::audit::Replayed::Matches { .. })),
+            .all(|o| matches!(o, tiergate_core::audit::Replayed::Matches { .. })),
         "{honest:?}"
     );
 
@@ -346,11 +352,11 @@ fn replay_matches_an_honest_history_and_flags_a_doctored_one() {
         r#"UPDATE audit_events SET detail = json_set(detail, '$.transaction.amount', '8.90')
            WHERE kind = 'authorized' AND tx_id = 'a2'"#,
     );
-    let doctored = tiergate::audit::replay(&w.store().events("acme", None).unwrap(), &policy);
+    let doctored = tiergate_core::audit::replay(&w.store().events("acme", None).unwrap(), &policy);
     let problems: Vec<_> = doctored.iter().filter(|o| o.is_problem()).collect();
     assert_eq!(problems.len(), 1, "{doctored:?}");
     assert!(
-        matches!(problems[0], tiergate::audit::Replayed::Differs { audit_id, .. } if audit_id == "aud-2026-06-27-002")
+        matches!(problems[0], tiergate_core::audit::Replayed::Differs { audit_id, .. } if audit_id == "aud-2026-06-27-002")
     );
 
     let out = tiergate(&[
@@ -360,7 +366,7 @@ fn replay_matches_an_honest_history_and_flags_a_doctored_one() {
         w.db.to_str().unwrap(),
         "--config",
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/tenants/acme.toml")
+            .join("../../examples/tenants/acme.toml")
             .to_str()
             .unwrap(),
     ]);
@@ -377,9 +383,9 @@ fn rewrite_and_rehash(w: &World, seq: u64) {
     );
     let conn = rusqlite::Connection::open(&w.db).unwrap();
     let events = w.store().events("acme", None).unwrap();
-    let mut prev = tiergate::store::GENESIS_HASH.to_string();
+    let mut prev = tiergate_core::store::GENESIS_HASH.to_string();
     for e in &events {
-        let hash = tiergate::store::event_hash(
+        let hash = tiergate_core::store::event_hash(
             &prev,
             e.seq,
             &e.audit_id,
@@ -399,7 +405,7 @@ fn rewrite_and_rehash(w: &World, seq: u64) {
 
 #[test]
 fn a_signed_checkpoint_catches_a_rehashed_rewrite_and_a_cut_off_tail() {
-    use tiergate::audit::{Checkpoint, CheckpointError, generate_key};
+    use tiergate_core::audit::{Checkpoint, CheckpointError, generate_key};
     let key = generate_key().unwrap();
     let w = world_with_history();
     let checkpoint =

@@ -35,7 +35,7 @@ fn stderr(o: &Output) -> String {
 
 fn examples(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
+        .join("../../examples")
         .join(name)
         .display()
         .to_string()
@@ -83,7 +83,7 @@ fn eval_classifies_the_articles_day() {
 fn eval_reads_a_policy_file_stdin_and_exact_json_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("seed_tiers.wasm");
-    std::fs::write(&wasm, tiergate::bundled::get("seed-tiers").unwrap()).unwrap();
+    std::fs::write(&wasm, tiergate_cli::bundled::get("seed-tiers").unwrap()).unwrap();
     let line = r#"{"id":"n1","tenant":"acme","agent":"a","amount":1.00,"currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}
 {"id":"n2","tenant":"acme","agent":"a","amount":1.01,"currency":"USD","category":"embeddings","recipient":"r","recipient_trust":"verified"}"#;
     let out = tiergate_with_stdin(

@@ -3,14 +3,15 @@
 
 use std::path::Path;
 
-use tiergate::compliance::check;
-use tiergate::governance::{TenantConfig, tenant_policy};
+use tiergate_core::compliance::check;
+use tiergate_core::governance::{TenantConfig, compile_tenant_policy};
 
 use crate::runtime;
 
 fn failed_checks(config_text: &str) -> Vec<&'static str> {
     let config = TenantConfig::parse(config_text, Path::new("examples/tenants/x.toml")).unwrap();
-    let policy = tenant_policy(runtime(), &config).unwrap();
+    let policy =
+        compile_tenant_policy(runtime(), &config, &tiergate_cli::named_policies()).unwrap();
     let report = check(&config, &policy).unwrap();
     assert_eq!(report.grid.len(), 10 * 11 * 3, "every probe was classified");
     report
@@ -48,7 +49,7 @@ fn governance_without_a_human_tier_fails() {
 
 #[test]
 fn the_cli_exit_status_says_whether_checks_pass() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tenants");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tenants");
     let run = |file: &str| {
         crate::tiergate_command()
             .args(["check", dir.join(file).to_str().unwrap()])

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tiergate::governance::{GovernError, Governor, TenantConfig};
-use tiergate::{Runtime, SandboxLimits, StaticContext, Tier};
+use tiergate_core::governance::{GovernError, Governor, TenantConfig};
+use tiergate_runtime::{Runtime, SandboxLimits, StaticContext, Tier};
 
 use crate::stores::{Kind, TestStore, on_both_stores};
 use crate::tx;
@@ -21,7 +21,7 @@ async fn hundreds_of_concurrent_classifications_share_a_small_pool() {
     })
     .unwrap();
     let policy = runtime
-        .compile(tiergate::bundled::get("seed-tiers").unwrap())
+        .compile(tiergate_cli::bundled::get("seed-tiers").unwrap())
         .unwrap()
         .configure("")
         .unwrap();
@@ -79,7 +79,7 @@ fn a_payment_not_given_a_sandbox_in_time_is_refused_and_nothing_recorded(kind: K
         .tenant_with_policy(
             config,
             &runtime
-                .compile(tiergate::bundled::get("seed-tiers").unwrap())
+                .compile(tiergate_cli::bundled::get("seed-tiers").unwrap())
                 .unwrap(),
         )
         .unwrap()
@@ -117,7 +117,10 @@ fn a_payment_not_given_a_sandbox_in_time_is_refused_and_nothing_recorded(kind: K
     );
     assert!(store.open().events("acme", Some(&id)).unwrap().is_empty());
     let looped = holder.join().unwrap();
-    assert_eq!(looped.failure.unwrap().kind, tiergate::FailureKind::Timeout);
+    assert_eq!(
+        looped.failure.unwrap().kind,
+        tiergate_runtime::FailureKind::Timeout
+    );
     // Sent again, the same request is decided, once.
     let mut t = tx("0.02", "embeddings", "verified");
     t.id = id.clone();

@@ -10,7 +10,7 @@
 //! payment mix:
 //!
 //! ```sh
-//! TIERGATE_CRASH_CYCLES=40 cargo test -p tiergate --test e2e crashes -- --nocapture
+//! TIERGATE_CRASH_CYCLES=40 cargo test -p tiergate-cli --test e2e crashes -- --nocapture
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};

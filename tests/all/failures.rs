@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tiergate::audit::Replayed;
-use tiergate::governance::{Authorization, Governor, ManualClock, Observer, TenantConfig};
-use tiergate::{
+use tiergate_core::audit::Replayed;
+use tiergate_core::governance::{Authorization, Governor, ManualClock, Observer, TenantConfig};
+use tiergate_e2e::fixtures;
+use tiergate_runtime::{
     ActivityFilter, ActivityResult, ContextSource, FailureKind, LoadError, RecipientHistory,
     Runtime, SandboxLimits, StaticContext, TenantPolicy, Tier,
 };
-use tiergate_e2e::fixtures;
 
 use crate::hostile::{CLOCK, Wat};
 use crate::stores::{Kind, TestStore, on_both_stores};
@@ -158,7 +158,7 @@ fn the_deadline_counts_the_calls_own_cpu_time_and_four_times_it_in_wall_time() {
     })
     .unwrap();
     let policy = runtime
-        .compile(tiergate::bundled::get("seed-tiers").unwrap())
+        .compile(tiergate_cli::bundled::get("seed-tiers").unwrap())
         .unwrap()
         .configure("")
         .unwrap();
@@ -218,7 +218,7 @@ fn fuel_use_is_deterministic() {
         ..SandboxLimits::default()
     })
     .unwrap()
-    .compile(tiergate::bundled::get("seed-tiers").unwrap())
+    .compile(tiergate_cli::bundled::get("seed-tiers").unwrap())
     .unwrap()
     .configure("")
     .unwrap();
@@ -252,7 +252,10 @@ fn the_sandbox_shows_no_clock_environment_files_or_entropy() {
     assert_eq!(first.reasons[1], second.reasons[1]);
 }
 
-fn classify_in_fresh_context(p: &TenantPolicy, t: &tiergate::Transaction) -> tiergate::Decision {
+fn classify_in_fresh_context(
+    p: &TenantPolicy,
+    t: &tiergate_runtime::Transaction,
+) -> tiergate_runtime::Decision {
     crate::classify_in(p, t, StaticContext::default())
 }
 
@@ -356,6 +359,7 @@ fn a_decision_that_failed_by_deadline_replays_as_the_same_failure(kind: Kind) {
     .unwrap();
     let store = TestStore::new(kind);
     let governor = Governor::builder(runtime.clone(), store.open())
+        .named_policies(tiergate_cli::named_policies())
         .tenant(config.clone())
         .unwrap()
         .build()
@@ -370,8 +374,14 @@ fn a_decision_that_failed_by_deadline_replays_as_the_same_failure(kind: Kind) {
     );
     assert_eq!(a.tier, Tier::Collaborative);
 
-    let policy = tiergate::governance::tenant_policy(&runtime, &config).unwrap();
-    let replayed = tiergate::audit::replay(&store.open().events("acme", None).unwrap(), &policy);
+    let policy = tiergate_core::governance::compile_tenant_policy(
+        &runtime,
+        &config,
+        &tiergate_cli::named_policies(),
+    )
+    .unwrap();
+    let replayed =
+        tiergate_core::audit::replay(&store.open().events("acme", None).unwrap(), &policy);
     assert_eq!(replayed.len(), 1, "{replayed:?}");
     assert!(
         matches!(
@@ -462,6 +472,7 @@ impl Failing {
         let clock = ManualClock::at(1_782_518_400_000);
         let runs = Arc::new(Runs::default());
         let governor = Governor::builder(runtime, store.open())
+            .named_policies(tiergate_cli::named_policies())
             .clock(Arc::new(clock.clone()))
             .observer(runs.clone())
             .tenant(config)

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 mod checks;
 
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
 }
 
 /// Every file of `dir`, sorted by name.

@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use tiergate::Tier;
-use tiergate::audit::verify_chain;
-use tiergate::governance::TenantConfig;
-use tiergate::store::AuditEvent;
+use tiergate_core::audit::verify_chain;
+use tiergate_core::governance::TenantConfig;
+use tiergate_core::store::AuditEvent;
+use tiergate_runtime::Tier;
 
 use crate::bundled;
 use crate::pipeline::{ACME, World};
@@ -428,7 +428,7 @@ fn long_histories_are_read_page_by_page_in_order(kind: Kind) {
         paged.extend(page);
     }
     assert_eq!(paged, all);
-    let streamed: Vec<_> = tiergate::audit::events(store, "acme")
+    let streamed: Vec<_> = tiergate_core::audit::events(store, "acme")
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(streamed, all);
@@ -436,7 +436,7 @@ fn long_histories_are_read_page_by_page_in_order(kind: Kind) {
     let listed = store
         .list(
             "acme",
-            &tiergate::store::Listing {
+            &tiergate_core::store::Listing {
                 limit: 100_000,
                 ..Default::default()
             },

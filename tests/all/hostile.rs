@@ -19,11 +19,11 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tiergate::{
+use tiergate_e2e::fixtures;
+use tiergate_runtime::{
     ActivityFilter, CompileLimits, CompiledPolicy, ContextRead, Decision, FailureKind, LoadError,
     Runtime, SandboxLimits, TenantPolicy, Tier,
 };
-use tiergate_e2e::fixtures;
 
 use crate::{classify, seed_tiers, tx};
 
@@ -90,7 +90,7 @@ fn good(limits: Limits) -> TenantPolicy {
     }
     COMPILED[limits as usize]
         .get_or_init(|| {
-            let bytes = tiergate::bundled::get("seed-tiers").expect("seed-tiers is bundled");
+            let bytes = tiergate_cli::bundled::get("seed-tiers").expect("seed-tiers is bundled");
             sandbox(limits).compile(bytes).expect("seed-tiers compiles")
         })
         .configure("")
@@ -1769,7 +1769,10 @@ fn a_panic_message_reaches_the_detail_escaped() {
 fn the_command_line_escapes_what_it_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("tiergate.db");
-    let acme = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/tenants/acme.toml");
+    let acme = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/tenants/acme.toml"
+    );
     // An agent's justification may hold a newline (and, stored by an
     // earlier version, anything else; a bidi control is refused now); an
     // owner's note newlines and invisible characters, though no control
@@ -2067,7 +2070,7 @@ type Artifact = (String, Vec<u8>, &'static [&'static str]);
 fn bad_artifacts() -> &'static Vec<Artifact> {
     static ARTIFACTS: OnceLock<Vec<Artifact>> = OnceLock::new();
     ARTIFACTS.get_or_init(|| {
-        let seed = tiergate::bundled::get("seed-tiers").unwrap();
+        let seed = tiergate_cli::bundled::get("seed-tiers").unwrap();
         let good_wat = Wat::new("").bytes();
         let mut out: Vec<Artifact> = vec![
             (
@@ -2244,7 +2247,7 @@ fn the_runtime_refuses_a_component_over_its_size_limit() {
     // A valid policy padded with a 24 MiB custom section is refused before
     // it is compiled; the service's upload limit is lower still (see the
     // test below).
-    let seed = tiergate::bundled::get("seed-tiers").unwrap();
+    let seed = tiergate_cli::bundled::get("seed-tiers").unwrap();
     let mut padded = seed.to_vec();
     let pad = 24usize << 20;
     padded.push(0); // a custom section
@@ -2317,7 +2320,7 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
     let mut oversize = Vec::new();
     // Just over the 8 MiB limit, and a valid policy padded past it.
     for size in [(8 << 20) + 1, 9 << 20] {
-        let mut padded = tiergate::bundled::get("seed-tiers").unwrap().to_vec();
+        let mut padded = tiergate_cli::bundled::get("seed-tiers").unwrap().to_vec();
         padded.resize(size, 0);
         oversize.push((format!("seed-tiers padded to {size} bytes"), padded));
     }
@@ -2468,14 +2471,14 @@ fn context_questions_cannot_make_the_host_keep_more_than_a_category() {
     // keeps the questions: an oversized one must not reach the store.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("tiergate.db");
-    let config = tiergate::governance::TenantConfig::parse(
+    let config = tiergate_core::governance::TenantConfig::parse(
         include_str!("../../examples/tenants/acme.toml"),
         std::path::Path::new("acme.toml"),
     )
     .unwrap();
-    let governor = tiergate::governance::Governor::builder(
+    let governor = tiergate_core::governance::Governor::builder(
         crate::runtime().clone(),
-        std::sync::Arc::new(tiergate::store::SqliteStore::open(&db).unwrap()),
+        std::sync::Arc::new(tiergate_sqlite::SqliteStore::open(&db).unwrap()),
     )
     .tenant_with_policy(
         config,
@@ -2525,7 +2528,7 @@ fn a_tenant_past_its_cpu_budget_gets_its_failure_tier_without_running() {
         .configure(&json!({"mode": "loop"}).to_string())
         .unwrap();
     let healthy = runtime
-        .compile(tiergate::bundled::get("seed-tiers").unwrap())
+        .compile(tiergate_cli::bundled::get("seed-tiers").unwrap())
         .unwrap()
         .configure("")
         .unwrap();
@@ -2647,7 +2650,7 @@ fn a_compile_bomb_as_a_tenants_policy_is_refused_naming_the_bound() {
     for (variant, bytes, bound) in compile_bombs() {
         let wasm = dir.path().join("bomb.wasm");
         std::fs::write(&wasm, bytes).unwrap();
-        let config = tiergate::governance::TenantConfig::parse(
+        let config = tiergate_core::governance::TenantConfig::parse(
             &crate::pipeline::ACME.replace(
                 r#"path = "seed-tiers""#,
                 &format!("path = {:?}", wasm.display().to_string()),
@@ -2655,12 +2658,13 @@ fn a_compile_bomb_as_a_tenants_policy_is_refused_naming_the_bound() {
             std::path::Path::new("acme.toml"),
         )
         .unwrap();
-        let err = tiergate::governance::Governor::builder(
+        let err = tiergate_core::governance::Governor::builder(
             crate::runtime().clone(),
             std::sync::Arc::new(
-                tiergate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap(),
+                tiergate_sqlite::SqliteStore::open(&dir.path().join("t.db")).unwrap(),
             ),
         )
+        .named_policies(tiergate_cli::named_policies())
         .tenant(config)
         .err()
         .unwrap_or_else(|| panic!("{variant}: the tenant was set up"))
@@ -2673,7 +2677,7 @@ fn a_compile_bomb_as_a_tenants_policy_is_refused_naming_the_bound() {
             .arg(&wasm)
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/../examples/article-day.jsonl"
+                "/../../examples/article-day.jsonl"
             ))
             .output()
             .unwrap();
@@ -2695,7 +2699,7 @@ fn compiling_in_a_child_process_is_bounded_in_memory_and_time() {
         })
         .unwrap()
     };
-    let seed = tiergate::bundled::get("seed-tiers").unwrap();
+    let seed = tiergate_cli::bundled::get("seed-tiers").unwrap();
     // Compiled by the child, the policy decides as one compiled here.
     let compiled = child(CompileLimits::default())
         .compile(seed)

@@ -1,6 +1,6 @@
 //! What the runtime refuses to load, and the message it gives.
 
-use tiergate::LoadError;
+use tiergate_runtime::LoadError;
 
 use crate::{bundled, runtime};
 
@@ -108,14 +108,17 @@ fn metadata_identifies_the_code() {
     let flat = bundled("flat-limit").info().clone();
     assert_eq!(
         flat.tiers,
-        [tiergate::Tier::Autonomous, tiergate::Tier::Prohibited]
+        [
+            tiergate_runtime::Tier::Autonomous,
+            tiergate_runtime::Tier::Prohibited
+        ]
     );
 }
 
 #[test]
 fn every_sdk_policy_records_the_contract_it_was_built_against() {
     for name in ["seed-tiers", "table", "flat-limit"] {
-        let bytes = tiergate::bundled::get(name).unwrap();
+        let bytes = tiergate_cli::bundled::get(name).unwrap();
         let recorded = wasmparser::Parser::new(0)
             .parse_all(bytes)
             .filter_map(Result::ok)
@@ -157,9 +160,9 @@ fn a_served_contract_in_the_record_does_not_excuse_a_missing_export() {
 fn a_cached_compiled_policy_loads_again_and_decides_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("compiled");
-    let first = tiergate::Runtime::new().unwrap();
+    let first = tiergate_runtime::Runtime::new().unwrap();
     first.cache_compiled_in(&cache).unwrap();
-    let bytes = tiergate::bundled::get("seed-tiers").unwrap();
+    let bytes = tiergate_cli::bundled::get("seed-tiers").unwrap();
     let compiled = first.compile(bytes).unwrap();
     let files: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
     assert_eq!(files.len(), 1, "one compiled file per policy");
@@ -167,16 +170,16 @@ fn a_cached_compiled_policy_loads_again_and_decides_the_same() {
     assert!(first.cache_compiled_in(dir.path()).is_err());
 
     // A new process (here: a new runtime) loads it from the cache.
-    let second = tiergate::Runtime::new().unwrap();
+    let second = tiergate_runtime::Runtime::new().unwrap();
     second.cache_compiled_in(&cache).unwrap();
     let loaded = second.compile(bytes).unwrap();
     assert_eq!(loaded.info(), compiled.info());
-    let tx = tiergate::Transaction::from_json(
+    let tx = tiergate_runtime::Transaction::from_json(
         r#"{"id":"t1","tenant":"acme","agent":"a","amount":"89.00","currency":"USDC","category":"agent_hire","recipient":"r","recipient_trust":"known"}"#,
         1_782_518_400_000,
     )
     .unwrap();
-    let context = std::sync::Arc::new(tiergate::StaticContext::default());
+    let context = std::sync::Arc::new(tiergate_runtime::StaticContext::default());
     let a = compiled
         .configure("")
         .unwrap()
@@ -193,7 +196,7 @@ fn a_cached_compiled_policy_loads_again_and_decides_the_same() {
     let path = files[0].as_ref().unwrap().path();
     let whole = std::fs::read(&path).unwrap();
     std::fs::write(&path, &whole[..whole.len() / 3]).unwrap();
-    let third = tiergate::Runtime::new().unwrap();
+    let third = tiergate_runtime::Runtime::new().unwrap();
     third.cache_compiled_in(&cache).unwrap();
     assert_eq!(third.compile(bytes).unwrap().info(), compiled.info());
     assert_eq!(std::fs::read(&path).unwrap().len(), whole.len());
@@ -205,14 +208,14 @@ fn a_tampered_compiled_policy_is_compiled_again_never_run() {
     // for another's: a file that loads fine, but is not what was compiled.
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("compiled");
-    let seed = tiergate::bundled::get("seed-tiers").unwrap();
-    let flat = tiergate::bundled::get("flat-limit").unwrap();
-    let first = tiergate::Runtime::new().unwrap();
+    let seed = tiergate_cli::bundled::get("seed-tiers").unwrap();
+    let flat = tiergate_cli::bundled::get("flat-limit").unwrap();
+    let first = tiergate_runtime::Runtime::new().unwrap();
     first.cache_compiled_in(&cache).unwrap();
     first.compile(seed).unwrap();
     let seed_file = only_file(&cache);
     let other = dir.path().join("other");
-    let second = tiergate::Runtime::new().unwrap();
+    let second = tiergate_runtime::Runtime::new().unwrap();
     second.cache_compiled_in(&other).unwrap();
     second.compile(flat).unwrap();
     let flat_code = std::fs::read(only_file(&other)).unwrap();
@@ -224,10 +227,10 @@ fn a_tampered_compiled_policy_is_compiled_again_never_run() {
     }
     std::fs::write(&seed_file, &flat_code).unwrap();
 
-    let third = tiergate::Runtime::new().unwrap();
+    let third = tiergate_runtime::Runtime::new().unwrap();
     third.cache_compiled_in(&cache).unwrap();
     let policy = third.compile(seed).unwrap().configure("").unwrap();
-    let hire = tiergate::Transaction::from_json(
+    let hire = tiergate_runtime::Transaction::from_json(
         r#"{"id":"t1","tenant":"acme","agent":"a","amount":"89.00","currency":"USDC","category":"agent_hire","recipient":"r","recipient_trust":"known"}"#,
         1_782_518_400_000,
     )
@@ -235,13 +238,13 @@ fn a_tampered_compiled_policy_is_compiled_again_never_run() {
     let d = policy
         .classify_blocking(
             &hire,
-            std::sync::Arc::new(tiergate::StaticContext::default()),
+            std::sync::Arc::new(tiergate_runtime::StaticContext::default()),
         )
         .unwrap();
     assert_eq!(
         (d.tier, d.reasons[0].code.as_str()),
         (
-            tiergate::Tier::Collaborative,
+            tiergate_runtime::Tier::Collaborative,
             "collaborative_conditions_met"
         ),
         "seed-tiers decides, not the code swapped in: {d:?}"

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use serde_json::json;
-use tiergate::governance::{Act, Status, TenantConfig};
+use tiergate_core::governance::{Act, Status, TenantConfig};
 
 use crate::pipeline::{ACME, World};
 use crate::service::{Served, payment, post};

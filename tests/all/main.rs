@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod history;
 mod hostile;
 mod inbox;
+mod layout;
 mod listings;
 mod loading;
 mod lookalikes;
@@ -31,7 +32,7 @@ mod webhooks;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tiergate::{
+use tiergate_runtime::{
     CompiledPolicy, Decision, Runtime, SandboxLimits, StaticContext, TenantPolicy, Tier,
     Transaction,
 };
@@ -58,7 +59,7 @@ fn bundled(name: &str) -> CompiledPolicy {
     if let Some((_, p)) = cache.iter().find(|(n, _)| n == name) {
         return p.clone();
     }
-    let bytes = tiergate::bundled::get(name).unwrap_or_else(|| panic!("{name} is bundled"));
+    let bytes = tiergate_cli::bundled::get(name).unwrap_or_else(|| panic!("{name} is bundled"));
     let compiled = runtime().compile(bytes).expect("bundled policy compiles");
     cache.push((name.to_string(), compiled.clone()));
     compiled

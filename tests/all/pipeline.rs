@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tiergate::governance::{
+use tiergate_cli::Location;
+use tiergate_core::governance::{
     Act, Authorization, Clock, GovernError, Governor, ManualClock, PaymentExecutor, Status,
     TenantConfig,
 };
-use tiergate::store::{Location, Store};
-use tiergate::{Tier, Transaction};
+use tiergate_core::store::Store;
+use tiergate_runtime::{Tier, Transaction};
 
 use crate::stores::{Kind, TestStore, on_both_stores};
 use crate::{bundled, runtime};
@@ -65,7 +66,7 @@ pub(crate) struct World {
     executor: Arc<CountingExecutor>,
     governor: Governor,
     config: String,
-    policy: tiergate::CompiledPolicy,
+    policy: tiergate_runtime::CompiledPolicy,
 }
 
 impl World {
@@ -75,7 +76,11 @@ impl World {
     }
 
     /// A world whose tenant runs `policy` instead of seed-tiers.
-    pub(crate) fn on_policy(kind: Kind, config: &str, policy: tiergate::CompiledPolicy) -> World {
+    pub(crate) fn on_policy(
+        kind: Kind,
+        config: &str,
+        policy: tiergate_runtime::CompiledPolicy,
+    ) -> World {
         Self::with(kind, config, CountingExecutor::default(), policy)
     }
 
@@ -87,7 +92,7 @@ impl World {
         kind: Kind,
         config: &str,
         executor: CountingExecutor,
-        policy: tiergate::CompiledPolicy,
+        policy: tiergate_runtime::CompiledPolicy,
     ) -> World {
         let test_store = TestStore::new(kind);
         let db = match test_store.location() {
@@ -121,7 +126,7 @@ impl World {
     }
 
     /// Another handle on the same store, as a second host would open it.
-    pub(crate) fn backend(&self) -> Arc<dyn tiergate::store::Backend> {
+    pub(crate) fn backend(&self) -> Arc<dyn tiergate_core::store::Backend> {
         self.test_store.open()
     }
 
@@ -202,7 +207,7 @@ fn governor_with(
     config: &str,
     clock: &ManualClock,
     executor: Arc<CountingExecutor>,
-    policy: &tiergate::CompiledPolicy,
+    policy: &tiergate_runtime::CompiledPolicy,
 ) -> Governor {
     let config = format!("{config}{TEST_VENDOR}");
     let config = TenantConfig::parse(&config, Path::new("examples/tenants/acme.toml")).unwrap();
@@ -425,7 +430,7 @@ fn a_retry_returns_the_stored_answer_and_a_changed_request_conflicts(kind: Kind)
         // does not run for a retry; a new id is read for as before.
         let entry = agent_entry("same", w.clock.now_ms());
         assert!(w.store().peek(&entry).unwrap().is_none());
-        let new = tiergate::store::NewEntry {
+        let new = tiergate_core::store::NewEntry {
             tx_id: "new",
             ..entry
         };
@@ -629,7 +634,7 @@ fn a_payment_failing_part_way_through_its_writes_leaves_nothing(kind: Kind) {
         "0.04 committed in the last 24h plus 0.02 is over the limit of 0.05"
     );
     let events = w.store().events("acme", None).unwrap();
-    tiergate::audit::verify_chain(&events).unwrap();
+    tiergate_core::audit::verify_chain(&events).unwrap();
     assert!(events.iter().all(|e| !e.tx_id.starts_with("boom")));
 }
 
@@ -681,7 +686,7 @@ fn the_budget_window_is_exact_to_the_millisecond_and_survives_a_store_upgrade(ki
     let paid = w.authorize("l1", "0.02", "embeddings", "verified");
     w.store().ledger_insert(&paid, 7).unwrap();
     let ledger = |store: &dyn Store| -> Vec<String> {
-        tiergate::audit::authorizations(store, "acme")
+        tiergate_core::audit::authorizations(store, "acme")
             .map(|a| a.unwrap())
             .filter(|a| a.status == Status::Executed)
             .map(|a| format!("{} {:?}", a.transaction.id, a.execution_ref))
@@ -833,7 +838,7 @@ async fn a_budget_for_n_payments_lets_exactly_n_through_under_concurrency(kind: 
 
     // Audit ids stay unique and in chain order, and the chain holds.
     let events = w.store().events("acme", None).unwrap();
-    tiergate::audit::verify_chain(&events).unwrap();
+    tiergate_core::audit::verify_chain(&events).unwrap();
     let ids: Vec<&str> = events
         .iter()
         .filter(|e| e.event.kind == "authorized")
@@ -861,7 +866,7 @@ fn bad_input_is_refused_by_name_and_nothing_is_stored(kind: Kind) {
     let err = w.governor.authorize_blocking(euro).unwrap_err();
     assert!(matches!(err, GovernError::CurrencyMismatch { .. }), "{err}");
     let mut zero = w.tx("z1", "1.00", "embeddings", "verified");
-    zero.amount = tiergate::Decimal::ZERO;
+    zero.amount = tiergate_runtime::Decimal::ZERO;
     assert!(matches!(
         w.governor.authorize_blocking(zero),
         Err(GovernError::InvalidTransaction(_))
@@ -882,7 +887,7 @@ fn bad_input_is_refused_by_name_and_nothing_is_stored(kind: Kind) {
         "{err}"
     );
     let mut negative = w.tx("n1", "1.00", "embeddings", "verified");
-    negative.amount = -tiergate::Decimal::ONE;
+    negative.amount = -tiergate_runtime::Decimal::ONE;
     assert!(matches!(
         w.governor.authorize_blocking(negative),
         Err(GovernError::InvalidTransaction(_))
@@ -891,7 +896,7 @@ fn bad_input_is_refused_by_name_and_nothing_is_stored(kind: Kind) {
         w.store()
             .list(
                 "acme",
-                &tiergate::store::Listing {
+                &tiergate_core::store::Listing {
                     limit: 100_000,
                     ..Default::default()
                 }
@@ -1045,8 +1050,8 @@ async fn velocity_caps_hold_exactly_under_concurrency(kind: Kind) {
 /// is the answer before the lock (`peek`), for a short history (read whole)
 /// and a long one (read question by question).
 fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
-    use tiergate::store::{HistoryReads, NewEntry};
-    use tiergate::{Activity, ActivityFilter, Decimal};
+    use tiergate_core::store::{HistoryReads, NewEntry};
+    use tiergate_runtime::{Activity, ActivityFilter, Decimal};
 
     let w = World::on(kind, ACME);
     let payments = [
@@ -1147,9 +1152,12 @@ fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
                 "round {round}: {held} payments in the horizon"
             );
             compared = check(snapshot.history, now, since);
-            Err(GovernError::Classify("a probe: nothing to write".into()))
+            Err(tiergate_core::store::StoreError::Refused)
         });
-        assert!(matches!(probe, Err(GovernError::Classify(_))), "{probe:?}");
+        assert!(
+            matches!(probe, Err(tiergate_core::store::StoreError::Refused)),
+            "{probe:?}"
+        );
         assert_eq!(compared, per_check);
         let early = w
             .store()
@@ -1295,7 +1303,7 @@ fn asking_activity(window_ms: u64) -> String {
     )
 }
 
-fn misbehave() -> tiergate::CompiledPolicy {
+fn misbehave() -> tiergate_runtime::CompiledPolicy {
     runtime()
         .compile_file(tiergate_e2e::fixtures::MISBEHAVE.as_ref())
         .expect("the fixture compiles")
@@ -1342,7 +1350,7 @@ fn amounts_beyond_the_bound_are_refused_by_name(kind: Kind) {
         ("10000.01", "10000.00"),
     ] {
         let mut big = w.tx("big", "1.00", "embeddings", "verified");
-        big.amount = tiergate::parse_decimal(amount).unwrap();
+        big.amount = tiergate_runtime::parse_decimal(amount).unwrap();
         if bound != "10000.00" {
             let mut text = serde_json::to_value(&big).unwrap();
             text["amount"] = amount.into();
@@ -1406,14 +1414,14 @@ fn amounts_stored_before_the_bound_never_fail_a_decision_report_export_or_simula
     assert!(codes.contains(&"guardrail_agent_daily_budget"), "{codes:?}");
 
     let store = w.store().as_ref();
-    let report = tiergate::audit::daily_report(store, "acme", START_MS).unwrap();
+    let report = tiergate_core::audit::daily_report(store, "acme", START_MS).unwrap();
     assert_eq!(
         report.by_tier["autonomous"].total.to_string(),
         "237684487542793012780631851005"
     );
     assert_eq!(report.by_tier["collaborative"].total.to_string(), "0.10");
-    let exported: Vec<String> = tiergate::audit::matching(store, "acme", &Default::default())
-        .map(|a| tiergate::audit::ExportRow::from(&a.unwrap()).amount)
+    let exported: Vec<String> = tiergate_core::audit::matching(store, "acme", &Default::default())
+        .map(|a| tiergate_core::audit::ExportRow::from(&a.unwrap()).amount)
         .collect();
     assert_eq!(
         exported,
@@ -1423,7 +1431,7 @@ fn amounts_stored_before_the_bound_never_fail_a_decision_report_export_or_simula
     let seed = bundled("seed-tiers")
         .configure(&serde_json::to_string(&serde_json::json!({"autonomous": {"max_amount": "1.00", "categories": ["embeddings"], "min_trust": "verified", "max_per_window": 50, "window": "1h"}})).unwrap())
         .unwrap();
-    let simulated = tiergate::audit::simulate(store, "acme", &seed, 0, u64::MAX).unwrap();
+    let simulated = tiergate_core::audit::simulate(store, "acme", &seed, 0, u64::MAX).unwrap();
     assert_eq!(simulated.payments, 4);
     assert!(simulated.policy_failures >= 1, "{simulated:?}");
 }
@@ -1581,7 +1589,7 @@ fn a_write_failing_part_way_loses_its_batch_but_nothing_acknowledged() {
         "payments outside the failed batches go through"
     );
     let events = w.store().events("acme", None).unwrap();
-    tiergate::audit::verify_chain(&events).unwrap();
+    tiergate_core::audit::verify_chain(&events).unwrap();
     assert!(events.iter().all(|e| !e.tx_id.starts_with("boom")));
     let after = governor
         .authorize_blocking(w.tx("after", "0.02", "embeddings", "verified"))
@@ -1612,6 +1620,7 @@ fn a_panic_while_recording_reaches_its_own_caller_only() {
                             w.store()
                                 .record(&entry, &mut |_, _| panic!("a bug planning {id}"))
                                 .map(|_| unreachable!("the plan panics"))
+                                .map_err(tiergate_core::governance::GovernError::Store)
                         } else {
                             let mut tx = w.tx(&id, "0.02", "embeddings", "verified");
                             tx.agent = format!("agent-{}", i % 8);
@@ -1653,7 +1662,7 @@ fn a_panic_while_recording_reaches_its_own_caller_only() {
         answered > 0,
         "payments outside the panicking batches go through"
     );
-    tiergate::audit::verify_chain(&w.store().events("acme", None).unwrap()).unwrap();
+    tiergate_core::audit::verify_chain(&w.store().events("acme", None).unwrap()).unwrap();
     let after = w
         .governor
         .authorize_blocking(w.tx("after", "0.02", "embeddings", "verified"))
@@ -1663,8 +1672,8 @@ fn a_panic_while_recording_reaches_its_own_caller_only() {
 
 /// What the governor hands the store for a payment `tx_id` of acme's
 /// procurement agent to the usual vendor in USDC, at `now`.
-fn agent_entry(tx_id: &str, now: u64) -> tiergate::store::NewEntry<'_> {
-    tiergate::store::NewEntry {
+fn agent_entry(tx_id: &str, now: u64) -> tiergate_core::store::NewEntry<'_> {
+    tiergate_core::store::NewEntry {
         tenant: "acme",
         tx_id,
         agent: "procurement-agent-prod",

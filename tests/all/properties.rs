@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use tiergate::Transaction;
-use tiergate::governance::TenantConfig;
+use tiergate_core::governance::TenantConfig;
+use tiergate_runtime::Transaction;
 
 const NOW: u64 = 1_782_518_400_000;
 
@@ -358,7 +358,7 @@ const MAX_AMOUNT: &str = "1000000000000000";
 fn extreme_amounts_are_decided_reported_exported_and_simulated_exactly(kind: crate::stores::Kind) {
     use crate::pipeline::{ACME, World};
 
-    let bound = tiergate::parse_decimal(MAX_AMOUNT).unwrap();
+    let bound = tiergate_runtime::parse_decimal(MAX_AMOUNT).unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(6));
     runner
         .run(
@@ -368,7 +368,7 @@ fn extreme_amounts_are_decided_reported_exported_and_simulated_exactly(kind: cra
                 let mut accepted = Vec::new();
                 for (i, amount) in amounts.iter().enumerate() {
                     let mut tx = w.tx(&format!("x{i}"), "1.00", "compute", "known");
-                    tx.amount = tiergate::parse_decimal(amount).unwrap();
+                    tx.amount = tiergate_runtime::parse_decimal(amount).unwrap();
                     let over = tx.amount > bound;
                     match w.governor().authorize_blocking(tx) {
                         Ok(a) => {
@@ -387,7 +387,7 @@ fn extreme_amounts_are_decided_reported_exported_and_simulated_exactly(kind: cra
                     }
                 }
                 let store = w.store().as_ref();
-                let report = tiergate::audit::daily_report(store, "acme", NOW).unwrap();
+                let report = tiergate_core::audit::daily_report(store, "acme", NOW).unwrap();
                 let totals: Vec<String> = report
                     .by_tier
                     .values()
@@ -406,16 +406,21 @@ fn extreme_amounts_are_decided_reported_exported_and_simulated_exactly(kind: cra
                 let count: u64 = report.by_tier.values().map(|t| t.count).sum();
                 prop_assert_eq!(count, accepted.len() as u64);
                 let mut exported: Vec<String> =
-                    tiergate::audit::matching(store, "acme", &Default::default())
-                        .map(|a| tiergate::audit::ExportRow::from(&a.unwrap()).amount)
+                    tiergate_core::audit::matching(store, "acme", &Default::default())
+                        .map(|a| tiergate_core::audit::ExportRow::from(&a.unwrap()).amount)
                         .collect();
                 exported.sort();
                 let mut stored: Vec<String> = accepted.iter().map(|a| a.to_string()).collect();
                 stored.sort();
                 prop_assert_eq!(exported, stored);
-                let simulated =
-                    tiergate::audit::simulate(store, "acme", &crate::seed_tiers(), 0, u64::MAX)
-                        .unwrap();
+                let simulated = tiergate_core::audit::simulate(
+                    store,
+                    "acme",
+                    &crate::seed_tiers(),
+                    0,
+                    u64::MAX,
+                )
+                .unwrap();
                 prop_assert_eq!(simulated.payments, accepted.len() as u64);
                 Ok(())
             },

@@ -1,7 +1,7 @@
 //! Races: many verdicts on one payment, many retries of one request, each
 //! settled by the store so exactly one takes effect.
 
-use tiergate::governance::{Act, GovernError, Status};
+use tiergate_core::governance::{Act, GovernError, Status};
 
 use crate::pipeline::{ACME, World};
 use crate::stores::{Kind, on_both_stores};

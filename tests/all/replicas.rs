@@ -523,7 +523,7 @@ async fn rules_activated_on_one_replica_are_served_by_all() {
     }
 
     // The activation is recorded once, however many replicas took it up.
-    let store = tiergate::store::Location::Postgres(r.url.clone())
+    let store = tiergate_cli::Location::Postgres(r.url.clone())
         .open()
         .unwrap();
     let activations: Vec<_> = store

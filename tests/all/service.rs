@@ -351,7 +351,7 @@ async fn the_articles_day_over_http() {
         "the calling key is recorded: {}",
         csv.text
     );
-    let today = tiergate::store::utc_day(
+    let today = tiergate_core::store::utc_day(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -582,7 +582,7 @@ async fn a_key_of_one_tenant_sees_nothing_of_another() {
     )
     .await;
     assert_eq!(ours.body["status"], "awaiting_approval", "{}", ours.text);
-    let today = tiergate::store::utc_day(
+    let today = tiergate_core::store::utc_day(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -854,12 +854,12 @@ async fn policies_are_uploaded_checked_and_activated_and_a_bad_upload_changes_no
         "nothing changed"
     );
 
-    let wasm = tiergate::bundled::get("seed-tiers").unwrap().to_vec();
+    let wasm = tiergate_cli::bundled::get("seed-tiers").unwrap().to_vec();
     let r = upload(wasm).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let digest = r.body["digest"].as_str().unwrap().to_string();
 
-    let demo = include_str!("../../host/src/server/demo-tenant.toml");
+    let demo = include_str!("../../host/server/src/demo-tenant.toml");
     let loose = demo.replace(
         r#"config = { sanctioned_jurisdictions = ["KP", "IR", "SY"] }"#,
         r#"config = { supervised = { max_amount = "100.00", categories = ["agent_hire"], min_trust = "known", max_per_window = 20, window = "1h" } }"#,

@@ -169,7 +169,7 @@ fn limits_that_make_no_sense_are_refused_by_name_and_compile_bounds_hold() {
 
 /// seed-tiers with a custom section appended: the same policy, another digest.
 fn seed_tiers_variant(n: u8) -> Vec<u8> {
-    let mut bytes = tiergate::bundled::get("seed-tiers").unwrap().to_vec();
+    let mut bytes = tiergate_cli::bundled::get("seed-tiers").unwrap().to_vec();
     bytes.extend_from_slice(&[0, 3, 1, b'v', n]);
     bytes
 }

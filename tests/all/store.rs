@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
-use tiergate::governance::Status;
-use tiergate::store::{ApiKey, DeliveryState, EventDraft, Role};
+use tiergate_core::governance::Status;
+use tiergate_core::store::{ApiKey, DeliveryState, EventDraft, Role};
 
 use crate::pipeline::{ACME, World};
 use crate::stores::{Kind, TestStore, on_both_stores};
@@ -53,7 +53,7 @@ fn rules_are_versioned_per_tenant(kind: Kind) {
     let held = TestStore::new(kind);
     let store = held.open();
     let component = vec![0u8, 97, 115, 109, 255, 1];
-    let upload = |at: u64| tiergate::store::UploadedPolicy {
+    let upload = |at: u64| tiergate_core::store::UploadedPolicy {
         digest: "sha256:aa".into(),
         name: None,
         version: None,
@@ -139,7 +139,7 @@ fn tenant_events_chain_and_skip_repeats(kind: Kind) {
     let events = store.events("acme", None).unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].tx_id, "");
-    tiergate::audit::verify_chain(&events).unwrap();
+    tiergate_core::audit::verify_chain(&events).unwrap();
     assert_eq!(store.tenants().unwrap(), ["acme", "beta"]);
 }
 
@@ -194,11 +194,11 @@ fn pages_and_the_ledger_follow_the_stored_order(kind: Kind) {
         .map(|a| a.transaction.id)
         .collect();
     assert_eq!(before, ["o0"], "only those requested before the bound");
-    let query = tiergate::audit::Query {
+    let query = tiergate_core::audit::Query {
         agent: Some("other-agent".into()),
         ..Default::default()
     };
-    let matched: Vec<String> = tiergate::audit::matching(store.as_ref(), "acme", &query)
+    let matched: Vec<String> = tiergate_core::audit::matching(store.as_ref(), "acme", &query)
         .map(|a| a.unwrap().transaction.id)
         .collect();
     assert_eq!(matched, ["o0", "o3", "o6"]);
@@ -207,7 +207,7 @@ fn pages_and_the_ledger_follow_the_stored_order(kind: Kind) {
         ["o0", "p0", "p1", "p2", "o3", "p3", "p4", "p5", "o6", "p6"]
     );
     let all = store.events("acme", None).unwrap();
-    let mut paged: Vec<tiergate::store::AuditEvent> = Vec::new();
+    let mut paged: Vec<tiergate_core::store::AuditEvent> = Vec::new();
     loop {
         let last = paged.last().map_or(0, |e| e.seq);
         let page = store.events_after("acme", last, 4).unwrap();
@@ -236,7 +236,7 @@ fn pages_and_the_ledger_follow_the_stored_order(kind: Kind) {
     let reference = store.ledger_insert(&executed, 99).unwrap();
     assert_eq!(
         reference,
-        tiergate::store::ledger_reference(&executed.audit_id)
+        tiergate_core::store::ledger_reference(&executed.audit_id)
     );
     assert_eq!(store.ledger_insert(&executed, 100).unwrap(), reference);
 }
@@ -311,7 +311,7 @@ fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
     let url = tiergate_e2e::postgres::fresh_database();
     let opened: Vec<_> = (0..4)
         .map(|_| {
-            let location = tiergate::store::Location::Postgres(url.clone());
+            let location = tiergate_cli::Location::Postgres(url.clone());
             std::thread::spawn(move || location.open().map(|_| ()))
         })
         .collect();
@@ -321,7 +321,7 @@ fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
     // A schema from a later tiergate is refused, by name.
     tiergate_e2e::postgres::run_sql(&url, "INSERT INTO tiergate_schema (version) VALUES (99)")
         .unwrap();
-    let refused = tiergate::store::PostgresStore::open(&url)
+    let refused = tiergate_postgres::PostgresStore::open(&url)
         .err()
         .expect("a newer schema is refused")
         .to_string();
@@ -339,7 +339,7 @@ fn hosts_opening_a_new_postgres_database_at_once_migrate_it_once() {
 fn tenant_events_from_two_processes_on_one_file_wait_their_turn() {
     let held = TestStore::new(Kind::Sqlite);
     let (one, two) = (held.open(), held.open());
-    let record = |store: std::sync::Arc<dyn tiergate::store::Backend>, who: &'static str| {
+    let record = |store: std::sync::Arc<dyn tiergate_core::store::Backend>, who: &'static str| {
         std::thread::spawn(move || {
             for i in 0..200 {
                 let event = EventDraft {
@@ -358,5 +358,5 @@ fn tenant_events_from_two_processes_on_one_file_wait_their_turn() {
     b.join().unwrap();
     let events = held.open().events("acme", None).unwrap();
     assert_eq!(events.len(), 400);
-    tiergate::audit::verify_chain(&events).unwrap();
+    tiergate_core::audit::verify_chain(&events).unwrap();
 }

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use tiergate::store::{Backend, Location};
+use tiergate_cli::Location;
+use tiergate_core::store::Backend;
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

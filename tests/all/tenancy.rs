@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::{Value, json};
-use tiergate::governance::TenantConfig;
+use tiergate_core::governance::TenantConfig;
 
 use crate::pipeline::ACME;
 use crate::service::{Response, Served, call, get, payment, post, tenant_file};
@@ -80,7 +80,7 @@ async fn upload(s: &Served, admin: &str, bytes: Vec<u8>) -> Response {
 
 /// seed-tiers with a custom section appended: the same policy, another digest.
 fn seed_tiers_variant(n: u8) -> Vec<u8> {
-    let mut bytes = tiergate::bundled::get("seed-tiers").unwrap().to_vec();
+    let mut bytes = tiergate_cli::bundled::get("seed-tiers").unwrap().to_vec();
     // Custom section 0: size, then the name "v" and one byte of content.
     bytes.extend_from_slice(&[0, 3, 1, b'v', n]);
     bytes
@@ -497,7 +497,7 @@ async fn verdicts_and_key_changes_name_the_key(kind: Kind) {
 }
 
 fn uploads_are_kept_per_tenant_within_a_quota(kind: Kind) {
-    use tiergate::store::{DeletedPolicy, PutPolicy, UploadQuota, UploadedPolicy};
+    use tiergate_core::store::{DeletedPolicy, PutPolicy, UploadQuota, UploadedPolicy};
     let held = TestStore::new(kind);
     let store = held.open();
     let upload = |digest: &str, bytes: u64| UploadedPolicy {
@@ -583,7 +583,7 @@ fn uploads_are_kept_per_tenant_within_a_quota(kind: Kind) {
 }
 
 fn webhooks_are_kept_per_tenant_rotated_and_removed(kind: Kind) {
-    use tiergate::store::{AddedWebhook, StoredWebhook};
+    use tiergate_core::store::{AddedWebhook, StoredWebhook};
     let held = TestStore::new(kind);
     let store = held.open();
     let hook = |tenant: &str, id: &str, url: &str| StoredWebhook {

@@ -1,7 +1,7 @@
 //! The example policies, compiled and sandboxed, give the article's tiers at
 //! every boundary.
 
-use tiergate::{StaticContext, Tier};
+use tiergate_runtime::{StaticContext, Tier};
 
 use crate::{bundled, classify, classify_in, seed_tiers, tx, tx_with, with_tier_count};
 

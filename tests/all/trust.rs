@@ -5,8 +5,8 @@
 //! registered recipients.
 
 use serde_json::{Value, json};
-use tiergate::governance::{Authorization, Clock, Source, Status};
-use tiergate::{RecipientTrust, Tier, Transaction};
+use tiergate_core::governance::{Authorization, Clock, Source, Status};
+use tiergate_runtime::{RecipientTrust, Tier, Transaction};
 
 use crate::pipeline::{ACME, World};
 use crate::stores::{Kind, on_both_stores};
@@ -73,7 +73,7 @@ fn a_declared_verified_for_an_unregistered_recipient_is_the_hosts_call(kind: Kin
             Status::Executed
         );
     }
-    let host_rules = tiergate::governance::TenantConfig::parse(
+    let host_rules = tiergate_core::governance::TenantConfig::parse(
         &format!("{ACME}{}", crate::pipeline::TEST_VENDOR),
         std::path::Path::new("acme.toml"),
     )
@@ -439,7 +439,7 @@ async fn agent_keys_pay_as_their_agent_and_learn_nothing_of_others(kind: Kind) {
 /// A key that could pay as any agent, from a store made before the
 /// platform role: the store makes it a platform key when it opens.
 fn an_agent_key_for_any_agent_becomes_a_platform_key(kind: Kind) {
-    use tiergate::store::Role;
+    use tiergate_core::store::Role;
     let mut w = World::on(kind, ACME);
     let insert = "INSERT INTO api_keys (key_id, tenant, role, subject, secret_hash, created_ms)
                   VALUES ('kold', 'acme', 'agent', '*', 'sha256:00', 1),
@@ -662,7 +662,7 @@ fn a_registry_that_cannot_be_used_is_refused_naming_the_key() {
     let path = std::path::Path::new("acme.toml");
     let refused = |extra: &str, from: &str, to: &str| {
         let text = format!("{}{extra}", ACME.replace(from, to));
-        tiergate::governance::TenantConfig::parse(&text, path)
+        tiergate_core::governance::TenantConfig::parse(&text, path)
             .unwrap_err()
             .to_string()
     };

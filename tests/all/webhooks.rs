@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use tiergate::governance::TenantConfig;
+use tiergate_core::governance::TenantConfig;
 
 use crate::pipeline::{ACME, World};
 use crate::service::{Served, call, create_key, get, payment, post, tenant_file};
@@ -257,7 +257,7 @@ async fn owners_are_notified_by_a_signed_webhook_retried_until_it_lands() {
         assert!(g.signed_with(&secret), "{}", g.signature);
         assert_eq!(
             g.signature,
-            tiergate::server::webhook_signature(secret.as_bytes(), g.timestamp, &g.body)
+            tiergate_server::webhook_signature(secret.as_bytes(), g.timestamp, &g.body)
         );
     }
     // ...and not by another webhook's secret, nor over another body.

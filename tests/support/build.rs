@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-#[path = "../../host/build/wasm.rs"]
+#[path = "../../host/cli/build/wasm.rs"]
 mod wasm;
 
 fn main() {
@@ -21,7 +21,7 @@ fn main() {
         "tests/fixtures",
         "guest-sdk",
         "wit",
-        "host/build/wasm.rs",
+        "host/cli/build/wasm.rs",
         "Cargo.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());

@@ -1,0 +1,52 @@
+//! Compiles the example policies in `../policies` to wasm components and
+//! embeds them (feature `bundled-policies`).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+mod wasm;
+
+fn main() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let manifest = PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"),
+    );
+    let root = manifest
+        .ancestors()
+        .nth(2)
+        .expect("the CLI crate lives in the workspace's host/ folder")
+        .to_path_buf();
+    let policies_dir = root.join("policies");
+    // The root manifest holds `[profile.policy]`.
+    for watched in ["policies", "guest-sdk", "wit", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-changed=build");
+
+    let wanted = std::env::var_os("CARGO_FEATURE_BUNDLED_POLICIES").is_some();
+    // Outside the workspace (a published crate) there is nothing to bundle.
+    let names = if wanted {
+        wasm::crates_in(&policies_dir)
+    } else {
+        Vec::new()
+    };
+    let paths = if names.is_empty() {
+        Vec::new()
+    } else {
+        wasm::build_components(&root, &names, "wasm-policies")
+    };
+
+    let mut code = String::from(
+        "/// Bundled policies: name and component bytes.\npub const POLICIES: &[(&str, &[u8])] = &[\n",
+    );
+    for (name, path) in names.iter().zip(&paths) {
+        writeln!(
+            code,
+            "    ({name:?}, include_bytes!({:?})),",
+            path.display().to_string()
+        )
+        .unwrap();
+    }
+    code.push_str("];\n");
+    std::fs::write(out.join("bundled.rs"), code).expect("write bundled.rs");
+}

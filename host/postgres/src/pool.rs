@@ -1,0 +1,371 @@
+//! A small pool of PostgreSQL connections for synchronous callers.
+//!
+//! The store's traits are synchronous and are called from blocking threads,
+//! plain threads and, for a few reads, async tasks. Each connection's I/O is
+//! driven by a private tokio runtime owned by the pool; a caller only waits
+//! on the client's channel (`futures_executor::block_on`), which needs no
+//! runtime context, so any thread may call, including a tokio worker.
+
+use std::collections::HashMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_executor::block_on;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use tiergate_core::store::StoreError;
+
+/// Connections per store (per replica) unless the caller asks otherwise.
+pub(super) const DEFAULT_SIZE: usize = 16;
+
+pub(super) struct Pool {
+    runtime: Option<tokio::runtime::Runtime>,
+    config: tokio_postgres::Config,
+    state: Mutex<State>,
+    freed: Condvar,
+    size: usize,
+}
+
+struct State {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+/// One connection with its prepared statements.
+pub(super) struct Conn {
+    client: Client,
+    statements: HashMap<String, Statement>,
+    in_transaction: bool,
+}
+
+/// A connection taken from the pool; given back on drop, after rolling
+/// back a transaction left open by an early return.
+pub(super) struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
+}
+
+impl Pool {
+    /// Parses the URL and connects once, so a bad URL or an unreachable
+    /// server is reported when the store is opened, not on first use.
+    pub(super) fn open(url: &str, size: usize) -> Result<Pool, StoreError> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::database("the PostgreSQL URL is not valid", PgError(e)))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tiergate");
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("tiergate-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::database("cannot start the PostgreSQL client", e))?;
+        let pool = Pool {
+            runtime: Some(runtime),
+            config,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+            size: size.max(1),
+        };
+        drop(pool.get()?);
+        Ok(pool)
+    }
+
+    /// Where the pool connects, without the password, for messages.
+    pub(super) fn describe(&self) -> String {
+        describe(&self.config)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let config = self.config.clone();
+        let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+        let connecting = runtime.spawn(async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "a PostgreSQL connection ended");
+                }
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        });
+        let client = block_on(connecting)
+            .map_err(|e| StoreError::database("cannot connect to PostgreSQL", e))?
+            .map_err(|e| {
+                StoreError::database(
+                    format!("cannot connect to PostgreSQL at {}", self.describe()),
+                    PgError(e),
+                )
+            })?;
+        // An acknowledged write must be on the server's disk, whatever the
+        // server's default says.
+        block_on(client.batch_execute("SET synchronous_commit = on")).map_err(pg)?;
+        Ok(Conn {
+            client,
+            statements: HashMap::new(),
+            in_transaction: false,
+        })
+    }
+
+    /// A connection: an idle one, a new one while under the size, or the
+    /// next one given back.
+    pub(super) fn get(&self) -> Result<Pooled<'_>, StoreError> {
+        let mut state = self.state();
+        loop {
+            while let Some(conn) = state.idle.pop() {
+                if conn.client.is_closed() {
+                    state.open -= 1;
+                } else {
+                    return Ok(Pooled {
+                        pool: self,
+                        conn: Some(conn),
+                    });
+                }
+            }
+            if state.open < self.size {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(conn) => Ok(Pooled {
+                        pool: self,
+                        conn: Some(conn),
+                    }),
+                    Err(e) => {
+                        self.state().open -= 1;
+                        self.freed.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            state = self
+                .freed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which a tokio worker may not do.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let mut reusable = !conn.client.is_closed();
+        if reusable && conn.in_transaction {
+            reusable = block_on(conn.client.batch_execute("ROLLBACK")).is_ok();
+            conn.in_transaction = false;
+        }
+        let mut state = self.pool.state();
+        if reusable {
+            state.idle.push(conn);
+        } else {
+            state.open -= 1;
+        }
+        drop(state);
+        self.pool.freed.notify_one();
+    }
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        self.conn.as_ref().expect("held until drop")
+    }
+}
+
+impl std::ops::DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn.as_mut().expect("held until drop")
+    }
+}
+
+/// Query parameters.
+pub(super) type Params<'p> = [&'p (dyn ToSql + Sync)];
+
+/// A statement and its parameters, for [`Conn::execute_all`] and
+/// [`Conn::query_all`].
+pub(super) type Sql<'p> = (&'static str, Vec<&'p (dyn ToSql + Sync)>);
+
+impl Conn {
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = block_on(self.client.prepare(sql)).map_err(pg)?;
+        self.statements.insert(sql.to_string(), s.clone());
+        Ok(s)
+    }
+
+    pub(super) fn query(&mut self, sql: &str, params: &Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        block_on(self.client.query(&s, params)).map_err(pg)
+    }
+
+    pub(super) fn query_opt(
+        &mut self,
+        sql: &str,
+        params: &Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let s = self.statement(sql)?;
+        block_on(self.client.query_opt(&s, params)).map_err(pg)
+    }
+
+    pub(super) fn query_one(&mut self, sql: &str, params: &Params<'_>) -> Result<Row, StoreError> {
+        let s = self.statement(sql)?;
+        block_on(self.client.query_one(&s, params)).map_err(pg)
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
+        let s = self.statement(sql)?;
+        block_on(self.client.execute(&s, params)).map_err(pg)
+    }
+
+    /// Runs `writes` in order, sent together: one round trip for all
+    /// instead of one each. Inside a transaction, a failing statement makes
+    /// the server refuse the rest, and its error is the one returned.
+    pub(super) fn execute_all(&mut self, writes: &[Sql<'_>]) -> Result<(), StoreError> {
+        self.pipelined(writes).map(drop)
+    }
+
+    /// Runs `reads` in order, sent together, and returns each one's rows:
+    /// one round trip for reads that do not depend on each other's answers.
+    /// As with [`Conn::execute_all`], the first failure is the error returned.
+    pub(super) fn query_all<const N: usize>(
+        &mut self,
+        reads: [Sql<'_>; N],
+    ) -> Result<[Vec<Row>; N], StoreError> {
+        // One answer per statement sent, in order.
+        self.pipelined(&reads)?
+            .try_into()
+            .map_err(|_| StoreError::unusable("PostgreSQL answered a different number of reads"))
+    }
+
+    /// Sends every statement before waiting for any answer; tokio-postgres
+    /// keeps them in order on the connection.
+    fn pipelined(&mut self, sqls: &[Sql<'_>]) -> Result<Vec<Vec<Row>>, StoreError> {
+        let statements = sqls
+            .iter()
+            .map(|(sql, _)| self.statement(sql))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = &self.client;
+        let sent = statements
+            .iter()
+            .zip(sqls)
+            .map(|(statement, (_, params))| client.query(statement, params));
+        block_on(futures_util::future::try_join_all(sent)).map_err(pg)
+    }
+
+    /// Runs statements without parameters (schema changes).
+    pub(super) fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        block_on(self.client.batch_execute(sql)).map_err(pg)
+    }
+
+    pub(super) fn begin(&mut self) -> Result<(), StoreError> {
+        self.in_transaction = true;
+        self.batch("BEGIN")
+    }
+
+    /// Commits; only a successful commit may be acknowledged to anyone.
+    pub(super) fn commit(&mut self) -> Result<(), StoreError> {
+        self.batch("COMMIT")?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Undoes the open transaction: for reads that turned out not to be
+    /// needed, such as a daily counter taken for a retry found stored.
+    pub(super) fn rollback(&mut self) -> Result<(), StoreError> {
+        self.batch("ROLLBACK")?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    /// Begins a transaction holding the tenant's transaction-scoped advisory
+    /// lock: one tenant's writes run one at a time across every replica;
+    /// tenants in parallel. One round trip for both.
+    pub(super) fn begin_locked(&mut self, tenant: &str) -> Result<(), StoreError> {
+        self.in_transaction = true;
+        // The key is a number this host computed, so it is safe as a literal.
+        self.batch(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({})",
+            tenant_key(tenant)
+        ))
+    }
+}
+
+/// The advisory lock key of a tenant: the same on every replica. A
+/// collision only makes two tenants wait for each other.
+fn tenant_key(tenant: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("tiergate-tenant:{tenant}").as_bytes());
+    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, p)| match h {
+            Host::Tcp(name) => format!("{name}:{p}"),
+            Host::Unix(path) => format!("{}:{p}", path.display()),
+        })
+        .collect();
+    format!(
+        "{} (database {}, user {})",
+        if hosts.is_empty() {
+            "localhost:5432".to_string()
+        } else {
+            hosts.join(",")
+        },
+        config.get_dbname().unwrap_or("as the user"),
+        config.get_user().unwrap_or("unset"),
+    )
+}
+
+/// The server's message when it sent one, else the error and its causes.
+pub(super) fn message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A PostgreSQL error shown with the server's message (the driver's own
+/// `Display` says only "db error"), its cause kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", message(.0))]
+pub struct PgError(#[source] pub tokio_postgres::Error);
+
+/// A PostgreSQL error as the store's.
+pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
+    StoreError::database("PostgreSQL", PgError(e))
+}

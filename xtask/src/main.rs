@@ -1,0 +1,191 @@
+//! The workspace's tasks, run with `cargo xtask <task>`:
+//!
+//! - `setup`: installs what the tests need and a fresh machine lacks: the
+//!   `wasm32-wasip2` target (with rustup), Chromium and ChromeDriver for the
+//!   inbox's browser test, PostgreSQL's server for the PostgreSQL store's
+//!   tests (with `apt-get`, through `sudo` unless run as root).
+//! - `test`: `setup`, then every test of the workspace, then the embedding
+//!   example run on the article's day.
+//!
+//! Extra arguments after `test` go to `cargo test` (`cargo xtask test -- --nocapture`).
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("test") => setup().and_then(|()| test(&args[1..])),
+        _ => Err("usage: cargo xtask setup | cargo xtask test [-- <cargo test arguments>]".into()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    // xtask/ is one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn setup() -> Result {
+    step("wasm32-wasip2 target");
+    let installed = output("rustup", ["target", "list", "--installed"])?;
+    if !installed.lines().any(|l| l.trim() == "wasm32-wasip2") {
+        run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    }
+
+    let mut packages = Vec::new();
+    step("Chromium and ChromeDriver (the inbox's browser test)");
+    if !on_path("chromium") || !on_path("chromedriver") {
+        packages.extend(["chromium", "chromium-driver"]);
+    }
+    step("PostgreSQL's server (the PostgreSQL store's tests)");
+    if !postgres_installed() {
+        packages.push("postgresql");
+    }
+    if !packages.is_empty() {
+        apt_install(&packages)?;
+    }
+    Ok(())
+}
+
+fn test(extra: &[String]) -> Result {
+    let root = root();
+    step("every test of the workspace");
+    run(Command::new(cargo())
+        .current_dir(&root)
+        .args(["test", "--workspace"])
+        .args(extra))?;
+
+    step("the embedding example, on the article's day");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    // The same directory and profile the CLI's build uses for its bundled
+    // policies, so this is already built.
+    let policies = target.join("wasm-policies");
+    run(Command::new(cargo())
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "seed-tiers",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "policy",
+            "--target-dir",
+        ])
+        .arg(&policies))?;
+    let wasm = policies.join("wasm32-wasip2/policy/seed_tiers.wasm");
+    let shown = output(
+        cargo(),
+        [
+            OsStr::new("run"),
+            OsStr::new("--quiet"),
+            OsStr::new("-p"),
+            OsStr::new("tiergate-embed-example"),
+            OsStr::new("--"),
+            wasm.as_os_str(),
+            root.join("examples/article-day.jsonl").as_os_str(),
+        ],
+    )?;
+    print!("{shown}");
+    // The article's day has a payment in each tier.
+    for tier in ["autonomous", "supervised", "collaborative", "prohibited"] {
+        if !shown.contains(tier) {
+            return Err(format!(
+                "the embedding example classified no payment as {tier}; the article's day has one"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+fn step(what: &str) {
+    eprintln!("xtask: {what}");
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+fn postgres_installed() -> bool {
+    if on_path("initdb") {
+        return true;
+    }
+    // Debian keeps the server's programs off PATH, per version.
+    std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|versions| {
+        versions
+            .filter_map(|v| v.ok())
+            .any(|v| v.path().join("bin/initdb").is_file())
+    })
+}
+
+fn apt_install(packages: &[&str]) -> Result {
+    eprintln!("xtask: installing {} with apt-get", packages.join(" "));
+    let root = output("id", ["-u"]).is_ok_and(|uid| uid.trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        cmd
+    };
+    run(&mut apt(&["update", "-qq"]))?;
+    run(apt(&["install", "-y", "-qq"]).args(packages))
+        .map_err(|e| format!("{e}; install {} yourself and run again", packages.join(" ")))
+}
+
+fn run(cmd: &mut Command) -> Result {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
+}
+
+fn output<I, S>(program: impl AsRef<OsStr>, args: I) -> Result<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|e| format!("{cmd:?} printed no text: {e}"))
+}
