@@ -85,6 +85,10 @@ impl<P: Policy + PackageInfo> wit_policy::Guest for Export<P> {
 struct HostContext;
 
 impl Context for HostContext {
+    #[allow(
+        clippy::expect_used,
+        reason = "a malformed answer is a host bug; trapping makes the host apply the failure tier"
+    )]
     fn activity(&self, window: Window, filter: ActivityFilter) -> Activity {
         let filter = match filter {
             ActivityFilter::All => wit_context::ActivityFilter::All,

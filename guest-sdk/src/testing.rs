@@ -46,6 +46,10 @@ pub fn classify<P: Policy>(
 ///
 /// # Panics
 /// When `amount` is not a decimal number: this is a test helper.
+#[allow(
+    clippy::panic,
+    reason = "a test helper: a bad amount fails the test that wrote it"
+)]
 pub fn transaction(amount: &str, category: &str) -> TransactionBuilder {
     let amount = Decimal::from_str(amount)
         .unwrap_or_else(|e| panic!("test transaction amount `{amount}` is not a decimal: {e}"));

@@ -1,6 +1,12 @@
 //! End-to-end tests: real policies compiled to wasm components, run in the
 //! real sandbox, through the library and the `tiergate` binary. One test
 //! binary, so the heavy runtime links once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test states what it expects; a failure is the test failing"
+)]
 
 mod audit;
 mod cli;

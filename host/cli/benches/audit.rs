@@ -7,6 +7,12 @@
 //! with real chain hashes; they are inserted directly so setting up a
 //! million records takes seconds, not the hours a million durable commits
 //! would.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 use std::time::Instant;
 

@@ -3,6 +3,12 @@
 //! ledger) with several concurrent callers; and many tenants in one host.
 //!
 //! Run: `cargo bench -p tiergate-cli --bench authorize`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 #[path = "report/mod.rs"]
 #[allow(dead_code)]

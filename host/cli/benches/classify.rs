@@ -3,6 +3,12 @@
 //!
 //! Run: `cargo bench -p tiergate-cli --bench classify`. Writes the figures to
 //! `docs/benchmarks.md` (its own section; set `TIERGATE_BENCH_OUT` to write elsewhere).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -7,6 +7,12 @@
 //! Run: `cargo bench -p tiergate-cli --bench listings`. `TIERGATE_BENCH_QUICK=1`
 //! runs its correctness checks once on a small store, times nothing, and
 //! exits non-zero when one fails (CI runs it so).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 #[path = "report/mod.rs"]
 #[allow(dead_code)]

@@ -7,6 +7,12 @@
 //! Run: `cargo bench -p tiergate-cli --bench peers`. Writes the figures to
 //! `docs/benchmarks.md` (its own section; set `TIERGATE_BENCH_OUT` to write
 //! elsewhere) and a chart to `benchmarks-peers.svg` beside it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;

@@ -5,6 +5,12 @@
 //!
 //! Run: `cargo bench -p tiergate-cli --bench replicas` (needs PostgreSQL's
 //! server binaries; see docs/postgres.md).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a benchmark stops at its first failure"
+)]
 
 #[path = "report/mod.rs"]
 #[allow(dead_code)]

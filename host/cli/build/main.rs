@@ -1,5 +1,11 @@
 //! Compiles the example policies in `../policies` to wasm components and
 //! embeds them (feature `bundled-policies`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a build script reports a failure by panicking"
+)]
 
 use std::fmt::Write as _;
 use std::path::PathBuf;

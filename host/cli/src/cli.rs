@@ -508,15 +508,13 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
-        Command::Openapi => {
-            println!(
-                "{}",
-                tiergate_server::openapi()
-                    .to_pretty_json()
-                    .expect("the document serializes")
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Openapi => tiergate_server::openapi()
+            .to_pretty_json()
+            .map(|document| {
+                println!("{document}");
+                ExitCode::SUCCESS
+            })
+            .map_err(|e| anyhow::anyhow!("cannot write the OpenAPI document: {e}")),
         Command::Keys(command) => serve::keys(command),
         Command::Webhooks(command) => webhooks::run(command),
     };

@@ -104,6 +104,10 @@ const DISCLAIMER: &str = "An engineering check of this configuration and the beh
 proportionality expectations of MiCA Article 68 (governance, record-keeping); not legal advice.";
 
 /// Probes `policy` and judges `config`.
+#[allow(
+    clippy::expect_used,
+    reason = "every probe of the grid is classified before it is looked up"
+)]
 pub fn check(config: &TenantConfig, policy: &TenantPolicy) -> Result<Report, ClassifyError> {
     let mut grid = Vec::new();
     let context = Arc::new(StaticContext::default());
@@ -347,6 +351,7 @@ fn names(tiers: &BTreeSet<Tier>) -> String {
         .join(", ")
 }
 
+#[allow(clippy::expect_used, reason = "probe amounts are decimal literals")]
 fn probe_tx(
     config: &TenantConfig,
     i: usize,

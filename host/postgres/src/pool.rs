@@ -90,7 +90,10 @@ impl Pool {
 
     fn connect(&self) -> Result<Conn, StoreError> {
         let config = self.config.clone();
-        let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| StoreError::unusable("the PostgreSQL store is closing"))?;
         let connecting = runtime.spawn(async move {
             let (client, connection) = config.connect(NoTls).await?;
             tokio::spawn(async move {
@@ -188,12 +191,14 @@ impl Drop for Pooled<'_> {
 
 impl std::ops::Deref for Pooled<'_> {
     type Target = Conn;
+    #[allow(clippy::expect_used, reason = "the connection is taken only in drop")]
     fn deref(&self) -> &Conn {
         self.conn.as_ref().expect("held until drop")
     }
 }
 
 impl std::ops::DerefMut for Pooled<'_> {
+    #[allow(clippy::expect_used, reason = "the connection is taken only in drop")]
     fn deref_mut(&mut self) -> &mut Conn {
         self.conn.as_mut().expect("held until drop")
     }
@@ -318,7 +323,9 @@ impl Conn {
 fn tenant_key(tenant: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("tiergate-tenant:{tenant}").as_bytes());
-    i64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {

@@ -45,10 +45,10 @@ pub(super) struct CompiledCache {
 impl CompiledCache {
     pub(super) fn open(dir: &Path, engine: &Engine) -> Result<Self, RuntimeError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            RuntimeError(format!(
-                "cannot create the compiled-policy cache {}: {e}",
-                dir.display()
-            ))
+            RuntimeError::caused(
+                format!("cannot create the compiled-policy cache {}", dir.display()),
+                e,
+            )
         })?;
         let key = key_for(dir)?;
         let mut hasher = DefaultHasher::new();
@@ -110,6 +110,7 @@ impl CompiledCache {
         Some(code)
     }
 
+    #[allow(clippy::expect_used, reason = "HMAC takes a key of any length")]
     fn mac(&self, digest: &str, code: &[u8]) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes a key of any size");
@@ -150,10 +151,13 @@ impl CompiledCache {
 fn key_for(dir: &Path) -> Result<[u8; KEY_BYTES], RuntimeError> {
     let path = dir.with_extension("key");
     let failed = |what: &str, e: std::io::Error| {
-        RuntimeError(format!(
-            "cannot {what} the compiled-policy cache's key {}: {e}",
-            path.display()
-        ))
+        RuntimeError::caused(
+            format!(
+                "cannot {what} the compiled-policy cache's key {}",
+                path.display()
+            ),
+            e,
+        )
     };
     let mut key = [0u8; KEY_BYTES];
     match std::fs::OpenOptions::new()
@@ -173,7 +177,7 @@ fn key_for(dir: &Path) -> Result<[u8; KEY_BYTES], RuntimeError> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let bytes = std::fs::read(&path).map_err(|e| failed("read", e))?;
             key = bytes.try_into().map_err(|bytes: Vec<u8>| {
-                RuntimeError(format!(
+                RuntimeError::new(format!(
                     "the compiled-policy cache's key {} holds {} bytes, not {KEY_BYTES}: remove it and the cache directory to start both again",
                     path.display(),
                     bytes.len()

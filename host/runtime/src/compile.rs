@@ -215,6 +215,10 @@ struct Request {
     child_seconds: u64,
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "the child's stdin, stdout and stderr are piped when it is spawned"
+)]
 fn in_child(
     program: &std::path::Path,
     sandbox: &SandboxLimits,

@@ -23,7 +23,7 @@ pub enum LoadError {
     },
     /// The file is larger than any policy needs to be.
     #[error(
-        "the component is {size} bytes; policies may be at most {max} bytes: build it with the `policy` profile (opt-level \"s\", LTO, stripped)"
+        "the component is {size} bytes; policies may be at most {max} bytes: build it with the `policy` profile (LTO, stripped)"
     )]
     TooLarge {
         /// Its size.
@@ -173,7 +173,37 @@ impl From<Waited> for LoadError {
     }
 }
 
-/// The runtime could not be set up.
+/// The runtime, or its compiled-policy cache, could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start the policy runtime: {0}")]
-pub struct RuntimeError(pub(crate) String);
+#[error("cannot start the policy runtime: {what}")]
+pub struct RuntimeError {
+    what: String,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl RuntimeError {
+    /// Nothing underneath: the request itself cannot be met.
+    pub(crate) fn new(what: impl Into<String>) -> Self {
+        RuntimeError {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// `what` failed because of `source`.
+    pub(crate) fn caused(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        RuntimeError {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What could not be set up.
+    pub fn what(&self) -> &str {
+        &self.what
+    }
+}

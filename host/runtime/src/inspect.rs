@@ -71,7 +71,7 @@ pub(crate) fn check_format(bytes: &[u8]) -> Result<(), LoadError> {
             found: describe(bytes),
         });
     }
-    let version: [u8; 4] = bytes[4..8].try_into().expect("length checked above");
+    let version = [bytes[4], bytes[5], bytes[6], bytes[7]];
     match version {
         COMPONENT_VERSION => Ok(()),
         MODULE_VERSION => Err(LoadError::CoreModule),

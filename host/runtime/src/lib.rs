@@ -115,14 +115,15 @@ impl Runtime {
 
     /// A runtime enforcing `limits` on every policy call.
     pub fn with_limits(limits: SandboxLimits) -> Result<Self, RuntimeError> {
-        let engine =
-            Engine::new(&engine_config(&limits)).map_err(|e| RuntimeError(e.to_string()))?;
+        let engine = Engine::new(&engine_config(&limits))
+            .map_err(|e| RuntimeError::caused("cannot configure the engine", e))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| RuntimeError(e.to_string()))?;
-        sandbox::refuse_waiting(&mut linker).map_err(|e| RuntimeError(e.to_string()))?;
+            .map_err(|e| RuntimeError::caused("cannot link WASI", e))?;
+        sandbox::refuse_waiting(&mut linker)
+            .map_err(|e| RuntimeError::caused("cannot link WASI", e))?;
         v0_1_0::TierPolicy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| RuntimeError(e.to_string()))?;
+            .map_err(|e| RuntimeError::caused("cannot link the policy contract", e))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (engine_for_ticker, stop) = (engine.clone(), ticker_stop.clone());
@@ -134,7 +135,7 @@ impl Runtime {
                     engine_for_ticker.increment_epoch();
                 }
             })
-            .map_err(|e| RuntimeError(format!("cannot start the epoch ticker thread: {e}")))?;
+            .map_err(|e| RuntimeError::caused("cannot start the epoch ticker thread", e))?;
 
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -158,15 +159,15 @@ impl Runtime {
     /// calls are refused.
     pub fn cache_compiled_in(&self, dir: &Path) -> Result<(), RuntimeError> {
         if self.inner.compiled_cache.get().is_some() {
-            return Err(RuntimeError(
-                "this runtime already has a compiled-policy cache".into(),
+            return Err(RuntimeError::new(
+                "this runtime already has a compiled-policy cache",
             ));
         }
         let cache = cache::CompiledCache::open(dir, &self.inner.engine)?;
         self.inner
             .compiled_cache
             .set(cache)
-            .map_err(|_| RuntimeError("this runtime already has a compiled-policy cache".into()))
+            .map_err(|_| RuntimeError::new("this runtime already has a compiled-policy cache"))
     }
 
     /// The limits every call runs under.

@@ -70,7 +70,7 @@ impl Service {
         let limits = Limits::from_options(&options);
         super::files::keep_private(&options.data_dir, &[])?;
         let runtime =
-            Runtime::with_limits(options.sandbox).context("cannot start the policy runtime")?;
+            Runtime::with_limits(options.sandbox).context("the service cannot run policies")?;
         // A restart loads every tenant's policy from machine code kept here.
         runtime.cache_compiled_in(&options.data_dir.join("compiled"))?;
         if options.demo {

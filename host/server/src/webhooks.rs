@@ -58,6 +58,7 @@ const MAX_BACKOFF_MS: u64 = 3_600_000;
 
 /// The signature header's value for a body sent at `timestamp`, signed by
 /// one secret.
+#[allow(clippy::expect_used, reason = "HMAC takes a key of any length")]
 pub fn signature(secret: &[u8], timestamp: u64, body: &str) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(format!("{timestamp}.{body}").as_bytes());

@@ -428,12 +428,20 @@ impl Writing<'_> {
 
 impl std::ops::Deref for Writing<'_> {
     type Target = Connection;
+    #[allow(
+        clippy::expect_used,
+        reason = "the connection is taken only by `finish`, which consumes the guard"
+    )]
     fn deref(&self) -> &Connection {
         self.conn.as_ref().expect("held until finished")
     }
 }
 
 impl std::ops::DerefMut for Writing<'_> {
+    #[allow(
+        clippy::expect_used,
+        reason = "the connection is taken only by `finish`, which consumes the guard"
+    )]
     fn deref_mut(&mut self) -> &mut Connection {
         self.conn.as_mut().expect("held until finished")
     }
@@ -572,6 +580,10 @@ impl SqliteStore {
     /// authorization. If `f` fails after it began writing, the whole batch
     /// is rolled back and every unit in it fails; none was acknowledged.
     /// `f` may run on another writer's thread (see `combine`).
+    #[allow(
+        clippy::expect_used,
+        reason = "`Combiner::run` runs every queued unit, this one included, before it returns"
+    )]
     fn write_whole<R: Send, E: From<StoreError> + std::fmt::Display + Send>(
         &self,
         f: impl FnOnce(&Connection, &mut bool) -> Result<R, E> + Send,

@@ -258,7 +258,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
             print_demo_keys(keys, service.demo_keys_created, &data_dir);
         }
         if args.demo {
-            let keys = service.demo_keys.clone().expect("demo tenant is on");
+            let keys = service
+                .demo_keys
+                .clone()
+                .context("the demo tenant has no keys to drive its day with")?;
             let base = base.clone();
             tokio::spawn(async move {
                 if let Err(e) = drive_article_day(&base, &keys.agent).await {

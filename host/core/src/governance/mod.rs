@@ -383,6 +383,10 @@ fn owners_text(field: &'static str, text: &str) -> Result<String, GovernError> {
 
 /// `sha256:` of a request's content: the transaction without the host's
 /// request time, so a retry of the same request hashes the same.
+#[allow(
+    clippy::expect_used,
+    reason = "a transaction has text keys and no floats, so it serializes"
+)]
 pub fn content_hash(tx: &Transaction) -> String {
     let mut unstamped = tx.clone();
     unstamped.requested_at_ms = 0;

@@ -169,9 +169,10 @@ impl EventFields<'_> {
 pub fn canonical_json(value: &Value) -> String {
     let mut out = Vec::with_capacity(128);
     write_canonical(&mut out, value);
-    String::from_utf8(out).expect("JSON text is UTF-8")
+    String::from_utf8_lossy(&out).into_owned()
 }
 
+#[allow(clippy::expect_used, reason = "writing to a Vec cannot fail")]
 fn write_canonical(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Object(map) => {
@@ -204,6 +205,10 @@ fn write_canonical(out: &mut Vec<u8>, value: &Value) {
 }
 
 /// A JSON string, escaped as serde_json escapes it.
+#[allow(
+    clippy::expect_used,
+    reason = "called with a Vec, which cannot fail a write"
+)]
 fn string(out: &mut impl std::io::Write, text: &str) {
     serde_json::to_writer(out, text).expect("writing to memory cannot fail");
 }

@@ -15,7 +15,7 @@ pub struct DecimalError {
 /// kept as written (`89.00` stays `89.00`).
 ///
 /// ```
-/// use tiergate::parse_decimal;
+/// use tiergate_runtime::parse_decimal;
 /// assert_eq!(parse_decimal("89.00").unwrap().to_string(), "89.00");
 /// assert!(parse_decimal("1e3").is_err());
 /// assert!(parse_decimal("0.1 ").is_err());
