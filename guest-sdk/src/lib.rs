@@ -89,10 +89,12 @@
 
 extern crate alloc;
 
+mod amount;
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
 mod bump;
 mod context;
 mod decision;
+mod jurisdiction;
 mod tier;
 mod transaction;
 mod window;
@@ -113,8 +115,10 @@ static ALLOCATOR: bump::Bump = bump::Bump;
 #[path = "export.rs"]
 pub mod __private;
 
+pub use amount::PositiveAmount;
 pub use context::{Activity, ActivityFilter, Context, RecipientHistory};
 pub use decision::{Decision, Reason};
+pub use jurisdiction::Jurisdiction;
 pub use rust_decimal::Decimal;
 pub use tier::{RecipientTrust, Tier};
 pub use transaction::Transaction;
@@ -148,11 +152,8 @@ pub trait Policy: serde::de::DeserializeOwned {
 
 /// Reads a configuration document the way the host's sandbox does.
 pub(crate) fn parse_config<P: Policy>(text: &str) -> Result<P, String> {
-    let text = if text.trim().is_empty() { "{}" } else { text };
-    #[cfg(not(feature = "std"))]
-    let text = &*config::exact_numbers(text);
     let policy: P =
-        serde_json::from_str(text).map_err(|e| format!("invalid policy configuration: {e}"))?;
+        config::read_json(text).map_err(|e| format!("invalid policy configuration: {e}"))?;
     policy
         .validate()
         .map_err(|e| format!("invalid policy configuration: {e}"))?;
