@@ -94,6 +94,8 @@ mod amount;
 mod bump;
 mod context;
 mod decision;
+mod defaults;
+mod json;
 mod jurisdiction;
 mod tier;
 mod transaction;
@@ -118,6 +120,7 @@ pub mod __private;
 pub use amount::PositiveAmount;
 pub use context::{Activity, ActivityFilter, Context, RecipientHistory};
 pub use decision::{Decision, Reason};
+pub use defaults::Defaults;
 pub use jurisdiction::Jurisdiction;
 pub use rust_decimal::Decimal;
 pub use tier::{RecipientTrust, Tier};
@@ -139,6 +142,12 @@ pub trait Policy: serde::de::DeserializeOwned {
     /// malformed answer and applies the failure tier.
     const TIERS: &'static [Tier] = &Tier::ALL;
 
+    /// The policy's defaults: a JSON document merged under the tenant's
+    /// configuration before it is read into this type, such as
+    /// `defaults!(include_str!("../defaults.json"))` (see [`Defaults`] and
+    /// [`defaults!`]). None unless set: the tenant's document is read as it is.
+    const DEFAULTS: Defaults = Defaults::NONE;
+
     /// Checks what deserialization cannot, such as rules that contradict
     /// each other. Runs when the host loads the policy for a tenant; the
     /// error text is shown to whoever wrote the configuration.
@@ -152,8 +161,9 @@ pub trait Policy: serde::de::DeserializeOwned {
 
 /// Reads a configuration document the way the host's sandbox does.
 pub(crate) fn parse_config<P: Policy>(text: &str) -> Result<P, String> {
-    let policy: P =
-        config::read_json(text).map_err(|e| format!("invalid policy configuration: {e}"))?;
+    let policy: P = P::DEFAULTS
+        .parse(text)
+        .map_err(|e| format!("invalid policy configuration: {e}"))?;
     policy
         .validate()
         .map_err(|e| format!("invalid policy configuration: {e}"))?;
