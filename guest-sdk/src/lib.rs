@@ -98,6 +98,7 @@ mod defaults;
 mod json;
 mod jurisdiction;
 mod ladder;
+pub mod prelude;
 mod tier;
 mod transaction;
 mod window;
