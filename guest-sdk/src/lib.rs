@@ -76,6 +76,25 @@
 //! are the same. Use `#[serde(deny_unknown_fields)]` so a misspelt key is an
 //! error the tenant sees when the policy is loaded, not a silent default.
 //!
+//! # Building blocks
+//!
+//! What most policies repeat is here, and
+//! [`policies/seed-tiers`](https://github.com/tiergate/tiergate/tree/main/policies/seed-tiers)
+//! is written on all of it:
+//!
+//! - [`prelude`]: `use tiergate_policy::prelude::*;` imports the SDK's types,
+//!   its macros, serde's `Deserialize` and the `alloc` items a `no_std`
+//!   policy needs.
+//! - [`PositiveAmount`] and [`Jurisdiction`]: configuration fields that
+//!   refuse a zero or negative amount, or a code that is not two capital
+//!   letters, when the document is read.
+//! - [`Defaults`] and [`defaults!`]: the policy's defaults as a JSON
+//!   document, checked at compile time, with the tenant's document merged
+//!   over it ([`Policy::DEFAULTS`]).
+//! - [`Rule`] and [`Ladder`]: tiers tried in order, each with a ceiling,
+//!   categories, a least trust and a rate cap; the first whose rule holds
+//!   wins, and the reasons say which condition each looser tier failed.
+//!
 //! # Determinism
 //!
 //! Inside the sandbox there is no clock, randomness, file system, network or
