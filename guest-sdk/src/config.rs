@@ -12,7 +12,19 @@
 #![cfg_attr(feature = "std", allow(dead_code))]
 
 use alloc::borrow::Cow;
-use alloc::string::String;
+use alloc::string::{String, ToString};
+
+use serde::de::DeserializeOwned;
+
+/// Reads a JSON document as the sandbox does: empty (or only whitespace)
+/// means `{}`, and numbers are exact. The error is serde_json's, with the
+/// line and column.
+pub(crate) fn read_json<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    #[cfg(not(feature = "std"))]
+    let text = &*exact_numbers(text);
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
 
 /// `text` with every JSON number that has a fraction or an exponent, or does
 /// not fit 64 bits, written as a string. Text inside strings is untouched;

@@ -29,6 +29,8 @@ pub mod bindings {
 
 pub use bindings::__tiergate_export_tier_policy as export;
 
+pub use crate::json::{Token, count_tokens, tokenize};
+
 use bindings::exports::tiergate::policy::policy as wit_policy;
 use bindings::tiergate::policy::{context as wit_context, types as wit};
 

@@ -76,6 +76,25 @@
 //! are the same. Use `#[serde(deny_unknown_fields)]` so a misspelt key is an
 //! error the tenant sees when the policy is loaded, not a silent default.
 //!
+//! # Building blocks
+//!
+//! What most policies repeat is here, and
+//! [`policies/seed-tiers`](https://github.com/tiergate/tiergate/tree/main/policies/seed-tiers)
+//! is written on all of it:
+//!
+//! - [`prelude`]: `use tiergate_policy::prelude::*;` imports the SDK's types,
+//!   its macros, serde's `Deserialize` and the `alloc` items a `no_std`
+//!   policy needs.
+//! - [`PositiveAmount`] and [`Jurisdiction`]: configuration fields that
+//!   refuse a zero or negative amount, or a code that is not two capital
+//!   letters, when the document is read.
+//! - [`Defaults`] and [`defaults!`]: the policy's defaults as a JSON
+//!   document, checked at compile time, with the tenant's document merged
+//!   over it ([`Policy::DEFAULTS`]).
+//! - [`Rule`] and [`Ladder`]: tiers tried in order, each with a ceiling,
+//!   categories, a least trust and a rate cap; the first whose rule holds
+//!   wins, and the reasons say which condition each looser tier failed.
+//!
 //! # Determinism
 //!
 //! Inside the sandbox there is no clock, randomness, file system, network or
@@ -89,10 +108,16 @@
 
 extern crate alloc;
 
+mod amount;
 #[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
 mod bump;
 mod context;
 mod decision;
+mod defaults;
+mod json;
+mod jurisdiction;
+mod ladder;
+pub mod prelude;
 mod tier;
 mod transaction;
 mod window;
@@ -113,8 +138,12 @@ static ALLOCATOR: bump::Bump = bump::Bump;
 #[path = "export.rs"]
 pub mod __private;
 
+pub use amount::PositiveAmount;
 pub use context::{Activity, ActivityFilter, Context, RecipientHistory};
 pub use decision::{Decision, Reason};
+pub use defaults::Defaults;
+pub use jurisdiction::Jurisdiction;
+pub use ladder::{Climb, Ladder, Passed, RateCap, Rule, Unmet};
 pub use rust_decimal::Decimal;
 pub use tier::{RecipientTrust, Tier};
 pub use transaction::Transaction;
@@ -135,6 +164,12 @@ pub trait Policy: serde::de::DeserializeOwned {
     /// malformed answer and applies the failure tier.
     const TIERS: &'static [Tier] = &Tier::ALL;
 
+    /// The policy's defaults: a JSON document merged under the tenant's
+    /// configuration before it is read into this type, such as
+    /// `defaults!(include_str!("../defaults.json"))` (see [`Defaults`] and
+    /// [`defaults!`]). None unless set: the tenant's document is read as it is.
+    const DEFAULTS: Defaults = Defaults::NONE;
+
     /// Checks what deserialization cannot, such as rules that contradict
     /// each other. Runs when the host loads the policy for a tenant; the
     /// error text is shown to whoever wrote the configuration.
@@ -148,11 +183,9 @@ pub trait Policy: serde::de::DeserializeOwned {
 
 /// Reads a configuration document the way the host's sandbox does.
 pub(crate) fn parse_config<P: Policy>(text: &str) -> Result<P, String> {
-    let text = if text.trim().is_empty() { "{}" } else { text };
-    #[cfg(not(feature = "std"))]
-    let text = &*config::exact_numbers(text);
-    let policy: P =
-        serde_json::from_str(text).map_err(|e| format!("invalid policy configuration: {e}"))?;
+    let policy: P = P::DEFAULTS
+        .parse(text)
+        .map_err(|e| format!("invalid policy configuration: {e}"))?;
     policy
         .validate()
         .map_err(|e| format!("invalid policy configuration: {e}"))?;

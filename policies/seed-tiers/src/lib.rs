@@ -7,270 +7,69 @@
 //! reached escalates to the next tier, and a category nobody listed lands
 //! with a human. Over the collaborative ceiling, or past its frequency cap,
 //! the payment is prohibited. Every threshold, list and window comes from the
-//! tenant's configuration, with the article's values as defaults.
+//! tenant's configuration, merged over the article's values in
+//! `defaults.json`; a tier's rule is given whole or not at all.
 
 #![cfg_attr(not(test), no_std)]
 
-extern crate alloc;
-
-use alloc::format;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-
-use serde::Deserialize;
-use tiergate_policy::{
-    ActivityFilter, Context, Decimal, Decision, Policy, RecipientTrust, Tier, Transaction, Window,
-    export_policy,
-};
+use tiergate_policy::prelude::*;
 
 /// The tenant's configuration (JSON); every key is optional.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct SeedTiers {
     prohibited_categories: Vec<String>,
-    sanctioned_jurisdictions: Vec<String>,
+    sanctioned_jurisdictions: Vec<Jurisdiction>,
     autonomous: Rule,
     supervised: Rule,
     collaborative: Rule,
 }
 
-/// The conditions of one tier. An empty category list means any category.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    max_amount: Decimal,
-    #[serde(default)]
-    categories: Vec<String>,
-    min_trust: RecipientTrust,
-    max_per_window: u64,
-    window: Window,
-}
-
-/// Which condition of a [`Rule`] a transaction failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unmet {
-    Amount,
-    Category,
-    Trust,
-    Rate,
-}
-
-impl Rule {
-    /// The first condition `tx` fails, or `None` when every one holds.
-    /// `inherited` are the categories of the tiers below, which carry upward.
-    fn unmet(
-        &self,
-        tier: Tier,
-        inherited: &[String],
-        tx: &Transaction,
-        ctx: &dyn Context,
-    ) -> Option<(Unmet, String)> {
-        let listed = |c: &Vec<String>| c.contains(&tx.category);
-        if tx.amount > self.max_amount {
-            return Some((
-                Unmet::Amount,
-                format!(
-                    "{} is over the {tier} limit of {}",
-                    tx.amount, self.max_amount
-                ),
-            ));
-        }
-        if !self.categories.is_empty()
-            && !listed(&self.categories)
-            && !inherited.contains(&tx.category)
-        {
-            return Some((
-                Unmet::Category,
-                format!("category {} is not a {tier} category", tx.category),
-            ));
-        }
-        if tx.recipient_trust < self.min_trust {
-            return Some((
-                Unmet::Trust,
-                format!(
-                    "recipient trust {} is below {}",
-                    tx.recipient_trust, self.min_trust
-                ),
-            ));
-        }
-        let recent = ctx.activity(self.window, ActivityFilter::Tier(tier)).count;
-        if recent >= self.max_per_window {
-            return Some((
-                Unmet::Rate,
-                format!(
-                    "{recent} {tier} payments in the last {} reach the cap of {}",
-                    self.window, self.max_per_window
-                ),
-            ));
-        }
-        None
-    }
-}
-
 impl Policy for SeedTiers {
+    const DEFAULTS: Defaults = defaults!(include_str!("../defaults.json")).replace_whole(&[
+        "autonomous",
+        "supervised",
+        "collaborative",
+    ]);
+
     fn validate(&self) -> Result<(), String> {
-        // Transactions carry capitalised ISO codes; "kp" would never match.
-        if let Some(bad) = self
-            .sanctioned_jurisdictions
-            .iter()
-            .find(|j| j.len() != 2 || !j.bytes().all(|b| b.is_ascii_uppercase()))
-        {
-            return Err(format!(
-                "sanctioned_jurisdictions holds {bad:?}; write ISO 3166-1 alpha-2 codes in capitals, such as \"KP\""
-            ));
-        }
-        let rules = [&self.autonomous, &self.supervised, &self.collaborative];
-        if let Some(r) = rules.iter().find(|r| r.max_amount <= Decimal::ZERO) {
-            return Err(format!("max_amount must be positive, not {}", r.max_amount));
-        }
-        for (name, rule) in [
-            ("autonomous", &self.autonomous),
-            ("supervised", &self.supervised),
-            ("collaborative", &self.collaborative),
-        ] {
-            rule.window.within_host_limit(&format!("{name}.window"))?;
-        }
-        Ok(())
+        self.autonomous.validate("autonomous")?;
+        self.supervised.validate("supervised")?;
+        self.collaborative.validate("collaborative")
     }
 
     fn classify(&self, tx: &Transaction, ctx: &dyn Context) -> Decision {
-        if self.prohibited_categories.contains(&tx.category) {
-            return Decision::new(
-                Tier::Prohibited,
-                "category_prohibited",
-                format!("category {} is prohibited", tx.category),
-            );
+        let (category, recipient) = (&tx.category, &tx.recipient);
+        if self.prohibited_categories.contains(category) {
+            let why = format!("category {category} is prohibited");
+            return Decision::new(Tier::Prohibited, "category_prohibited", why);
         }
-        if let Some(j) = tx
-            .jurisdiction
-            .as_ref()
-            .filter(|j| self.sanctioned_jurisdictions.contains(j))
-        {
-            return Decision::new(
-                Tier::Prohibited,
-                "jurisdiction_sanctioned",
-                format!("jurisdiction {j} is on the sanctions list"),
-            );
+        let sanctioned = |j: &&String| self.sanctioned_jurisdictions.iter().any(|s| s == *j);
+        if let Some(j) = tx.jurisdiction.as_ref().filter(sanctioned) {
+            let why = format!("jurisdiction {j} is on the sanctions list");
+            return Decision::new(Tier::Prohibited, "jurisdiction_sanctioned", why);
         }
         if tx.recipient_trust == RecipientTrust::Unknown {
-            return Decision::new(
-                Tier::Prohibited,
-                "recipient_unknown",
-                format!("recipient {} is unknown", tx.recipient),
-            )
-            .suggest("pay a known or verified recipient, or ask the owner to verify this one");
+            let why = format!("recipient {recipient} is unknown");
+            return Decision::new(Tier::Prohibited, "recipient_unknown", why)
+                .suggest("pay a known or verified recipient, or ask the owner to verify this one");
         }
-        let mut not_looser = Vec::new();
-        let mut inherited: Vec<String> = Vec::new();
-        let mut last_unmet = Unmet::Amount;
-        for (tier, rule) in [
+        let d = Ladder::new([
             (Tier::Autonomous, &self.autonomous),
             (Tier::Supervised, &self.supervised),
             (Tier::Collaborative, &self.collaborative),
-        ] {
-            match rule.unmet(tier, &inherited, tx, ctx) {
-                None => {
-                    let mut d = Decision::new(
-                        tier,
-                        format!("{tier}_conditions_met"),
-                        format!(
-                            "{} {} {} meets every {tier} condition",
-                            tx.amount, tx.currency, tx.category
-                        ),
-                    );
-                    for (code, why) in not_looser {
-                        d = d.because(code, why);
-                    }
-                    if tier == Tier::Collaborative {
-                        d = d.suggest(format!("a budget owner must approve; {} at most {} to a known recipient only needs a veto window", self.supervised_categories(), self.supervised.max_amount));
-                    }
-                    return d;
-                }
-                Some((unmet, why)) => {
-                    last_unmet = unmet;
-                    not_looser.push((format!("not_{tier}"), why));
-                }
-            }
-            inherited.extend(rule.categories.iter().cloned());
+        ])
+        .decide(tx, ctx, Tier::Prohibited);
+        if d.tier != Tier::Collaborative {
+            return d;
         }
-        // Every tier failed; the collaborative rule's failed condition says why.
-        let (code, why) = not_looser.pop().expect("three tiers were checked");
-        let (first, suggestion) = match last_unmet {
-            Unmet::Amount => (
-                "amount_over_ceiling",
-                format!(
-                    "agents may ask for at most {}; a larger payment must be made by a human",
-                    self.collaborative.max_amount
-                ),
-            ),
-            Unmet::Rate => (
-                "collaborative_rate_exceeded",
-                format!(
-                    "wait until fewer than {} collaborative payments fall in the last {}, or ask a human",
-                    self.collaborative.max_per_window, self.collaborative.window
-                ),
-            ),
-            Unmet::Category => (
-                "category_not_allowed",
-                format!(
-                    "no tier allows category {}; a human must make this payment",
-                    tx.category
-                ),
-            ),
-            Unmet::Trust => (
-                "recipient_trust_too_low",
-                format!(
-                    "pay a recipient trusted at least {}, or ask the owner to verify this one",
-                    self.collaborative.min_trust
-                ),
-            ),
-        };
-        Decision::new(Tier::Prohibited, first, why)
-            .suggest(suggestion)
-            .because(code, "no tier's conditions hold")
-    }
-}
-
-impl SeedTiers {
-    fn supervised_categories(&self) -> String {
-        let mut all = self.autonomous.categories.clone();
-        all.extend(self.supervised.categories.iter().cloned());
-        all.join(", ")
-    }
-}
-
-impl Default for SeedTiers {
-    fn default() -> Self {
-        let strings = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect();
-        SeedTiers {
-            prohibited_categories: strings(&[
-                "gambling",
-                "unverified_agents",
-                "sanctioned_jurisdictions",
-            ]),
-            sanctioned_jurisdictions: strings(&["KP", "IR", "SY"]),
-            autonomous: Rule {
-                max_amount: Decimal::new(100, 2),
-                categories: strings(&["api_calls", "embeddings", "search"]),
-                min_trust: RecipientTrust::Verified,
-                max_per_window: 1000,
-                window: Window::hours(1),
-            },
-            supervised: Rule {
-                max_amount: Decimal::new(5000, 2),
-                categories: strings(&["compute", "data_access", "saas_tools"]),
-                min_trust: RecipientTrust::Known,
-                max_per_window: 20,
-                window: Window::hours(1),
-            },
-            collaborative: Rule {
-                max_amount: Decimal::new(500000, 2),
-                categories: Vec::new(),
-                min_trust: RecipientTrust::Unknown,
-                max_per_window: 5,
-                window: Window::hours(24),
-            },
-        }
+        let mut listed = self.autonomous.categories.clone();
+        listed.extend_from_slice(&self.supervised.categories);
+        d.suggest(format!(
+            "a budget owner must approve; {} at most {} to a known recipient only needs a veto window",
+            listed.join(", "),
+            self.supervised.max_amount
+        ))
     }
 }
 

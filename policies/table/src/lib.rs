@@ -6,7 +6,8 @@
 //! *any* of their conditions is prohibited. The other rows are checked from
 //! least to most oversight and the first whose *every* condition holds wins;
 //! with `categories_accumulate` (the default) a row also accepts the
-//! categories of the rows before it. When no row matches, `fallback` applies.
+//! categories of the rows before it. When no row matches, `fallback` applies
+//! (`prohibited` by default).
 //!
 //! ```json
 //! {
@@ -21,40 +22,37 @@
 
 #![cfg_attr(not(test), no_std)]
 
-extern crate alloc;
+use tiergate_policy::prelude::*;
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
-
-use serde::Deserialize;
-use tiergate_policy::{
-    ActivityFilter, Context, Decimal, Decision, Policy, RecipientTrust, Tier, Transaction, Window,
-    export_policy,
-};
-
-/// The tenant's configuration (JSON).
+/// The tenant's configuration (JSON), over the defaults
+/// `{"fallback": "prohibited", "categories_accumulate": true}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Table {
     tiers: Vec<Row>,
-    #[serde(default = "prohibited")]
     fallback: Tier,
-    #[serde(default = "yes")]
     categories_accumulate: bool,
-}
-
-fn prohibited() -> Tier {
-    Tier::Prohibited
-}
-fn yes() -> bool {
-    true
 }
 
 /// One row of the table.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "RowDoc")]
 pub struct Row {
+    tier: Tier,
+    /// Allowing rows: the conditions of the row's tier.
+    rule: Rule,
+    /// As written, so a non-positive amount is refused naming the row.
+    max_amount: Option<Decimal>,
+    /// Prohibited rows: trust at or below this level is blocked.
+    recipient_trust: Option<RecipientTrust>,
+    /// Prohibited rows only: blocked jurisdictions.
+    jurisdictions: Vec<Jurisdiction>,
+}
+
+/// A row as written in the table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RowDoc {
     tier: Tier,
     max_amount: Option<Decimal>,
     #[serde(default)]
@@ -65,18 +63,46 @@ pub struct Row {
     frequency: Option<Frequency>,
     /// Prohibited rows only: blocked jurisdictions (ISO country codes).
     #[serde(default)]
-    jurisdictions: Vec<String>,
+    jurisdictions: Vec<Jurisdiction>,
 }
 
 /// At most `max` transactions of this row's tier per window.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Frequency {
+struct Frequency {
     max: u64,
     per: Window,
 }
 
+impl From<RowDoc> for Row {
+    fn from(doc: RowDoc) -> Row {
+        Row {
+            tier: doc.tier,
+            rule: Rule {
+                // A non-positive amount never reaches a classification:
+                // `validate` refuses it.
+                max_amount: doc
+                    .max_amount
+                    .and_then(|m| PositiveAmount::new(m).ok())
+                    .unwrap_or(PositiveAmount::MAX),
+                categories: doc.categories,
+                min_trust: doc.recipient_trust.unwrap_or(RecipientTrust::Unknown),
+                rate_cap: doc.frequency.map(|f| RateCap {
+                    max_per_window: f.max,
+                    window: f.per,
+                }),
+            },
+            max_amount: doc.max_amount,
+            recipient_trust: doc.recipient_trust,
+            jurisdictions: doc.jurisdictions,
+        }
+    }
+}
+
 impl Policy for Table {
+    const DEFAULTS: Defaults =
+        defaults!(r#"{"fallback": "prohibited", "categories_accumulate": true}"#);
+
     fn validate(&self) -> Result<(), String> {
         let allowing: Vec<&Row> = self
             .tiers
@@ -91,7 +117,7 @@ impl Policy for Table {
         }
         for row in &self.tiers {
             let blocking = row.tier == Tier::Prohibited;
-            if blocking && (row.max_amount.is_some() || row.frequency.is_some()) {
+            if blocking && (row.max_amount.is_some() || row.rule.rate_cap.is_some()) {
                 return Err("a prohibited row blocks by category, trust or jurisdiction; it takes no max_amount or frequency".into());
             }
             if !blocking && !row.jurisdictions.is_empty() {
@@ -100,11 +126,11 @@ impl Policy for Table {
                     row.tier
                 ));
             }
-            if let Some(f) = &row.frequency {
-                f.per
+            if let Some(cap) = &row.rule.rate_cap {
+                cap.window
                     .within_host_limit(&format!("frequency.per of the {} row", row.tier))?;
             }
-            if let Some(m) = row.max_amount.filter(|m| *m <= Decimal::ZERO) {
+            if let Some(m) = row.max_amount.filter(|m| PositiveAmount::new(*m).is_err()) {
                 return Err(format!(
                     "max_amount of the {} row must be positive, not {m}",
                     row.tier
@@ -120,54 +146,39 @@ impl Policy for Table {
                 return Decision::new(Tier::Prohibited, code, why);
             }
         }
-        let mut categories: Vec<&String> = Vec::new();
-        let mut misses = Vec::new();
-        for row in self.tiers.iter().filter(|r| r.tier != Tier::Prohibited) {
-            categories = if self.categories_accumulate {
-                categories
-            } else {
-                Vec::new()
-            };
-            categories.extend(&row.categories);
-            let any_category = row.categories.is_empty();
-            match row.unmet(tx, ctx, any_category || categories.contains(&&tx.category)) {
-                None => {
-                    let d = Decision::new(
-                        row.tier,
-                        "table_row_matched",
-                        format!("the {} row matches", row.tier),
-                    );
-                    return misses
-                        .into_iter()
-                        .fold(d, |d, (code, why)| d.because(code, why));
-                }
-                Some(why) => misses.push((format!("not_{}", row.tier), why)),
+        let allowing = self.tiers.iter().filter(|r| r.tier != Tier::Prohibited);
+        let climb = Ladder::new(allowing.map(|r| (r.tier, &r.rule)))
+            .accumulate_categories(self.categories_accumulate)
+            .climb(tx, ctx);
+        let d = match climb.tier {
+            Some(tier) => {
+                Decision::new(tier, "table_row_matched", format!("the {tier} row matches"))
             }
-        }
-        let d = Decision::new(
-            self.fallback,
-            "no_row_matched",
-            "no row of the tier table matches",
-        );
-        misses
-            .into_iter()
-            .fold(d, |d, (code, why)| d.because(code, why))
+            None => Decision::new(
+                self.fallback,
+                "no_row_matched",
+                "no row of the tier table matches",
+            ),
+        };
+        // The table's own wording for the ceiling and the categories.
+        climb.explain_with(d, |passed| match &passed.unmet {
+            Unmet::Amount { amount, max } => format!("{amount} is over {max}"),
+            Unmet::Category { category } => format!("category {category} is not listed"),
+            Unmet::Trust { .. } | Unmet::Rate { .. } => passed.message(),
+        })
     }
 }
 
 impl Row {
     fn blocks(&self, tx: &Transaction) -> Option<(&'static str, String)> {
-        if self.categories.contains(&tx.category) {
+        if self.rule.categories.contains(&tx.category) {
             return Some((
                 "category_prohibited",
                 format!("category {} is prohibited", tx.category),
             ));
         }
-        if let Some(j) = tx
-            .jurisdiction
-            .as_ref()
-            .filter(|j| self.jurisdictions.contains(j))
-        {
+        let blocked = |j: &&String| self.jurisdictions.iter().any(|b| b == *j);
+        if let Some(j) = tx.jurisdiction.as_ref().filter(blocked) {
             return Some((
                 "jurisdiction_prohibited",
                 format!("jurisdiction {j} is prohibited"),
@@ -180,31 +191,6 @@ impl Row {
             )),
             _ => None,
         }
-    }
-
-    fn unmet(&self, tx: &Transaction, ctx: &dyn Context, category_ok: bool) -> Option<String> {
-        if let Some(max) = self.max_amount.filter(|m| tx.amount > *m) {
-            return Some(format!("{} is over {max}", tx.amount));
-        }
-        if !category_ok {
-            return Some(format!("category {} is not listed", tx.category));
-        }
-        if let Some(min) = self.recipient_trust.filter(|min| tx.recipient_trust < *min) {
-            return Some(format!(
-                "recipient trust {} is below {min}",
-                tx.recipient_trust
-            ));
-        }
-        if let Some(f) = &self.frequency {
-            let n = ctx.activity(f.per, ActivityFilter::Tier(self.tier)).count;
-            if n >= f.max {
-                return Some(format!(
-                    "{n} {} payments in the last {} reach the cap of {}",
-                    self.tier, f.per, f.max
-                ));
-            }
-        }
-        None
     }
 }
 
