@@ -71,21 +71,9 @@ impl PartialEq<Decimal> for PositiveAmount {
     }
 }
 
-impl PartialEq<PositiveAmount> for Decimal {
-    fn eq(&self, other: &PositiveAmount) -> bool {
-        *self == other.0
-    }
-}
-
 impl PartialOrd<Decimal> for PositiveAmount {
     fn partial_cmp(&self, other: &Decimal) -> Option<Ordering> {
         self.0.partial_cmp(other)
-    }
-}
-
-impl PartialOrd<PositiveAmount> for Decimal {
-    fn partial_cmp(&self, other: &PositiveAmount) -> Option<Ordering> {
-        self.partial_cmp(&other.0)
     }
 }
 
@@ -143,7 +131,7 @@ mod tests {
         let limit: PositiveAmount = "50.00".parse().unwrap();
         assert_eq!(limit.to_string(), "50.00");
         assert_eq!(limit, Decimal::new(50, 0));
-        assert!(Decimal::new(5001, 2) > limit);
+        assert!(Decimal::new(5001, 2) > limit.get());
         assert!(PositiveAmount::MAX >= Decimal::MAX);
     }
 

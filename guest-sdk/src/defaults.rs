@@ -100,6 +100,10 @@ impl Defaults {
 
     /// What [`defaults!`](crate::defaults) expands to.
     #[doc(hidden)]
+    #[allow(
+        clippy::panic,
+        reason = "evaluated at compile time, where a panic is a compile error naming the fault"
+    )]
     pub const fn __from_tokens(json: &'static str, tokens: &'static [Token]) -> Defaults {
         if !matches!(tokens[0].kind, Kind::Object) {
             panic!("the defaults must be a JSON object");

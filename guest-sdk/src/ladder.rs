@@ -100,7 +100,7 @@ impl Rule {
         ctx: &dyn Context,
         listed: impl FnOnce() -> bool,
     ) -> Option<Unmet> {
-        if tx.amount > self.max_amount {
+        if tx.amount > self.max_amount.get() {
             return Some(Unmet::Amount {
                 amount: tx.amount,
                 max: self.max_amount.get(),
