@@ -41,11 +41,11 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/insecure-seed@0.2.",
 ];
 
-/// Refuses anything that is not a binary component before compiling it.
 /// The largest component accepted. Tier policies are tens to hundreds of
 /// kilobytes; compiling is the costly step, so a huge file is refused before it.
 pub(crate) const MAX_COMPONENT_BYTES: usize = 16 << 20;
 
+/// Refuses anything that is not a binary component before compiling it.
 pub(crate) fn check_format(bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() > MAX_COMPONENT_BYTES {
         return Err(LoadError::TooLarge {

@@ -16,7 +16,7 @@ use super::slots::{Share, Waited};
 use super::v0_1_0::{
     self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads, prefix,
 };
-use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, compile, inspect};
+use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, SandboxLimits, compile, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
 use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
 use crate::model::digest::sha256;
@@ -258,21 +258,14 @@ impl Compiled {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
             Call::Load => limits.timeout.max(LOAD_TIMEOUT),
         };
-        set_deadline(&mut store, timeout);
-        let result = store
-            .set_fuel(limits.fuel)
+        let result = arm(&mut store, limits, timeout)
             .and_then(|()| self.pre.instantiate(&mut store))
             .and_then(|instance| call(&mut store, instance));
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let result = result.map_err(|e| failure_from_error(&e, store.data(), limits, timeout));
-        let reads = std::mem::take(&mut store.data_mut().reads);
+        let mut run = outcome(&mut store, result, limits, timeout);
+        // Tearing the instance down is part of the call's cost.
         drop(store);
-        Ok(Run {
-            result,
-            reads,
-            fuel_used,
-            cpu_used: thread_cpu_time().saturating_sub(cpu_start),
-        })
+        run.cpu_used = thread_cpu_time().saturating_sub(cpu_start);
+        Ok(run)
     }
 }
 
@@ -420,12 +413,8 @@ impl TenantPolicy {
         let inner = &self.compiled.0.runtime.inner;
         let limits = &inner.limits;
         let mut store = new_store(&self.compiled.0.runtime, Arc::new(StaticContext::default()));
-        let _ = store.set_fuel(limits.fuel);
-        set_deadline(&mut store, LOAD_TIMEOUT);
-        let compiled = &self.compiled.0;
-        let instance = compiled
-            .pre
-            .instantiate(&mut store)
+        let instance = arm(&mut store, limits, LOAD_TIMEOUT)
+            .and_then(|()| self.compiled.0.pre.instantiate(&mut store))
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
         Ok(ReusedInstance {
             policy: self.clone(),
@@ -610,9 +599,8 @@ impl ReusedInstance {
         let data = self.store.data_mut();
         data.context = context;
         data.reads.clear();
-        set_deadline(&mut self.store, limits.timeout);
         let exports = &self.policy.compiled.0.exports;
-        let result = self.store.set_fuel(limits.fuel).and_then(|()| {
+        let result = arm(&mut self.store, limits, limits.timeout).and_then(|()| {
             exports.call_classify(
                 &mut self.store,
                 &self.instance,
@@ -620,17 +608,7 @@ impl ReusedInstance {
                 &wit_tx.get(),
             )
         });
-        let fuel_used = limits
-            .fuel
-            .saturating_sub(self.store.get_fuel().unwrap_or(0));
-        let result =
-            result.map_err(|e| failure_from_error(&e, self.store.data(), limits, limits.timeout));
-        let run = Run {
-            result,
-            reads: std::mem::take(&mut self.store.data_mut().reads),
-            fuel_used,
-            cpu_used: Duration::ZERO,
-        };
+        let run = outcome(&mut self.store, result, limits, limits.timeout);
         Ok(self.policy.decision_from(run))
     }
 }
@@ -661,6 +639,35 @@ fn set_deadline(store: &mut Store<Sandbox>, timeout: Duration) {
             Ok(UpdateDeadline::Continue(ticks(timeout - spent)))
         }
     });
+}
+
+/// Gives a store one call's deadline and fuel.
+fn arm(
+    store: &mut Store<Sandbox>,
+    limits: &SandboxLimits,
+    timeout: Duration,
+) -> wasmtime::Result<()> {
+    set_deadline(store, timeout);
+    store.set_fuel(limits.fuel)
+}
+
+/// What a call left in its store: its result (a failure named), the context
+/// questions it asked, the fuel it used. The CPU time is the caller's to
+/// fill in.
+fn outcome<R>(
+    store: &mut Store<Sandbox>,
+    result: wasmtime::Result<R>,
+    limits: &SandboxLimits,
+    timeout: Duration,
+) -> Run<R> {
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let result = result.map_err(|e| failure_from_error(&e, store.data(), limits, timeout));
+    Run {
+        result,
+        reads: std::mem::take(&mut store.data_mut().reads),
+        fuel_used,
+        cpu_used: Duration::ZERO,
+    }
 }
 
 /// A fresh store for one call, with every bound that is not per call: the

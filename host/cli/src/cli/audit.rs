@@ -40,9 +40,8 @@ pub fn run(command: AuditCommand) -> Result<ExitCode> {
             actor,
             note,
         } => {
-            let governor = super::govern::governor_for(&config, store)?;
-            let tenant = governor.1;
-            let auth = governor.0.correct(&tenant, &tx, seq, &actor, &note)?;
+            let (governor, tenant) = super::govern::governor_for(&config, store)?;
+            let auth = governor.correct(&tenant, &tx, seq, &actor, &note)?;
             println!("{}", serde_json::to_string(&auth)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -453,7 +453,19 @@ impl TenantConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let id_ok = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace);
+        self.validate_identity()?;
+        self.policy_config_json()?;
+        for tier in Tier::ALL {
+            validate_rule(tier, self.tiers.rule(tier), self.owners.len())?;
+        }
+        self.validate_guardrails()?;
+        self.validate_teams()?;
+        self.validate_registry()
+    }
+
+    /// The tenant, its currency, retention, `max_amount`, owners, failure
+    /// tier and policy path.
+    fn validate_identity(&self) -> Result<(), String> {
         if !id_ok(&self.tenant) {
             return Err(format!(
                 "`tenant` must be 1 to 64 bytes without whitespace, not {:?}",
@@ -500,10 +512,11 @@ impl TenantConfig {
         if self.policy.path.is_empty() {
             return Err("`policy.path` must name a .wasm file or a bundled policy".into());
         }
-        self.policy_config_json()?;
-        for tier in Tier::ALL {
-            validate_rule(tier, self.tiers.rule(tier), self.owners.len())?;
-        }
+        Ok(())
+    }
+
+    /// The tenant-wide guardrails.
+    fn validate_guardrails(&self) -> Result<(), String> {
         let limits = [
             (
                 "guardrails.max_per_transaction",
@@ -523,6 +536,11 @@ impl TenantConfig {
                 validate_limit(key, l)?;
             }
         }
+        Ok(())
+    }
+
+    /// `[[teams]]`: unique names, budgets, and each agent in one team at most.
+    fn validate_teams(&self) -> Result<(), String> {
         let mut names = std::collections::BTreeSet::new();
         for (i, team) in self.teams.iter().enumerate() {
             if !names.insert(&team.name) {
@@ -549,7 +567,7 @@ impl TenantConfig {
                 }
             }
         }
-        self.validate_registry()
+        Ok(())
     }
 
     /// `[trust]`, `[[recipients]]` and `[[agents]]`.
@@ -634,6 +652,11 @@ impl TenantConfig {
         }
         Ok(())
     }
+}
+
+/// An identity (a tenant, an owner, a team): 1 to 64 bytes without whitespace.
+fn id_ok(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_whitespace)
 }
 
 fn validate_rule(tier: Tier, rule: &TierRule, owners: usize) -> Result<(), String> {

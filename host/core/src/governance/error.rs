@@ -3,8 +3,8 @@
 
 use super::{Act, ConfigError, Status};
 use crate::store::StoreError;
-use tiergate_runtime::LoadError;
 use tiergate_runtime::model::transaction::InvalidTransaction;
+use tiergate_runtime::{ClassifyError, LoadError};
 
 /// Why an authorization, approval or deadline run was refused.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +178,23 @@ pub enum GovernError {
     },
     /// Classification could not run (not a policy failure: those yield the failure tier).
     #[error("cannot classify: {0}")]
-    Classify(String),
+    Classify(#[source] ClassifyError),
+    /// The blocking task that ran the request ended without an answer (it
+    /// panicked or the runtime is shutting down); whether it was recorded is
+    /// what `GET` of the payment says.
+    #[error("the governance task did not finish: {0}")]
+    TaskFailed(#[source] tokio::task::JoinError),
+}
+
+impl From<ClassifyError> for GovernError {
+    fn from(e: ClassifyError) -> Self {
+        match e {
+            // No sandbox came free in time: nothing decided, nothing
+            // recorded; the caller may send it again.
+            ClassifyError::SandboxBusy { waited } => GovernError::SandboxBusy { waited },
+            e => GovernError::Classify(e),
+        }
+    }
 }
 
 fn act_past(act: Act) -> &'static str {

@@ -38,7 +38,7 @@ pub use registry::{
 };
 
 use crate::store::{Change, NewEntry, Recorded, Snapshot, Store, StoreError};
-use tiergate_runtime::model::decision::FailureKind;
+use tiergate_runtime::model::decision::{Decision, FailureKind};
 use tiergate_runtime::model::transaction::Transaction;
 use tiergate_runtime::{CompiledPolicy, Runtime, TenantPolicy};
 
@@ -104,6 +104,46 @@ struct Inner {
 struct Tenant {
     config: TenantConfig,
     policy: TenantPolicy,
+}
+
+/// A decision made before the write lock, and what it was made on.
+struct Early {
+    decision: Decision,
+    took: std::time::Duration,
+    /// The transaction as the policy saw it (the host's attributes); none
+    /// for a failure found without running the policy.
+    seen: Option<Transaction>,
+}
+
+/// What a decision under the write lock is about.
+struct Locked<'a> {
+    tenant: &'a Tenant,
+    tx: &'a Transaction,
+    hash: &'a str,
+    caller: Option<&'a str>,
+    now_ms: u64,
+}
+
+/// The alert when a tenant's policy has failed often enough to be suspended.
+fn tripped(tenant: &Tenant, tx: &Transaction, failures: u32, until_ms: u64) -> String {
+    let info = tenant.policy.info();
+    format!(
+        "the policy of tenant {} ({} {}) failed {failures} times in a row; it is not run until {} UTC, and its failure tier, {}, applies to every payment meanwhile",
+        tx.tenant,
+        info.name,
+        info.version,
+        crate::utc::time(until_ms),
+        tenant.policy.failure_tier()
+    )
+}
+
+/// The alert when a tenant's policy has spent its CPU budget.
+fn budget_spent(tenant: &Tenant, tx: &Transaction) -> String {
+    format!(
+        "the policy of tenant {} used all the CPU time its budget allows; until the budget refills it is not run, and its failure tier, {}, applies to every payment meanwhile",
+        tx.tenant,
+        tenant.policy.failure_tier()
+    )
 }
 
 /// Assembles a [`Governor`].
@@ -569,203 +609,36 @@ impl Governor {
         Ok(self.answer(tx, caller)?.authorization)
     }
 
-    fn answer(&self, mut tx: Transaction, caller: Option<&str>) -> Result<Answered, GovernError> {
+    fn answer(&self, tx: Transaction, caller: Option<&str>) -> Result<Answered, GovernError> {
         let tenant = self.tenant(&tx.tenant)?;
-        // The host stamps the request time: an agent that dated its own
-        // request could slip out of its budget and velocity windows.
-        tx.requested_at_ms = self.inner.clock.now_ms();
-        tx.normalize()?;
-        tx.validate()?;
-        if tx.currency != tenant.config.currency {
-            return Err(GovernError::CurrencyMismatch {
-                tenant: tx.tenant.clone(),
-                tx_id: tx.id.clone(),
-                expected: tenant.config.currency.clone(),
-                got: tx.currency.clone(),
-            });
-        }
-        if let Some(max) = tenant.config.max_amount {
-            tx.amount_at_most(max, &format!("tenant {}'s `max_amount`", tx.tenant))?;
-        }
+        let tx = self.admit(&tenant, tx)?;
         let hash = content_hash(&tx);
         // A retry is answered by `record`, which finds the stored id before
         // anything is classified inside; SQLite's `peek` finds it too, so the
         // policy does not run for it beforehand either.
-        let store = &self.inner.store;
-        let team = tenant.config.team_of(&tx.agent).map(|t| t.name.as_str());
         let entry = NewEntry {
             tenant: &tx.tenant,
             tx_id: &tx.id,
             agent: &tx.agent,
             recipient: &tx.recipient,
             history_since_ms: tx.requested_at_ms.saturating_sub(CONTEXT_HORIZON_MS),
-            team,
+            team: tenant.config.team_of(&tx.agent).map(|t| t.name.as_str()),
             currency: &tenant.config.currency,
             window_start_ms: tx.requested_at_ms.saturating_sub(BUDGET_WINDOW_MS),
             now_ms: self.inner.clock.now_ms(),
         };
-        // Classify before taking the store's write lock, on the last committed
-        // history, so writers do not wait on the sandbox. Inside, that decision
-        // stands only if the exact snapshot answers every context question
-        // the policy asked the same way: a policy sees nothing else, so it
-        // would decide the same again. Otherwise it runs again on the exact
-        // snapshot, and velocity counts stay as exact as budgets.
-        //
-        // A failed classification stands whatever the answers: it is the
-        // failure tier, which lands with a human and is never looser than
-        // what the policy could have said, and running a failing policy
-        // again under the write lock would let one tenant's broken policy
-        // hold up every writer. Its context reads say what it saw, so it
-        // replays.
-        let now_ms = entry.now_ms;
-        let mut early = match self.inner.breakers.admit(&tx.tenant, now_ms) {
-            breaker::Admission::Suspended { failures, until_ms } => Some((
-                tenant.policy.failed_without_running(
-                    FailureKind::PolicySuspended,
-                    format!(
-                        "it failed {failures} times in a row, so it is not run until {} UTC",
-                        crate::utc::time(until_ms)
-                    ),
-                ),
-                std::time::Duration::ZERO,
-                None,
-            )),
-            breaker::Admission::Run => {
-                let peeked = store.peek(&entry).unwrap_or_else(|e| {
-                    // Only a head start is lost: the policy runs inside instead.
-                    tracing::warn!(tenant = %tx.tenant, "cannot read the history before the write lock: {e}");
-                    None
-                });
-                // The attributes the host vouches for, on the same history.
-                let peeked = peeked.and_then(|reads| {
-                    let paid = || reads.recipient().map(|r| r.payment_count);
-                    match registry::resolve(&tenant.config, &tx, paid) {
-                        Ok(resolved) => Some((resolved, reads)),
-                        Err(e) => {
-                            tracing::warn!(tenant = %tx.tenant, "cannot read the recipient's history before the write lock: {e}");
-                            None
-                        }
-                    }
-                });
-                match peeked {
-                    Some((resolved, reads)) => {
-                        let started = std::time::Instant::now();
-                        let context = Arc::new(history::ReadsContext::new(
-                            reads,
-                            tx.requested_at_ms,
-                            &tx.currency,
-                        ));
-                        self.inner.observer.policy_ran(&tx.tenant, false);
-                        let decision = match tenant
-                            .policy
-                            .classify_blocking(&resolved.tx, context.clone())
-                        {
-                            Ok(d) => d,
-                            // No sandbox came free in time: nothing decided,
-                            // nothing recorded; the caller may send it again.
-                            Err(tiergate_runtime::ClassifyError::SandboxBusy { waited }) => {
-                                return Err(GovernError::SandboxBusy { waited });
-                            }
-                            Err(e) => return Err(GovernError::Classify(e.to_string())),
-                        };
-                        // A history that could not be read answers nothing:
-                        // such a decision is made again inside.
-                        let kept = (!context.failed())
-                            .then(|| (decision, started.elapsed(), Some(resolved.tx)));
-                        // Its reader goes back to the pool before the write lock.
-                        drop(context);
-                        kept
-                    }
-                    None => None,
-                }
-            }
-        };
-        let describe_trip = |failures: u32, until_ms: u64| {
-            let info = tenant.policy.info();
-            format!(
-                "the policy of tenant {} ({} {}) failed {failures} times in a row; it is not run until {} UTC, and its failure tier, {}, applies to every payment meanwhile",
-                tx.tenant,
-                info.name,
-                info.version,
-                crate::utc::time(until_ms),
-                tenant.policy.failure_tier()
-            )
-        };
-        let describe_budget = || {
-            format!(
-                "the policy of tenant {} used all the CPU time its budget allows; until the budget refills it is not run, and its failure tier, {}, applies to every payment meanwhile",
-                tx.tenant,
-                tenant.policy.failure_tier()
-            )
-        };
+        let mut early = self.classify_early(&tenant, &tx, &entry)?;
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
-            // The attributes as the exact snapshot gives them; an early
-            // decision on other ones is made again.
-            let paid = || snapshot.history.recipient().map(|r| r.payment_count);
-            let resolved = registry::resolve(&tenant.config, &tx, paid)?;
-            let still = match early.take() {
-                Some((d, took, _)) if d.failure.is_some() => Some((d, took)),
-                Some((d, took, seen)) => {
-                    let kept = seen.as_ref() == Some(&resolved.tx)
-                        && history::same_answers(
-                            snapshot.history,
-                            tx.requested_at_ms,
-                            &tx.currency,
-                            &d.context_reads,
-                        )?;
-                    self.inner.observer.early_decision(&tx.tenant, kept);
-                    kept.then_some((d, took))
-                }
-                None => None,
-            };
-            let (decision, took) = match still {
-                Some(early) => early,
-                None => {
-                    let context = Arc::new(history::HistoryContext {
-                        history: snapshot.history.all()?,
-                        at_ms: tx.requested_at_ms,
-                        currency: tx.currency.clone(),
-                    });
-                    let started = std::time::Instant::now();
-                    self.inner.observer.policy_ran(&tx.tenant, true);
-                    let decision = tenant
-                        .policy
-                        .classify_first(&resolved.tx, context)
-                        .map_err(|e| match e {
-                            tiergate_runtime::ClassifyError::SandboxBusy { waited } => {
-                                GovernError::SandboxBusy { waited }
-                            }
-                            e => GovernError::Classify(e.to_string()),
-                        })?;
-                    (decision, started.elapsed())
-                }
-            };
-            self.inner.observer.classified(&tx.tenant, &decision, took);
-            // Under the tenant's write lock: counted in the order recorded.
-            let alert = self.inner.breakers.count(
-                &tx.tenant,
-                &tx.id,
-                &decision,
-                now_ms,
-                describe_trip,
-                describe_budget,
-            );
-            let request = plan::Request {
-                config: &tenant.config,
-                tx: &resolved.tx,
-                content_hash: &hash,
-                decision: &decision,
-                policy: tenant.policy.info(),
-                config_digest: tenant.policy.config_digest(),
+            let locked = Locked {
+                tenant: &tenant,
+                tx: &tx,
+                hash: &hash,
                 caller,
                 now_ms: entry.now_ms,
-                alert: alert.as_deref(),
-                provenance: &resolved.provenance,
-                floors: &resolved.floors,
             };
-            self.settled_in_ledger(plan::authorize(&request, &snapshot.holdings, audit_id))
+            self.decide_locked(&locked, early.take(), snapshot, audit_id)
         };
-        let recorded = record_governed(store.as_ref(), &entry, &mut decide);
+        let recorded = record_governed(self.inner.store.as_ref(), &entry, &mut decide);
         self.inner
             .breakers
             .recorded(&tx.tenant, &tx.id, matches!(recorded, Ok(Recorded::New(_))));
@@ -785,6 +658,181 @@ impl Governor {
             authorization: auth,
             new: true,
         })
+    }
+
+    /// The request as the host takes it: stamped with the host's time (an
+    /// agent that dated its own request could slip out of its budget and
+    /// velocity windows), normalized, checked, in the tenant's currency and
+    /// under its `max_amount`.
+    fn admit(&self, tenant: &Tenant, mut tx: Transaction) -> Result<Transaction, GovernError> {
+        tx.requested_at_ms = self.inner.clock.now_ms();
+        tx.normalize()?;
+        tx.validate()?;
+        if tx.currency != tenant.config.currency {
+            return Err(GovernError::CurrencyMismatch {
+                tenant: tx.tenant.clone(),
+                tx_id: tx.id.clone(),
+                expected: tenant.config.currency.clone(),
+                got: tx.currency.clone(),
+            });
+        }
+        if let Some(max) = tenant.config.max_amount {
+            tx.amount_at_most(max, &format!("tenant {}'s `max_amount`", tx.tenant))?;
+        }
+        Ok(tx)
+    }
+
+    /// Classifies before the store's write lock, on the last committed
+    /// history, so writers do not wait on the sandbox. Inside, that decision
+    /// stands only if the exact snapshot answers every context question the
+    /// policy asked the same way: a policy sees nothing else, so it would
+    /// decide the same again. Otherwise it runs again on the exact snapshot,
+    /// and velocity counts stay as exact as budgets.
+    ///
+    /// A failed classification stands whatever the answers: it is the
+    /// failure tier, which lands with a human and is never looser than what
+    /// the policy could have said, and running a failing policy again under
+    /// the write lock would let one tenant's broken policy hold up every
+    /// writer. Its context reads say what it saw, so it replays.
+    fn classify_early(
+        &self,
+        tenant: &Tenant,
+        tx: &Transaction,
+        entry: &NewEntry<'_>,
+    ) -> Result<Option<Early>, GovernError> {
+        if let breaker::Admission::Suspended { failures, until_ms } =
+            self.inner.breakers.admit(&tx.tenant, entry.now_ms)
+        {
+            let decision = tenant.policy.failed_without_running(
+                FailureKind::PolicySuspended,
+                format!(
+                    "it failed {failures} times in a row, so it is not run until {} UTC",
+                    crate::utc::time(until_ms)
+                ),
+            );
+            return Ok(Some(Early {
+                decision,
+                took: std::time::Duration::ZERO,
+                seen: None,
+            }));
+        }
+        let peeked = self.inner.store.peek(entry).unwrap_or_else(|e| {
+            // Only a head start is lost: the policy runs inside instead.
+            tracing::warn!(tenant = %tx.tenant, "cannot read the history before the write lock: {e}");
+            None
+        });
+        let Some(reads) = peeked else {
+            return Ok(None);
+        };
+        // The attributes the host vouches for, on the same history.
+        let paid = || reads.recipient().map(|r| r.payment_count);
+        let resolved = match registry::resolve(&tenant.config, tx, paid) {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                tracing::warn!(tenant = %tx.tenant, "cannot read the recipient's history before the write lock: {e}");
+                return Ok(None);
+            }
+        };
+        let started = std::time::Instant::now();
+        let context = Arc::new(history::ReadsContext::new(
+            reads,
+            tx.requested_at_ms,
+            &tx.currency,
+        ));
+        self.inner.observer.policy_ran(&tx.tenant, false);
+        let decision = tenant
+            .policy
+            .classify_blocking(&resolved.tx, context.clone())?;
+        // A history that could not be read answers nothing: such a decision
+        // is made again inside.
+        let early = (!context.failed()).then(|| Early {
+            decision,
+            took: started.elapsed(),
+            seen: Some(resolved.tx),
+        });
+        // Its reader goes back to the pool before the write lock.
+        drop(context);
+        Ok(early)
+    }
+
+    /// Under the tenant's write lock, on the exact snapshot: the attributes
+    /// the host vouches for, the decision (the early one if it still holds,
+    /// else a new one), the breaker's count, and the planned change.
+    fn decide_locked(
+        &self,
+        locked: &Locked<'_>,
+        early: Option<Early>,
+        snapshot: &Snapshot,
+        audit_id: &str,
+    ) -> Result<Change, GovernError> {
+        let (tenant, tx) = (locked.tenant, locked.tx);
+        let paid = || snapshot.history.recipient().map(|r| r.payment_count);
+        let resolved = registry::resolve(&tenant.config, tx, paid)?;
+        let (decision, took) = match self.early_still_holds(tx, early, &resolved.tx, snapshot)? {
+            Some(held) => held,
+            None => {
+                let context = Arc::new(history::HistoryContext {
+                    history: snapshot.history.all()?,
+                    at_ms: tx.requested_at_ms,
+                    currency: tx.currency.clone(),
+                });
+                let started = std::time::Instant::now();
+                self.inner.observer.policy_ran(&tx.tenant, true);
+                let decision = tenant.policy.classify_first(&resolved.tx, context)?;
+                (decision, started.elapsed())
+            }
+        };
+        self.inner.observer.classified(&tx.tenant, &decision, took);
+        // Under the tenant's write lock: counted in the order recorded.
+        let alert = self.inner.breakers.count(
+            &tx.tenant,
+            &tx.id,
+            &decision,
+            locked.now_ms,
+            |failures, until_ms| tripped(tenant, tx, failures, until_ms),
+            || budget_spent(tenant, tx),
+        );
+        let request = plan::Request {
+            config: &tenant.config,
+            tx: &resolved.tx,
+            content_hash: locked.hash,
+            decision: &decision,
+            policy: tenant.policy.info(),
+            config_digest: tenant.policy.config_digest(),
+            caller: locked.caller,
+            now_ms: locked.now_ms,
+            alert: alert.as_deref(),
+            provenance: &resolved.provenance,
+            floors: &resolved.floors,
+        };
+        self.settled_in_ledger(plan::authorize(&request, &snapshot.holdings, audit_id))
+    }
+
+    /// The early decision and its time, if it stands on the exact snapshot:
+    /// a failure always does; another only if the policy saw the same
+    /// attributes and the snapshot answers its context questions the same.
+    fn early_still_holds(
+        &self,
+        tx: &Transaction,
+        early: Option<Early>,
+        resolved: &Transaction,
+        snapshot: &Snapshot,
+    ) -> Result<Option<(Decision, std::time::Duration)>, GovernError> {
+        let Some(early) = early else {
+            return Ok(None);
+        };
+        if early.decision.failure.is_some() {
+            return Ok(Some((early.decision, early.took)));
+        }
+        let kept = early.seen.as_ref() == Some(resolved)
+            && history::same_answers(
+                snapshot.history,
+                tx.requested_at_ms,
+                &tx.currency,
+                &early.decision.context_reads,
+            )?;
+        self.inner.observer.early_decision(&tx.tenant, kept);
+        Ok(kept.then_some((early.decision, early.took)))
     }
 
     /// An owner's verdict on a held payment: approve or reject one awaiting
@@ -1134,9 +1182,7 @@ fn same_request(existing: Authorization, hash: &str) -> Result<Authorization, Go
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, GovernError> + Send + 'static,
 ) -> Result<T, GovernError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(GovernError::Classify(format!(
-            "the governance task did not finish: {e}"
-        )))
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(GovernError::TaskFailed(e)))
 }

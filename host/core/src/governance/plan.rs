@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use tiergate_policy::Tier;
 
-use super::config::{ApprovalMode, AuditDepth, Limit, TenantConfig};
+use super::config::{ApprovalMode, AuditDepth, Limit, TenantConfig, TierRule};
 use super::{Act, Authorization, Escalation, GovernError, Status, Verdict};
 use crate::store::{Change, EventDraft, Holdings, Notice};
 use tiergate_runtime::PolicyInfo;
@@ -117,25 +117,8 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         ),
         message: format!("{} (escalated to {})", e.detail, e.tier),
     }));
-    let (status, deadline_ms, approvals_required) = match rule.approval {
-        ApprovalMode::None => (Status::Executing, None, 0),
-        ApprovalMode::NotifyWithVeto => (
-            Status::PendingVeto,
-            Some(req.now_ms + rule.veto_window.map_or(0, |w| w.as_millis())),
-            0,
-        ),
-        ApprovalMode::ExplicitHuman => {
-            let base = rule.approvers.unwrap_or(1);
-            let four_eyes = rule.four_eyes_above.is_some_and(|x| tx.amount > x);
-            (
-                Status::AwaitingApproval,
-                Some(req.now_ms + rule.timeout.map_or(0, |w| w.as_millis())),
-                if four_eyes { base.max(2) } else { base },
-            )
-        }
-        ApprovalMode::Blocked => (Status::Blocked, None, 0),
-    };
-    let suggestion = decision.suggestion.clone().or_else(|| match status {
+    let workflow = workflow_of(rule, tx, req.now_ms);
+    let suggestion = decision.suggestion.clone().or_else(|| match workflow.status {
         Status::Blocked => Some(
             "this payment cannot be made by an agent; ask a budget owner to make it directly if it is legitimate".into(),
         ),
@@ -147,13 +130,13 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         content_hash: req.content_hash.to_string(),
         tier,
         policy_tier: decision.tier,
-        status,
+        status: workflow.status,
         reasons,
         escalations,
         policy_failure: decision.failure.clone(),
         suggestion,
-        deadline_ms,
-        approvals_required,
+        deadline_ms: workflow.deadline_ms,
+        approvals_required: workflow.approvals_required,
         verdicts: Vec::new(),
         execution_ref: None,
         execution_error: None,
@@ -162,9 +145,9 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         caller: req.caller.map(str::to_string),
         provenance: Some(req.provenance.clone()),
     };
-
+    let notices = authorized_notices(&authorization, rule.alert_owner, req.alert);
     let mut events = vec![EventDraft {
-        kind: if status == Status::Blocked {
+        kind: if workflow.status == Status::Blocked {
             "attempt_blocked"
         } else {
             "authorized"
@@ -173,65 +156,103 @@ pub(crate) fn authorize(req: &Request<'_>, held: &Holdings, audit_id: &str) -> C
         actor: None,
         detail: record_detail(rule.audit, &authorization, req),
     }];
-    let mut notices = Vec::new();
-    let money = format!(
-        "{} {} {} to {}",
-        tx.amount, tx.currency, tx.category, tx.recipient
-    );
-    match status {
-        Status::PendingVeto | Status::AwaitingApproval => {
-            let ask = if status == Status::PendingVeto {
-                "may veto"
-            } else {
-                "must approve"
-            };
-            notices.push(Notice {
-                kind: "owner_notified".into(),
-                to: "owners".into(),
-                message: format!(
-                    "{} asks to pay {money} ({tier}); you {ask} before {} [{}]",
-                    tx.agent,
-                    deadline_ms.unwrap_or_default(),
-                    audit_id
-                ),
-            });
-        }
-        Status::Executing => events.push(EventDraft {
+    if workflow.status == Status::Executing {
+        events.push(EventDraft {
             kind: "executing".into(),
             actor: None,
             detail: json!({}),
-        }),
-        _ => {}
-    }
-    if status == Status::Blocked || rule.alert_owner {
-        notices.push(Notice {
-            kind: "owner_alerted".into(),
-            to: "owners".into(),
-            message: format!(
-                "{} attempted {money}: {tier}, {} [{audit_id}]",
-                tx.agent,
-                status.as_str()
-            ),
         });
     }
-    if let Some(message) = req.alert {
-        notices.push(Notice {
-            kind: "owner_alerted".into(),
-            to: "owners".into(),
-            message: format!("{message} [{audit_id}]"),
-        });
-    }
-    events.extend(notices.iter().map(|n| EventDraft {
-        kind: n.kind.clone(),
-        actor: None,
-        detail: json!({ "to": n.to }),
-    }));
+    events.extend(notice_events(&notices));
     Change {
         authorization,
         events,
         notices,
         ledger: false,
     }
+}
+
+/// Where a new payment of `tier`'s rule starts.
+struct Workflow {
+    status: Status,
+    deadline_ms: Option<u64>,
+    approvals_required: u32,
+}
+
+/// The status a tier's approval mode starts a payment in, its deadline and
+/// how many approvals it needs (two above the four-eyes amount).
+fn workflow_of(rule: &TierRule, tx: &Transaction, now_ms: u64) -> Workflow {
+    let (status, deadline_ms, approvals_required) = match rule.approval {
+        ApprovalMode::None => (Status::Executing, None, 0),
+        ApprovalMode::NotifyWithVeto => (
+            Status::PendingVeto,
+            Some(now_ms + rule.veto_window.map_or(0, |w| w.as_millis())),
+            0,
+        ),
+        ApprovalMode::ExplicitHuman => {
+            let base = rule.approvers.unwrap_or(1);
+            let four_eyes = rule.four_eyes_above.is_some_and(|x| tx.amount > x);
+            (
+                Status::AwaitingApproval,
+                Some(now_ms + rule.timeout.map_or(0, |w| w.as_millis())),
+                if four_eyes { base.max(2) } else { base },
+            )
+        }
+        ApprovalMode::Blocked => (Status::Blocked, None, 0),
+    };
+    Workflow {
+        status,
+        deadline_ms,
+        approvals_required,
+    }
+}
+
+/// Who hears of a new payment: owners asked to veto or approve, owners
+/// alerted of a blocked attempt (or of every payment of a tier that says
+/// so), and the breaker's alert when this payment tripped it.
+fn authorized_notices(a: &Authorization, alert_owner: bool, alert: Option<&str>) -> Vec<Notice> {
+    let (tx, tier, audit_id) = (&a.transaction, a.tier, &a.audit_id);
+    let money = format!(
+        "{} {} {} to {}",
+        tx.amount, tx.currency, tx.category, tx.recipient
+    );
+    let mut notices = Vec::new();
+    if matches!(a.status, Status::PendingVeto | Status::AwaitingApproval) {
+        let ask = if a.status == Status::PendingVeto {
+            "may veto"
+        } else {
+            "must approve"
+        };
+        notices.push(Notice {
+            kind: "owner_notified".into(),
+            to: "owners".into(),
+            message: format!(
+                "{} asks to pay {money} ({tier}); you {ask} before {} [{}]",
+                tx.agent,
+                a.deadline_ms.unwrap_or_default(),
+                audit_id
+            ),
+        });
+    }
+    if a.status == Status::Blocked || alert_owner {
+        notices.push(Notice {
+            kind: "owner_alerted".into(),
+            to: "owners".into(),
+            message: format!(
+                "{} attempted {money}: {tier}, {} [{audit_id}]",
+                tx.agent,
+                a.status.as_str()
+            ),
+        });
+    }
+    if let Some(message) = alert {
+        notices.push(Notice {
+            kind: "owner_alerted".into(),
+            to: "owners".into(),
+            message: format!("{message} [{audit_id}]"),
+        });
+    }
+    notices
 }
 
 /// An executing payment moved by the built-in ledger in the same transaction
