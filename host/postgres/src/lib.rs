@@ -16,6 +16,7 @@
 //!
 //! Each connection sets `synchronous_commit = on`: a caller hears an answer
 //! only after the commit holding its audit record is on the server's disk.
+#![deny(missing_docs)]
 
 mod deliveries;
 mod keys;

@@ -1,6 +1,7 @@
 //! `tiergate serve`: the governance pipeline as an HTTP service. A thin
 //! layer over the library: handlers authenticate, parse and answer; every
 //! decision is the [`Governor`]'s.
+#![deny(missing_docs)]
 
 pub mod admin;
 mod admission;

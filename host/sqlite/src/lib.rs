@@ -1,5 +1,6 @@
 //! The embedded default store: one SQLite file in WAL mode, every
 //! acknowledged write synchronous, schema migrations applied on open.
+#![deny(missing_docs)]
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};

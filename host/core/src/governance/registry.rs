@@ -293,58 +293,16 @@ pub(crate) fn resolve<E>(
         (None, Some(_)) => Source::Caller,
         (None, None) => Source::None,
     };
-    if let Some(j) = &registered {
-        if let Some(claimed) = declared.jurisdiction.as_ref().filter(|c| *c != j) {
-            floors.push(Escalation {
-                guardrail: "jurisdiction_mismatch".into(),
-                tier: settings.mismatch,
-                detail: format!(
-                    "the request says the recipient is in {claimed}; the tenant's registry says {j}"
-                ),
-            });
-        }
-        tx.jurisdiction = Some(j.clone());
-    }
-    // A declared jurisdiction reaches the policy (it may make the tier
-    // stricter) but the host does not vouch for it.
-    let floor = &settings.without_jurisdiction;
-    if registered.is_none() && declared.amount > floor.above && floor.tier > Tier::Autonomous {
-        floors.push(Escalation {
-            guardrail: "without_jurisdiction".into(),
-            tier: floor.tier,
-            detail: format!(
-                "the tenant's registry gives no jurisdiction for {}, and {} is over {}",
-                declared.recipient, declared.amount, floor.above
-            ),
-        });
+    floors.extend(jurisdiction_floors(
+        settings,
+        declared,
+        registered.as_deref(),
+    ));
+    if let Some(j) = registered {
+        tx.jurisdiction = Some(j);
     }
     if let Some(r) = listed {
-        if let Some(categories) = &r.categories
-            && !categories.contains(&declared.category)
-        {
-            floors.push(Escalation {
-                guardrail: "category_mismatch".into(),
-                tier: settings.mismatch,
-                detail: format!(
-                    "the tenant's registry lists {} for {}, not {}",
-                    categories.join(", "),
-                    declared.recipient,
-                    declared.category
-                ),
-            });
-        }
-        if let Some(limit) = &r.max_per_payment
-            && declared.amount > limit.limit
-        {
-            floors.push(Escalation {
-                guardrail: "recipient_max_per_payment".into(),
-                tier: limit.escalate_to,
-                detail: format!(
-                    "{} is over the limit of {} per payment to {}",
-                    declared.amount, limit.limit, declared.recipient
-                ),
-            });
-        }
+        floors.extend(registry_floors(settings, r, declared));
     }
     let provenance = Provenance {
         trust_from,
@@ -359,6 +317,78 @@ pub(crate) fn resolve<E>(
         provenance,
         floors,
     })
+}
+
+/// What the jurisdiction makes the tier at least: the registry's value
+/// contradicted by the request, or none registered above the tenant's
+/// amount. A declared jurisdiction reaches the policy (it may make the
+/// tier stricter), but the host does not vouch for it.
+fn jurisdiction_floors(
+    settings: &TrustSettings,
+    declared: &Transaction,
+    registered: Option<&str>,
+) -> Vec<Escalation> {
+    let mut floors = Vec::new();
+    if let Some(j) = registered
+        && let Some(claimed) = declared.jurisdiction.as_ref().filter(|c| *c != j)
+    {
+        floors.push(Escalation {
+            guardrail: "jurisdiction_mismatch".into(),
+            tier: settings.mismatch,
+            detail: format!(
+                "the request says the recipient is in {claimed}; the tenant's registry says {j}"
+            ),
+        });
+    }
+    let floor = &settings.without_jurisdiction;
+    if registered.is_none() && declared.amount > floor.above && floor.tier > Tier::Autonomous {
+        floors.push(Escalation {
+            guardrail: "without_jurisdiction".into(),
+            tier: floor.tier,
+            detail: format!(
+                "the tenant's registry gives no jurisdiction for {}, and {} is over {}",
+                declared.recipient, declared.amount, floor.above
+            ),
+        });
+    }
+    floors
+}
+
+/// What a listed recipient's entry makes the tier at least: a category it
+/// is not listed for, an amount over its limit per payment.
+fn registry_floors(
+    settings: &TrustSettings,
+    listed: &Recipient,
+    declared: &Transaction,
+) -> Vec<Escalation> {
+    let mut floors = Vec::new();
+    if let Some(categories) = &listed.categories
+        && !categories.contains(&declared.category)
+    {
+        floors.push(Escalation {
+            guardrail: "category_mismatch".into(),
+            tier: settings.mismatch,
+            detail: format!(
+                "the tenant's registry lists {} for {}, not {}",
+                categories.join(", "),
+                declared.recipient,
+                declared.category
+            ),
+        });
+    }
+    if let Some(limit) = &listed.max_per_payment
+        && declared.amount > limit.limit
+    {
+        floors.push(Escalation {
+            guardrail: "recipient_max_per_payment".into(),
+            tier: limit.escalate_to,
+            detail: format!(
+                "{} is over the limit of {} per payment to {}",
+                declared.amount, limit.limit, declared.recipient
+            ),
+        });
+    }
+    floors
 }
 
 #[cfg(test)]
