@@ -120,7 +120,11 @@ fn main() -> anyhow::Result<()> {
         .map(|(tx, recent)| case(&names, tx, recent))
         .collect::<anyhow::Result<_>>()?;
 
-    let native_policy: seed_tiers::SeedTiers = serde_json::from_str("{}")?;
+    // The policy's own defaults, as the SDK merges them under a tenant's.
+    let native_policy: seed_tiers::SeedTiers =
+        <seed_tiers::SeedTiers as tiergate_policy::Policy>::DEFAULTS
+            .parse("{}")
+            .map_err(|e| anyhow!("seed-tiers' defaults: {e}"))?;
     tiergate_policy::Policy::validate(&native_policy).map_err(anyhow::Error::msg)?;
 
     let bytes = tiergate_cli::bundled::get("seed-tiers").context("seed-tiers is bundled")?;

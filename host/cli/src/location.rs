@@ -13,7 +13,7 @@ use tiergate_sqlite::SqliteStore;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// A SQLite file.
-    Sqlite(std::path::PathBuf),
+    Sqlite(PathBuf),
     /// A `postgres://` or `postgresql://` connection URL.
     Postgres(String),
 }
