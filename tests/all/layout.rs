@@ -18,8 +18,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("sqlite", &["tiergate-core", "tiergate-runtime"]),
     ("postgres", &["tiergate-core", "tiergate-runtime"]),
     (
-        "server",
+        "x402",
         &["tiergate-core", "tiergate-runtime", "tiergate-policy"],
+    ),
+    (
+        "server",
+        &[
+            "tiergate-core",
+            "tiergate-runtime",
+            "tiergate-policy",
+            "tiergate-x402",
+        ],
     ),
     (
         "cli",
@@ -30,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tiergate-sqlite",
             "tiergate-postgres",
             "tiergate-server",
+            "tiergate-x402",
         ],
     ),
 ];

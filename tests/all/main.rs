@@ -34,6 +34,7 @@ mod tenancy;
 mod tiers;
 mod trust;
 mod webhooks;
+mod x402;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -42,7 +42,11 @@ impl CountingExecutor {
 }
 
 impl PaymentExecutor for CountingExecutor {
-    fn execute(&self, auth: &Authorization) -> Result<String, String> {
+    fn execute(
+        &self,
+        auth: &Authorization,
+        _: Option<&tiergate_core::governance::TenantConfig>,
+    ) -> Result<String, String> {
         *self
             .calls
             .lock()

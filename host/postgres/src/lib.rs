@@ -555,6 +555,16 @@ impl Store for PostgresStore {
         get_in(&mut *self.conn()?, tenant, tx_id)
     }
 
+    fn committed(
+        &self,
+        entry: &NewEntry<'_>,
+    ) -> Result<tiergate_core::store::Holdings, StoreError> {
+        let window = totals::Window::of(entry);
+        let [bucket_reads, cut_hour_reads] = window.reads(entry);
+        let [buckets, cut_hour] = self.conn()?.query_all([bucket_reads, cut_hour_reads])?;
+        totals::holdings(entry, &buckets, &cut_hour)
+    }
+
     fn tx_with_audit_id(&self, tenant: &str, audit_id: &str) -> Result<Option<String>, StoreError> {
         let rows = self.conn()?.query(
             "SELECT tx_id FROM authorizations WHERE tenant = $1 AND audit_id = $2",

@@ -84,6 +84,9 @@ pub struct ServeOptions {
     pub checkpoints: Option<CheckpointOptions>,
     /// Who may read `/metrics`: a token, a separate address, or nobody.
     pub metrics: MetricsAccess,
+    /// Each tenant's x402 payment key, and where it is read from. The demo
+    /// tenant's is made in the data directory (`x402-demo.key`) unless given.
+    pub x402_keys: Vec<(String, tiergate_x402::KeySource)>,
 }
 
 impl ServeOptions {
@@ -107,6 +110,7 @@ impl ServeOptions {
             upload_quota: DEFAULT_UPLOAD_QUOTA,
             checkpoints: None,
             metrics: MetricsAccess::default(),
+            x402_keys: Vec::new(),
         }
     }
 }
@@ -174,6 +178,7 @@ struct Tenancy {
     webhooks: WebhookOptions,
     upload_quota: tiergate_core::store::UploadQuota,
     checkpoints: Option<checkpoints::Trusted>,
+    payment_keys: Arc<tiergate_x402::PaymentKeys>,
 }
 
 impl AppState {
@@ -213,6 +218,11 @@ impl AppState {
     /// The checkpoints the service signs, to check the audit trail against.
     fn checkpoints(&self) -> Option<&checkpoints::Trusted> {
         self.inner.tenancy.checkpoints.as_ref()
+    }
+
+    /// The tenants' x402 payment keys.
+    fn payment_keys(&self) -> &tiergate_x402::PaymentKeys {
+        &self.inner.tenancy.payment_keys
     }
 
     /// The metrics.

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{AppState, IssuedKey, Limits, ServeOptions, Tenancy, now_ms};
-use tiergate_core::governance::{Governor, NamedPolicies, TenantConfig};
+use tiergate_core::governance::{
+    Clock, Governor, LedgerExecutor, NamedPolicies, SystemClock, TenantConfig,
+};
 use tiergate_core::store::{Backend, Role, RulesStore, Store, StoredRules, UploadedPolicy};
 use tiergate_runtime::{CompiledPolicy, Runtime};
 
@@ -69,6 +71,7 @@ impl Service {
     pub async fn start(options: ServeOptions, store: Arc<dyn Backend>) -> Result<Service> {
         let limits = Limits::from_options(&options);
         super::files::keep_private(&options.data_dir, &[])?;
+        let payment_keys = Arc::new(payment_keys(&options)?);
         let runtime =
             Runtime::with_limits(options.sandbox).context("the service cannot run policies")?;
         // A restart loads every tenant's policy from machine code kept here.
@@ -96,6 +99,20 @@ impl Service {
             .activated_by("service-start")
             .breaker(options.breaker)
             .observer(metrics.clone());
+        // With no payment key, the ledger executes alone, in the same commit
+        // as the decision.
+        if payment_keys.tenants().next().is_some() {
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+            let ledger = Arc::new(LedgerExecutor::new(
+                store.clone() as Arc<dyn Store>,
+                clock.clone(),
+            ));
+            builder = builder.executor(Arc::new(tiergate_x402::X402Signer::new(
+                payment_keys.clone(),
+                ledger,
+                clock,
+            )));
+        }
         let mut followed = RulesFollowed::default();
         for rules in store.active_rules()? {
             followed
@@ -133,6 +150,7 @@ impl Service {
                 checkpoints: checkpoints
                     .as_ref()
                     .map(|(_, (_, trusted))| trusted.clone()),
+                payment_keys,
             },
         );
         let listener = tokio::net::TcpListener::bind(options.listen)
@@ -505,6 +523,29 @@ fn ensure_demo_rules(store: &dyn Backend) -> Result<()> {
 }
 
 /// The demo tenant's keys, and whether they were made now.
+/// The tenants' x402 payment keys from `options`; the demo tenant's made
+/// in the data directory when the demo runs without one.
+fn payment_keys(options: &ServeOptions) -> Result<tiergate_x402::PaymentKeys> {
+    // The demo key is made in the data directory: make it first.
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create {}", options.data_dir.display()))?;
+    let mut keys = tiergate_x402::PaymentKeys::new();
+    for (tenant, source) in &options.x402_keys {
+        keys.load(tenant, source)?;
+    }
+    if options.demo && keys.address("demo").is_none() {
+        keys.load_or_create("demo", &options.data_dir.join("x402-demo.key"))?;
+    }
+    for tenant in keys.tenants() {
+        tracing::info!(
+            tenant,
+            address = keys.address(tenant).unwrap_or_default(),
+            "x402 payment key loaded"
+        );
+    }
+    Ok(keys)
+}
+
 fn demo_keys(store: &dyn Backend, data_dir: &Path) -> Result<(DemoKeys, bool)> {
     let path = data_dir.join("demo-keys.json");
     if let Ok(text) = std::fs::read_to_string(&path) {

@@ -1300,6 +1300,13 @@ impl Store for SqliteStore {
         Ok(found)
     }
 
+    fn committed(
+        &self,
+        entry: &NewEntry<'_>,
+    ) -> Result<tiergate_core::store::Holdings, StoreError> {
+        self.read_beside(|conn| totals::holdings(conn, entry))
+    }
+
     fn tx_with_audit_id(&self, tenant: &str, audit_id: &str) -> Result<Option<String>, StoreError> {
         self.read_beside(|conn| {
             conn.prepare_cached(

@@ -55,6 +55,31 @@ struct ServeFile {
     compile: super::settings::CompileFile,
     #[serde(default)]
     breaker: super::settings::BreakerFile,
+    /// Each tenant's x402 payment key: `tenant = { file = "..." }` or
+    /// `tenant = { env = "VARIABLE" }`.
+    #[serde(default)]
+    x402_keys: std::collections::BTreeMap<String, X402KeyFile>,
+}
+
+/// Where one tenant's x402 payment key is: a file (mode 0600) or an
+/// environment variable, exactly one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct X402KeyFile {
+    file: Option<PathBuf>,
+    env: Option<String>,
+}
+
+impl X402KeyFile {
+    fn source(self, tenant: &str) -> Result<tiergate_x402::KeySource> {
+        match (self.file, self.env) {
+            (Some(path), None) => Ok(tiergate_x402::KeySource::File(path)),
+            (None, Some(name)) if !name.is_empty() => Ok(tiergate_x402::KeySource::Env(name)),
+            _ => bail!(
+                "x402_keys.{tenant}: give exactly one of `file` (a key file only the service's user can read) or `env` (the environment variable holding the key)"
+            ),
+        }
+    }
 }
 
 impl ServeFile {
@@ -213,6 +238,10 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         bail!(
             "the checkpoint settings need `checkpoint_key`: a key file from `tiergate audit keygen`"
         );
+    }
+    for (tenant, entry) in file.x402_keys {
+        let source = entry.source(&tenant)?;
+        options.x402_keys.push((tenant, source));
     }
     if (args.demo || args.demo_tenant) && args.no_demo_tenant {
         bail!("--demo and --demo-tenant set up the demo tenant: drop --no-demo-tenant");

@@ -78,6 +78,10 @@ pub struct TenantConfig {
     /// rules stored before, kept so they still load, and never delivered to.
     #[serde(default)]
     pub webhooks: Vec<Webhook>,
+    /// How the tenant pays x402 resources, when it does: the networks it
+    /// pays on and assets beyond the built-in ones.
+    #[serde(default)]
+    pub x402: Option<X402Section>,
     /// `sha256:` of the configuration text it was parsed from: which rules
     /// were in force, as activation records name them.
     #[serde(skip)]
@@ -234,6 +238,120 @@ pub struct Team {
     pub agents: Vec<String>,
     /// The most its agents together may commit in a rolling day.
     pub daily_budget: Limit,
+}
+
+/// `[x402]`: where the tenant pays x402 resources. The tenant's signing key
+/// is never here: it is in the service's settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Section {
+    /// CAIP-2 networks the tenant pays on, such as `eip155:8453` (Base).
+    pub networks: Vec<String>,
+    /// Tokens beyond the built-in ones (USDC on Base and Base Sepolia).
+    #[serde(default)]
+    pub assets: Vec<X402Asset>,
+}
+
+/// A token the tenant pays x402 resources in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct X402Asset {
+    /// The CAIP-2 network it lives on: `eip155:<chain id>`.
+    pub network: String,
+    /// The token contract: `0x` and 40 hex digits.
+    pub address: String,
+    /// Its code in amounts, which must be the tenant's `currency` to be
+    /// paid: the host never converts.
+    pub symbol: String,
+    /// Decimal places between its atomic unit and one token (6 for USDC).
+    pub decimals: u32,
+    /// The EIP-712 domain name its contract signs under (`USD Coin`).
+    pub eip712_name: String,
+    /// The EIP-712 domain version (`2` for USDC).
+    pub eip712_version: String,
+}
+
+/// The chain id of a CAIP-2 EVM network (`eip155:8453` is 8453), if it is one.
+pub fn evm_chain_id(network: &str) -> Option<u64> {
+    let digits = network.strip_prefix("eip155:")?;
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok().filter(|&id| id > 0)
+}
+
+/// Whether `address` is `0x` and 40 hex digits.
+pub fn is_evm_address(address: &str) -> bool {
+    address
+        .strip_prefix("0x")
+        .is_some_and(|hex| hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The most decimal places an x402 asset may have: amounts keep 28.
+const MAX_ASSET_DECIMALS: u32 = 18;
+
+impl X402Section {
+    fn validate(&self) -> Result<(), String> {
+        if self.networks.is_empty() {
+            return Err("`x402.networks` is empty: name the CAIP-2 networks the tenant pays on, such as \"eip155:8453\" for Base".into());
+        }
+        for (i, network) in self.networks.iter().enumerate() {
+            if evm_chain_id(network).is_none() {
+                return Err(format!(
+                    "`x402.networks[{i}]` is {network:?}: write an EVM network as CAIP-2, `eip155:<chain id>`, such as \"eip155:8453\""
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, asset) in self.assets.iter().enumerate() {
+            let key = format!("x402.assets[{i}]");
+            if evm_chain_id(&asset.network).is_none() {
+                return Err(format!(
+                    "`{key}.network` is {:?}: write `eip155:<chain id>`",
+                    asset.network
+                ));
+            }
+            if !is_evm_address(&asset.address) {
+                return Err(format!(
+                    "`{key}.address` is {:?}: write the token contract as 0x and 40 hex digits",
+                    asset.address
+                ));
+            }
+            if !seen.insert((asset.network.clone(), asset.address.to_ascii_lowercase())) {
+                return Err(format!(
+                    "`{key}` lists {} on {} a second time",
+                    asset.address, asset.network
+                ));
+            }
+            if asset.symbol.is_empty()
+                || asset.symbol.len() > 16
+                || !asset.symbol.bytes().all(|b| b.is_ascii_alphanumeric())
+            {
+                return Err(format!(
+                    "`{key}.symbol` must be a code such as USDC, not {:?}",
+                    asset.symbol
+                ));
+            }
+            if asset.decimals > MAX_ASSET_DECIMALS {
+                return Err(format!(
+                    "`{key}.decimals` is {}: at most {MAX_ASSET_DECIMALS}",
+                    asset.decimals
+                ));
+            }
+            for (name, value) in [
+                ("eip712_name", &asset.eip712_name),
+                ("eip712_version", &asset.eip712_version),
+            ] {
+                if value.is_empty() || value.len() > 64 {
+                    return Err(format!(
+                        "`{key}.{name}` must be 1 to 64 bytes: the token contract's EIP-712 domain {}",
+                        &name[7..]
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A webhook as configurations once named it. Only read from rules stored
@@ -460,7 +578,8 @@ impl TenantConfig {
         }
         self.validate_guardrails()?;
         self.validate_teams()?;
-        self.validate_registry()
+        self.validate_registry()?;
+        self.x402.as_ref().map_or(Ok(()), X402Section::validate)
     }
 
     /// The tenant, its currency, retention, `max_amount`, owners, failure

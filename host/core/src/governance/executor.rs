@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::Authorization;
+use super::{Authorization, TenantConfig};
 use crate::store::Store;
 
 /// Executes an approved payment and returns a reference to it, or an error
@@ -10,8 +10,10 @@ use crate::store::Store;
 /// has durably recorded that it is executing; the transaction id is the
 /// idempotency key to pass on to a payment rail.
 pub trait PaymentExecutor: Send + Sync {
-    /// Executes `auth`'s payment.
-    fn execute(&self, auth: &Authorization) -> Result<String, String>;
+    /// Executes `auth`'s payment under the tenant's rules in force now
+    /// (none when they cannot be loaded).
+    fn execute(&self, auth: &Authorization, rules: Option<&TenantConfig>)
+    -> Result<String, String>;
 }
 
 /// The built-in executor: records the payment in the store's ledger.
@@ -28,7 +30,7 @@ impl LedgerExecutor {
 }
 
 impl PaymentExecutor for LedgerExecutor {
-    fn execute(&self, auth: &Authorization) -> Result<String, String> {
+    fn execute(&self, auth: &Authorization, _: Option<&TenantConfig>) -> Result<String, String> {
         self.store
             .ledger_insert(auth, self.clock.now_ms())
             .map_err(|e| e.to_string())

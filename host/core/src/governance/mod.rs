@@ -13,6 +13,7 @@ mod config;
 mod error;
 mod executor;
 pub(crate) mod history;
+mod limits;
 mod observer;
 mod plan;
 mod registry;
@@ -27,10 +28,11 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     ApprovalMode, AuditDepth, ComplianceLevel, ConfigError, Guardrails, Limit,
     MAX_APPROVAL_TIMEOUT, MAX_VETO_WINDOW, PolicySection, Team, TenantConfig, TierRule, TierTable,
-    WEBHOOKS_MOVED, Webhook, toml_to_json,
+    WEBHOOKS_MOVED, Webhook, X402Asset, X402Section, evm_chain_id, is_evm_address, toml_to_json,
 };
 pub use error::GovernError;
 pub use executor::{LedgerExecutor, PaymentExecutor};
+pub use limits::{Headroom, SpendingLimits, TierMeaning};
 pub use observer::Observer;
 pub use registry::{
     Agent, JurisdictionFloor, Recipient, TrustSettings, TrustSource, UnlistedAgents,
@@ -1072,6 +1074,31 @@ impl Governor {
         Ok(self.inner.store.list(tenant, listing)?)
     }
 
+    /// What `agent` may still spend before each of its tenant's limits
+    /// escalates a payment, and what each tier means.
+    pub fn spending_limits(
+        &self,
+        tenant: &str,
+        agent: &str,
+    ) -> Result<SpendingLimits, GovernError> {
+        let rules = self.tenant(tenant)?;
+        let config = &rules.config;
+        let now_ms = self.inner.clock.now_ms();
+        let entry = NewEntry {
+            tenant,
+            tx_id: "",
+            agent,
+            recipient: "",
+            history_since_ms: now_ms,
+            team: config.team_of(agent).map(|t| t.name.as_str()),
+            currency: &config.currency,
+            window_start_ms: now_ms.saturating_sub(BUDGET_WINDOW_MS),
+            now_ms,
+        };
+        let committed = self.inner.store.committed(&entry)?;
+        Ok(limits::of(config, agent, &committed))
+    }
+
     /// One payment's current state.
     pub fn get(&self, tenant: &str, tx_id: &str) -> Result<Authorization, GovernError> {
         self.tenant(tenant)?;
@@ -1100,7 +1127,13 @@ impl Governor {
 
     /// Hands an executing payment to the executor, once, and records the result.
     fn execute(&self, auth: Authorization) -> Result<Authorization, GovernError> {
-        let result = self.inner.executor.execute(&auth);
+        // The rules in force now: an executor that needs the tenant's
+        // settings (an x402 signer, its assets) reads today's.
+        let rules = self.tenants().get(&auth.transaction.tenant).cloned();
+        let result = self
+            .inner
+            .executor
+            .execute(&auth, rules.as_ref().map(|t| &t.config));
         let t = &auth.transaction;
         update_governed(
             self.inner.store.as_ref(),

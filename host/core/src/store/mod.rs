@@ -600,6 +600,12 @@ pub trait Store: Send + Sync {
         decide: &mut dyn FnMut(&Authorization) -> Result<Change, StoreError>,
     ) -> Result<Authorization, StoreError>;
 
+    /// Money committed in `entry`'s budget window (by its agent, team and
+    /// tenant), as `record` would read it, without writing: what an agent
+    /// may still spend. Only the entry's tenant, agent, team, currency and
+    /// window start are read.
+    fn committed(&self, entry: &NewEntry<'_>) -> Result<Holdings, StoreError>;
+
     /// Payments whose veto window or approval timeout has passed by `now_ms`
     /// and that still wait: `(tenant, tx_id)`.
     fn due(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError>;

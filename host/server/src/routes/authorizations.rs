@@ -40,6 +40,27 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Authorization>), ApiError> {
     caller.require(&[Role::Agent, Role::Platform])?;
     let tx = Transaction::from_json(&body.0, now_ms())?;
+    if let Some(key) = tx.metadata.keys().find(|k| k.starts_with("x402.")) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_transaction",
+            format!("metadata key {key:?} is tiergate's own for x402 payments: pay an x402 resource with POST /v1/x402/payments, or rename the key"),
+        )
+        .field(format!("metadata.{key}")));
+    }
+    let (status, auth) = authorize(&state, &caller, tx).await?;
+    Ok((status, Json(auth)))
+}
+
+/// Governs `tx` for `caller` (an agent or platform key): its tenant and
+/// agent checked against the key's, recorded once per id. `201` when this
+/// request recorded it, `200` when the same request was recorded before;
+/// the payment as its requester may see it.
+pub(super) async fn authorize(
+    state: &AppState,
+    caller: &Caller,
+    tx: Transaction,
+) -> Result<(StatusCode, Authorization), ApiError> {
     if tx.tenant != caller.tenant() {
         return Err(ApiError::forbidden(
             "tenant_mismatch",
@@ -89,7 +110,7 @@ pub(super) async fn create(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(auth)))
+    Ok((status, auth))
 }
 
 /// One payment's current state. An agent key sees only what it submitted.
@@ -105,17 +126,27 @@ pub(super) async fn get_one(
     caller: Caller,
     Path(tx_id): Path<String>,
 ) -> Result<Json<Authorization>, ApiError> {
-    let auth = state.governor().get(caller.tenant(), &tx_id)?;
-    if !visible_to(&caller, &auth) {
+    Ok(Json(visible(&state, &caller, &tx_id)?))
+}
+
+/// Payment `tx_id` as `caller` may see it: an agent or platform key only
+/// what it submitted, and without what only owners read.
+pub(super) fn visible(
+    state: &AppState,
+    caller: &Caller,
+    tx_id: &str,
+) -> Result<Authorization, ApiError> {
+    let auth = state.governor().get(caller.tenant(), tx_id)?;
+    if !visible_to(caller, &auth) {
         return Err(ApiError::not_found(format!(
             "tenant {} has no transaction {tx_id}",
             caller.tenant()
         )));
     }
     if caller.0.role.requests_payments() {
-        return Ok(Json(auth.for_requester()));
+        return Ok(auth.for_requester());
     }
-    Ok(Json(auth))
+    Ok(auth)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -332,4 +363,60 @@ pub(super) async fn list(
 
 fn visible_to(caller: &Caller, auth: &Authorization) -> bool {
     !caller.0.role.requests_payments() || auth.caller.as_deref() == Some(caller.0.key_id.as_str())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct LimitsQuery {
+    /// The agent (an agent key's own when left out; required otherwise).
+    agent: Option<String>,
+}
+
+/// What an agent may still spend before each guardrail escalates.
+///
+/// Each of the tenant's limits that applies to the agent (its own, its
+/// team's and the tenant's daily budgets over the 24 hours before now, and
+/// the per-payment limits), how much is committed and what is left; and
+/// each tier in words. An agent key reads its own agent's only.
+#[utoipa::path(get, path = "/v1/limits", tag = "authorizations",
+    params(LimitsQuery),
+    responses(
+        (status = 200, body = tiergate_core::governance::SpendingLimits),
+        (status = 400, description = "`agent` missing for a key not bound to one", body = Error),
+        (status = 403, description = "An agent key asking about another agent", body = Error),
+    ),
+    security(("api_key" = [])))]
+pub(super) async fn limits(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<LimitsQuery>,
+) -> Result<Json<tiergate_core::governance::SpendingLimits>, ApiError> {
+    let agent = match (caller.0.role, query.agent) {
+        (Role::Agent, Some(agent)) if agent != caller.0.subject => {
+            return Err(ApiError::forbidden(
+                "agent_mismatch",
+                format!(
+                    "this key speaks for agent {}, not {agent}",
+                    caller.0.subject
+                ),
+            )
+            .field("agent"));
+        }
+        (Role::Agent, _) => caller.0.subject.clone(),
+        (_, Some(agent)) => agent,
+        (_, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "name the agent: `?agent=<name>` (only an agent key may leave it out)",
+            )
+            .field("agent"));
+        }
+    };
+    let governor = state.governor().clone();
+    let tenant = caller.tenant().to_string();
+    let limits = tokio::task::spawn_blocking(move || governor.spending_limits(&tenant, &agent))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(Json(limits))
 }

@@ -12,6 +12,7 @@ mod ops;
 mod registry;
 mod rules;
 mod webhooks;
+mod x402;
 
 use std::sync::Arc;
 
@@ -63,6 +64,9 @@ fn documented() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(authorizations::create, authorizations::list))
         .routes(routes!(authorizations::get_one))
+        .routes(routes!(x402::pay))
+        .routes(routes!(x402::get_one))
+        .routes(routes!(authorizations::limits))
         .routes(routes!(approvals::pending))
         .routes(routes!(approvals::decide))
         .routes(routes!(audit::records))
