@@ -391,13 +391,34 @@ async fn an_agent_reads_what_it_may_still_spend_under_each_limit() {
     assert_eq!(other.status, 403, "{}", other.text);
     let unnamed = get(&s, "/v1/limits", &s.key("auditor")).await;
     assert_eq!(unnamed.status, 400, "{}", unnamed.text);
+    // What the tenant's agents together committed is not one agent's to
+    // learn: it reads what is left for it, and an auditor reads it all.
+    let shared = |body: &Value| {
+        body["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["guardrail"] == "tenant_daily_budget")
+            .unwrap()
+            .clone()
+    };
+    let as_agent = shared(&limits.body);
+    assert_eq!(as_agent["remaining"], "4953.00");
+    assert!(
+        as_agent.get("limit").is_none() && as_agent.get("spent").is_none(),
+        "{as_agent}"
+    );
     let named = get(
         &s,
         "/v1/limits?agent=procurement-agent-prod",
         &s.key("auditor"),
     )
     .await;
-    assert_eq!(named.body["limits"], limits.body["limits"]);
+    let as_auditor = shared(&named.body);
+    assert_eq!(
+        (as_auditor["limit"].as_str(), as_auditor["spent"].as_str()),
+        (Some("5000.00"), Some("47"))
+    );
 }
 
 /// An embedder's transaction whose recorded x402 requirements ask for more

@@ -115,6 +115,12 @@ impl PaymentExecutor for X402Signer {
         self.other.execute(auth, rules)?;
         Ok(reference)
     }
+
+    // Every other payment is the ledger's alone, in one commit, as with no
+    // signer at all.
+    fn in_ledger(&self, auth: &Authorization) -> bool {
+        !is_x402(&auth.transaction) && self.other.in_ledger(auth)
+    }
 }
 
 /// `auth`'s signed payment: `None` until it is executed; the same bytes on

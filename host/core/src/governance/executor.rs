@@ -14,6 +14,14 @@ pub trait PaymentExecutor: Send + Sync {
     /// (none when they cannot be loaded).
     fn execute(&self, auth: &Authorization, rules: Option<&TenantConfig>)
     -> Result<String, String>;
+
+    /// Whether `auth` is executed by writing it to the store's ledger and
+    /// nothing else: the governor then records it executed in the same
+    /// commit that makes it executing, and does not call [`execute`](Self::execute).
+    fn in_ledger(&self, auth: &Authorization) -> bool {
+        let _ = auth;
+        false
+    }
 }
 
 /// The built-in executor: records the payment in the store's ledger.
@@ -34,5 +42,9 @@ impl PaymentExecutor for LedgerExecutor {
         self.store
             .ledger_insert(auth, self.clock.now_ms())
             .map_err(|e| e.to_string())
+    }
+
+    fn in_ledger(&self, _: &Authorization) -> bool {
+        true
     }
 }

@@ -29,6 +29,24 @@ pub struct SpendingLimits {
     pub tiers: Vec<TierMeaning>,
 }
 
+impl SpendingLimits {
+    /// As an agent (or a platform acting for one) may read it: the budgets
+    /// it shares with its team or the tenant say what is left for it, not
+    /// their limits or what the others committed.
+    pub fn for_requester(mut self) -> Self {
+        for headroom in &mut self.limits {
+            if matches!(
+                headroom.guardrail.as_str(),
+                "team_daily_budget" | "tenant_daily_budget"
+            ) {
+                headroom.limit = None;
+                headroom.spent = None;
+            }
+        }
+        self
+    }
+}
+
 /// One limit and how much of it is left.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -36,11 +54,16 @@ pub struct Headroom {
     /// The configuration key: `max_per_transaction`, `agent_daily_budget`,
     /// `team_daily_budget`, `tenant_daily_budget` or `max_amount`.
     pub guardrail: String,
-    /// The limit.
-    #[serde(with = "money::exact")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "500.00"))]
-    pub limit: Decimal,
-    /// Committed in the window so far; none for a per-payment limit.
+    /// The limit; left out of a budget shared with other agents when an
+    /// agent asks (what the others spend is not its to learn).
+    #[serde(
+        serialize_with = "exact_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "500.00"))]
+    pub limit: Option<Decimal>,
+    /// Committed in the window so far; none for a per-payment limit, and
+    /// for a shared budget when an agent asks.
     #[serde(
         serialize_with = "exact_option",
         skip_serializing_if = "Option::is_none"
@@ -83,7 +106,7 @@ pub(super) fn of(config: &TenantConfig, agent: &str, committed: &Holdings) -> Sp
     let team = config.team_of(agent);
     let per_payment = |guardrail: &str, limit: Decimal, escalates_to| Headroom {
         guardrail: guardrail.into(),
-        limit,
+        limit: Some(limit),
         spent: None,
         remaining: limit,
         window: "each payment".into(),
@@ -91,7 +114,7 @@ pub(super) fn of(config: &TenantConfig, agent: &str, committed: &Holdings) -> Sp
     };
     let budget = |guardrail: &str, limit: &Limit, spent: Decimal| Headroom {
         guardrail: guardrail.into(),
-        limit: limit.limit,
+        limit: Some(limit.limit),
         spent: Some(spent),
         remaining: limit
             .limit

@@ -88,9 +88,6 @@ pub struct Governor {
 struct Inner {
     store: Arc<dyn Store>,
     executor: Arc<dyn PaymentExecutor>,
-    /// The executor is the store's own ledger, so an autonomous payment is
-    /// recorded and executed in one transaction.
-    ledger_executes: bool,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     breakers: breaker::Breakers,
@@ -282,7 +279,6 @@ impl GovernorBuilder {
                 now_ms,
             )?;
         }
-        let ledger_executes = self.executor.is_none();
         let executor = self.executor.unwrap_or_else(|| {
             Arc::new(LedgerExecutor::new(self.store.clone(), self.clock.clone()))
         });
@@ -290,7 +286,6 @@ impl GovernorBuilder {
             inner: Arc::new(Inner {
                 store: self.store,
                 executor,
-                ledger_executes,
                 clock: self.clock,
                 observer: self.observer,
                 breakers: breaker::Breakers::new(self.breaker),
@@ -1118,7 +1113,9 @@ impl Governor {
         &self,
         change: crate::store::Change,
     ) -> Result<crate::store::Change, GovernError> {
-        if self.inner.ledger_executes && change.authorization.status == Status::Executing {
+        if change.authorization.status == Status::Executing
+            && self.inner.executor.in_ledger(&change.authorization)
+        {
             plan::executed_in_ledger(change)
         } else {
             Ok(change)

@@ -378,7 +378,8 @@ pub(super) struct LimitsQuery {
 /// Each of the tenant's limits that applies to the agent (its own, its
 /// team's and the tenant's daily budgets over the 24 hours before now, and
 /// the per-payment limits), how much is committed and what is left; and
-/// each tier in words. An agent key reads its own agent's only.
+/// each tier in words. An agent key reads its own agent's only, and of the
+/// budgets it shares with its team or tenant only what is left for it.
 #[utoipa::path(get, path = "/v1/limits", tag = "authorizations",
     params(LimitsQuery),
     responses(
@@ -418,5 +419,8 @@ pub(super) async fn limits(
     let limits = tokio::task::spawn_blocking(move || governor.spending_limits(&tenant, &agent))
         .await
         .map_err(ApiError::internal)??;
+    if caller.0.role.requests_payments() {
+        return Ok(Json(limits.for_requester()));
+    }
     Ok(Json(limits))
 }
