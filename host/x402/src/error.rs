@@ -5,7 +5,7 @@
 pub enum X402Error {
     /// The message is of another protocol version.
     #[error("x402Version {0} is not supported: tiergate speaks x402 version 2")]
-    UnsupportedVersion(u32),
+    UnsupportedVersion(String),
     /// The tenant's rules have no `[x402]` section.
     #[error(
         "tenant {0} does not pay x402 resources: add an `[x402]` section with the networks it pays on to its rules"

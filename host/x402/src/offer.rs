@@ -24,6 +24,7 @@ pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
 
 /// An agent's request to pay an x402 resource through tiergate.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PayRequest {
     /// The transaction id: the idempotency key.
@@ -57,8 +58,10 @@ pub struct Choice {
 /// `exact` scheme, on a network it pays on, in a known asset in its
 /// currency. The refusal lists every option and why it was passed over.
 pub fn choose(required: &PaymentRequired, config: &TenantConfig) -> Result<Choice, X402Error> {
-    if required.x402_version != VERSION {
-        return Err(X402Error::UnsupportedVersion(required.x402_version));
+    if required.x402_version.as_u64() != Some(u64::from(VERSION)) {
+        return Err(X402Error::UnsupportedVersion(
+            required.x402_version.to_string(),
+        ));
     }
     let Some(section) = &config.x402 else {
         return Err(X402Error::NotEnabled(config.tenant.clone()));
@@ -115,13 +118,23 @@ fn check(offer: &Requirements, asset: &Asset) -> Result<Decimal, String> {
             offer.pay_to
         ));
     }
-    if offer.max_timeout_seconds == 0 || offer.max_timeout_seconds > MAX_TIMEOUT_SECONDS {
-        return Err(format!(
-            "maxTimeoutSeconds {} (tiergate signs 1 to {MAX_TIMEOUT_SECONDS})",
-            offer.max_timeout_seconds
-        ));
-    }
+    timeout_seconds(offer)?;
     tokens(&offer.amount, asset.decimals)
+}
+
+/// The option's `maxTimeoutSeconds`, when it is a whole number of seconds
+/// tiergate signs for.
+pub(crate) fn timeout_seconds(offer: &Requirements) -> Result<u64, String> {
+    offer
+        .max_timeout_seconds
+        .as_u64()
+        .filter(|s| (1..=MAX_TIMEOUT_SECONDS).contains(s))
+        .ok_or_else(|| {
+            format!(
+                "maxTimeoutSeconds {} (tiergate signs 1 to {MAX_TIMEOUT_SECONDS} whole seconds)",
+                offer.max_timeout_seconds
+            )
+        })
 }
 
 /// `atomic` units of a token with `decimals` places, in tokens, exactly.

@@ -12,10 +12,13 @@ pub const PAYMENT_HEADER: &str = "PAYMENT-SIGNATURE";
 
 /// What a resource server answers with `402 Payment Required`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequired {
-    /// The protocol version: 2.
-    pub x402_version: u32,
+    /// The protocol version: 2. Kept as written: a version tiergate does not
+    /// speak is refused by name, whatever its spelling.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    pub x402_version: serde_json::Number,
     /// Why the server asks, when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -25,11 +28,13 @@ pub struct PaymentRequired {
     pub accepts: Vec<Requirements>,
     /// Protocol extensions, passed through untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub extensions: Option<Map<String, Value>>,
 }
 
 /// The resource a payment is for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Resource {
     /// Where it is.
@@ -44,6 +49,7 @@ pub struct Resource {
 
 /// One way of paying a resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Requirements {
     /// The payment scheme: tiergate signs `exact`.
@@ -56,16 +62,20 @@ pub struct Requirements {
     pub asset: String,
     /// Who is paid.
     pub pay_to: String,
-    /// How long a signed payment stays valid.
-    pub max_timeout_seconds: u64,
+    /// How long a signed payment stays valid, in seconds (kept as the
+    /// server wrote it, which the payment must repeat).
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub max_timeout_seconds: serde_json::Number,
     /// Scheme-specific data (for `exact` on EVM, the token's EIP-712
     /// domain `name` and `version`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub extra: Map<String, Value>,
 }
 
 /// A signed payment, as the client sends it back to the resource server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentPayload {
     /// The protocol version: 2.
@@ -82,6 +92,7 @@ pub struct PaymentPayload {
 /// The `exact` EVM scheme's payload: an EIP-3009 authorization and its
 /// signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExactPayload {
     /// The 65-byte signature, `0x` and hex.
     pub signature: String,
@@ -91,6 +102,7 @@ pub struct ExactPayload {
 
 /// EIP-3009 `transferWithAuthorization`'s arguments, as strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TransferAuthorization {
     /// The paying address (the tenant's).

@@ -95,7 +95,7 @@ impl X402Signer {
                 X402Error::unsignable(&tx.id, format!("no randomness for a nonce: {e}"))
             })?),
             valid_after: now.saturating_sub(CLOCK_SKEW_SECONDS),
-            valid_before: now.saturating_add(governed.requirements.max_timeout_seconds),
+            valid_before: now.saturating_add(governed.timeout_seconds),
         };
         let signed = governed.sign(&self.keys, &window)?;
         Ok(window.reference(&signed))
@@ -154,6 +154,7 @@ pub fn signed_payment(
 /// What an executed x402 payment signs, each part checked against what
 /// was governed.
 struct Governed {
+    timeout_seconds: u64,
     tenant: String,
     tx_id: String,
     requirements: Requirements,
@@ -224,7 +225,9 @@ impl Governed {
                 value, requirements.amount
             )));
         }
+        let timeout_seconds = crate::offer::timeout_seconds(&requirements).map_err(refuse)?;
         Ok(Governed {
+            timeout_seconds,
             tenant: tx.tenant.clone(),
             tx_id: tx.id.clone(),
             requirements,

@@ -25,7 +25,6 @@ pub(super) struct X402Payment {
     authorization: Authorization,
     /// The option of the `PaymentRequired` tiergate pays (x402
     /// `PaymentRequirements`).
-    #[schema(value_type = Object)]
     accepted: Requirements,
     /// The tenant's paying address.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -50,8 +49,7 @@ pub(super) struct X402Payment {
 /// executed. The id is the idempotency key: a retry gets the same answer,
 /// and the same signature.
 #[utoipa::path(post, path = "/v1/x402/payments", tag = "authorizations",
-    request_body(content = Object, content_type = "application/json",
-        description = "`{id, agent, category, justification?, tenant?, payment_required}`: `payment_required` is the x402 v2 `PaymentRequired` as received"),
+    request_body(content = PayRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Recorded now", body = X402Payment),
         (status = 200, description = "The same request was recorded before: its current state", body = X402Payment),
