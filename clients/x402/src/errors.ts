@@ -65,7 +65,7 @@ export class TiergatePaymentError extends TiergateError {
   readonly authorization: Authorization;
 
   constructor(authorization: Authorization, message?: string) {
-    super(message ?? describe(authorization));
+    super(message ?? describePayment(authorization));
     this.name = "TiergatePaymentError";
     this.authorization = authorization;
     this.txId = authorization.transaction.id;
@@ -84,7 +84,7 @@ function deadlineOf(a: Authorization): Date | undefined {
 }
 
 /** What happened to a payment that was not signed, and what the owner must do, in words. */
-export function describe(a: Authorization): string {
+export function describePayment(a: Authorization): string {
   const id = a.transaction.id;
   const audit = `audit ${a.audit_id}`;
   const deadline = deadlineOf(a);

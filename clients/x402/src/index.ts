@@ -17,7 +17,7 @@ export {
   type TiergateOptions,
 } from "./scheme.js";
 export { TiergateX402, type SignedX402Payment, type TiergateConnection, type WaitOptions } from "./client.js";
-export { describe, HELD_STATUSES, TiergateApiError, TiergateError, TiergatePaymentError } from "./errors.js";
+export { describePayment, HELD_STATUSES, TiergateApiError, TiergateError, TiergatePaymentError } from "./errors.js";
 export type {
   Authorization,
   ExactEvmPayload,
