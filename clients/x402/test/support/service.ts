@@ -40,8 +40,9 @@ export function tiergateBin(): string {
 }
 
 export async function startTiergate(): Promise<Tiergate> {
+  const bin = tiergateBin();
   const dataDir = await mkdtemp(join(tmpdir(), "tiergate-x402-"));
-  const child = spawn(tiergateBin(), ["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
+  const child = spawn(bin, ["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir", dataDir], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
   });
