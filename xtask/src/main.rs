@@ -3,9 +3,11 @@
 //! - `setup`: installs what the tests need and a fresh machine lacks: the
 //!   `wasm32-wasip2` target (with rustup), Chromium and ChromeDriver for the
 //!   inbox's browser test, PostgreSQL's server for the PostgreSQL store's
-//!   tests (with `apt-get`, through `sudo` unless run as root).
+//!   tests, Node.js and npm for `@tiergate/x402` (with `apt-get`, through
+//!   `sudo` unless run as root).
 //! - `test`: `setup`, then every test of the workspace, then the embedding
-//!   example run on the article's day.
+//!   example run on the article's day, then the tests of `@tiergate/x402`
+//!   (`clients/x402`: `npm ci`, `npm test`) against the `tiergate` binary.
 //!
 //! Extra arguments after `test` go to `cargo test` (`cargo xtask test -- --nocapture`).
 
@@ -54,6 +56,10 @@ fn setup() -> Result {
     step("PostgreSQL's server (the PostgreSQL store's tests)");
     if !postgres_installed() {
         packages.push("postgresql");
+    }
+    step("Node.js and npm (@tiergate/x402)");
+    if !on_path("node") || !on_path("npm") {
+        packages.extend(["nodejs", "npm"]);
     }
     if !packages.is_empty() {
         apt_install(&packages)?;
@@ -112,7 +118,37 @@ fn test(extra: &[String]) -> Result {
             ));
         }
     }
-    Ok(())
+    x402_client(&root, &target)
+}
+
+/// `@tiergate/x402`'s tests: its own, and the real `@x402/core` client
+/// paying through the `tiergate` binary of this build.
+fn x402_client(root: &Path, target: &Path) -> Result {
+    step("@tiergate/x402 (clients/x402) against the tiergate binary");
+    // Built by the workspace's tests already; this only makes sure.
+    run(Command::new(cargo()).current_dir(root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "tiergate-cli",
+        "--bin",
+        "tiergate",
+    ]))?;
+    // A relative CARGO_TARGET_DIR is relative to where cargo was run; npm
+    // runs elsewhere.
+    let bin = std::env::current_dir()
+        .map_err(|e| format!("no current directory: {e}"))?
+        .join(target)
+        .join("debug/tiergate");
+    let dir = root.join("clients/x402");
+    // From the committed lock file, exactly.
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .args(["ci", "--no-audit", "--no-fund"]))?;
+    run(Command::new("npm")
+        .current_dir(&dir)
+        .arg("test")
+        .env("TIERGATE_BIN", &bin))
 }
 
 fn cargo() -> std::ffi::OsString {
