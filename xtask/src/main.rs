@@ -125,21 +125,25 @@ fn test(extra: &[String]) -> Result {
 /// paying through the `tiergate` binary of this build.
 fn x402_client(root: &Path, target: &Path) -> Result {
     step("@tiergate/x402 (clients/x402) against the tiergate binary");
-    // Built by the workspace's tests already; this only makes sure.
-    run(Command::new(cargo()).current_dir(root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "tiergate-cli",
-        "--bin",
-        "tiergate",
-    ]))?;
     // A relative CARGO_TARGET_DIR is relative to where cargo was run; npm
     // runs elsewhere.
     let bin = std::env::current_dir()
         .map_err(|e| format!("no current directory: {e}"))?
         .join(target)
         .join("debug/tiergate");
+    // The workspace's tests built it (with the workspace's features); a
+    // build of the package alone would compile another variant of its
+    // dependencies, so it is built here only when missing.
+    if !bin.exists() {
+        run(Command::new(cargo()).current_dir(root).args([
+            "build",
+            "--quiet",
+            "-p",
+            "tiergate-cli",
+            "--bin",
+            "tiergate",
+        ]))?;
+    }
     let dir = root.join("clients/x402");
     // From the committed lock file, exactly.
     run(Command::new("npm")
