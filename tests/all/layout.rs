@@ -17,9 +17,16 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("core", &["tiergate-policy", "tiergate-runtime"]),
     ("sqlite", &["tiergate-core", "tiergate-runtime"]),
     ("postgres", &["tiergate-core", "tiergate-runtime"]),
+    // A client of the HTTP API, whichever way it is called.
+    ("mcp", &[]),
     (
         "server",
-        &["tiergate-core", "tiergate-runtime", "tiergate-policy"],
+        &[
+            "tiergate-core",
+            "tiergate-runtime",
+            "tiergate-policy",
+            "tiergate-mcp",
+        ],
     ),
     (
         "cli",
@@ -30,6 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tiergate-sqlite",
             "tiergate-postgres",
             "tiergate-server",
+            "tiergate-mcp",
         ],
     ),
 ];
@@ -209,7 +217,9 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 
 #[test]
 fn no_module_imports_one_that_imports_it_back() {
-    for dir in ["runtime", "core", "sqlite", "postgres", "server", "cli"] {
+    for dir in [
+        "runtime", "core", "sqlite", "postgres", "mcp", "server", "cli",
+    ] {
         let src = root().join("host").join(dir).join("src");
         let graph = module_imports(&src);
         assert_eq!(
