@@ -17,6 +17,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("core", &["tiergate-policy", "tiergate-runtime"]),
     ("sqlite", &["tiergate-core", "tiergate-runtime"]),
     ("postgres", &["tiergate-core", "tiergate-runtime"]),
+    // A client of the HTTP API, whichever way it is called.
+    ("mcp", &[]),
     (
         "x402",
         &["tiergate-core", "tiergate-runtime", "tiergate-policy"],
@@ -28,6 +30,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tiergate-runtime",
             "tiergate-policy",
             "tiergate-x402",
+            "tiergate-mcp",
         ],
     ),
     (
@@ -40,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tiergate-postgres",
             "tiergate-server",
             "tiergate-x402",
+            "tiergate-mcp",
         ],
     ),
 ];
@@ -219,7 +223,9 @@ fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 
 #[test]
 fn no_module_imports_one_that_imports_it_back() {
-    for dir in ["runtime", "core", "sqlite", "postgres", "server", "cli"] {
+    for dir in [
+        "runtime", "core", "sqlite", "postgres", "mcp", "server", "cli",
+    ] {
         let src = root().join("host").join(dir).join("src");
         let graph = module_imports(&src);
         assert_eq!(

@@ -22,6 +22,7 @@ mod layout;
 mod listings;
 mod loading;
 mod lookalikes;
+mod mcp;
 mod pipeline;
 mod properties;
 mod races;

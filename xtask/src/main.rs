@@ -3,11 +3,15 @@
 //! - `setup`: installs what the tests need and a fresh machine lacks: the
 //!   `wasm32-wasip2` target (with rustup), Chromium and ChromeDriver for the
 //!   inbox's browser test, PostgreSQL's server for the PostgreSQL store's
-//!   tests, Node.js and npm for `@tiergate/x402` (with `apt-get`, through
-//!   `sudo` unless run as root).
-//! - `test`: `setup`, then every test of the workspace, then the embedding
-//!   example run on the article's day, then the tests of `@tiergate/x402`
-//!   (`clients/x402`: `npm ci`, `npm test`) against the `tiergate` binary.
+//!   tests, Node.js and npm for `@tiergate/x402`, and Python's `venv` for
+//!   the MCP test (Debian's `python3-venv`) (with `apt-get`, through `sudo`
+//!   unless run as root).
+//! - `test`: `setup`, then every test of the workspace, then the MCP server
+//!   driven by the official MCP SDK for Python (`tests/mcp`, in a virtual
+//!   environment under the target directory, installed from its lock with
+//!   hashes), then the embedding example run on the article's day, then the
+//!   tests of `@tiergate/x402` (`clients/x402`: `npm ci`, `npm test`)
+//!   against the `tiergate` binary.
 //!
 //! Extra arguments after `test` go to `cargo test` (`cargo xtask test -- --nocapture`).
 
@@ -61,6 +65,10 @@ fn setup() -> Result {
     if !on_path("node") || !on_path("npm") {
         packages.extend(["nodejs", "npm"]);
     }
+    step("Python with venv and pip (the MCP test's client)");
+    if !python_with_venv() {
+        packages.extend(["python3", "python3-venv"]);
+    }
     if !packages.is_empty() {
         apt_install(&packages)?;
     }
@@ -75,10 +83,13 @@ fn test(extra: &[String]) -> Result {
         .args(["test", "--workspace"])
         .args(extra))?;
 
-    step("the embedding example, on the article's day");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
+    step("the MCP server, driven by the official MCP SDK for Python");
+    mcp_python(&root, &target)?;
+
+    step("the embedding example, on the article's day");
     // The same directory and profile the CLI's build uses for its bundled
     // policies, so this is already built.
     let policies = target.join("wasm-policies");
@@ -153,6 +164,66 @@ fn x402_client(root: &Path, target: &Path) -> Result {
         .current_dir(&dir)
         .arg("test")
         .env("TIERGATE_BIN", &bin))
+}
+
+/// Runs `tests/mcp/test_mcp.py` against the `tiergate` binary, in a
+/// virtual environment (`target/mcp-venv`) holding the packages of
+/// `tests/mcp/requirements.txt`, installed with their hashes checked; made
+/// again when the lock changes.
+fn mcp_python(root: &Path, target: &Path) -> Result {
+    let lock = root.join("tests/mcp/requirements.txt");
+    let wanted =
+        std::fs::read(&lock).map_err(|e| format!("cannot read {}: {e}", lock.display()))?;
+    let venv = target.join("mcp-venv");
+    let python = venv.join("bin/python");
+    let installed = venv.join("requirements.txt");
+    if std::fs::read(&installed).ok().as_deref() != Some(wanted.as_slice()) || !python.is_file() {
+        if venv.exists() {
+            std::fs::remove_dir_all(&venv)
+                .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
+        }
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--require-hashes",
+                "--no-deps",
+                "-r",
+            ])
+            .arg(&lock))?;
+        std::fs::write(&installed, &wanted)
+            .map_err(|e| format!("cannot write {}: {e}", installed.display()))?;
+    }
+    // The binary `cargo test` built for the end-to-end suite. Built here
+    // only when missing: a build of the binary alone resolves other
+    // features than the tests' build and would compile much of the tree
+    // again.
+    let tiergate = target.join("debug/tiergate");
+    if !tiergate.is_file() {
+        run(Command::new(cargo()).current_dir(root).args([
+            "build",
+            "--quiet",
+            "-p",
+            "tiergate-cli",
+            "--bin",
+            "tiergate",
+        ]))?;
+    }
+    run(Command::new(&python)
+        .arg(root.join("tests/mcp/test_mcp.py"))
+        .arg("--tiergate")
+        .arg(&tiergate))
+}
+
+fn python_with_venv() -> bool {
+    Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 fn cargo() -> std::ffi::OsString {

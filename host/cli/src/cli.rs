@@ -8,6 +8,7 @@ mod eval;
 mod govern;
 mod input;
 mod load;
+mod mcp;
 mod report;
 mod serve;
 mod settings;
@@ -71,6 +72,10 @@ enum Command {
     Serve(ServeArgs),
     /// Drive the article's day of transactions against a running service.
     Demo(DemoArgs),
+    /// Serve tiergate's tools for agents over MCP on stdin and stdout (for
+    /// desktop agents), calling a running service with the agent's key
+    /// from an environment variable.
+    Mcp(McpArgs),
     /// Print the service's OpenAPI document (JSON), generated from its routes.
     Openapi,
     /// Create, revoke and list the service's API keys.
@@ -282,6 +287,17 @@ struct DemoArgs {
     /// The service's data directory, to find the demo keys.
     #[arg(long, value_name = "DIR", env = "TIERGATE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct McpArgs {
+    /// The running service's address.
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "TIERGATE_URL")]
+    url: String,
+    /// The environment variable holding the agent's API key: a key is
+    /// never a flag, so it stays out of the process list.
+    #[arg(long, value_name = "NAME", default_value = "TIERGATE_KEY")]
+    key_env: String,
 }
 
 #[derive(Subcommand)]
@@ -508,6 +524,7 @@ pub fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Serve(args) => serve::serve(args),
         Command::Demo(args) => serve::demo(args),
+        Command::Mcp(args) => mcp::run(args),
         Command::Openapi => tiergate_server::openapi()
             .to_pretty_json()
             .map(|document| {

@@ -107,27 +107,33 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                ApiError::unauthorized("send your API key as `Authorization: Bearer tg_...`")
-            })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer tg_...`")
-            })?
-            .trim()
-            .to_string();
-        let wait = state.limits().admission.wait;
-        let key = state.keys().check(token, wait).await?;
-        tracing::Span::current().record("key", key.key_id.as_str());
+        let key = bearer_key(&parts.headers, state).await?;
         let turn = state.admission().admit(&key.tenant).await?;
         Ok(Caller(key, turn))
     }
+}
+
+/// The key a request's `Authorization: Bearer` header names, checked.
+pub(crate) async fn bearer_key(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+) -> Result<ApiKey, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::unauthorized("send your API key as `Authorization: Bearer tg_...`")
+        })?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer tg_...`"))?
+        .trim()
+        .to_string();
+    let wait = state.limits().admission.wait;
+    let key = state.keys().check(token, wait).await?;
+    tracing::Span::current().record("key", key.key_id.as_str());
+    Ok(key)
 }
 
 /// Checks API keys on threads of its own. A key is read from the store on

@@ -18,7 +18,7 @@ impl FromRequest<AppState> for JsonText {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         require_content_type(&req, "application/json")?;
-        let bytes = read_limited(req, state.limits().body_bytes, state).await?;
+        let bytes = read_limited(req.into_body(), state.limits().body_bytes, state).await?;
         let text = String::from_utf8(bytes.to_vec())
             .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8 text"))?;
         Ok(JsonText(text))
@@ -66,7 +66,7 @@ impl FromRequest<AppState> for Upload {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         require_content_type(&req, "application/wasm")?;
         Ok(Upload(
-            read_limited(req, state.limits().upload_bytes, state).await?,
+            read_limited(req.into_body(), state.limits().upload_bytes, state).await?,
         ))
     }
 }
@@ -94,9 +94,13 @@ fn require_content_type(req: &Request, expected: &str) -> Result<(), ApiError> {
 
 /// Reads the whole body, at most `limit` bytes and within the body timeout:
 /// a client that sends slowly holds a connection, never the service.
-async fn read_limited(req: Request, limit: usize, state: &AppState) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_limited(
+    body: axum::body::Body,
+    limit: usize,
+    state: &AppState,
+) -> Result<Bytes, ApiError> {
     let timeout = state.limits().body_timeout;
-    match tokio::time::timeout(timeout, axum::body::to_bytes(req.into_body(), limit)).await {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(_)) => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

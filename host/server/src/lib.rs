@@ -13,6 +13,7 @@ mod error;
 pub mod files;
 mod http;
 mod inbox;
+mod mcp;
 mod metrics;
 mod priority;
 mod routes;
@@ -87,6 +88,10 @@ pub struct ServeOptions {
     /// Each tenant's x402 payment key, and where it is read from. The demo
     /// tenant's is made in the data directory (`x402-demo.key`) unless given.
     pub x402_keys: Vec<(String, tiergate_x402::KeySource)>,
+    /// The `Host` names `/mcp` answers besides loopback's and the listen
+    /// address's (`name` or `name:port`, such as the name a proxy forwards);
+    /// `*` answers any. Others are refused, against DNS rebinding.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl ServeOptions {
@@ -111,6 +116,7 @@ impl ServeOptions {
             checkpoints: None,
             metrics: MetricsAccess::default(),
             x402_keys: Vec::new(),
+            mcp_allowed_hosts: Vec::new(),
         }
     }
 }
@@ -170,6 +176,8 @@ struct StateInner {
     admission: admission::Admission,
     keys: auth::KeyChecker,
     tenancy: Tenancy,
+    /// The `Host` names `/mcp` answers; empty for any.
+    mcp_hosts: Vec<String>,
 }
 
 /// What bounds a tenant's admin beyond request sizes.
@@ -189,6 +197,7 @@ impl AppState {
         limits: Limits,
         metrics: Arc<Metrics>,
         tenancy: Tenancy,
+        mcp_hosts: Vec<String>,
     ) -> Self {
         let keys = auth::KeyChecker::start(store.clone(), limits.auth_threads);
         AppState {
@@ -201,6 +210,7 @@ impl AppState {
                 admission: admission::Admission::new(limits.admission),
                 keys,
                 tenancy,
+                mcp_hosts,
             }),
         }
     }
@@ -261,14 +271,24 @@ impl AppState {
     }
 }
 
-/// The service's routes over `state`, every request counted and timed.
+/// The service's routes over `state`, every request counted and timed,
+/// and `/mcp`, whose tools call the same routes in process.
 pub fn router(state: AppState) -> Router {
-    routes::router()
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            count_requests,
-        ))
-        .with_state(state)
+    let counted = |routes: Router<AppState>| {
+        routes
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                count_requests,
+            ))
+            .with_state(state.clone())
+    };
+    let api = routes::router();
+    let mcp = tiergate_mcp::HttpSettings {
+        allowed_hosts: state.inner.mcp_hosts.clone(),
+        max_body_bytes: state.limits().body_bytes,
+    };
+    let endpoint = mcp::endpoint(counted(api.clone()), mcp);
+    counted(api.route("/mcp", endpoint))
 }
 
 async fn count_requests(

@@ -138,6 +138,10 @@ impl Service {
             (None, false)
         };
         let backend = store.clone();
+        if options.listen.ip().is_unspecified() && options.mcp_allowed_hosts.is_empty() {
+            tracing::warn!(listen = %options.listen,
+                "listening on every address: /mcp answers only requests whose Host is loopback's; name the service's host names in the `mcp_allowed_hosts` setting");
+        }
         let state = AppState::new(
             governor.clone(),
             backend.clone(),
@@ -152,6 +156,7 @@ impl Service {
                     .map(|(_, (_, trusted))| trusted.clone()),
                 payment_keys,
             },
+            super::mcp::allowed_hosts(options.listen, &options.mcp_allowed_hosts),
         );
         let listener = tokio::net::TcpListener::bind(options.listen)
             .await

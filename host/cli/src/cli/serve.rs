@@ -50,6 +50,8 @@ struct ServeFile {
     metrics_listen: Option<SocketAddr>,
     webhook_timeout_ms: Option<u64>,
     #[serde(default)]
+    mcp_allowed_hosts: Vec<String>,
+    #[serde(default)]
     sandbox: super::settings::SandboxFile,
     #[serde(default)]
     compile: super::settings::CompileFile,
@@ -188,6 +190,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
     options.named_policies = crate::named_policies();
     options.listen = args.listen.or(file.listen).unwrap_or(options.listen);
     options.tenants = file.tenants;
+    options.mcp_allowed_hosts = file.mcp_allowed_hosts;
     options.tenants.extend(args.tenant);
     // Only when asked for: its keys are kept in the data directory.
     options.demo = args.demo || args.demo_tenant;
@@ -276,6 +279,7 @@ pub fn serve(args: ServeArgs) -> Result<ExitCode> {
         println!("tiergate serving on {base}");
         println!("  approval inbox  {base}/inbox");
         println!("  API             {base}/v1 (described at {base}/openapi.json)");
+        println!("  MCP             {base}/mcp (streamable HTTP; the agent's key as bearer)");
         println!("  data            {}", data_dir.display());
         if let Some(at) = service.metrics_addr {
             println!("  metrics         http://{at}/metrics");
