@@ -448,27 +448,28 @@ fn requirements_that_disagree_with_what_was_governed_are_never_signed() {
     let store = test_store.open() as Arc<dyn Store>;
     let clock_arc: Arc<dyn Clock> = Arc::new(clock.clone());
     let signer = tiergate_x402::X402Signer::new(
-        Arc::new(keys),
+        Arc::new(keys.clone()),
         Arc::new(LedgerExecutor::new(store.clone(), clock_arc.clone())),
         clock_arc,
     );
     let governor = Governor::builder(crate::runtime().clone(), store)
         .clock(Arc::new(clock.clone()))
         .executor(Arc::new(signer))
-        .tenant_with_policy(config, &crate::bundled("seed-tiers"))
+        .tenant_with_policy(config.clone(), &crate::bundled("seed-tiers"))
         .unwrap()
         .build()
         .unwrap();
-    let pay = |id: &str, accepted: Value| {
+    let pay_for = |id: &str, amount: &str, category: &str, accepted: Value| {
         let tx = json!({
-            "id": id, "tenant": "acme", "agent": "procurement-agent-prod", "amount": "0.02",
-            "currency": "USDC", "category": "embeddings", "recipient": EMBEDDINGS.to_lowercase(),
+            "id": id, "tenant": "acme", "agent": "procurement-agent-prod", "amount": amount,
+            "currency": "USDC", "category": category, "recipient": EMBEDDINGS.to_lowercase(),
             "recipient_trust": "verified", "network": "eip155:8453",
             "metadata": {"x402.accepted": accepted.to_string()},
         });
         let tx = Transaction::from_json(&tx.to_string(), clock.now_ms()).unwrap();
         governor.authorize_blocking(tx).unwrap()
     };
+    let pay = |id: &str, accepted: Value| pay_for(id, "0.02", "embeddings", accepted);
     let honest = pay("f-1", option("eip155:8453", USDC_BASE, "20000", EMBEDDINGS));
     assert_eq!(
         honest.status,
@@ -511,4 +512,37 @@ fn requirements_that_disagree_with_what_was_governed_are_never_signed() {
         let error = forged.execution_error.unwrap();
         assert!(error.contains(why), "{id}: {error}");
     }
+
+    // A payment left unanswered past its approval's timeout expires, and
+    // is never signed.
+    let hire = pay_for(
+        "f-5",
+        "89.00",
+        "agent_hire",
+        option("eip155:8453", USDC_BASE, "89000000", EMBEDDINGS),
+    );
+    assert_eq!(hire.status, Status::AwaitingApproval);
+    clock.advance(5 * 60 * 60 * 1000);
+    governor.run_deadlines_blocking().unwrap();
+    let expired = governor.get("acme", "f-5").unwrap();
+    assert_eq!(expired.status, Status::Expired);
+    assert!(expired.execution_ref.is_none());
+    assert_eq!(
+        tiergate_x402::signed_payment(&expired, &keys, &config).unwrap(),
+        None
+    );
+    // The executed one reads back as the same signature each time.
+    let first = tiergate_x402::signed_payment(&honest, &keys, &config)
+        .unwrap()
+        .unwrap();
+    let again = tiergate_x402::signed_payment(&honest, &keys, &config)
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, again);
+    assert!(
+        honest
+            .execution_ref
+            .unwrap()
+            .contains(&first.payload_hash())
+    );
 }
