@@ -113,17 +113,25 @@ pub(crate) fn limits(limits: &Value) -> String {
         text(&limits["tenant"])
     );
     for l in limits["limits"].as_array().into_iter().flatten() {
+        // A budget shared with other agents shows only what is left for
+        // this one; a limit with no tier to escalate to refuses.
+        let of = match l["limit"].as_str() {
+            Some(limit) => format!(" of {limit}"),
+            None => String::new(),
+        };
         let spent = match l["spent"].as_str() {
             Some(s) => format!(", {s} spent"),
             None => String::new(),
         };
+        let past = match l["escalates_to"].as_str() {
+            Some(tier) => format!("past it a payment is {tier}"),
+            None => "past it a payment is refused".to_string(),
+        };
         out.push_str(&format!(
-            "\n- {}: {} of {} left{spent} ({}); past it a payment is {}.",
+            "\n- {}: {}{of} left{spent} ({}); {past}.",
             text(&l["guardrail"]),
             text(&l["remaining"]),
-            text(&l["limit"]),
             text(&l["window"]),
-            text(&l["escalates_to"]),
         ));
     }
     let tiers: Vec<String> = limits["tiers"]
@@ -263,6 +271,26 @@ mod tests {
             said.contains("the attempt is recorded and the owners alerted"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn the_limits_say_what_is_left_and_what_happens_past_each() {
+        let said = limits(&json!({
+            "tenant": "demo", "agent": "a", "currency": "USDC",
+            "limits": [
+                {"guardrail": "agent_daily_budget", "limit": "500.00", "spent": "12.34",
+                 "remaining": "487.66", "window": "the last 24 hours", "escalates_to": "collaborative"},
+                {"guardrail": "team_daily_budget", "remaining": "900.00",
+                 "window": "the last 24 hours", "escalates_to": "collaborative"},
+                {"guardrail": "max_amount", "limit": "1000000", "remaining": "1000000",
+                 "window": "each payment", "escalates_to": null}
+            ],
+            "tiers": [{"tier": "autonomous", "meaning": "executes at once"}]
+        }));
+        assert!(said.contains("- agent_daily_budget: 487.66 of 500.00 left, 12.34 spent (the last 24 hours); past it a payment is collaborative."), "{said}");
+        assert!(said.contains("- team_daily_budget: 900.00 left (the last 24 hours); past it a payment is collaborative."), "{said}");
+        assert!(said.contains("- max_amount: 1000000 of 1000000 left (each payment); past it a payment is refused."), "{said}");
+        assert!(said.contains("\n- autonomous: executes at once"), "{said}");
     }
 
     #[test]
