@@ -1403,14 +1403,16 @@ fn answers_outside_the_contract_fail_closed() {
             "more than 262144 bytes".into(),
         ),
         (
+            // Copying the answer out stops at the transfer bound, long
+            // before the message's 12 MiB.
             "wat: a 12 MiB message",
             Wat::new(format!(
                 "(i32.store (i32.const 0x348) (i32.const 0x10000)) (i32.store (i32.const 0x34c) (i32.const {big}))"
             ))
             .memory("200"),
-            FailureKind::DecisionOversized,
+            FailureKind::TransferOversized,
             Tier::Collaborative,
-            "exceeds".into(),
+            "more than 262144 bytes".into(),
         ),
         (
             "wat: a 12 MiB suggestion",
@@ -1472,7 +1474,7 @@ fn answers_outside_the_contract_fail_closed() {
         ),
         (
             "wat: 17 reasons (one past the bound)",
-            Wat::new("(i32.store (i32.const 0x30c) (i32.const 17))"),
+            aliased_reasons(17, 64, "2"),
             FailureKind::DecisionOversized,
             Tier::Collaborative,
             "17 reasons".into(),
@@ -1556,6 +1558,12 @@ fn answers_outside_the_contract_fail_closed() {
         (
             "rust: a 1 MiB message",
             json!({"mode": "huge_message", "count": 1 << 20}),
+            FailureKind::TransferOversized,
+            Tier::Collaborative,
+        ),
+        (
+            "rust: a 2 KiB message",
+            json!({"mode": "huge_message", "count": 2048}),
             FailureKind::DecisionOversized,
             Tier::Collaborative,
         ),
@@ -1917,26 +1925,38 @@ fn aliased_reasons(count: u32, message_len: u32, pages: &'static str) -> Wat {
 fn reading_an_answer_costs_no_more_than_the_contract_allows() {
     let kind = "answer";
     // Sixteen reasons (as many as allowed) all pointing at one 12 MiB
-    // message: copied out whole, that is 192 MiB of host memory.
+    // message: copied out whole, that would be 192 MiB of host memory. The
+    // copy stops at the transfer bound.
     let d = contained(
         (kind, "wat: 16 reasons sharing one 12 MiB message"),
         Limits::Suite,
         &aliased_reasons(16, 0xc0_0000, "200").policy(Limits::Suite),
-        FailureKind::DecisionOversized,
+        FailureKind::TransferOversized,
         Tier::Collaborative,
     );
     let detail = d.failure.unwrap().detail;
-    assert!(detail.contains("1024 bytes"), "{detail}");
-    // 2,000 reasons sharing one message of the largest size allowed.
+    assert!(detail.contains("more than 262144 bytes"), "{detail}");
+    // 2,000 reasons sharing one message of the largest size allowed: 2 MB
+    // copied out, past the same bound.
     let d = contained(
         (kind, "wat: 2,000 reasons sharing one 1 KiB message"),
         Limits::Suite,
         &aliased_reasons(2000, 1024, "2").policy(Limits::Suite),
+        FailureKind::TransferOversized,
+        Tier::Collaborative,
+    );
+    let detail = d.failure.unwrap().detail;
+    assert!(detail.contains("more than 262144 bytes"), "{detail}");
+    // 200 of them fit the bound, and are more than the contract allows.
+    let d = contained(
+        (kind, "wat: 200 reasons sharing one 1 KiB message"),
+        Limits::Suite,
+        &aliased_reasons(200, 1024, "2").policy(Limits::Suite),
         FailureKind::DecisionOversized,
         Tier::Collaborative,
     );
     let detail = d.failure.unwrap().detail;
-    assert!(detail.contains("2000 reasons"), "{detail}");
+    assert!(detail.contains("200 reasons"), "{detail}");
     // Sixteen of them are a proper answer.
     let d = classify(
         &aliased_reasons(16, 1024, "2").policy(Limits::Suite),
@@ -2193,8 +2213,8 @@ fn bad_artifacts() -> &'static Vec<Artifact> {
             .unwrap(),
             &["ForbiddenImport"],
         ));
-        // 24 MiB of zeros: not wasm at all.
-        out.push(("24 MiB of zeros".into(), vec![0; 24 << 20], &["TooLarge"]));
+        // 40 MiB of zeros: not wasm at all, and over the size bound.
+        out.push(("40 MiB of zeros".into(), vec![0; 40 << 20], &["TooLarge"]));
         out
     })
 }
@@ -2244,12 +2264,11 @@ fn bad_artifacts_are_refused_at_load_by_name() {
 
 #[test]
 fn the_runtime_refuses_a_component_over_its_size_limit() {
-    // A valid policy padded with a 24 MiB custom section is refused before
-    // it is compiled; the service's upload limit is lower still (see the
-    // test below).
+    // A valid policy padded with a 40 MiB custom section is over the 32 MiB
+    // bound, and is refused before it is compiled.
     let seed = tiergate_cli::bundled::get("seed-tiers").unwrap();
     let mut padded = seed.to_vec();
-    let pad = 24usize << 20;
+    let pad = 40usize << 20;
     padded.push(0); // a custom section
     let name = b"padding";
     let mut size = leb128(name.len() + 1 + pad);
@@ -2270,7 +2289,7 @@ fn the_runtime_refuses_a_component_over_its_size_limit() {
     };
     measured(
         "artifact",
-        "seed-tiers with a 24 MiB custom section, Runtime::compile",
+        "seed-tiers with a 40 MiB custom section, Runtime::compile",
         elapsed,
         &outcome,
         None,
@@ -2318,8 +2337,8 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
     assert_eq!(payment_before.status, 201, "{}", payment_before.text);
     let (mut invalid, mut too_large) = (0, 0);
     let mut oversize = Vec::new();
-    // Just over the 8 MiB limit, and a valid policy padded past it.
-    for size in [(8 << 20) + 1, 9 << 20] {
+    // Just over the 32 MiB limit, and a valid policy padded past it.
+    for size in [(32 << 20) + 1, 33 << 20] {
         let mut padded = tiergate_cli::bundled::get("seed-tiers").unwrap().to_vec();
         padded.resize(size, 0);
         oversize.push((format!("seed-tiers padded to {size} bytes"), padded));
@@ -2335,14 +2354,14 @@ async fn bad_uploads_leave_the_active_policy_unchanged() {
             Ok(r) => r,
             // Refused by its declared length before it was read: the
             // service may close the connection while the body is still sent.
-            Err(e) if bytes.len() > 8 << 20 && e.is_request() => {
+            Err(e) if bytes.len() > 32 << 20 && e.is_request() => {
                 too_large += 1;
                 continue;
             }
             Err(e) => panic!("{variant}: the service did not answer: {e}"),
         };
         let code = r.body["error"]["code"].as_str().unwrap_or("");
-        let expected = if bytes.len() > 8 << 20 {
+        let expected = if bytes.len() > 32 << 20 {
             too_large += 1;
             (413, "body_too_large")
         } else {

@@ -251,39 +251,46 @@ fn the_cycle_check_sees_a_circle() {
     assert!(cycle(&graph).is_some());
 }
 
-/// The SDK builds its bindings from its own copy of the contract, so the
-/// published crate carries it; the copy must be the contract, byte for byte.
+/// Each SDK builds its policies from its own copy of the contract, so its
+/// published package carries it; each copy must be the contract, byte for
+/// byte.
 #[test]
-fn the_sdk_carries_the_contract_unchanged() {
+fn every_sdk_carries_the_contract_unchanged() {
     let wit = root().join("wit");
-    let copy = root().join("guest-sdk/wit");
-    let mut versions = 0;
-    for entry in std::fs::read_dir(&wit).unwrap() {
-        let version = entry.unwrap().path();
-        if !version.is_dir() {
-            continue;
+    for sdk in [
+        "guest-sdk/rust/wit",
+        "guest-sdk/python/tiergate_policy/wit",
+        "guest-sdk/typescript/wit",
+    ] {
+        let copy = root().join(sdk);
+        let mut versions = 0;
+        for entry in std::fs::read_dir(&wit).unwrap() {
+            let version = entry.unwrap().path();
+            if !version.is_dir() {
+                continue;
+            }
+            versions += 1;
+            let name = version.file_name().unwrap();
+            let mut files = Vec::new();
+            files_under(&version, &mut files);
+            for file in files {
+                let relative = file.strip_prefix(&wit).unwrap();
+                let carried = copy.join(relative);
+                let ours = std::fs::read(&file).unwrap();
+                let theirs = std::fs::read(&carried).unwrap_or_else(|_| {
+                    panic!(
+                        "{sdk}/{} is missing: copy wit/{} into {sdk}/",
+                        relative.display(),
+                        name.to_string_lossy()
+                    )
+                });
+                assert!(
+                    ours == theirs,
+                    "{sdk}/{0} differs from wit/{0}: the contract lives in wit/; copy it over the SDK's",
+                    relative.display()
+                );
+            }
         }
-        versions += 1;
-        let name = version.file_name().unwrap();
-        let mut files = Vec::new();
-        files_under(&version, &mut files);
-        for file in files {
-            let relative = file.strip_prefix(&wit).unwrap();
-            let carried = copy.join(relative);
-            let ours = std::fs::read(&file).unwrap();
-            let theirs = std::fs::read(&carried).unwrap_or_else(|_| {
-                panic!(
-                    "guest-sdk/wit/{} is missing: copy wit/{} into guest-sdk/wit/",
-                    relative.display(),
-                    name.to_string_lossy()
-                )
-            });
-            assert!(
-                ours == theirs,
-                "guest-sdk/wit/{0} differs from wit/{0}: the contract lives in wit/; copy it over the SDK's",
-                relative.display()
-            );
-        }
+        assert!(versions > 0, "no contract version under wit/");
     }
-    assert!(versions > 0, "no contract version under wit/");
 }

@@ -18,6 +18,7 @@ mod fuzz_corpus;
 mod history;
 mod hostile;
 mod inbox;
+mod languages;
 mod layout;
 mod listings;
 mod loading;

@@ -19,7 +19,7 @@ fn main() {
     // The root manifest holds `[profile.policy]`.
     for watched in [
         "tests/fixtures",
-        "guest-sdk",
+        "guest-sdk/rust",
         "wit",
         "host/cli/build/wasm.rs",
         "Cargo.toml",

@@ -3,10 +3,14 @@
 //! - `setup`: installs what the tests need and a fresh machine lacks: the
 //!   `wasm32-wasip2` target (with rustup), Chromium and ChromeDriver for the
 //!   inbox's browser test, PostgreSQL's server for the PostgreSQL store's
-//!   tests, Node.js and npm for `@tiergate/x402`, and Python's `venv` for
-//!   the MCP test (Debian's `python3-venv`) (with `apt-get`, through `sudo`
-//!   unless run as root).
-//! - `test`: `setup`, then every test of the workspace, then the MCP server
+//!   tests, Node.js and npm for `@tiergate/x402` and the TypeScript SDK, and
+//!   Python's `venv` for the Python SDK and the MCP test (Debian's
+//!   `python3-venv`) (with `apt-get`, through `sudo` unless run as root).
+//! - `test`: `setup`, then the Python and TypeScript SDKs' tests and their
+//!   `seed-tiers` built into components (componentize-py in a virtual
+//!   environment from its lock with hashes, componentize-js with `npm ci`),
+//!   then every test of the workspace (the end-to-end suite runs those
+//!   components beside the Rust one), then the MCP server
 //!   driven by the official MCP SDK for Python (`tests/mcp`, in a virtual
 //!   environment under the target directory, installed from its lock with
 //!   hashes), then the embedding example run on the article's day, then the
@@ -77,15 +81,26 @@ fn setup() -> Result {
 
 fn test(extra: &[String]) -> Result {
     let root = root();
+    // A relative CARGO_TARGET_DIR is relative to where cargo was run; the
+    // Python and npm steps run elsewhere.
+    let target = std::env::current_dir()
+        .map_err(|e| format!("no current directory: {e}"))?
+        .join(
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target")),
+        );
+    let guest_policies = target.join("guest-policies");
+    python_sdk(&root, &target, &guest_policies)?;
+    typescript_sdk(&root, &guest_policies)?;
+
     step("every test of the workspace");
     run(Command::new(cargo())
         .current_dir(&root)
         .args(["test", "--workspace"])
-        .args(extra))?;
+        .args(extra)
+        .env("TIERGATE_GUEST_POLICIES", &guest_policies))?;
 
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
     step("the MCP server, driven by the official MCP SDK for Python");
     mcp_python(&root, &target)?;
 
@@ -132,16 +147,103 @@ fn test(extra: &[String]) -> Result {
     x402_client(&root, &target)
 }
 
+/// The Python SDK and its `seed-tiers`: their tests under pytest, then the
+/// policy built into a component (in `out`) for the end-to-end suite. In a
+/// virtual environment (`target/policy-venv`) holding the packages of
+/// `guest-sdk/python/requirements.txt`, installed with their hashes checked.
+fn python_sdk(root: &Path, target: &Path, out: &Path) -> Result {
+    step("the Python SDK and seed-tiers-py: pytest, then componentize-py");
+    let python = venv(
+        &target.join("policy-venv"),
+        &root.join("guest-sdk/python/requirements.txt"),
+    )?;
+    let sdk = root.join("guest-sdk/python");
+    let policy = root.join("policies/seed-tiers-py");
+    let path = std::env::join_paths([&sdk, &policy])
+        .map_err(|e| format!("cannot make PYTHONPATH: {e}"))?;
+    run(Command::new(&python)
+        .current_dir(root)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .arg(sdk.join("tests"))
+        .arg(policy.join("tests"))
+        .env("PYTHONPATH", &path))?;
+    for (project, name) in [
+        (policy, "seed-tiers-py"),
+        (root.join("tests/fixtures/misbehave-py"), "misbehave-py"),
+    ] {
+        run(Command::new(&python)
+            .args(["-m", "tiergate_policy.build"])
+            .arg(&project)
+            .arg("-o")
+            .arg(out.join(format!("{name}.wasm")))
+            .env("PYTHONPATH", &sdk))?;
+    }
+    Ok(())
+}
+
+/// The TypeScript SDK and its `seed-tiers`: each installed from its lock
+/// file (`npm ci`), their tests under `node --test`, then the policy built
+/// into a component (in `out`) for the end-to-end suite.
+fn typescript_sdk(root: &Path, out: &Path) -> Result {
+    step("the TypeScript SDK and seed-tiers-ts: node --test, then componentize-js");
+    for dir in ["guest-sdk/typescript", "policies/seed-tiers-ts"] {
+        let dir = root.join(dir);
+        run(Command::new("npm")
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]))?;
+        run(Command::new("npm").current_dir(&dir).arg("test"))?;
+    }
+    let fixture = root.join("tests/fixtures/misbehave-ts");
+    run(Command::new("npm")
+        .current_dir(&fixture)
+        .args(["ci", "--no-audit", "--no-fund"]))?;
+    for (dir, name) in [
+        (root.join("policies/seed-tiers-ts"), "seed-tiers-ts"),
+        (fixture, "misbehave-ts"),
+    ] {
+        run(Command::new("npm")
+            .current_dir(&dir)
+            .args(["run", "--silent", "build", "--", "-o"])
+            .arg(out.join(format!("{name}.wasm"))))?;
+    }
+    Ok(())
+}
+
+/// A virtual environment at `dir` holding exactly the packages of `lock`
+/// (pinned with hashes), made again when the lock changes; its python.
+fn venv(dir: &Path, lock: &Path) -> Result<PathBuf> {
+    let wanted = std::fs::read(lock).map_err(|e| format!("cannot read {}: {e}", lock.display()))?;
+    let python = dir.join("bin/python");
+    let installed = dir.join("requirements.txt");
+    if std::fs::read(&installed).ok().as_deref() != Some(wanted.as_slice()) || !python.is_file() {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+        }
+        run(Command::new("python3").args(["-m", "venv"]).arg(dir))?;
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--require-hashes",
+                "--no-deps",
+                "-r",
+            ])
+            .arg(lock))?;
+        std::fs::write(&installed, &wanted)
+            .map_err(|e| format!("cannot write {}: {e}", installed.display()))?;
+    }
+    Ok(python)
+}
+
 /// `@tiergate/x402`'s tests: its own, and the real `@x402/core` client
 /// paying through the `tiergate` binary of this build.
 fn x402_client(root: &Path, target: &Path) -> Result {
     step("@tiergate/x402 (clients/x402) against the tiergate binary");
-    // A relative CARGO_TARGET_DIR is relative to where cargo was run; npm
-    // runs elsewhere.
-    let bin = std::env::current_dir()
-        .map_err(|e| format!("no current directory: {e}"))?
-        .join(target)
-        .join("debug/tiergate");
+    let bin = target.join("debug/tiergate");
     // The workspace's tests built it (with the workspace's features); a
     // build of the package alone would compile another variant of its
     // dependencies, so it is built here only when missing.
@@ -171,33 +273,10 @@ fn x402_client(root: &Path, target: &Path) -> Result {
 /// `tests/mcp/requirements.txt`, installed with their hashes checked; made
 /// again when the lock changes.
 fn mcp_python(root: &Path, target: &Path) -> Result {
-    let lock = root.join("tests/mcp/requirements.txt");
-    let wanted =
-        std::fs::read(&lock).map_err(|e| format!("cannot read {}: {e}", lock.display()))?;
-    let venv = target.join("mcp-venv");
-    let python = venv.join("bin/python");
-    let installed = venv.join("requirements.txt");
-    if std::fs::read(&installed).ok().as_deref() != Some(wanted.as_slice()) || !python.is_file() {
-        if venv.exists() {
-            std::fs::remove_dir_all(&venv)
-                .map_err(|e| format!("cannot remove {}: {e}", venv.display()))?;
-        }
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        run(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--require-hashes",
-                "--no-deps",
-                "-r",
-            ])
-            .arg(&lock))?;
-        std::fs::write(&installed, &wanted)
-            .map_err(|e| format!("cannot write {}: {e}", installed.display()))?;
-    }
+    let python = venv(
+        &target.join("mcp-venv"),
+        &root.join("tests/mcp/requirements.txt"),
+    )?;
     // The binary `cargo test` built for the end-to-end suite. Built here
     // only when missing: a build of the binary alone resolves other
     // features than the tests' build and would compile much of the tree

@@ -23,12 +23,6 @@ fn main() {
         .expect("the CLI crate lives in the workspace's host/ folder")
         .to_path_buf();
     let policies_dir = root.join("policies");
-    // The root manifest holds `[profile.policy]`.
-    for watched in ["policies", "guest-sdk", "wit", "Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
-    }
-    println!("cargo:rerun-if-changed=build");
-
     let wanted = std::env::var_os("CARGO_FEATURE_BUNDLED_POLICIES").is_some();
     // Outside the workspace (a published crate) there is nothing to bundle.
     let names = if wanted {
@@ -36,6 +30,20 @@ fn main() {
     } else {
         Vec::new()
     };
+    // The Rust policies' crates, not all of `policies/`: the Python and
+    // TypeScript ones beside them hold installed packages and builds of
+    // their own. A new policy crate is a new workspace member, so the root
+    // manifest (which also holds `[profile.policy]`) changes with it.
+    for name in &names {
+        println!(
+            "cargo:rerun-if-changed={}",
+            policies_dir.join(name).display()
+        );
+    }
+    for watched in ["guest-sdk/rust", "wit", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-changed=build");
     let paths = if names.is_empty() {
         Vec::new()
     } else {

@@ -204,6 +204,7 @@ pub(crate) fn compile(
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Request {
     memory_bytes: usize,
+    max_memory_bytes: usize,
     stack_bytes: usize,
     instance_slots: u32,
     max_functions: u32,
@@ -228,6 +229,7 @@ fn in_child(
     let failed = |what: String| LoadError::CompileFailed(what);
     let request = serde_json::to_vec(&Request {
         memory_bytes: sandbox.memory_bytes,
+        max_memory_bytes: sandbox.maxima.memory_bytes,
         stack_bytes: sandbox.stack_bytes,
         instance_slots: sandbox.instance_slots,
         max_functions: limits.max_functions,
@@ -388,6 +390,10 @@ pub fn compile_child_main() -> ExitCode {
         memory_bytes: request.memory_bytes,
         stack_bytes: request.stack_bytes,
         instance_slots: request.instance_slots,
+        maxima: super::limits::PolicyMaxima {
+            memory_bytes: request.max_memory_bytes,
+            ..Default::default()
+        },
         compile: CompileLimits {
             max_functions: request.max_functions,
             max_function_bytes: request.max_function_bytes,

@@ -23,7 +23,7 @@ pub enum LoadError {
     },
     /// The file is larger than any policy needs to be.
     #[error(
-        "the component is {size} bytes; policies may be at most {max} bytes: build it with the `policy` profile (LTO, stripped)"
+        "the component is {size} bytes; this host takes policies of at most {max} bytes (`maxima.component_bytes`): build a Rust policy with the `policy` profile (LTO, stripped), or ask the operator for a larger bound"
     )]
     TooLarge {
         /// Its size.
@@ -115,6 +115,20 @@ pub enum LoadError {
     /// The component could not be prepared for instantiation.
     #[error("the component cannot be linked against the sandbox: {0}")]
     Link(String),
+    /// The policy declares it needs more than the host allows any policy.
+    #[error(
+        "the policy declares it needs {asked} {what}; this host allows a policy at most {allowed} (`{setting}`): ask the operator to raise it, or make the policy need less"
+    )]
+    OverHostMaximum {
+        /// What is limited, such as `bytes of memory`.
+        what: String,
+        /// What the policy asks for.
+        asked: u64,
+        /// The host's maximum.
+        allowed: u64,
+        /// The setting that holds the maximum.
+        setting: String,
+    },
     /// The policy's `info` failed or returned nonsense.
     #[error("the policy's metadata is unusable: {0}")]
     BadMetadata(String),

@@ -41,16 +41,14 @@ const ALLOWED_IMPORTS: &[&str] = &[
     "wasi:random/insecure-seed@0.2.",
 ];
 
-/// The largest component accepted. Tier policies are tens to hundreds of
-/// kilobytes; compiling is the costly step, so a huge file is refused before it.
-pub(crate) const MAX_COMPONENT_BYTES: usize = 16 << 20;
-
-/// Refuses anything that is not a binary component before compiling it.
-pub(crate) fn check_format(bytes: &[u8]) -> Result<(), LoadError> {
-    if bytes.len() > MAX_COMPONENT_BYTES {
+/// Refuses anything that is not a binary component of at most `max_bytes`
+/// (the host's `maxima.component_bytes`) before compiling it: compiling is
+/// the costly step, so a huge file is refused before it.
+pub(crate) fn check_format(bytes: &[u8], max_bytes: usize) -> Result<(), LoadError> {
+    if bytes.len() > max_bytes {
         return Err(LoadError::TooLarge {
             size: bytes.len(),
-            max: MAX_COMPONENT_BYTES,
+            max: max_bytes,
         });
     }
     const MAGIC: &[u8] = b"\0asm";
@@ -170,22 +168,33 @@ pub(crate) fn check_interface(
 mod tests {
     use super::*;
 
+    fn check_format_default(bytes: &[u8]) -> Result<(), LoadError> {
+        check_format(bytes, 16 << 20)
+    }
+
     #[test]
     fn formats_are_told_apart() {
         assert!(matches!(
-            check_format(b"\x7fELF\x02\x01"),
+            check_format_default(b"\x7fELF\x02\x01"),
             Err(LoadError::Precompiled { .. })
         ));
         assert!(matches!(
-            check_format(b"\0asm\x01\0\0\0"),
+            check_format_default(b"\0asm\x01\0\0\0"),
             Err(LoadError::CoreModule)
         ));
-        assert!(check_format(b"\0asm\x0d\0\x01\0").is_ok());
-        let err = check_format(b"(component)").unwrap_err().to_string();
+        assert!(check_format_default(b"\0asm\x0d\0\x01\0").is_ok());
+        let err = check_format_default(b"(component)")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("starts with the text \"(component)\""),
             "{err}"
         );
-        assert!(check_format(b"").unwrap_err().to_string().contains("empty"));
+        assert!(
+            check_format_default(b"")
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
     }
 }

@@ -43,6 +43,7 @@ mod compile;
 mod error;
 mod inspect;
 mod limits;
+mod needs;
 mod policy;
 mod sandbox;
 mod slots;
@@ -59,7 +60,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use compile::{COMPILE_SUBCOMMAND, CompileLimits, compile_child_main};
 pub use error::{ClassifyError, LoadError, RuntimeError};
-pub use limits::SandboxLimits;
+pub use limits::{PolicyMaxima, SandboxLimits};
+pub use needs::{PolicyLimits, Toolchain};
 #[cfg(feature = "bench")]
 pub use policy::ReusedInstance;
 pub use policy::{CompiledPolicy, PolicyInfo, TenantPolicy};
@@ -199,6 +201,12 @@ impl Runtime {
     }
 }
 
+/// The largest memory any policy may have: the default, or a declared need
+/// up to the maxima.
+fn pool_memory_bytes(limits: &SandboxLimits) -> usize {
+    limits.memory_bytes.max(limits.maxima.memory_bytes)
+}
+
 fn engine_config(limits: &SandboxLimits) -> Config {
     let mut config = Config::new();
     config
@@ -207,9 +215,10 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         .max_wasm_stack(limits.stack_bytes)
         // Policies are synchronous; the async task machinery doubles call cost.
         .concurrency_support(false)
-        // Reservations sized to the memory limit, not 4 GiB each, so a pool
-        // sized for real concurrency fits comfortably.
-        .memory_reservation(limits.memory_bytes as u64)
+        // Reservations sized to the largest memory any policy may have, not
+        // 4 GiB each, so a pool sized for real concurrency fits comfortably;
+        // each policy's own bound is its store's limiter.
+        .memory_reservation(pool_memory_bytes(limits) as u64)
         .memory_guard_size(64 << 10)
         // A failure's detail names the trap, never where in the policy it
         // happened: capturing that on every trap, keeping each policy's map
@@ -222,14 +231,16 @@ fn engine_config(limits: &SandboxLimits) -> Config {
 
     let slots = limits.instance_slots;
     let mut pool = PoolingAllocationConfig::default();
+    // A componentize-py policy is 38 core instances (CPython, its libc and
+    // adapters linked at instantiation), componentize-js's fewer; Rust's 3.
     pool.total_component_instances(slots)
-        .total_core_instances(slots * 16)
-        .max_core_instances_per_component(16)
+        .total_core_instances(slots * 48)
+        .max_core_instances_per_component(64)
         .total_memories(slots * 2)
         .max_memories_per_component(2)
         .total_tables(slots * 8)
         .max_tables_per_component(8)
-        .max_memory_size(limits.memory_bytes)
+        .max_memory_size(pool_memory_bytes(limits))
         .table_elements(20_000)
         .total_stacks(0)
         // Pages kept resident are zeroed in place on reuse instead of

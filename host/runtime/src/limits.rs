@@ -11,12 +11,19 @@ use std::time::Duration;
 /// | `fuel` | 2,000,000 | `policy_fuel_exhausted`: deterministic, same every run |
 /// | `timeout` | 50 ms | `policy_timeout`: the call's own CPU time, and at most 4 times it in wall time (host calls and scheduler delays included) |
 /// | `memory_bytes` | 16 MiB, all of an instance's memories together | `policy_memory_limit` |
+///
+/// `memory_bytes`, `fuel` and `cpu_free_per_call` are what a policy gets
+/// unless it declares it needs more (an interpreter's heap and the
+/// instructions it runs: Python and TypeScript policies do); a declared need
+/// raises that policy's own bound, up to `maxima`.
+///
 /// | `stack_bytes` | 512 KiB | `policy_stack_overflow` |
 /// | `max_context_reads` | 64 | `policy_too_many_context_reads` |
 /// | `instance_slots` | 64 | callers wait for a free slot, at most `slot_wait` |
 /// | `slots_per_tenant` | the cores, at least 2 | the tenant's further callers wait in its own line |
 /// | `cpu_per_second`, `cpu_burst`, `cpu_free_per_call` | 50 ms a second, 250 ms at once, per tenant, of CPU beyond 500 µs a call that answers (a failed call is charged whole) | `policy_cpu_budget_exhausted`, without running, until the budget refills |
 /// | `compile` | see [`CompileLimits`](super::CompileLimits) | `LoadError::OverCompileBound` (naming the bound) before compiling; `LoadError::CompileFailed` when the child compiling runs out of memory or time |
+/// | `maxima` | see [`PolicyMaxima`] | `LoadError::OverHostMaximum` when a policy declares it needs more |
 /// | `slot_wait` | 2 s | no decision: `ClassifyError::SandboxBusy` (the service answers 503 with `Retry-After`, nothing recorded) |
 ///
 /// Fixed bounds, the same for every runtime: 256 KiB handed to the host at
@@ -76,6 +83,44 @@ pub struct SandboxLimits {
     /// Bounds on compiling a policy: checked before the compiler sees it,
     /// and the memory and time of the child process that compiles it.
     pub compile: super::CompileLimits,
+    /// The most any policy may declare it needs, and the largest component.
+    pub maxima: PolicyMaxima,
+}
+
+/// The host's ceilings on what one policy may need. A policy written in an
+/// interpreted language declares, in its component, the memory, fuel and CPU
+/// per call its runtime needs (see the SDKs); each raises that policy's own
+/// bound above [`SandboxLimits`]' default, never past these. A policy asking
+/// for more is refused at load, naming the ceiling.
+///
+/// | knob | default | why |
+/// |---|---|---|
+/// | `component_bytes` | 32 MiB | a Python policy is about 19 MB (CPython and its standard library), a TypeScript one about 12 MB (StarlingMonkey), a Rust one about 180 KB |
+/// | `memory_bytes` | 128 MiB | the Python and TypeScript SDKs ask for 32 MiB; their `seed-tiers` start in 12.8 and 9.1 MiB and stay under 16 |
+/// | `fuel` | 100,000,000 | the SDKs ask for 25,000,000; their `seed-tiers` use about 5,000,000 a decision (the Rust one about 26,000) |
+/// | `cpu_free_per_call` | 5 ms | the SDKs ask for 2 ms; an interpreted decision takes about 1 ms |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyMaxima {
+    /// Largest component accepted, checked before anything else reads it.
+    pub component_bytes: usize,
+    /// Most linear memory a policy may declare it needs.
+    pub memory_bytes: usize,
+    /// Most fuel per call a policy may declare it needs.
+    pub fuel: u64,
+    /// Most CPU per answered call a policy may have left out of its
+    /// tenant's budget.
+    pub cpu_free_per_call: Duration,
+}
+
+impl Default for PolicyMaxima {
+    fn default() -> Self {
+        PolicyMaxima {
+            component_bytes: 32 << 20,
+            memory_bytes: 128 << 20,
+            fuel: 100_000_000,
+            cpu_free_per_call: Duration::from_millis(5),
+        }
+    }
 }
 
 impl Default for SandboxLimits {
@@ -95,6 +140,7 @@ impl Default for SandboxLimits {
             cpu_burst: Duration::from_millis(250),
             cpu_free_per_call: Duration::from_micros(500),
             compile: super::CompileLimits::default(),
+            maxima: PolicyMaxima::default(),
         }
     }
 }

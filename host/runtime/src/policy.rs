@@ -11,6 +11,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::budget::{CpuBudget, thread_cpu_time};
 use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
+use super::needs::{self, PolicyLimits, Toolchain};
 use super::sandbox::Sandbox;
 use super::slots::{Share, Waited};
 use super::v0_1_0::{
@@ -38,6 +39,11 @@ pub struct PolicyInfo {
     pub contract: String,
     /// `sha256:` digest of the component's bytes: which code decided.
     pub digest: String,
+    /// The language and toolchain the component records, when it does.
+    #[serde(default)]
+    pub toolchain: Option<Toolchain>,
+    /// The bounds each call of this policy runs under.
+    pub limits: PolicyLimits,
 }
 
 /// A checked, compiled policy component, ready to be configured for tenants.
@@ -47,6 +53,9 @@ pub struct CompiledPolicy(Arc<Compiled>);
 
 struct Compiled {
     runtime: Runtime,
+    /// The runtime's limits with this policy's own memory, fuel and CPU
+    /// allowance.
+    limits: SandboxLimits,
     pre: InstancePre<Sandbox>,
     /// The generated bindings, for the calls made when loading.
     bindings: TierPolicyIndices,
@@ -91,9 +100,11 @@ struct Run<R> {
 
 impl CompiledPolicy {
     pub(super) fn compile(runtime: Runtime, bytes: &[u8]) -> Result<Self, LoadError> {
-        inspect::check_format(bytes)?;
         let limits = &runtime.inner.limits;
+        inspect::check_format(bytes, limits.maxima.component_bytes)?;
         compile::check_bounds(bytes, &limits.compile)?;
+        let declared = needs::declared(bytes)?;
+        let policy_limits = declared.limits(limits)?;
         let engine = &runtime.inner.engine;
         let digest = sha256(bytes);
         let compile = || compile::compile(engine, limits, bytes);
@@ -115,6 +126,7 @@ impl CompiledPolicy {
             )
         })?;
         let mut compiled = Compiled {
+            limits: policy_limits.applied_to(&runtime.inner.limits),
             runtime,
             pre,
             bindings,
@@ -125,6 +137,8 @@ impl CompiledPolicy {
                 tiers: Vec::new(),
                 contract: contract.to_string(),
                 digest,
+                toolchain: declared.toolchain,
+                limits: policy_limits,
             },
         };
         let answer = compiled
@@ -245,7 +259,7 @@ impl Compiled {
         call: impl FnOnce(&mut Store<Sandbox>, Instance) -> wasmtime::Result<R>,
     ) -> Result<Run<R>, Waited> {
         let inner = &self.runtime.inner;
-        let limits = &inner.limits;
+        let limits = &self.limits;
         let wait = limits.slot_wait;
         let _slot = match kind {
             Call::Classify(share) => inner.slots.take(share, wait),
@@ -253,7 +267,7 @@ impl Compiled {
             Call::Load => inner.slots.take(Share::LOADING, wait),
         }?;
         let cpu_start = thread_cpu_time();
-        let mut store = new_store(&self.runtime, context);
+        let mut store = new_store(&self.runtime, limits, context);
         let timeout = match kind {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
             Call::Load => limits.timeout.max(LOAD_TIMEOUT),
@@ -397,7 +411,7 @@ impl TenantPolicy {
         // The allowance is for answers: a call that failed (looped until its
         // fuel or deadline ran out, say) is charged whole.
         let free = match decision.failure {
-            None => compiled.runtime.inner.limits.cpu_free_per_call,
+            None => compiled.limits.cpu_free_per_call,
             Some(_) => Duration::ZERO,
         };
         self.budget
@@ -410,9 +424,12 @@ impl TenantPolicy {
     /// way: whatever one call leaves in memory would reach the next.
     #[cfg(feature = "bench")]
     pub fn reused_instance(&self) -> Result<ReusedInstance, LoadError> {
-        let inner = &self.compiled.0.runtime.inner;
-        let limits = &inner.limits;
-        let mut store = new_store(&self.compiled.0.runtime, Arc::new(StaticContext::default()));
+        let limits = &self.compiled.0.limits;
+        let mut store = new_store(
+            &self.compiled.0.runtime,
+            limits,
+            Arc::new(StaticContext::default()),
+        );
         let instance = arm(&mut store, limits, LOAD_TIMEOUT)
             .and_then(|()| self.compiled.0.pre.instantiate(&mut store))
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
@@ -594,7 +611,7 @@ impl ReusedInstance {
         context: Arc<dyn ContextSource>,
     ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
-        let limits = &self.policy.compiled.0.runtime.inner.limits;
+        let limits = &self.policy.compiled.0.limits;
         let wit_tx = v0_1_0::WitTransaction::new(tx);
         let data = self.store.data_mut();
         data.context = context;
@@ -672,9 +689,12 @@ fn outcome<R>(
 
 /// A fresh store for one call, with every bound that is not per call: the
 /// memory limiter, and how much the policy may hand the host at once.
-fn new_store(runtime: &Runtime, context: Arc<dyn ContextSource>) -> Store<Sandbox> {
+fn new_store(
+    runtime: &Runtime,
+    limits: &SandboxLimits,
+    context: Arc<dyn ContextSource>,
+) -> Store<Sandbox> {
     let inner = &runtime.inner;
-    let limits = &inner.limits;
     let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);
     let mut store = Store::new(&inner.engine, sandbox);
     store.limiter(|s| &mut s.memory);

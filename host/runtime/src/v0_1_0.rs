@@ -5,9 +5,7 @@
 use tiergate_policy::{RecipientTrust, Tier, Window};
 
 use wasmtime::Store;
-use wasmtime::component::{
-    Component, ComponentExportIndex, ComponentType, Instance, Lift, TypedFunc, WasmList, WasmStr,
-};
+use wasmtime::component::{Component, ComponentExportIndex, Instance, TypedFunc};
 
 use super::limits::decision as bounds;
 use super::sandbox::Sandbox;
@@ -36,25 +34,7 @@ pub(crate) struct PolicyExports {
 }
 
 type ClassifyFunc<'a> =
-    TypedFunc<(&'a str, &'a types::Transaction<'a>), (Result<LazyDecision, WasmStr>,)>;
-
-/// A `decision` left in the policy's memory: lifting it copies nothing, so
-/// its sizes can be checked before anything is read out.
-#[derive(ComponentType, Lift)]
-#[component(record)]
-struct LazyDecision {
-    tier: types::Tier,
-    reasons: WasmList<LazyReason>,
-    suggestion: Option<WasmStr>,
-}
-
-/// A `reason` left in the policy's memory.
-#[derive(ComponentType, Lift)]
-#[component(record)]
-struct LazyReason {
-    code: WasmStr,
-    message: WasmStr,
-}
+    TypedFunc<(&'a str, &'a types::Transaction<'a>), (Result<types::Decision, String>,)>;
 
 /// What `classify` answered, read out of the sandbox within the contract's
 /// sizes: nothing past a size the contract allows is copied.
@@ -104,7 +84,7 @@ impl PolicyExports {
             return Some(("check-config", differs(e)));
         }
         if let Err(e) = classify
-            .typed::<(&str, &types::Transaction<'_>), (Result<LazyDecision, WasmStr>,)>(&*store)
+            .typed::<(&str, &types::Transaction<'_>), (Result<types::Decision, String>,)>(&*store)
         {
             return Some(("classify", differs(e)));
         }
@@ -130,27 +110,26 @@ impl PolicyExports {
         // promise after their `load`).
         let classify: ClassifyFunc<'_> = unsafe { TypedFunc::new_unchecked(func) };
         let (answer,) = classify.call(&mut *store, (config, tx))?;
-        read_answer(store, answer)
+        Ok(read_answer(answer))
     }
 }
 
-/// Reads an answer out of the sandbox, checking each size before copying:
-/// at most the contract's count of reasons, each read on its own under the
-/// contract's bytes for a code and a message, so reasons that share one
-/// huge message cost no more than the contract allows.
-fn read_answer(
-    store: &mut Store<Sandbox>,
-    answer: Result<LazyDecision, WasmStr>,
-) -> wasmtime::Result<Answer> {
+/// Checks an answer against the contract's sizes.
+///
+/// The answer is copied out whole as the call returns: wasmtime runs the
+/// policy's post-return (which frees the answer's memory, and an interpreter
+/// may reuse it at once) as part of the call, so nothing can be read out of
+/// the sandbox afterwards. The copy is bounded by the host-call fuel
+/// ([`TRANSFER_BYTES`](super::limits::TRANSFER_BYTES) in all, past which the
+/// call fails as `policy_transfer_oversized`); the contract's sizes are
+/// checked here.
+fn read_answer(answer: Result<types::Decision, String>) -> Answer {
     let decision = match answer {
         Ok(decision) => decision,
-        Err(message) => {
-            let text = message.to_str(&*store)?;
-            return Ok(Answer::Error(prefix(&text, bounds::MAX_TEXT_BYTES)));
-        }
+        Err(message) => return Answer::Error(prefix(&message, bounds::MAX_TEXT_BYTES)),
     };
     let tier = tier_from_wit(decision.tier);
-    let oversized = |detail: String| Ok(Answer::Oversized { tier, detail });
+    let oversized = |detail: String| Answer::Oversized { tier, detail };
     if decision.reasons.len() > bounds::MAX_REASONS {
         return oversized(format!(
             "{} reasons; at most {} are allowed",
@@ -158,57 +137,34 @@ fn read_answer(
             bounds::MAX_REASONS
         ));
     }
-    let suggestion = match &decision.suggestion {
-        None => None,
-        Some(s) => {
-            let text = s.to_str(&*store)?;
-            if text.len() > bounds::MAX_TEXT_BYTES {
-                return oversized(format!(
-                    "the suggestion exceeds {} bytes",
-                    bounds::MAX_TEXT_BYTES
-                ));
-            }
-            Some(text.into_owned())
-        }
-    };
+    if decision
+        .suggestion
+        .as_ref()
+        .is_some_and(|s| s.len() > bounds::MAX_TEXT_BYTES)
+    {
+        return oversized(format!(
+            "the suggestion exceeds {} bytes",
+            bounds::MAX_TEXT_BYTES
+        ));
+    }
     let mut reasons = Vec::with_capacity(decision.reasons.len());
-    let transfer = store.hostcall_fuel();
-    for i in 0..decision.reasons.len() {
-        // Lifting a reason's texts charges their bytes to the host-call fuel:
-        // with a code's and a message's worth, a longer one fails here,
-        // before anything of it is read.
-        store.set_hostcall_fuel(bounds::MAX_CODE_BYTES + bounds::MAX_TEXT_BYTES);
-        let lifted = decision.reasons.get(&mut *store, i);
-        store.set_hostcall_fuel(transfer);
-        let too_long = || {
-            format!(
+    for (i, reason) in decision.reasons.into_iter().enumerate() {
+        if reason.code.len() > bounds::MAX_CODE_BYTES
+            || reason.message.len() > bounds::MAX_TEXT_BYTES
+        {
+            return oversized(format!(
                 "reason {i} exceeds {} bytes of code or {} bytes of message",
                 bounds::MAX_CODE_BYTES,
                 bounds::MAX_TEXT_BYTES
-            )
-        };
-        let reason = match lifted {
-            Some(Ok(reason)) => reason,
-            Some(Err(e)) if super::policy::is_transfer_exhausted(&e) => {
-                return oversized(too_long());
-            }
-            Some(Err(e)) => return Err(e),
-            None => break,
-        };
-        let (code, message) = (
-            reason.code.to_str(&*store)?,
-            reason.message.to_str(&*store)?,
-        );
-        if code.len() > bounds::MAX_CODE_BYTES || message.len() > bounds::MAX_TEXT_BYTES {
-            return oversized(too_long());
+            ));
         }
-        reasons.push(Reason::new(code.into_owned(), message.into_owned()));
+        reasons.push(Reason::new(reason.code, reason.message));
     }
-    Ok(Answer::Decided {
+    Answer::Decided {
         tier,
         reasons,
-        suggestion,
-    })
+        suggestion: decision.suggestion,
+    }
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary, with an

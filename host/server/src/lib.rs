@@ -104,7 +104,7 @@ impl ServeOptions {
             named_policies: tiergate_core::governance::NamedPolicies::default(),
             demo: false,
             body_bytes: 64 * 1024,
-            upload_bytes: 8 * 1024 * 1024,
+            upload_bytes: 32 * 1024 * 1024,
             http: HttpLimits::default(),
             admission: AdmissionLimits::default(),
             auth_threads: 2,

@@ -38,7 +38,20 @@ pub fn apply_environment(limits: &mut SandboxLimits) -> Result<()> {
 
 /// A runtime with [`default_limits`].
 pub fn default_runtime() -> Result<Runtime> {
-    Ok(Runtime::with_limits(default_limits()?)?)
+    cached(Runtime::with_limits(default_limits()?)?)
+}
+
+/// `runtime`, keeping compiled policies in `TIERGATE_COMPILED_CACHE` when it
+/// is set: a Python or TypeScript policy takes seconds to compile, and
+/// loading it again from the cache (say, running `tiergate test` after each
+/// edit of the cases) takes milliseconds.
+fn cached(runtime: Runtime) -> Result<Runtime> {
+    if let Some(dir) = std::env::var_os("TIERGATE_COMPILED_CACHE") {
+        runtime
+            .cache_compiled_in(std::path::Path::new(&dir))
+            .with_context(|| format!("TIERGATE_COMPILED_CACHE={dir:?}"))?;
+    }
+    Ok(runtime)
 }
 
 pub fn runtime(args: &PolicyArgs) -> Result<Runtime> {
@@ -49,7 +62,7 @@ pub fn runtime(args: &PolicyArgs) -> Result<Runtime> {
     if let Some(ms) = args.timeout_ms {
         limits.timeout = Duration::from_millis(ms);
     }
-    Ok(Runtime::with_limits(limits)?)
+    cached(Runtime::with_limits(limits)?)
 }
 
 pub fn compile(runtime: &Runtime, spec: &str) -> Result<CompiledPolicy> {

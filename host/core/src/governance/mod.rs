@@ -313,6 +313,7 @@ fn record_activation(
             "policy": {
                 "name": info.name, "version": info.version,
                 "digest": info.digest, "contract": info.contract,
+                "toolchain": info.toolchain, "limits": info.limits,
             },
             "policy_config_digest": tenant.policy.config_digest(),
             "tenant_config_digest": tenant.config.digest,
