@@ -24,9 +24,6 @@ from .model import (
 from .money import MONEY, parse_decimal
 from .policy import Policy
 
-_TIERS = ("AUTONOMOUS", "SUPERVISED", "COLLABORATIVE", "PROHIBITED")
-
-
 def export(policy: type[Policy], name: str, version: str) -> type:
     """The class componentize-py exports as the contract's `policy` interface."""
     from componentize_py_types import Err

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any, Union
 
 from .model import Jurisdiction, RecipientTrust, Tier, Window
+from .money import parse_decimal
 
 __all__ = ["ConfigError", "merge", "parse_json", "read"]
 
@@ -176,8 +177,6 @@ def _read_scalar(hint: Any, value: Any, path: str) -> Any:
 
 
 def _decimal(value: str | int | Decimal) -> Decimal:
-    from .money import parse_decimal
-
     return parse_decimal(value) if isinstance(value, str) else Decimal(value)
 
 

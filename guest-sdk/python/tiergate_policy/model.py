@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,6 +24,7 @@ __all__ = [
 ]
 
 
+@functools.total_ordering
 class _Ordered(enum.Enum):
     """An enum ordered by declaration, written in lower case."""
 
@@ -33,21 +35,6 @@ class _Ordered(enum.Enum):
         if type(other) is not type(self):
             return NotImplemented
         return self._rank() < other._rank()  # type: ignore[attr-defined]
-
-    def __le__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._rank() <= other._rank()  # type: ignore[attr-defined]
-
-    def __gt__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._rank() > other._rank()  # type: ignore[attr-defined]
-
-    def __ge__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._rank() >= other._rank()  # type: ignore[attr-defined]
 
     def __str__(self) -> str:
         return str(self.value)
