@@ -24,6 +24,7 @@ mod listings;
 mod loading;
 mod lookalikes;
 mod mcp;
+mod new_project;
 mod pipeline;
 mod properties;
 mod races;

@@ -91,7 +91,7 @@ fn test(extra: &[String]) -> Result {
                 .unwrap_or_else(|| root.join("target")),
         );
     let guest_policies = target.join("guest-policies");
-    python_sdk(&root, &target, &guest_policies)?;
+    let python = python_sdk(&root, &target, &guest_policies)?;
     typescript_sdk(&root, &guest_policies)?;
 
     step("every test of the workspace");
@@ -99,7 +99,9 @@ fn test(extra: &[String]) -> Result {
         .current_dir(&root)
         .args(["test", "--workspace"])
         .args(extra)
-        .env("TIERGATE_GUEST_POLICIES", &guest_policies))?;
+        .env("TIERGATE_GUEST_POLICIES", &guest_policies)
+        // The Python with componentize-py, for `tiergate build` of a new policy.
+        .env("TIERGATE_PYTHON", &python))?;
 
     step("the MCP server, driven by the official MCP SDK for Python");
     mcp_python(&root, &target)?;
@@ -150,8 +152,9 @@ fn test(extra: &[String]) -> Result {
 /// The Python SDK and its `seed-tiers`: their tests under pytest, then the
 /// policy built into a component (in `out`) for the end-to-end suite. In a
 /// virtual environment (`target/policy-venv`) holding the packages of
-/// `guest-sdk/python/requirements.txt`, installed with their hashes checked.
-fn python_sdk(root: &Path, target: &Path, out: &Path) -> Result {
+/// `guest-sdk/python/requirements.txt`, installed with their hashes checked;
+/// its python.
+fn python_sdk(root: &Path, target: &Path, out: &Path) -> Result<PathBuf> {
     step("the Python SDK and seed-tiers-py: pytest, then componentize-py");
     let python = venv(
         &target.join("policy-venv"),
@@ -178,7 +181,7 @@ fn python_sdk(root: &Path, target: &Path, out: &Path) -> Result {
             .arg(out.join(format!("{name}.wasm")))
             .env("PYTHONPATH", &sdk))?;
     }
-    Ok(())
+    Ok(python)
 }
 
 /// The TypeScript SDK and its `seed-tiers`: each installed from its lock

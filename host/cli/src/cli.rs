@@ -9,6 +9,7 @@ mod govern;
 mod input;
 mod load;
 mod mcp;
+mod project;
 mod report;
 mod serve;
 mod settings;
@@ -38,6 +39,12 @@ enum Command {
     /// file or stdin. Amounts may be strings or numbers; both are read
     /// exactly.
     Eval(EvalArgs),
+    /// Start a policy project in Rust, Python or TypeScript: a configuration
+    /// type, one rule, a native test and a cases file, in `./NAME`.
+    New(project::NewArgs),
+    /// Build a policy project into a component with its language's
+    /// toolchain; prints the component's path.
+    Build(project::BuildArgs),
     /// Run expected-tier cases through the real sandbox; exit non-zero on any mismatch.
     Test(TestArgs),
     /// Show a policy's metadata: name, version, tiers, contract, digest.
@@ -506,6 +513,8 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval(args) => eval::run(args),
+        Command::New(args) => project::new(args),
+        Command::Build(args) => project::build(args),
         Command::Test(args) => cases::run(args),
         Command::Inspect(args) => load::inspect(&args),
         Command::Policies => load::list_bundled(),
