@@ -495,3 +495,105 @@ fn time_randomness_and_environment_are_the_same_every_call() {
         }
     }
 }
+
+/// A restart on a host that has not compiled a tenant's Python policy (a
+/// new replica, a cleared cache) serves at once: that tenant is refused
+/// with why while its policy compiles in the background, every other
+/// tenant is served, and then the tenant is served on the rules it had,
+/// with nothing recorded anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_compiling_after_a_restart_holds_up_no_one() {
+    use crate::service::{Served, create_key, get, payment, post, tenant_file};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let acme = tenant_file(dir.path(), "acme", &[]);
+    let args = ["--tenant", acme.to_str().unwrap()];
+    let s = Served::start(&data, &args);
+    let admin = s.key("admin");
+    let wasm = std::fs::read(component("seed-tiers-py")).unwrap();
+    let r = crate::service::call(
+        "POST",
+        &format!("{}/v1/policies", s.base),
+        Some(&admin),
+        Some("application/wasm"),
+        wasm,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let digest = r.body["digest"].as_str().unwrap().to_string();
+    let demo = include_str!("../../host/server/src/demo-tenant.toml");
+    let r = post(
+        &s,
+        "/v1/rules",
+        &admin,
+        &serde_json::json!({"policy": digest, "config": demo}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let version = r.body["rules"]["version"].clone();
+    let hire = |id: &str| payment("demo", id, "89.00", "agent_hire", "known");
+    let r = post(&s, "/v1/authorizations", &s.key("agent"), &hire("before")).await;
+    assert_eq!(r.body["tier"], "collaborative", "{}", r.text);
+    assert!(s.terminate().success());
+
+    // The Python policy's machine code is gone from this host; acme's is kept.
+    let hex = digest.trim_start_matches("sha256:");
+    let mut removed = 0;
+    for file in std::fs::read_dir(data.join("compiled")).unwrap() {
+        let path = file.unwrap().path();
+        if path.file_name().unwrap().to_str().unwrap().starts_with(hex) {
+            std::fs::remove_file(path).unwrap();
+            removed += 1;
+        }
+    }
+    assert_eq!(removed, 1);
+
+    let s = Served::start(&data, &args);
+    let acme_agent = create_key(&data, "acme", "agent", None);
+    let r = post(&s, "/v1/authorizations", &s.key("agent"), &hire("early")).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (503, Some("rules_unavailable")),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("still being compiled"), "{}", r.text);
+    let r = post(
+        &s,
+        "/v1/authorizations",
+        &acme_agent,
+        &payment("acme", "meanwhile", "0.02", "embeddings", "verified"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["tier"].as_str()),
+        (201, Some("autonomous")),
+        "{}",
+        r.text
+    );
+
+    // Served once compiled, on the same rules.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let served = loop {
+        let r = post(&s, "/v1/authorizations", &s.key("agent"), &hire("after")).await;
+        if r.status != 503 {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused: {}",
+            r.text
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        (served.status, served.body["tier"].as_str()),
+        (201, Some("collaborative")),
+        "{}",
+        served.text
+    );
+    let rules = get(&s, "/v1/rules", &admin).await;
+    assert_eq!(rules.body["rules"]["version"], version, "{}", rules.text);
+    let verified = get(&s, "/v1/audit/verify", &s.key("auditor")).await;
+    assert_eq!(verified.body["ok"], true, "{}", verified.text);
+}

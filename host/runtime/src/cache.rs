@@ -60,6 +60,17 @@ impl CompiledCache {
         })
     }
 
+    fn path(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir.join(format!("{hex}-{}.cwasm", self.engine_tag))
+    }
+
+    /// Whether a file for `digest` is there (its check comes when it is
+    /// loaded).
+    pub(super) fn holds(&self, digest: &str) -> bool {
+        self.path(digest).is_file()
+    }
+
     /// The compiled component for `bytes` (whose digest is `digest`): from
     /// the cache when it holds it and its MAC checks, else `compile`d now
     /// and stored.
@@ -69,8 +80,7 @@ impl CompiledCache {
         digest: &str,
         compile: impl FnOnce() -> Result<Component, LoadError>,
     ) -> Result<Component, LoadError> {
-        let hex = digest.trim_start_matches("sha256:");
-        let path = self.dir.join(format!("{hex}-{}.cwasm", self.engine_tag));
+        let path = self.path(digest);
         // Read into memory rather than mapped: a file changed on disk while
         // the process runs must not change (or fault) code already loaded.
         if let Ok(file) = std::fs::read(&path) {

@@ -191,6 +191,16 @@ impl Runtime {
         CompiledPolicy::compile(self.clone(), bytes)
     }
 
+    /// Whether [`compile`](Self::compile) would load these bytes' machine
+    /// code from the compiled-policy cache instead of compiling them (which
+    /// takes seconds for an interpreted policy). False without a cache.
+    pub fn is_compiled(&self, bytes: &[u8]) -> bool {
+        self.inner
+            .compiled_cache
+            .get()
+            .is_some_and(|cache| cache.holds(&model::digest::sha256(bytes)))
+    }
+
     /// [`compile`](Self::compile) for a file.
     pub fn compile_file(&self, path: &Path) -> Result<CompiledPolicy, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Io {

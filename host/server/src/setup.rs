@@ -115,6 +115,16 @@ impl Service {
         }
         let mut followed = RulesFollowed::default();
         for rules in store.active_rules()? {
+            // A policy this host has not compiled yet (a new replica, a
+            // cleared cache) would hold every tenant's start for seconds:
+            // the rules follower compiles it in the background and swaps it
+            // in, and until then its tenant alone is refused with why.
+            if !compiled_here(store.as_ref(), &runtime, &options.named_policies, &rules) {
+                tracing::info!(tenant = %rules.tenant, policy = %rules.policy,
+                    "the tenant's policy is not compiled on this host yet; it compiles in the background and the tenant's requests are refused until it is ready");
+                builder = builder.unavailable(&rules.tenant, compiling(&rules));
+                continue;
+            }
             followed
                 .versions
                 .insert(rules.tenant.clone(), rules.version);
@@ -430,11 +440,61 @@ fn newer_rules(
         match activated {
             Ok(_) => tracing::info!(tenant = %rules.tenant, version = rules.version,
                 policy = %rules.policy, "stored rules activated"),
-            Err(e) => tracing::error!(tenant = %rules.tenant, version = rules.version,
-                error = format!("{e:#}"), "cannot serve the stored rules; the tenant keeps its current rules"),
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(tenant = %rules.tenant, version = rules.version,
+                    error = %error, "cannot serve the stored rules; the tenant keeps its current rules");
+                // A tenant left waiting for its compile hears what went wrong.
+                if governor.unavailable_reason(&rules.tenant).as_deref()
+                    == Some(compiling(&rules).as_str())
+                {
+                    governor.explain_unavailable(&rules.tenant, error);
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// Why a tenant whose policy is compiling is refused.
+fn compiling(rules: &StoredRules) -> String {
+    format!(
+        "its policy {} is still being compiled on this host (version {} of its rules); retry in a few seconds",
+        rules.policy, rules.version
+    )
+}
+
+/// Whether the tenant's policy loads from this host's compiled-policy
+/// cache. A policy that cannot be read counts as compiled: loading it
+/// reports why at once.
+fn compiled_here(
+    store: &dyn RulesStore,
+    runtime: &Runtime,
+    named: &NamedPolicies,
+    rules: &StoredRules,
+) -> bool {
+    policy_bytes(store, named, &rules.tenant, &rules.policy)
+        .map_or(true, |bytes| runtime.is_compiled(&bytes))
+}
+
+/// A policy's component, named by digest (a component `tenant` uploaded) or
+/// by a bundled name.
+fn policy_bytes<'a>(
+    store: &dyn RulesStore,
+    named: &'a NamedPolicies,
+    tenant: &str,
+    policy: &str,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    if policy.starts_with("sha256:") {
+        let bytes = store.policy_component(tenant, policy)?.with_context(|| {
+            format!("no policy uploaded by tenant {tenant} has digest {policy}")
+        })?;
+        return Ok(bytes.into());
+    }
+    let bytes = named.get(policy).with_context(|| {
+        format!("{policy:?} is neither an uploaded policy's digest nor a bundled policy")
+    })?;
+    Ok(bytes.into())
 }
 
 /// Compiles a policy named by digest (a component `tenant` uploaded) or by
@@ -446,16 +506,7 @@ pub(super) fn compile_named(
     tenant: &str,
     policy: &str,
 ) -> Result<CompiledPolicy> {
-    if policy.starts_with("sha256:") {
-        let bytes = store.policy_component(tenant, policy)?.with_context(|| {
-            format!("no policy uploaded by tenant {tenant} has digest {policy}")
-        })?;
-        return Ok(runtime.compile(&bytes)?);
-    }
-    let bytes = named.get(policy).with_context(|| {
-        format!("{policy:?} is neither an uploaded policy's digest nor a bundled policy")
-    })?;
-    Ok(runtime.compile(bytes)?)
+    Ok(runtime.compile(&policy_bytes(store, named, tenant, policy)?)?)
 }
 
 /// Activates a configuration file's rules, unless they are already the

@@ -487,6 +487,19 @@ impl Governor {
         })
     }
 
+    /// Says why an unavailable tenant is refused from now on; a tenant being
+    /// served is left as it is.
+    pub fn explain_unavailable(&self, tenant: &str, reason: impl Into<String>) {
+        let mut unavailable = self
+            .inner
+            .unavailable
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(why) = unavailable.get_mut(tenant) {
+            *why = reason.into();
+        }
+    }
+
     /// Why a tenant's rules could not be loaded, when they could not: its
     /// requests fail closed until rules that load are activated.
     pub fn unavailable_reason(&self, tenant: &str) -> Option<String> {
