@@ -193,13 +193,65 @@ fn a_cached_compiled_policy_loads_again_and_decides_the_same() {
     assert_eq!((a.tier, &a.reasons), (b.tier, &b.reasons));
 
     // A damaged file is compiled again and replaced, never trusted.
+    drop(loaded);
     let path = files[0].as_ref().unwrap().path();
     let whole = std::fs::read(&path).unwrap();
     std::fs::write(&path, &whole[..whole.len() / 3]).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let damaged = std::fs::metadata(&path).unwrap().ino();
     let third = tiergate_runtime::Runtime::new().unwrap();
     third.cache_compiled_in(&cache).unwrap();
     assert_eq!(third.compile(bytes).unwrap().info(), compiled.info());
     assert_eq!(std::fs::read(&path).unwrap().len(), whole.len());
+    // By a new file renamed over it, never by writing into it: a policy
+    // loaded earlier maps the file it was checked in.
+    assert_ne!(std::fs::metadata(&path).unwrap().ino(), damaged);
+}
+
+/// A policy loaded from the cache maps the file it checked: the cache
+/// replacing that file (by a new one renamed over it) leaves it deciding as
+/// before, and a load afterwards checks the new file.
+#[test]
+fn a_loaded_policy_keeps_its_code_when_its_cache_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("compiled");
+    let seed = tiergate_cli::bundled::get("seed-tiers").unwrap();
+    let runtime = || {
+        let runtime = tiergate_runtime::Runtime::new().unwrap();
+        runtime.cache_compiled_in(&cache).unwrap();
+        runtime
+    };
+    drop(runtime().compile(seed).unwrap());
+    let loaded = runtime().compile(seed).unwrap().configure("").unwrap();
+    // Another host's copy of another policy's code is renamed over the file.
+    let file = only_file(&cache);
+    let other = dir.path().join("other");
+    let elsewhere = tiergate_runtime::Runtime::new().unwrap();
+    elsewhere.cache_compiled_in(&other).unwrap();
+    elsewhere
+        .compile(tiergate_cli::bundled::get("flat-limit").unwrap())
+        .unwrap();
+    std::fs::rename(only_file(&other), &file).unwrap();
+
+    let hire = tiergate_runtime::Transaction::from_json(
+        r#"{"id":"t1","tenant":"acme","agent":"a","amount":"89.00","currency":"USDC","category":"agent_hire","recipient":"r","recipient_trust":"known"}"#,
+        1_782_518_400_000,
+    )
+    .unwrap();
+    let context = std::sync::Arc::new(tiergate_runtime::StaticContext::default());
+    let decide = |policy: &tiergate_runtime::TenantPolicy| {
+        let d = policy.classify_blocking(&hire, context.clone()).unwrap();
+        (d.tier, d.reasons[0].code.clone())
+    };
+    let seed_tiers = (
+        tiergate_runtime::Tier::Collaborative,
+        "collaborative_conditions_met".to_string(),
+    );
+    assert_eq!(decide(&loaded), seed_tiers);
+    // A new load finds the swapped file failing its check and compiles again.
+    let reloaded = runtime().compile(seed).unwrap().configure("").unwrap();
+    assert_eq!(decide(&reloaded), seed_tiers);
+    assert_eq!(decide(&loaded), seed_tiers);
 }
 
 #[test]

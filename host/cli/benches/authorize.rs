@@ -10,6 +10,8 @@
     reason = "a benchmark stops at its first failure"
 )]
 
+#[path = "durable/mod.rs"]
+mod durable;
 #[path = "report/mod.rs"]
 #[allow(dead_code)]
 mod report;
@@ -18,21 +20,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use durable::{ACME, Run, many, many_policies, run};
 use report::{percentile, show};
 use tiergate_core::governance::{Clock, Governor, SystemClock, TenantConfig};
 use tiergate_core::store::Store;
 use tiergate_runtime::{Runtime, Transaction};
 use tiergate_sqlite::SqliteStore;
 
-/// acme's rules. The bench pays as many agents the rules do not list:
-/// they are served like listed ones, so every payment takes the path a
-/// listed agent's does.
-static ACME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    include_str!("../../../examples/tenants/acme.toml").replace(
-        r#"unlisted_agents = "collaborative""#,
-        r#"unlisted_agents = "allow""#,
-    )
-});
 const PER_RUN: usize = 6_400;
 /// Tenants configured in one host.
 const TENANTS: usize = 1_000;
@@ -65,7 +59,10 @@ fn main() -> anyhow::Result<()> {
     // Many tenants first, while the heap is fresh: measured after the runs
     // below, their memory fit in what those runs had freed.
     let ((load, rss), (own_load, own_rss)) = if profiling {
-        ((Duration::ZERO, 0), (Duration::ZERO, 0))
+        (
+            (Duration::ZERO, Default::default()),
+            (Duration::ZERO, Default::default()),
+        )
     } else {
         (
             many_tenants(&runtime, &seed, tenants)?,
@@ -82,23 +79,21 @@ fn main() -> anyhow::Result<()> {
          | load 1000 tenants each with a policy of its own (`seed-tiers`'s size: {} KB of component, each load its own copy of the machine code) from the compiled-policy cache, and configure them | {} |\n\
          | resident memory they add | {} MiB |\n\n\
          A policy of its own costs about 0.6 MiB: its machine code and tables as \
-         compiled, read from the cache into memory whole (for `seed-tiers` a 601 KB \
-         file, 471 KB of it code, from a 194 KB component: fuel and deadline checks and \
-         bounds checks add to the policy's own code). The host keeps no map from machine \
-         code back to wasm and no native unwind tables, and captures no wasm backtrace \
-         on a trap (a failure's detail never said where in the policy it happened): that \
-         took the 1,000 from 712 to 627 MiB. Mapping the cached files instead of reading \
-         them (measured before that change) loaded the 1,000 in 0.67 s instead of \
-         1.15 s, and of the 690 MiB then resident \
-         only 54 MiB was anonymous memory (the rest clean pages of the files, which the \
-         kernel can drop under pressure). Not done: a cache file overwritten in place \
-         (by `cp` over the directory, say) would then change or crash policies already \
-         loaded, where today it affects only the next load.\n",
+         compiled (for `seed-tiers` a 601 KB file, 471 KB of it code, from a 194 KB \
+         component: fuel and deadline checks and bounds checks add to the policy's own \
+         code). The host keeps no map from machine code back to wasm and no native unwind \
+         tables, and captures no wasm backtrace on a trap (a failure's detail never said \
+         where in the policy it happened): that took the 1,000 from 712 to 627 MiB. The \
+         cached files are mapped after their check rather than copied, so their pages \
+         are the page cache's, which the kernel can drop under pressure and read again; \
+         for a policy this small the whole file is touched, so mapping changes the load \
+         time more than the memory. The cache never writes into a file (it renames a new \
+         one over it), so a policy already loaded keeps the code it was checked in.\n",
         show(load),
-        rss >> 20,
+        rss.total >> 20,
         tiergate_cli::bundled::get("seed-tiers").map_or(0, <[u8]>::len) / 1000,
         show(own_load),
-        own_rss >> 20,
+        own_rss.total >> 20,
     );
     // `TIERGATE_BENCH_ONLY=tenants`: only this table, printed.
     if std::env::var("TIERGATE_BENCH_ONLY").as_deref() == Ok("tenants") {
@@ -196,7 +191,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// User plus system CPU time of this process so far, from /proc.
 /// One agent paying every 200 s of a manual clock for a week: does a long
 /// history slow its authorizations, and the lock every other writer waits on?
 fn heavy_agent(
@@ -255,149 +249,12 @@ fn heavy_agent(
     ))
 }
 
-fn cpu_time() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces).
-            let rest = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    // The kernel counts in clock ticks of 1/100 s on Linux.
-    Duration::from_millis(ticks * 10)
-}
-
-/// Resident set size of this process, from /proc.
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-/// One row's measurement.
-struct Run {
-    per_second: f64,
-    p50: Duration,
-    p99: Duration,
-    cpu_each: Duration,
-}
-
-/// `per_run` autonomous payments by `callers` threads on a new store.
-fn run(
-    runtime: &Runtime,
-    seed: &tiergate_runtime::CompiledPolicy,
-    callers: usize,
-    per_run: usize,
-) -> anyhow::Result<Run> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(&dir.path().join("tiergate.db"))?);
-    let config = TenantConfig::parse(&ACME, Path::new("acme.toml"))?;
-    let governor = Governor::builder(runtime.clone(), store as Arc<dyn Store>)
-        .tenant_with_policy(config, seed)?
-        .build()?;
-    let per_caller = per_run / callers;
-    let cpu_before = cpu_time();
-    let start = Instant::now();
-    let latencies: Vec<Duration> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..callers)
-            .map(|c| {
-                let governor = governor.clone();
-                s.spawn(move || {
-                    let mut lat = Vec::with_capacity(per_caller);
-                    for i in 0..per_caller {
-                        // Many agents, so no velocity cap or budget interferes.
-                        let tx = Transaction::from_json(
-                            &format!(
-                                r#"{{"id":"b{c}-{i}","tenant":"acme","agent":"agent-{c}-{}","amount":"0.02","currency":"USDC","category":"embeddings","recipient":"embeddings.vendor.example","recipient_trust":"verified"}}"#,
-                                i % 50
-                            ),
-                            SystemClock.now_ms(),
-                        )
-                        .expect("valid");
-                        let t = Instant::now();
-                        let a = governor.authorize_blocking(tx).expect("authorized");
-                        lat.push(t.elapsed());
-                        assert_eq!(a.status.as_str(), "executed");
-                    }
-                    lat
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("caller"))
-            .collect()
-    });
-    let elapsed = start.elapsed();
-    let cpu = cpu_time().saturating_sub(cpu_before);
-    Ok(Run {
-        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
-        p50: percentile(latencies.clone(), 50),
-        p99: percentile(latencies.clone(), 99),
-        cpu_each: cpu / latencies.len() as u32,
-    })
-}
-
-/// Loads 1,000 tenants each with a policy of its own: `seed-tiers` loaded
-/// from the compiled-policy cache once per tenant, each load its own copy
-/// of the machine code, as 1,000 different policies of its size would be
-/// (the runtime shares nothing between two loads).
-fn many_policies(bytes: &[u8], tenants: usize) -> anyhow::Result<(Duration, u64)> {
-    let dir = tempfile::tempdir()?;
-    let runtime = Runtime::new()?;
-    runtime.cache_compiled_in(&dir.path().join("compiled"))?;
-    // Compiled once into the cache; every load below reads it from there.
-    drop(runtime.compile(bytes)?);
-    many(
-        &runtime,
-        dir.path(),
-        tenants,
-        || Ok(runtime.compile(bytes)?),
-    )
-}
-
 /// Configures 1,000 tenants over one compiled policy.
 fn many_tenants(
     runtime: &Runtime,
     seed: &tiergate_runtime::CompiledPolicy,
     tenants: usize,
-) -> anyhow::Result<(Duration, u64)> {
+) -> anyhow::Result<(Duration, durable::Resident)> {
     let dir = tempfile::tempdir()?;
     many(runtime, dir.path(), tenants, || Ok(seed.clone()))
-}
-
-/// Configures `tenants` tenants, each with the policy `policy_for` gives it,
-/// on a new store in `dir`: how long it takes (the policies' loading
-/// included) and the resident memory it adds.
-fn many(
-    runtime: &Runtime,
-    dir: &Path,
-    tenants: usize,
-    mut policy_for: impl FnMut() -> anyhow::Result<tiergate_runtime::CompiledPolicy>,
-) -> anyhow::Result<(Duration, u64)> {
-    let store = Arc::new(SqliteStore::open(&dir.join("tiergate.db"))?);
-    let rss_before = rss_bytes();
-    let start = Instant::now();
-    let mut builder = Governor::builder(runtime.clone(), store as Arc<dyn Store>);
-    for n in 0..tenants {
-        let text = ACME.replace(
-            r#"tenant = "acme""#,
-            &format!(r#"tenant = "tenant-{n:04}""#),
-        );
-        let policy = policy_for()?;
-        builder = builder
-            .tenant_with_policy(TenantConfig::parse(&text, Path::new("t.toml"))?, &policy)?;
-    }
-    let governor = builder.build()?;
-    let load = start.elapsed();
-    anyhow::ensure!(
-        governor.tenant_ids().len() == tenants,
-        "{} of {tenants} tenants configured",
-        governor.tenant_ids().len()
-    );
-    let rss = rss_bytes().saturating_sub(rss_before);
-    drop(governor);
-    Ok((load, rss))
 }

@@ -81,24 +81,21 @@ impl CompiledCache {
         compile: impl FnOnce() -> Result<Component, LoadError>,
     ) -> Result<Component, LoadError> {
         let path = self.path(digest);
-        // Read into memory rather than mapped: a file changed on disk while
-        // the process runs must not change (or fault) code already loaded.
-        if let Ok(file) = std::fs::read(&path) {
-            match self.checked(digest, &file) {
-                Some(code) => {
-                    // SAFETY: the MAC proves this cache wrote these bytes, from
-                    // a component this host compiled for this digest, under an
-                    // engine with the same compatibility hash; wasmtime checks
-                    // the header and refuses other engines' files.
-                    match unsafe { Component::deserialize(engine, code) } {
-                        Ok(component) => return Ok(component),
-                        Err(e) => tracing::warn!(
-                            path = %path.display(),
-                            error = %e,
-                            "cached compiled policy is unusable; compiling again"
-                        ),
-                    }
-                }
+        if let Ok(mut file) = std::fs::File::open(&path) {
+            let mut bytes = Vec::new();
+            let checked = match file.read_to_end(&mut bytes) {
+                Ok(_) => self.checked(digest, &bytes),
+                Err(_) => None,
+            };
+            match checked {
+                Some(code) => match Self::load_checked(engine, &file, code) {
+                    Ok(component) => return Ok(component),
+                    Err(e) => tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "cached compiled policy is unusable; compiling again"
+                    ),
+                },
                 None => tracing::warn!(
                     path = %path.display(),
                     "cached compiled policy fails its integrity check (changed, cut or swapped); compiling again"
@@ -111,6 +108,40 @@ impl CompiledCache {
             tracing::warn!(path = %path.display(), error = %e, "cannot cache the compiled policy");
         }
         Ok(component)
+    }
+
+    /// The component in `file`, whose bytes were just read and checked
+    /// (`code`, the file less its MAC).
+    ///
+    /// Mapped rather than copied: machine code (tens of MB for a Python or
+    /// TypeScript policy) is then paged in as it runs, and its pages are the
+    /// page cache's, which the kernel may drop and read again. What is
+    /// mapped is the file that was checked, through its descriptor, so a
+    /// file renamed over the path since is not what runs. A file written
+    /// over in place after its check would change code already loaded: this
+    /// cache never writes one (it writes a new file and renames it over the
+    /// old), and nothing else may write the directory. Where the file cannot
+    /// be mapped, the checked bytes are copied.
+    fn load_checked(
+        engine: &Engine,
+        file: &std::fs::File,
+        code: &[u8],
+    ) -> wasmtime::Result<Component> {
+        use std::os::fd::AsRawFd;
+        let descriptor = format!("/proc/self/fd/{}", file.as_raw_fd());
+        // SAFETY: the MAC proves this cache wrote these bytes, from a
+        // component this host compiled for this digest, under an engine
+        // with the same compatibility hash; wasmtime checks the header and
+        // refuses other engines' files. The mapping is of the same file,
+        // which is never written in place (above).
+        match unsafe { Component::deserialize_file(engine, &descriptor) } {
+            Ok(component) => Ok(component),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot map a compiled policy; copying it");
+                // SAFETY: as above, for the bytes read and checked.
+                unsafe { Component::deserialize(engine, code) }
+            }
+        }
     }
 
     /// The code of a file whose MAC checks for `digest`.

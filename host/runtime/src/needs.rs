@@ -316,7 +316,7 @@ mod tests {
             ),
             (r#"{"needs": {"fuel": 100000001}}"#, "maxima.fuel"),
             (
-                r#"{"needs": {"cpu_per_call_us": 5001}}"#,
+                r#"{"needs": {"cpu_per_call_us": 25001}}"#,
                 "maxima.cpu_free_per_call",
             ),
         ] {

@@ -115,11 +115,12 @@ impl Service {
         }
         let mut followed = RulesFollowed::default();
         for rules in store.active_rules()? {
-            // A policy this host has not compiled yet (a new replica, a
-            // cleared cache) would hold every tenant's start for seconds:
-            // the rules follower compiles it in the background and swaps it
-            // in, and until then its tenant alone is refused with why.
-            if !compiled_here(store.as_ref(), &runtime, &options.named_policies, &rules) {
+            // An interpreted policy this host has not compiled yet (a new
+            // replica, a cleared cache) would hold every tenant's start for
+            // seconds: the rules follower compiles it in the background and
+            // swaps it in, and until then its tenant alone is refused with
+            // why.
+            if !quick_to_load(store.as_ref(), &runtime, &options.named_policies, &rules) {
                 tracing::info!(tenant = %rules.tenant, policy = %rules.policy,
                     "the tenant's policy is not compiled on this host yet; it compiles in the background and the tenant's requests are refused until it is ready");
                 builder = builder.unavailable(&rules.tenant, compiling(&rules));
@@ -464,17 +465,23 @@ fn compiling(rules: &StoredRules) -> String {
     )
 }
 
-/// Whether the tenant's policy loads from this host's compiled-policy
-/// cache. A policy that cannot be read counts as compiled: loading it
-/// reports why at once.
-fn compiled_here(
+/// Components up to this size compile in tenths of a second (a Rust
+/// policy is about 200 KB); a Python or TypeScript one (12 to 19 MB) takes
+/// seconds.
+const QUICK_TO_COMPILE_BYTES: usize = 1 << 20;
+
+/// Whether the tenant's policy loads in a moment: from this host's
+/// compiled-policy cache, or small enough to compile at once. A policy that
+/// cannot be read counts as quick: loading it reports why at once.
+fn quick_to_load(
     store: &dyn RulesStore,
     runtime: &Runtime,
     named: &NamedPolicies,
     rules: &StoredRules,
 ) -> bool {
-    policy_bytes(store, named, &rules.tenant, &rules.policy)
-        .map_or(true, |bytes| runtime.is_compiled(&bytes))
+    policy_bytes(store, named, &rules.tenant, &rules.policy).map_or(true, |bytes| {
+        bytes.len() <= QUICK_TO_COMPILE_BYTES || runtime.is_compiled(&bytes)
+    })
 }
 
 /// A policy's component, named by digest (a component `tenant` uploaded) or
