@@ -69,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             many_policies(
                 tiergate_cli::bundled::get("seed-tiers").expect("bundled"),
                 tenants,
+                None,
             )?,
         )
     };

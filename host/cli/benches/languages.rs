@@ -71,7 +71,10 @@ fn main() -> anyhow::Result<()> {
     // own so no other figure's freed memory hides or inflates it.
     let only = std::env::var("TIERGATE_BENCH_ONLY").unwrap_or_default();
     if let Some(language) = only.strip_prefix("memory:") {
-        let (load, rss) = durable::many_policies(&component(language), tenants())?;
+        // The main process's cache: each policy is compiled once per run.
+        let cache = std::env::var_os("TIERGATE_BENCH_CACHE").map(PathBuf::from);
+        let (load, rss) =
+            durable::many_policies(&component(language), tenants(), cache.as_deref())?;
         println!(
             "{} {} {} {} {}",
             load.as_nanos(),
@@ -150,6 +153,7 @@ fn main() -> anyhow::Result<()> {
     for language in LANGUAGES {
         let out = std::process::Command::new(std::env::current_exe()?)
             .env("TIERGATE_BENCH_ONLY", format!("memory:{language}"))
+            .env("TIERGATE_BENCH_CACHE", cache.path())
             .output()?;
         anyhow::ensure!(
             out.status.success(),

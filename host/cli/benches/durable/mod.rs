@@ -151,11 +151,19 @@ pub fn run(
 /// from the compiled-policy cache once per tenant, each load its own copy
 /// of the machine code, as 1,000 different policies of its size would be
 /// (the runtime shares nothing between two loads).
-pub fn many_policies(bytes: &[u8], tenants: usize) -> anyhow::Result<(Duration, Resident)> {
+/// `cache` is a compiled-policy cache to load from (one is made when it is
+/// `None`).
+pub fn many_policies(
+    bytes: &[u8],
+    tenants: usize,
+    cache: Option<&Path>,
+) -> anyhow::Result<(Duration, Resident)> {
     let dir = tempfile::tempdir()?;
     let runtime = Runtime::new()?;
-    runtime.cache_compiled_in(&dir.path().join("compiled"))?;
-    // Compiled once into the cache; every load below reads it from there.
+    let made = dir.path().join("compiled");
+    runtime.cache_compiled_in(cache.unwrap_or(&made))?;
+    // Compiled once into the cache (unless it is there); every load below
+    // reads it from there.
     drop(runtime.compile(bytes)?);
     many(
         &runtime,
