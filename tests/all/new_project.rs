@@ -38,47 +38,38 @@ fn tiergate(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// `new`, `build` and `test` for `lang`; returns the project's folder.
-fn three_commands(dir: &Path, name: &str, lang: &str) -> PathBuf {
-    let created = ok(
-        tiergate(dir, &["new", name, "--lang", lang])
-            .output()
-            .unwrap(),
-        "tiergate new",
-    );
+/// `new`, `build` and `test` for `lang`, each with `env` set, and
+/// `inspect` naming the language; the project's folder and what `new`
+/// printed.
+fn three_commands(dir: &Path, name: &str, lang: &str, env: &[(&str, &str)]) -> (PathBuf, String) {
+    let run = |dir: &Path, args: &[&str], what: &str| {
+        ok(
+            tiergate(dir, args)
+                .envs(env.iter().copied())
+                .output()
+                .unwrap(),
+            what,
+        )
+    };
+    let created = run(dir, &["new", name, "--lang", lang], "tiergate new");
     assert!(created.contains("tiergate build"), "{created}");
     let project = dir.join(name);
-    let built = ok(
-        tiergate(&project, &["build"]).output().unwrap(),
-        "tiergate build",
-    );
+    let built = run(&project, &["build"], "tiergate build");
     let component = project.join("target").join(format!("{name}.wasm"));
     assert_eq!(Path::new(built.trim()), component);
 
-    let tested = ok(
-        tiergate(
-            &project,
-            &[
-                "test",
-                "--policy",
-                &format!("target/{name}.wasm"),
-                "cases.toml",
-            ],
-        )
-        .output()
-        .unwrap(),
+    let policy = format!("target/{name}.wasm");
+    let tested = run(
+        &project,
+        &["test", "--policy", &policy, "cases.toml"],
         "tiergate test",
     );
     assert!(tested.contains("3 passed, 0 failed"), "{tested}");
 
     // The host sees the language it was written in.
-    let inspected = ok(
-        tiergate(
-            &project,
-            &["inspect", "--policy", &format!("target/{name}.wasm")],
-        )
-        .output()
-        .unwrap(),
+    let inspected = run(
+        &project,
+        &["inspect", "--policy", &policy],
         "tiergate inspect",
     );
     assert!(
@@ -87,7 +78,7 @@ fn three_commands(dir: &Path, name: &str, lang: &str) -> PathBuf {
             .contains(&format!("\"language\": \"{lang}\"")),
         "{inspected}"
     );
-    project
+    (project, created)
 }
 
 fn python() -> String {
@@ -101,7 +92,7 @@ fn python() -> String {
 #[test]
 fn a_new_rust_policy_builds_and_passes_its_cases() {
     let dir = tempfile::tempdir().unwrap();
-    let project = three_commands(dir.path(), "fees", "rust");
+    let (project, _) = three_commands(dir.path(), "fees", "rust", &[]);
     let native = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["test", "--quiet"])
         .current_dir(&project)
@@ -116,33 +107,14 @@ fn a_new_rust_policy_builds_and_passes_its_cases() {
 fn a_new_python_policy_builds_and_passes_its_cases() {
     let dir = tempfile::tempdir().unwrap();
     let python = python();
-    let with_python = |project: &Path| {
-        let mut command = tiergate(project, &[]);
-        command.env("TIERGATE_PYTHON", &python);
-        command
-    };
-    // The three commands, each with the Python that has componentize-py.
-    let created = ok(
-        with_python(dir.path())
-            .args(["new", "small-spends", "--lang", "python"])
-            .output()
-            .unwrap(),
-        "tiergate new",
+    // Each command with the Python that has componentize-py.
+    let (project, created) = three_commands(
+        dir.path(),
+        "small-spends",
+        "python",
+        &[("TIERGATE_PYTHON", python.as_str())],
     );
     assert!(created.contains("pytest"), "{created}");
-    let project = dir.path().join("small-spends");
-    ok(
-        with_python(&project).arg("build").output().unwrap(),
-        "tiergate build",
-    );
-    let tested = ok(
-        with_python(&project)
-            .args(["test", "--policy", "target/small-spends.wasm", "cases.toml"])
-            .output()
-            .unwrap(),
-        "tiergate test",
-    );
-    assert!(tested.contains("3 passed, 0 failed"), "{tested}");
 
     let native = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
@@ -156,7 +128,7 @@ fn a_new_python_policy_builds_and_passes_its_cases() {
 #[test]
 fn a_new_typescript_policy_builds_and_passes_its_cases() {
     let dir = tempfile::tempdir().unwrap();
-    let project = three_commands(dir.path(), "fees-ts", "typescript");
+    let (project, _) = three_commands(dir.path(), "fees-ts", "typescript", &[]);
     let native = Command::new("npm")
         .args(["test", "--silent"])
         .current_dir(&project)

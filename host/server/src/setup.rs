@@ -120,7 +120,11 @@ impl Service {
             // seconds: the rules follower compiles it in the background and
             // swaps it in, and until then its tenant alone is refused with
             // why.
-            if !quick_to_load(store.as_ref(), &runtime, &options.named_policies, &rules) {
+            let component = stored_component(store.as_ref(), &options.named_policies, &rules);
+            if component
+                .as_ref()
+                .is_ok_and(|bytes| !quick_to_load(&runtime, bytes))
+            {
                 tracing::info!(tenant = %rules.tenant, policy = %rules.policy,
                     "the tenant's policy is not compiled on this host yet; it compiles in the background and the tenant's requests are refused until it is ready");
                 builder = builder.unavailable(&rules.tenant, compiling(&rules));
@@ -130,8 +134,7 @@ impl Service {
                 .versions
                 .insert(rules.tenant.clone(), rules.version);
             // One tenant's rules that cannot load fail that tenant alone.
-            builder = match prepare_rules(store.as_ref(), &runtime, &options.named_policies, &rules)
-            {
+            builder = match component.and_then(|bytes| prepare_rules(&runtime, &rules, &bytes)) {
                 Ok((config, compiled)) => builder.tenant_or_unavailable(config, &compiled),
                 Err(e) => {
                     let reason = format!("{e:#}");
@@ -351,12 +354,22 @@ impl StopSignals {
     }
 }
 
-/// A tenant's stored rules, parsed and compiled.
-fn prepare_rules(
-    store: &dyn Backend,
-    runtime: &Runtime,
-    named: &NamedPolicies,
+/// The component a tenant's stored rules name.
+fn stored_component<'a>(
+    store: &dyn RulesStore,
+    named: &'a NamedPolicies,
     rules: &StoredRules,
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    policy_bytes(store, named, &rules.tenant, &rules.policy)
+        .with_context(|| format!("tenant {}'s stored policy {}", rules.tenant, rules.policy))
+}
+
+/// A tenant's stored rules, parsed, with their policy's `component`
+/// compiled.
+fn prepare_rules(
+    runtime: &Runtime,
+    rules: &StoredRules,
+    component: &[u8],
 ) -> Result<(TenantConfig, CompiledPolicy)> {
     let config = TenantConfig::parse_stored(&rules.config, Path::new(&rules.tenant))
         .with_context(|| format!("tenant {}'s stored configuration", rules.tenant))?;
@@ -364,7 +377,8 @@ fn prepare_rules(
         tracing::warn!(tenant = %rules.tenant, webhooks = config.webhooks.len(),
             "the tenant's stored rules name webhooks by `secret_env`, which is no longer read: nothing is delivered to them; an operator moves each with `tiergate webhooks create --tenant {} --url URL --secret-env VARIABLE`, or the tenant's admin adds webhooks with POST /v1/webhooks", rules.tenant);
     }
-    let compiled = compile_named(store, runtime, named, &rules.tenant, &rules.policy)
+    let compiled = runtime
+        .compile(component)
         .with_context(|| format!("tenant {}'s stored policy {}", rules.tenant, rules.policy))?;
     Ok((config, compiled))
 }
@@ -435,9 +449,12 @@ fn newer_rules(
         followed
             .versions
             .insert(rules.tenant.clone(), rules.version);
-        let activated = prepare_rules(store, runtime, &governor.named_policies(), &rules).and_then(
-            |(config, compiled)| Ok(governor.activate(config, &compiled, &rules.actor)?),
-        );
+        let named = governor.named_policies();
+        let activated = stored_component(store, &named, &rules)
+            .and_then(|bytes| prepare_rules(runtime, &rules, &bytes))
+            .and_then(|(config, compiled)| {
+                Ok(governor.activate(config, &compiled, &rules.actor)?)
+            });
         match activated {
             Ok(_) => tracing::info!(tenant = %rules.tenant, version = rules.version,
                 policy = %rules.policy, "stored rules activated"),
@@ -470,18 +487,10 @@ fn compiling(rules: &StoredRules) -> String {
 /// seconds.
 const QUICK_TO_COMPILE_BYTES: usize = 1 << 20;
 
-/// Whether the tenant's policy loads in a moment: from this host's
-/// compiled-policy cache, or small enough to compile at once. A policy that
-/// cannot be read counts as quick: loading it reports why at once.
-fn quick_to_load(
-    store: &dyn RulesStore,
-    runtime: &Runtime,
-    named: &NamedPolicies,
-    rules: &StoredRules,
-) -> bool {
-    policy_bytes(store, named, &rules.tenant, &rules.policy).map_or(true, |bytes| {
-        bytes.len() <= QUICK_TO_COMPILE_BYTES || runtime.is_compiled(&bytes)
-    })
+/// Whether a policy's component loads in a moment: from this host's
+/// compiled-policy cache, or small enough to compile at once.
+fn quick_to_load(runtime: &Runtime, component: &[u8]) -> bool {
+    component.len() <= QUICK_TO_COMPILE_BYTES || runtime.is_compiled(component)
 }
 
 /// A policy's component, named by digest (a component `tenant` uploaded) or
