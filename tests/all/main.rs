@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod batches;
 mod cli;
 mod compliance;
 mod concurrency;

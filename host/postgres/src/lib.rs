@@ -4,7 +4,11 @@
 //! Every write that reads a tenant's state to decide (`record`, `update`,
 //! tenant events, rule activations, webhook queueing) first takes the
 //! tenant's transaction-scoped advisory lock (`pg_advisory_xact_lock`).
-//! That serializes one tenant's decisions across all replicas, so budgets
+//! `record` and `update` do so in batches (see [`batch`]): the writes of a
+//! tenant that arrive while its previous batch is in flight share one
+//! transaction, one acquisition of the lock and one commit, each in a
+//! savepoint of its own.
+//! The lock serializes one tenant's decisions across all replicas, so budgets
 //! (agent, team and tenant-wide), velocity counts, the daily audit-id
 //! counter and the hash chain stay exact, while different tenants run in
 //! parallel. Under the lock, READ COMMITTED statements see every earlier
@@ -18,6 +22,7 @@
 //! only after the commit holding its audit record is on the server's disk.
 #![deny(missing_docs)]
 
+mod batch;
 mod deliveries;
 mod keys;
 pub(crate) mod pool;
@@ -44,6 +49,7 @@ use tiergate_runtime::model::transaction::Transaction;
 /// The PostgreSQL store, with a pool of connections.
 pub struct PostgresStore {
     pool: Pool,
+    batches: batch::Batches,
 }
 
 impl PostgresStore {
@@ -62,11 +68,59 @@ impl PostgresStore {
                 e,
             )
         })?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            batches: batch::Batches::default(),
+        })
     }
 
     fn conn(&self) -> Result<pool::Pooled<'_>, StoreError> {
         self.pool.get()
+    }
+
+    /// Runs `work` as a unit of the tenant's next batch (see [`batch`]),
+    /// inside a savepoint `work` opens with its first reads and releases
+    /// with its writes; here it is rolled back to when `work` fails. Returns
+    /// once the batch has ended: `work`'s outcome if the batch committed.
+    fn in_batch<R: Send>(
+        &self,
+        tenant: &str,
+        mut work: impl FnMut(&mut Conn) -> Result<R, StoreError> + Send,
+    ) -> Result<R, StoreError> {
+        let span = tracing::Span::current();
+        let mut outcome = None;
+        let mut unit = |step: batch::Step<'_>| {
+            let _in_span = span.enter();
+            match step {
+                batch::Step::Run(c) => {
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(c)));
+                    let failed = !matches!(ran, Ok(Ok(_)));
+                    outcome = Some(ran);
+                    if failed {
+                        // Undo this unit alone; if that fails, the batch.
+                        c.execute(batch::ROLLBACK_TO, &[])?;
+                    }
+                }
+                batch::Step::Ended(Err(lost)) => {
+                    if !matches!(outcome, Some(Ok(Err(_)) | Err(_))) {
+                        outcome = Some(Ok(Err(StoreError::database(
+                            "PostgreSQL",
+                            batch::BatchLost(lost.clone()),
+                        ))));
+                    }
+                }
+                batch::Step::Ended(Ok(())) => {}
+            }
+            Ok(())
+        };
+        self.batches.run(&self.pool, tenant, &mut unit);
+        match outcome {
+            Some(Ok(out)) => out,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(StoreError::unusable(
+                "a write's batch ended without running it",
+            )),
+        }
     }
 }
 
@@ -135,7 +189,8 @@ const INSERT_NOTICE: &str =
 /// value is computed first and the writes go to the server together: each
 /// statement alone was a round trip with the tenant's lock held. `before`
 /// is the stored status (none for a new authorization) and `head` the
-/// tenant's last event, both read under the lock held since.
+/// tenant's last event, both read under the lock held since. The unit's
+/// savepoint is released with the writes (see [`batch`]).
 fn apply(
     c: &mut Conn,
     change: &Change,
@@ -214,6 +269,7 @@ fn apply(
             ],
         ));
     }
+    writes.push((batch::RELEASE, vec![]));
     c.execute_all(&writes)
 }
 
@@ -275,6 +331,71 @@ fn chained<'a>(
         .collect()
 }
 
+/// The agent's payments requested since `$3`: `$1` the tenant, `$2` the
+/// agent. Read before every decision.
+///
+/// The time bounds of this read and the next are written on `(agent,
+/// requested_at_ms)`, which only `authorizations_by_agent` can seek: before
+/// the table's first statistics, a plan made for any parameters ranked
+/// `authorizations_in_order` (the tenant's payments in time) as good, and
+/// went through every payment of the tenant to find the agent's.
+const AGENT_HISTORY: &str = "SELECT requested_at_ms, amount, currency, category, tier
+     FROM authorizations
+     WHERE tenant = $1 AND agent = $2 AND (agent, requested_at_ms) >= ($2, $3)";
+
+/// How many of the agent's payments requested from `$3` to `$4` match a
+/// category (`$5`) and a tier (`$6`), and their amounts: a policy's context
+/// question, asked again under the tenant's lock.
+const AGENT_ACTIVITY: &str = "SELECT amount, currency FROM authorizations
+     WHERE tenant = $1 AND agent = $2
+       AND (agent, requested_at_ms) >= ($2, $3) AND (agent, requested_at_ms) <= ($2, $4)
+       AND ($5::text IS NULL OR category = $5) AND ($6::text IS NULL OR tier = $6)";
+
+/// `record`'s unit: everything its decision reads, in one round trip
+/// under the tenant's lock, then the plan, then its writes.
+fn record_in(
+    c: &mut Conn,
+    entry: &NewEntry<'_>,
+    plan: &mut (dyn FnMut(&Snapshot, &str) -> Result<Change, StoreError> + Send),
+) -> Result<Recorded, StoreError> {
+    let window = totals::Window::of(entry);
+    let [bucket_reads, cut_hour_reads] = window.reads(entry);
+    let counter = DayCounter::new(entry.now_ms, "aud");
+    let [_, existing, buckets, cut_hour, number, head, recipient] = c.query_all([
+        (batch::SAVEPOINT, vec![]),
+        (GET_AUTHORIZATION, vec![&entry.tenant, &entry.tx_id]),
+        bucket_reads,
+        cut_hour_reads,
+        counter.take(&entry.tenant),
+        (LAST_EVENT, vec![&entry.tenant]),
+        (totals::RECIPIENT, vec![&entry.tenant, &entry.recipient]),
+    ])?;
+    if let Some(existing) = stored(&existing)? {
+        // A number was taken for nothing: give it back.
+        c.execute(batch::ROLLBACK_TO, &[])?;
+        return Ok(Recorded::Existing(existing));
+    }
+    let holdings = totals::holdings(entry, &buckets, &cut_hour)?;
+    let audit_id = counter.id(&number)?;
+    let head = chain_head(&head)?;
+    let change = {
+        let history = HistoryIn {
+            conn: std::cell::RefCell::new(&mut *c),
+            entry,
+            recipient: totals::recipient_of(&recipient)?,
+        };
+        plan(
+            &Snapshot {
+                holdings,
+                history: &history,
+            },
+            &audit_id,
+        )?
+    };
+    apply(c, &change, entry.now_ms, None, head)?;
+    Ok(Recorded::New(change.authorization))
+}
+
 fn history_in(
     c: &mut Conn,
     tenant: &str,
@@ -282,11 +403,11 @@ fn history_in(
     recipient: &str,
     since_ms: u64,
 ) -> Result<History, StoreError> {
-    let rows = c.query(
-        "SELECT requested_at_ms, amount, currency, category, tier FROM authorizations
-         WHERE tenant = $1 AND agent = $2 AND requested_at_ms >= $3",
-        &[&tenant, &agent, &ms(since_ms)],
-    )?;
+    let since = ms(since_ms);
+    let [rows, paid] = c.query_all([
+        (AGENT_HISTORY, vec![&tenant, &agent, &since]),
+        (totals::RECIPIENT, vec![&tenant, &recipient]),
+    ])?;
     let mut payments = Vec::with_capacity(rows.len());
     for r in rows {
         payments.push(PastPayment {
@@ -302,11 +423,11 @@ fn history_in(
                 .map_err(|e: String| StoreError::unreadable("a stored tier", e))?,
         });
     }
-    let (first, count) = totals::recipient(c, tenant, recipient)?;
+    let paid = totals::recipient_of(&paid)?;
     Ok(History {
         payments,
-        recipient_first_paid_ms: first,
-        recipient_payments: count,
+        recipient_first_paid_ms: paid.first_seen_ms,
+        recipient_payments: paid.payment_count,
     })
 }
 
@@ -314,6 +435,8 @@ fn history_in(
 struct HistoryIn<'a, 'e> {
     conn: std::cell::RefCell<&'a mut Conn>,
     entry: &'a NewEntry<'e>,
+    /// Read with the snapshot: every decision asks it.
+    recipient: RecipientHistory,
 }
 
 impl HistoryReads for HistoryIn<'_, '_> {
@@ -327,9 +450,7 @@ impl HistoryReads for HistoryIn<'_, '_> {
         let (category, tier) = filter_columns(filter);
         let since = since_ms.max(self.entry.history_since_ms);
         let rows = self.conn.borrow_mut().query(
-            "SELECT amount, currency FROM authorizations
-             WHERE tenant = $1 AND agent = $2 AND requested_at_ms >= $3 AND requested_at_ms <= $4
-               AND ($5::text IS NULL OR category = $5) AND ($6::text IS NULL OR tier = $6)",
+            AGENT_ACTIVITY,
             &[
                 &self.entry.tenant,
                 &self.entry.agent,
@@ -355,15 +476,7 @@ impl HistoryReads for HistoryIn<'_, '_> {
     }
 
     fn recipient(&self) -> Result<RecipientHistory, StoreError> {
-        let (first, count) = totals::recipient(
-            &mut self.conn.borrow_mut(),
-            self.entry.tenant,
-            self.entry.recipient,
-        )?;
-        Ok(RecipientHistory {
-            first_seen_ms: first,
-            payment_count: count,
-        })
+        Ok(self.recipient)
     }
 
     fn all(&self) -> Result<History, StoreError> {
@@ -578,48 +691,11 @@ impl Store for PostgresStore {
         entry: &NewEntry<'_>,
         plan: &mut (dyn FnMut(&Snapshot, &str) -> Result<Change, StoreError> + Send),
     ) -> Result<Recorded, StoreError> {
-        let mut c = self.conn()?;
         // A retry of a committed id needs no lock: a stored row is final here.
-        if let Some(existing) = get_in(&mut c, entry.tenant, entry.tx_id)? {
+        if let Some(existing) = get_in(&mut *self.conn()?, entry.tenant, entry.tx_id)? {
             return Ok(Recorded::Existing(existing));
         }
-        c.begin_locked(entry.tenant)?;
-        // Everything the decision reads before the policy's own questions,
-        // in one round trip under the lock.
-        let window = totals::Window::of(entry);
-        let [bucket_reads, cut_hour_reads] = window.reads(entry);
-        let counter = DayCounter::new(entry.now_ms, "aud");
-        let [existing, buckets, cut_hour, number, head] = c.query_all([
-            (GET_AUTHORIZATION, vec![&entry.tenant, &entry.tx_id]),
-            bucket_reads,
-            cut_hour_reads,
-            counter.take(&entry.tenant),
-            (LAST_EVENT, vec![&entry.tenant]),
-        ])?;
-        if let Some(existing) = stored(&existing)? {
-            // A number was taken for nothing: give it back.
-            c.rollback()?;
-            return Ok(Recorded::Existing(existing));
-        }
-        let holdings = totals::holdings(entry, &buckets, &cut_hour)?;
-        let audit_id = counter.id(&number)?;
-        let head = chain_head(&head)?;
-        let change = {
-            let history = HistoryIn {
-                conn: std::cell::RefCell::new(&mut c),
-                entry,
-            };
-            plan(
-                &Snapshot {
-                    holdings,
-                    history: &history,
-                },
-                &audit_id,
-            )?
-        };
-        apply(&mut c, &change, entry.now_ms, None, head)?;
-        c.commit()?;
-        Ok(Recorded::New(change.authorization))
+        self.in_batch(entry.tenant, |c| record_in(c, entry, plan))
     }
 
     fn peek(
@@ -642,28 +718,22 @@ impl Store for PostgresStore {
         tenant: &str,
         tx_id: &str,
         now_ms: u64,
-        decide: &mut dyn FnMut(&Authorization) -> Result<Change, StoreError>,
+        decide: &mut (dyn FnMut(&Authorization) -> Result<Change, StoreError> + Send),
     ) -> Result<Authorization, StoreError> {
-        let mut c = self.conn()?;
-        c.begin_locked(tenant)?;
-        let [current, head] = c.query_all([
-            (GET_AUTHORIZATION, vec![&tenant, &tx_id]),
-            (LAST_EVENT, vec![&tenant]),
-        ])?;
-        let current = stored(&current)?.ok_or_else(|| StoreError::NotFound {
-            tenant: tenant.to_string(),
-            tx_id: tx_id.to_string(),
-        })?;
-        let change = decide(&current)?;
-        apply(
-            &mut c,
-            &change,
-            now_ms,
-            Some(current.status),
-            chain_head(&head)?,
-        )?;
-        c.commit()?;
-        Ok(change.authorization)
+        self.in_batch(tenant, |c| {
+            let [_, current, head] = c.query_all([
+                (batch::SAVEPOINT, vec![]),
+                (GET_AUTHORIZATION, vec![&tenant, &tx_id]),
+                (LAST_EVENT, vec![&tenant]),
+            ])?;
+            let current = stored(&current)?.ok_or_else(|| StoreError::NotFound {
+                tenant: tenant.to_string(),
+                tx_id: tx_id.to_string(),
+            })?;
+            let change = decide(&current)?;
+            apply(c, &change, now_ms, Some(current.status), chain_head(&head)?)?;
+            Ok(change.authorization)
+        })
     }
 
     fn due(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
@@ -853,5 +923,69 @@ impl Store for PostgresStore {
 
     fn ledger_insert(&self, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
         ledger_insert_in(&mut *self.conn()?, auth, now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AGENT_ACTIVITY, AGENT_HISTORY};
+    use crate::pool::Pool;
+    use crate::schema::migrate;
+    use crate::totals::BUDGET_BUCKETS;
+
+    /// A tenant's first minutes: thousands of payments of 500 agents,
+    /// and no statistics yet (autovacuum analyzes a table a minute or more
+    /// later). Each read a decision makes is planned once per connection
+    /// for any parameters, and must still seek the rows of its agent, not
+    /// go through the whole tenant's.
+    #[test]
+    fn the_reads_before_a_decision_seek_the_agents_rows_before_any_statistics() {
+        let url = tiergate_e2e::postgres::fresh_database();
+        let pool = Pool::open(&url, 1).unwrap();
+        let mut c = pool.get().unwrap();
+        migrate(&mut c).unwrap();
+        c.batch(
+            "INSERT INTO authorizations (tenant, tx_id, content_hash, agent, recipient, category,
+                 currency, amount, tier, requested_at_ms, status, holds, body, audit_id)
+                 SELECT 'acme', 'tx-' || i, '', 'agent-' || (i % 500), 'vendor', 'embeddings',
+                        'USDC', '0.02', 'autonomous', 1780000000000 + i * 20000, 'executed',
+                        true, '{}', 'aud-' || i
+                 FROM generate_series(1, 4400) i;
+             INSERT INTO holdings (tenant, scope, name, currency, hour, amount)
+                 SELECT 'acme', 'agent', 'agent-' || (i % 500), 'USDC', 494444 + i / 500, '0.02'
+                 FROM generate_series(1, 12000) i
+                 ON CONFLICT DO NOTHING;
+             INSERT INTO holdings (tenant, scope, name, currency, hour, amount)
+                 SELECT 'acme', 'tenant', '', 'USDC', 494444 + i, '9'
+                 FROM generate_series(0, 24) i;
+             SET plan_cache_mode = force_generic_plan;",
+        )
+        .unwrap();
+        for (sql, params) in [
+            (AGENT_HISTORY, "'acme', 'agent-7', 0"),
+            (
+                AGENT_ACTIVITY,
+                "'acme', 'agent-7', 0, 9000000000000, NULL, NULL",
+            ),
+            (BUDGET_BUCKETS, "'acme', 'USDC', 494444, 'agent-7', NULL"),
+        ] {
+            c.batch(&format!("PREPARE read AS {sql}")).unwrap();
+            let steps: Vec<String> = c
+                .query(
+                    &format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE read({params})"),
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            c.batch("DEALLOCATE read").unwrap();
+            assert!(
+                !steps
+                    .iter()
+                    .any(|s| s.contains("Rows Removed by Filter") || s.contains("Seq Scan")),
+                "{sql}\nreads rows it does not need: {steps:#?}"
+            );
+        }
     }
 }

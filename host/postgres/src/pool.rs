@@ -59,8 +59,11 @@ impl Pool {
         if config.get_application_name().is_none() {
             config.application_name("tiergate");
         }
+        // Two threads drive every connection's I/O: one batch leader's round
+        // trips need not wait behind another tenant's (measured: a few per
+        // cent more for one busy tenant than with one thread, on two cores).
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("tiergate-postgres")
             .enable_all()
             .build()

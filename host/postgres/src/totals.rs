@@ -10,9 +10,10 @@ use rust_decimal::Decimal;
 use crate::ms;
 use tokio_postgres::Row;
 
-use crate::pool::{Conn, Sql};
+use crate::pool::Sql;
 use tiergate_core::record::{Authorization, Status};
 use tiergate_core::store::{HoldingSums, Holdings, NewEntry, StoreError};
+use tiergate_runtime::model::context::RecipientHistory;
 use tiergate_runtime::model::money::parse_decimal;
 use tiergate_runtime::model::transaction::Transaction;
 
@@ -99,24 +100,37 @@ impl Tracked {
     }
 }
 
-/// When the tenant first paid `recipient`, and how many payments executed.
-pub(super) fn recipient(
-    c: &mut Conn,
-    tenant: &str,
-    recipient: &str,
-) -> Result<(Option<u64>, u64), StoreError> {
-    let found = c.query_opt(
-        "SELECT first_paid_ms, payments FROM recipients WHERE tenant = $1 AND recipient = $2",
-        &[&tenant, &recipient],
-    )?;
-    Ok(match found {
-        Some(r) => (
-            Some(r.try_get::<_, i64>(0).map_err(pg)? as u64),
-            r.try_get::<_, i64>(1).map_err(pg)? as u64,
-        ),
-        None => (None, 0),
+/// When the tenant first paid a recipient, and how many payments executed:
+/// `$1` the tenant, `$2` the recipient. Answered by [`recipient_of`].
+pub(super) const RECIPIENT: &str =
+    "SELECT first_paid_ms, payments FROM recipients WHERE tenant = $1 AND recipient = $2";
+
+/// The answer to a [`RECIPIENT`] read.
+pub(super) fn recipient_of(rows: &[Row]) -> Result<RecipientHistory, StoreError> {
+    Ok(match rows.first() {
+        Some(r) => RecipientHistory {
+            first_seen_ms: Some(r.try_get::<_, i64>(0).map_err(pg)? as u64),
+            payment_count: r.try_get::<_, i64>(1).map_err(pg)? as u64,
+        },
+        None => RecipientHistory {
+            first_seen_ms: None,
+            payment_count: 0,
+        },
     })
 }
+
+/// The hourly buckets after `$3` of the tenant, the agent `$4` and the
+/// team `$5` (`$1` the tenant, `$2` the currency): the scope, then the
+/// amount. One seek of the primary key each: with the three as one `OR`,
+/// the read went through the buckets of every agent of the tenant.
+pub(super) const BUDGET_BUCKETS: &str = "SELECT scope, amount FROM holdings
+     WHERE tenant = $1 AND scope = 'tenant' AND name = '' AND currency = $2 AND hour > $3
+     UNION ALL
+     SELECT scope, amount FROM holdings
+     WHERE tenant = $1 AND scope = 'agent' AND name = $4 AND currency = $2 AND hour > $3
+     UNION ALL
+     SELECT scope, amount FROM holdings
+     WHERE tenant = $1 AND scope = 'team' AND name = $5 AND currency = $2 AND hour > $3";
 
 /// The reads behind the money committed in an entry's budget window.
 pub(super) struct Window {
@@ -141,10 +155,7 @@ impl Window {
     pub(super) fn reads<'a>(&'a self, entry: &'a NewEntry<'_>) -> [Sql<'a>; 2] {
         [
             (
-                "SELECT scope, amount FROM holdings
-                 WHERE tenant = $1 AND currency = $2 AND hour > $3
-                   AND ((scope = 'tenant' AND name = '') OR (scope = 'agent' AND name = $4)
-                        OR (scope = 'team' AND name = $5))",
+                BUDGET_BUCKETS,
                 vec![
                     &entry.tenant,
                     &entry.currency,

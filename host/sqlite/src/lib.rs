@@ -1278,7 +1278,7 @@ fn update_in(
     tenant: &str,
     tx_id: &str,
     now_ms: u64,
-    decide: &mut dyn FnMut(&Authorization) -> Result<Change, StoreError>,
+    decide: &mut (dyn FnMut(&Authorization) -> Result<Change, StoreError> + Send),
 ) -> Result<Authorization, StoreError> {
     let tx = conn.savepoint().map_err(db)?;
     let current = get_in(&tx, tenant, tx_id)?.ok_or_else(|| StoreError::NotFound {
@@ -1397,7 +1397,7 @@ impl Store for SqliteStore {
         tenant: &str,
         tx_id: &str,
         now_ms: u64,
-        decide: &mut dyn FnMut(&Authorization) -> Result<Change, StoreError>,
+        decide: &mut (dyn FnMut(&Authorization) -> Result<Change, StoreError> + Send),
     ) -> Result<Authorization, StoreError> {
         self.write(|conn| update_in(conn, tenant, tx_id, now_ms, decide))
     }

@@ -1179,7 +1179,7 @@ fn update_governed(
     tenant: &str,
     tx_id: &str,
     now_ms: u64,
-    decide: &mut dyn FnMut(&Authorization) -> Result<Change, GovernError>,
+    decide: &mut (dyn FnMut(&Authorization) -> Result<Change, GovernError> + Send),
 ) -> Result<Authorization, GovernError> {
     let mut refusal = None;
     let updated = store.update(tenant, tx_id, now_ms, &mut |current| {

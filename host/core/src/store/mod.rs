@@ -597,7 +597,7 @@ pub trait Store: Send + Sync {
         tenant: &str,
         tx_id: &str,
         now_ms: u64,
-        decide: &mut dyn FnMut(&Authorization) -> Result<Change, StoreError>,
+        decide: &mut (dyn FnMut(&Authorization) -> Result<Change, StoreError> + Send),
     ) -> Result<Authorization, StoreError>;
 
     /// Money committed in `entry`'s budget window (by its agent, team and
