@@ -42,6 +42,7 @@ fn entry<'a>(w: &World, tx_id: &'a str) -> NewEntry<'a> {
         currency: "USDC",
         window_start_ms: now - 86_400_000,
         now_ms: now,
+        asked: &[],
     }
 }
 

@@ -160,6 +160,7 @@ fn listings_follow_an_index_beside_the_writer(kind: Kind) {
         currency: "USDC",
         window_start_ms: now - 86_400_000,
         now_ms: now,
+        asked: &[],
     };
     let held = store.record(&entry, &mut |_, _| {
         let reader = reader.clone();
@@ -367,6 +368,7 @@ fn deliveries_follow_an_index_beside_the_writer(kind: Kind) {
         currency: "USDC",
         window_start_ms: now - 86_400_000,
         now_ms: now,
+        asked: &[],
     };
     let held = store.record(&entry, &mut |_, _| {
         let reader = reader.clone();

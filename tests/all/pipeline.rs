@@ -1147,6 +1147,7 @@ fn the_store_answers_context_questions_as_the_whole_history_does(kind: Kind) {
             currency: "USDC",
             window_start_ms: now - 86_400_000,
             now_ms: now,
+            asked: &[],
         };
         let mut compared = 0;
         let probe = w.store().record(&entry, &mut |snapshot, _| {
@@ -1687,5 +1688,6 @@ fn agent_entry(tx_id: &str, now: u64) -> tiergate_core::store::NewEntry<'_> {
         currency: "USDC",
         window_start_ms: now - 86_400_000,
         now_ms: now,
+        asked: &[],
     }
 }

@@ -274,13 +274,14 @@ fn main() -> anyhow::Result<()> {
          tenant's advisory lock. Each replica gathers the decisions of a tenant that arrive while \
          that tenant's previous batch is in flight and runs them in one transaction, under one \
          acquisition of the lock, with one commit (see docs/postgres.md). What is left in the \
-         lock is per payment: an autonomous payment is two units (its record, then its move to \
-         executed), and a unit is two loopback round trips (its reads sent together, its writes \
-         sent together) plus one per context question its policy asks (seed-tiers asks one): \
-         five round trips, about 1.3 ms on this machine, so one tenant tops out near 750 a \
-         second. Two or three replicas split one tenant's payments into smaller batches that \
-         take turns at the lock, each turn a lock hand-over and a commit, and are slower than \
-         one. With 16 tenants (one caller each at a time) batches are mostly of one, and the \
+         lock is per payment: an autonomous payment, settled in the built-in ledger, is one \
+         unit and one round trip (its reads, its policy's context questions and the writes of \
+         the payment before it, sent together; the last one's writes go before the commit). \
+         What bounds it now is the work of its twenty-odd statements, each bound, run and \
+         answered on its own by the server, more than the waiting: about 1.2 ms a payment, so \
+         one tenant tops out near 800 a second. Two or three replicas split one tenant's payments into smaller batches that \
+         take turns at the lock, each turn a lock hand-over and a commit, and are a little \
+         slower than one. With 16 tenants (one caller each at a time) batches are mostly of one, and the \
          rate is bounded by the two cores: the load average is above 3, PostgreSQL's \
          backends taking most of it. Figures from one run: rows moved by about 10% between \
          runs minutes apart.\n",

@@ -4,17 +4,22 @@
 //!
 //! Taking the lock, and flushing the commit, once per payment bounded a
 //! busy tenant at a few hundred payments a second, however many replicas
-//! served it. Here a writer queues its unit, then takes its tenant's leader
-//! slot: if a leader before it already ran its unit, it returns at once;
-//! otherwise it leads the units queued so far (its own among them, or
-//! older ones first): it begins the transaction, takes the lock, runs each
-//! unit inside a savepoint of its own, commits once, and only then tells
-//! each unit how the commit went. Nobody is answered before the commit
-//! holding their write is durable; a unit that fails is rolled back to its
-//! savepoint alone, and its batch-mates commit. If the transaction itself
-//! cannot go on (a savepoint cannot be rolled back to, the connection
-//! drops, the commit fails), every unit of the batch gets an error and
-//! nothing of any of them is stored.
+//! served it. Here a writer queues its unit; if no batch of its tenant is in
+//! flight, it leads the units queued so far (its own among them, or older
+//! ones first); otherwise it waits for that batch to end, and returns if its
+//! unit was in it. A leader begins the transaction, takes the lock, runs
+//! each unit inside a savepoint of its own, commits once, and only then
+//! tells each unit how the commit went. A unit's writes go to the server
+//! with the next unit's reads, one round trip for both (the server runs
+//! them in order); the last unit's go before the commit.
+//!
+//! Nobody is answered before the commit holding their write is durable. A
+//! unit that fails is rolled back to its savepoint alone, and its
+//! batch-mates commit; when a unit's writes fail as they go ahead of the
+//! next unit's reads, those reads never ran, so that unit runs again. If
+//! the transaction itself cannot go on (a savepoint cannot be rolled back
+//! to, the connection drops, the commit fails), every unit of the batch
+//! gets an error and nothing of any of them is stored.
 //!
 //! Batches of different tenants run in parallel, on different connections;
 //! the lock serializes one tenant's batches across replicas, so each
@@ -24,7 +29,7 @@
 //! so, like a scoped thread's closure, it may borrow from that writer.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use tiergate_core::store::StoreError;
 
@@ -40,9 +45,15 @@ pub(super) const MAX_UNITS: usize = 32;
 pub(super) enum Step<'a> {
     /// Do the unit's reads, decision and writes inside the open transaction,
     /// between [`SAVEPOINT`] and [`RELEASE`] (or [`ROLLBACK_TO`] on failure,
-    /// keeping the failure as the unit's outcome). An error here means the
-    /// transaction cannot go on: the whole batch is rolled back.
+    /// keeping the failure as the unit's outcome). The writes are deferred
+    /// ([`Conn::defer`]): they go with the next unit's reads. An error here
+    /// means the transaction cannot go on: the whole batch is rolled back.
+    /// A unit may be run again when its reads never ran (the writes ahead
+    /// of them failed).
     Run(&'a mut Conn),
+    /// The unit's deferred writes failed when they were sent; it has been
+    /// rolled back to its savepoint, and this is its outcome.
+    Failed(StoreError),
     /// The batch ended: committed and durable, or not stored at all (also
     /// for a unit that never ran). The unit's outcome is final now.
     Ended(Result<(), &'a Arc<StoreError>>),
@@ -74,8 +85,17 @@ pub(super) struct Batches {
 #[derive(Default)]
 struct TenantQueue {
     queued: Mutex<Queue>,
-    /// Held by the tenant's leader; counts the units whose batch has ended.
-    leader: Mutex<u64>,
+    led: Mutex<Leading>,
+    /// Signalled when a batch ends.
+    ended: Condvar,
+}
+
+/// Whether a batch of the tenant is being led, and how many units' batches
+/// have ended.
+#[derive(Default)]
+struct Leading {
+    busy: bool,
+    ended: u64,
 }
 
 /// Units queued and not yet run, oldest first.
@@ -101,8 +121,8 @@ impl Batches {
         // SAFETY: only the lifetime changes. The pointer is used only by the
         // leader of the batch that takes it out of the queue, and this
         // function returns only once that batch has ended: when the count
-        // of ended units, written by that leader under the leader slot
-        // after its last use of the units, reaches this unit's ticket.
+        // of ended units, written by that leader (under `led`) after its
+        // last use of the units, reaches this unit's ticket.
         let queued: *mut Unit<'static> = unsafe { std::mem::transmute(queued) };
         let ticket = {
             let mut q = lock(&queue.queued);
@@ -110,11 +130,21 @@ impl Batches {
             q.tickets += 1;
             q.tickets
         };
+        let mut led = lock(&queue.led);
         loop {
-            let mut ended = lock(&queue.leader);
-            if *ended >= ticket {
+            if led.ended >= ticket {
                 return;
             }
+            if led.busy {
+                // Woken when that batch ends: this unit may have been in it.
+                led = queue
+                    .ended
+                    .wait(led)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            led.busy = true;
+            drop(led);
             // Only what is queued now, oldest first: this unit is among
             // them, or a later batch will hold it and this thread leads
             // that one too.
@@ -125,7 +155,10 @@ impl Batches {
                 (batch, q.tickets - q.units.len() as u64)
             };
             lead(pool, tenant, &batch);
-            *ended = through;
+            led = lock(&queue.led);
+            led.busy = false;
+            led.ended = through;
+            queue.ended.notify_all();
         }
     }
 
@@ -143,15 +176,37 @@ impl Batches {
 /// Runs `batch` in one transaction under the tenant's lock, then tells each
 /// unit how it ended.
 fn lead(pool: &Pool, tenant: &str, batch: &[Queued]) {
+    // SAFETY (each call below): its writer waits until this batch has ended
+    // (see `Batches::run`), so the borrow behind the pointer is alive and
+    // used by no one else. An error from a unit means the transaction
+    // cannot go on: giving the connection back rolls it back.
     let ended = (|| {
         let mut c = pool.get()?;
         c.begin_locked(tenant)?;
-        for Queued(unit) in batch {
-            // SAFETY: its writer waits until this batch has ended (see
-            // `Batches::run`), so the borrow behind the pointer is alive and
-            // used by no one else. On an error the transaction cannot go
-            // on: giving the connection back rolls it back.
-            unsafe { (**unit)(Step::Run(&mut c)) }?;
+        // The unit whose writes wait in `c`, to go with the next one's reads.
+        let mut waiting: Option<&Queued> = None;
+        let mut units = batch.iter();
+        let mut next = units.next();
+        while let Some(queued) = next {
+            unsafe { (*queued.0)(Step::Run(&mut c)) }?;
+            if let Some(failed) = c.take_deferred_failure() {
+                // The waiting unit's writes failed, so this one's reads never
+                // ran; this one rolled the transaction back to the waiting
+                // unit's savepoint. It runs again.
+                if let Some(w) = waiting.take() {
+                    unsafe { (*w.0)(Step::Failed(failed)) }?;
+                }
+                continue;
+            }
+            waiting = c.has_deferred().then_some(queued);
+            next = units.next();
+        }
+        if let Some(w) = waiting
+            && let Err(e) = c.flush_deferred()
+        {
+            let failed = c.take_deferred_failure().ok_or(e)?;
+            c.execute(ROLLBACK_TO, &[])?;
+            unsafe { (*w.0)(Step::Failed(failed)) }?;
         }
         c.commit()
     })()

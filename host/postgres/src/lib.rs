@@ -36,9 +36,9 @@ use tokio_postgres::Row;
 
 use tiergate_core::record::{Authorization, Status};
 use tiergate_core::store::{
-    ALL_STATUSES, AuditEvent, Chained, Change, EventDraft, History, HistoryReads, Listing,
-    NewEntry, OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, Waiting, chain,
-    filter_columns, listing_bound, merge_keys, retain_until, utc_day,
+    ALL_STATUSES, ActivityQuestion, AuditEvent, Chained, Change, EventDraft, History, HistoryReads,
+    Listing, NewEntry, OutboxEntry, PastPayment, Recorded, Snapshot, Store, StoreError, Waiting,
+    chain, filter_columns, listing_bound, merge_keys, retain_until, utc_day,
 };
 use tiergate_runtime::model::context::{
     ActivityFilter, ActivityResult, ActivitySum, RecipientHistory,
@@ -97,10 +97,18 @@ impl PostgresStore {
                     let failed = !matches!(ran, Ok(Ok(_)));
                     outcome = Some(ran);
                     if failed {
+                        if c.has_deferred() {
+                            // Writes that were to go ahead of this unit's
+                            // never did: undoing it would undo them too.
+                            return Err(StoreError::unusable(
+                                "a write failed while others waited to be sent",
+                            ));
+                        }
                         // Undo this unit alone; if that fails, the batch.
                         c.execute(batch::ROLLBACK_TO, &[])?;
                     }
                 }
+                batch::Step::Failed(e) => outcome = Some(Ok(Err(e))),
                 batch::Step::Ended(Err(lost)) => {
                     if !matches!(outcome, Some(Ok(Err(_)) | Err(_))) {
                         outcome = Some(Ok(Err(StoreError::database(
@@ -190,7 +198,8 @@ const INSERT_NOTICE: &str =
 /// statement alone was a round trip with the tenant's lock held. `before`
 /// is the stored status (none for a new authorization) and `head` the
 /// tenant's last event, both read under the lock held since. The unit's
-/// savepoint is released with the writes (see [`batch`]).
+/// savepoint is released with the writes, which go to the server with the
+/// next statements of the batch (see [`batch`]).
 fn apply(
     c: &mut Conn,
     change: &Change,
@@ -270,7 +279,7 @@ fn apply(
         ));
     }
     writes.push((batch::RELEASE, vec![]));
-    c.execute_all(&writes)
+    c.defer(&writes)
 }
 
 /// A chained event with the values its insert binds.
@@ -361,7 +370,12 @@ fn record_in(
     let window = totals::Window::of(entry);
     let [bucket_reads, cut_hour_reads] = window.reads(entry);
     let counter = DayCounter::new(entry.now_ms, "aud");
-    let [_, existing, buckets, cut_hour, number, head, recipient] = c.query_all([
+    let bounds: Vec<ActivityBounds<'_>> = entry
+        .asked
+        .iter()
+        .map(|q| ActivityBounds::of(entry, q))
+        .collect();
+    let mut reads: Vec<Sql<'_>> = vec![
         (batch::SAVEPOINT, vec![]),
         (GET_AUTHORIZATION, vec![&entry.tenant, &entry.tx_id]),
         bucket_reads,
@@ -369,7 +383,40 @@ fn record_in(
         counter.take(&entry.tenant),
         (LAST_EVENT, vec![&entry.tenant]),
         (totals::RECIPIENT, vec![&entry.tenant, &entry.recipient]),
-    ])?;
+    ];
+    for b in &bounds {
+        reads.push((
+            AGENT_ACTIVITY,
+            vec![
+                &entry.tenant,
+                &entry.agent,
+                &b.since,
+                &b.until,
+                &b.category,
+                &b.tier,
+            ],
+        ));
+    }
+    let mut answers = c.query_list(&reads)?.into_iter();
+    let mut next = || {
+        answers
+            .next()
+            .ok_or_else(|| StoreError::unusable("PostgreSQL answered fewer reads than were sent"))
+    };
+    let (_, existing, buckets, cut_hour, number, head, recipient) = (
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+        next()?,
+    );
+    let answered = entry
+        .asked
+        .iter()
+        .map(|q| Ok((q, activity_of(&next()?, entry.currency)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
     if let Some(existing) = stored(&existing)? {
         // A number was taken for nothing: give it back.
         c.execute(batch::ROLLBACK_TO, &[])?;
@@ -383,6 +430,7 @@ fn record_in(
             conn: std::cell::RefCell::new(&mut *c),
             entry,
             recipient: totals::recipient_of(&recipient)?,
+            answered,
         };
         plan(
             &Snapshot {
@@ -437,6 +485,46 @@ struct HistoryIn<'a, 'e> {
     entry: &'a NewEntry<'e>,
     /// Read with the snapshot: every decision asks it.
     recipient: RecipientHistory,
+    /// The entry's expected questions, answered with the snapshot.
+    answered: Vec<(&'a ActivityQuestion, ActivityResult)>,
+}
+
+/// The values an [`AGENT_ACTIVITY`] read binds for a question.
+struct ActivityBounds<'q> {
+    since: i64,
+    until: i64,
+    category: Option<&'q str>,
+    tier: Option<&'q str>,
+}
+
+impl<'q> ActivityBounds<'q> {
+    fn of(entry: &NewEntry<'_>, question: &'q ActivityQuestion) -> ActivityBounds<'q> {
+        let (category, tier) = filter_columns(&question.filter);
+        ActivityBounds {
+            since: ms(question.since_ms.max(entry.history_since_ms)),
+            until: ms(question.until_ms),
+            category,
+            tier,
+        }
+    }
+}
+
+/// The answer to an [`AGENT_ACTIVITY`] read: how many, and the exact sum
+/// of those in `currency`.
+fn activity_of(rows: &[Row], currency: &str) -> Result<ActivityResult, StoreError> {
+    let mut activity = ActivitySum::default();
+    for r in rows {
+        let amount = if r.try_get::<_, &str>(1).map_err(pg)? == currency {
+            Some(
+                parse_decimal(r.try_get(0).map_err(pg)?)
+                    .map_err(|e| StoreError::unreadable("a stored amount", e))?,
+            )
+        } else {
+            None
+        };
+        activity.add(amount);
+    }
+    Ok(activity.finish())
 }
 
 impl HistoryReads for HistoryIn<'_, '_> {
@@ -447,32 +535,29 @@ impl HistoryReads for HistoryIn<'_, '_> {
         currency: &str,
         filter: &ActivityFilter,
     ) -> Result<ActivityResult, StoreError> {
-        let (category, tier) = filter_columns(filter);
-        let since = since_ms.max(self.entry.history_since_ms);
+        let question = ActivityQuestion {
+            since_ms,
+            until_ms,
+            filter: filter.clone(),
+        };
+        if currency == self.entry.currency
+            && let Some((_, answer)) = self.answered.iter().find(|(q, _)| **q == question)
+        {
+            return Ok(answer.clone());
+        }
+        let bound = ActivityBounds::of(self.entry, &question);
         let rows = self.conn.borrow_mut().query(
             AGENT_ACTIVITY,
             &[
                 &self.entry.tenant,
                 &self.entry.agent,
-                &ms(since),
-                &ms(until_ms),
-                &category,
-                &tier,
+                &bound.since,
+                &bound.until,
+                &bound.category,
+                &bound.tier,
             ],
         )?;
-        let mut activity = ActivitySum::default();
-        for r in rows {
-            let amount = if r.try_get::<_, &str>(1).map_err(pg)? == currency {
-                Some(
-                    parse_decimal(r.try_get(0).map_err(pg)?)
-                        .map_err(|e| StoreError::unreadable("a stored amount", e))?,
-                )
-            } else {
-                None
-            };
-            activity.add(amount);
-        }
-        Ok(activity.finish())
+        activity_of(&rows, currency)
     }
 
     fn recipient(&self) -> Result<RecipientHistory, StoreError> {

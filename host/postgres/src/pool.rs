@@ -37,6 +37,10 @@ pub(super) struct Conn {
     client: Client,
     statements: HashMap<String, Statement>,
     in_transaction: bool,
+    /// Writes waiting to go ahead of the next statements (see [`Conn::defer`]).
+    deferred: Vec<(Statement, Vec<Encoded>)>,
+    /// Why writes sent ahead failed, until [`Conn::take_deferred_failure`].
+    deferred_failed: Option<StoreError>,
 }
 
 /// A connection taken from the pool; given back on drop, after rolling
@@ -121,6 +125,8 @@ impl Pool {
             client,
             statements: HashMap::new(),
             in_transaction: false,
+            deferred: Vec::new(),
+            deferred_failed: None,
         })
     }
 
@@ -177,6 +183,8 @@ impl Drop for Pooled<'_> {
             return;
         };
         let mut reusable = !conn.client.is_closed();
+        conn.deferred.clear();
+        conn.deferred_failed = None;
         if reusable && conn.in_transaction {
             reusable = block_on(conn.client.batch_execute("ROLLBACK")).is_ok();
             conn.in_transaction = false;
@@ -268,19 +276,82 @@ impl Conn {
             .map_err(|_| StoreError::unusable("PostgreSQL answered a different number of reads"))
     }
 
-    /// Sends every statement before waiting for any answer; tokio-postgres
-    /// keeps them in order on the connection.
+    /// Runs `reads` in order, sent together, and returns each one's rows,
+    /// as [`Conn::query_all`] does for a number of reads known beforehand.
+    pub(super) fn query_list(&mut self, reads: &[Sql<'_>]) -> Result<Vec<Vec<Row>>, StoreError> {
+        self.pipelined(reads)
+    }
+
+    /// Keeps `writes` to be sent ahead of the next statements this
+    /// connection sends: a batch's unit ends with its writes, and they go
+    /// to the server with the next unit's reads (or on their own before the
+    /// commit), a round trip fewer per unit. Their parameters are encoded
+    /// now, so nothing they borrow need outlive this call. If they fail
+    /// there, that next call fails, and [`Conn::take_deferred_failure`]
+    /// says why: nothing after them ran.
+    pub(super) fn defer(&mut self, writes: &[Sql<'_>]) -> Result<(), StoreError> {
+        for (sql, params) in writes {
+            let statement = self.statement(sql)?;
+            let encoded = params
+                .iter()
+                .zip(statement.params())
+                .map(|(p, ty)| Encoded::of(*p, ty))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::database(format!("cannot encode a value for {sql}"), e))?;
+            self.deferred.push((statement, encoded));
+        }
+        Ok(())
+    }
+
+    /// Whether writes wait to be sent (see [`Conn::defer`]).
+    pub(super) fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Sends the writes that wait, on their own.
+    pub(super) fn flush_deferred(&mut self) -> Result<(), StoreError> {
+        self.pipelined(&[]).map(drop)
+    }
+
+    /// Why the writes sent ahead of the last call failed, if they did.
+    pub(super) fn take_deferred_failure(&mut self) -> Option<StoreError> {
+        self.deferred_failed.take()
+    }
+
+    /// Sends every statement before waiting for any answer (the writes
+    /// deferred first); tokio-postgres keeps them in order on the
+    /// connection. Returns the rows of `sqls`.
     fn pipelined(&mut self, sqls: &[Sql<'_>]) -> Result<Vec<Vec<Row>>, StoreError> {
         let statements = sqls
             .iter()
             .map(|(sql, _)| self.statement(sql))
             .collect::<Result<Vec<_>, _>>()?;
+        let deferred = std::mem::take(&mut self.deferred);
         let client = &self.client;
+        let ahead = deferred.iter().map(|(statement, params)| {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            client.query_raw(statement, params)
+        });
+        let ahead = futures_util::future::join_all(ahead.map(|rows| async {
+            use futures_util::TryStreamExt;
+            rows.await?.try_collect::<Vec<Row>>().await
+        }));
         let sent = statements
             .iter()
             .zip(sqls)
             .map(|(statement, (_, params))| client.query(statement, params));
-        block_on(futures_util::future::try_join_all(sent)).map_err(pg)
+        let (ahead, answers) = block_on(futures_util::future::join(
+            ahead,
+            futures_util::future::join_all(sent),
+        ));
+        if let Some(e) = ahead.into_iter().find_map(Result::err) {
+            self.deferred_failed = Some(pg(e));
+            return Err(StoreError::unusable(
+                "the writes sent ahead of these statements failed, so none of them ran",
+            ));
+        }
+        answers.into_iter().map(|a| a.map_err(pg)).collect()
     }
 
     /// Runs statements without parameters (schema changes).
@@ -295,6 +366,11 @@ impl Conn {
 
     /// Commits; only a successful commit may be acknowledged to anyone.
     pub(super) fn commit(&mut self) -> Result<(), StoreError> {
+        // Whatever was deferred is sent first, on its own: COMMIT in an
+        // aborted transaction rolls back without an error.
+        if self.has_deferred() {
+            self.flush_deferred()?;
+        }
         self.batch("COMMIT")?;
         self.in_transaction = false;
         Ok(())
@@ -303,6 +379,7 @@ impl Conn {
     /// Undoes the open transaction: for reads that turned out not to be
     /// needed, such as a daily counter taken for a retry found stored.
     pub(super) fn rollback(&mut self) -> Result<(), StoreError> {
+        self.deferred.clear();
         self.batch("ROLLBACK")?;
         self.in_transaction = false;
         Ok(())
@@ -378,4 +455,45 @@ pub struct PgError(#[source] pub tokio_postgres::Error);
 /// A PostgreSQL error as the store's.
 pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
     StoreError::database("PostgreSQL", PgError(e))
+}
+
+/// A query parameter already encoded for its statement's parameter type,
+/// so it can be kept past the value it came from.
+#[derive(Debug)]
+pub(super) struct Encoded(Option<Vec<u8>>);
+
+impl Encoded {
+    fn of(
+        value: &(dyn ToSql + Sync),
+        ty: &tokio_postgres::types::Type,
+    ) -> Result<Encoded, Box<dyn std::error::Error + Sync + Send>> {
+        let mut out = bytes::BytesMut::new();
+        Ok(Encoded(match value.to_sql_checked(ty, &mut out)? {
+            tokio_postgres::types::IsNull::Yes => None,
+            tokio_postgres::types::IsNull::No => Some(out.to_vec()),
+        }))
+    }
+}
+
+impl ToSql for Encoded {
+    fn to_sql(
+        &self,
+        _: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(match &self.0 {
+            Some(bytes) => {
+                out.extend_from_slice(bytes);
+                tokio_postgres::types::IsNull::No
+            }
+            None => tokio_postgres::types::IsNull::Yes,
+        })
+    }
+
+    // Encoded for exactly this parameter's type by `Encoded::of`.
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }

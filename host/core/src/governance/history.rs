@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::store::{History, HistoryReads, StoreError};
+use crate::store::{ActivityQuestion, History, HistoryReads, StoreError};
 use tiergate_runtime::model::context::{
     Activity, ActivityFilter, ActivityResult, ContextRead, ContextSource, RecipientHistory,
     check_window,
@@ -84,6 +84,22 @@ impl ContextSource for ReadsContext {
     fn recipient(&self) -> RecipientHistory {
         self.or_fail(self.reads.recipient(), RecipientHistory::default())
     }
+}
+
+/// The agent-activity questions among `reads`, asked at `at_ms`, as
+/// [`same_answers`] asks them again.
+pub(crate) fn questions(reads: &[ContextRead], at_ms: u64) -> Vec<ActivityQuestion> {
+    reads
+        .iter()
+        .filter_map(|read| match read {
+            ContextRead::AgentActivity { window, filter, .. } => Some(ActivityQuestion {
+                since_ms: at_ms.saturating_sub(window.as_millis()),
+                until_ms: at_ms,
+                filter: filter.clone(),
+            }),
+            ContextRead::Recipient { .. } => None,
+        })
+        .collect()
 }
 
 /// Whether the store, inside `record`, gives every answer in `reads`: then

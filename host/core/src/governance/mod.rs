@@ -637,8 +637,19 @@ impl Governor {
             currency: &tenant.config.currency,
             window_start_ms: tx.requested_at_ms.saturating_sub(BUDGET_WINDOW_MS),
             now_ms: self.inner.clock.now_ms(),
+            asked: &[],
         };
         let mut early = self.classify_early(&tenant, &tx, &entry)?;
+        // Its questions are asked again under the lock: the store may read
+        // their answers with the snapshot.
+        let asked = early
+            .as_ref()
+            .map(|e| history::questions(&e.decision.context_reads, tx.requested_at_ms))
+            .unwrap_or_default();
+        let entry = NewEntry {
+            asked: &asked,
+            ..entry
+        };
         let mut decide = |snapshot: &Snapshot, audit_id: &str| {
             let locked = Locked {
                 tenant: &tenant,
@@ -1103,6 +1114,7 @@ impl Governor {
             currency: &config.currency,
             window_start_ms: now_ms.saturating_sub(BUDGET_WINDOW_MS),
             now_ms,
+            asked: &[],
         };
         let committed = self.inner.store.committed(&entry)?;
         Ok(limits::of(config, agent, &committed))

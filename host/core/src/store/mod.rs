@@ -177,6 +177,23 @@ pub struct NewEntry<'a> {
     pub window_start_ms: u64,
     /// Now, for the audit id's day.
     pub now_ms: u64,
+    /// The agent-activity questions the decision is expected to ask inside
+    /// `record` (those its policy asked when it classified beforehand): a
+    /// store may read their answers with the snapshot, in the same round
+    /// trip. Empty when none are known; any other question is read when
+    /// asked.
+    pub asked: &'a [ActivityQuestion],
+}
+
+/// An agent-activity question, as [`HistoryReads::activity`] takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityQuestion {
+    /// From this time (ms since the epoch).
+    pub since_ms: u64,
+    /// Up to this time, included.
+    pub until_ms: u64,
+    /// Which payments count.
+    pub filter: ActivityFilter,
 }
 
 /// An audit event to append, chained to the tenant's previous one.
