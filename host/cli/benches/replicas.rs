@@ -283,8 +283,8 @@ fn main() -> anyhow::Result<()> {
          take turns at the lock, each turn a lock hand-over and a commit, and are a little \
          slower than one. With 16 tenants (one caller each at a time) batches are mostly of one, and the \
          rate is bounded by the two cores: the load average is above 3, PostgreSQL's \
-         backends taking most of it. Figures from one run: rows moved by about 10% between \
-         runs minutes apart.\n",
+         backends taking most of it. Figures from one run: rows moved by 10% to 25% between \
+         runs minutes apart, SQLite's as much as PostgreSQL's, so compare rows of one run.\n",
         cpu = report::cpu_model(),
         date = report::today(),
         version = server_version(),
