@@ -98,6 +98,23 @@ struct Leading {
     ended: u64,
 }
 
+/// Ends a lead when dropped, even by a panic: the tenant's next writer may
+/// lead, and the writers of the batch return (a unit that did not finish
+/// has no outcome, an error) instead of waiting forever.
+struct LeadEnds<'q> {
+    queue: &'q TenantQueue,
+    through: u64,
+}
+
+impl Drop for LeadEnds<'_> {
+    fn drop(&mut self) {
+        let mut led = lock(&self.queue.led);
+        led.busy = false;
+        led.ended = self.through;
+        self.queue.ended.notify_all();
+    }
+}
+
 /// Units queued and not yet run, oldest first.
 #[derive(Default)]
 struct Queue {
@@ -154,11 +171,13 @@ impl Batches {
                 let batch: Vec<Queued> = q.units.drain(..n).collect();
                 (batch, q.tickets - q.units.len() as u64)
             };
+            let ends = LeadEnds {
+                queue: &queue,
+                through,
+            };
             lead(pool, tenant, &batch);
+            drop(ends);
             led = lock(&queue.led);
-            led.busy = false;
-            led.ended = through;
-            queue.ended.notify_all();
         }
     }
 
