@@ -177,7 +177,9 @@ fn a_batch_lost_before_its_commit_stores_none_of_its_writers_and_tells_each() {
                 s.spawn(move || w.governor().authorize_blocking(tx))
             })
             .collect();
-        std::thread::sleep(Duration::from_secs(1));
+        // Time to queue, with room to spare on a busy machine: each needs
+        // a few milliseconds.
+        std::thread::sleep(Duration::from_secs(2));
         // ...with this one last, which waits after their writes.
         let last = s.spawn(move || {
             record_directly(store, w, "last", &mut move |_, _| {
