@@ -29,8 +29,8 @@ fn tamper(w: &World, sql: &str) {
                 "DROP TRIGGER audit_events_append_only_update; DROP TRIGGER audit_events_append_only_delete; {sql}"
             ))
             .unwrap(),
-        Kind::Postgres => tiergate_e2e::postgres::run_sql(
-            &w.store_arg(),
+        Kind::Postgres | Kind::PostgresSet => tiergate_e2e::postgres::run_sql(
+            crate::stores::tenants_database(&w.store_arg()),
             &format!("ALTER TABLE audit_events DISABLE TRIGGER USER; {sql}"),
         )
         .unwrap(),
@@ -664,8 +664,8 @@ async fn the_service_signs_checkpoints_and_verify_checks_them(kind: Kind) {
                 "DROP TRIGGER audit_events_append_only_delete; {sql}"
             ))
             .unwrap(),
-        Kind::Postgres => tiergate_e2e::postgres::run_sql(
-            &store.arg(),
+        Kind::Postgres | Kind::PostgresSet => tiergate_e2e::postgres::run_sql(
+            crate::stores::tenants_database(&store.arg()),
             &format!("ALTER TABLE audit_events DISABLE TRIGGER USER; {sql}"),
         )
         .unwrap(),

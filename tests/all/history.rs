@@ -395,8 +395,8 @@ fn the_deadline_runner_signs_checkpoints_when_they_are_due(kind: Kind) {
                  DELETE FROM audit_events WHERE seq > 3;",
             )
             .unwrap(),
-        Kind::Postgres => tiergate_e2e::postgres::run_sql(
-            &w.store_arg(),
+        Kind::Postgres | Kind::PostgresSet => tiergate_e2e::postgres::run_sql(
+            crate::stores::tenants_database(&w.store_arg()),
             "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only;
              DELETE FROM audit_events WHERE seq > 3;",
         )

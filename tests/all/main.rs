@@ -11,6 +11,7 @@
 mod audit;
 mod batches;
 mod cli;
+mod clusters;
 mod compliance;
 mod concurrency;
 mod crashes;

@@ -147,7 +147,11 @@ impl World {
                 .unwrap()
                 .execute_batch(sqlite)
                 .unwrap(),
-            Kind::Postgres => tiergate_e2e::postgres::run_sql(&self.store_arg(), postgres).unwrap(),
+            Kind::Postgres | Kind::PostgresSet => tiergate_e2e::postgres::run_sql(
+                crate::stores::tenants_database(&self.store_arg()),
+                postgres,
+            )
+            .unwrap(),
         }
     }
 
@@ -606,8 +610,8 @@ fn a_payment_failing_part_way_through_its_writes_leaves_nothing(kind: Kind) {
             )
         }
         .map_err(|e| e.to_string()),
-        Kind::Postgres => tiergate_e2e::postgres::run_sql(
-            &w.test_store.arg(),
+        Kind::Postgres | Kind::PostgresSet => tiergate_e2e::postgres::run_sql(
+            crate::stores::tenants_database(&w.test_store.arg()),
             "CREATE FUNCTION injected_failure() RETURNS trigger AS $$
              BEGIN
                  IF NEW.tx_id LIKE 'boom%' THEN RAISE EXCEPTION 'injected storage failure'; END IF;
@@ -984,7 +988,11 @@ fn audit_events_are_hash_chained_and_append_only(kind: Kind) {
                 .execute(sql, [])
                 .unwrap_err()
                 .to_string(),
-            Kind::Postgres => tiergate_e2e::postgres::run_sql(&w.store_arg(), sql).unwrap_err(),
+            Kind::Postgres | Kind::PostgresSet => tiergate_e2e::postgres::run_sql(
+                crate::stores::tenants_database(&w.store_arg()),
+                sql,
+            )
+            .unwrap_err(),
         }
     };
     for sql in [
@@ -1008,7 +1016,7 @@ fn audit_events_are_hash_chained_and_append_only(kind: Kind) {
                 "INSERT INTO audit_events ({columns}) {forged} ON CONFLICT (tenant, seq) DO UPDATE SET kind = 'nothing'"
             ),
         ],
-        Kind::Postgres => vec![
+        Kind::Postgres | Kind::PostgresSet => vec![
             format!(
                 "INSERT INTO audit_events ({columns}) {forged} ON CONFLICT (tenant, seq) DO UPDATE SET kind = 'nothing'"
             ),

@@ -4,7 +4,7 @@
 use tiergate_core::governance::{Act, GovernError, Status};
 
 use crate::pipeline::{ACME, World};
-use crate::stores::{Kind, on_both_stores};
+use crate::stores::{Kind, on_every_store};
 
 const OWNERS: [&str; 2] = ["alice@acme.example", "bob@acme.example"];
 
@@ -122,7 +122,7 @@ async fn concurrent_retries_of_one_request_have_one_effect(kind: Kind) {
     assert_eq!(next.audit_id, format!("{day}-{:03}", number + 1));
 }
 
-on_both_stores!(async 4:
+on_every_store!(async 4:
     of_many_concurrent_verdicts_on_one_payment_exactly_one_wins,
     concurrent_vetoes_of_one_supervised_payment_record_one_veto,
     concurrent_retries_of_one_request_have_one_effect,

@@ -9,17 +9,23 @@ use serde_json::{Value, json};
 
 use crate::service::{Response, Served, call, get, payment, post, tenant_file};
 
-/// Replicas sharing a fresh database, each with its own data directory.
-struct Replicas {
+/// Replicas sharing a store, each with its own data directory.
+pub(crate) struct Replicas {
     _dir: tempfile::TempDir,
-    url: String,
-    served: Vec<Served>,
+    pub(crate) url: String,
+    pub(crate) served: Vec<Served>,
 }
 
 impl Replicas {
+    /// `n` replicas on a fresh database.
     fn start(n: usize, tenants: &[(&str, &[(&str, &str)])]) -> Replicas {
+        Replicas::start_on(tiergate_e2e::postgres::fresh_database(), n, tenants)
+    }
+
+    /// `n` replicas on the store at `url`, serving `tenants` (each a name
+    /// and edits to the example tenant file).
+    pub(crate) fn start_on(url: String, n: usize, tenants: &[(&str, &[(&str, &str)])]) -> Replicas {
         let dir = tempfile::tempdir().unwrap();
-        let url = tiergate_e2e::postgres::fresh_database();
         let mut args = vec![
             "--store".to_string(),
             url.clone(),
@@ -52,7 +58,7 @@ impl Replicas {
         }
     }
 
-    fn key(&self, tenant: &str, role: &str, subject: Option<&str>) -> String {
+    pub(crate) fn key(&self, tenant: &str, role: &str, subject: Option<&str>) -> String {
         // An agent key is bound to one agent; one for any agent is a platform key.
         let role = match (role, subject) {
             ("agent", None) => "platform",
@@ -75,14 +81,14 @@ impl Replicas {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    fn base(&self, i: usize) -> String {
+    pub(crate) fn base(&self, i: usize) -> String {
         self.served[i % self.served.len()].base.clone()
     }
 }
 
 /// A payment, sent again (the same id: idempotent) while a replica answers
 /// `503` (overloaded: nothing was done), as a client told to retry would.
-async fn authorize(base: String, key: String, body: Value) -> Response {
+pub(crate) async fn authorize(base: String, key: String, body: Value) -> Response {
     let mut tries = 0;
     loop {
         let answer = call(
@@ -102,14 +108,14 @@ async fn authorize(base: String, key: String, body: Value) -> Response {
     }
 }
 
-fn paid_by(tenant: &str, id: &str, agent: &str, category: &str, amount: &str) -> Value {
+pub(crate) fn paid_by(tenant: &str, id: &str, agent: &str, category: &str, amount: &str) -> Value {
     let mut body = payment(tenant, id, amount, category, "verified");
     body["agent"] = agent.into();
     body
 }
 
 /// The tenant's chain, checked by the CLI straight from the database.
-fn chain_verifies(url: &str, tenant: &str) {
+pub(crate) fn chain_verifies(url: &str, tenant: &str) {
     let out = crate::tiergate_command()
         .args(["audit", "verify", "--store", url, "--tenant", tenant])
         .output()

@@ -1,6 +1,8 @@
 //! The two store backends, for tests that run on both: each such test is a
 //! function taking a [`Kind`], and `on_both_stores!` makes it a module
-//! with a `sqlite` and a `postgres` test.
+//! with a `sqlite` and a `postgres` test; `on_every_store!` adds
+//! `postgres_set`, PostgreSQL over two databases with the tenants on the
+//! one that is not the directory.
 
 use std::sync::Arc;
 
@@ -12,6 +14,9 @@ use tiergate_core::store::Backend;
 pub(crate) enum Kind {
     Sqlite,
     Postgres,
+    /// Two PostgreSQL databases; a tenant placed before the test's own
+    /// sends those to the second.
+    PostgresSet,
 }
 
 /// A new, empty store of one kind, removed with this value (SQLite) or
@@ -27,11 +32,29 @@ impl TestStore {
         let location = match kind {
             Kind::Sqlite => Location::Sqlite(dir.path().join("tiergate.db")),
             Kind::Postgres => Location::Postgres(tiergate_e2e::postgres::fresh_database()),
+            Kind::PostgresSet => Location::Postgres(format!(
+                "{},{}",
+                tiergate_e2e::postgres::fresh_database(),
+                tiergate_e2e::postgres::fresh_database()
+            )),
         };
-        TestStore {
+        let store = TestStore {
             _dir: dir,
             location,
+        };
+        if kind == Kind::PostgresSet {
+            // The directory's own tenant: the next is placed on the second.
+            let event = tiergate_core::store::EventDraft {
+                kind: "policy_activated".into(),
+                actor: None,
+                detail: serde_json::json!({}),
+            };
+            store
+                .open()
+                .record_tenant_event(DIRECTORY_TENANT, 1, 1, &event)
+                .unwrap();
         }
+        store
     }
 
     /// Where it is: a file path or a URL, as `--store` takes it.
@@ -51,6 +74,15 @@ impl TestStore {
     pub(crate) fn open(&self) -> Arc<dyn Backend> {
         self.location.open().expect("the test store opens")
     }
+}
+
+/// The tenant a [`Kind::PostgresSet`] store places first, on its directory.
+pub(crate) const DIRECTORY_TENANT: &str = "directory-tenant";
+
+/// The database of a store URL where a test's tenants live: the last one
+/// of a set.
+pub(crate) fn tenants_database(url: &str) -> &str {
+    url.rfind(",postgres://").map_or(url, |i| &url[i + 1..])
 }
 
 /// `on_both_stores!(a, b)`: tests `a::sqlite`, `a::postgres`, ... each
@@ -91,3 +123,48 @@ macro_rules! on_both_stores {
     )*};
 }
 pub(crate) use on_both_stores;
+
+/// `on_every_store!`: as [`on_both_stores!`], with a `postgres_set` test too.
+macro_rules! on_every_store {
+    (async $workers:literal: $($name:ident),* $(,)?) => {$(
+        mod $name {
+            fn run(kind: $crate::stores::Kind) {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads($workers)
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(super::$name(kind))
+            }
+            #[test]
+            fn sqlite() {
+                run($crate::stores::Kind::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                run($crate::stores::Kind::Postgres)
+            }
+            #[test]
+            fn postgres_set() {
+                run($crate::stores::Kind::PostgresSet)
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::stores::Kind::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                super::$name($crate::stores::Kind::Postgres)
+            }
+            #[test]
+            fn postgres_set() {
+                super::$name($crate::stores::Kind::PostgresSet)
+            }
+        }
+    )*};
+}
+pub(crate) use on_every_store;

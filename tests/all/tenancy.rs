@@ -14,7 +14,7 @@ use tiergate_core::governance::TenantConfig;
 
 use crate::pipeline::ACME;
 use crate::service::{Response, Served, call, get, payment, post, tenant_file};
-use crate::stores::{Kind, TestStore, on_both_stores};
+use crate::stores::{Kind, TestStore, on_both_stores, on_every_store};
 
 /// A service over a new store of `kind`, serving the tenants in `files`.
 pub(crate) fn serve_on(store: &TestStore, data: &Path, files: &[&Path], extra: &[&str]) -> Served {
@@ -652,7 +652,7 @@ fn webhooks_are_kept_per_tenant_rotated_and_removed(kind: Kind) {
     );
 }
 
-on_both_stores!(
+on_every_store!(
     uploads_are_kept_per_tenant_within_a_quota,
     webhooks_are_kept_per_tenant_rotated_and_removed,
 );

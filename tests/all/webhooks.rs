@@ -17,7 +17,7 @@ use tiergate_core::governance::TenantConfig;
 
 use crate::pipeline::{ACME, World};
 use crate::service::{Served, call, create_key, get, payment, post, tenant_file};
-use crate::stores::{Kind, on_both_stores};
+use crate::stores::{Kind, on_every_store};
 
 /// What the receiver answers a failed attempt with: never shown to the tenant.
 const RECEIVER_ANSWER: &str = "backend db-7.internal:5432 is down";
@@ -1117,7 +1117,7 @@ fn two_hosts_claiming_at_once_take_each_delivery_once(kind: Kind) {
     assert_eq!(claimed_by[0] + claimed_by[1], 60);
 }
 
-on_both_stores!(two_hosts_claiming_at_once_take_each_delivery_once);
+on_every_store!(two_hosts_claiming_at_once_take_each_delivery_once);
 
 /// Every page of the deliveries at `query` for `key`, following the
 /// `Tiergate-Next-Cursor` header: each page's `(event_id, url, state)`.

@@ -22,6 +22,80 @@ struct Server {
     admin_url: String,
     /// The cluster stops when this pipe closes, that is when the process ends.
     _keeper: Option<Mutex<ChildStdin>>,
+    /// How to stop and start it again, for a throwaway cluster.
+    control: Option<Control>,
+}
+
+/// What `pg_ctl` needs to stop a throwaway cluster and start it again.
+#[derive(Clone)]
+struct Control {
+    bin: PathBuf,
+    dir: PathBuf,
+    user: Option<(u32, u32)>,
+    options: String,
+}
+
+/// A throwaway cluster that a test may stop and start again, as an outage
+/// of one database server. It stops for good when the process exits.
+pub struct Cluster {
+    url: String,
+    control: Control,
+}
+
+impl Cluster {
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A URL of a new, empty database on it.
+    pub fn fresh_database(&self) -> String {
+        new_database(&self.url)
+    }
+
+    /// Stops it at once, as a crash would: connections drop, nothing more
+    /// is written.
+    pub fn stop(&self) {
+        self.pg_ctl(&["stop", "-m", "immediate", "-w"]);
+    }
+
+    /// Starts it again after [`stop`](Self::stop), on the same port, and
+    /// waits until it takes connections.
+    pub fn start(&self) {
+        let c = &self.control;
+        let log = c.dir.join("log");
+        let data = c.dir.join("data");
+        self.pg_ctl(&[
+            "start",
+            "-w",
+            "-D",
+            &data.display().to_string(),
+            "-l",
+            &log.display().to_string(),
+            "-o",
+            &c.options,
+        ]);
+        wait_for(&self.url, &c.dir).unwrap_or_else(|m| panic!("{m}"));
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let c = &self.control;
+        let data = c.dir.join("data");
+        let mut cmd = Command::new(c.bin.join("pg_ctl"));
+        as_user(&mut cmd, c.user).args(args);
+        if args[0] == "stop" {
+            cmd.arg("-D").arg(&data);
+        }
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg_ctl: {e}"));
+        assert!(
+            out.status.success(),
+            "pg_ctl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Options for a throwaway cluster.
@@ -38,6 +112,7 @@ fn server() -> &'static Server {
         Ok(url) if !url.is_empty() => Ok(Server {
             admin_url: url,
             _keeper: None,
+            control: None,
         }),
         _ => start(ClusterOptions { durable: false }),
     }) {
@@ -48,13 +123,16 @@ fn server() -> &'static Server {
 
 /// A URL of a new, empty database on the tests' server.
 pub fn fresh_database() -> String {
+    new_database(&server().admin_url)
+}
+
+fn new_database(admin: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "tiergate_test_{}_{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let admin = &server().admin_url;
     run_sql(admin, &format!("CREATE DATABASE {name}"))
         .unwrap_or_else(|e| panic!("cannot create a test database: {e}"));
     with_database(admin, &name)
@@ -68,6 +146,19 @@ pub fn start_cluster(options: ClusterOptions) -> String {
     let url = server.admin_url.clone();
     std::mem::forget(server);
     url
+}
+
+/// Starts a throwaway cluster that the test may stop and start again; it
+/// stops for good when the process exits.
+pub fn start_stoppable_cluster(options: ClusterOptions) -> Cluster {
+    let server = start(options).unwrap_or_else(|m| panic!("{m}"));
+    let cluster = Cluster {
+        url: server.admin_url.clone(),
+        control: server.control.clone().expect("a throwaway cluster"),
+    };
+    // Kept until the process exits.
+    std::mem::forget(server);
+    cluster
 }
 
 /// `url` with its database replaced by `name`.
@@ -101,6 +192,36 @@ pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
                     .map(|d| d.message().to_string())
                     .unwrap_or_else(|| e.to_string())
             })
+        })
+    })
+    .join()
+    .map_err(|_| "the SQL thread panicked".to_string())?
+}
+
+/// The first column of each row `sql` returns on the server at `url`, as
+/// text.
+pub fn query_texts(url: &str, sql: &str) -> Result<Vec<String>, String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            tokio::spawn(connection);
+            let messages = client.simple_query(&sql).await.map_err(|e| e.to_string())?;
+            Ok(messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some(r.get(0).unwrap_or("").to_string())
+                    }
+                    _ => None,
+                })
+                .collect())
         })
     })
     .join()
@@ -202,15 +323,20 @@ fn start(options: ClusterOptions) -> Result<Server, String> {
     } else {
         "-c fsync=off -c synchronous_commit=on -c full_page_writes=off"
     };
+    let options = format!(
+        "-h 127.0.0.1 -p {port} -k {} {durability} -c max_connections=400 -c shared_buffers=128MB",
+        dir.display()
+    );
     // The shell stops the server when its stdin (this process's pipe)
-    // closes, then removes the directory.
+    // closes, then removes the directory. `pg_ctl stop` also stops a
+    // server a test started again.
     let script = format!(
-        r#""$1/postgres" -D "$2/data" -h 127.0.0.1 -p {port} -k "$2" {durability} \
-            -c max_connections=400 -c shared_buffers=128MB >"$2/log" 2>&1 &
+        r#""$1/postgres" -D "$2/data" {options} >"$2/log" 2>&1 &
         pid=$!
         cat >/dev/null
-        kill -INT "$pid"
+        kill -INT "$pid" 2>/dev/null
         wait "$pid"
+        "$1/pg_ctl" -D "$2/data" -m fast -w stop >/dev/null 2>&1
         rm -rf "$2""#
     );
     let mut child = as_user(&mut Command::new("sh"), user)
@@ -224,21 +350,30 @@ fn start(options: ClusterOptions) -> Result<Server, String> {
         .map_err(|e| format!("cannot start postgres: {e}"))?;
     let keeper = child.stdin.take().expect("piped");
     let admin_url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    wait_for(&admin_url, &dir)?;
+    Ok(Server {
+        admin_url,
+        _keeper: Some(Mutex::new(keeper)),
+        control: Some(Control {
+            bin,
+            dir,
+            user,
+            options,
+        }),
+    })
+}
+
+/// Waits up to a minute for the server at `url` to take connections.
+fn wait_for(url: &str, dir: &Path) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match run_sql(&admin_url, "SELECT 1") {
-            Ok(()) => break,
+        match run_sql(url, "SELECT 1") {
+            Ok(()) => return Ok(()),
             Err(e) if Instant::now() > deadline => {
                 let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
-                return Err(format!(
-                    "PostgreSQL did not start on port {port}: {e}\n{log}"
-                ));
+                return Err(format!("PostgreSQL did not start at {url}: {e}\n{log}"));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-    Ok(Server {
-        admin_url,
-        _keeper: Some(Mutex::new(keeper)),
-    })
 }

@@ -1,7 +1,7 @@
 use crate::pool::pg;
 use tokio_postgres::Row;
 
-use crate::{PostgresStore, ms};
+use crate::{Database, ms};
 use tiergate_core::store::deliveries::{
     AddedWebhook, Delivery, DeliveryCursor, DeliveryRecord, DeliveryState, DeliveryStore,
     DeliveryTrouble, OUTBOX_COLUMNS, StoredWebhook, WEBHOOK_COLUMNS,
@@ -42,7 +42,7 @@ fn webhook_row(r: &Row) -> Result<StoredWebhook, StoreError> {
     })
 }
 
-impl DeliveryStore for PostgresStore {
+impl DeliveryStore for Database {
     fn add_webhook(&self, hook: &StoredWebhook, limit: usize) -> Result<AddedWebhook, StoreError> {
         let mut c = self.conn()?;
         // Under the tenant's lock two additions at once cannot both fit.

@@ -1,7 +1,7 @@
 use crate::pool::pg;
 use tokio_postgres::Row;
 
-use crate::{PostgresStore, ms};
+use crate::{Database, ms};
 use tiergate_core::store::StoreError;
 use tiergate_core::store::keys::{ApiKey, KeyStore};
 
@@ -26,7 +26,7 @@ fn key_row(r: &Row) -> Result<ApiKey, StoreError> {
     })
 }
 
-impl KeyStore for PostgresStore {
+impl KeyStore for Database {
     fn insert_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         self.conn()?.execute(
             &format!("INSERT INTO api_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),

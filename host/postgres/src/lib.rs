@@ -24,11 +24,14 @@
 
 mod batch;
 mod deliveries;
+mod directory;
 mod keys;
 pub(crate) mod pool;
 mod rules;
 mod schema;
 mod totals;
+
+pub use directory::PostgresStore;
 
 use crate::pool::pg;
 use pool::{Conn, Pool, Sql};
@@ -46,21 +49,17 @@ use tiergate_runtime::model::context::{
 use tiergate_runtime::model::money::parse_decimal;
 use tiergate_runtime::model::transaction::Transaction;
 
-/// The PostgreSQL store, with a pool of connections.
-pub struct PostgresStore {
+/// One PostgreSQL database of the store, with its pool of connections:
+/// everything of the tenants that live on it.
+pub(crate) struct Database {
     pool: Pool,
     batches: batch::Batches,
 }
 
-impl PostgresStore {
-    /// Connects to the database at `url` (`postgres://user:password@host:port/database`)
-    /// and brings its schema up to date.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
-        Self::with_pool_size(url, pool::DEFAULT_SIZE)
-    }
-
-    /// [`open`](Self::open) with at most `size` connections.
-    pub fn with_pool_size(url: &str, size: usize) -> Result<Self, StoreError> {
+impl Database {
+    /// Connects with at most `size` connections and brings the schema up
+    /// to date.
+    pub(crate) fn open(url: &str, size: usize) -> Result<Self, StoreError> {
         let pool = Pool::open(url, size)?;
         schema::migrate(&mut *pool.get()?).map_err(|e| {
             StoreError::database(
@@ -68,10 +67,15 @@ impl PostgresStore {
                 e,
             )
         })?;
-        Ok(PostgresStore {
+        Ok(Database {
             pool,
             batches: batch::Batches::default(),
         })
+    }
+
+    /// Where it is, without the password, for messages.
+    pub(crate) fn describe(&self) -> String {
+        self.pool.describe()
     }
 
     fn conn(&self) -> Result<pool::Pooled<'_>, StoreError> {
@@ -748,7 +752,7 @@ fn list_in(
         .collect()
 }
 
-impl Store for PostgresStore {
+impl Store for Database {
     fn get(&self, tenant: &str, tx_id: &str) -> Result<Option<Authorization>, StoreError> {
         get_in(&mut *self.conn()?, tenant, tx_id)
     }

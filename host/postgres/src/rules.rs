@@ -1,5 +1,5 @@
 use crate::pool::pg;
-use crate::{PostgresStore, ms};
+use crate::{Database, ms};
 use tiergate_core::store::StoreError;
 use tiergate_core::store::rules::{
     DeletedPolicy, PutPolicy, RulesStore, StoredRules, UploadQuota, UploadedPolicy, quota_outcome,
@@ -17,7 +17,7 @@ fn policy_row(r: &tokio_postgres::Row) -> Result<UploadedPolicy, StoreError> {
     })
 }
 
-impl RulesStore for PostgresStore {
+impl RulesStore for Database {
     fn put_policy(
         &self,
         tenant: &str,
@@ -167,19 +167,28 @@ impl RulesStore for PostgresStore {
              FROM tenant_rules ORDER BY tenant, version DESC",
             &[],
         )?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRules {
-                    tenant: r.try_get(0).map_err(pg)?,
-                    version: r.try_get::<_, i64>(1).map_err(pg)? as u64,
-                    policy: r.try_get(2).map_err(pg)?,
-                    config: r.try_get(3).map_err(pg)?,
-                    activated_ms: r.try_get::<_, i64>(4).map_err(pg)? as u64,
-                    actor: r.try_get(5).map_err(pg)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rules_row).collect()
     }
+
+    fn rules_of(&self, tenant: &str) -> Result<Option<StoredRules>, StoreError> {
+        let row = self.conn()?.query_opt(
+            "SELECT tenant, version, policy, config, activated_ms, actor
+             FROM tenant_rules WHERE tenant = $1 ORDER BY version DESC LIMIT 1",
+            &[&tenant],
+        )?;
+        row.as_ref().map(rules_row).transpose()
+    }
+}
+
+fn rules_row(r: &tokio_postgres::Row) -> Result<StoredRules, StoreError> {
+    Ok(StoredRules {
+        tenant: r.try_get(0).map_err(pg)?,
+        version: r.try_get::<_, i64>(1).map_err(pg)? as u64,
+        policy: r.try_get(2).map_err(pg)?,
+        config: r.try_get(3).map_err(pg)?,
+        activated_ms: r.try_get::<_, i64>(4).map_err(pg)? as u64,
+        actor: r.try_get(5).map_err(pg)?,
+    })
 }
 
 #[cfg(test)]

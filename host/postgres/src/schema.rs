@@ -293,6 +293,28 @@ CREATE TRIGGER deliveries_trouble_delete AFTER DELETE ON deliveries
     // An agent key that could pay as any agent (`*`) is a platform key:
     // agent keys are bound to one agent.
     "UPDATE api_keys SET role = 'platform' WHERE role = 'agent' AND subject = '*'",
+    // Tenants over several databases (see `directory`): each database's
+    // identity and, once it joins a set, its number there; the directory
+    // (the first database of a set) lists the set and each tenant's home.
+    r#"
+CREATE TABLE tiergate_identity (
+    only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
+    identity TEXT    NOT NULL,
+    number   INTEGER
+);
+INSERT INTO tiergate_identity (identity) VALUES (gen_random_uuid()::text);
+CREATE TABLE tiergate_databases (
+    number    INTEGER PRIMARY KEY,
+    identity  TEXT   NOT NULL UNIQUE,
+    tenants   BIGINT NOT NULL DEFAULT 0,
+    joined_ms BIGINT NOT NULL
+);
+CREATE TABLE tenant_homes (
+    tenant    TEXT COLLATE "C" PRIMARY KEY,
+    number    INTEGER NOT NULL,
+    placed_ms BIGINT  NOT NULL
+);
+"#,
 ];
 
 /// Brings the schema up to date. Every replica runs this on start; the

@@ -309,9 +309,7 @@ fn record(
     now_ms: u64,
 ) -> Result<(), StoreError> {
     let years = store
-        .active_rules()?
-        .into_iter()
-        .find(|r| r.tenant == tenant)
+        .rules_of(tenant)?
         .and_then(|r| TenantConfig::parse_stored(&r.config, Path::new(&r.tenant)).ok())
         .map_or(10, |c| c.retention_years);
     let event = EventDraft {

@@ -436,7 +436,7 @@ fn newer_rules(
     runtime: &Runtime,
     followed: &mut RulesFollowed,
 ) -> Result<()> {
-    for rules in store.active_rules()? {
+    for rules in store.readable_rules()? {
         if followed
             .versions
             .get(&rules.tenant)

@@ -252,7 +252,12 @@ async fn start_due(
     for hook in blocking(store, |s| s.webhooks(None)).await? {
         let (t, url) = (hook.tenant.clone(), hook.url.clone());
         let since = now.saturating_sub(FIRST_SEEN_WINDOW_MS);
-        blocking(store, move |s| s.queue_deliveries(&t, &url, since)).await?;
+        // One tenant's store failing (its database is down) holds up no
+        // other tenant's deliveries.
+        if let Err(e) = blocking(store, move |s| s.queue_deliveries(&t, &url, since)).await {
+            tracing::warn!(tenant = %hook.tenant, error = %e, "cannot queue a webhook's notices; trying again next round");
+            continue;
+        }
         hooks.insert((hook.tenant.clone(), hook.url.clone()), hook);
     }
     if room == 0 {

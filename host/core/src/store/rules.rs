@@ -136,6 +136,21 @@ pub trait RulesStore: Send + Sync {
 
     /// The latest rules of every tenant, by tenant.
     fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError>;
+
+    /// [`active_rules`](Self::active_rules) of every tenant whose rules
+    /// can be read now: for following changes, where a part of the store
+    /// that is down must not hold up the tenants of the rest.
+    fn readable_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
+        self.active_rules()
+    }
+
+    /// The latest rules of `tenant`, if it has any.
+    fn rules_of(&self, tenant: &str) -> Result<Option<StoredRules>, StoreError> {
+        Ok(self
+            .active_rules()?
+            .into_iter()
+            .find(|r| r.tenant == tenant))
+    }
 }
 
 /// Whether one more upload of `size` bytes fits a tenant that keeps `count`

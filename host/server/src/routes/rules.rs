@@ -352,11 +352,9 @@ pub(super) async fn activate_edited(
 /// The rules kept for `tenant`, which an edit starts from.
 pub(super) async fn in_force(state: &AppState, tenant: &str) -> Result<StoredRules, ApiError> {
     let (store, wanted) = (state.store().clone(), tenant.to_string());
-    tokio::task::spawn_blocking(move || store.active_rules())
+    tokio::task::spawn_blocking(move || store.rules_of(&wanted))
         .await
         .map_err(ApiError::internal)??
-        .into_iter()
-        .find(|r| r.tenant == wanted)
         .ok_or_else(|| {
             ApiError::not_found(format!(
                 "tenant {tenant} has no rules kept by the service to change; activate rules with POST /v1/rules first"
@@ -430,11 +428,9 @@ pub(super) async fn current(
         None => Some(governor.tenant_policy(caller.tenant())?.info().clone()),
     };
     let (store, tenant) = (state.store().clone(), caller.tenant().to_string());
-    let rules = tokio::task::spawn_blocking(move || store.active_rules())
+    let rules = tokio::task::spawn_blocking(move || store.rules_of(&tenant))
         .await
-        .map_err(ApiError::internal)??
-        .into_iter()
-        .find(|r| r.tenant == tenant);
+        .map_err(ApiError::internal)??;
     Ok(Json(Current {
         rules,
         policy,

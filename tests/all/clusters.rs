@@ -1,0 +1,333 @@
+//! Tenants over two PostgreSQL clusters: each tenant lives wholly on one
+//! database, every replica serves every tenant, and a cluster that is down
+//! stops only the tenants that live on it.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use tiergate_core::store::{EventDraft, Store};
+use tiergate_e2e::postgres::{
+    ClusterOptions, fresh_database, query_texts, start_cluster, start_stoppable_cluster,
+    with_database,
+};
+use tiergate_postgres::PostgresStore;
+
+use crate::replicas::{Replicas, authorize, chain_verifies, paid_by};
+use crate::service::{get, payment, post};
+
+/// A second cluster beside the tests' server, shared by the tests that do
+/// not stop it.
+fn second_cluster() -> &'static str {
+    static SECOND: OnceLock<String> = OnceLock::new();
+    SECOND.get_or_init(|| start_cluster(ClusterOptions { durable: false }))
+}
+
+fn fresh_on_second() -> String {
+    let admin = second_cluster();
+    let name = format!(
+        "tiergate_second_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    tiergate_e2e::postgres::run_sql(admin, &format!("CREATE DATABASE {name}")).unwrap();
+    with_database(admin, &name)
+}
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// The tenants with audit events on the database at `url`.
+fn tenants_on(url: &str) -> Vec<String> {
+    query_texts(
+        url,
+        "SELECT DISTINCT tenant FROM audit_events ORDER BY tenant",
+    )
+    .unwrap()
+}
+
+/// A tenant-level event, which places a tenant that has no home yet.
+fn touch(store: &dyn Store, tenant: &str) {
+    let event = EventDraft {
+        kind: "policy_activated".into(),
+        actor: Some("ops@example".into()),
+        detail: json!({ "tenant": tenant }),
+    };
+    store.record_tenant_event(tenant, 1, 1, &event).unwrap();
+}
+
+fn refusal(url: &str) -> String {
+    match PostgresStore::open(url) {
+        Ok(_) => panic!("{url} opened"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn tenants_keep_their_database_as_databases_join_and_a_url_that_misnames_the_set_is_refused() {
+    let (a, b, c) = (fresh_database(), fresh_on_second(), fresh_database());
+    // One database, as before: its tenants are placed on it.
+    touch(&PostgresStore::open(&a).unwrap(), "old");
+    let two = format!("{a},{b}");
+    let store = PostgresStore::open(&two).unwrap();
+    touch(&store, "first");
+    touch(&store, "second");
+    touch(&store, "third");
+    drop(store);
+    // Each new tenant went where fewest lived: `old` was on `a` already.
+    assert_eq!(tenants_on(&a), ["old", "second"]);
+    assert_eq!(tenants_on(&b), ["first", "third"]);
+    // Notices on `b` are numbered apart from `a`'s: from 1 << 40.
+    let next = query_texts(&b, "SELECT last_value FROM outbox_id_seq").unwrap();
+    assert!(next[0].parse::<i64>().unwrap() >= 1 << 40, "{next:?}");
+
+    // A third database joins; nobody moves, and the set's tenants are read
+    // where they live whatever the URL's order after the directory.
+    let three = format!("{a},{c},{b}");
+    let store = PostgresStore::open(&three).unwrap();
+    touch(&store, "fourth");
+    for tenant in ["old", "first", "second", "third", "fourth"] {
+        assert!(!store.events(tenant, None).unwrap().is_empty(), "{tenant}");
+    }
+    assert_eq!(
+        store.tenants().unwrap(),
+        ["first", "fourth", "old", "second", "third"]
+    );
+    drop(store);
+    assert_eq!(tenants_on(&c), ["fourth"]);
+    assert_eq!(tenants_on(&b), ["first", "third"]);
+
+    // A URL that leaves a database out, puts another first, names one
+    // twice, or brings a stranger with tenants of its own, is refused and
+    // says why.
+    let missing = refusal(&format!("{a},{b}"));
+    assert!(missing.contains("lists databases [2]"), "{missing}");
+    let not_first = refusal(&format!("{b},{a},{c}"));
+    assert!(not_first.contains("not its directory"), "{not_first}");
+    let twice = refusal(&format!("{a},{b},{c},{b}"));
+    assert!(twice.contains("the same database twice"), "{twice}");
+    let stranger = fresh_database();
+    touch(&PostgresStore::open(&stranger).unwrap(), "elsewhere");
+    let with_stranger = refusal(&format!("{a},{b},{c},{stranger}"));
+    assert!(
+        with_stranger.contains("is database 0 of another set"),
+        "{with_stranger}"
+    );
+    // A database from before sets were kept, with tenants, joins no set.
+    tiergate_e2e::postgres::run_sql(&stranger, "UPDATE tiergate_identity SET number = NULL")
+        .unwrap();
+    let with_old = refusal(&format!("{a},{b},{c},{stranger}"));
+    assert!(with_old.contains("holds tenant elsewhere"), "{with_old}");
+    let alone = refusal(&b);
+    assert!(alone.contains("not its directory"), "{alone}");
+    // The refusals changed nothing: the whole set still opens.
+    PostgresStore::open(&three).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn budgets_deadlines_approvals_and_chains_hold_per_tenant_over_two_clusters() {
+    let url = format!("{},{}", fresh_database(), fresh_on_second());
+    let r = Replicas::start_on(
+        url.clone(),
+        2,
+        &[
+            (
+                "peragent",
+                &[(
+                    r#"agent_daily_budget = { limit = "500.00" }"#,
+                    r#"agent_daily_budget = { limit = "6.00" }"#,
+                )],
+            ),
+            (
+                "whole",
+                &[(
+                    r#"tenant_daily_budget = { limit = "5000.00" }"#,
+                    r#"tenant_daily_budget = { limit = "10.00" }"#,
+                )],
+            ),
+            (
+                "quick",
+                &[(r#"veto_window = "30s""#, r#"veto_window = "2s""#)],
+            ),
+            ("acme", &[]),
+        ],
+    );
+    let peragent = r.key("peragent", "agent", None);
+    let whole = r.key("whole", "agent", None);
+    let quick = r.key("quick", "agent", None);
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (tenant, key, agent) = if i % 2 == 0 {
+            ("peragent", &peragent, ["agent-a", "agent-b"][i / 2 % 2])
+        } else {
+            ("whole", &whole, ["w1", "w2", "w3"][i / 2 % 3])
+        };
+        let body = paid_by(tenant, &format!("p{i}"), agent, "embeddings", "1.00");
+        tasks.push((
+            tenant,
+            agent,
+            tokio::spawn(authorize(r.base(i), key.clone(), body)),
+        ));
+    }
+    // Veto windows close on both replicas meanwhile.
+    let vetoable: Vec<_> = (0..20)
+        .map(|i| {
+            let who = format!("agent-{i}");
+            let body = paid_by("quick", &format!("v{i}"), &who, "data_access", "4.99");
+            tokio::spawn(authorize(r.base(i), quick.clone(), body))
+        })
+        .collect();
+    let mut executed: HashMap<(&str, &str), u32> = HashMap::new();
+    for (tenant, agent, task) in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        if answer.body["status"] == "executed" {
+            *executed.entry((tenant, agent)).or_default() += 1;
+        }
+    }
+    assert_eq!(executed[&("peragent", "agent-a")], 6, "6.00 per agent");
+    assert_eq!(executed[&("peragent", "agent-b")], 6, "6.00 per agent");
+    let whole_total: u32 = ["w1", "w2", "w3"]
+        .iter()
+        .map(|a| executed.get(&("whole", *a)).copied().unwrap_or(0))
+        .sum();
+    assert_eq!(whole_total, 10, "10.00 for the whole tenant");
+    for t in vetoable {
+        let answer = t.await.unwrap();
+        assert_eq!(answer.body["status"], "pending_veto", "{}", answer.text);
+    }
+
+    // An approval asked on one replica, given on the other.
+    let acme = r.key("acme", "agent", None);
+    let alice = r.key("acme", "approver", Some("alice@acme.example"));
+    let hire = post(
+        &r.served[0],
+        "/v1/authorizations",
+        &acme,
+        &payment("acme", "hire", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
+    let approved = post(
+        &r.served[1],
+        "/v1/approvals/hire/approve",
+        &alice,
+        &json!({"reason": "checked", "content_hash": hire.body["content_hash"]}),
+    )
+    .await;
+    assert_eq!(approved.body["status"], "executed", "{}", approved.text);
+
+    let auditor = r.key("quick", "auditor", Some("audit@quick.example"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = get(&r.served[1], "/v1/approvals", &auditor).await.body;
+        if waiting.as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still waiting: {waiting}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..20 {
+        let events = get(
+            &r.served[i % 2],
+            &format!("/v1/audit/transactions/v{i}"),
+            &auditor,
+        )
+        .await
+        .body;
+        let closed = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "executed")
+            .count();
+        assert_eq!(closed, 1, "v{i}: {events}");
+    }
+
+    // Each tenant's whole history is on one database, and both hold some.
+    let databases: Vec<&str> = url.split(',').collect();
+    let (on_a, on_b) = (tenants_on(databases[0]), tenants_on(databases[1]));
+    assert_eq!(on_a.len() + on_b.len(), 4, "{on_a:?} {on_b:?}");
+    assert!(!on_a.is_empty() && !on_b.is_empty(), "{on_a:?} {on_b:?}");
+    for tenant in ["peragent", "whole", "quick", "acme"] {
+        chain_verifies(&url, tenant);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_down_stops_only_its_own_tenants_and_loses_nothing_they_were_told() {
+    let other = start_stoppable_cluster(ClusterOptions { durable: true });
+    let url = format!("{},{}", fresh_database(), other.fresh_database());
+    let veto = [(r#"veto_window = "30s""#, r#"veto_window = "2s""#)];
+    // The first tenant placed goes to the directory, the second to the other.
+    let r = Replicas::start_on(url.clone(), 1, &[("here", &veto), ("there", &veto)]);
+    // Keys are made before the outage: the CLI opens every database.
+    let auditor = r.key("here", "auditor", Some("audit@here.example"));
+    let away_auditor = r.key("there", "auditor", Some("audit@there.example"));
+    let databases: Vec<&str> = url.split(',').collect();
+    assert_eq!(tenants_on(databases[0]), ["here"]);
+    assert_eq!(tenants_on(databases[1]), ["there"]);
+    let near = r.key("here", "agent", None);
+    let away = r.key("there", "agent", None);
+    let pay = |tenant: &'static str, key: &String, id: String, category: &str, amount: &str| {
+        let body = paid_by(tenant, &id, "agent-1", category, amount);
+        authorize(r.base(0), key.clone(), body)
+    };
+    for i in 0..5 {
+        for (tenant, key) in [("here", &near), ("there", &away)] {
+            let answer = pay(tenant, key, format!("before{i}"), "embeddings", "0.02").await;
+            assert_eq!(answer.body["status"], "executed", "{}", answer.text);
+        }
+    }
+
+    other.stop();
+    // The other cluster's tenant is told to retry: nothing was done.
+    let refused = post(
+        &r.served[0],
+        "/v1/authorizations",
+        &away,
+        &paid_by("there", "during", "agent-1", "embeddings", "0.02"),
+    )
+    .await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert_eq!(
+        refused.body["error"]["code"], "store_unavailable",
+        "{}",
+        refused.text
+    );
+    // The directory's tenant is served, deadlines included.
+    for i in 0..5 {
+        let answer = pay("here", &near, format!("during{i}"), "embeddings", "0.02").await;
+        assert_eq!(answer.body["status"], "executed", "{}", answer.text);
+    }
+    let vetoable = pay("here", &near, "veto".into(), "data_access", "4.99").await;
+    assert_eq!(vetoable.body["status"], "pending_veto", "{}", vetoable.text);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = get(&r.served[0], "/v1/authorizations/veto", &auditor).await;
+        if seen.body["status"] == "executed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", seen.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    other.start();
+    // Back: everything the away tenant was told is there, and it pays on;
+    // the payment refused during the outage is decided now, once.
+    for i in 0..5 {
+        let seen = get(
+            &r.served[0],
+            &format!("/v1/authorizations/before{i}"),
+            &away_auditor,
+        )
+        .await;
+        assert_eq!(seen.body["status"], "executed", "{}", seen.text);
+    }
+    let again = pay("there", &away, "during".into(), "embeddings", "0.02").await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.body["status"], "executed", "{}", again.text);
+    chain_verifies(&url, "here");
+    chain_verifies(&url, "there");
+}
