@@ -1,5 +1,7 @@
 //! Throughput of one, two and three `tiergate serve` replicas sharing one
-//! PostgreSQL database, beside one `tiergate serve` on its SQLite store,
+//! PostgreSQL database, and of one replica over two PostgreSQL clusters
+//! with the tenants spread over them, beside one `tiergate serve` on its
+//! SQLite store,
 //! driven over HTTP on loopback the same way in the same run: each replica
 //! and the database server run on this machine, so they share its cores
 //! with the load generator.
@@ -161,11 +163,16 @@ async fn drive(bases: &[String], keys: &[(String, String)], run: &str, count: us
 #[derive(Clone, Copy)]
 enum Backing {
     Sqlite,
-    Postgres { replicas: usize },
+    /// `replicas` serving tenants spread over `clusters`, a database on each.
+    Postgres {
+        replicas: usize,
+        clusters: usize,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let admin = start_cluster(ClusterOptions { durable: true });
+    let mut second = None;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -173,29 +180,22 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     // A quick run: SQLite and two replicas, two tenants, a few payments each.
     let quick = report::quick();
-    let (all_tenants, backings, warm, per_run): (&[usize], &[Backing], _, _) = if quick {
-        (
-            &[2],
-            &[Backing::Sqlite, Backing::Postgres { replicas: 2 }],
-            10,
-            40,
-        )
+    let pg = |replicas, clusters| Backing::Postgres { replicas, clusters };
+    let (runs, warm, per_run): (Vec<(usize, Vec<Backing>)>, _, _) = if quick {
+        (vec![(2, vec![Backing::Sqlite, pg(2, 1), pg(1, 2)])], 10, 40)
     } else {
         (
-            &[1, 16],
-            &[
-                Backing::Sqlite,
-                Backing::Postgres { replicas: 1 },
-                Backing::Postgres { replicas: 2 },
-                Backing::Postgres { replicas: 3 },
+            vec![
+                (1, vec![Backing::Sqlite, pg(1, 1), pg(2, 1), pg(3, 1)]),
+                (16, vec![Backing::Sqlite, pg(1, 1), pg(1, 2)]),
             ],
             400,
             PER_RUN,
         )
     };
-    for &tenants in all_tenants {
+    for (tenants, backings) in runs {
         let mut sqlite_rate = None;
-        for &backing in backings {
+        for backing in backings {
             let dir = tempfile::tempdir()?;
             let (store, replicas, label) = match backing {
                 Backing::Sqlite => (
@@ -203,15 +203,28 @@ fn main() -> anyhow::Result<()> {
                     1,
                     "SQLite".to_string(),
                 ),
-                Backing::Postgres { replicas } => {
-                    let name = format!("bench_{tenants}_{replicas}");
-                    run_sql(&admin, &format!("CREATE DATABASE {name}"))
-                        .map_err(anyhow::Error::msg)?;
-                    (
-                        with_database(&admin, &name),
-                        replicas,
-                        "PostgreSQL".to_string(),
-                    )
+                Backing::Postgres { replicas, clusters } => {
+                    let name = format!("bench_{tenants}_{replicas}_{clusters}");
+                    let mut urls = Vec::new();
+                    for c in 0..clusters {
+                        let server = if c == 0 {
+                            admin.clone()
+                        } else {
+                            second
+                                .get_or_insert_with(|| {
+                                    start_cluster(ClusterOptions { durable: true })
+                                })
+                                .clone()
+                        };
+                        run_sql(&server, &format!("CREATE DATABASE {name}"))
+                            .map_err(anyhow::Error::msg)?;
+                        urls.push(with_database(&server, &name));
+                    }
+                    let label = match clusters {
+                        1 => "PostgreSQL".to_string(),
+                        n => format!("PostgreSQL, {n} clusters"),
+                    };
+                    (urls.join(","), replicas, label)
                 }
             };
             let files: Vec<_> = (0..tenants)
@@ -256,18 +269,20 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let report = format!(
-        "## Replicas on one PostgreSQL database\n\n\
+        "## Replicas on one PostgreSQL database, and tenants over two clusters\n\n\
          Reproduce with `cargo bench -p tiergate-cli --bench replicas`. One run on {cpu}, {date}. \
          One, two and three `tiergate serve` processes share one PostgreSQL {version} database \
          (a throwaway cluster on loopback with `fsync` and `synchronous_commit` on, default \
-         settings otherwise), beside one `tiergate serve` on its SQLite store in the same run; \
+         settings otherwise); in the `2 clusters` row one `tiergate serve` spreads the 16 \
+         tenants over a database on each of two such clusters (8 and 8). All beside one \
+         `tiergate serve` on its SQLite store in the same run; \
          {clients} HTTP clients in the bench process send {n} autonomous 0.02 USDC payments \
          per row, spread round-robin over the replicas and over one or 16 tenants (500 agents), \
          each answered only after its commit is flushed. The × SQLite column divides by the \
          SQLite row of the same tenant count. **Caveat: everything runs on this machine's two \
-         cores** (the replicas, PostgreSQL and the load generator), so more replicas add \
+         cores** (the replicas, PostgreSQL and the load generator), so more replicas or clusters add \
          processes competing for the same two cores, not capacity; on separate machines each \
-         replica would bring its own.\n\n\
+         replica and each cluster would bring its own.\n\n\
          | store | replicas | tenants | authorizations per second | × SQLite | p50 latency | p99 latency | load average after the row |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n{rows}\n\n\
          How to read it. One tenant's decisions run one at a time across the fleet, under the \
@@ -282,8 +297,10 @@ fn main() -> anyhow::Result<()> {
          one tenant tops out near 800 a second. Two or three replicas split one tenant's payments into smaller batches that \
          take turns at the lock, each turn a lock hand-over and a commit, and are a little \
          slower than one. With 16 tenants (one caller each at a time) batches are mostly of one, and the \
-         rate is bounded by the two cores: the load average is above 3, PostgreSQL's \
-         backends taking most of it. Figures from one run: rows moved by 10% to 25% between \
+         rate is bounded by the two cores: the load average nears 2 or more, PostgreSQL's \
+         backends taking most of it; a second cluster on the same two cores adds a second \
+         server's overhead and no core, so it shows what spreading costs here, not what it \
+         gains. Figures from one run: rows moved by 10% to 25% between \
          runs minutes apart, SQLite's as much as PostgreSQL's, so compare rows of one run.\n",
         cpu = report::cpu_model(),
         date = report::today(),

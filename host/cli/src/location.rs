@@ -8,13 +8,15 @@ use tiergate_core::store::{Backend, StoreError};
 use tiergate_postgres::PostgresStore;
 use tiergate_sqlite::SqliteStore;
 
-/// Where the store lives: a SQLite file (the default), or a PostgreSQL
-/// database that several replicas share.
+/// Where the store lives: a SQLite file (the default), or PostgreSQL (one
+/// database, or several joined by `,postgres://`) that several replicas
+/// share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     /// A SQLite file.
     Sqlite(PathBuf),
-    /// A `postgres://` or `postgresql://` connection URL.
+    /// A `postgres://` or `postgresql://` connection URL, or several
+    /// joined by `,postgres://`.
     Postgres(String),
 }
 

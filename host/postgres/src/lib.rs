@@ -1,5 +1,6 @@
-//! The shared store: one PostgreSQL database behind several `tiergate
-//! serve` replicas.
+//! The shared store: PostgreSQL behind several `tiergate serve` replicas,
+//! one database or several with each tenant wholly on one (see
+//! [`PostgresStore`] and `directory`). What follows holds on each database.
 //!
 //! Every write that reads a tenant's state to decide (`record`, `update`,
 //! tenant events, rule activations, webhook queueing) first takes the
