@@ -331,3 +331,313 @@ async fn a_cluster_down_stops_only_its_own_tenants_and_loses_nothing_they_were_t
     chain_verifies(&url, "here");
     chain_verifies(&url, "there");
 }
+
+/// The tenants' rows left on the database at `url`, per table that has a
+/// `tenant` column, for `tenant`: `table: n` for each with rows.
+fn rows_left(url: &str, tenant: &str) -> Vec<String> {
+    let tables = query_texts(
+        url,
+        "SELECT table_name FROM information_schema.columns
+         WHERE table_schema = current_schema() AND column_name = 'tenant' ORDER BY table_name",
+    )
+    .unwrap();
+    tables
+        .into_iter()
+        .filter_map(|t| {
+            let n = query_texts(
+                url,
+                &format!("SELECT COUNT(*) FROM {t} WHERE tenant = '{tenant}'"),
+            )
+            .unwrap()
+            .remove(0);
+            (n != "0").then(|| format!("{t}: {n}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_moved_tenant_keeps_its_deliveries_and_chain_and_leaves_only_its_marker_behind() {
+    use tiergate_core::store::{DeliveryState, DeliveryStore};
+
+    let w = crate::pipeline::World::on(crate::stores::Kind::PostgresSet, crate::pipeline::ACME);
+    let url = w.store_arg();
+    let databases: Vec<&str> = url.split(',').collect();
+    assert_eq!(tenants_on(databases[1]), ["acme"]);
+    for i in 0..6 {
+        // Supervised: each notifies the owners.
+        w.authorize(&format!("s{i}"), "47.00", "compute", "known");
+    }
+    let store = w.backend();
+    let hook = "http://127.0.0.1:9/hook";
+    let notices = store.queue_deliveries("acme", hook, 0).unwrap();
+    assert!(notices >= 6);
+    let now = 1_782_518_400_000 + 1;
+    let claimed = store.claim_deliveries(now, 60_000, 2).unwrap();
+    store
+        .record_attempt(claimed[0].entry.id, hook, now, None, None)
+        .unwrap();
+    store
+        .record_attempt(claimed[1].entry.id, hook, now, Some("HTTP 500"), Some(now))
+        .unwrap();
+    let states = |s: &dyn DeliveryStore| {
+        let mut states: Vec<String> = s
+            .deliveries("acme", None, None, 100)
+            .unwrap()
+            .iter()
+            .map(|d| format!("{:?} {:?}", d.state, d.last_error))
+            .collect();
+        states.sort();
+        states
+    };
+    let before = states(store.as_ref());
+    let events_before = store.events("acme", None).unwrap().len();
+
+    let set = PostgresStore::open(&url).unwrap();
+    let mut steps = Vec::new();
+    let moved = set
+        .move_tenant("acme", 0, "ops@example", 5, &mut |s| {
+            steps.push(s.to_string())
+        })
+        .unwrap();
+    assert_eq!((moved.from, moved.to), (1, 0));
+    assert!(moved.rows > 20, "{moved:?}");
+    assert!(
+        steps.iter().any(|s| s.contains("audit_events")),
+        "{steps:?}"
+    );
+    // Run again, it finds the tenant there and does nothing.
+    let again = set
+        .move_tenant("acme", 0, "ops@example", 5, &mut |_| {})
+        .unwrap();
+    assert_eq!((again.from, again.rows), (0, 0));
+
+    // Nothing of the tenant is left behind but the marker that turns a
+    // stale writer away.
+    assert_eq!(rows_left(databases[1], "acme"), ["tenant_moves: 1"]);
+    assert_eq!(
+        tenants_on(databases[0]),
+        ["acme", crate::stores::DIRECTORY_TENANT]
+    );
+
+    // The deliveries kept their states under numbers of the new database,
+    // and go on from there.
+    let store = w.backend();
+    assert_eq!(states(store.as_ref()), before);
+    let records = store.deliveries("acme", None, None, 100).unwrap();
+    assert!(
+        records.iter().all(|d| d
+            .event_id
+            .trim_start_matches("acme:")
+            .parse::<u64>()
+            .unwrap()
+            < 1 << 40),
+        "{:?}",
+        records.iter().map(|d| &d.event_id).collect::<Vec<_>>()
+    );
+    assert_eq!(store.queue_deliveries("acme", hook, 0).unwrap(), 0);
+    let due = store.claim_deliveries(now + 1, 60_000, 100).unwrap();
+    assert_eq!(due.len() as u64, notices - 1, "all but the delivered one");
+    store
+        .record_attempt(due[0].entry.id, hook, now + 1, None, None)
+        .unwrap();
+    assert_eq!(
+        store
+            .deliveries("acme", Some(DeliveryState::Delivered), None, 100)
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // The chain goes on, with the move on it, and so do payments, even
+    // from the governor that knew the old home.
+    let paid = w.authorize("after", "0.02", "embeddings", "verified");
+    assert_eq!(paid.status, tiergate_core::record::Status::Executed);
+    let events = store.events("acme", None).unwrap();
+    tiergate_core::audit::verify_chain(&events).unwrap();
+    let moves: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.kind == "tenant_moved")
+        .collect();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0].event.actor.as_deref(), Some("ops@example"));
+    assert_eq!(moves[0].event.detail["to_database"], 0);
+    assert!(events.len() > events_before + 1);
+    assert!(rows_left(databases[1], "acme") == ["tenant_moves: 1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_moves_while_two_replicas_serve_it_and_keeps_its_budget_and_approvals() {
+    let url = format!("{},{}", fresh_database(), fresh_on_second());
+    let budget = [(
+        r#"agent_daily_budget = { limit = "500.00" }"#,
+        r#"agent_daily_budget = { limit = "6.00" }"#,
+    )];
+    let r = Replicas::start_on(url.clone(), 2, &[("anchor", &[]), ("mover", &budget)]);
+    let databases: Vec<&str> = url.split(',').collect();
+    assert_eq!(tenants_on(databases[1]), ["mover"]);
+    let mover = r.key("mover", "agent", None);
+    let anchor = r.key("anchor", "agent", None);
+    let alice = r.key("mover", "approver", Some("alice@acme.example"));
+    for i in 0..4 {
+        let body = paid_by("mover", &format!("b{i}"), "agent-a", "embeddings", "1.00");
+        let answer = authorize(r.base(i), mover.clone(), body).await;
+        assert_eq!(answer.body["status"], "executed", "{}", answer.text);
+    }
+    let hire = post(
+        &r.served[0],
+        "/v1/authorizations",
+        &mover,
+        &payment("mover", "hire", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
+
+    // The move runs while both replicas take the tenant's payments.
+    let moving = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            crate::tiergate_command()
+                .args([
+                    "tenants", "move", "--store", &url, "--tenant", "mover", "--to", "0",
+                ])
+                .args(["--actor", "ops@example"])
+                .output()
+                .unwrap()
+        })
+    };
+    let mut during = Vec::new();
+    for i in 0..4 {
+        let body = paid_by("mover", &format!("d{i}"), "agent-a", "embeddings", "1.00");
+        during.push(tokio::spawn(authorize(r.base(i), mover.clone(), body)));
+        let body = paid_by("anchor", &format!("a{i}"), "agent-a", "embeddings", "1.00");
+        during.push(tokio::spawn(authorize(r.base(i), anchor.clone(), body)));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let out = tokio::task::spawn_blocking(move || moving.join().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("moved tenant mover from database 1 to database 0"),
+        "{stderr}"
+    );
+    let mut executed = 0;
+    for t in during {
+        let answer = t.await.unwrap();
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        if answer.body["transaction"]["tenant"] == "mover" {
+            executed += u32::from(answer.body["status"] == "executed");
+        }
+    }
+    // 6.00 a day for the agent, across the move: 4 before, 2 of these.
+    assert_eq!(executed, 2);
+
+    // The approval asked before the move is given after it, on the other
+    // replica, and the budget still holds.
+    let approved = post(
+        &r.served[1],
+        "/v1/approvals/hire/approve",
+        &alice,
+        &json!({"reason": "checked", "content_hash": hire.body["content_hash"]}),
+    )
+    .await;
+    assert_eq!(approved.body["status"], "executed", "{}", approved.text);
+    let over = authorize(
+        r.base(1),
+        mover.clone(),
+        paid_by("mover", "over", "agent-a", "embeddings", "1.00"),
+    )
+    .await;
+    assert_eq!(over.body["status"], "awaiting_approval", "{}", over.text);
+
+    assert_eq!(tenants_on(databases[1]), Vec::<String>::new());
+    assert_eq!(tenants_on(databases[0]), ["anchor", "mover"]);
+    chain_verifies(&url, "mover");
+    chain_verifies(&url, "anchor");
+    let listed = crate::tiergate_command()
+        .args(["tenants", "list", "--store", &url])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains("mover\t0"), "{listed}");
+}
+
+#[test]
+fn a_move_stopped_part_way_is_finished_by_running_it_again() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let w = crate::pipeline::World::on(crate::stores::Kind::PostgresSet, crate::pipeline::ACME);
+    for i in 0..3 {
+        w.authorize(&format!("p{i}"), "0.02", "embeddings", "verified");
+    }
+    let url = w.store_arg();
+    let databases: Vec<&str> = url.split(',').collect();
+    let move_acme = || {
+        let mut cmd = crate::tiergate_command();
+        cmd.args([
+            "tenants", "move", "--store", &url, "--tenant", "acme", "--to", "0",
+        ]);
+        cmd
+    };
+    // A replica that knows the old home.
+    let stale = PostgresStore::open(&url).unwrap();
+    touch(&stale, "acme");
+    // Stopped after the directory names the new home, before the old
+    // copy is deleted.
+    let mut child = move_acme().stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("the move's progress").unwrap();
+        if line.contains("waiting for every replica") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        rows_left(databases[1], "acme")
+            .iter()
+            .any(|r| r.starts_with("authorizations")),
+        "the old copy is still there"
+    );
+    // The replica that still knew the old home is turned away there, asks
+    // the directory again, and is told to retry: the new home takes no
+    // write until every replica has asked again.
+    let late = EventDraft {
+        kind: "policy_activated".into(),
+        actor: None,
+        detail: json!({ "late": true }),
+    };
+    let refused = stale
+        .record_tenant_event("acme", 2, 1, &late)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("moving here from database 1"), "{refused}");
+    // Every write of the tenant asks this under its lock.
+    let refused =
+        tiergate_e2e::postgres::run_sql(databases[1], "SELECT tiergate_tenant_here('acme')")
+            .unwrap_err();
+    assert!(refused.contains("has moved to database 0"), "{refused}");
+
+    let out = move_acme().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("deleting tenant acme's rows from database 1"),
+        "{stderr}"
+    );
+    assert_eq!(rows_left(databases[1], "acme"), ["tenant_moves: 1"]);
+    let paid = w.authorize("after", "0.02", "embeddings", "verified");
+    assert_eq!(paid.status, tiergate_core::record::Status::Executed);
+    let events = w.backend().events("acme", None).unwrap();
+    tiergate_core::audit::verify_chain(&events).unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event.kind == "tenant_moved")
+            .count(),
+        1
+    );
+}

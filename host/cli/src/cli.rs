@@ -14,6 +14,7 @@ mod report;
 mod serve;
 mod settings;
 mod simulate;
+mod tenants;
 mod webhooks;
 
 use std::path::PathBuf;
@@ -91,6 +92,10 @@ enum Command {
     /// Add, rotate, remove and list a tenant's webhooks.
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Where tenants live in a PostgreSQL store of several databases, and
+    /// moving one.
+    #[command(subcommand)]
+    Tenants(tenants::TenantsCommand),
     /// Reports over the audit trail.
     #[command(subcommand)]
     Report(ReportCommand),
@@ -543,6 +548,7 @@ pub fn main() -> ExitCode {
             .map_err(|e| anyhow::anyhow!("cannot write the OpenAPI document: {e}")),
         Command::Keys(command) => serve::keys(command),
         Command::Webhooks(command) => webhooks::run(command),
+        Command::Tenants(command) => tenants::run(command),
     };
     match result {
         Ok(code) => code,

@@ -91,7 +91,9 @@ impl DeliveryStore for Database {
         previous_expires_ms: Option<u64>,
         now_ms: u64,
     ) -> Result<Option<StoredWebhook>, StoreError> {
-        self.conn()?
+        let mut c = self.conn()?;
+        c.begin_locked(tenant)?;
+        let rotated = c
             .query_opt(
                 &format!(
                     "UPDATE webhooks SET
@@ -110,7 +112,9 @@ impl DeliveryStore for Database {
             )?
             .as_ref()
             .map(webhook_row)
-            .transpose()
+            .transpose()?;
+        c.commit()?;
+        Ok(rotated)
     }
 
     fn remove_webhook(
@@ -120,7 +124,7 @@ impl DeliveryStore for Database {
         now_ms: u64,
     ) -> Result<Option<StoredWebhook>, StoreError> {
         let mut c = self.conn()?;
-        c.begin()?;
+        c.begin_locked(tenant)?;
         let Some(row) = c.query_opt(
             &format!(
                 "DELETE FROM webhooks WHERE tenant = $1 AND id = $2 RETURNING {WEBHOOK_COLUMNS}"

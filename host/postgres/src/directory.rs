@@ -27,6 +27,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use tiergate_core::record::Authorization;
 use tiergate_core::store::{
@@ -45,25 +46,30 @@ const NOTICE_BITS: u32 = 40;
 /// Taken on the directory while databases join: one replica at a time.
 const JOIN_LOCK: &str = "SELECT pg_advisory_xact_lock(7467, 2)";
 
-/// Taken on the directory while a tenant is placed: two replicas placing
-/// the same new tenant agree, and the counts stay exact.
-const PLACE_LOCK: &str = "SELECT pg_advisory_xact_lock(7467, 3)";
+/// Taken on the directory while a tenant is placed or moved: two replicas
+/// placing the same new tenant agree, and the counts stay exact.
+pub(crate) const PLACE_LOCK: &str = "SELECT pg_advisory_xact_lock(7467, 3)";
+
+/// How long a replica keeps a tenant's home before asking the directory
+/// again: after a move, a replica reads the old copy for at most this long,
+/// and the new one takes no write until it has passed.
+pub(crate) const HOME_TTL: Duration = Duration::from_secs(5);
 
 /// The store: one PostgreSQL database, or several with each tenant on one
 /// of them. Several `tiergate serve` replicas may share it.
 pub struct PostgresStore {
     /// In the URL's order: the directory first.
-    members: Vec<Member>,
-    /// Tenants' homes read so far, as indexes into `members`.
-    homes: RwLock<HashMap<String, usize>>,
+    pub(crate) members: Vec<Member>,
+    /// Tenants' homes read lately, as indexes into `members`, with when.
+    homes: RwLock<HashMap<String, (usize, Instant)>>,
     /// The database whose deliveries are claimed first next time, so a busy
     /// one does not starve the others.
     next_claim: AtomicUsize,
 }
 
-struct Member {
-    number: i32,
-    database: Database,
+pub(crate) struct Member {
+    pub(crate) number: i32,
+    pub(crate) database: Database,
 }
 
 impl PostgresStore {
@@ -92,13 +98,54 @@ impl PostgresStore {
         })
     }
 
-    fn directory(&self) -> &Database {
+    pub(crate) fn directory(&self) -> &Database {
         &self.members[0].database
     }
 
     fn cached(&self, tenant: &str) -> Option<&Database> {
         let homes = self.homes.read().unwrap_or_else(PoisonError::into_inner);
-        homes.get(tenant).map(|&i| &self.members[i].database)
+        homes
+            .get(tenant)
+            .filter(|(_, at)| at.elapsed() < HOME_TTL)
+            .map(|&(i, _)| &self.members[i].database)
+    }
+
+    /// Drops what this replica knew of `tenant`'s home.
+    pub(crate) fn forget(&self, tenant: &str) {
+        self.homes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(tenant);
+    }
+
+    /// Runs a write on `tenant`'s database (placing the tenant first when
+    /// `place`); when the database refuses it because the tenant moved,
+    /// asks the directory again and runs it once more where it is now.
+    fn on_home<R>(
+        &self,
+        tenant: &str,
+        place: bool,
+        mut work: impl FnMut(&Database) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let find = || {
+            if place {
+                self.place(tenant)
+            } else {
+                self.home(tenant)
+            }
+        };
+        let first = find()?;
+        match work(first) {
+            Err(e) if crate::pool::is_moved(&e) => {
+                self.forget(tenant);
+                let now = find()?;
+                if std::ptr::eq(now, first) {
+                    return Err(e);
+                }
+                work(now)
+            }
+            done => done,
+        }
     }
 
     /// Keeps `tenant`'s home, database `number`.
@@ -112,7 +159,7 @@ impl PostgresStore {
         self.homes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(tenant.to_string(), i);
+            .insert(tenant.to_string(), (i, Instant::now()));
         Ok(&self.members[i].database)
     }
 
@@ -418,7 +465,7 @@ impl Store for PostgresStore {
         entry: &NewEntry<'_>,
         plan: &mut (dyn FnMut(&Snapshot, &str) -> Result<Change, StoreError> + Send),
     ) -> Result<Recorded, StoreError> {
-        self.place(entry.tenant)?.record(entry, plan)
+        self.on_home(entry.tenant, true, |d| d.record(entry, &mut *plan))
     }
 
     fn peek(
@@ -435,7 +482,9 @@ impl Store for PostgresStore {
         now_ms: u64,
         decide: &mut (dyn FnMut(&Authorization) -> Result<Change, StoreError> + Send),
     ) -> Result<Authorization, StoreError> {
-        self.home(tenant)?.update(tenant, tx_id, now_ms, decide)
+        self.on_home(tenant, false, |d| {
+            d.update(tenant, tx_id, now_ms, &mut *decide)
+        })
     }
 
     fn committed(&self, entry: &NewEntry<'_>) -> Result<Holdings, StoreError> {
@@ -502,13 +551,15 @@ impl Store for PostgresStore {
         retention_years: u32,
         event: &EventDraft,
     ) -> Result<Option<String>, StoreError> {
-        self.place(tenant)?
-            .record_tenant_event(tenant, now_ms, retention_years, event)
+        self.on_home(tenant, true, |d| {
+            d.record_tenant_event(tenant, now_ms, retention_years, event)
+        })
     }
 
     fn ledger_insert(&self, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
-        self.home(&auth.transaction.tenant)?
-            .ledger_insert(auth, now_ms)
+        self.on_home(&auth.transaction.tenant, false, |d| {
+            d.ledger_insert(auth, now_ms)
+        })
     }
 }
 
@@ -539,8 +590,9 @@ impl RulesStore for PostgresStore {
         component: &[u8],
         quota: Option<UploadQuota>,
     ) -> Result<PutPolicy, StoreError> {
-        self.place(tenant)?
-            .put_policy(tenant, policy, component, quota)
+        self.on_home(tenant, true, |d| {
+            d.put_policy(tenant, policy, component, quota)
+        })
     }
 
     fn policy_component(&self, tenant: &str, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -552,7 +604,7 @@ impl RulesStore for PostgresStore {
     }
 
     fn delete_policy(&self, tenant: &str, digest: &str) -> Result<DeletedPolicy, StoreError> {
-        self.home(tenant)?.delete_policy(tenant, digest)
+        self.on_home(tenant, false, |d| d.delete_policy(tenant, digest))
     }
 
     fn put_rules_after(
@@ -564,8 +616,9 @@ impl RulesStore for PostgresStore {
         actor: &str,
         now_ms: u64,
     ) -> Result<Option<StoredRules>, StoreError> {
-        self.place(tenant)?
-            .put_rules_after(tenant, after, policy, config, actor, now_ms)
+        self.on_home(tenant, true, |d| {
+            d.put_rules_after(tenant, after, policy, config, actor, now_ms)
+        })
     }
 
     fn active_rules(&self) -> Result<Vec<StoredRules>, StoreError> {
@@ -589,7 +642,7 @@ impl RulesStore for PostgresStore {
 
 impl DeliveryStore for PostgresStore {
     fn add_webhook(&self, hook: &StoredWebhook, limit: usize) -> Result<AddedWebhook, StoreError> {
-        self.place(&hook.tenant)?.add_webhook(hook, limit)
+        self.on_home(&hook.tenant, true, |d| d.add_webhook(hook, limit))
     }
 
     fn rotate_webhook(
@@ -600,8 +653,9 @@ impl DeliveryStore for PostgresStore {
         previous_expires_ms: Option<u64>,
         now_ms: u64,
     ) -> Result<Option<StoredWebhook>, StoreError> {
-        self.home(tenant)?
-            .rotate_webhook(tenant, id, secret, previous_expires_ms, now_ms)
+        self.on_home(tenant, false, |d| {
+            d.rotate_webhook(tenant, id, secret, previous_expires_ms, now_ms)
+        })
     }
 
     fn remove_webhook(
@@ -610,7 +664,7 @@ impl DeliveryStore for PostgresStore {
         id: &str,
         now_ms: u64,
     ) -> Result<Option<StoredWebhook>, StoreError> {
-        self.home(tenant)?.remove_webhook(tenant, id, now_ms)
+        self.on_home(tenant, false, |d| d.remove_webhook(tenant, id, now_ms))
     }
 
     fn webhooks(&self, tenant: Option<&str>) -> Result<Vec<StoredWebhook>, StoreError> {
@@ -621,7 +675,7 @@ impl DeliveryStore for PostgresStore {
     }
 
     fn queue_deliveries(&self, tenant: &str, url: &str, since_ms: u64) -> Result<u64, StoreError> {
-        self.home(tenant)?.queue_deliveries(tenant, url, since_ms)
+        self.on_home(tenant, false, |d| d.queue_deliveries(tenant, url, since_ms))
     }
 
     fn claim_deliveries(

@@ -27,12 +27,14 @@ mod batch;
 mod deliveries;
 mod directory;
 mod keys;
+mod moving;
 pub(crate) mod pool;
 mod rules;
 mod schema;
 mod totals;
 
 pub use directory::PostgresStore;
+pub use moving::Moved;
 
 use crate::pool::pg;
 use pool::{Conn, Pool, Sql};
@@ -1012,7 +1014,13 @@ impl Store for Database {
     }
 
     fn ledger_insert(&self, auth: &Authorization, now_ms: u64) -> Result<String, StoreError> {
-        ledger_insert_in(&mut *self.conn()?, auth, now_ms)
+        // Under the tenant's lock, so a tenant moving away is not written
+        // behind the move's back.
+        let mut c = self.conn()?;
+        c.begin_locked(&auth.transaction.tenant)?;
+        let reference = ledger_insert_in(&mut c, auth, now_ms)?;
+        c.commit()?;
+        Ok(reference)
     }
 }
 

@@ -388,14 +388,74 @@ impl Conn {
     /// Begins a transaction holding the tenant's transaction-scoped advisory
     /// lock: one tenant's writes run one at a time across every replica;
     /// tenants in parallel. One round trip for both.
+    /// Refused (see [`is_moved`]) while the tenant moves off this
+    /// database or onto it.
     pub(super) fn begin_locked(&mut self, tenant: &str) -> Result<(), StoreError> {
         self.in_transaction = true;
-        // The key is a number this host computed, so it is safe as a literal.
+        // The key is a number this host computed, so it is safe as a
+        // literal; the tenant is quoted.
+        self.batch(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock({}); SELECT tiergate_tenant_here({})",
+            tenant_key(tenant),
+            quoted(tenant)
+        ))
+    }
+}
+
+impl Conn {
+    /// Begins a transaction holding the tenant's lock without asking
+    /// whether the tenant is here: for the move itself.
+    pub(super) fn begin_locked_for_move(&mut self, tenant: &str) -> Result<(), StoreError> {
+        self.in_transaction = true;
         self.batch(&format!(
             "BEGIN; SELECT pg_advisory_xact_lock({})",
             tenant_key(tenant)
         ))
     }
+
+    /// Streams what `out` (a `COPY ... TO STDOUT`) reads here into `into`
+    /// (a `COPY ... FROM STDIN`) on `to`, another database's connection,
+    /// without holding it all in memory; returns the rows written.
+    pub(super) fn copy_to(
+        &mut self,
+        out: &str,
+        to: &mut Conn,
+        into: &str,
+    ) -> Result<u64, StoreError> {
+        use futures_util::{SinkExt, StreamExt};
+        block_on(async {
+            let stream = self.client.copy_out(out).await.map_err(pg)?;
+            let sink = to
+                .client
+                .copy_in::<_, bytes::Bytes>(into)
+                .await
+                .map_err(pg)?;
+            futures_util::pin_mut!(stream);
+            futures_util::pin_mut!(sink);
+            while let Some(chunk) = stream.next().await {
+                sink.send(chunk.map_err(pg)?).await.map_err(pg)?;
+            }
+            sink.as_mut().finish().await.map_err(pg)
+        })
+    }
+}
+
+/// `text` as an SQL string literal.
+pub(super) fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Whether `e` is a refusal because the tenant moves off the database or
+/// onto it: asking the directory again finds where it is.
+pub(crate) fn is_moved(e: &StoreError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(PgError(pg)) = s.downcast_ref::<PgError>() {
+            return pg.code().is_some_and(|c| c.code() == "TGMOV");
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// The advisory lock key of a tenant: the same on every replica. A

@@ -315,6 +315,50 @@ CREATE TABLE tenant_homes (
     placed_ms BIGINT  NOT NULL
 );
 "#,
+    // A tenant moving off this database or onto it (see `moving`): every
+    // write under the tenant's lock checks first, and is refused with
+    // SQLSTATE TGMOV while the tenant is not (yet, or any more) here. The
+    // rows of a tenant that moved away may be deleted, audit events
+    // included (they are on the other database, checked equal, first), as
+    // may those of a copy that never opened for writes.
+    r#"
+CREATE TABLE tenant_moves (
+    tenant    TEXT COLLATE "C" PRIMARY KEY,
+    direction TEXT    NOT NULL CHECK (direction IN ('leaving', 'arriving')),
+    other     INTEGER NOT NULL,
+    until_ms  BIGINT
+);
+CREATE FUNCTION tiergate_tenant_here(t TEXT) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    m tenant_moves%ROWTYPE;
+BEGIN
+    SELECT * INTO m FROM tenant_moves WHERE tenant = t;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF m.direction = 'leaving' THEN
+        RAISE EXCEPTION 'tenant % has moved to database % of the store', t, m.other
+            USING ERRCODE = 'TGMOV';
+    END IF;
+    IF m.until_ms IS NULL
+       OR m.until_ms > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT THEN
+        RAISE EXCEPTION 'tenant % is moving here from database % of the store; retry shortly', t, m.other
+            USING ERRCODE = 'TGMOV';
+    END IF;
+END
+$$;
+CREATE OR REPLACE FUNCTION tiergate_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' AND EXISTS (
+        SELECT 1 FROM tenant_moves
+        WHERE tenant = OLD.tenant AND (direction = 'leaving' OR until_ms IS NULL)
+    ) THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'audit events are append-only';
+END
+$$;
+"#,
 ];
 
 /// Brings the schema up to date. Every replica runs this on start; the

@@ -77,7 +77,7 @@ pub fn governor_for(
 
 /// Who runs this command, as activation records name them: the operating
 /// system user, by name when the environment says it, else by uid.
-fn operator() -> String {
+pub(super) fn operator() -> String {
     match std::env::var("USER").or_else(|_| std::env::var("LOGNAME")) {
         Ok(name) if !name.is_empty() => format!("os-user:{name}"),
         // SAFETY: getuid has no preconditions and cannot fail.

@@ -205,7 +205,7 @@ pub struct EventDraft {
     /// `veto_window_closed`, `expired`, `executing`, `executed`,
     /// `execution_failed`; and for the tenant itself, `policy_activated`,
     /// `key_created`, `key_revoked`, `webhook_created`,
-    /// `webhook_secret_rotated`, `webhook_removed`.
+    /// `webhook_secret_rotated`, `webhook_removed`, `tenant_moved`.
     pub kind: String,
     /// Who did it, when a person did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
