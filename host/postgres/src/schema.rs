@@ -296,20 +296,22 @@ CREATE TRIGGER deliveries_trouble_delete AFTER DELETE ON deliveries
     // Tenants over several databases (see `directory`): each database's
     // identity and, once it joins a set, its number there; the directory
     // (the first database of a set) lists the set and each tenant's home.
+    // Running it again changes nothing.
     r#"
-CREATE TABLE tiergate_identity (
+CREATE TABLE IF NOT EXISTS tiergate_identity (
     only_row BOOLEAN PRIMARY KEY DEFAULT true CHECK (only_row),
     identity TEXT    NOT NULL,
     number   INTEGER
 );
-INSERT INTO tiergate_identity (identity) VALUES (gen_random_uuid()::text);
-CREATE TABLE tiergate_databases (
+INSERT INTO tiergate_identity (identity)
+    SELECT gen_random_uuid()::text WHERE NOT EXISTS (SELECT 1 FROM tiergate_identity);
+CREATE TABLE IF NOT EXISTS tiergate_databases (
     number    INTEGER PRIMARY KEY,
     identity  TEXT   NOT NULL UNIQUE,
     tenants   BIGINT NOT NULL DEFAULT 0,
     joined_ms BIGINT NOT NULL
 );
-CREATE TABLE tenant_homes (
+CREATE TABLE IF NOT EXISTS tenant_homes (
     tenant    TEXT COLLATE "C" PRIMARY KEY,
     number    INTEGER NOT NULL,
     placed_ms BIGINT  NOT NULL
@@ -320,15 +322,16 @@ CREATE TABLE tenant_homes (
     // SQLSTATE TGMOV while the tenant is not (yet, or any more) here. The
     // rows of a tenant that moved away may be deleted, audit events
     // included (they are on the other database, checked equal, first), as
-    // may those of a copy that never opened for writes.
+    // may those of a copy that never opened for writes. Running it again
+    // changes nothing.
     r#"
-CREATE TABLE tenant_moves (
+CREATE TABLE IF NOT EXISTS tenant_moves (
     tenant    TEXT COLLATE "C" PRIMARY KEY,
     direction TEXT    NOT NULL CHECK (direction IN ('leaving', 'arriving')),
     other     INTEGER NOT NULL,
     until_ms  BIGINT
 );
-CREATE FUNCTION tiergate_tenant_here(t TEXT) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION tiergate_tenant_here(t TEXT) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     m tenant_moves%ROWTYPE;
 BEGIN
