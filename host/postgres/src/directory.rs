@@ -104,9 +104,10 @@ impl PostgresStore {
 
     fn cached(&self, tenant: &str) -> Option<&Database> {
         let homes = self.homes.read().unwrap_or_else(PoisonError::into_inner);
+        // With one database no move can have changed it.
         homes
             .get(tenant)
-            .filter(|(_, at)| at.elapsed() < HOME_TTL)
+            .filter(|(_, at)| self.members.len() == 1 || at.elapsed() < HOME_TTL)
             .map(|&(i, _)| &self.members[i].database)
     }
 
@@ -172,14 +173,23 @@ impl PostgresStore {
         if let Some(home) = self.cached(tenant) {
             return Ok(home);
         }
-        let row = self.directory().conn()?.query_opt(
-            "SELECT number FROM tenant_homes WHERE tenant = $1",
-            &[&tenant],
-        )?;
-        match row {
-            Some(r) => self.remember(tenant, r.try_get(0).map_err(pg)?),
+        match self.lookup(tenant)? {
+            Some(number) => self.remember(tenant, number),
             None => Ok(self.directory()),
         }
+    }
+
+    /// The number of `tenant`'s database, as the directory has it now.
+    fn lookup(&self, tenant: &str) -> Result<Option<i32>, StoreError> {
+        self.directory()
+            .conn()?
+            .query_opt(
+                "SELECT number FROM tenant_homes WHERE tenant = $1",
+                &[&tenant],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(pg)
     }
 
     /// Where `tenant`'s data is written: its home, placing it first if it
@@ -187,6 +197,10 @@ impl PostgresStore {
     fn place(&self, tenant: &str) -> Result<&Database, StoreError> {
         if let Some(home) = self.cached(tenant) {
             return Ok(home);
+        }
+        // Placed already, as nearly every tenant is: no lock.
+        if let Some(number) = self.lookup(tenant)? {
+            return self.remember(tenant, number);
         }
         let ours: Vec<i32> = self.members.iter().map(|m| m.number).collect();
         let mut c = self.directory().conn()?;
@@ -627,7 +641,9 @@ impl RulesStore for PostgresStore {
             .into_iter()
             .flatten()
             .collect();
-        all.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        // A tenant seen on two databases is one moving: its latest rules.
+        all.sort_by(|a, b| a.tenant.cmp(&b.tenant).then(b.version.cmp(&a.version)));
+        all.dedup_by(|later, kept| later.tenant == kept.tenant);
         Ok(all)
     }
 
