@@ -2,7 +2,6 @@
 //! database, every replica serves every tenant, and a cluster that is down
 //! stops only the tenants that live on it.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,10 @@ use tiergate_e2e::postgres::{
 };
 use tiergate_postgres::PostgresStore;
 
-use crate::replicas::{Replicas, authorize, chain_verifies, paid_by};
+use crate::replicas::{
+    BUDGETED, Replicas, authorize, chain_verifies, event_kinds, paid_by, spend_against_the_budgets,
+    until_nothing_waits,
+};
 use crate::service::{get, payment, post};
 
 /// A second cluster beside the tests' server, shared by the tests that do
@@ -128,49 +130,17 @@ fn tenants_keep_their_database_as_databases_join_and_a_url_that_misnames_the_set
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn budgets_deadlines_approvals_and_chains_hold_per_tenant_over_two_clusters() {
     let url = format!("{},{}", fresh_database(), fresh_on_second());
+    let quick: (&str, &[(&str, &str)]) = (
+        "quick",
+        &[(r#"veto_window = "30s""#, r#"veto_window = "2s""#)],
+    );
     let r = Replicas::start_on(
         url.clone(),
         2,
-        &[
-            (
-                "peragent",
-                &[(
-                    r#"agent_daily_budget = { limit = "500.00" }"#,
-                    r#"agent_daily_budget = { limit = "6.00" }"#,
-                )],
-            ),
-            (
-                "whole",
-                &[(
-                    r#"tenant_daily_budget = { limit = "5000.00" }"#,
-                    r#"tenant_daily_budget = { limit = "10.00" }"#,
-                )],
-            ),
-            (
-                "quick",
-                &[(r#"veto_window = "30s""#, r#"veto_window = "2s""#)],
-            ),
-            ("acme", &[]),
-        ],
+        &[BUDGETED[0], BUDGETED[1], quick, ("acme", &[])],
     );
-    let peragent = r.key("peragent", "agent", None);
-    let whole = r.key("whole", "agent", None);
     let quick = r.key("quick", "agent", None);
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let (tenant, key, agent) = if i % 2 == 0 {
-            ("peragent", &peragent, ["agent-a", "agent-b"][i / 2 % 2])
-        } else {
-            ("whole", &whole, ["w1", "w2", "w3"][i / 2 % 3])
-        };
-        let body = paid_by(tenant, &format!("p{i}"), agent, "embeddings", "1.00");
-        tasks.push((
-            tenant,
-            agent,
-            tokio::spawn(authorize(r.base(i), key.clone(), body)),
-        ));
-    }
-    // Veto windows close on both replicas meanwhile.
+    // Veto windows close on both replicas while budgets are spent.
     let vetoable: Vec<_> = (0..20)
         .map(|i| {
             let who = format!("agent-{i}");
@@ -178,21 +148,7 @@ async fn budgets_deadlines_approvals_and_chains_hold_per_tenant_over_two_cluster
             tokio::spawn(authorize(r.base(i), quick.clone(), body))
         })
         .collect();
-    let mut executed: HashMap<(&str, &str), u32> = HashMap::new();
-    for (tenant, agent, task) in tasks {
-        let answer = task.await.unwrap();
-        assert_eq!(answer.status, 201, "{}", answer.text);
-        if answer.body["status"] == "executed" {
-            *executed.entry((tenant, agent)).or_default() += 1;
-        }
-    }
-    assert_eq!(executed[&("peragent", "agent-a")], 6, "6.00 per agent");
-    assert_eq!(executed[&("peragent", "agent-b")], 6, "6.00 per agent");
-    let whole_total: u32 = ["w1", "w2", "w3"]
-        .iter()
-        .map(|a| executed.get(&("whole", *a)).copied().unwrap_or(0))
-        .sum();
-    assert_eq!(whole_total, 10, "10.00 for the whole tenant");
+    spend_against_the_budgets(&r, 200).await;
     for t in vetoable {
         let answer = t.await.unwrap();
         assert_eq!(answer.body["status"], "pending_veto", "{}", answer.text);
@@ -219,30 +175,11 @@ async fn budgets_deadlines_approvals_and_chains_hold_per_tenant_over_two_cluster
     assert_eq!(approved.body["status"], "executed", "{}", approved.text);
 
     let auditor = r.key("quick", "auditor", Some("audit@quick.example"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting = get(&r.served[1], "/v1/approvals", &auditor).await.body;
-        if waiting.as_array().is_some_and(Vec::is_empty) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still waiting: {waiting}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_nothing_waits(&r.served[1], &auditor).await;
     for i in 0..20 {
-        let events = get(
-            &r.served[i % 2],
-            &format!("/v1/audit/transactions/v{i}"),
-            &auditor,
-        )
-        .await
-        .body;
-        let closed = events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["kind"] == "executed")
-            .count();
-        assert_eq!(closed, 1, "v{i}: {events}");
+        let kinds = event_kinds(&r.served[i % 2], &format!("v{i}"), &auditor).await;
+        let executed = kinds.iter().filter(|k| *k == "executed").count();
+        assert_eq!(executed, 1, "v{i}: {kinds:?}");
     }
 
     // Each tenant's whole history is on one database, and both hold some.

@@ -128,33 +128,33 @@ pub(crate) fn chain_verifies(url: &str, tenant: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn budgets_hold_exactly_across_replicas_per_agent_and_tenant_wide() {
-    let r = Replicas::start(
-        3,
-        &[
-            (
-                "peragent",
-                &[(
-                    r#"agent_daily_budget = { limit = "500.00" }"#,
-                    r#"agent_daily_budget = { limit = "6.00" }"#,
-                )],
-            ),
-            (
-                "whole",
-                &[(
-                    r#"tenant_daily_budget = { limit = "5000.00" }"#,
-                    r#"tenant_daily_budget = { limit = "10.00" }"#,
-                )],
-            ),
-        ],
-    );
+/// Two tenants with small budgets: `peragent` 6.00 a day per agent,
+/// `whole` 10.00 a day for the whole tenant.
+pub(crate) const BUDGETED: [(&str, &[(&str, &str)]); 2] = [
+    (
+        "peragent",
+        &[(
+            r#"agent_daily_budget = { limit = "500.00" }"#,
+            r#"agent_daily_budget = { limit = "6.00" }"#,
+        )],
+    ),
+    (
+        "whole",
+        &[(
+            r#"tenant_daily_budget = { limit = "5000.00" }"#,
+            r#"tenant_daily_budget = { limit = "10.00" }"#,
+        )],
+    ),
+];
+
+/// `n` payments of 1.00, interleaved over the [`BUDGETED`] tenants, five
+/// agents and every replica, all at once; checks that each was executed
+/// or held by the budget it ran into, and asserts the budgets held exactly.
+pub(crate) async fn spend_against_the_budgets(r: &Replicas, n: usize) {
     let peragent = r.key("peragent", "agent", None);
     let whole = r.key("whole", "agent", None);
     let mut tasks = Vec::new();
-    // 300 payments of 1.00, interleaved over both tenants, five agents and
-    // three replicas.
-    for i in 0..300 {
+    for i in 0..n {
         let (tenant, key, agent) = if i % 2 == 0 {
             ("peragent", &peragent, ["agent-a", "agent-b"][i / 2 % 2])
         } else {
@@ -192,6 +192,40 @@ async fn budgets_hold_exactly_across_replicas_per_agent_and_tenant_wide() {
         .map(|a| executed.get(&("whole", *a)).copied().unwrap_or(0))
         .sum();
     assert_eq!(whole_total, 10, "10.00 for the whole tenant");
+}
+
+/// Waits up to 30 s until `s` lists no payment waiting on an owner.
+pub(crate) async fn until_nothing_waits(s: &Served, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = get(s, "/v1/approvals", key).await.body;
+        if waiting.as_array().is_some_and(Vec::is_empty) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still waiting: {waiting}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The kinds of a payment's audit events, in order, as `s` shows them.
+pub(crate) async fn event_kinds(s: &Served, tx_id: &str, key: &str) -> Vec<String> {
+    let events = get(s, &format!("/v1/audit/transactions/{tx_id}"), key)
+        .await
+        .body;
+    events["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{events}"))
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn budgets_hold_exactly_across_replicas_per_agent_and_tenant_wide() {
+    let r = Replicas::start(3, &BUDGETED);
+    // 300 payments of 1.00, interleaved over both tenants, five agents and
+    // three replicas.
+    spend_against_the_budgets(&r, 300).await;
     // Every replica wrote into one chain per tenant, and it holds.
     chain_verifies(&r.url, "peragent");
     chain_verifies(&r.url, "whole");
@@ -277,29 +311,9 @@ async fn every_replica_runs_deadlines_and_each_payment_moves_once_even_when_one_
     // One replica dies while the veto windows close; the others carry on.
     tokio::time::sleep(Duration::from_millis(1900)).await;
     r.served.remove(0).kill();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting = get(&r.served[0], "/v1/approvals", &auditor).await.body;
-        if waiting.as_array().is_some_and(Vec::is_empty) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "still waiting: {waiting}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_nothing_waits(&r.served[0], &auditor).await;
     for i in 0..60 {
-        let events = get(
-            &r.served[i % 2],
-            &format!("/v1/audit/transactions/v{i}"),
-            &auditor,
-        )
-        .await
-        .body;
-        let kinds: Vec<&str> = events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap())
-            .collect();
+        let kinds = event_kinds(&r.served[i % 2], &format!("v{i}"), &auditor).await;
         for once in ["veto_window_closed", "executed"] {
             assert_eq!(
                 kinds.iter().filter(|k| **k == once).count(),

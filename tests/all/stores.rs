@@ -89,44 +89,35 @@ pub(crate) fn tenants_database(url: &str) -> &str {
 /// calling `fn a(kind: Kind)`. `on_both_stores!(async 4: a)` runs `async
 /// fn a(kind: Kind)` on a runtime with that many workers.
 macro_rules! on_both_stores {
-    (async $workers:literal: $($name:ident),* $(,)?) => {$(
-        mod $name {
-            fn run(kind: $crate::stores::Kind) {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads($workers)
-                    .enable_all()
-                    .build()
-                    .unwrap()
-                    .block_on(super::$name(kind))
-            }
-            #[test]
-            fn sqlite() {
-                run($crate::stores::Kind::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                run($crate::stores::Kind::Postgres)
-            }
-        }
-    )*};
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name($crate::stores::Kind::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name($crate::stores::Kind::Postgres)
-            }
-        }
-    )*};
+    ($($rest:tt)*) => {
+        $crate::stores::tests_on!([sqlite: Sqlite, postgres: Postgres] $($rest)*);
+    };
 }
 pub(crate) use on_both_stores;
 
 /// `on_every_store!`: as [`on_both_stores!`], with a `postgres_set` test too.
 macro_rules! on_every_store {
-    (async $workers:literal: $($name:ident),* $(,)?) => {$(
+    ($($rest:tt)*) => {
+        $crate::stores::tests_on!(
+            [sqlite: Sqlite, postgres: Postgres, postgres_set: PostgresSet] $($rest)*
+        );
+    };
+}
+pub(crate) use on_every_store;
+
+/// A module per test function, with a test per `[name: Kind]` given.
+macro_rules! tests_on {
+    ($kinds:tt async $workers:literal: $($name:ident),* $(,)?) => {$(
+        $crate::stores::test_module!($kinds async $workers $name);
+    )*};
+    ($kinds:tt $($name:ident),* $(,)?) => {$(
+        $crate::stores::test_module!($kinds $name);
+    )*};
+}
+pub(crate) use tests_on;
+
+macro_rules! test_module {
+    ([$($test:ident: $kind:ident),*] async $workers:literal $name:ident) => {
         mod $name {
             fn run(kind: $crate::stores::Kind) {
                 tokio::runtime::Builder::new_multi_thread()
@@ -136,35 +127,23 @@ macro_rules! on_every_store {
                     .unwrap()
                     .block_on(super::$name(kind))
             }
-            #[test]
-            fn sqlite() {
-                run($crate::stores::Kind::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                run($crate::stores::Kind::Postgres)
-            }
-            #[test]
-            fn postgres_set() {
-                run($crate::stores::Kind::PostgresSet)
-            }
+            $(
+                #[test]
+                fn $test() {
+                    run($crate::stores::Kind::$kind)
+                }
+            )*
         }
-    )*};
-    ($($name:ident),* $(,)?) => {$(
+    };
+    ([$($test:ident: $kind:ident),*] $name:ident) => {
         mod $name {
-            #[test]
-            fn sqlite() {
-                super::$name($crate::stores::Kind::Sqlite)
-            }
-            #[test]
-            fn postgres() {
-                super::$name($crate::stores::Kind::Postgres)
-            }
-            #[test]
-            fn postgres_set() {
-                super::$name($crate::stores::Kind::PostgresSet)
-            }
+            $(
+                #[test]
+                fn $test() {
+                    super::$name($crate::stores::Kind::$kind)
+                }
+            )*
         }
-    )*};
+    };
 }
-pub(crate) use on_every_store;
+pub(crate) use test_module;
