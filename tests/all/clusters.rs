@@ -15,10 +15,10 @@ use tiergate_e2e::postgres::{
 use tiergate_postgres::PostgresStore;
 
 use crate::replicas::{
-    BUDGETED, Replicas, authorize, chain_verifies, event_kinds, paid_by, spend_against_the_budgets,
-    until_nothing_waits,
+    BUDGETED, Replicas, ask_to_hire, authorize, chain_verifies, event_kinds, paid_by,
+    spend_against_the_budgets, until_nothing_waits,
 };
-use crate::service::{get, payment, post};
+use crate::service::{get, post, verdict};
 
 /// A second cluster beside the tests' server, shared by the tests that do
 /// not stop it.
@@ -157,21 +157,8 @@ async fn budgets_deadlines_approvals_and_chains_hold_per_tenant_over_two_cluster
     // An approval asked on one replica, given on the other.
     let acme = r.key("acme", "agent", None);
     let alice = r.key("acme", "approver", Some("alice@acme.example"));
-    let hire = post(
-        &r.served[0],
-        "/v1/authorizations",
-        &acme,
-        &payment("acme", "hire", "89.00", "agent_hire", "known"),
-    )
-    .await;
-    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
-    let approved = post(
-        &r.served[1],
-        "/v1/approvals/hire/approve",
-        &alice,
-        &json!({"reason": "checked", "content_hash": hire.body["content_hash"]}),
-    )
-    .await;
+    let hire = ask_to_hire(&r.served[0], &acme, "acme").await;
+    let approved = verdict(&r.served[1], &alice, &hire.body, "approve", "checked").await;
     assert_eq!(approved.body["status"], "executed", "{}", approved.text);
 
     let auditor = r.key("quick", "auditor", Some("audit@quick.example"));
@@ -420,14 +407,7 @@ async fn a_tenant_moves_while_two_replicas_serve_it_and_keeps_its_budget_and_app
         let answer = authorize(r.base(i), mover.clone(), body).await;
         assert_eq!(answer.body["status"], "executed", "{}", answer.text);
     }
-    let hire = post(
-        &r.served[0],
-        "/v1/authorizations",
-        &mover,
-        &payment("mover", "hire", "89.00", "agent_hire", "known"),
-    )
-    .await;
-    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
+    let hire = ask_to_hire(&r.served[0], &mover, "mover").await;
 
     // The move runs while both replicas take the tenant's payments.
     let moving = {
@@ -472,13 +452,7 @@ async fn a_tenant_moves_while_two_replicas_serve_it_and_keeps_its_budget_and_app
 
     // The approval asked before the move is given after it, on the other
     // replica, and the budget still holds.
-    let approved = post(
-        &r.served[1],
-        "/v1/approvals/hire/approve",
-        &alice,
-        &json!({"reason": "checked", "content_hash": hire.body["content_hash"]}),
-    )
-    .await;
+    let approved = verdict(&r.served[1], &alice, &hire.body, "approve", "checked").await;
     assert_eq!(approved.body["status"], "executed", "{}", approved.text);
     let over = authorize(
         r.base(1),

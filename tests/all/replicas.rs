@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::service::{Response, Served, call, get, payment, post, tenant_file};
+use crate::service::{Response, Served, call, get, payment, post, tenant_file, verdict};
 
 /// Replicas sharing a store, each with its own data directory.
 pub(crate) struct Replicas {
@@ -382,19 +382,26 @@ async fn each_replica_runs_deadlines_itself() {
     chain_verifies(&r.url, "quick");
 }
 
+/// The $89 hire of another agent, asked of `s` for `tenant`: it waits for
+/// an owner's approval.
+pub(crate) async fn ask_to_hire(s: &Served, key: &str, tenant: &str) -> Response {
+    let hire = post(
+        s,
+        "/v1/authorizations",
+        key,
+        &payment(tenant, "hire", "89.00", "agent_hire", "known"),
+    )
+    .await;
+    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
+    hire
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_on_one_replica_is_seen_by_all() {
     let r = Replicas::start(3, &[("acme", &[])]);
     let agent = r.key("acme", "agent", None);
     let alice = r.key("acme", "approver", Some("alice@acme.example"));
-    let hire = post(
-        &r.served[0],
-        "/v1/authorizations",
-        &agent,
-        &payment("acme", "hire", "89.00", "agent_hire", "known"),
-    )
-    .await;
-    assert_eq!(hire.body["status"], "awaiting_approval", "{}", hire.text);
+    let hire = ask_to_hire(&r.served[0], &agent, "acme").await;
     let inboxes = |state: &'static str| {
         let r = &r;
         let alice = alice.clone();
@@ -413,13 +420,7 @@ async fn an_approval_on_one_replica_is_seen_by_all() {
         }
     };
     inboxes("waiting").await;
-    let approved = post(
-        &r.served[1],
-        "/v1/approvals/hire/approve",
-        &alice,
-        &json!({"reason": "checked", "content_hash": hire.body["content_hash"]}),
-    )
-    .await;
+    let approved = verdict(&r.served[1], &alice, &hire.body, "approve", "checked").await;
     assert_eq!(approved.body["status"], "executed", "{}", approved.text);
     inboxes("decided").await;
     for s in &r.served {
@@ -427,13 +428,7 @@ async fn an_approval_on_one_replica_is_seen_by_all() {
         assert_eq!(seen.body["status"], "executed", "{}", seen.text);
     }
     // A second verdict on another replica is refused: it was decided.
-    let again = post(
-        &r.served[2],
-        "/v1/approvals/hire/reject",
-        &alice,
-        &json!({"reason": "late", "content_hash": hire.body["content_hash"]}),
-    )
-    .await;
+    let again = verdict(&r.served[2], &alice, &hire.body, "reject", "late").await;
     assert_eq!(again.status, 409, "{}", again.text);
 }
 

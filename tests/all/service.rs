@@ -234,7 +234,14 @@ pub(crate) fn vendor_of(category: &str) -> String {
     }
 }
 
-async fn verdict(s: &Served, key: &str, auth: &Value, act: &str, reason: &str) -> Response {
+/// An owner's `act` on the payment `auth` (as the API showed it).
+pub(crate) async fn verdict(
+    s: &Served,
+    key: &str,
+    auth: &Value,
+    act: &str,
+    reason: &str,
+) -> Response {
     let tx = auth["transaction"]["id"].as_str().unwrap();
     post(
         s,

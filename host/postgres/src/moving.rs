@@ -26,7 +26,7 @@ use std::time::Duration;
 use tiergate_core::store::{EventDraft, Store, StoreError};
 
 use crate::Database;
-use crate::directory::{HOME_TTL, PLACE_LOCK, PostgresStore};
+use crate::directory::{HOME_TTL, PLACE_LOCK, PostgresStore, now_ms};
 use crate::pool::{Conn, pg, quoted};
 
 /// Tables whose rows of a tenant are copied as they are.
@@ -200,12 +200,6 @@ impl PostgresStore {
                 ))
             })
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The tenant's move marker on the database: direction and other database.
