@@ -166,7 +166,10 @@ impl PostgresStore {
         // Whatever an earlier home still holds of the tenant goes.
         let mut left = Vec::new();
         for m in &self.members {
-            if m.number != to && marker(&m.database, tenant)?.is_some_and(|(d, _)| d == "leaving") {
+            if m.number != to
+                && marker(&m.database, tenant)?.is_some_and(|(d, _)| d == "leaving")
+                && holds(&m.database, tenant)?
+            {
                 left.push(m);
             }
         }
@@ -233,18 +236,27 @@ fn discard_unopened_copy(
     if unopened {
         return delete_rows(destination, tenant);
     }
-    let held = destination.conn()?.query_opt(
-        "SELECT 1 FROM audit_events WHERE tenant = $1 UNION ALL
-         SELECT 1 FROM authorizations WHERE tenant = $1 LIMIT 1",
-        &[&tenant],
-    )?;
-    match held {
-        Some(_) => Err(StoreError::unusable(format!(
+    if holds(destination, tenant)? {
+        return Err(StoreError::unusable(format!(
             "the destination already holds rows of tenant {tenant} that no move left there: \
              nothing was moved"
-        ))),
-        None => Ok(()),
+        )));
     }
+    Ok(())
+}
+
+/// Whether the database holds anything of the tenant (its rows go in one
+/// transaction, so these tables tell).
+fn holds(database: &Database, tenant: &str) -> Result<bool, StoreError> {
+    Ok(database
+        .conn()?
+        .query_opt(
+            "SELECT 1 FROM audit_events WHERE tenant = $1 UNION ALL
+             SELECT 1 FROM authorizations WHERE tenant = $1 UNION ALL
+             SELECT 1 FROM tenant_rules WHERE tenant = $1 LIMIT 1",
+            &[&tenant],
+        )?
+        .is_some())
 }
 
 /// Every column of `table` a row is written with (not the computed ones).
