@@ -111,8 +111,10 @@ impl Database {
                                 "a write failed while others waited to be sent",
                             ));
                         }
-                        // Undo this unit alone; if that fails, the batch.
-                        c.execute(batch::ROLLBACK_TO, &[])?;
+                        // Undo this unit alone, and end its savepoint so
+                        // no later rollback can reach past it; if that
+                        // fails, the batch.
+                        c.execute_all(&[(batch::ROLLBACK_TO, vec![]), (batch::RELEASE, vec![])])?;
                     }
                 }
                 batch::Step::Failed(e) => outcome = Some(Ok(Err(e))),
