@@ -9,8 +9,8 @@ use serde_json::json;
 
 use tiergate_core::store::{EventDraft, Store};
 use tiergate_e2e::postgres::{
-    ClusterOptions, fresh_database, query_texts, start_cluster, start_stoppable_cluster,
-    with_database,
+    ClusterOptions, fresh_database, new_database, query_texts, start_cluster,
+    start_stoppable_cluster,
 };
 use tiergate_postgres::PostgresStore;
 
@@ -28,17 +28,8 @@ fn second_cluster() -> &'static str {
 }
 
 fn fresh_on_second() -> String {
-    let admin = second_cluster();
-    let name = format!(
-        "tiergate_second_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    tiergate_e2e::postgres::run_sql(admin, &format!("CREATE DATABASE {name}")).unwrap();
-    with_database(admin, &name)
+    new_database(second_cluster())
 }
-
-static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// The tenants with audit events on the database at `url`.
 fn tenants_on(url: &str) -> Vec<String> {

@@ -126,7 +126,8 @@ pub fn fresh_database() -> String {
     new_database(&server().admin_url)
 }
 
-fn new_database(admin: &str) -> String {
+/// A URL of a new, empty database on the server whose admin URL is `admin`.
+pub fn new_database(admin: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "tiergate_test_{}_{}",
@@ -173,10 +174,13 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// Runs SQL on the server at `url` from a thread of its own, so any
-/// caller, async or not, may use it.
-pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
+/// Runs `work` with a client of the server at `url`, from a thread of its
+/// own, so any caller, async or not, may use it.
+fn with_client<T: Send + 'static>(
+    url: &str,
+    work: impl AsyncFnOnce(tokio_postgres::Client) -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    let url = url.to_string();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -187,45 +191,44 @@ pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("{url}: {e}"))?;
             tokio::spawn(connection);
-            client.batch_execute(&sql).await.map_err(|e| {
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string())
-            })
+            work(client).await
         })
     })
     .join()
     .map_err(|_| "the SQL thread panicked".to_string())?
 }
 
+/// The server's message for a failed statement, else the error.
+fn sql_error(e: tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Runs SQL on the server at `url`.
+pub fn run_sql(url: &str, sql: &str) -> Result<(), String> {
+    let sql = sql.to_string();
+    with_client(url, async move |client| {
+        client.batch_execute(&sql).await.map_err(sql_error)
+    })
+}
+
 /// The first column of each row `sql` returns on the server at `url`, as
 /// text.
 pub fn query_texts(url: &str, sql: &str) -> Result<Vec<String>, String> {
-    let (url, sql) = (url.to_string(), sql.to_string());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| format!("{url}: {e}"))?;
-            tokio::spawn(connection);
-            let messages = client.simple_query(&sql).await.map_err(|e| e.to_string())?;
-            Ok(messages
-                .iter()
-                .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => {
-                        Some(r.get(0).unwrap_or("").to_string())
-                    }
-                    _ => None,
-                })
-                .collect())
-        })
+    let sql = sql.to_string();
+    with_client(url, async move |client| {
+        let messages = client.simple_query(&sql).await.map_err(sql_error)?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => {
+                    Some(r.get(0).unwrap_or("").to_string())
+                }
+                _ => None,
+            })
+            .collect())
     })
-    .join()
-    .map_err(|_| "the SQL thread panicked".to_string())?
 }
 
 fn bin_dir() -> Option<PathBuf> {
