@@ -317,3 +317,29 @@ fn only_file(dir: &std::path::Path) -> std::path::PathBuf {
     assert_eq!(files.len(), 1, "{files:?}");
     files[0].clone()
 }
+
+/// Every bundled Rust policy starts in at most the linear memory the sandbox
+/// keeps resident between sandboxes (256 KiB): stack, data and arena. One
+/// linked with the default 1 MiB stack starts in 1,088 KiB, and every
+/// decision faults in the pages it touches again; a build of the policies
+/// without the workspace's link flags did that unnoticed.
+#[test]
+fn bundled_policies_start_within_the_memory_kept_resident() {
+    const KEPT_RESIDENT: u64 = 256 << 10;
+    for name in tiergate_cli::bundled::names() {
+        let bytes = tiergate_cli::bundled::get(name).unwrap();
+        let mut initial = 0;
+        for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+            if let wasmparser::Payload::MemorySection(memories) = payload.unwrap() {
+                for memory in memories {
+                    initial += memory.unwrap().initial << 16;
+                }
+            }
+        }
+        assert!(
+            initial > 0 && initial <= KEPT_RESIDENT,
+            "{name} starts in {} KiB of memory; is it linked with `-zstack-size=65536` (.cargo/config.toml)?",
+            initial >> 10
+        );
+    }
+}

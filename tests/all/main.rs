@@ -28,6 +28,7 @@ mod lookalikes;
 mod mcp;
 mod new_project;
 mod pipeline;
+mod prepared;
 mod properties;
 mod races;
 mod replicas;

@@ -23,6 +23,7 @@ fn main() {
         "wit",
         "host/cli/build/wasm.rs",
         "Cargo.toml",
+        ".cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

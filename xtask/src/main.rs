@@ -112,6 +112,11 @@ fn test(extra: &[String]) -> Result {
     let policies = target.join("wasm-policies");
     run(Command::new(cargo())
         .current_dir(&root)
+        // The link flags come from `.cargo/config.toml`, as for the CLI's
+        // build; RUSTFLAGS would replace them and rebuild the bundled
+        // policies over themselves without them.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .args([
             "build",
             "--quiet",

@@ -33,8 +33,8 @@ use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::RegoVM;
 use tiergate_policy::testing;
 use tiergate_runtime::{
-    ActivityAnswer, ActivityFilter, ContextSource, Decimal, RecipientTrust, Runtime, StaticContext,
-    Tier, Transaction, Window,
+    ActivityAnswer, ActivityFilter, ContextSource, Decimal, RecipientTrust, Runtime, SandboxLimits,
+    StaticContext, TenantPolicy, Tier, Transaction, Window,
 };
 
 #[path = "native/mod.rs"]
@@ -59,6 +59,9 @@ const FRESH: &str = "tiergate fresh";
 const REUSED: &str = "tiergate reused";
 /// Not the rules: a policy that answers a constant, the floor under any policy.
 const FLOOR: &str = "tiergate floor";
+/// Sandboxes made ahead of their call (the default), not made at it.
+const AHEAD: &str = "tiergate made ahead";
+const FLOOR_AHEAD: &str = "tiergate floor made ahead";
 const CEDAR_BUILD: &str = "cedar build";
 const CEDAR_PREBUILT: &str = "cedar prebuilt";
 const REGO_INTERPRETER: &str = "regorus interpreter";
@@ -128,12 +131,19 @@ fn main() -> anyhow::Result<()> {
     tiergate_policy::Policy::validate(&native_policy).map_err(anyhow::Error::msg)?;
 
     let bytes = tiergate_cli::bundled::get("seed-tiers").context("seed-tiers is bundled")?;
+    // Every sandbox made at its call (the default); the low-load table
+    // below sets this beside sandboxes made ahead.
     let runtime = Runtime::new()?;
     let policy = runtime.compile(bytes)?.configure("")?;
     let mut reused = policy.reused_instance()?;
-    let floor = runtime
-        .compile(&wat::parse_str(FLOOR_POLICY)?)?
-        .configure("")?;
+    let floor_bytes = wat::parse_str(FLOOR_POLICY)?;
+    let floor = runtime.compile(&floor_bytes)?.configure("")?;
+    let ahead_runtime = Runtime::with_limits(SandboxLimits {
+        prepared_instances: PREPARED,
+        ..SandboxLimits::default()
+    })?;
+    let ahead = ahead_runtime.compile(bytes)?.configure("")?;
+    let floor_ahead = ahead_runtime.compile(&floor_bytes)?.configure("")?;
 
     let authorizer = cedar_policy::Authorizer::new();
     let policies = PolicySet::from_str(CEDAR_POLICIES).map_err(|e| anyhow!("{e:?}"))?;
@@ -194,6 +204,12 @@ fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let coverage = coverage(&native_policy, &cases, &expected)?;
     agree(FRESH, &cases, &expected, &mut fresh)?;
+    agree(AHEAD, &cases, &expected, &mut |c: &Case| {
+        let d = ahead
+            .classify_blocking(&c.tx, c.context.clone())
+            .map_err(|e| e.to_string())?;
+        sandboxed_tier(&d)
+    })?;
     agree(REUSED, &cases, &expected, &mut reuse)?;
     agree(CEDAR_BUILD, &cases, &expected, &mut cedar_build)?;
     agree(CEDAR_PREBUILT, &cases, &expected, &mut cedar_prebuilt)?;
@@ -208,6 +224,34 @@ fn main() -> anyhow::Result<()> {
     if report::quick() {
         eprintln!("quick run of the peers bench: every check passed; nothing was timed");
         return Ok(());
+    }
+    if timing {
+        let low = {
+            let mut engines: Vec<(&str, Engine<'_>)> = vec![
+                (NATIVE, Box::new(&mut native)),
+                (AHEAD, Box::new(sandboxed(&ahead))),
+                (FRESH, Box::new(&mut fresh)),
+                (FLOOR_AHEAD, Box::new(sandboxed(&floor_ahead))),
+                (FLOOR, Box::new(&mut floor_fresh)),
+                (CEDAR_PREBUILT, Box::new(&mut cedar_prebuilt)),
+                (REGO_RVM, Box::new(&mut rego_rvm)),
+            ];
+            let before = ahead_runtime.prepared_counts();
+            let times = at_low_load(&cases, &mut engines)?;
+            let after = ahead_runtime.prepared_counts();
+            (
+                times,
+                after.taken - before.taken,
+                after.made_at_call - before.made_at_call,
+            )
+        };
+        let saturated = at_saturation(&cases, &ahead, &policy)?;
+        let report = low_load_report(&low, &saturated, cases.len());
+        print!("{report}");
+        report::write_section("low-load", &report)?;
+        if std::env::var("TIERGATE_BENCH_ONLY").as_deref() == Ok("low-load") {
+            return Ok(());
+        }
     }
 
     let out_dir = criterion_dir();
@@ -283,6 +327,168 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&svg_path, svg(&medians))?;
     eprintln!("wrote {}", svg_path.display());
     Ok(())
+}
+
+type Engine<'a> = Box<dyn FnMut(&Case) -> Result<Tier, String> + 'a>;
+
+/// A tenant policy's decision, as the other engines give theirs.
+fn sandboxed(policy: &TenantPolicy) -> impl FnMut(&Case) -> Result<Tier, String> + '_ {
+    move |c: &Case| {
+        let d = policy
+            .classify_blocking(&c.tx, c.context.clone())
+            .map_err(|e| e.to_string())?;
+        sandboxed_tier(&d)
+    }
+}
+
+/// Sandboxes kept made ahead in the made-ahead runtime.
+const PREPARED: u32 = 32;
+
+/// Rounds of the whole mix at low load.
+const LOW_LOAD_ROUNDS: usize = 3;
+/// The pause after each decision at low load: time for the background work
+/// a decision leaves (tearing down its sandbox, making the next) to finish.
+const PAUSE: Duration = Duration::from_micros(300);
+/// How long each mode runs at saturation, and how many times each.
+const SATURATED_FOR: Duration = Duration::from_secs(3);
+const SATURATED_RUNS: usize = 3;
+
+/// One caller, a pause before every decision, each decision timed alone:
+/// each engine decides the whole mix in turn, round after round, so the
+/// machine's drift falls on every engine alike.
+fn at_low_load(
+    cases: &[Case],
+    engines: &mut [(&str, Engine<'_>)],
+) -> anyhow::Result<Vec<(String, Vec<Duration>)>> {
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); engines.len()];
+    for _ in 0..LOW_LOAD_ROUNDS {
+        for ((name, decide), times) in engines.iter_mut().zip(&mut times) {
+            for c in cases {
+                pause();
+                let start = std::time::Instant::now();
+                let decided = black_box(decide(black_box(c)));
+                times.push(start.elapsed());
+                decided.map_err(|e| anyhow!("`{name}` failed at low load: {e}"))?;
+            }
+        }
+    }
+    Ok(engines
+        .iter()
+        .zip(times)
+        .map(|((name, _), t)| (name.to_string(), t))
+        .collect())
+}
+
+/// Waits [`PAUSE`] on the core, spinning: a sleeping caller would let the
+/// virtual machine park its core, and time waking it up, not deciding.
+fn pause() {
+    let start = std::time::Instant::now();
+    while start.elapsed() < PAUSE {
+        std::hint::spin_loop();
+    }
+}
+
+/// Decisions per second with as many callers as cores and no pauses, made
+/// ahead and made at the call alternately: the runs of each mode.
+fn at_saturation(
+    cases: &[Case],
+    ahead: &TenantPolicy,
+    at_call: &TenantPolicy,
+) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+    let callers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut runs = vec![(AHEAD, Vec::new()), (FRESH, Vec::new())];
+    for _ in 0..SATURATED_RUNS {
+        for (mode, policy) in [(0, ahead), (1, at_call)] {
+            let start = std::time::Instant::now();
+            let decided: u64 = std::thread::scope(|s| {
+                let threads: Vec<_> = (0..callers)
+                    .map(|k| {
+                        s.spawn(move || {
+                            let mut n = 0u64;
+                            while start.elapsed() < SATURATED_FOR {
+                                let c = &cases[(n as usize * callers + k) % cases.len()];
+                                let d = policy.classify_blocking(&c.tx, c.context.clone());
+                                if d.is_ok_and(|d| d.failure.is_none()) {
+                                    n += 1;
+                                }
+                            }
+                            n
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap_or(0)).sum()
+            });
+            runs[mode]
+                .1
+                .push(decided as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(runs)
+}
+
+/// Each engine's times at low load, and how many of the made-ahead calls
+/// found a sandbox made ahead and how many made their own.
+type LowLoad = (Vec<(String, Vec<Duration>)>, u64, u64);
+
+fn low_load_report(
+    (low, taken, at_call): &LowLoad,
+    saturated: &[(&str, Vec<f64>)],
+    mix: usize,
+) -> String {
+    let mut table = String::from("| engine / mode | p50 | p99 |\n|---|---:|---:|\n");
+    for (name, times) in low {
+        table.push_str(&format!(
+            "| {name} | {} | {} |\n",
+            report::show(report::percentile(times.clone(), 50)),
+            report::show(report::percentile(times.clone(), 99)),
+        ));
+    }
+    let mut sat =
+        String::from("| sandboxes | decisions per second, each run | median |\n|---|---|---:|\n");
+    for (name, runs) in saturated {
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let each: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
+        sat.push_str(&format!(
+            "| {name} | {} | {:.0} |\n",
+            each.join(", "),
+            sorted[sorted.len() / 2]
+        ));
+    }
+    format!(
+        "## A decision at low load, sandboxes made ahead\n\n\
+         Reproduce with `TIERGATE_BENCH_ONLY=low-load cargo bench -p tiergate-cli --bench peers` \
+         (the whole peers bench also writes it). One run on {cpu}, {cores} cores, {date}. \
+         One caller decides the peer comparison's {mix} transactions with each engine in turn, \
+         {rounds} rounds, spinning {pause} µs after each decision (a sleeping caller lets the virtual machine park its core, and times the wake-up) so the work a \
+         decision leaves behind (tearing its sandbox down, making the next) is done before the \
+         next arrives; each decision is timed alone, as its caller sees it.\n\n\
+         {table}\n\
+         - `tiergate made ahead`: `classify_blocking` with `prepared_instances = {prepared}`: \
+         the sandbox was made before the payment arrived, on a thread that runs only when a \
+         core is idle, and is torn down there after the answer. `tiergate fresh`: the same \
+         with the default limits, every sandbox made and torn down by its call. The floor \
+         rows are the policy that answers a constant, the same two ways.\n\
+         - At low load, {taken} of the made-ahead calls found a sandbox made ahead and {at_call} \
+         made their own.\n\n\
+         At saturation ({callers} callers, as many as cores, no pauses, {secs} s a run, the two \
+         modes alternating), with the same mix:\n\n\
+         {sat}",
+        cpu = report::cpu_model(),
+        cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        callers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        date = report::today(),
+        rounds = LOW_LOAD_ROUNDS,
+        pause = PAUSE.as_micros(),
+        secs = SATURATED_FOR.as_secs(),
+        prepared = PREPARED,
+        taken = taken,
+        at_call = at_call,
+    )
 }
 
 /// Times `decide` over the whole mix; criterion's figure is per mix.

@@ -40,7 +40,7 @@ fn main() {
             policies_dir.join(name).display()
         );
     }
-    for watched in ["guest-sdk/rust", "wit", "Cargo.toml"] {
+    for watched in ["guest-sdk/rust", "wit", "Cargo.toml", ".cargo/config.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed=build");

@@ -45,6 +45,7 @@ mod inspect;
 mod limits;
 mod needs;
 mod policy;
+mod prepared;
 mod sandbox;
 mod slots;
 mod v0_1_0;
@@ -65,6 +66,7 @@ pub use needs::{PolicyLimits, Toolchain};
 #[cfg(feature = "bench")]
 pub use policy::ReusedInstance;
 pub use policy::{CompiledPolicy, PolicyInfo, TenantPolicy};
+pub use prepared::{PreparedCounts, run_only_when_idle};
 
 pub use model::context::{
     Activity, ActivityAnswer, ActivityFilter, ActivityResult, ContextError, ContextRead,
@@ -79,6 +81,7 @@ pub use tiergate_policy::{RecipientTrust, Tier, Window};
 /// Money is `rust_decimal`'s exact decimal, re-exported for convenience.
 pub use rust_decimal::Decimal;
 
+use prepared::Preparer;
 use sandbox::Sandbox;
 use slots::Slots;
 
@@ -99,6 +102,7 @@ struct Inner {
     linker: Linker<Sandbox>,
     limits: SandboxLimits,
     slots: Slots,
+    preparer: Preparer,
     ticker_stop: Arc<AtomicBool>,
     compiled_cache: std::sync::OnceLock<cache::CompiledCache>,
 }
@@ -139,9 +143,12 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::caused("cannot start the epoch ticker thread", e))?;
 
+        let preparer = Preparer::start(&limits)
+            .map_err(|e| RuntimeError::caused("cannot start the sandbox preparing thread", e))?;
         Ok(Runtime {
             inner: Arc::new(Inner {
                 slots: Slots::new(limits.instance_slots, limits.slots_per_tenant),
+                preparer,
                 engine,
                 linker,
                 limits,
@@ -175,6 +182,11 @@ impl Runtime {
     /// The limits every call runs under.
     pub fn limits(&self) -> &SandboxLimits {
         &self.inner.limits
+    }
+
+    /// How calls got their sandboxes: made ahead, or at the call.
+    pub fn prepared_counts(&self) -> PreparedCounts {
+        self.inner.preparer.counts()
     }
 
     /// Checks and compiles a policy component.
@@ -239,7 +251,13 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         .generate_address_map(false)
         .native_unwind_info(false);
 
-    let slots = limits.instance_slots;
+    // Sandboxes running, plus those made ahead and those waiting to be torn
+    // down (only with preparation on).
+    let ahead = match limits.prepared_instances {
+        0 => 0,
+        n => n + prepared::TEARDOWN_QUEUE,
+    };
+    let slots = limits.instance_slots + ahead;
     let mut pool = PoolingAllocationConfig::default();
     // A componentize-py policy is 38 core instances (CPython, its libc and
     // adapters linked at instantiation), componentize-js's fewer; Rust's 3.

@@ -12,6 +12,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::budget::{CpuBudget, thread_cpu_time};
 use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
 use super::needs::{self, PolicyLimits, Toolchain};
+use super::prepared::{Make, Shelf};
 use super::sandbox::Sandbox;
 use super::slots::{Share, Waited};
 use super::v0_1_0::{
@@ -94,8 +95,33 @@ struct Run<R> {
     result: Result<R, PolicyFailure>,
     reads: Vec<ContextRead>,
     fuel_used: u64,
-    /// CPU time the calling thread spent in the sandbox.
-    cpu_used: Duration,
+    cost: Cost,
+}
+
+/// What a call cost, to charge to its tenant's CPU budget.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    /// The calling thread's CPU time when the call started.
+    cpu_start: Duration,
+    /// Wall time from then until the sandbox was torn down or handed on.
+    wall: Duration,
+    /// CPU time spent for the tenant outside the call: making its sandbox
+    /// ahead, tearing down earlier ones.
+    spent_behind: Duration,
+}
+
+impl Cost {
+    /// What is charged beyond `free`. The thread's CPU clock is read (a
+    /// system call) only when the call may have cost more than `free`: a
+    /// thread cannot have run longer than the wall time that passed. Called
+    /// on the thread that made the call.
+    fn beyond(&self, free: Duration) -> Duration {
+        if self.wall + self.spent_behind <= free {
+            return Duration::ZERO;
+        }
+        let used = thread_cpu_time().saturating_sub(self.cpu_start) + self.spent_behind;
+        used.saturating_sub(free)
+    }
 }
 
 impl CompiledPolicy {
@@ -145,6 +171,7 @@ impl CompiledPolicy {
             .run(
                 Arc::new(StaticContext::default()),
                 Call::Load,
+                None,
                 |store, instance| {
                     // Every export's type, before anything calls one:
                     // `classify` runs unchecked on every payment.
@@ -224,6 +251,7 @@ impl CompiledPolicy {
         let run = self.0.run(
             Arc::new(StaticContext::default()),
             Call::Load,
+            None,
             |store, instance| {
                 let policy = self.0.bindings.load(&mut *store, &instance)?;
                 policy
@@ -234,6 +262,7 @@ impl CompiledPolicy {
         match run.result {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
+                shelf: self.0.runtime.inner.preparer.shelf(self.0.maker()),
                 share: Share::new(),
                 budget: Arc::new(CpuBudget::new(
                     self.0.runtime.inner.limits.cpu_per_second,
@@ -251,11 +280,13 @@ impl CompiledPolicy {
 }
 
 impl Compiled {
-    /// Runs `call` in a fresh store and instance under every limit.
+    /// Runs `call` in a fresh store and instance under every limit: one
+    /// made ahead from `shelf` when one is ready, otherwise one made now.
     fn run<R>(
         &self,
         context: Arc<dyn ContextSource>,
         kind: Call,
+        shelf: Option<&Arc<Shelf>>,
         call: impl FnOnce(&mut Store<Sandbox>, Instance) -> wasmtime::Result<R>,
     ) -> Result<Run<R>, Waited> {
         let inner = &self.runtime.inner;
@@ -266,20 +297,67 @@ impl Compiled {
             Call::ClassifyFirst(share) => inner.slots.take_first(share, wait),
             Call::Load => inner.slots.take(Share::LOADING, wait),
         }?;
-        let cpu_start = thread_cpu_time();
-        let mut store = new_store(&self.runtime, limits, context);
+        let (cpu_start, started) = (thread_cpu_time(), Instant::now());
         let timeout = match kind {
             Call::Classify(_) | Call::ClassifyFirst(_) => limits.timeout,
             Call::Load => limits.timeout.max(LOAD_TIMEOUT),
         };
-        let result = arm(&mut store, limits, timeout)
-            .and_then(|()| self.pre.instantiate(&mut store))
-            .and_then(|instance| call(&mut store, instance));
+        let prepared = shelf.and_then(|shelf| inner.preparer.take(shelf));
+        // CPU time spent for this tenant outside the call: making the
+        // sandbox ahead, tearing down earlier ones.
+        let mut spent_behind = shelf.map_or(Duration::ZERO, |shelf| shelf.owed_cpu());
+        let (mut store, instance) = match prepared {
+            Some(prepared) => {
+                spent_behind += prepared.cpu;
+                let mut store = prepared.store;
+                store.data_mut().context = context;
+                // The fuel stays as instantiating left it, as in a sandbox
+                // made now; only the deadline starts with the call.
+                set_deadline(&mut store, timeout, cpu_start);
+                (store, Ok(prepared.instance))
+            }
+            None => {
+                let mut store = new_store(&self.runtime, limits, context);
+                let instance = arm(&mut store, limits, timeout, cpu_start)
+                    .and_then(|()| self.pre.instantiate(&mut store));
+                (store, instance)
+            }
+        };
+        let result = instance.and_then(|instance| call(&mut store, instance));
         let mut run = outcome(&mut store, result, limits, timeout);
-        // Tearing the instance down is part of the call's cost.
-        drop(store);
-        run.cpu_used = thread_cpu_time().saturating_sub(cpu_start);
+        // Tearing the sandbox down is part of the call's cost, here or
+        // behind it.
+        match shelf {
+            Some(shelf) => inner.preparer.tear_down(shelf, store),
+            None => drop(store),
+        }
+        run.cost = Cost {
+            cpu_start,
+            wall: started.elapsed(),
+            spent_behind,
+        };
         Ok(run)
+    }
+
+    /// Makes sandboxes of this policy ahead of their calls: what
+    /// [`run`](Self::run) would make, instantiating under load-time bounds.
+    fn maker(self: &Arc<Self>) -> Make {
+        let compiled = Arc::downgrade(self);
+        Box::new(move || {
+            let compiled = compiled
+                .upgrade()
+                .ok_or_else(|| wasmtime::Error::msg("the policy has been unloaded"))?;
+            let limits = &compiled.limits;
+            let mut store = new_store(
+                &compiled.runtime,
+                limits,
+                Arc::new(StaticContext::default()),
+            );
+            let timeout = limits.timeout.max(LOAD_TIMEOUT);
+            arm(&mut store, limits, timeout, thread_cpu_time())?;
+            let instance = compiled.pre.instantiate(&mut store)?;
+            Ok((store, instance))
+        })
     }
 }
 
@@ -287,6 +365,8 @@ impl Compiled {
 #[derive(Clone)]
 pub struct TenantPolicy {
     compiled: CompiledPolicy,
+    /// Its sandboxes made ahead, when preparation is on.
+    shelf: Option<Arc<Shelf>>,
     /// Whose line its calls wait in for a slot: one per configuration, and
     /// so one per tenant.
     share: Share,
@@ -401,12 +481,12 @@ impl TenantPolicy {
         }
         let wit_tx = v0_1_0::WitTransaction::new(tx);
         let compiled = &self.compiled.0;
-        let run = compiled.run(context, call, |store, instance| {
+        let run = compiled.run(context, call, self.shelf.as_ref(), |store, instance| {
             compiled
                 .exports
                 .call_classify(store, &instance, &self.config, &wit_tx.get())
         })?;
-        let cpu_used = run.cpu_used;
+        let cost = run.cost;
         let decision = self.decision_from(run);
         // The allowance is for answers: a call that failed (looped until its
         // fuel or deadline ran out, say) is charged whole.
@@ -414,8 +494,8 @@ impl TenantPolicy {
             None => compiled.limits.cpu_free_per_call,
             Some(_) => Duration::ZERO,
         };
-        self.budget
-            .charge(cpu_used.saturating_sub(free), Instant::now());
+        let charge = cost.beyond(free);
+        self.budget.charge(charge, Instant::now());
         Ok(decision)
     }
 
@@ -430,7 +510,7 @@ impl TenantPolicy {
             limits,
             Arc::new(StaticContext::default()),
         );
-        let instance = arm(&mut store, limits, LOAD_TIMEOUT)
+        let instance = arm(&mut store, limits, LOAD_TIMEOUT, thread_cpu_time())
             .and_then(|()| self.compiled.0.pre.instantiate(&mut store))
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
         Ok(ReusedInstance {
@@ -617,14 +697,15 @@ impl ReusedInstance {
         data.context = context;
         data.reads.clear();
         let exports = &self.policy.compiled.0.exports;
-        let result = arm(&mut self.store, limits, limits.timeout).and_then(|()| {
-            exports.call_classify(
-                &mut self.store,
-                &self.instance,
-                &self.policy.config,
-                &wit_tx.get(),
-            )
-        });
+        let result =
+            arm(&mut self.store, limits, limits.timeout, thread_cpu_time()).and_then(|()| {
+                exports.call_classify(
+                    &mut self.store,
+                    &self.instance,
+                    &self.policy.config,
+                    &wit_tx.get(),
+                )
+            });
         let run = outcome(&mut self.store, result, limits, limits.timeout);
         Ok(self.policy.decision_from(run))
     }
@@ -635,15 +716,14 @@ impl ReusedInstance {
 pub(crate) const WALL_SLACK: u32 = 4;
 
 /// Sets a call's deadline: the call is stopped once its thread has spent
-/// `timeout` of CPU time in it, or after [`WALL_SLACK`] times `timeout` of
+/// `timeout` of CPU time in it (counted from `cpu_start`), or after [`WALL_SLACK`] times `timeout` of
 /// wall time whatever it spent. Counting the call's own CPU time keeps a
 /// sound policy from failing closed because the machine ran other threads
 /// (a looping neighbour's, say) while it waited to be scheduled; a policy
 /// that loops is stopped as soon as it has looped for `timeout`. The epoch
 /// ticks only tell when to look.
-fn set_deadline(store: &mut Store<Sandbox>, timeout: Duration) {
+fn set_deadline(store: &mut Store<Sandbox>, timeout: Duration, cpu_start: Duration) {
     let ticks = |d: Duration| d.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64 + 1;
-    let cpu_start = thread_cpu_time();
     let wall_end = Instant::now() + timeout * WALL_SLACK;
     store.set_epoch_deadline(ticks(timeout));
     // The callback runs on the thread running the policy, whose CPU time
@@ -658,13 +738,15 @@ fn set_deadline(store: &mut Store<Sandbox>, timeout: Duration) {
     });
 }
 
-/// Gives a store one call's deadline and fuel.
+/// Gives a store one call's deadline and fuel; `cpu_start` is the calling
+/// thread's CPU time when the call started.
 fn arm(
     store: &mut Store<Sandbox>,
     limits: &SandboxLimits,
     timeout: Duration,
+    cpu_start: Duration,
 ) -> wasmtime::Result<()> {
-    set_deadline(store, timeout);
+    set_deadline(store, timeout, cpu_start);
     store.set_fuel(limits.fuel)
 }
 
@@ -683,7 +765,7 @@ fn outcome<R>(
         result,
         reads: std::mem::take(&mut store.data_mut().reads),
         fuel_used,
-        cpu_used: Duration::ZERO,
+        cost: Cost::default(),
     }
 }
 

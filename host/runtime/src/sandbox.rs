@@ -112,6 +112,13 @@ pub(crate) struct MemoryLimiter {
     pub(crate) refused: Option<usize>,
 }
 
+impl MemoryLimiter {
+    /// Bytes of every memory of the instance now.
+    pub(crate) fn total(&self) -> usize {
+        self.total
+    }
+}
+
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,

@@ -39,6 +39,9 @@ pub(super) struct SandboxFile {
     instance_slots: Option<u32>,
     slots_per_tenant: Option<u32>,
     slot_wait_ms: Option<u64>,
+    prepared_instances: Option<u32>,
+    prepared_per_tenant: Option<u32>,
+    prepared_memory_bytes: Option<u64>,
     cpu_per_second_us: Option<u64>,
     cpu_burst_us: Option<u64>,
     cpu_free_per_call_us: Option<u64>,
@@ -162,6 +165,20 @@ impl SandboxFile {
                 "would refuse a payment whenever every sandbox is busy, however briefly",
             )?;
         }
+        // Zero turns preparation off.
+        if let Some(n) = self.prepared_instances {
+            limits.prepared_instances = n;
+        }
+        if let Some(n) = self.prepared_per_tenant {
+            limits.prepared_per_tenant = above_zero(
+                "sandbox.prepared_per_tenant",
+                n,
+                "would keep no sandbox made ahead for any tenant: set sandbox.prepared_instances = 0 to turn preparation off",
+            )?;
+        }
+        if let Some(n) = self.prepared_memory_bytes {
+            limits.prepared_memory_bytes = usize::try_from(n)?;
+        }
         // Zero turns the budget off.
         if let Some(n) = self.cpu_per_second_us {
             limits.cpu_per_second = duration("sandbox.cpu_per_second_us", n, us)?;
@@ -269,7 +286,7 @@ mod tests {
     #[test]
     fn each_sandbox_key_sets_its_limit() {
         let limits = sandbox(
-            "fuel = 7\ntimeout_ms = 9\nmemory_bytes = 1048576\nstack_bytes = 131072\nmax_context_reads = 0\ninstance_slots = 3\nslots_per_tenant = 2\nslot_wait_ms = 5\ncpu_per_second_us = 11\ncpu_burst_us = 13\ncpu_free_per_call_us = 0\n",
+            "fuel = 7\ntimeout_ms = 9\nmemory_bytes = 1048576\nstack_bytes = 131072\nmax_context_reads = 0\ninstance_slots = 3\nslots_per_tenant = 2\nslot_wait_ms = 5\nprepared_instances = 4\nprepared_per_tenant = 1\nprepared_memory_bytes = 65536\ncpu_per_second_us = 11\ncpu_burst_us = 13\ncpu_free_per_call_us = 0\n",
         )
         .unwrap();
         let expected = SandboxLimits {
@@ -281,6 +298,9 @@ mod tests {
             instance_slots: 3,
             slots_per_tenant: 2,
             slot_wait: Duration::from_millis(5),
+            prepared_instances: 4,
+            prepared_per_tenant: 1,
+            prepared_memory_bytes: 64 << 10,
             cpu_per_second: Duration::from_micros(11),
             cpu_burst: Duration::from_micros(13),
             cpu_free_per_call: Duration::ZERO,
@@ -305,6 +325,7 @@ mod tests {
             ("stack_bytes = 8388608", "sandbox.stack_bytes = 8388608"),
             ("instance_slots = 0", "sandbox.instance_slots = 0"),
             ("slots_per_tenant = 0", "sandbox.slots_per_tenant = 0"),
+            ("prepared_per_tenant = 0", "sandbox.prepared_per_tenant = 0"),
             ("slot_wait_ms = 0", "sandbox.slot_wait_ms = 0"),
             ("cpu_burst_us = 0", "sandbox.cpu_burst_us = 0"),
             (
