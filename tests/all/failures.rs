@@ -323,6 +323,31 @@ fn a_policy_that_fails_while_checking_its_configuration_is_refused() {
     assert!(err.contains("unknown variant `dance`"), "{err}");
 }
 
+#[test]
+fn a_policy_that_asks_the_context_while_reading_its_configuration_is_refused() {
+    // Contract 0.2.0 reads the configuration before any transaction, maybe
+    // ahead of the payment: an answer then could not be the payment's.
+    let compiled = runtime()
+        .compile_file(fixtures::MISBEHAVE.as_ref())
+        .unwrap();
+    assert_eq!(compiled.info().contract, "0.2.0");
+    match compiled
+        .configure(r#"{"mode": "ask_on_load"}"#)
+        .unwrap_err()
+    {
+        LoadError::ConfigCheckFailed(f) => {
+            assert_eq!(f.kind, FailureKind::Trap);
+            assert!(
+                f.detail
+                    .contains("asked the context while reading its configuration"),
+                "{}",
+                f.detail
+            );
+        }
+        other => panic!("expected ConfigCheckFailed, got {other}"),
+    }
+}
+
 /// A tenant `acme` whose policy is `policy_path`, governed as the example
 /// configuration says (collaborative decisions keep enhanced records).
 fn acme_with_policy(policy_path: &std::path::Path, config: &str) -> String {

@@ -2105,8 +2105,13 @@ fn bad_artifacts() -> &'static Vec<Artifact> {
                 &["MissingExport"],
             ),
             (
-                "a working policy exported as contract 0.2.0".into(),
+                "a working policy of contract 0.1.0 exported as contract 0.2.0".into(),
                 Wat::new("").export("tiergate:policy/policy@0.2.0").bytes(),
+                &["ForbiddenImport"],
+            ),
+            (
+                "a working policy exported as contract 0.3.0".into(),
+                Wat::new("").export("tiergate:policy/policy@0.3.0").bytes(),
                 &["UnsupportedContract"],
             ),
             (

@@ -27,7 +27,7 @@ fn guest_policies() -> PathBuf {
     PathBuf::from(dir)
 }
 
-fn component(name: &str) -> PathBuf {
+pub(crate) fn component(name: &str) -> PathBuf {
     let path = guest_policies().join(format!("{name}.wasm"));
     assert!(
         path.is_file(),
@@ -213,6 +213,13 @@ fn seed_tiers_decides_alike_in_rust_python_and_typescript() {
         "supervised": {"max_amount": "89.00", "categories": ["agent_hire"],
                        "min_trust": "known", "max_per_window": 20, "window": "1h"}
     }"#;
+    // Both served contracts: Rust reads its configuration once per sandbox
+    // (0.2.0), Python and TypeScript with every call (0.1.0).
+    let contracts: Vec<&str> = policies()
+        .iter()
+        .map(|(_, p)| p.info().contract.as_str())
+        .collect();
+    assert_eq!(contracts, ["0.2.0", "0.1.0", "0.1.0"]);
     for config in ["{}", own] {
         let policies = configured(config);
         let mut tiers = std::collections::BTreeMap::new();

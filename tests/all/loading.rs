@@ -42,7 +42,7 @@ fn a_component_of_another_world_names_the_missing_export() {
     let text = err.to_string();
     assert!(matches!(err, LoadError::MissingExport { .. }), "{text}");
     assert!(
-        text.contains("tiergate:policy/policy@0.1.0") && text.contains("exports: run"),
+        text.contains("tiergate:policy/policy@0.2.0") && text.contains("exports: run"),
         "{text}"
     );
 }
@@ -52,7 +52,7 @@ fn a_component_of_another_contract_version_is_named() {
     let newer = wat::parse_str(
         r#"(component
              (instance $p)
-             (export "tiergate:policy/policy@0.2.0" (instance $p)))"#,
+             (export "tiergate:policy/policy@0.3.0" (instance $p)))"#,
     )
     .unwrap();
     let err = refuse(&newer);
@@ -62,7 +62,7 @@ fn a_component_of_another_contract_version_is_named() {
         "{text}"
     );
     assert!(
-        text.contains("tiergate:policy@0.2.0") && text.contains("serves 0.1.0"),
+        text.contains("tiergate:policy@0.3.0") && text.contains("serves 0.2.0, 0.1.0"),
         "{text}"
     );
 }
@@ -102,7 +102,7 @@ fn an_invalid_configuration_gets_the_policys_own_words() {
 fn metadata_identifies_the_code() {
     let info = bundled("seed-tiers").info().clone();
     assert_eq!(info.name, "seed-tiers");
-    assert_eq!(info.contract, "0.1.0");
+    assert_eq!(info.contract, "0.2.0");
     assert_eq!(info.tiers.len(), 4);
     assert!(info.digest.starts_with("sha256:") && info.digest.len() == 7 + 64);
     let flat = bundled("flat-limit").info().clone();
@@ -130,7 +130,7 @@ fn every_sdk_policy_records_the_contract_it_was_built_against() {
             });
         assert_eq!(
             recorded.as_deref(),
-            Some(&b"tiergate:policy@0.1.0"[..]),
+            Some(&b"tiergate:policy@0.2.0"[..]),
             "{name}"
         );
     }

@@ -127,12 +127,13 @@ fn the_seed_policys_cases_decide_the_same_with_sandboxes_made_ahead() {
     ];
     let seed = bundled_bytes("seed-tiers");
     same_both_ways(seed, "", &cases);
-    // A tenant's own configuration, parsed in the sandbox on every call.
-    same_both_ways(
-        seed,
-        r#"{"sanctioned_jurisdictions": ["KP", "RU"], "prohibited_categories": ["compute"]}"#,
-        &cases,
-    );
+    // A tenant's own configuration, which `seed-tiers` (contract 0.2.0)
+    // reads in a sandbox made ahead before its payment arrives.
+    let own = r#"{"sanctioned_jurisdictions": ["KP", "RU"], "prohibited_categories": ["compute"]}"#;
+    same_both_ways(seed, own, &cases);
+    // A policy of contract 0.1.0, which reads it in every `classify`.
+    let typescript = std::fs::read(crate::languages::component("seed-tiers-ts")).unwrap();
+    same_both_ways(&typescript, own, &cases);
 }
 
 #[test]

@@ -3,8 +3,11 @@
 //! Nothing here is part of the public API: authors call
 //! [`export_policy!`](crate::export_policy) and never see the bindings.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::{String, ToString};
+use core::any::Any;
+use core::cell::RefCell;
 use core::marker::PhantomData;
 use core::str::FromStr;
 
@@ -17,9 +20,9 @@ use crate::{
 
 pub mod bindings {
     wit_bindgen::generate!({
-        // A copy of the workspace's `wit/v0.1.0`, so the published crate carries
+        // A copy of the workspace's `wit/v0.2.0`, so the published crate carries
         // its contract; a test fails if the two differ.
-        path: "wit/v0.1.0",
+        path: "wit/v0.2.0",
         world: "tier-policy",
         pub_export_macro: true,
         export_macro_name: "__tiergate_export_tier_policy",
@@ -39,7 +42,7 @@ use bindings::tiergate::policy::{context as wit_context, types as wit};
 /// of a policy it cannot serve.
 #[used]
 #[cfg_attr(target_family = "wasm", unsafe(link_section = "tiergate:contract"))]
-static CONTRACT: [u8; 21] = *b"tiergate:policy@0.1.0";
+static CONTRACT: [u8; 21] = *b"tiergate:policy@0.2.0";
 
 #[cfg(test)]
 #[test]
@@ -62,7 +65,17 @@ pub trait PackageInfo {
 /// Implements the generated `Guest` trait for any [`Policy`].
 pub struct Export<P>(PhantomData<P>);
 
-impl<P: Policy + PackageInfo> wit_policy::Guest for Export<P> {
+/// The configuration `configure` read, kept for this instance's `classify`.
+/// The host gives every instance one `configure` and one `classify`.
+struct Configured(RefCell<Option<Box<dyn Any>>>);
+
+// SAFETY: a policy instance has one thread: wasm components have no threads,
+// and natively nothing but the export's own calls touch it.
+unsafe impl Sync for Configured {}
+
+static CONFIGURED: Configured = Configured(RefCell::new(None));
+
+impl<P: Policy + PackageInfo + 'static> wit_policy::Guest for Export<P> {
     fn info() -> wit::PolicyInfo {
         wit::PolicyInfo {
             name: P::NAME.to_string(),
@@ -71,12 +84,22 @@ impl<P: Policy + PackageInfo> wit_policy::Guest for Export<P> {
         }
     }
 
-    fn check_config(config: String) -> Result<(), String> {
-        crate::parse_config::<P>(&config).map(|_| ())
+    fn configure(config: String) -> Result<(), String> {
+        let policy = crate::parse_config::<P>(&config)?;
+        let mut kept = CONFIGURED.0.borrow_mut();
+        if kept.is_some() {
+            return Err("`configure` was called twice on one instance".into());
+        }
+        *kept = Some(Box::new(policy));
+        Ok(())
     }
 
-    fn classify(config: String, tx: wit::Transaction) -> Result<wit::Decision, String> {
-        let policy = crate::parse_config::<P>(&config)?;
+    fn classify(tx: wit::Transaction) -> Result<wit::Decision, String> {
+        let kept = CONFIGURED.0.borrow();
+        let policy = kept
+            .as_ref()
+            .and_then(|p| p.downcast_ref::<P>())
+            .ok_or("`classify` was called before `configure`")?;
         let tx = transaction_from_wit(tx)?;
         let decision = policy.classify(&tx, &HostContext);
         Ok(decision_to_wit(decision))

@@ -155,7 +155,7 @@ use alloc::format;
 use alloc::string::String;
 
 /// The version of the WIT contract (`tiergate:policy`) this SDK builds against.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A tier policy. The implementing type is the policy's configuration, read
 /// from the tenant's JSON document.
@@ -171,8 +171,9 @@ pub trait Policy: serde::de::DeserializeOwned {
     const DEFAULTS: Defaults = Defaults::NONE;
 
     /// Checks what deserialization cannot, such as rules that contradict
-    /// each other. Runs when the host loads the policy for a tenant; the
-    /// error text is shown to whoever wrote the configuration.
+    /// each other. Runs when the host loads the policy for a tenant, and
+    /// again in each sandbox before its payment arrives; the error text is
+    /// shown to whoever wrote the configuration.
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }

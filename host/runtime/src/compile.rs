@@ -326,7 +326,7 @@ fn in_child(
             } else {
                 ""
             },
-            crate::v0_1_0::prefix(&said, 1024)
+            crate::contract::prefix(&said, 1024)
         )
     }))
 }

@@ -94,7 +94,7 @@ pub enum LoadError {
     },
     /// The component imports an interface outside the sandbox's allow-list.
     #[error(
-        "the component imports `{name}`, which policies may not use: a policy may import only the tiergate context and the closed-down WASI interfaces the Rust standard library needs"
+        "the component imports `{name}`, which policies may not use: a policy may import only the tiergate context of the contract it implements and the closed-down WASI interfaces the Rust standard library needs"
     )]
     ForbiddenImport {
         /// The import.

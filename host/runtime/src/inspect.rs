@@ -8,17 +8,19 @@ use wasmtime::component::Component;
 use super::LoadError;
 
 /// The `policy` export of each contract version this host serves, newest first.
-pub(crate) const SERVED_CONTRACTS: &[&str] = &["0.1.0"];
+pub(crate) const SERVED_CONTRACTS: &[&str] = &["0.2.0", "0.1.0"];
 
 const POLICY_EXPORT_PREFIX: &str = "tiergate:policy/policy@";
 const CONTRACT_SECTION: &str = "tiergate:contract";
 
-/// Interfaces a policy may import. The tiergate ones carry the contract;
-/// the WASI ones are what the Rust standard library links even when a policy
-/// never does I/O, and the sandbox serves them closed down (see `sandbox`).
+/// The tiergate interfaces a policy may import, each of its own contract's
+/// version.
+const CONTRACT_IMPORTS: &[&str] = &["tiergate:policy/types@", "tiergate:policy/context@"];
+
+/// The other interfaces a policy may import: what the Rust standard library
+/// links even when a policy never does I/O, served closed down (see
+/// `sandbox`).
 const ALLOWED_IMPORTS: &[&str] = &[
-    "tiergate:policy/types@0.1.0",
-    "tiergate:policy/context@0.1.0",
     "wasi:cli/environment@0.2.",
     "wasi:cli/exit@0.2.",
     "wasi:cli/stdin@0.2.",
@@ -152,9 +154,13 @@ pub(crate) fn check_interface(
         });
     };
     for (name, _) in ty.imports(engine) {
-        if !ALLOWED_IMPORTS
+        let of_its_contract = CONTRACT_IMPORTS
             .iter()
-            .any(|allowed| name.starts_with(allowed))
+            .any(|prefix| name.strip_prefix(prefix) == Some(*version));
+        if !of_its_contract
+            && !ALLOWED_IMPORTS
+                .iter()
+                .any(|allowed| name.starts_with(allowed))
         {
             return Err(LoadError::ForbiddenImport {
                 name: name.to_string(),

@@ -40,6 +40,7 @@ pub mod model;
 mod budget;
 mod cache;
 mod compile;
+mod contract;
 mod error;
 mod inspect;
 mod limits;
@@ -48,7 +49,6 @@ mod policy;
 mod prepared;
 mod sandbox;
 mod slots;
-mod v0_1_0;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -128,7 +128,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::caused("cannot link WASI", e))?;
         sandbox::refuse_waiting(&mut linker)
             .map_err(|e| RuntimeError::caused("cannot link WASI", e))?;
-        v0_1_0::TierPolicy::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+        contract::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::caused("cannot link the policy contract", e))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));

@@ -10,14 +10,12 @@ use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::budget::{CpuBudget, thread_cpu_time};
+use super::contract::{Answer, Exports, OversizedQuestion, TooManyReads, WitTransaction, prefix};
 use super::limits::{HANDLES, TRANSFER_BYTES, decision as bounds};
 use super::needs::{self, PolicyLimits, Toolchain};
 use super::prepared::{Make, Shelf};
 use super::sandbox::Sandbox;
 use super::slots::{Share, Waited};
-use super::v0_1_0::{
-    self, Answer, OversizedQuestion, PolicyExports, TierPolicyIndices, TooManyReads, prefix,
-};
 use super::{ClassifyError, EPOCH_TICK, LoadError, Runtime, SandboxLimits, compile, inspect};
 use crate::model::context::{ContextRead, ContextSource, StaticContext};
 use crate::model::decision::{Decision, FailureKind, PolicyFailure, Reason};
@@ -58,10 +56,8 @@ struct Compiled {
     /// allowance.
     limits: SandboxLimits,
     pre: InstancePre<Sandbox>,
-    /// The generated bindings, for the calls made when loading.
-    bindings: TierPolicyIndices,
-    /// The exports, checked once, for the call made per payment.
-    exports: PolicyExports,
+    /// The exports of its contract version, type-checked once.
+    exports: Exports,
     info: PolicyInfo,
 }
 
@@ -145,17 +141,16 @@ impl CompiledPolicy {
             .linker
             .instantiate_pre(&component)
             .map_err(link)?;
-        let bindings = TierPolicyIndices::new(&pre).map_err(link)?;
-        let exports = PolicyExports::find(&component).ok_or_else(|| {
-            LoadError::Link(
-                "the policy interface lacks `info`, `check-config` or `classify`".into(),
-            )
+        let exports = Exports::find(&component, contract).ok_or_else(|| {
+            LoadError::Link(format!(
+                "the policy interface of contract {contract} lacks one of {}",
+                Exports::required(contract)
+            ))
         })?;
         let mut compiled = Compiled {
             limits: policy_limits.applied_to(&runtime.inner.limits),
             runtime,
             pre,
-            bindings,
             exports,
             info: PolicyInfo {
                 name: String::new(),
@@ -172,14 +167,13 @@ impl CompiledPolicy {
                 Arc::new(StaticContext::default()),
                 Call::Load,
                 None,
-                |store, instance| {
-                    // Every export's type, before anything calls one:
-                    // `classify` runs unchecked on every payment.
+                |store, instance, _| {
+                    // Every export's type, before anything calls one: the
+                    // exports are called unchecked from then on.
                     if let Some(mistyped) = compiled.exports.mistyped(store, &instance) {
                         return Ok(Err(mistyped));
                     }
-                    let policy = compiled.bindings.load(&mut *store, &instance)?;
-                    policy.tiergate_policy_policy().call_info(store).map(Ok)
+                    compiled.exports.info(store, &instance).map(Ok)
                 },
             )
             .map_err(LoadError::from)?
@@ -215,11 +209,7 @@ impl CompiledPolicy {
                 )));
             }
         }
-        let mut tiers: Vec<Tier> = answer
-            .tiers
-            .into_iter()
-            .map(v0_1_0::tier_from_wit)
-            .collect();
+        let mut tiers = answer.tiers;
         tiers.sort();
         tiers.dedup();
         if tiers.is_empty() {
@@ -252,25 +242,26 @@ impl CompiledPolicy {
             Arc::new(StaticContext::default()),
             Call::Load,
             None,
-            |store, instance| {
-                let policy = self.0.bindings.load(&mut *store, &instance)?;
-                policy
-                    .tiergate_policy_policy()
-                    .call_check_config(store, config)
-            },
+            |store, instance, _| self.0.exports.check_config(store, &instance, config),
         )?;
+        let config: Arc<str> = config.into();
         match run.result {
             Ok(Ok(())) => Ok(TenantPolicy {
                 compiled: self.clone(),
-                shelf: self.0.runtime.inner.preparer.shelf(self.0.maker()),
+                shelf: self
+                    .0
+                    .runtime
+                    .inner
+                    .preparer
+                    .shelf(self.0.maker(config.clone())),
                 share: Share::new(),
                 budget: Arc::new(CpuBudget::new(
                     self.0.runtime.inner.limits.cpu_per_second,
                     self.0.runtime.inner.limits.cpu_burst,
                     Instant::now(),
                 )),
-                config: config.into(),
                 config_digest: sha256(config.as_bytes()),
+                config,
                 failure_tier: Tier::Collaborative,
             }),
             Ok(Err(message)) => Err(LoadError::InvalidConfig(bounded(&message))),
@@ -281,13 +272,14 @@ impl CompiledPolicy {
 
 impl Compiled {
     /// Runs `call` in a fresh store and instance under every limit: one
-    /// made ahead from `shelf` when one is ready, otherwise one made now.
+    /// made ahead from `shelf` when one is ready (`call`'s third argument
+    /// says so: it has been configured), otherwise one made now.
     fn run<R>(
         &self,
         context: Arc<dyn ContextSource>,
         kind: Call,
         shelf: Option<&Arc<Shelf>>,
-        call: impl FnOnce(&mut Store<Sandbox>, Instance) -> wasmtime::Result<R>,
+        call: impl FnOnce(&mut Store<Sandbox>, Instance, bool) -> wasmtime::Result<R>,
     ) -> Result<Run<R>, Waited> {
         let inner = &self.runtime.inner;
         let limits = &self.limits;
@@ -306,6 +298,7 @@ impl Compiled {
         // CPU time spent for this tenant outside the call: making the
         // sandbox ahead, tearing down earlier ones.
         let mut spent_behind = shelf.map_or(Duration::ZERO, |shelf| shelf.owed_cpu());
+        let made_ahead = prepared.is_some();
         let (mut store, instance) = match prepared {
             Some(prepared) => {
                 spent_behind += prepared.cpu;
@@ -323,7 +316,7 @@ impl Compiled {
                 (store, instance)
             }
         };
-        let result = instance.and_then(|instance| call(&mut store, instance));
+        let result = instance.and_then(|instance| call(&mut store, instance, made_ahead));
         let mut run = outcome(&mut store, result, limits, timeout);
         // Tearing the sandbox down is part of the call's cost, here or
         // behind it.
@@ -340,8 +333,10 @@ impl Compiled {
     }
 
     /// Makes sandboxes of this policy ahead of their calls: what
-    /// [`run`](Self::run) would make, instantiating under load-time bounds.
-    fn maker(self: &Arc<Self>) -> Make {
+    /// [`run`](Self::run) would make, instantiating (and, for a contract
+    /// that reads its configuration before `classify`, configuring with
+    /// `config`) under load-time bounds.
+    fn maker(self: &Arc<Self>, config: Arc<str>) -> Make {
         let compiled = Arc::downgrade(self);
         Box::new(move || {
             let compiled = compiled
@@ -356,6 +351,12 @@ impl Compiled {
             let timeout = limits.timeout.max(LOAD_TIMEOUT);
             arm(&mut store, limits, timeout, thread_cpu_time())?;
             let instance = compiled.pre.instantiate(&mut store)?;
+            if let Err(refused) = compiled.exports.configure(&mut store, &instance, &config)? {
+                // Made at the call instead, which fails closed naming it.
+                return Err(wasmtime::Error::msg(format!(
+                    "`configure` refused the configuration it accepted when loaded: {refused}"
+                )));
+            }
             Ok((store, instance))
         })
     }
@@ -479,13 +480,18 @@ impl TenantPolicy {
                 ),
             ));
         }
-        let wit_tx = v0_1_0::WitTransaction::new(tx);
+        let wit_tx = WitTransaction::new(tx);
         let compiled = &self.compiled.0;
-        let run = compiled.run(context, call, self.shelf.as_ref(), |store, instance| {
-            compiled
-                .exports
-                .call_classify(store, &instance, &self.config, &wit_tx.get())
-        })?;
+        let run = compiled.run(
+            context,
+            call,
+            self.shelf.as_ref(),
+            |store, instance, configured| {
+                compiled
+                    .exports
+                    .classify(store, &instance, &self.config, configured, &wit_tx)
+            },
+        )?;
         let cost = run.cost;
         let decision = self.decision_from(run);
         // The allowance is for answers: a call that failed (looped until its
@@ -510,8 +516,16 @@ impl TenantPolicy {
             limits,
             Arc::new(StaticContext::default()),
         );
+        let compiled = &self.compiled.0;
         let instance = arm(&mut store, limits, LOAD_TIMEOUT, thread_cpu_time())
-            .and_then(|()| self.compiled.0.pre.instantiate(&mut store))
+            .and_then(|()| compiled.pre.instantiate(&mut store))
+            .and_then(|instance| {
+                let configured = compiled
+                    .exports
+                    .configure(&mut store, &instance, &self.config)?;
+                configured.map_err(wasmtime::Error::msg)?;
+                Ok(instance)
+            })
             .map_err(|e| LoadError::Link(format!("cannot instantiate: {e:#}")))?;
         Ok(ReusedInstance {
             policy: self.clone(),
@@ -692,18 +706,19 @@ impl ReusedInstance {
     ) -> Result<Decision, ClassifyError> {
         tx.validate()?;
         let limits = &self.policy.compiled.0.limits;
-        let wit_tx = v0_1_0::WitTransaction::new(tx);
+        let wit_tx = WitTransaction::new(tx);
         let data = self.store.data_mut();
         data.context = context;
         data.reads.clear();
         let exports = &self.policy.compiled.0.exports;
         let result =
             arm(&mut self.store, limits, limits.timeout, thread_cpu_time()).and_then(|()| {
-                exports.call_classify(
+                exports.classify(
                     &mut self.store,
                     &self.instance,
                     &self.policy.config,
-                    &wit_tx.get(),
+                    true,
+                    &wit_tx,
                 )
             });
         let run = outcome(&mut self.store, result, limits, limits.timeout);

@@ -45,6 +45,9 @@ pub(crate) struct Sandbox {
     pub(crate) context: Arc<dyn ContextSource>,
     pub(crate) reads: Vec<ContextRead>,
     pub(crate) max_reads: usize,
+    /// Set while the policy reads its configuration, when the context
+    /// refuses every question.
+    pub(crate) configuring: bool,
 }
 
 impl Sandbox {
@@ -67,6 +70,7 @@ impl Sandbox {
             context,
             reads: Vec::new(),
             max_reads,
+            configuring: false,
         }
     }
 
