@@ -209,3 +209,31 @@ fn the_sandboxes_kept_ahead_stay_within_their_bound_and_idle_ones_go() {
     }
     assert!(idle.elapsed() >= Duration::from_secs(5), "emptied too soon");
 }
+
+#[test]
+fn a_calls_context_is_released_when_it_answers_though_its_sandbox_is_torn_down_later() {
+    // The context is the caller's: a governor's holds a pooled reader of
+    // the tenant's history, which other payments wait for. A sandbox handed
+    // to the background teardown must not keep it until the teardown runs.
+    let (ahead, _) = runtimes();
+    let policy = compile(ahead, bundled_bytes("seed-tiers"))
+        .configure("")
+        .unwrap();
+    let payment = tx("0.02", "embeddings", "verified");
+    let mut behind = 0;
+    for _ in 0..200 {
+        let before = ahead.prepared_counts().torn_down_behind;
+        let context = Arc::new(StaticContext::default());
+        let d = policy
+            .classify_blocking(&payment, context.clone())
+            .expect("transaction is valid");
+        assert_eq!(d.tier, Tier::Autonomous, "{d:?}");
+        assert_eq!(
+            Arc::strong_count(&context),
+            1,
+            "the sandbox still holds the call's context after the answer"
+        );
+        behind += ahead.prepared_counts().torn_down_behind - before;
+    }
+    assert!(behind > 0, "no sandbox was torn down behind its call");
+}

@@ -303,14 +303,14 @@ impl Compiled {
             Some(prepared) => {
                 spent_behind += prepared.cpu;
                 let mut store = prepared.store;
-                store.data_mut().context = context;
+                store.data_mut().context = Some(context);
                 // The fuel stays as instantiating left it, as in a sandbox
                 // made now; only the deadline starts with the call.
                 set_deadline(&mut store, timeout, cpu_start);
                 (store, Ok(prepared.instance))
             }
             None => {
-                let mut store = new_store(&self.runtime, limits, context);
+                let mut store = new_store(&self.runtime, limits, Some(context));
                 let instance = arm(&mut store, limits, timeout, cpu_start)
                     .and_then(|()| self.pre.instantiate(&mut store));
                 (store, instance)
@@ -321,7 +321,10 @@ impl Compiled {
         // Tearing the sandbox down is part of the call's cost, here or
         // behind it.
         match shelf {
-            Some(shelf) => inner.preparer.tear_down(shelf, store),
+            Some(shelf) => {
+                store.data_mut().release_context();
+                inner.preparer.tear_down(shelf, store, made_ahead);
+            }
             None => drop(store),
         }
         run.cost = Cost {
@@ -343,11 +346,7 @@ impl Compiled {
                 .upgrade()
                 .ok_or_else(|| wasmtime::Error::msg("the policy has been unloaded"))?;
             let limits = &compiled.limits;
-            let mut store = new_store(
-                &compiled.runtime,
-                limits,
-                Arc::new(StaticContext::default()),
-            );
+            let mut store = new_store(&compiled.runtime, limits, None);
             let timeout = limits.timeout.max(LOAD_TIMEOUT);
             arm(&mut store, limits, timeout, thread_cpu_time())?;
             let instance = compiled.pre.instantiate(&mut store)?;
@@ -514,7 +513,7 @@ impl TenantPolicy {
         let mut store = new_store(
             &self.compiled.0.runtime,
             limits,
-            Arc::new(StaticContext::default()),
+            Some(Arc::new(StaticContext::default())),
         );
         let compiled = &self.compiled.0;
         let instance = arm(&mut store, limits, LOAD_TIMEOUT, thread_cpu_time())
@@ -708,7 +707,7 @@ impl ReusedInstance {
         let limits = &self.policy.compiled.0.limits;
         let wit_tx = WitTransaction::new(tx);
         let data = self.store.data_mut();
-        data.context = context;
+        data.context = Some(context);
         data.reads.clear();
         let exports = &self.policy.compiled.0.exports;
         let result =
@@ -789,7 +788,7 @@ fn outcome<R>(
 fn new_store(
     runtime: &Runtime,
     limits: &SandboxLimits,
-    context: Arc<dyn ContextSource>,
+    context: Option<Arc<dyn ContextSource>>,
 ) -> Store<Sandbox> {
     let inner = &runtime.inner;
     let sandbox = Sandbox::new(context, limits.memory_bytes, limits.max_context_reads);

@@ -9,9 +9,11 @@
 //!
 //! One background thread per runtime makes and tears down sandboxes, and it
 //! runs only when a core has nothing else to do (`SCHED_IDLE` on Linux).
-//! Under load it gets no time: shelves stay empty, calls make their sandbox
-//! themselves as before, and a call whose sandbox would wait too long in
-//! the teardown queue tears it down itself. Callers never wait on the
+//! Under load it gets no time: shelves stay empty, and calls make their
+//! sandbox and tear it down themselves as before (a call that found no
+//! sandbox ready, or a full teardown queue, does not hand its sandbox on).
+//! A call lets go of its context as it answers, before its sandbox waits
+//! for the teardown: the context is the caller's. Callers never wait on the
 //! thread: they only try a shelf's lock, and make a sandbox if someone holds
 //! it.
 //!
@@ -186,9 +188,12 @@ impl Preparer {
     /// behind the call.
     pub(crate) fn take(&self, shelf: &Arc<Shelf>) -> Option<Prepared> {
         let shared = &self.shared;
-        shelf
-            .last_taken_ms
-            .store(shared.now_ms(), Ordering::Relaxed);
+        // Written at most once a millisecond: every call of the tenant,
+        // on every core, passes here.
+        let now = shared.now_ms();
+        if shelf.last_taken_ms.load(Ordering::Relaxed) != now {
+            shelf.last_taken_ms.store(now, Ordering::Relaxed);
+        }
         let taken = shelf.kept.try_lock().ok().and_then(|mut kept| kept.pop());
         match &taken {
             Some(prepared) => {
@@ -208,13 +213,19 @@ impl Preparer {
     }
 
     /// Hands a used sandbox to the background teardown, which then refills
-    /// `shelf`; or, when the queue is full, tears it down here.
-    pub(crate) fn tear_down(&self, shelf: &Arc<Shelf>, store: Store<Sandbox>) {
+    /// `shelf`; or tears it down here when the queue is full, or when the
+    /// call found no sandbox made ahead: the thread has not kept up, so the
+    /// cores are busy, and handing the work over would only add to it.
+    pub(crate) fn tear_down(&self, shelf: &Arc<Shelf>, store: Store<Sandbox>, made_ahead: bool) {
         let shared = &self.shared;
         let Some(jobs) = &self.jobs else {
             drop(store);
             return;
         };
+        if !made_ahead {
+            drop(store);
+            return;
+        }
         let memory = store.data().memory.total();
         if shared.reserve_teardown(memory) {
             shared
@@ -239,6 +250,7 @@ impl Preparer {
         let Some(jobs) = &self.jobs else { return };
         if shelf.held.load(Ordering::Relaxed) >= self.shared.per_shelf
             || shelf.retry_after_ms.load(Ordering::Relaxed) > self.shared.now_ms()
+            || shelf.refill_queued.load(Ordering::Relaxed)
             || shelf.refill_queued.swap(true, Ordering::AcqRel)
         {
             return;
@@ -263,6 +275,10 @@ impl Shelf {
     /// CPU time spent on this shelf's sandboxes outside calls since the
     /// last time it was asked: the caller charges it to the tenant.
     pub(crate) fn owed_cpu(&self) -> Duration {
+        // Looked at before it is written: calls on every core pass here.
+        if self.owed_cpu_ns.load(Ordering::Relaxed) == 0 {
+            return Duration::ZERO;
+        }
         Duration::from_nanos(self.owed_cpu_ns.swap(0, Ordering::Relaxed))
     }
 

@@ -42,7 +42,9 @@ pub(crate) struct Sandbox {
     table: ResourceTable,
     stderr: MemoryOutputPipe,
     pub(crate) memory: MemoryLimiter,
-    pub(crate) context: Arc<dyn ContextSource>,
+    /// The call's context: none in a sandbox made ahead until a call takes
+    /// it, and none once the call has answered.
+    pub(crate) context: Option<Arc<dyn ContextSource>>,
     pub(crate) reads: Vec<ContextRead>,
     pub(crate) max_reads: usize,
     /// Set while the policy reads its configuration, when the context
@@ -52,7 +54,7 @@ pub(crate) struct Sandbox {
 
 impl Sandbox {
     pub(crate) fn new(
-        context: Arc<dyn ContextSource>,
+        context: Option<Arc<dyn ContextSource>>,
         memory_bytes: usize,
         max_reads: usize,
     ) -> Self {
@@ -72,6 +74,14 @@ impl Sandbox {
             max_reads,
             configuring: false,
         }
+    }
+
+    /// Lets go of the call's context once the call has answered. The context
+    /// is the caller's and may hold what other calls wait for (a governor's
+    /// holds a pooled reader of the tenant's history), while the store may
+    /// wait for its teardown a while longer.
+    pub(crate) fn release_context(&mut self) {
+        self.context = None;
     }
 
     /// What the policy wrote to stderr (a panic message, usually), trimmed.

@@ -20,7 +20,9 @@ use wasmtime::component::{
 
 use super::limits::decision as bounds;
 use super::sandbox::Sandbox;
-use crate::model::context::{Activity, ActivityFilter, ContextRead, RecipientHistory};
+use crate::model::context::{
+    Activity, ActivityFilter, ContextRead, ContextSource, RecipientHistory,
+};
 use crate::model::decision::Reason;
 use crate::model::transaction::Transaction;
 
@@ -276,7 +278,6 @@ impl Sandbox {
         window_ms: u64,
         filter: ActivityFilter,
     ) -> wasmtime::Result<Activity> {
-        self.may_ask()?;
         if let ActivityFilter::Category(c) = &filter
             && c.len() > crate::model::transaction::limits::NAME
         {
@@ -286,7 +287,7 @@ impl Sandbox {
         }
         // A question the host cannot answer exactly fails the policy closed.
         let answer = self
-            .context
+            .context()?
             .agent_activity(window_ms, &filter)
             .map_err(wasmtime::Error::new)?;
         self.record(ContextRead::AgentActivity {
@@ -298,17 +299,18 @@ impl Sandbox {
     }
 
     fn answer_recipient(&mut self) -> wasmtime::Result<RecipientHistory> {
-        self.may_ask()?;
-        let answer = self.context.recipient();
+        let answer = self.context()?.recipient();
         self.record(ContextRead::Recipient { answer })?;
         Ok(answer)
     }
 
-    fn may_ask(&self) -> wasmtime::Result<()> {
-        if self.configuring {
-            return Err(wasmtime::Error::new(AskedWhileConfiguring));
+    /// The call's context, unless the policy is reading its configuration
+    /// (a sandbox made ahead has no context yet).
+    fn context(&self) -> wasmtime::Result<&dyn ContextSource> {
+        match &self.context {
+            Some(context) if !self.configuring => Ok(context.as_ref()),
+            _ => Err(wasmtime::Error::new(AskedWhileConfiguring)),
         }
-        Ok(())
     }
 
     fn record(&mut self, read: ContextRead) -> wasmtime::Result<()> {
