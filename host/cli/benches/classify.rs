@@ -20,7 +20,9 @@ mod report;
 
 use report::{cpu_model, percentile, show, today};
 use tiergate_policy::testing;
-use tiergate_runtime::{ContextSource, Runtime, StaticContext, TenantPolicy, Transaction};
+use tiergate_runtime::{
+    ContextSource, Runtime, SandboxLimits, StaticContext, TenantPolicy, Transaction,
+};
 
 const ARTICLE_DAY: &str = include_str!("../../../examples/article-day.jsonl");
 const ROUNDS: usize = 3_000;
@@ -40,7 +42,12 @@ const FULL_CONFIG: &str = r#"{"prohibited_categories": ["gambling", "unverified_
 
 fn main() -> anyhow::Result<()> {
     let bytes = tiergate_cli::bundled::get("seed-tiers").expect("seed-tiers is bundled");
-    let runtime = Runtime::new()?;
+    // Every sandbox made at its call, as the rows say: what a call costs
+    // when no sandbox was made ahead (the busy case).
+    let runtime = Runtime::with_limits(SandboxLimits {
+        prepared_instances: 0,
+        ..SandboxLimits::default()
+    })?;
     let txs: Vec<Transaction> = ARTICLE_DAY
         .lines()
         .map(|l| Transaction::from_json(l, 1_782_518_400_000))

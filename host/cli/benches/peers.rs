@@ -131,9 +131,12 @@ fn main() -> anyhow::Result<()> {
     tiergate_policy::Policy::validate(&native_policy).map_err(anyhow::Error::msg)?;
 
     let bytes = tiergate_cli::bundled::get("seed-tiers").context("seed-tiers is bundled")?;
-    // Every sandbox made at its call (the default); the low-load table
-    // below sets this beside sandboxes made ahead.
-    let runtime = Runtime::new()?;
+    // Every sandbox made at its call; the low-load table below sets this
+    // beside sandboxes made ahead (the default).
+    let runtime = Runtime::with_limits(SandboxLimits {
+        prepared_instances: 0,
+        ..SandboxLimits::default()
+    })?;
     let policy = runtime.compile(bytes)?.configure("")?;
     let mut reused = policy.reused_instance()?;
     let floor_bytes = wat::parse_str(FLOOR_POLICY)?;
@@ -467,7 +470,7 @@ fn low_load_report(
          - `tiergate made ahead`: `classify_blocking` with `prepared_instances = {prepared}`: \
          the sandbox was made before the payment arrived, on a thread that runs only when a \
          core is idle, and is torn down there after the answer. `tiergate fresh`: the same \
-         with the default limits, every sandbox made and torn down by its call. The floor \
+         with `prepared_instances = 0`, every sandbox made and torn down by its call. The floor \
          rows are the policy that answers a constant, the same two ways.\n\
          - At low load, {taken} of the made-ahead calls found a sandbox made ahead and {at_call} \
          made their own.\n\n\
