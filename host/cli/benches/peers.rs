@@ -131,8 +131,8 @@ fn main() -> anyhow::Result<()> {
     tiergate_policy::Policy::validate(&native_policy).map_err(anyhow::Error::msg)?;
 
     let bytes = tiergate_cli::bundled::get("seed-tiers").context("seed-tiers is bundled")?;
-    // Every sandbox made at its call; the low-load table below sets this
-    // beside sandboxes made ahead (the default).
+    // Every sandbox made at its call (the default, said here because the
+    // low-load table below sets this beside sandboxes made ahead).
     let runtime = Runtime::with_limits(SandboxLimits {
         prepared_instances: 0,
         ..SandboxLimits::default()

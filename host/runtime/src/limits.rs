@@ -25,15 +25,16 @@ use std::time::Duration;
 /// | `compile` | see [`CompileLimits`](super::CompileLimits) | `LoadError::OverCompileBound` (naming the bound) before compiling; `LoadError::CompileFailed` when the child compiling runs out of memory or time |
 /// | `maxima` | see [`PolicyMaxima`] | `LoadError::OverHostMaximum` when a policy declares it needs more |
 /// | `slot_wait` | 2 s | no decision: `ClassifyError::SandboxBusy` (the service answers 503 with `Retry-After`, nothing recorded) |
-/// | `prepared_instances`, `prepared_per_tenant`, `prepared_memory_bytes` | 32 in all (0 turns preparation off), 2 per tenant, 64 MiB of their memories in all | nothing the policy can see: a call that finds none prepared makes its sandbox itself (see below) |
+/// | `prepared_instances`, `prepared_per_tenant`, `prepared_memory_bytes` | 0 (off), 2 per tenant, 64 MiB of their memories in all | nothing the policy can see: a call that finds none prepared makes its sandbox itself (see below) |
 ///
 /// With `prepared_instances` above zero, sandboxes are made before the
 /// payment arrives and torn down after its answer has gone, on a thread
 /// that runs only when a core is idle, so at low load only the call is on a
 /// decision's path. Each is still made for one call and never reused. On a
 /// 2-core virtual machine it took two fifths off a decision at low load,
-/// within 2% of the decisions per second at saturation and the same durable
-/// authorizations at 16 callers (see `docs/benchmarks.md`).
+/// and stayed within 2% at saturation and in durable authorizations (see
+/// `docs/benchmarks.md`). Off by default until the service's other recorded
+/// figures have been measured with it.
 ///
 /// Fixed bounds, the same for every runtime: 256 KiB handed to the host at
 /// once (one host call's arguments, or an answer's top level;
@@ -154,7 +155,7 @@ impl Default for SandboxLimits {
                 .map_or(2, |n| n.get() as u32)
                 .max(2),
             slot_wait: Duration::from_secs(2),
-            prepared_instances: 32,
+            prepared_instances: 0,
             prepared_per_tenant: 2,
             prepared_memory_bytes: 64 << 20,
             cpu_per_second: Duration::from_millis(50),
