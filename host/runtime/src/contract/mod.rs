@@ -145,6 +145,21 @@ impl Exports {
     }
 }
 
+/// The indices of `names` in a component's `interface` export, or `None`
+/// when one is missing.
+fn export_indices<const N: usize>(
+    component: &Component,
+    interface: &str,
+    names: [&str; N],
+) -> Option<[ComponentExportIndex; N]> {
+    let (_, interface) = component.get_export(None, interface)?;
+    let found: Vec<ComponentExportIndex> = names
+        .iter()
+        .map(|name| component.get_export(Some(&interface), name).map(|(_, i)| i))
+        .collect::<Option<_>>()?;
+    found.try_into().ok()
+}
+
 /// A function of an instance by its export index, once the exports' types
 /// have been checked ([`Exports::mistyped`]) on an instance of the same
 /// component.
@@ -185,7 +200,7 @@ pub(crate) enum Answer {
 /// checked.
 pub(crate) struct Lifted {
     tier: Tier,
-    reasons: Vec<(String, String)>,
+    reasons: Vec<Reason>,
     suggestion: Option<String>,
 }
 
@@ -222,20 +237,19 @@ fn read_answer(answer: Result<Lifted, String>) -> Answer {
             bounds::MAX_TEXT_BYTES
         ));
     }
-    let mut reasons = Vec::with_capacity(decision.reasons.len());
-    for (i, (code, message)) in decision.reasons.into_iter().enumerate() {
-        if code.len() > bounds::MAX_CODE_BYTES || message.len() > bounds::MAX_TEXT_BYTES {
-            return oversized(format!(
-                "reason {i} exceeds {} bytes of code or {} bytes of message",
-                bounds::MAX_CODE_BYTES,
-                bounds::MAX_TEXT_BYTES
-            ));
-        }
-        reasons.push(Reason::new(code, message));
+    let too_long = decision.reasons.iter().position(|r| {
+        r.code.len() > bounds::MAX_CODE_BYTES || r.message.len() > bounds::MAX_TEXT_BYTES
+    });
+    if let Some(i) = too_long {
+        return oversized(format!(
+            "reason {i} exceeds {} bytes of code or {} bytes of message",
+            bounds::MAX_CODE_BYTES,
+            bounds::MAX_TEXT_BYTES
+        ));
     }
     Answer::Decided {
         tier,
-        reasons,
+        reasons: decision.reasons,
         suggestion: decision.suggestion,
     }
 }
@@ -412,7 +426,11 @@ macro_rules! shared_by_every_version {
         fn lifted(answer: Result<types::Decision, String>) -> Result<Lifted, String> {
             answer.map(|d| Lifted {
                 tier: tier_from_wit(d.tier),
-                reasons: d.reasons.into_iter().map(|r| (r.code, r.message)).collect(),
+                reasons: d
+                    .reasons
+                    .into_iter()
+                    .map(|r| crate::model::decision::Reason::new(r.code, r.message))
+                    .collect(),
                 suggestion: d.suggestion,
             })
         }

@@ -32,12 +32,15 @@ type ClassifyFunc<'a> =
 impl PolicyExports {
     /// `None` when an export is missing.
     pub(crate) fn find(component: &Component) -> Option<Self> {
-        let (_, interface) = component.get_export(None, "tiergate:policy/policy@0.1.0")?;
-        let index = |name| component.get_export(Some(&interface), name).map(|(_, i)| i);
+        let [info, check_config, classify] = super::export_indices(
+            component,
+            "tiergate:policy/policy@0.1.0",
+            ["info", "check-config", "classify"],
+        )?;
         Some(PolicyExports {
-            info: index("info")?,
-            check_config: index("check-config")?,
-            classify: index("classify")?,
+            info,
+            check_config,
+            classify,
         })
     }
 

@@ -31,12 +31,15 @@ type ClassifyFunc<'a> =
 impl PolicyExports {
     /// `None` when an export is missing.
     pub(crate) fn find(component: &Component) -> Option<Self> {
-        let (_, interface) = component.get_export(None, "tiergate:policy/policy@0.2.0")?;
-        let index = |name| component.get_export(Some(&interface), name).map(|(_, i)| i);
+        let [info, configure, classify] = super::export_indices(
+            component,
+            "tiergate:policy/policy@0.2.0",
+            ["info", "configure", "classify"],
+        )?;
         Some(PolicyExports {
-            info: index("info")?,
-            configure: index("configure")?,
-            classify: index("classify")?,
+            info,
+            configure,
+            classify,
         })
     }
 
